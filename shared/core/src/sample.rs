@@ -1,0 +1,31 @@
+//! The sample series shipped inside the binary, so the app works before any import.
+//!
+//! EURUSD hourly ask bars of 2017 (6,225 bars) from the `gym-anytrading` package
+//! (MIT licence, © 2019 Mohammad Amin Haghpanah), shipped unmodified in its Dukascopy-style
+//! layout; see `shared/core/data/README.md` for provenance and licence notes.
+
+use forexgpt_protocol::{CsvFormat, Timeframe};
+
+/// One shipped series.
+#[derive(Debug, Clone, Copy)]
+pub struct SampleSeries {
+    pub symbol: &'static str,
+    pub timeframe: Timeframe,
+    pub file_name: &'static str,
+    pub format: CsvFormat,
+    pub csv: &'static [u8],
+    pub attribution: &'static str,
+}
+
+pub const SAMPLE_SERIES: &[SampleSeries] = &[SampleSeries {
+    symbol: "EURUSD",
+    timeframe: Timeframe::H1,
+    file_name: "sample:EURUSD_1h_2017.csv",
+    format: CsvFormat::Auto,
+    csv: include_bytes!("../data/EURUSD_1h_2017.csv"),
+    attribution: "EURUSD 1h ask bars 2017, from gym-anytrading (MIT, (c) 2019 Mohammad Amin Haghpanah)",
+}];
+
+/// The series the CLI and the app use when none is named.
+pub const DEFAULT_SYMBOL: &str = "EURUSD";
+pub const DEFAULT_TIMEFRAME: Timeframe = Timeframe::H1;

@@ -1,0 +1,17 @@
+//! Types that cross the boundary between the engine and its front ends (CLI, desktop app).
+//!
+//! Everything here is plain serde data and compiles for `wasm32-unknown-unknown`: no file
+//! system, no threads, no numerics. Times are Unix seconds in UTC (`*_ts` fields).
+
+mod data;
+mod features;
+mod progress;
+mod timeframe;
+
+pub use data::{CsvFormat, Gap, GapKind, GapSummary, ImportReport, SeriesInfo};
+pub use features::{
+    ColumnSummary, FeatureSpec, FeatureSummary, MacdSpec, RegressionMetrics, SplitSpec,
+    SplitSummary, TargetSpec,
+};
+pub use progress::{ProgressEvent, Stage};
+pub use timeframe::{ParseTimeframeError, Timeframe};

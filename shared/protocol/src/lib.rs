@@ -13,5 +13,5 @@ pub use features::{
     ColumnSummary, FeatureSpec, FeatureSummary, MacdSpec, RegressionMetrics, SplitSpec,
     SplitSummary, TargetSpec,
 };
-pub use progress::{ProgressEvent, Stage};
+pub use progress::{BenchResult, ProgressEvent, Stage};
 pub use timeframe::{ParseTimeframeError, Timeframe};

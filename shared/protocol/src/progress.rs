@@ -34,3 +34,22 @@ pub struct ProgressEvent {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
 }
+
+/// Timing of one benchmarked operation: `repeats` timed runs after `warmups` untimed ones.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BenchResult {
+    /// What ran, e.g. `features` or `import_csv`.
+    pub operation: String,
+    /// The input size in words, e.g. `100000 bars`.
+    pub size: String,
+    /// Where it ran: `cpu` (GPU backends join with the device issue).
+    pub device: String,
+    /// The first (cold) run, included in neither the median nor the range.
+    pub first_run_ms: f64,
+    pub median_ms: f64,
+    pub min_ms: f64,
+    pub max_ms: f64,
+    pub repeats: usize,
+    /// Items per second at the median (rows, bars).
+    pub throughput_per_s: f64,
+}

@@ -1,0 +1,226 @@
+//! The benchmark harness and the data-pipeline suite (feature matrix, CSV import).
+//!
+//! Each case does its own setup and returns the time of the part it measures, so fixture
+//! work (generating data, creating a database file) never counts. One cold run is reported
+//! separately; then `repeats` timed runs give median, min and max. Every run's output is
+//! checked, so a fast wrong answer fails instead of winning.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use forexgpt_core::Candle;
+use forexgpt_core::features::{build_features, build_targets};
+use forexgpt_core::import::read_candles_csv;
+use forexgpt_core::store::{ImportSource, Store};
+use forexgpt_core::synthetic::random_walk_hourly;
+use forexgpt_core::timestamp::format_ts;
+use forexgpt_protocol::{
+    BenchResult, CsvFormat, FeatureSpec, ProgressEvent, Stage, TargetSpec, Timeframe,
+};
+
+use crate::error::EngineError;
+use crate::progress::{CancelToken, ProgressSink};
+
+/// One measurable operation.
+pub struct BenchCase {
+    pub operation: String,
+    pub size: String,
+    pub device: String,
+    /// Items processed per run, for throughput.
+    pub items: usize,
+    /// Runs once and returns the measured duration (setup excluded).
+    pub run: Box<dyn FnMut() -> Result<Duration, EngineError>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct BenchOptions {
+    pub repeats: usize,
+}
+
+/// Runs one case: a cold run, then `repeats` timed runs.
+pub fn run_case(case: &mut BenchCase, options: BenchOptions) -> Result<BenchResult, EngineError> {
+    let first = (case.run)()?;
+    let mut times: Vec<f64> = (0..options.repeats.max(1))
+        .map(|_| (case.run)().map(|d| d.as_secs_f64() * 1e3))
+        .collect::<Result<_, _>>()?;
+    times.sort_by(f64::total_cmp);
+    let median = if times.len() % 2 == 1 {
+        times[times.len() / 2]
+    } else {
+        (times[times.len() / 2 - 1] + times[times.len() / 2]) / 2.0
+    };
+    Ok(BenchResult {
+        operation: case.operation.clone(),
+        size: case.size.clone(),
+        device: case.device.clone(),
+        first_run_ms: first.as_secs_f64() * 1e3,
+        median_ms: median,
+        min_ms: times[0],
+        max_ms: times[times.len() - 1],
+        repeats: times.len(),
+        throughput_per_s: case.items as f64 / (median / 1e3),
+    })
+}
+
+/// Runs every case in order, reporting progress; stops early when cancelled.
+pub fn run_suite(
+    cases: &mut [BenchCase],
+    options: BenchOptions,
+    progress: &dyn ProgressSink,
+    cancel: &CancelToken,
+) -> Result<Vec<BenchResult>, EngineError> {
+    let total = cases.len() as u64;
+    let mut results = Vec::with_capacity(cases.len());
+    for (i, case) in cases.iter_mut().enumerate() {
+        if cancel.is_cancelled() {
+            return Err(EngineError::Cancelled);
+        }
+        progress.report(ProgressEvent {
+            stage: Stage::Benchmark,
+            done: i as u64,
+            total: Some(total),
+            message: Some(format!("{} ({})", case.operation, case.size)),
+        });
+        results.push(run_case(case, options)?);
+    }
+    progress.report(ProgressEvent {
+        stage: Stage::Benchmark,
+        done: total,
+        total: Some(total),
+        message: None,
+    });
+    Ok(results)
+}
+
+fn check(ok: bool, what: impl FnOnce() -> String) -> Result<(), EngineError> {
+    if ok {
+        Ok(())
+    } else {
+        Err(EngineError::Io {
+            context: "benchmark result check".into(),
+            source: std::io::Error::other(what()),
+        })
+    }
+}
+
+fn io(context: &str) -> impl FnOnce(std::io::Error) -> EngineError + '_ {
+    move |source| EngineError::Io {
+        context: context.to_string(),
+        source,
+    }
+}
+
+/// Writes `candles` as a plain ISO-8601 CSV (the most common export).
+pub fn write_generic_csv(path: &Path, candles: &[Candle]) -> Result<(), EngineError> {
+    use std::io::Write;
+    let file = std::fs::File::create(path).map_err(io("create benchmark CSV"))?;
+    let mut w = std::io::BufWriter::new(file);
+    writeln!(w, "time,open,high,low,close,volume").map_err(io("write benchmark CSV"))?;
+    for c in candles {
+        writeln!(
+            w,
+            "{},{:.5},{:.5},{:.5},{:.5},{}",
+            format_ts(c.ts),
+            c.open,
+            c.high,
+            c.low,
+            c.close,
+            c.volume
+        )
+        .map_err(io("write benchmark CSV"))?;
+    }
+    w.flush().map_err(io("write benchmark CSV"))
+}
+
+/// Feature matrix and targets on `bars` synthetic hourly bars.
+pub fn features_case(bars: usize) -> BenchCase {
+    let candles = random_walk_hourly(bars, 1);
+    let spec = FeatureSpec::default();
+    let targets = TargetSpec::default();
+    BenchCase {
+        operation: "features".into(),
+        size: format!("{bars} bars"),
+        device: "cpu".into(),
+        items: bars,
+        run: Box::new(move || {
+            let started = Instant::now();
+            let fm = build_features(&candles, &spec)?;
+            let t = build_targets(&fm, &targets)?;
+            let elapsed = started.elapsed();
+            check(
+                fm.rows() == bars - fm.warmup && t.rows == fm.rows() - 24,
+                || format!("unexpected shape {}×{}", fm.rows(), fm.n_columns()),
+            )?;
+            Ok(elapsed)
+        }),
+    }
+}
+
+/// CSV import (parse + validate + store into a new SQLite file) of `rows` rows.
+pub fn import_case(rows: usize, dir: &Path) -> Result<BenchCase, EngineError> {
+    let csv = dir.join(format!("bench_{rows}.csv"));
+    write_generic_csv(&csv, &random_walk_hourly(rows, 2))?;
+    let dir = dir.to_path_buf();
+    let mut run_no = 0usize;
+    Ok(BenchCase {
+        operation: "import_csv".into(),
+        size: format!("{rows} rows"),
+        device: "cpu".into(),
+        items: rows,
+        run: Box::new(move || {
+            run_no += 1;
+            let db = dir.join(format!("bench_{run_no}.sqlite"));
+            let mut store = Store::open(&db)?;
+            let started = Instant::now();
+            let parsed = read_candles_csv(&csv, CsvFormat::Auto, Timeframe::H1, &mut |_, _| true)?;
+            let source = ImportSource {
+                file: "bench.csv",
+                format: parsed.format.as_str(),
+                replace: false,
+            };
+            let outcome = store.import_candles("BENCH", Timeframe::H1, &parsed.candles, &source)?;
+            let elapsed = started.elapsed();
+            drop(store);
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+            }
+            check(outcome.inserted as usize == rows, || {
+                format!("stored {} of {rows} rows", outcome.inserted)
+            })?;
+            Ok(elapsed)
+        }),
+    })
+}
+
+/// The data-pipeline suite: features on `bars` bars and import of `csv_rows` rows; files go to
+/// `dir`.
+pub fn data_suite(bars: usize, csv_rows: usize, dir: &Path) -> Result<Vec<BenchCase>, EngineError> {
+    Ok(vec![features_case(bars), import_case(csv_rows, dir)?])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::progress::NoProgress;
+
+    #[test]
+    fn small_suite_runs_and_reports_sane_numbers() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cases = data_suite(2_000, 3_000, dir.path()).unwrap();
+        let results = run_suite(
+            &mut cases,
+            BenchOptions { repeats: 3 },
+            &NoProgress,
+            &CancelToken::new(),
+        )
+        .unwrap();
+        assert_eq!(results.len(), 2);
+        for r in &results {
+            assert_eq!(r.repeats, 3);
+            assert!(r.min_ms <= r.median_ms && r.median_ms <= r.max_ms, "{r:?}");
+            assert!(r.throughput_per_s > 0.0);
+        }
+        // Only the CSV itself is left behind.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+}

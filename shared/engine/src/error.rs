@@ -1,0 +1,34 @@
+//! The one error type front ends show to users.
+
+use forexgpt_core::features::FeatureError;
+use forexgpt_core::import::ImportError;
+use forexgpt_core::resample::ResampleError;
+use forexgpt_core::scaler::ScalerError;
+use forexgpt_core::split::SplitError;
+use forexgpt_core::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Import(#[from] ImportError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Features(#[from] FeatureError),
+    #[error(transparent)]
+    Split(#[from] SplitError),
+    #[error(transparent)]
+    Scaler(#[from] ScalerError),
+    #[error(transparent)]
+    Resample(#[from] ResampleError),
+    #[error("invalid symbol '{0}': use 1–20 letters, digits, '.', '_' or '-' (e.g. EURUSD)")]
+    InvalidSymbol(String),
+    #[error("cancelled")]
+    Cancelled,
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+}

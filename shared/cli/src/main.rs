@@ -1,1 +1,79 @@
-fn main() {}
+//! `forexgpt`: the command line of ForexGPT Workbench. Parses arguments, calls the engine,
+//! prints tables for people and JSON (`--json`) for scripts.
+
+#[macro_use]
+mod output;
+mod commands;
+mod progress;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use forexgpt_core::store::DB_ENV;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "forexgpt",
+    version,
+    about = "ForexGPT Workbench: forex data, features and forecasting models"
+)]
+pub struct Cli {
+    /// SQLite database file (default: forexgpt.sqlite in the user's data directory).
+    #[arg(long, global = true, env = DB_ENV, value_name = "PATH")]
+    db: Option<PathBuf>,
+    /// Print machine-readable JSON instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
+    /// More log output (-v info, -vv debug).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Import OHLCV candles from a CSV file (MetaTrader, HistData, Dukascopy, pandas, generic).
+    Import(commands::ImportArgs),
+    /// List stored series; `data show|delete|resample` for one series.
+    Data(commands::DataArgs),
+    /// Build the feature matrix and targets of a stored series and summarise them.
+    Features(commands::FeatureArgs),
+    /// Time the data pipeline (feature matrix, CSV import).
+    Bench(commands::BenchArgs),
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FOREXGPT_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    let json = cli.json;
+    match commands::run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            if json {
+                output::write_line(format_args!(
+                    "{}",
+                    serde_json::json!({ "error": format!("{err:#}") })
+                ));
+            } else {
+                eprintln!("error: {err:#}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -37,12 +37,8 @@ impl fmt::Display for RowError {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
-    #[error("cannot read '{file}': {source}")]
-    Read {
-        file: String,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("cannot read '{file}': {cause}")]
+    Read { file: String, cause: std::io::Error },
     #[error("'{file}' is empty")]
     Empty { file: String },
     #[error("'{file}', line 1: {reason}")]
@@ -135,9 +131,9 @@ pub fn read_candles_csv(
     progress: &mut dyn FnMut(u64, u64) -> bool,
 ) -> Result<ParsedCsv, ImportError> {
     let file = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|source| ImportError::Read {
+    let bytes = std::fs::read(path).map_err(|cause| ImportError::Read {
         file: file.clone(),
-        source,
+        cause,
     })?;
     parse_candles_csv(&file, &bytes, format, timeframe, progress)
 }

@@ -55,18 +55,13 @@ pub const MIGRATIONS: &[&str] = &[
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("database '{path}': {source}")]
+    #[error("database '{path}': {cause}")]
     Sqlite {
         path: String,
-        #[source]
-        source: rusqlite::Error,
+        cause: rusqlite::Error,
     },
-    #[error("cannot create the data directory '{path}': {source}")]
-    CreateDir {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("cannot create the data directory '{path}': {cause}")]
+    CreateDir { path: String, cause: std::io::Error },
     #[error("no data directory could be determined for this user; pass --db or set {DB_ENV}")]
     NoDataDir,
     #[error(
@@ -133,15 +128,15 @@ impl Store {
     /// Opens (creating if needed) the database at `path` and migrates it.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
+            std::fs::create_dir_all(dir).map_err(|cause| StoreError::CreateDir {
                 path: dir.display().to_string(),
-                source,
+                cause,
             })?;
         }
         let label = path.display().to_string();
-        let conn = Connection::open(path).map_err(|source| StoreError::Sqlite {
+        let conn = Connection::open(path).map_err(|cause| StoreError::Sqlite {
             path: label.clone(),
-            source,
+            cause,
         })?;
         Store::init(conn, label)
     }
@@ -149,9 +144,9 @@ impl Store {
     /// A private in-memory database (tests, benchmarks).
     pub fn open_in_memory() -> Result<Store, StoreError> {
         let label = ":memory:".to_string();
-        let conn = Connection::open_in_memory().map_err(|source| StoreError::Sqlite {
+        let conn = Connection::open_in_memory().map_err(|cause| StoreError::Sqlite {
             path: label.clone(),
-            source,
+            cause,
         })?;
         Store::init(conn, label)
     }
@@ -164,9 +159,9 @@ impl Store {
     }
 
     fn sql<T>(&self, result: rusqlite::Result<T>) -> Result<T, StoreError> {
-        result.map_err(|source| StoreError::Sqlite {
+        result.map_err(|cause| StoreError::Sqlite {
             path: self.path.clone(),
-            source,
+            cause,
         })
     }
 
@@ -201,9 +196,9 @@ impl Store {
             return Ok(());
         }
         let path = self.path.clone();
-        let wrap = |source| StoreError::Sqlite {
+        let wrap = |cause| StoreError::Sqlite {
             path: path.clone(),
-            source,
+            cause,
         };
         let tx = self.conn.transaction().map_err(wrap)?;
         for (version, sql) in MIGRATIONS
@@ -256,7 +251,7 @@ impl Store {
         let path = self.path.clone();
         let wrap = |e| StoreError::Sqlite {
             path: path.clone(),
-            source: e,
+            cause: e,
         };
         let now = chrono::Utc::now().timestamp();
         let tx = self.conn.transaction().map_err(wrap)?;

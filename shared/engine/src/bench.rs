@@ -98,15 +98,15 @@ fn check(ok: bool, what: impl FnOnce() -> String) -> Result<(), EngineError> {
     } else {
         Err(EngineError::Io {
             context: "benchmark result check".into(),
-            source: std::io::Error::other(what()),
+            cause: std::io::Error::other(what()),
         })
     }
 }
 
 fn io(context: &str) -> impl FnOnce(std::io::Error) -> EngineError + '_ {
-    move |source| EngineError::Io {
+    move |cause| EngineError::Io {
         context: context.to_string(),
-        source,
+        cause,
     }
 }
 

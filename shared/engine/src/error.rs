@@ -25,10 +25,9 @@ pub enum EngineError {
     InvalidSymbol(String),
     #[error("cancelled")]
     Cancelled,
-    #[error("{context}: {source}")]
+    #[error("{context}: {cause}")]
     Io {
         context: String,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
 }

@@ -1,0 +1,261 @@
+//! Subcommand arguments and what each one runs.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
+use forexgpt_core::sample::{DEFAULT_SYMBOL, DEFAULT_TIMEFRAME};
+use forexgpt_engine::bench::{BenchOptions, data_suite, run_suite};
+use forexgpt_engine::{FeatureRequest, Workbench};
+use forexgpt_protocol::{CsvFormat, FeatureSpec, SplitSpec, TargetSpec, Timeframe};
+
+use crate::output;
+use crate::progress::{BarProgress, ctrl_c_token};
+use crate::{Cli, Command};
+
+#[derive(Args, Debug)]
+pub struct ImportArgs {
+    /// The CSV file.
+    file: PathBuf,
+    /// Instrument name, e.g. EURUSD.
+    #[arg(long)]
+    symbol: String,
+    /// Bar length: 1m, 5m, 15m, 30m, 1h, 4h, 1d (MetaTrader's M1…D1 work too).
+    #[arg(long)]
+    timeframe: Timeframe,
+    /// File layout: auto, metatrader, histdata, dukascopy, generic.
+    #[arg(long, default_value = "auto")]
+    format: CsvFormat,
+    /// Replace the stored series instead of merging the file into it.
+    #[arg(long)]
+    replace: bool,
+}
+
+/// One stored series.
+#[derive(Args, Debug, Clone)]
+pub struct SeriesArgs {
+    #[arg(long, default_value = DEFAULT_SYMBOL)]
+    symbol: String,
+    #[arg(long, default_value_t = DEFAULT_TIMEFRAME)]
+    timeframe: Timeframe,
+}
+
+#[derive(Args, Debug)]
+pub struct DataArgs {
+    /// Count weekend, holiday and in-session gaps of every series.
+    #[arg(long)]
+    gaps: bool,
+    #[command(subcommand)]
+    action: Option<DataAction>,
+}
+
+#[derive(Subcommand, Debug)]
+enum DataAction {
+    /// One series with every gap in it.
+    Show(SeriesArgs),
+    /// Delete a series.
+    Delete(SeriesArgs),
+    /// Build coarser bars from a stored series and store them.
+    Resample {
+        #[arg(long, default_value = DEFAULT_SYMBOL)]
+        symbol: String,
+        /// The stored timeframe to build from.
+        #[arg(long, default_value_t = DEFAULT_TIMEFRAME)]
+        from: Timeframe,
+        /// The coarser timeframe to build.
+        #[arg(long)]
+        to: Timeframe,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct FeatureArgs {
+    #[command(flatten)]
+    series: SeriesArgs,
+    /// Bars of windowed OHLC.
+    #[arg(long, default_value_t = FeatureSpec::default().window)]
+    window: u32,
+    /// Target horizons in bars, comma separated.
+    #[arg(long, value_delimiter = ',', default_values_t = TargetSpec::default().horizons)]
+    horizons: Vec<u32>,
+    /// Share of labelled rows for training (in time order).
+    #[arg(long, default_value_t = SplitSpec::default().train_fraction)]
+    train: f64,
+    /// Share of labelled rows for validation; the rest is the test part.
+    #[arg(long, default_value_t = SplitSpec::default().validation_fraction)]
+    validation: f64,
+    /// Rows dropped between parts (default: window + largest horizon).
+    #[arg(long)]
+    purge: Option<u32>,
+    /// Show every column (default: the first and last few).
+    #[arg(long)]
+    all_columns: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Bars for the feature-matrix benchmark.
+    #[arg(long, default_value_t = 100_000)]
+    bars: usize,
+    /// Rows of the CSV import benchmark.
+    #[arg(long, default_value_t = 1_000_000)]
+    csv_rows: usize,
+    /// Timed runs per operation (after one cold run).
+    #[arg(long, default_value_t = 5)]
+    repeats: usize,
+}
+
+pub fn run(cli: Cli) -> Result<()> {
+    let json = cli.json;
+    match cli.command {
+        Command::Import(args) => import(cli.db, json, args),
+        Command::Data(args) => data(cli.db, json, args),
+        Command::Features(args) => features(cli.db, json, args),
+        Command::Bench(args) => bench(json, args),
+    }
+}
+
+fn open(db: Option<PathBuf>) -> Result<Workbench> {
+    Ok(Workbench::open(db.as_deref())?)
+}
+
+fn import(db: Option<PathBuf>, json: bool, args: ImportArgs) -> Result<()> {
+    let mut wb = open(db)?;
+    let progress = BarProgress::new(json);
+    let cancel = ctrl_c_token();
+    let report = wb.import_csv(
+        &args.file,
+        &args.symbol,
+        args.timeframe,
+        args.format,
+        args.replace,
+        &progress,
+        &cancel,
+    );
+    progress.finish();
+    let report = report?;
+    if json {
+        output::print_json(&report)
+    } else {
+        output::print_import(&report);
+        Ok(())
+    }
+}
+
+fn data(db: Option<PathBuf>, json: bool, args: DataArgs) -> Result<()> {
+    let mut wb = open(db)?;
+    match args.action {
+        None => {
+            let list = wb.list_series(args.gaps)?;
+            if json {
+                return output::print_json(&list);
+            }
+            output::print_series_list(&list, wb.db_path());
+        }
+        Some(DataAction::Show(s)) => {
+            let (info, gaps) = wb.series_gaps(&s.symbol, s.timeframe)?;
+            if json {
+                return output::print_json(&serde_json::json!({ "series": info, "gaps": gaps }));
+            }
+            output::print_series_detail(&info, &gaps);
+        }
+        Some(DataAction::Delete(s)) => {
+            if !wb.delete_series(&s.symbol, s.timeframe)? {
+                bail!(
+                    "no {} series of {} is stored",
+                    s.timeframe,
+                    s.symbol.to_ascii_uppercase()
+                );
+            }
+            if json {
+                return output::print_json(
+                    &serde_json::json!({ "deleted": { "symbol": s.symbol.to_ascii_uppercase(), "timeframe": s.timeframe } }),
+                );
+            }
+            output::write_line(format_args!(
+                "deleted {} {}",
+                s.symbol.to_ascii_uppercase(),
+                s.timeframe
+            ));
+        }
+        Some(DataAction::Resample { symbol, from, to }) => {
+            let report = wb
+                .resample_series(&symbol, from, to)
+                .with_context(|| format!("resampling {symbol} {from} → {to}"))?;
+            if json {
+                return output::print_json(&report);
+            }
+            output::print_resample(&report);
+        }
+    }
+    Ok(())
+}
+
+fn features(db: Option<PathBuf>, json: bool, args: FeatureArgs) -> Result<()> {
+    let wb = open(db)?;
+    let request = FeatureRequest {
+        symbol: args.series.symbol,
+        timeframe: args.series.timeframe,
+        features: FeatureSpec {
+            window: args.window,
+            ..FeatureSpec::default()
+        },
+        targets: TargetSpec {
+            horizons: args.horizons,
+        },
+        split: SplitSpec {
+            train_fraction: args.train,
+            validation_fraction: args.validation,
+            purge: args.purge,
+        },
+    };
+    let summary = wb.feature_summary(&request)?;
+    if json {
+        return output::print_json(&summary);
+    }
+    output::print_feature_summary(&summary, args.all_columns);
+    Ok(())
+}
+
+fn bench(json: bool, args: BenchArgs) -> Result<()> {
+    let dir = tempfile_dir()?;
+    let progress = BarProgress::new(json);
+    let cancel = ctrl_c_token();
+    let mut cases = data_suite(args.bars, args.csv_rows, dir.path())?;
+    let results = run_suite(
+        &mut cases,
+        BenchOptions {
+            repeats: args.repeats,
+        },
+        &progress,
+        &cancel,
+    );
+    progress.finish();
+    let results = results?;
+    if json {
+        return output::print_json(&results);
+    }
+    output::print_bench(&results);
+    Ok(())
+}
+
+/// A scratch directory under the system temp dir, removed on drop.
+struct ScratchDir(PathBuf);
+
+impl ScratchDir {
+    fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn tempfile_dir() -> Result<ScratchDir> {
+    let dir = std::env::temp_dir().join(format!("forexgpt-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    Ok(ScratchDir(dir))
+}

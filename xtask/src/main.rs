@@ -1,1 +1,172 @@
-fn main() {}
+//! `cargo xtask <task>`: project automation written in Rust instead of shell scripts.
+//!
+//! - `setup`  installs what a fresh Debian/Ubuntu machine lacks (idempotent: checks first)
+//! - `test`   setup, then rustfmt check, clippy with warnings denied, and every test
+//! - `app`    setup, then runs the app (for now the CLI on the built-in sample data)
+//! - `bench`  release build, then the benchmark suite (extra arguments go to `forexgpt bench`)
+
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+/// Debian packages the build and the tests need. `build-essential` and `pkg-config` build
+/// the bundled SQLite.
+const APT_PACKAGES: &[&str] = &["build-essential", "pkg-config"];
+/// rustup components the checks need.
+const RUSTUP_COMPONENTS: &[&str] = &["rustfmt", "clippy"];
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (task, rest) = args
+        .split_first()
+        .map(|(t, r)| (t.as_str(), r))
+        .unwrap_or(("help", &[]));
+    match task {
+        "setup" => setup(),
+        "test" => {
+            setup()?;
+            test()
+        }
+        "app" => {
+            setup()?;
+            app()
+        }
+        "bench" => {
+            setup()?;
+            bench(rest)
+        }
+        "help" | "-h" | "--help" => {
+            println!("usage: cargo xtask <setup|test|app|bench> [args]");
+            Ok(())
+        }
+        other => bail!("unknown task '{other}'; expected setup, test, app or bench"),
+    }
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string()))
+}
+
+fn run(mut cmd: Command) -> Result<()> {
+    let shown = format!("{cmd:?}");
+    eprintln!("xtask: running {shown}");
+    let status = cmd.status().with_context(|| format!("starting {shown}"))?;
+    if !status.success() {
+        bail!("{shown} failed with {status}");
+    }
+    Ok(())
+}
+
+fn output_of(program: &str, args: &[&str]) -> Option<String> {
+    let out = Command::new(program).args(args).output().ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn apt_installed(package: &str) -> bool {
+    output_of("dpkg-query", &["-W", "-f=${Status}", package])
+        .is_some_and(|s| s.contains("install ok installed"))
+}
+
+fn is_root() -> bool {
+    output_of("id", &["-u"]).is_some_and(|s| s.trim() == "0")
+}
+
+/// Installs missing apt packages and rustup components; does nothing when all are present.
+fn setup() -> Result<()> {
+    let missing: Vec<&str> = APT_PACKAGES
+        .iter()
+        .copied()
+        .filter(|p| !apt_installed(p))
+        .collect();
+    if !missing.is_empty() {
+        if output_of("apt-get", &["--version"]).is_none() {
+            bail!(
+                "missing packages {missing:?} and no apt-get here: install them with your package manager"
+            );
+        }
+        let sudo = if is_root() { None } else { Some("sudo") };
+        let apt = |args: &[&str]| {
+            let mut cmd = Command::new(sudo.unwrap_or("apt-get"));
+            if sudo.is_some() {
+                cmd.arg("apt-get");
+            }
+            cmd.args(args).env("DEBIAN_FRONTEND", "noninteractive");
+            cmd
+        };
+        run(apt(&["update", "-q"]))?;
+        let mut install = apt(&["install", "-y", "-q", "--no-install-recommends"]);
+        install.args(&missing);
+        run(install)?;
+    }
+    if let Some(installed) = output_of("rustup", &["component", "list", "--installed"]) {
+        for component in RUSTUP_COMPONENTS {
+            if !installed.lines().any(|l| l.starts_with(component)) {
+                let mut cmd = Command::new("rustup");
+                cmd.args(["component", "add", component]);
+                run(cmd)?;
+            }
+        }
+    }
+    eprintln!("xtask: setup complete");
+    Ok(())
+}
+
+fn test() -> Result<()> {
+    let mut fmt = cargo();
+    fmt.args(["fmt", "--all", "--", "--check"]);
+    run(fmt)?;
+    let mut clippy = cargo();
+    clippy.args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--locked",
+        "--",
+        "-D",
+        "warnings",
+    ]);
+    run(clippy)?;
+    let mut test = cargo();
+    test.args(["test", "--workspace", "--locked"]);
+    run(test)
+}
+
+fn app() -> Result<()> {
+    let mut build = cargo();
+    build.args(["build", "--release", "--locked", "-p", "forexgpt-cli"]);
+    run(build)?;
+    let forexgpt = |args: &[&str]| {
+        let mut cmd = cargo();
+        cmd.args([
+            "run",
+            "--quiet",
+            "--release",
+            "--locked",
+            "-p",
+            "forexgpt-cli",
+            "--",
+        ])
+        .args(args);
+        cmd
+    };
+    run(forexgpt(&["data", "--gaps"]))?;
+    run(forexgpt(&["features"]))
+}
+
+fn bench(rest: &[String]) -> Result<()> {
+    let mut cmd = cargo();
+    cmd.args([
+        "run",
+        "--quiet",
+        "--release",
+        "--locked",
+        "-p",
+        "forexgpt-cli",
+        "--",
+        "bench",
+    ])
+    .args(rest);
+    run(cmd)
+}

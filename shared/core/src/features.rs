@@ -11,6 +11,8 @@ use std::f64::consts::TAU;
 use chrono::{DateTime, Datelike, Timelike};
 use forexgpt_protocol::{FeatureSpec, TargetSpec};
 
+use rayon::prelude::*;
+
 use crate::candle::Candle;
 use crate::indicators;
 
@@ -110,18 +112,8 @@ fn check_spec(spec: &FeatureSpec) -> Result<(), FeatureError> {
     Ok(())
 }
 
-/// Full-length columns with their names, built one indicator at a time.
-struct ColumnSet {
-    names: Vec<String>,
-    columns: Vec<Vec<f64>>,
-}
-
-impl ColumnSet {
-    fn push(&mut self, name: String, column: Vec<f64>) {
-        self.names.push(name);
-        self.columns.push(column);
-    }
-}
+/// A full-length indicator column (NaN in its warm-up), computed on demand.
+type ColumnJob<'a> = (String, Box<dyn Fn() -> Vec<f64> + Send + Sync + 'a>);
 
 /// The index of the first bar at which every column is defined.
 fn first_complete_row(columns: &[Vec<f64>], len: usize) -> usize {
@@ -132,112 +124,162 @@ fn first_complete_row(columns: &[Vec<f64>], len: usize) -> usize {
         .unwrap_or(0)
 }
 
-/// Builds the feature matrix of `candles` (in time order).
+/// Bar series in the shapes the indicators need.
+struct Series {
+    high: Vec<f64>,
+    low: Vec<f64>,
+    close: Vec<f64>,
+    ln_open: Vec<f64>,
+    ln_high: Vec<f64>,
+    ln_low: Vec<f64>,
+    ln_close: Vec<f64>,
+}
+
+impl Series {
+    fn new(candles: &[Candle]) -> Self {
+        let field = |f: fn(&Candle) -> f64| candles.iter().map(f).collect::<Vec<f64>>();
+        let ln = |f: fn(&Candle) -> f64| candles.iter().map(|c| f(c).ln()).collect::<Vec<f64>>();
+        Series {
+            high: field(|c| c.high),
+            low: field(|c| c.low),
+            close: field(|c| c.close),
+            ln_open: ln(|c| c.open),
+            ln_high: ln(|c| c.high),
+            ln_low: ln(|c| c.low),
+            ln_close: ln(|c| c.close),
+        }
+    }
+
+    fn per_close(&self, x: Vec<f64>) -> Vec<f64> {
+        x.iter().zip(&self.close).map(|(v, c)| v / c).collect()
+    }
+}
+
+/// Every non-window column of `spec`, in output order, as jobs that can run in parallel.
+fn indicator_jobs<'a>(
+    candles: &'a [Candle],
+    s: &'a Series,
+    spec: &'a FeatureSpec,
+) -> Vec<ColumnJob<'a>> {
+    let mut jobs: Vec<ColumnJob<'a>> = Vec::new();
+    if spec.calendar {
+        let angle = move |f: fn(&DateTime<chrono::Utc>) -> f64, g: fn(f64) -> f64| -> Vec<f64> {
+            candles
+                .iter()
+                .map(|c| DateTime::from_timestamp(c.ts, 0).map_or(f64::NAN, |t| g(f(&t))))
+                .collect()
+        };
+        let hour = |t: &DateTime<chrono::Utc>| TAU * f64::from(t.hour()) / 24.0;
+        let weekday =
+            |t: &DateTime<chrono::Utc>| TAU * f64::from(t.weekday().num_days_from_monday()) / 7.0;
+        jobs.push(("hour_sin".into(), Box::new(move || angle(hour, f64::sin))));
+        jobs.push(("hour_cos".into(), Box::new(move || angle(hour, f64::cos))));
+        jobs.push((
+            "weekday_sin".into(),
+            Box::new(move || angle(weekday, f64::sin)),
+        ));
+        jobs.push((
+            "weekday_cos".into(),
+            Box::new(move || angle(weekday, f64::cos)),
+        ));
+    }
+    for &p in &spec.volatility_periods {
+        jobs.push((
+            format!("realized_vol_{p}"),
+            Box::new(move || indicators::realized_volatility(&s.ln_close, p as usize)),
+        ));
+    }
+    for &p in &spec.rsi_periods {
+        jobs.push((
+            format!("rsi_{p}"),
+            Box::new(move || {
+                indicators::rsi(&s.close, p as usize)
+                    .iter()
+                    .map(|v| v / 100.0)
+                    .collect()
+            }),
+        ));
+    }
+    for &p in &spec.atr_periods {
+        jobs.push((
+            format!("atr_{p}"),
+            Box::new(move || s.per_close(indicators::atr(&s.high, &s.low, &s.close, p as usize))),
+        ));
+    }
+    for &p in &spec.bollinger_periods {
+        jobs.push((
+            format!("bollinger_pb_{p}"),
+            Box::new(move || indicators::bollinger_percent_b(&s.close, p as usize, 2.0)),
+        ));
+    }
+    for &p in &spec.stochastic_periods {
+        let stoch = move || indicators::stochastic(&s.high, &s.low, &s.close, p as usize, 3);
+        jobs.push((
+            format!("stoch_k_{p}"),
+            Box::new(move || stoch().0.iter().map(|v| v / 100.0).collect()),
+        ));
+        jobs.push((
+            format!("stoch_d_{p}"),
+            Box::new(move || stoch().1.iter().map(|v| v / 100.0).collect()),
+        ));
+    }
+    for m in &spec.macd {
+        let tag = format!("{}_{}_{}", m.fast, m.slow, m.signal);
+        let macd = move || {
+            indicators::macd(
+                &s.close,
+                m.fast as usize,
+                m.slow as usize,
+                m.signal as usize,
+            )
+        };
+        jobs.push((
+            format!("macd_{tag}"),
+            Box::new(move || s.per_close(macd().0)),
+        ));
+        jobs.push((
+            format!("macd_signal_{tag}"),
+            Box::new(move || s.per_close(macd().1)),
+        ));
+        jobs.push((
+            format!("macd_hist_{tag}"),
+            Box::new(move || s.per_close(macd().2)),
+        ));
+    }
+    jobs
+}
+
+/// Names of the windowed OHLC columns, in output order.
+fn window_column_names(window: usize) -> Vec<String> {
+    let mut names = Vec::with_capacity(4 * window);
+    for k in 0..window {
+        names.push(format!("ln_open_lag{k}"));
+        names.push(format!("ln_high_lag{k}"));
+        names.push(format!("ln_low_lag{k}"));
+        if k > 0 {
+            names.push(format!("ln_close_lag{k}"));
+        }
+    }
+    names
+}
+
+/// Rows written per parallel task.
+const ROWS_PER_TASK: usize = 2048;
+
+/// Builds the feature matrix of `candles` (in time order). Indicator columns are computed in
+/// parallel, then rows are written straight into the row-major matrix, also in parallel.
 pub fn build_features(
     candles: &[Candle],
     spec: &FeatureSpec,
 ) -> Result<FeatureMatrix, FeatureError> {
     check_spec(spec)?;
     let n = candles.len();
-    let field = |f: fn(&Candle) -> f64| candles.iter().map(f).collect::<Vec<f64>>();
-    let (open, high, low, close) = (
-        field(|c| c.open),
-        field(|c| c.high),
-        field(|c| c.low),
-        field(|c| c.close),
-    );
-    let ln = |x: &[f64]| x.iter().map(|v| v.ln()).collect::<Vec<f64>>();
-    let (ln_open, ln_high, ln_low, ln_close) = (ln(&open), ln(&high), ln(&low), ln(&close));
+    let series = Series::new(candles);
+    let jobs = indicator_jobs(candles, &series, spec);
+    let indicator_columns: Vec<Vec<f64>> = jobs.par_iter().map(|(_, job)| job()).collect();
 
-    let mut set = ColumnSet {
-        names: Vec::new(),
-        columns: Vec::new(),
-    };
     let window = spec.window as usize;
-    let lagged = |series: &[f64], k: usize| -> Vec<f64> {
-        (0..n)
-            .map(|t| {
-                if t >= k {
-                    series[t - k] - ln_close[t]
-                } else {
-                    f64::NAN
-                }
-            })
-            .collect()
-    };
-    for k in 0..window {
-        set.push(format!("ln_open_lag{k}"), lagged(&ln_open, k));
-        set.push(format!("ln_high_lag{k}"), lagged(&ln_high, k));
-        set.push(format!("ln_low_lag{k}"), lagged(&ln_low, k));
-        if k > 0 {
-            set.push(format!("ln_close_lag{k}"), lagged(&ln_close, k));
-        }
-    }
-    if spec.calendar {
-        let angle = |f: fn(&DateTime<chrono::Utc>) -> f64| -> Vec<f64> {
-            candles
-                .iter()
-                .map(|c| DateTime::from_timestamp(c.ts, 0).map_or(f64::NAN, |t| f(&t)))
-                .collect()
-        };
-        let hour = angle(|t| TAU * f64::from(t.hour()) / 24.0);
-        let weekday = angle(|t| TAU * f64::from(t.weekday().num_days_from_monday()) / 7.0);
-        set.push("hour_sin".into(), hour.iter().map(|a| a.sin()).collect());
-        set.push("hour_cos".into(), hour.iter().map(|a| a.cos()).collect());
-        set.push(
-            "weekday_sin".into(),
-            weekday.iter().map(|a| a.sin()).collect(),
-        );
-        set.push(
-            "weekday_cos".into(),
-            weekday.iter().map(|a| a.cos()).collect(),
-        );
-    }
-    for &p in &spec.volatility_periods {
-        set.push(
-            format!("realized_vol_{p}"),
-            indicators::realized_volatility(&ln_close, p as usize),
-        );
-    }
-    for &p in &spec.rsi_periods {
-        let rsi = indicators::rsi(&close, p as usize);
-        set.push(format!("rsi_{p}"), rsi.iter().map(|v| v / 100.0).collect());
-    }
-    let per_close =
-        |x: Vec<f64>| -> Vec<f64> { x.iter().zip(&close).map(|(v, c)| v / c).collect() };
-    for &p in &spec.atr_periods {
-        set.push(
-            format!("atr_{p}"),
-            per_close(indicators::atr(&high, &low, &close, p as usize)),
-        );
-    }
-    for &p in &spec.bollinger_periods {
-        set.push(
-            format!("bollinger_pb_{p}"),
-            indicators::bollinger_percent_b(&close, p as usize, 2.0),
-        );
-    }
-    for &p in &spec.stochastic_periods {
-        let (k, d) = indicators::stochastic(&high, &low, &close, p as usize, 3);
-        set.push(
-            format!("stoch_k_{p}"),
-            k.iter().map(|v| v / 100.0).collect(),
-        );
-        set.push(
-            format!("stoch_d_{p}"),
-            d.iter().map(|v| v / 100.0).collect(),
-        );
-    }
-    for m in &spec.macd {
-        let (line, signal, hist) =
-            indicators::macd(&close, m.fast as usize, m.slow as usize, m.signal as usize);
-        let tag = format!("{}_{}_{}", m.fast, m.slow, m.signal);
-        set.push(format!("macd_{tag}"), per_close(line));
-        set.push(format!("macd_signal_{tag}"), per_close(signal));
-        set.push(format!("macd_hist_{tag}"), per_close(hist));
-    }
-
-    let warmup = first_complete_row(&set.columns, n);
+    let warmup = first_complete_row(&indicator_columns, n).max(window - 1);
     let rows = n.saturating_sub(warmup);
     if rows == 0 {
         return Err(FeatureError::TooFewBars {
@@ -246,18 +288,39 @@ pub fn build_features(
             horizon: 0,
         });
     }
-    let n_cols = set.columns.len();
+    let mut columns = window_column_names(window);
+    columns.extend(jobs.into_iter().map(|(name, _)| name));
+    let n_cols = columns.len();
     let mut values = vec![0.0; rows * n_cols];
-    for (j, column) in set.columns.iter().enumerate() {
-        for (r, v) in column[warmup..].iter().enumerate() {
-            values[r * n_cols + j] = *v;
-        }
-    }
+    values
+        .par_chunks_mut(n_cols * ROWS_PER_TASK)
+        .enumerate()
+        .for_each(|(chunk, block)| {
+            for (i, row) in block.chunks_exact_mut(n_cols).enumerate() {
+                let t = warmup + chunk * ROWS_PER_TASK + i;
+                let base = series.ln_close[t];
+                let mut j = 0;
+                for k in 0..window {
+                    row[j] = series.ln_open[t - k] - base;
+                    row[j + 1] = series.ln_high[t - k] - base;
+                    row[j + 2] = series.ln_low[t - k] - base;
+                    j += 3;
+                    if k > 0 {
+                        row[j] = series.ln_close[t - k] - base;
+                        j += 1;
+                    }
+                }
+                for column in &indicator_columns {
+                    row[j] = column[t];
+                    j += 1;
+                }
+            }
+        });
     Ok(FeatureMatrix {
-        columns: set.names,
+        columns,
         values,
         ts: candles[warmup..].iter().map(|c| c.ts).collect(),
-        close: close[warmup..].to_vec(),
+        close: series.close[warmup..].to_vec(),
         warmup,
     })
 }

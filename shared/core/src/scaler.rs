@@ -65,7 +65,7 @@ impl StandardScaler {
     /// Scales row-major `values` in place.
     pub fn transform(&self, values: &mut [f64]) -> Result<(), ScalerError> {
         let n_cols = self.mean.len();
-        if n_cols == 0 || values.len() % n_cols != 0 {
+        if n_cols == 0 || !values.len().is_multiple_of(n_cols) {
             return Err(ScalerError::ColumnMismatch {
                 expected: n_cols,
                 got: values.len(),

@@ -282,18 +282,14 @@ impl Store {
             inserted: 0,
             unchanged: 0,
         };
-        {
-            let mut insert = tx
-                .prepare_cached("INSERT INTO candles (series_id, ts, open, high, low, close, volume) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")
-                .map_err(wrap)?;
-            let mut stored = existing.iter().peekable();
-            for c in candles {
-                while stored.next_if(|s| s.ts < c.ts).is_some() {}
-                if let Some(s) = stored.next_if(|s| s.ts == c.ts) {
-                    if s == c {
-                        outcome.unchanged += 1;
-                        continue;
-                    }
+        let mut fresh: Vec<&Candle> = Vec::with_capacity(candles.len());
+        let mut stored = existing.iter().peekable();
+        for c in candles {
+            while stored.next_if(|s| s.ts < c.ts).is_some() {}
+            match stored.next_if(|s| s.ts == c.ts) {
+                None => fresh.push(c),
+                Some(s) if s == c => outcome.unchanged += 1,
+                Some(s) => {
                     return Err(StoreError::Conflict {
                         symbol: symbol.to_string(),
                         timeframe,
@@ -302,14 +298,10 @@ impl Store {
                         new: c.close,
                     });
                 }
-                insert
-                    .execute(params![
-                        series_id, c.ts, c.open, c.high, c.low, c.close, c.volume
-                    ])
-                    .map_err(wrap)?;
-                outcome.inserted += 1;
             }
         }
+        insert_candles(&tx, series_id, &fresh).map_err(wrap)?;
+        outcome.inserted = fresh.len() as u64;
         tx.execute(
             "INSERT INTO imports (series_id, file, format, rows, inserted, imported_ts) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![series_id, source.file, source.format, candles.len() as i64, outcome.inserted as i64, now],
@@ -439,6 +431,59 @@ impl Store {
             hint,
         }
     }
+}
+
+/// Rows per multi-row INSERT: one statement per row costs more than the row itself.
+const INSERT_BATCH: usize = 128;
+
+fn insert_statement(rows: usize) -> String {
+    let mut sql =
+        String::from("INSERT INTO candles (series_id, ts, open, high, low, close, volume) VALUES ");
+    for i in 0..rows {
+        if i > 0 {
+            sql.push(',');
+        }
+        sql.push_str("(?,?,?,?,?,?,?)");
+    }
+    sql
+}
+
+/// Binds `chunk` to a statement made by [`insert_statement`] for `chunk.len()` rows and runs it.
+fn insert_chunk(
+    stmt: &mut rusqlite::Statement,
+    series_id: i64,
+    chunk: &[&Candle],
+) -> rusqlite::Result<()> {
+    for (i, c) in chunk.iter().enumerate() {
+        let at = i * 7;
+        stmt.raw_bind_parameter(at + 1, series_id)?;
+        stmt.raw_bind_parameter(at + 2, c.ts)?;
+        stmt.raw_bind_parameter(at + 3, c.open)?;
+        stmt.raw_bind_parameter(at + 4, c.high)?;
+        stmt.raw_bind_parameter(at + 5, c.low)?;
+        stmt.raw_bind_parameter(at + 6, c.close)?;
+        stmt.raw_bind_parameter(at + 7, c.volume)?;
+    }
+    stmt.raw_execute().map(|_| ())
+}
+
+fn insert_candles(conn: &Connection, series_id: i64, candles: &[&Candle]) -> rusqlite::Result<()> {
+    let mut chunks = candles.chunks_exact(INSERT_BATCH);
+    if chunks.len() > 0 {
+        let mut batch = conn.prepare_cached(&insert_statement(INSERT_BATCH))?;
+        for chunk in &mut chunks {
+            insert_chunk(&mut batch, series_id, chunk)?;
+        }
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        insert_chunk(
+            &mut conn.prepare(&insert_statement(rest.len()))?,
+            series_id,
+            rest,
+        )?;
+    }
+    Ok(())
 }
 
 fn load_range(

@@ -221,10 +221,8 @@ fn parse_zone(cur: &mut Cursor) -> Option<i64> {
     if cur.at_end() || cur.eat(b'Z') || cur.eat(b'z') {
         return Some(0);
     }
-    if cur.eat_str("GMT") || cur.eat_str("UTC") {
-        if cur.at_end() {
-            return Some(0);
-        }
+    if (cur.eat_str("GMT") || cur.eat_str("UTC")) && cur.at_end() {
+        return Some(0);
     }
     let sign = match cur.peek()? {
         b'+' => 1,

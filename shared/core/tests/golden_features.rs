@@ -1,4 +1,5 @@
 //! Features, targets, the scaler and the metrics against independently computed values
+#![allow(clippy::unwrap_used)] // test helpers: a failed unwrap is a failed test
 //! (pandas, `ta` and scikit-learn; see `tests/oracle/gen_features.py`).
 
 use std::path::PathBuf;

@@ -192,10 +192,64 @@ pub fn import_case(rows: usize, dir: &Path) -> Result<BenchCase, EngineError> {
     })
 }
 
-/// The data-pipeline suite: features on `bars` bars and import of `csv_rows` rows; files go to
-/// `dir`.
+/// The two halves of an import measured apart: parse + validate, and the SQLite insert.
+pub fn import_parts_cases(rows: usize, dir: &Path) -> Result<Vec<BenchCase>, EngineError> {
+    let csv = dir.join(format!("bench_parts_{rows}.csv"));
+    let candles = random_walk_hourly(rows, 3);
+    write_generic_csv(&csv, &candles)?;
+    let parse = BenchCase {
+        operation: "csv_parse".into(),
+        size: format!("{rows} rows"),
+        device: "cpu".into(),
+        items: rows,
+        run: Box::new(move || {
+            let started = Instant::now();
+            let parsed = read_candles_csv(&csv, CsvFormat::Auto, Timeframe::H1, &mut |_, _| true)?;
+            let elapsed = started.elapsed();
+            check(parsed.candles.len() == rows, || {
+                format!("parsed {} of {rows} rows", parsed.candles.len())
+            })?;
+            Ok(elapsed)
+        }),
+    };
+    let dir = dir.to_path_buf();
+    let mut run_no = 0usize;
+    let insert = BenchCase {
+        operation: "store_insert".into(),
+        size: format!("{rows} rows"),
+        device: "cpu".into(),
+        items: rows,
+        run: Box::new(move || {
+            run_no += 1;
+            let db = dir.join(format!("bench_insert_{run_no}.sqlite"));
+            let mut store = Store::open(&db)?;
+            let source = ImportSource {
+                file: "bench",
+                format: "generic",
+                replace: false,
+            };
+            let started = Instant::now();
+            let outcome = store.import_candles("BENCH", Timeframe::H1, &candles, &source)?;
+            let elapsed = started.elapsed();
+            drop(store);
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+            }
+            check(outcome.inserted as usize == rows, || {
+                format!("stored {} of {rows} rows", outcome.inserted)
+            })?;
+            Ok(elapsed)
+        }),
+    };
+    Ok(vec![parse, insert])
+}
+
+/// The data-pipeline suite: features on `bars` bars, import of `csv_rows` rows, and the
+/// import's two halves; files go to `dir`.
 pub fn data_suite(bars: usize, csv_rows: usize, dir: &Path) -> Result<Vec<BenchCase>, EngineError> {
-    Ok(vec![features_case(bars), import_case(csv_rows, dir)?])
+    let mut cases = vec![features_case(bars), import_case(csv_rows, dir)?];
+    cases.extend(import_parts_cases(csv_rows, dir)?);
+    Ok(cases)
 }
 
 #[cfg(test)]
@@ -214,13 +268,13 @@ mod tests {
             &CancelToken::new(),
         )
         .unwrap();
-        assert_eq!(results.len(), 2);
+        assert_eq!(results.len(), 4);
         for r in &results {
             assert_eq!(r.repeats, 3);
             assert!(r.min_ms <= r.median_ms && r.median_ms <= r.max_ms, "{r:?}");
             assert!(r.throughput_per_s > 0.0);
         }
-        // Only the CSV itself is left behind.
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        // Only the two CSV files are left behind.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
     }
 }

@@ -1,0 +1,332 @@
+//! The `forexgpt` binary on real-world CSV layouts, bad files, the sample data and `--json`.
+#![allow(clippy::unwrap_used)] // test helpers: a failed unwrap is a failed test
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+use serde_json::Value;
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/csv")
+        .join(name)
+}
+
+/// A CLI bound to a fresh database in `dir`.
+fn forexgpt(dir: &Path) -> Command {
+    let mut cmd = Command::cargo_bin("forexgpt").unwrap();
+    cmd.arg("--db")
+        .arg(dir.join("store.sqlite"))
+        .env_remove("FOREXGPT_DB");
+    cmd
+}
+
+fn json(cmd: &mut Command) -> Value {
+    let out = cmd.arg("--json").output().unwrap();
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn stored_symbols(dir: &Path) -> Vec<String> {
+    let list = json(forexgpt(dir).arg("data"));
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            format!(
+                "{} {}",
+                s["symbol"].as_str().unwrap(),
+                s["timeframe"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn every_real_world_layout_imports_the_same_bars() {
+    let layouts = [
+        ("pandas_to_csv.csv", "generic"),
+        ("mt4_history_center.csv", "metatrader"),
+        ("mt5_export.csv", "metatrader"),
+        ("histdata_ascii.csv", "histdata"),
+        ("dukascopy.csv", "dukascopy"),
+        ("generic_epoch_ms.csv", "generic"),
+    ];
+    let mut last_bars = Vec::new();
+    for (file, format) in layouts {
+        let dir = tempfile::tempdir().unwrap();
+        let report = json(
+            forexgpt(dir.path())
+                .args(["import", "--symbol", "eurusd-x", "--timeframe", "H1"])
+                .arg(fixture(file)),
+        );
+        assert_eq!(report["format"], format, "{file}");
+        assert_eq!(report["inserted"], 150, "{file}");
+        assert_eq!(report["symbol"], "EURUSD-X");
+        assert_eq!(
+            report["first_ts"], 1_483_308_000,
+            "{file}: 2017-01-01 22:00 UTC"
+        );
+        // One weekend inside the file, reported as normal.
+        assert_eq!(report["gaps"]["weekend_gaps"], 1, "{file}");
+        assert_eq!(report["gaps"]["session_hole_count"], 0, "{file}");
+        let shown = json(forexgpt(dir.path()).args(["data", "show", "--symbol", "EURUSD-X"]));
+        assert_eq!(shown["series"]["bars"], 150, "{file}");
+        last_bars.push(report["last_ts"].as_i64().unwrap());
+    }
+    assert!(
+        last_bars.windows(2).all(|w| w[0] == w[1]),
+        "all layouts end at the same bar"
+    );
+}
+
+#[test]
+fn reimporting_the_same_file_changes_nothing_and_a_conflict_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = fixture("mt5_export.csv");
+    let first = json(
+        forexgpt(dir.path())
+            .args(["import", "--symbol", "GBPUSD", "--timeframe", "1h"])
+            .arg(&file),
+    );
+    assert_eq!(
+        (first["inserted"].as_u64(), first["unchanged"].as_u64()),
+        (Some(150), Some(0))
+    );
+    let again = json(
+        forexgpt(dir.path())
+            .args(["import", "--symbol", "GBPUSD", "--timeframe", "1h"])
+            .arg(&file),
+    );
+    assert_eq!(
+        (again["inserted"].as_u64(), again["unchanged"].as_u64()),
+        (Some(0), Some(150))
+    );
+
+    let changed = dir.path().join("changed.csv");
+    let text = std::fs::read_to_string(fixture("pandas_to_csv.csv")).unwrap();
+    std::fs::write(&changed, text.replace("1.05227,143.54", "1.05228,143.54")).unwrap();
+    forexgpt(dir.path())
+        .args(["import", "--symbol", "GBPUSD", "--timeframe", "1h"])
+        .arg(&changed)
+        .assert()
+        .failure()
+        .stderr(predicates::str::contains("stored with different values"));
+    let shown = json(forexgpt(dir.path()).args(["data", "show", "--symbol", "GBPUSD"]));
+    assert_eq!(shown["series"]["bars"], 150);
+}
+
+/// Writes the pandas fixture with line `line` (1-based, header = 1) replaced.
+fn with_bad_line(dir: &Path, name: &str, source: &str, line: usize, replacement: &str) -> PathBuf {
+    let text = std::fs::read_to_string(fixture(source)).unwrap();
+    let mut lines: Vec<&str> = text.lines().collect();
+    lines[line - 1] = replacement;
+    let path = dir.join(name);
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    path
+}
+
+#[test]
+fn bad_files_name_file_line_and_field_and_store_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    // Line 40 of the pandas file is 2017-01-03 12:00; line 39 is 11:00.
+    let cases = [
+        (
+            "parse.csv",
+            "2017-01-03 12:00:00,1.0x,1.05,1.04,1.045,1",
+            "field open",
+            "'1.0x' is not a number",
+        ),
+        (
+            "nan.csv",
+            "2017-01-03 12:00:00,1.04,1.05,1.03,NaN,1",
+            "field close",
+            "not a finite number",
+        ),
+        (
+            "inf.csv",
+            "2017-01-03 12:00:00,1.04,inf,1.03,1.045,1",
+            "field high",
+            "not a finite number",
+        ),
+        (
+            "negative.csv",
+            "2017-01-03 12:00:00,1.04,1.05,-1.03,1.045,1",
+            "field low",
+            "must be positive",
+        ),
+        (
+            "high.csv",
+            "2017-01-03 12:00:00,1.04,1.044,1.03,1.045,1",
+            "field high",
+            "below max(open, close)",
+        ),
+        (
+            "low.csv",
+            "2017-01-03 12:00:00,1.04,1.05,1.042,1.045,1",
+            "field low",
+            "above min(open, close)",
+        ),
+        (
+            "duplicate.csv",
+            "2017-01-03 11:00:00,1.04,1.05,1.03,1.045,1",
+            "field time",
+            "duplicates line 39",
+        ),
+        (
+            "backwards.csv",
+            "2017-01-03 10:00:00,1.04,1.05,1.03,1.045,1",
+            "field time",
+            "earlier than line 39",
+        ),
+        (
+            "time.csv",
+            "2017-01-33 13:00:00,1.04,1.05,1.03,1.045,1",
+            "field time",
+            "not a recognised timestamp",
+        ),
+        (
+            "short.csv",
+            "2017-01-03 12:00:00,1.04,1.05",
+            "field row",
+            "expected at least 5",
+        ),
+    ];
+    for (name, bad, field, message) in cases {
+        let path = with_bad_line(dir.path(), name, "pandas_to_csv.csv", 40, bad);
+        let out = forexgpt(dir.path())
+            .args(["import", "--symbol", "BAD", "--timeframe", "1h"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{name} was accepted");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(name), "{name}: file not named: {stderr}");
+        assert!(
+            stderr.contains(&format!("line 40, {field}")),
+            "{name}: {stderr}"
+        );
+        assert!(stderr.contains(message), "{name}: {stderr}");
+        assert!(stderr.contains("nothing was imported"), "{name}: {stderr}");
+    }
+    // Platform layouts: a bad MetaTrader 5 row (tab-separated) and a bad HistData row.
+    let mt5 = with_bad_line(
+        dir.path(),
+        "mt5_bad.csv",
+        "mt5_export.csv",
+        10,
+        "2017.01.02\t06:00:00\t1.04\t1.05\t1.045\t1.046\t10\t0\t8",
+    );
+    forexgpt(dir.path())
+        .args(["import", "--symbol", "BAD", "--timeframe", "1h"])
+        .arg(&mt5)
+        .assert()
+        .failure()
+        .stderr(predicates::str::contains("line 10, field low"));
+    let hd = with_bad_line(
+        dir.path(),
+        "hd_bad.csv",
+        "histdata_ascii.csv",
+        7,
+        "20170102 040000;1.05;1.06;1.04;0;0",
+    );
+    forexgpt(dir.path())
+        .args(["import", "--symbol", "BAD", "--timeframe", "1h"])
+        .arg(&hd)
+        .assert()
+        .failure()
+        .stderr(predicates::str::contains("line 7, field close"));
+    // Wrong timeframe for the file's spacing.
+    forexgpt(dir.path())
+        .args(["import", "--symbol", "BAD", "--timeframe", "4h"])
+        .arg(fixture("dukascopy.csv"))
+        .assert()
+        .failure()
+        .stderr(predicates::str::contains("is --timeframe right?"));
+    assert_eq!(
+        stored_symbols(dir.path()),
+        vec!["EURUSD 1h"],
+        "nothing but the sample was stored"
+    );
+}
+
+#[test]
+fn json_errors_for_scripts() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = forexgpt(dir.path())
+        .args([
+            "--json",
+            "import",
+            "--symbol",
+            "X",
+            "--timeframe",
+            "1h",
+            "/no/such/file.csv",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["error"].as_str().unwrap().contains("/no/such/file.csv"));
+    forexgpt(dir.path())
+        .args(["import", "--symbol", "X", "--timeframe", "2h", "/x.csv"])
+        .assert()
+        .failure()
+        .stderr(predicates::str::contains("unknown timeframe '2h'"));
+}
+
+#[test]
+fn features_and_resampling_on_the_sample() {
+    let dir = tempfile::tempdir().unwrap();
+    let summary = json(forexgpt(dir.path()).arg("features"));
+    assert_eq!(summary["bars"], 6225);
+    assert_eq!(summary["columns"].as_array().unwrap().len(), 88);
+    assert_eq!(summary["horizons"], serde_json::json!([1, 4, 12, 24]));
+    let h4 = json(forexgpt(dir.path()).args([
+        "features",
+        "--timeframe",
+        "4h",
+        "--horizons",
+        "1,6",
+        "--window",
+        "8",
+    ]));
+    assert_eq!(h4["columns"].as_array().unwrap().len(), 88 - 8 * 4);
+    assert_eq!(h4["horizons"], serde_json::json!([1, 6]));
+    let report = json(forexgpt(dir.path()).args(["data", "resample", "--to", "1d"]));
+    assert_eq!(report["inserted"], 312);
+    assert_eq!(stored_symbols(dir.path()), vec!["EURUSD 1h", "EURUSD 1d"]);
+    forexgpt(dir.path())
+        .args(["data", "delete", "--timeframe", "1d"])
+        .assert()
+        .success();
+    forexgpt(dir.path())
+        .args(["data", "delete", "--timeframe", "1d"])
+        .assert()
+        .failure()
+        .stderr(predicates::str::contains("no 1d series of EURUSD"));
+    forexgpt(dir.path())
+        .args(["features", "--symbol", "USDJPY"])
+        .assert()
+        .failure()
+        .stderr(predicates::str::contains(
+            "no 1h bars of USDJPY are stored (stored: EURUSD 1h)",
+        ));
+}
+
+#[test]
+fn human_output_lists_the_sample() {
+    let dir = tempfile::tempdir().unwrap();
+    forexgpt(dir.path())
+        .args(["data", "--gaps"])
+        .assert()
+        .success()
+        .stdout(predicates::str::contains("EURUSD"))
+        .stdout(predicates::str::contains(
+            "51 weekend, 1 holiday, 0 in-session",
+        ));
+}

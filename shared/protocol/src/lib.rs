@@ -4,11 +4,16 @@
 //! system, no threads, no numerics. Times are Unix seconds in UTC (`*_ts` fields).
 
 mod data;
+mod device;
 mod features;
 mod progress;
 mod timeframe;
 
 pub use data::{CsvFormat, Gap, GapKind, GapSummary, ImportReport, SeriesInfo};
+pub use device::{
+    AdapterType, BackendKind, CpuInfo, CudaDeviceInfo, CudaStatus, DeviceInfo, DevicePreference,
+    ParseDeviceError, ResolvedDevice, WgpuAdapterInfo, WgpuStatus,
+};
 pub use features::{
     ColumnSummary, FeatureSpec, FeatureSummary, MacdSpec, RegressionMetrics, SplitSpec,
     SplitSummary, TargetSpec,

@@ -8,7 +8,7 @@ use serde_json::Value;
 
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("fixtures/csv")
+        .join("../../tests/fixtures/csv")
         .join(name)
 }
 

@@ -4,14 +4,24 @@
 //! - `test`   setup, then rustfmt check, clippy with warnings denied, and every test
 //! - `app`    setup, then runs the app (for now the CLI on the built-in sample data)
 //! - `bench`  release build, then the benchmark suite (extra arguments go to `forexgpt bench`)
+//! - `cuda-runtime [--cuda X.Y] [--dir DIR]`  assembles NVRTC and the CUDA headers, which the
+//!   CUDA backend needs at run time, from NVIDIA's redistributable wheels on PyPI
 
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
-/// Debian packages the build and the tests need. `build-essential` and `pkg-config` build
-/// the bundled SQLite.
-const APT_PACKAGES: &[&str] = &["build-essential", "pkg-config"];
+mod cuda_runtime;
+
+/// Debian packages the build and the tests need: a C toolchain for the bundled SQLite, and
+/// the Vulkan loader with Mesa's software driver (lavapipe) so the wgpu backend really runs in
+/// tests on machines without a GPU.
+const APT_PACKAGES: &[&str] = &[
+    "build-essential",
+    "pkg-config",
+    "libvulkan1",
+    "mesa-vulkan-drivers",
+];
 /// rustup components the checks need.
 const RUSTUP_COMPONENTS: &[&str] = &["rustfmt", "clippy"];
 
@@ -35,11 +45,12 @@ fn main() -> Result<()> {
             setup()?;
             bench(rest)
         }
+        "cuda-runtime" => cuda_runtime::assemble(rest),
         "help" | "-h" | "--help" => {
-            println!("usage: cargo xtask <setup|test|app|bench> [args]");
+            println!("usage: cargo xtask <setup|test|app|bench|cuda-runtime> [args]");
             Ok(())
         }
-        other => bail!("unknown task '{other}'; expected setup, test, app or bench"),
+        other => bail!("unknown task '{other}'; expected setup, test, app, bench or cuda-runtime"),
     }
 }
 
@@ -47,7 +58,7 @@ fn cargo() -> Command {
     Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string()))
 }
 
-fn run(mut cmd: Command) -> Result<()> {
+pub(crate) fn run(mut cmd: Command) -> Result<()> {
     let shown = format!("{cmd:?}");
     eprintln!("xtask: running {shown}");
     let status = cmd.status().with_context(|| format!("starting {shown}"))?;
@@ -57,7 +68,7 @@ fn run(mut cmd: Command) -> Result<()> {
     Ok(())
 }
 
-fn output_of(program: &str, args: &[&str]) -> Option<String> {
+pub(crate) fn output_of(program: &str, args: &[&str]) -> Option<String> {
     let out = Command::new(program).args(args).output().ok()?;
     out.status
         .success()

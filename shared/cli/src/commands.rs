@@ -112,6 +112,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Data(args) => data(cli.db, json, args),
         Command::Features(args) => features(cli.db, json, args),
         Command::Bench(args) => bench(json, args),
+        Command::Devices { check } => crate::devices::devices(json, check),
     }
 }
 

@@ -4,6 +4,7 @@
 #[macro_use]
 mod output;
 mod commands;
+mod devices;
 mod progress;
 
 use std::path::PathBuf;
@@ -42,6 +43,12 @@ enum Command {
     Features(commands::FeatureArgs),
     /// Time the data pipeline (feature matrix, CSV import).
     Bench(commands::BenchArgs),
+    /// Show CUDA GPUs, wgpu adapters and the CPU, and which device `auto` picks.
+    Devices {
+        /// Also run a small matmul and elementwise check on every usable device.
+        #[arg(long)]
+        check: bool,
+    },
 }
 
 fn init_logging(verbose: u8) {

@@ -330,3 +330,36 @@ fn human_output_lists_the_sample() {
             "51 weekend, 1 holiday, 0 in-session",
         ));
 }
+
+#[test]
+fn devices_reports_the_cpu_and_what_auto_picks() {
+    let dir = tempfile::tempdir().unwrap();
+    let info = json(forexgpt(dir.path()).arg("devices"));
+    assert!(info["cpu_threads"].as_u64().unwrap() >= 1);
+    assert!(info["cpu"]["model"].is_string());
+    let auto = info["auto"]["backend"].as_str().unwrap();
+    assert!(["cpu", "wgpu", "cuda"].contains(&auto));
+    if info["cuda_available"] == false {
+        assert!(
+            info["cuda"]["reason"].as_str().unwrap().len() > 10,
+            "a reason is given"
+        );
+    }
+    if auto == "cpu" {
+        assert!(
+            info["auto"]["notice"]
+                .as_str()
+                .unwrap()
+                .contains("no usable GPU")
+        );
+    }
+    // The self-check runs on every usable device and agrees with the float64 reference.
+    let checked = json(
+        forexgpt(dir.path())
+            .args(["devices", "--check"])
+            .env("FOREXGPT_CACHE_DIR", dir.path().join("cache")),
+    );
+    let checks = checked["checks"].as_array().unwrap();
+    assert!(!checks.is_empty());
+    assert!(checks.iter().all(|c| c["passed"] == true), "{checks:?}");
+}

@@ -1,0 +1,127 @@
+//! Running backend-generic code on the resolved device.
+//!
+//! Engine code is written once as a [`BackendJob`] — a type with one method generic over
+//! `burn::tensor::backend::Backend` — and [`run_job`] instantiates it for the backend of the
+//! resolved [`ComputeDevice`]. This is static dispatch: no per-operation cost (burn 0.21's
+//! `Dispatch` backend matches an enum on every tensor operation, pulls in ndarray, and allows
+//! only one wgpu flavour per build). A backend that is compiled out answers with
+//! [`DeviceError::NotBuilt`], and a panic inside a backend becomes
+//! [`DeviceError::BackendFailed`] instead of crossing into the UI.
+
+use burn::tensor::backend::Backend;
+use forexgpt_protocol::{AdapterType, BackendKind, ResolvedDevice};
+
+use crate::manager::DeviceError;
+use crate::probe::wgpu_adapters::panic_message;
+
+/// The burn CPU backend.
+pub type CpuBackend = burn::backend::Flex;
+/// The burn wgpu backend (Vulkan / Metal), with kernel fusion.
+#[cfg(feature = "wgpu")]
+pub type WgpuBackend = burn::backend::Wgpu;
+/// The burn CUDA backend, with kernel fusion.
+#[cfg(feature = "cuda")]
+pub type CudaBackend = burn::backend::Cuda;
+
+/// Where work runs: the resolved device (what the user sees) and how to reach it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ComputeDevice {
+    pub resolved: ResolvedDevice,
+    pub(crate) target: Target,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Target {
+    Cpu,
+    Wgpu {
+        adapter_type: AdapterType,
+        type_index: usize,
+    },
+    Cuda {
+        index: usize,
+    },
+}
+
+impl ComputeDevice {
+    pub fn backend(&self) -> BackendKind {
+        self.resolved.backend
+    }
+
+    pub fn label(&self) -> &str {
+        &self.resolved.label
+    }
+
+    pub fn is_gpu(&self) -> bool {
+        self.backend() != BackendKind::Cpu
+    }
+}
+
+/// Code that runs on any burn backend.
+pub trait BackendJob {
+    type Output;
+
+    fn run<B: Backend>(self, device: &B::Device) -> Self::Output;
+}
+
+fn guarded<T>(label: &str, f: impl FnOnce() -> T) -> Result<T, DeviceError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|panic| {
+        DeviceError::BackendFailed {
+            device: label.to_string(),
+            message: panic_message(&panic),
+        }
+    })
+}
+
+/// Runs `job` on `device`'s backend.
+pub fn run_job<J: BackendJob>(device: &ComputeDevice, job: J) -> Result<J::Output, DeviceError> {
+    let label = device.label();
+    match device.target {
+        Target::Cpu => guarded(label, || {
+            job.run::<CpuBackend>(&burn::backend::flex::FlexDevice)
+        }),
+        Target::Wgpu {
+            adapter_type,
+            type_index,
+        } => run_wgpu(label, adapter_type, type_index, job),
+        Target::Cuda { index } => run_cuda(label, index, job),
+    }
+}
+
+#[cfg(feature = "wgpu")]
+fn run_wgpu<J: BackendJob>(
+    label: &str,
+    adapter_type: AdapterType,
+    type_index: usize,
+    job: J,
+) -> Result<J::Output, DeviceError> {
+    use burn::backend::wgpu::WgpuDevice;
+    let device = match adapter_type {
+        AdapterType::DiscreteGpu => WgpuDevice::DiscreteGpu(type_index),
+        AdapterType::IntegratedGpu => WgpuDevice::IntegratedGpu(type_index),
+        AdapterType::VirtualGpu => WgpuDevice::VirtualGpu(type_index),
+        AdapterType::Cpu => WgpuDevice::Cpu,
+        AdapterType::Other => WgpuDevice::DefaultDevice,
+    };
+    guarded(label, || job.run::<WgpuBackend>(&device))
+}
+
+#[cfg(not(feature = "wgpu"))]
+fn run_wgpu<J: BackendJob>(
+    _: &str,
+    _: AdapterType,
+    _: usize,
+    _: J,
+) -> Result<J::Output, DeviceError> {
+    Err(DeviceError::NotBuilt(BackendKind::Wgpu))
+}
+
+#[cfg(feature = "cuda")]
+fn run_cuda<J: BackendJob>(label: &str, index: usize, job: J) -> Result<J::Output, DeviceError> {
+    let device = burn::backend::cuda::CudaDevice::new(index);
+    guarded(label, || job.run::<CudaBackend>(&device))
+}
+
+#[cfg(not(feature = "cuda"))]
+fn run_cuda<J: BackendJob>(_: &str, _: usize, _: J) -> Result<J::Output, DeviceError> {
+    Err(DeviceError::NotBuilt(BackendKind::Cuda))
+}

@@ -1,0 +1,435 @@
+//! The device manager: probes once, answers what the machine has, and turns a
+//! [`DevicePreference`] into a [`ComputeDevice`] or a typed error that names the reason.
+
+use forexgpt_protocol::{
+    AdapterType, BackendKind, CudaStatus, DeviceInfo, DevicePreference, ResolvedDevice,
+    WgpuAdapterInfo, WgpuStatus,
+};
+
+use crate::backend::{ComputeDevice, Target};
+use crate::kernel_cache::{KernelCache, cuda_bundle_dir};
+use crate::probe::{probe_cpu, probe_cuda, probe_wgpu, wgpu_adapters::is_hardware};
+
+/// Whether this build has the CUDA backend compiled in.
+pub const CUDA_BUILT: bool = cfg!(feature = "cuda");
+/// Whether this build has the wgpu backend compiled in.
+pub const WGPU_BUILT: bool = cfg!(feature = "wgpu");
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DeviceError {
+    #[error("this build has no {0} support (rebuild with --features {0})")]
+    NotBuilt(BackendKind),
+    #[error("CUDA is not available: {0}")]
+    CudaUnavailable(String),
+    #[error("there is no CUDA device {index}: this machine has {count}")]
+    NoSuchCudaDevice { index: usize, count: usize },
+    #[error("wgpu is not available: {0}")]
+    WgpuUnavailable(String),
+    #[error("there is no wgpu adapter {index}: this machine has {count} (see `forexgpt devices`)")]
+    NoSuchAdapter { index: usize, count: usize },
+    #[error("the {device} backend failed: {message}")]
+    BackendFailed { device: String, message: String },
+}
+
+/// What the machine offers, probed once.
+#[derive(Debug, Clone)]
+pub struct DeviceManager {
+    info: DeviceInfo,
+    kernel_cache: Option<KernelCache>,
+}
+
+impl DeviceManager {
+    /// Probes CUDA, wgpu and the CPU, and turns on the persistent GPU kernel caches.
+    /// Never panics: anything unusable is reported with its reason.
+    pub fn probe() -> DeviceManager {
+        let kernel_cache = KernelCache::configure();
+        let bundle = cuda_bundle_dir();
+        let cuda = probe_cuda(CUDA_BUILT, bundle.as_deref());
+        let wgpu = probe_wgpu(WGPU_BUILT);
+        DeviceManager::from_parts(cuda, wgpu, kernel_cache)
+    }
+
+    /// Builds a manager from given probe results (tests; machines described by hand).
+    pub fn from_parts(
+        cuda: CudaStatus,
+        wgpu: WgpuStatus,
+        kernel_cache: Option<KernelCache>,
+    ) -> DeviceManager {
+        let cpu = probe_cpu();
+        let first = cuda.devices.first();
+        let apple_gpu_available = cfg!(target_os = "macos")
+            && wgpu.available
+            && wgpu.adapters.iter().any(|a| a.api == "Metal");
+        let mut info = DeviceInfo {
+            cuda_available: cuda.available,
+            device_count: cuda.devices.len(),
+            device_name: first.map(|d| d.name.clone()),
+            vram_bytes: first.map(|d| d.total_memory_bytes),
+            apple_gpu_available,
+            cpu_threads: cpu.logical_threads,
+            cuda,
+            wgpu,
+            cpu,
+            auto: cpu_resolved(None),
+        };
+        let mut manager = DeviceManager {
+            info: info.clone(),
+            kernel_cache,
+        };
+        info.auto = manager.resolve_auto(false).resolved;
+        manager.info = info;
+        manager
+    }
+
+    pub fn info(&self) -> &DeviceInfo {
+        &self.info
+    }
+
+    pub fn kernel_cache(&self) -> Option<&KernelCache> {
+        self.kernel_cache.as_ref()
+    }
+
+    /// The device for `preference`. `Auto` always succeeds (falling back to the CPU); an
+    /// explicit preference that cannot be met is an error naming the reason.
+    pub fn resolve(&self, preference: DevicePreference) -> Result<ComputeDevice, DeviceError> {
+        match preference {
+            DevicePreference::Auto => Ok(self.resolve_auto(false)),
+            DevicePreference::Cpu => Ok(ComputeDevice::cpu(&self.info.cpu.model)),
+            DevicePreference::Cuda(index) => self.resolve_cuda(index.unwrap_or(0)),
+            DevicePreference::Wgpu(index) => self.resolve_wgpu(index),
+        }
+    }
+
+    /// "Use GPU (if available)": the best GPU, or the CPU with `fell_back` set and the reason
+    /// in the notice.
+    pub fn resolve_gpu_if_available(&self) -> ComputeDevice {
+        self.resolve_auto(true)
+    }
+
+    /// Like [`resolve`](Self::resolve), but an unmet GPU preference falls back to the CPU with
+    /// a notice instead of failing.
+    pub fn resolve_or_cpu(&self, preference: DevicePreference) -> ComputeDevice {
+        self.resolve(preference).unwrap_or_else(|e| {
+            let mut cpu = ComputeDevice::cpu(&self.info.cpu.model);
+            cpu.resolved.fell_back = true;
+            cpu.resolved.notice = Some(format!("running on the CPU: {e}"));
+            cpu
+        })
+    }
+
+    fn resolve_cuda(&self, index: usize) -> Result<ComputeDevice, DeviceError> {
+        let cuda = &self.info.cuda;
+        if !cuda.built {
+            return Err(DeviceError::NotBuilt(BackendKind::Cuda));
+        }
+        if !cuda.available {
+            return Err(DeviceError::CudaUnavailable(
+                cuda.reason
+                    .clone()
+                    .unwrap_or_else(|| "unknown reason".into()),
+            ));
+        }
+        let device = cuda
+            .devices
+            .get(index)
+            .ok_or(DeviceError::NoSuchCudaDevice {
+                index,
+                count: cuda.devices.len(),
+            })?;
+        Ok(ComputeDevice {
+            resolved: ResolvedDevice {
+                backend: BackendKind::Cuda,
+                index,
+                label: format!("cuda:{index} ({})", device.name),
+                fell_back: false,
+                notice: None,
+            },
+            target: Target::Cuda { index },
+        })
+    }
+
+    fn resolve_wgpu(&self, index: Option<usize>) -> Result<ComputeDevice, DeviceError> {
+        let wgpu = &self.info.wgpu;
+        if !wgpu.built {
+            return Err(DeviceError::NotBuilt(BackendKind::Wgpu));
+        }
+        let adapters = &wgpu.adapters;
+        if adapters.is_empty() {
+            return Err(DeviceError::WgpuUnavailable(
+                wgpu.reason.clone().unwrap_or_else(|| "no adapter".into()),
+            ));
+        }
+        let adapter = match index {
+            Some(i) => adapters.get(i).ok_or(DeviceError::NoSuchAdapter {
+                index: i,
+                count: adapters.len(),
+            })?,
+            // Asked for wgpu without an index: the best adapter, software ones included.
+            None => best_adapter(adapters, true)
+                .ok_or_else(|| DeviceError::WgpuUnavailable("no adapter".into()))?,
+        };
+        Ok(wgpu_device(adapters, adapter))
+    }
+
+    fn resolve_auto(&self, gpu_wanted: bool) -> ComputeDevice {
+        if let Ok(device) = self.resolve_cuda(0) {
+            return device;
+        }
+        if let Some(adapter) = best_adapter(&self.info.wgpu.adapters, false) {
+            return wgpu_device(&self.info.wgpu.adapters, adapter);
+        }
+        let why = format!(
+            "no usable GPU (CUDA: {}; wgpu: {})",
+            self.info.cuda.reason.as_deref().unwrap_or("unavailable"),
+            self.info.wgpu.reason.as_deref().unwrap_or("unavailable")
+        );
+        let mut cpu = ComputeDevice::cpu(&self.info.cpu.model);
+        cpu.resolved.fell_back = gpu_wanted;
+        cpu.resolved.notice = Some(if gpu_wanted {
+            format!("running on the CPU: {why}")
+        } else {
+            why
+        });
+        cpu
+    }
+}
+
+fn cpu_resolved(model: Option<&str>) -> ResolvedDevice {
+    ResolvedDevice {
+        backend: BackendKind::Cpu,
+        index: 0,
+        label: format!("cpu ({})", model.unwrap_or("CPU")),
+        fell_back: false,
+        notice: None,
+    }
+}
+
+/// Discrete before integrated before virtual; software adapters only when `allow_software`.
+fn best_adapter(adapters: &[WgpuAdapterInfo], allow_software: bool) -> Option<&WgpuAdapterInfo> {
+    let rank = |t: AdapterType| match t {
+        AdapterType::DiscreteGpu => 0,
+        AdapterType::IntegratedGpu => 1,
+        AdapterType::VirtualGpu => 2,
+        AdapterType::Cpu => 3,
+        AdapterType::Other => 4,
+    };
+    adapters
+        .iter()
+        .filter(|a| allow_software || is_hardware(a.adapter_type))
+        .min_by_key(|a| (rank(a.adapter_type), a.index))
+}
+
+fn wgpu_device(adapters: &[WgpuAdapterInfo], adapter: &WgpuAdapterInfo) -> ComputeDevice {
+    // burn numbers adapters within their type (DiscreteGpu(0), DiscreteGpu(1), …).
+    let type_index = adapters
+        .iter()
+        .filter(|a| a.adapter_type == adapter.adapter_type && a.index < adapter.index)
+        .count();
+    let software = !is_hardware(adapter.adapter_type);
+    ComputeDevice {
+        resolved: ResolvedDevice {
+            backend: BackendKind::Wgpu,
+            index: adapter.index,
+            label: format!(
+                "wgpu:{} ({}, {}{})",
+                adapter.index,
+                adapter.name,
+                adapter.api,
+                if software { ", software" } else { "" }
+            ),
+            fell_back: false,
+            notice: software
+                .then(|| format!("{} is a software renderer: correct but slow", adapter.name)),
+        },
+        target: Target::Wgpu {
+            adapter_type: adapter.adapter_type,
+            type_index,
+        },
+    }
+}
+
+impl ComputeDevice {
+    pub fn cpu(model: &str) -> ComputeDevice {
+        ComputeDevice {
+            resolved: cpu_resolved(Some(model)),
+            target: Target::Cpu,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use forexgpt_protocol::CudaDeviceInfo;
+
+    use super::*;
+
+    fn adapter(index: usize, name: &str, t: AdapterType) -> WgpuAdapterInfo {
+        WgpuAdapterInfo {
+            index,
+            name: name.into(),
+            api: "Vulkan".into(),
+            adapter_type: t,
+            vendor_id: 0,
+            driver: String::new(),
+        }
+    }
+
+    fn no_cuda() -> CudaStatus {
+        CudaStatus {
+            built: true,
+            reason: Some("no NVIDIA driver".into()),
+            ..CudaStatus::default()
+        }
+    }
+
+    fn h100() -> CudaStatus {
+        CudaStatus {
+            built: true,
+            available: true,
+            driver_version: Some("13.0".into()),
+            devices: vec![CudaDeviceInfo {
+                index: 0,
+                name: "NVIDIA H100 80GB HBM3".into(),
+                total_memory_bytes: 85_520_809_984,
+                compute_capability: (9, 0),
+            }],
+            ..CudaStatus::default()
+        }
+    }
+
+    fn wgpu(adapters: Vec<WgpuAdapterInfo>) -> WgpuStatus {
+        WgpuStatus {
+            built: true,
+            available: adapters.iter().any(|a| is_hardware(a.adapter_type)),
+            adapters,
+            reason: None,
+        }
+    }
+
+    #[test]
+    fn auto_prefers_cuda_then_hardware_wgpu_then_cpu() {
+        let m = DeviceManager::from_parts(
+            h100(),
+            wgpu(vec![adapter(0, "RTX", AdapterType::DiscreteGpu)]),
+            None,
+        );
+        assert_eq!(m.info().auto.backend, BackendKind::Cuda);
+        assert!(m.info().cuda_available);
+        assert_eq!(
+            m.info().device_name.as_deref(),
+            Some("NVIDIA H100 80GB HBM3")
+        );
+
+        let m = DeviceManager::from_parts(
+            no_cuda(),
+            wgpu(vec![
+                adapter(0, "llvmpipe", AdapterType::Cpu),
+                adapter(1, "Iris", AdapterType::IntegratedGpu),
+            ]),
+            None,
+        );
+        assert_eq!(
+            (m.info().auto.backend, m.info().auto.index),
+            (BackendKind::Wgpu, 1)
+        );
+
+        // Only lavapipe: auto stays on the CPU and says why; asking for wgpu gets lavapipe.
+        let m = DeviceManager::from_parts(
+            no_cuda(),
+            wgpu(vec![adapter(0, "llvmpipe", AdapterType::Cpu)]),
+            None,
+        );
+        assert_eq!(m.info().auto.backend, BackendKind::Cpu);
+        assert!(
+            m.info()
+                .auto
+                .notice
+                .as_deref()
+                .unwrap()
+                .contains("no NVIDIA driver")
+        );
+        let w = m.resolve(DevicePreference::Wgpu(None)).unwrap();
+        assert_eq!(
+            w.target,
+            Target::Wgpu {
+                adapter_type: AdapterType::Cpu,
+                type_index: 0
+            }
+        );
+        assert!(w.resolved.notice.unwrap().contains("software"));
+    }
+
+    #[test]
+    fn explicit_preferences_fail_with_the_reason() {
+        let m = DeviceManager::from_parts(no_cuda(), wgpu(vec![]), None);
+        assert_eq!(
+            m.resolve(DevicePreference::Cuda(None)).unwrap_err(),
+            DeviceError::CudaUnavailable("no NVIDIA driver".into())
+        );
+        assert!(matches!(
+            m.resolve(DevicePreference::Wgpu(None)),
+            Err(DeviceError::WgpuUnavailable(_))
+        ));
+        let m = DeviceManager::from_parts(
+            h100(),
+            wgpu(vec![adapter(0, "RTX", AdapterType::DiscreteGpu)]),
+            None,
+        );
+        assert_eq!(
+            m.resolve(DevicePreference::Cuda(Some(3))).unwrap_err(),
+            DeviceError::NoSuchCudaDevice { index: 3, count: 1 }
+        );
+        assert_eq!(
+            m.resolve(DevicePreference::Wgpu(Some(1))).unwrap_err(),
+            DeviceError::NoSuchAdapter { index: 1, count: 1 }
+        );
+        let not_built = CudaStatus {
+            built: false,
+            ..h100()
+        };
+        let m = DeviceManager::from_parts(not_built, wgpu(vec![]), None);
+        assert_eq!(
+            m.resolve(DevicePreference::Cuda(None)).unwrap_err(),
+            DeviceError::NotBuilt(BackendKind::Cuda)
+        );
+        assert_eq!(
+            DeviceError::NotBuilt(BackendKind::Cuda).to_string(),
+            "this build has no cuda support (rebuild with --features cuda)"
+        );
+    }
+
+    #[test]
+    fn gpu_if_available_falls_back_visibly() {
+        let m = DeviceManager::from_parts(no_cuda(), wgpu(vec![]), None);
+        let d = m.resolve_gpu_if_available();
+        assert_eq!(d.resolved.backend, BackendKind::Cpu);
+        assert!(d.resolved.fell_back);
+        assert!(
+            d.resolved
+                .notice
+                .unwrap()
+                .starts_with("running on the CPU: no usable GPU")
+        );
+        let d = m.resolve_or_cpu(DevicePreference::Cuda(None));
+        assert!(d.resolved.fell_back);
+        assert!(d.resolved.notice.unwrap().contains("CUDA is not available"));
+    }
+
+    #[test]
+    fn wgpu_indices_map_to_burn_type_indices() {
+        let adapters = vec![
+            adapter(0, "A", AdapterType::DiscreteGpu),
+            adapter(1, "llvmpipe", AdapterType::Cpu),
+            adapter(2, "B", AdapterType::DiscreteGpu),
+        ];
+        let m = DeviceManager::from_parts(no_cuda(), wgpu(adapters), None);
+        let d = m.resolve(DevicePreference::Wgpu(Some(2))).unwrap();
+        assert_eq!(
+            d.target,
+            Target::Wgpu {
+                adapter_type: AdapterType::DiscreteGpu,
+                type_index: 1
+            }
+        );
+    }
+}

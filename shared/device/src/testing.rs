@@ -1,0 +1,48 @@
+//! Running a test body on every device this machine has: the CPU always, wgpu when an adapter
+//! exists (lavapipe included, so CI exercises the GPU code path), CUDA when it is usable.
+//! Skipped devices are printed with the reason. `FOREXGPT_TEST_DEVICES=cpu,wgpu` limits the set.
+
+use forexgpt_protocol::{BackendKind, DevicePreference};
+
+use crate::backend::ComputeDevice;
+use crate::manager::DeviceManager;
+
+/// The devices tests should run on, and the ones skipped with why.
+pub fn test_devices(manager: &DeviceManager) -> (Vec<ComputeDevice>, Vec<String>) {
+    let wanted = std::env::var("FOREXGPT_TEST_DEVICES").ok();
+    let allowed = |kind: BackendKind| {
+        wanted
+            .as_deref()
+            .is_none_or(|w| w.split(',').any(|k| k.trim() == kind.as_str()))
+    };
+    let mut devices = Vec::new();
+    let mut skipped = Vec::new();
+    for (kind, preference) in [
+        (BackendKind::Cpu, DevicePreference::Cpu),
+        (BackendKind::Wgpu, DevicePreference::Wgpu(None)),
+        (BackendKind::Cuda, DevicePreference::Cuda(None)),
+    ] {
+        if !allowed(kind) {
+            skipped.push(format!("{kind}: excluded by FOREXGPT_TEST_DEVICES"));
+            continue;
+        }
+        match manager.resolve(preference) {
+            Ok(device) => devices.push(device),
+            Err(e) => skipped.push(format!("{kind}: {e}")),
+        }
+    }
+    (devices, skipped)
+}
+
+/// Calls `body` once per test device; prints which devices ran and which were skipped.
+pub fn for_each_device(mut body: impl FnMut(&ComputeDevice)) {
+    let manager = DeviceManager::probe();
+    let (devices, skipped) = test_devices(&manager);
+    for reason in &skipped {
+        eprintln!("skipped device {reason}");
+    }
+    for device in &devices {
+        eprintln!("running on {}", device.label());
+        body(device);
+    }
+}

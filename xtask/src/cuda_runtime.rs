@@ -128,7 +128,12 @@ fn copy_dir(from: &Path, to: &Path) -> Result<()> {
     std::fs::create_dir_all(to)?;
     for entry in std::fs::read_dir(from)? {
         let path = entry?.path();
-        let target = to.join(entry_name(&path)?);
+        let name = entry_name(&path)?;
+        // Static libraries and CMake files are for linking at build time; the app only loads.
+        if name == "cmake" || path.extension().is_some_and(|e| e == "a") {
+            continue;
+        }
+        let target = to.join(name);
         if path.is_dir() {
             copy_dir(&path, &target)?;
         } else {

@@ -7,7 +7,7 @@ use clap::{Args, Subcommand};
 use forexgpt_core::sample::{DEFAULT_SYMBOL, DEFAULT_TIMEFRAME};
 use forexgpt_engine::bench::{BenchOptions, data_suite, run_suite};
 use forexgpt_engine::{FeatureRequest, Workbench};
-use forexgpt_protocol::{CsvFormat, FeatureSpec, SplitSpec, TargetSpec, Timeframe};
+use forexgpt_protocol::{CsvFormat, FeatureSpec, ImportRequest, SplitSpec, TargetSpec, Timeframe};
 
 use crate::output;
 use crate::progress::{BarProgress, ctrl_c_token};
@@ -124,15 +124,14 @@ fn import(db: Option<PathBuf>, json: bool, args: ImportArgs) -> Result<()> {
     let mut wb = open(db)?;
     let progress = BarProgress::new(json);
     let cancel = ctrl_c_token();
-    let report = wb.import_csv(
-        &args.file,
-        &args.symbol,
-        args.timeframe,
-        args.format,
-        args.replace,
-        &progress,
-        &cancel,
-    );
+    let request = ImportRequest {
+        path: args.file.display().to_string(),
+        symbol: args.symbol,
+        timeframe: args.timeframe,
+        format: args.format,
+        replace: args.replace,
+    };
+    let report = wb.import_csv(&request, &progress, &cancel);
     progress.finish();
     let report = report?;
     if json {

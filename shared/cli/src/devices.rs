@@ -14,6 +14,15 @@ pub fn devices(json: bool, check: bool) -> Result<()> {
     let manager = DeviceManager::probe();
     let checks: Vec<DeviceCheck> = if check {
         let (devices, skipped) = test_devices(&manager);
+        if let Some(cache) = manager
+            .kernel_cache()
+            .filter(|c| c.cold && devices.iter().any(|d| d.is_gpu()))
+        {
+            eprintln!(
+                "compiling GPU kernels (first run on this machine; cached in {})…",
+                cache.dir.display()
+            );
+        }
         if !json {
             for reason in skipped {
                 outln!("check skipped: {reason}");

@@ -10,9 +10,12 @@ use serde::{Deserialize, Serialize};
 use crate::backend::{BackendJob, ComputeDevice, run_job};
 use crate::manager::DeviceError;
 
-/// Relative tolerance for f32 results against the f64 reference (GPU matmuls may use
-/// reduced-precision accumulation orders; 64-term dot products of O(1) values stay well inside).
-pub const CHECK_TOLERANCE: f64 = 1e-4;
+/// Relative tolerance of f32 elementwise results against the f64 reference.
+pub const ELEMENTWISE_TOLERANCE: f64 = 1e-4;
+/// Relative tolerance of the matmul. burn 0.21's CUDA matmul runs f32 inputs through TF32
+/// tensor cores (10-bit mantissa, unit roundoff 2^-11 ≈ 4.9e-4); measured on the H100: 3.5e-4
+/// against 3.7e-7 on the CPU and on wgpu. A broken kernel is off by O(1), far outside this.
+pub const MATMUL_TOLERANCE: f64 = 2e-3;
 
 /// Outcome of a device self-check.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -91,7 +94,7 @@ pub fn check_device(device: &ComputeDevice, n: usize) -> Result<DeviceCheck, Dev
         matmul_max_rel_error,
         elementwise_max_rel_error,
         elapsed_ms,
-        passed: matmul_max_rel_error <= CHECK_TOLERANCE
-            && elementwise_max_rel_error <= CHECK_TOLERANCE,
+        passed: matmul_max_rel_error <= MATMUL_TOLERANCE
+            && elementwise_max_rel_error <= ELEMENTWISE_TOLERANCE,
     })
 }

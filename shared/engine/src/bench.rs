@@ -5,7 +5,7 @@
 //! separately; then `repeats` timed runs give median, min and max. Every run's output is
 //! checked, so a fast wrong answer fails instead of winning.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use forexgpt_core::Candle;
@@ -110,6 +110,33 @@ fn io(context: &str) -> impl FnOnce(std::io::Error) -> EngineError + '_ {
     }
 }
 
+/// A new SQLite file for one benchmark run, removed with its WAL files when dropped.
+struct ScratchDb(PathBuf);
+
+impl ScratchDb {
+    fn new(dir: &Path, name: String) -> ScratchDb {
+        ScratchDb(dir.join(name))
+    }
+
+    fn open(&self) -> Result<Store, EngineError> {
+        Ok(Store::open(&self.0)?)
+    }
+}
+
+impl Drop for ScratchDb {
+    fn drop(&mut self) {
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", self.0.display()));
+        }
+    }
+}
+
+fn check_stored(inserted: u64, rows: usize) -> Result<(), EngineError> {
+    check(inserted as usize == rows, || {
+        format!("stored {inserted} of {rows} rows")
+    })
+}
+
 /// Writes `candles` as a plain ISO-8601 CSV (the most common export).
 pub fn write_generic_csv(path: &Path, candles: &[Candle]) -> Result<(), EngineError> {
     use std::io::Write;
@@ -169,8 +196,8 @@ pub fn import_case(rows: usize, dir: &Path) -> Result<BenchCase, EngineError> {
         items: rows,
         run: Box::new(move || {
             run_no += 1;
-            let db = dir.join(format!("bench_{run_no}.sqlite"));
-            let mut store = Store::open(&db)?;
+            let db = ScratchDb::new(&dir, format!("bench_{run_no}.sqlite"));
+            let mut store = db.open()?;
             let started = Instant::now();
             let parsed = read_candles_csv(&csv, CsvFormat::Auto, Timeframe::H1, &mut |_, _| true)?;
             let source = ImportSource {
@@ -180,13 +207,7 @@ pub fn import_case(rows: usize, dir: &Path) -> Result<BenchCase, EngineError> {
             };
             let outcome = store.import_candles("BENCH", Timeframe::H1, &parsed.candles, &source)?;
             let elapsed = started.elapsed();
-            drop(store);
-            for suffix in ["", "-wal", "-shm"] {
-                let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
-            }
-            check(outcome.inserted as usize == rows, || {
-                format!("stored {} of {rows} rows", outcome.inserted)
-            })?;
+            check_stored(outcome.inserted, rows)?;
             Ok(elapsed)
         }),
     })
@@ -221,8 +242,8 @@ pub fn import_parts_cases(rows: usize, dir: &Path) -> Result<Vec<BenchCase>, Eng
         items: rows,
         run: Box::new(move || {
             run_no += 1;
-            let db = dir.join(format!("bench_insert_{run_no}.sqlite"));
-            let mut store = Store::open(&db)?;
+            let db = ScratchDb::new(&dir, format!("bench_insert_{run_no}.sqlite"));
+            let mut store = db.open()?;
             let source = ImportSource {
                 file: "bench",
                 format: "generic",
@@ -231,13 +252,7 @@ pub fn import_parts_cases(rows: usize, dir: &Path) -> Result<Vec<BenchCase>, Eng
             let started = Instant::now();
             let outcome = store.import_candles("BENCH", Timeframe::H1, &candles, &source)?;
             let elapsed = started.elapsed();
-            drop(store);
-            for suffix in ["", "-wal", "-shm"] {
-                let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
-            }
-            check(outcome.inserted as usize == rows, || {
-                format!("stored {} of {rows} rows", outcome.inserted)
-            })?;
+            check_stored(outcome.inserted, rows)?;
             Ok(elapsed)
         }),
     };

@@ -10,11 +10,11 @@ use forexgpt_core::import::{parse_candles_csv, read_candles_csv};
 use forexgpt_core::resample::resample;
 use forexgpt_core::sample::SAMPLE_SERIES;
 use forexgpt_core::split::{chronological_split, default_purge};
-use forexgpt_core::store::{ImportSource, Store};
+use forexgpt_core::store::{ImportSource, Store, StoreError};
 use forexgpt_core::timestamp::format_ts;
 use forexgpt_protocol::{
-    ColumnSummary, CsvFormat, FeatureSpec, FeatureSummary, Gap, ImportReport, ProgressEvent,
-    SeriesInfo, SplitSpec, Stage, TargetSpec, Timeframe,
+    ColumnSummary, CsvFormat, FeatureSpec, FeatureSummary, Gap, ImportReport, ImportRequest,
+    ProgressEvent, SeriesInfo, SplitSpec, Stage, TargetSpec, Timeframe,
 };
 
 use crate::error::EngineError;
@@ -104,19 +104,16 @@ impl Workbench {
     }
 
     /// Imports one CSV file: everything or nothing.
-    #[allow(clippy::too_many_arguments)]
     pub fn import_csv(
         &mut self,
-        path: &Path,
-        symbol: &str,
-        timeframe: Timeframe,
-        format: CsvFormat,
-        replace: bool,
+        request: &ImportRequest,
         progress: &dyn ProgressSink,
         cancel: &CancelToken,
     ) -> Result<ImportReport, EngineError> {
-        let symbol = normalize_symbol(symbol)?;
-        let parsed = read_candles_csv(path, format, timeframe, &mut |done, total| {
+        let symbol = normalize_symbol(&request.symbol)?;
+        let (path, timeframe, replace) =
+            (Path::new(&request.path), request.timeframe, request.replace);
+        let parsed = read_candles_csv(path, request.format, timeframe, &mut |done, total| {
             progress.report(ProgressEvent {
                 stage: Stage::ReadCsv,
                 done,
@@ -195,7 +192,11 @@ impl Workbench {
             .list_series()?
             .into_iter()
             .find(|s| s.symbol == symbol && s.timeframe == timeframe)
-            .ok_or_else(|| EngineError::InvalidSymbol(symbol.clone()))?;
+            .ok_or_else(|| StoreError::SeriesNotFound {
+                symbol: symbol.clone(),
+                timeframe,
+                hint: String::new(),
+            })?;
         info.gaps = Some(summarize_gaps(&gaps));
         Ok((info, gaps))
     }
@@ -307,6 +308,16 @@ mod tests {
     use super::*;
     use crate::progress::NoProgress;
 
+    fn request(path: &Path, symbol: &str) -> ImportRequest {
+        ImportRequest {
+            path: path.display().to_string(),
+            symbol: symbol.into(),
+            timeframe: Timeframe::H1,
+            format: CsvFormat::Auto,
+            replace: false,
+        }
+    }
+
     fn workbench() -> Workbench {
         Workbench::with_store(Store::open_in_memory().unwrap()).unwrap()
     }
@@ -354,15 +365,7 @@ mod tests {
         writeln!(f, "time,open,high,low,close\n2024-01-02 13:00,1.1,1.2,1.0,1.15\n2024-01-02 14:00,1.1,1.0,1.05,1.15").unwrap();
         drop(f);
         let err = wb
-            .import_csv(
-                &bad,
-                "GBPUSD",
-                Timeframe::H1,
-                CsvFormat::Auto,
-                false,
-                &NoProgress,
-                &CancelToken::new(),
-            )
+            .import_csv(&request(&bad, "GBPUSD"), &NoProgress, &CancelToken::new())
             .unwrap_err()
             .to_string();
         assert!(
@@ -374,28 +377,12 @@ mod tests {
         let good = dir.path().join("good.csv");
         std::fs::write(&good, "time,open,high,low,close\n2024-01-10 13:00,1.1,1.2,1.0,1.15\n2024-01-10 15:00,1.1,1.2,1.05,1.15\n").unwrap();
         let report = wb
-            .import_csv(
-                &good,
-                "gbpusd",
-                Timeframe::H1,
-                CsvFormat::Auto,
-                false,
-                &NoProgress,
-                &CancelToken::new(),
-            )
+            .import_csv(&request(&good, "gbpusd"), &NoProgress, &CancelToken::new())
             .unwrap();
         assert_eq!((report.symbol.as_str(), report.inserted), ("GBPUSD", 2));
         assert_eq!(report.gaps.session_hole_count, 1);
         assert!(matches!(
-            wb.import_csv(
-                &good,
-                "EUR USD",
-                Timeframe::H1,
-                CsvFormat::Auto,
-                false,
-                &NoProgress,
-                &CancelToken::new()
-            ),
+            wb.import_csv(&request(&good, "EUR USD"), &NoProgress, &CancelToken::new()),
             Err(EngineError::InvalidSymbol(_))
         ));
     }
@@ -412,15 +399,7 @@ mod tests {
         .unwrap();
         let cancel = CancelToken::new();
         cancel.cancel();
-        let result = wb.import_csv(
-            &file,
-            "GBPUSD",
-            Timeframe::H1,
-            CsvFormat::Auto,
-            false,
-            &NoProgress,
-            &cancel,
-        );
+        let result = wb.import_csv(&request(&file, "GBPUSD"), &NoProgress, &cancel);
         assert!(matches!(result, Err(EngineError::Cancelled)));
         assert_eq!(wb.list_series(false).unwrap().len(), 1);
     }

@@ -102,6 +102,19 @@ impl GapSummary {
     pub const MAX_LISTED: usize = 50;
 }
 
+/// A CSV file to import, as the CLI and the app ask for it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImportRequest {
+    pub path: String,
+    pub symbol: String,
+    pub timeframe: Timeframe,
+    #[serde(default)]
+    pub format: CsvFormat,
+    /// Replace the stored series instead of merging the file into it.
+    #[serde(default)]
+    pub replace: bool,
+}
+
 /// What an import did. An import either stores every row or none.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ImportReport {

@@ -9,7 +9,7 @@ mod features;
 mod progress;
 mod timeframe;
 
-pub use data::{CsvFormat, Gap, GapKind, GapSummary, ImportReport, SeriesInfo};
+pub use data::{CsvFormat, Gap, GapKind, GapSummary, ImportReport, ImportRequest, SeriesInfo};
 pub use device::{
     AdapterType, BackendKind, CpuInfo, CudaDeviceInfo, CudaStatus, DeviceInfo, DevicePreference,
     ParseDeviceError, ResolvedDevice, WgpuAdapterInfo, WgpuStatus,

@@ -243,38 +243,37 @@ pub fn probe_cuda(built: bool, bundle: Option<&Path>) -> CudaStatus {
         ..CudaStatus::default()
     };
     let not_built = "this build has no CUDA support (rebuild with --features cuda)";
-    match query_driver() {
-        Ok(report) => {
-            status.driver_version = Some(report.driver_version);
-            status.devices = report.devices;
-        }
-        Err(reason) => {
-            status.reason = Some(if built {
-                reason
-            } else {
-                format!("{not_built}; {reason}")
-            });
-            return status;
-        }
-    }
-    if status.devices.is_empty() {
-        status.reason = Some("the NVIDIA driver reports no CUDA device".into());
-        return status;
-    }
+    // NVRTC and the headers are looked for even without a driver, so the report says
+    // everything that is missing at once.
     let roots = cuda_roots(bundle);
     let nvrtc = probe_nvrtc(&roots);
     let include = find_include_dir(&roots);
     status.nvrtc = nvrtc.as_ref().ok().cloned();
     status.include_dir = include.as_ref().ok().map(|p| p.display().to_string());
-    let problems: Vec<String> = [nvrtc.err(), include.err()].into_iter().flatten().collect();
+    let mut problems: Vec<String> = Vec::new();
     if !built {
-        status.reason = Some(not_built.into());
-    } else if !problems.is_empty() {
-        status.reason = Some(format!(
+        problems.push(not_built.into());
+    }
+    match query_driver() {
+        Ok(report) if report.devices.is_empty() => {
+            status.driver_version = Some(report.driver_version);
+            problems.push("the NVIDIA driver reports no CUDA device".into());
+        }
+        Ok(report) => {
+            status.driver_version = Some(report.driver_version);
+            status.devices = report.devices;
+        }
+        Err(reason) => problems.push(reason),
+    }
+    let runtime_problems: Vec<String> =
+        [nvrtc.err(), include.err()].into_iter().flatten().collect();
+    if !runtime_problems.is_empty() {
+        problems.push(format!(
             "{}; CUDA needs NVRTC and the CUDA headers at run time",
-            problems.join("; ")
+            runtime_problems.join("; ")
         ));
-    } else {
+    }
+    if problems.is_empty() {
         status.available = true;
         if let Some(root) = status
             .include_dir
@@ -283,6 +282,8 @@ pub fn probe_cuda(built: bool, bundle: Option<&Path>) -> CudaStatus {
         {
             point_cubecl_at(root);
         }
+    } else {
+        status.reason = Some(problems.join("; "));
     }
     status
 }

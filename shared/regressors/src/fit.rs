@@ -1,0 +1,161 @@
+//! One entry point, like the original tool's `get_regressor(algo, use_gpu)`: the request
+//! names a device; when the GPU cannot be used (none, compiled out, or it fails mid-fit) the
+//! CPU path runs and the outcome says that it fell back and why.
+
+use forexgpt_device::{ComputeDevice, DeviceManager};
+use forexgpt_protocol::{BackendKind, DevicePreference, ResolvedDevice};
+
+use crate::error::FitError;
+use crate::linear::{LinearModel, ValidLinearParams};
+use crate::matrix::Matrix;
+use crate::pca::{FittedPca, ValidPcaParams};
+
+/// Where a fit should run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeviceRequest {
+    pub preference: DevicePreference,
+    /// "Use GPU (if available)": fall back to the CPU instead of failing.
+    pub gpu_if_available: bool,
+}
+
+/// A fitted model and where it was fitted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FitOutcome<M> {
+    pub model: M,
+    pub device: ResolvedDevice,
+    /// Why the CPU ran instead of the requested GPU.
+    pub fell_back: Option<String>,
+}
+
+fn resolve(manager: &DeviceManager, request: DeviceRequest) -> Result<ComputeDevice, FitError> {
+    if request.gpu_if_available {
+        Ok(match request.preference {
+            DevicePreference::Auto => manager.resolve_gpu_if_available(),
+            p => manager.resolve_or_cpu(p),
+        })
+    } else {
+        Ok(manager.resolve(request.preference)?)
+    }
+}
+
+/// Runs `fit` on the requested device: the CPU path (float64) for the CPU, the device path
+/// otherwise, falling back to the CPU when the device fails and fallback is allowed.
+fn fit_with<M>(
+    manager: &DeviceManager,
+    request: DeviceRequest,
+    fit: impl Fn(Option<&ComputeDevice>) -> Result<M, FitError>,
+) -> Result<FitOutcome<M>, FitError> {
+    let device = resolve(manager, request)?;
+    let notice = device
+        .resolved
+        .notice
+        .clone()
+        .filter(|_| device.resolved.fell_back);
+    if device.backend() == BackendKind::Cpu {
+        return Ok(FitOutcome {
+            model: fit(None)?,
+            device: device.resolved,
+            fell_back: notice,
+        });
+    }
+    match fit(Some(&device)) {
+        Ok(model) => Ok(FitOutcome {
+            model,
+            device: device.resolved,
+            fell_back: None,
+        }),
+        Err(FitError::Device(e)) if request.gpu_if_available => {
+            let cpu = ComputeDevice::cpu(&manager.info().cpu.model);
+            let reason = format!("{} failed ({e}); ran on the CPU", device.label());
+            tracing::warn!("{reason}");
+            Ok(FitOutcome {
+                model: fit(None)?,
+                device: cpu.resolved,
+                fell_back: Some(reason),
+            })
+        }
+        Err(e) => Err(e),
+    }
+}
+
+pub fn fit_linear(
+    manager: &DeviceManager,
+    request: DeviceRequest,
+    params: &ValidLinearParams,
+    x: &Matrix,
+    y: &Matrix,
+) -> Result<FitOutcome<LinearModel>, FitError> {
+    fit_with(manager, request, |device| params.fit(x, y, device))
+}
+
+pub fn fit_pca(
+    manager: &DeviceManager,
+    request: DeviceRequest,
+    params: &ValidPcaParams,
+    x: &Matrix,
+) -> Result<FitOutcome<FittedPca>, FitError> {
+    fit_with(manager, request, |device| params.fit(x, device))
+}
+
+#[cfg(test)]
+mod tests {
+    use forexgpt_protocol::{CudaStatus, WgpuStatus};
+
+    use super::*;
+    use crate::Ridge;
+
+    fn no_gpu() -> DeviceManager {
+        let cuda = CudaStatus {
+            built: true,
+            reason: Some("no NVIDIA driver".into()),
+            ..CudaStatus::default()
+        };
+        let wgpu = WgpuStatus {
+            built: true,
+            reason: Some("no adapter".into()),
+            ..WgpuStatus::default()
+        };
+        DeviceManager::from_parts(cuda, wgpu, None)
+    }
+
+    fn data() -> (Matrix, Matrix) {
+        let x = Matrix::new(4, 2, vec![1.0, 0.0, 0.0, 1.0, 1.0, 1.0, 2.0, 1.0]).unwrap();
+        let y = Matrix::new(4, 1, vec![1.0, 2.0, 3.0, 4.0]).unwrap();
+        (x, y)
+    }
+
+    #[test]
+    fn use_gpu_if_available_falls_back_and_says_why() {
+        let (x, y) = data();
+        let params = Ridge::params().check().unwrap();
+        let request = DeviceRequest {
+            preference: DevicePreference::Auto,
+            gpu_if_available: true,
+        };
+        let out = fit_linear(&no_gpu(), request, &params, &x, &y).unwrap();
+        assert_eq!(out.device.backend, BackendKind::Cpu);
+        assert!(out.fell_back.unwrap().contains("no NVIDIA driver"));
+    }
+
+    #[test]
+    fn an_explicit_gpu_request_without_a_gpu_is_an_error() {
+        let (x, y) = data();
+        let params = Ridge::params().check().unwrap();
+        let request = DeviceRequest {
+            preference: DevicePreference::Cuda(None),
+            gpu_if_available: false,
+        };
+        let err = fit_linear(&no_gpu(), request, &params, &x, &y).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("CUDA is not available: no NVIDIA driver"),
+            "{err}"
+        );
+        let cpu = DeviceRequest {
+            preference: DevicePreference::Cpu,
+            gpu_if_available: false,
+        };
+        let out = fit_linear(&no_gpu(), cpu, &params, &x, &y).unwrap();
+        assert!(out.fell_back.is_none());
+    }
+}

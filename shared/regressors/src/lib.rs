@@ -1,0 +1,21 @@
+//! Ridge, Lasso, ElasticNet and PCA with scikit-learn's objectives, parameter names and
+//! defaults, multi-output (one target column per horizon). Parameters go builder → checked
+//! params → fitted model, and only fitted models predict.
+//!
+//! The O(n·d²) part — the centred Gram matrix `XᵀX`, `XᵀY` and `Σy²` — runs on the CPU in
+//! float64 or on a GPU through burn ([`moments`]); the small d×d solves, coordinate descent
+//! and eigendecompositions run on the CPU in float64, where they are cheapest.
+
+pub mod error;
+pub mod fit;
+pub mod linalg;
+pub mod linear;
+pub mod matrix;
+pub mod moments;
+pub mod pca;
+
+pub use error::FitError;
+pub use fit::{DeviceRequest, FitOutcome, fit_linear, fit_pca};
+pub use linear::{ElasticNet, Lasso, LinearKind, LinearModel, LinearParams, Ridge};
+pub use matrix::Matrix;
+pub use pca::{FittedPca, Pca};

@@ -144,29 +144,8 @@ fn test() -> Result<()> {
     run(test)
 }
 
-fn app() -> Result<()> {
-    let mut build = cargo();
-    build.args(["build", "--release", "--locked", "-p", "forexgpt-cli"]);
-    run(build)?;
-    let forexgpt = |args: &[&str]| {
-        let mut cmd = cargo();
-        cmd.args([
-            "run",
-            "--quiet",
-            "--release",
-            "--locked",
-            "-p",
-            "forexgpt-cli",
-            "--",
-        ])
-        .args(args);
-        cmd
-    };
-    run(forexgpt(&["data", "--gaps"]))?;
-    run(forexgpt(&["features"]))
-}
-
-fn bench(rest: &[String]) -> Result<()> {
+/// `cargo run --release -p forexgpt-cli -- ARGS`.
+fn forexgpt(args: &[&str]) -> Command {
     let mut cmd = cargo();
     cmd.args([
         "run",
@@ -176,8 +155,21 @@ fn bench(rest: &[String]) -> Result<()> {
         "-p",
         "forexgpt-cli",
         "--",
-        "bench",
     ])
-    .args(rest);
+    .args(args);
+    cmd
+}
+
+fn app() -> Result<()> {
+    let mut build = cargo();
+    build.args(["build", "--release", "--locked", "-p", "forexgpt-cli"]);
+    run(build)?;
+    run(forexgpt(&["data", "--gaps"]))?;
+    run(forexgpt(&["features"]))
+}
+
+fn bench(rest: &[String]) -> Result<()> {
+    let mut cmd = forexgpt(&["bench"]);
+    cmd.args(rest);
     run(cmd)
 }

@@ -6,6 +6,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use forexgpt_core::sample::{DEFAULT_SYMBOL, DEFAULT_TIMEFRAME};
 use forexgpt_engine::bench::{BenchOptions, data_suite, run_suite};
+use forexgpt_engine::bench_models::regressor_cases;
 use forexgpt_engine::{FeatureRequest, Workbench};
 use forexgpt_protocol::{CsvFormat, FeatureSpec, ImportRequest, SplitSpec, TargetSpec, Timeframe};
 
@@ -92,8 +93,32 @@ pub struct FeatureArgs {
     all_columns: bool,
 }
 
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Suite {
+    /// Feature matrix and CSV import.
+    Data,
+    /// Ridge, Lasso, ElasticNet and PCA on the CPU and every GPU device.
+    Regressors,
+    All,
+}
+
 #[derive(Args, Debug)]
 pub struct BenchArgs {
+    /// Which operations to time.
+    #[arg(long, value_enum, default_value = "data")]
+    suite: Suite,
+    /// Rows of the regressor benchmark data.
+    #[arg(long, default_value_t = 1_000_000)]
+    rows: usize,
+    /// Feature columns of the regressor benchmark data.
+    #[arg(long, default_value_t = 128)]
+    features: usize,
+    /// Target columns (horizons) of the regressor benchmark data.
+    #[arg(long, default_value_t = 8)]
+    targets: usize,
+    /// Also write the regressor data and our CPU results here, for bench/peers/regressors_sklearn.py.
+    #[arg(long, value_name = "DIR")]
+    export_data: Option<PathBuf>,
     /// Bars for the feature-matrix benchmark.
     #[arg(long, default_value_t = 100_000)]
     bars: usize,
@@ -221,7 +246,24 @@ fn bench(json: bool, args: BenchArgs) -> Result<()> {
     let dir = tempfile_dir()?;
     let progress = BarProgress::new(json);
     let cancel = ctrl_c_token();
-    let mut cases = data_suite(args.bars, args.csv_rows, dir.path())?;
+    let mut cases = Vec::new();
+    if matches!(args.suite, Suite::Data | Suite::All) {
+        cases.extend(data_suite(args.bars, args.csv_rows, dir.path())?);
+    }
+    if matches!(args.suite, Suite::Regressors | Suite::All) {
+        let manager = forexgpt_device::DeviceManager::probe();
+        let (devices, skipped) = forexgpt_device::testing::test_devices(&manager);
+        for reason in skipped {
+            tracing::info!("benchmark skips {reason}");
+        }
+        cases.extend(regressor_cases(
+            args.rows,
+            args.features,
+            args.targets,
+            &devices,
+            args.export_data.as_deref(),
+        )?);
+    }
     let results = run_suite(
         &mut cases,
         BenchOptions {

@@ -212,7 +212,7 @@ pub fn print_feature_summary(s: &FeatureSummary, all_columns: bool) {
 
 pub fn print_bench(results: &[BenchResult]) {
     outln!(
-        "{:<12} {:>16} {:>6} {:>11} {:>11} {:>11} {:>11} {:>14}",
+        "{:<12} {:>16} {:<34} {:>10} {:>10} {:>10} {:>10} {:>13} {:>9}",
         "operation",
         "size",
         "device",
@@ -220,19 +220,25 @@ pub fn print_bench(results: &[BenchResult]) {
         "median ms",
         "min ms",
         "max ms",
-        "items/s"
+        "items/s",
+        "vs cpu"
     );
     for r in results {
+        let diff = r
+            .max_rel_diff_vs_cpu
+            .map_or_else(String::new, |d| format!("{d:.1e}"));
+        let device: String = r.device.chars().take(34).collect();
         outln!(
-            "{:<12} {:>16} {:>6} {:>11.2} {:>11.2} {:>11.2} {:>11.2} {:>14.0}",
+            "{:<12} {:>16} {:<34} {:>10.2} {:>10.2} {:>10.2} {:>10.2} {:>13.0} {:>9}",
             r.operation,
             r.size,
-            r.device,
+            device,
             r.first_run_ms,
             r.median_ms,
             r.min_ms,
             r.max_ms,
-            r.throughput_per_s
+            r.throughput_per_s,
+            diff
         );
     }
 }

@@ -30,6 +30,27 @@ pub struct BenchCase {
     pub items: usize,
     /// Runs once and returns the measured duration (setup excluded).
     pub run: Box<dyn FnMut() -> Result<Duration, EngineError>>,
+    /// Set by the run: how far its result is from the CPU reference.
+    pub diff_vs_cpu: Option<std::sync::Arc<std::sync::Mutex<f64>>>,
+}
+
+impl BenchCase {
+    /// A case that runs on the CPU and has no reference result to compare with.
+    pub fn on_cpu(
+        operation: &str,
+        size: String,
+        items: usize,
+        run: impl FnMut() -> Result<Duration, EngineError> + 'static,
+    ) -> BenchCase {
+        BenchCase {
+            operation: operation.to_string(),
+            size,
+            device: "cpu".into(),
+            items,
+            run: Box::new(run),
+            diff_vs_cpu: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -59,6 +80,10 @@ pub fn run_case(case: &mut BenchCase, options: BenchOptions) -> Result<BenchResu
         max_ms: times[times.len() - 1],
         repeats: times.len(),
         throughput_per_s: case.items as f64 / (median / 1e3),
+        max_rel_diff_vs_cpu: case
+            .diff_vs_cpu
+            .as_ref()
+            .map(|d| *d.lock().unwrap_or_else(|e| e.into_inner())),
     })
 }
 
@@ -164,23 +189,17 @@ pub fn features_case(bars: usize) -> BenchCase {
     let candles = random_walk_hourly(bars, 1);
     let spec = FeatureSpec::default();
     let targets = TargetSpec::default();
-    BenchCase {
-        operation: "features".into(),
-        size: format!("{bars} bars"),
-        device: "cpu".into(),
-        items: bars,
-        run: Box::new(move || {
-            let started = Instant::now();
-            let fm = build_features(&candles, &spec)?;
-            let t = build_targets(&fm, &targets)?;
-            let elapsed = started.elapsed();
-            check(
-                fm.rows() == bars - fm.warmup && t.rows == fm.rows() - 24,
-                || format!("unexpected shape {}×{}", fm.rows(), fm.n_columns()),
-            )?;
-            Ok(elapsed)
-        }),
-    }
+    BenchCase::on_cpu("features", format!("{bars} bars"), bars, move || {
+        let started = Instant::now();
+        let fm = build_features(&candles, &spec)?;
+        let t = build_targets(&fm, &targets)?;
+        let elapsed = started.elapsed();
+        check(
+            fm.rows() == bars - fm.warmup && t.rows == fm.rows() - 24,
+            || format!("unexpected shape {}×{}", fm.rows(), fm.n_columns()),
+        )?;
+        Ok(elapsed)
+    })
 }
 
 /// CSV import (parse + validate + store into a new SQLite file) of `rows` rows.
@@ -189,12 +208,11 @@ pub fn import_case(rows: usize, dir: &Path) -> Result<BenchCase, EngineError> {
     write_generic_csv(&csv, &random_walk_hourly(rows, 2))?;
     let dir = dir.to_path_buf();
     let mut run_no = 0usize;
-    Ok(BenchCase {
-        operation: "import_csv".into(),
-        size: format!("{rows} rows"),
-        device: "cpu".into(),
-        items: rows,
-        run: Box::new(move || {
+    Ok(BenchCase::on_cpu(
+        "import_csv",
+        format!("{rows} rows"),
+        rows,
+        move || {
             run_no += 1;
             let db = ScratchDb::new(&dir, format!("bench_{run_no}.sqlite"));
             let mut store = db.open()?;
@@ -209,8 +227,8 @@ pub fn import_case(rows: usize, dir: &Path) -> Result<BenchCase, EngineError> {
             let elapsed = started.elapsed();
             check_stored(outcome.inserted, rows)?;
             Ok(elapsed)
-        }),
-    })
+        },
+    ))
 }
 
 /// The two halves of an import measured apart: parse + validate, and the SQLite insert.
@@ -218,44 +236,32 @@ pub fn import_parts_cases(rows: usize, dir: &Path) -> Result<Vec<BenchCase>, Eng
     let csv = dir.join(format!("bench_parts_{rows}.csv"));
     let candles = random_walk_hourly(rows, 3);
     write_generic_csv(&csv, &candles)?;
-    let parse = BenchCase {
-        operation: "csv_parse".into(),
-        size: format!("{rows} rows"),
-        device: "cpu".into(),
-        items: rows,
-        run: Box::new(move || {
-            let started = Instant::now();
-            let parsed = read_candles_csv(&csv, CsvFormat::Auto, Timeframe::H1, &mut |_, _| true)?;
-            let elapsed = started.elapsed();
-            check(parsed.candles.len() == rows, || {
-                format!("parsed {} of {rows} rows", parsed.candles.len())
-            })?;
-            Ok(elapsed)
-        }),
-    };
+    let parse = BenchCase::on_cpu("csv_parse", format!("{rows} rows"), rows, move || {
+        let started = Instant::now();
+        let parsed = read_candles_csv(&csv, CsvFormat::Auto, Timeframe::H1, &mut |_, _| true)?;
+        let elapsed = started.elapsed();
+        check(parsed.candles.len() == rows, || {
+            format!("parsed {} of {rows} rows", parsed.candles.len())
+        })?;
+        Ok(elapsed)
+    });
     let dir = dir.to_path_buf();
     let mut run_no = 0usize;
-    let insert = BenchCase {
-        operation: "store_insert".into(),
-        size: format!("{rows} rows"),
-        device: "cpu".into(),
-        items: rows,
-        run: Box::new(move || {
-            run_no += 1;
-            let db = ScratchDb::new(&dir, format!("bench_insert_{run_no}.sqlite"));
-            let mut store = db.open()?;
-            let source = ImportSource {
-                file: "bench",
-                format: "generic",
-                replace: false,
-            };
-            let started = Instant::now();
-            let outcome = store.import_candles("BENCH", Timeframe::H1, &candles, &source)?;
-            let elapsed = started.elapsed();
-            check_stored(outcome.inserted, rows)?;
-            Ok(elapsed)
-        }),
-    };
+    let insert = BenchCase::on_cpu("store_insert", format!("{rows} rows"), rows, move || {
+        run_no += 1;
+        let db = ScratchDb::new(&dir, format!("bench_insert_{run_no}.sqlite"));
+        let mut store = db.open()?;
+        let source = ImportSource {
+            file: "bench",
+            format: "generic",
+            replace: false,
+        };
+        let started = Instant::now();
+        let outcome = store.import_candles("BENCH", Timeframe::H1, &candles, &source)?;
+        let elapsed = started.elapsed();
+        check_stored(outcome.inserted, rows)?;
+        Ok(elapsed)
+    });
     Ok(vec![parse, insert])
 }
 

@@ -3,6 +3,7 @@
 //! feature matrices, and benchmarks. Front ends parse input, call these, and show results.
 
 pub mod bench;
+pub mod bench_models;
 mod data;
 mod error;
 pub mod progress;

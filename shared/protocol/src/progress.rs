@@ -52,4 +52,8 @@ pub struct BenchResult {
     pub repeats: usize,
     /// Items per second at the median (rows, bars).
     pub throughput_per_s: f64,
+    /// Largest difference from the CPU reference result, relative to its largest value
+    /// (GPU rows of model benchmarks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_rel_diff_vs_cpu: Option<f64>,
 }

@@ -165,13 +165,9 @@ pub fn check_xy(x: &Matrix, y: &Matrix) -> Result<(), FitError> {
 }
 
 pub fn check_constant_columns(x: &Matrix) -> Result<(), FitError> {
-    let first = x.row(0);
-    for col in 0..x.cols {
-        if (1..x.rows).all(|r| x.get(r, col) == first[col]) {
-            return Err(FitError::ConstantColumn {
-                col,
-                value: first[col],
-            });
+    for (col, &value) in x.row(0).iter().enumerate() {
+        if (1..x.rows).all(|r| x.get(r, col) == value) {
+            return Err(FitError::ConstantColumn { col, value });
         }
     }
     Ok(())

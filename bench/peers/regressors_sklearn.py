@@ -1,0 +1,69 @@
+#!/usr/bin/env python3
+"""scikit-learn peer for `forexgpt bench --suite regressors --export-data DIR`.
+
+Runs Ridge, Lasso, ElasticNet and PCA with the parameters in DIR/meta.json on exactly the data
+ForexGPT benchmarked (DIR/x.f64, DIR/y.f64: row-major little-endian float64), one untimed
+warm-up and REPEATS timed runs each, and compares the results with ForexGPT's CPU results
+(DIR/ours_cpu_<model>.f64). Prints a table and writes DIR/sklearn_results.json.
+
+    python3 bench/peers/regressors_sklearn.py DIR [REPEATS]
+"""
+
+import json
+import pathlib
+import statistics
+import sys
+import time
+
+import numpy as np
+import sklearn
+from sklearn.decomposition import PCA
+from sklearn.linear_model import ElasticNet, Lasso, Ridge
+
+
+def main():
+    d = pathlib.Path(sys.argv[1])
+    repeats = int(sys.argv[2]) if len(sys.argv) > 2 else 3
+    meta = json.loads((d / "meta.json").read_text())
+    n, p, t = meta["rows"], meta["cols"], meta["targets"]
+    x = np.fromfile(d / "x.f64", dtype="<f8").reshape(n, p)
+    y = np.fromfile(d / "y.f64", dtype="<f8").reshape(n, t)
+    models = {
+        "ridge": lambda: Ridge(alpha=meta["ridge_alpha"]),
+        "lasso": lambda: Lasso(alpha=meta["lasso_alpha"]),
+        "elasticnet": lambda: ElasticNet(alpha=meta["enet_alpha"], l1_ratio=meta["enet_l1_ratio"]),
+        "pca": lambda: PCA(n_components=meta["pca_components"]),
+    }
+    results = []
+    for name, make in models.items():
+        times = []
+        for i in range(repeats + 1):
+            m = make()
+            start = time.perf_counter()
+            m.fit(x) if name == "pca" else m.fit(x, y)
+            elapsed = (time.perf_counter() - start) * 1e3
+            if i > 0:
+                times.append(elapsed)
+        if name == "pca":
+            coef = m.components_.copy()
+            for row in coef:  # same sign convention as ForexGPT's benchmark
+                row *= np.sign(row[np.argmax(np.abs(row))])
+        else:
+            coef = m.coef_
+        ours_path = d / f"ours_cpu_{name}.f64"
+        diff = None
+        if ours_path.exists():
+            ours = np.fromfile(ours_path, dtype="<f8").reshape(coef.shape)
+            diff = float(np.max(np.abs(ours - coef)) / np.max(np.abs(coef)))
+        results.append(dict(operation=name, size=f"{n}x{p}->{t}", device="scikit-learn " + sklearn.__version__,
+                            median_ms=statistics.median(times), min_ms=min(times), max_ms=max(times),
+                            repeats=repeats, max_rel_diff_ours_cpu_vs_sklearn=diff))
+    (d / "sklearn_results.json").write_text(json.dumps(results, indent=1) + "\n")
+    print(f"{'operation':<12} {'median ms':>10} {'min ms':>10} {'max ms':>10}  ours(cpu) vs sklearn")
+    for r in results:
+        diff = "" if r["max_rel_diff_ours_cpu_vs_sklearn"] is None else f"{r['max_rel_diff_ours_cpu_vs_sklearn']:.1e}"
+        print(f"{r['operation']:<12} {r['median_ms']:>10.1f} {r['min_ms']:>10.1f} {r['max_ms']:>10.1f}  {diff}")
+
+
+if __name__ == "__main__":
+    main()

@@ -386,9 +386,9 @@ impl Store {
         if self.series_id(symbol, timeframe)?.is_some() {
             return Ok((self.load_candles(symbol, timeframe)?, timeframe));
         }
+        // Finest first: the most detailed stored series gives the most faithful bars.
         for finer in Timeframe::ALL
             .iter()
-            .rev()
             .copied()
             .filter(|f| *f < timeframe && timeframe.is_multiple_of(*f))
         {
@@ -626,6 +626,21 @@ mod tests {
         );
         let (daily, from) = store.load_or_resample("EURUSD", Timeframe::D1).unwrap();
         assert_eq!((daily.len(), from), (2, Timeframe::H1));
+        // With 4h bars stored too, the finest series (1h) is still the source.
+        let four: Vec<Candle> = bars(1_704_067_200, 12, 2.0)
+            .into_iter()
+            .enumerate()
+            .map(|(i, c)| Candle {
+                ts: c.ts + 3 * 3600 * i as i64,
+                ..c
+            })
+            .collect();
+        store
+            .import_candles("EURUSD", Timeframe::H4, &four, &SRC)
+            .unwrap();
+        let (daily, from) = store.load_or_resample("EURUSD", Timeframe::D1).unwrap();
+        assert_eq!((from, daily[0].close), (Timeframe::H1, 1.1));
+        assert!(store.delete_series("EURUSD", Timeframe::H4).unwrap());
         assert!(matches!(
             store.load_or_resample("EURUSD", Timeframe::M15),
             Err(StoreError::SeriesNotFound { .. })

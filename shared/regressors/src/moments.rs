@@ -152,16 +152,25 @@ impl BackendJob for MomentsJob {
 
     fn run<B: Backend>(self, device: &B::Device) -> Self::Output {
         let read = |t: Tensor<B, 2>| t.into_data().to_vec::<f32>().unwrap_or_default();
+        let started = std::time::Instant::now();
         let x = Tensor::<B, 2>::from_data(TensorData::new(self.x, [self.n, self.d]), device);
+        let y = (self.t > 0)
+            .then(|| Tensor::<B, 2>::from_data(TensorData::new(self.y, [self.n, self.t]), device));
+        // Synchronised only to report where the time goes (upload vs products).
+        let _ = B::sync(device);
+        let uploaded = started.elapsed();
         let xt = x.clone().transpose();
         let gram = read(xt.clone().matmul(x));
         // PCA has no targets, and zero-width tensors are best not sent to a GPU.
-        if self.t == 0 {
-            return (gram, Vec::new(), Vec::new());
-        }
-        let y = Tensor::<B, 2>::from_data(TensorData::new(self.y, [self.n, self.t]), device);
-        let xty = read(xt.matmul(y.clone()));
-        let yty = read((y.clone() * y).sum_dim(0));
+        let (xty, yty) = match y {
+            Some(y) => (read(xt.matmul(y.clone())), read((y.clone() * y).sum_dim(0))),
+            None => (Vec::new(), Vec::new()),
+        };
+        tracing::debug!(
+            upload_ms = uploaded.as_secs_f64() * 1e3,
+            products_ms = (started.elapsed() - uploaded).as_secs_f64() * 1e3,
+            "device moments"
+        );
         (gram, xty, yty)
     }
 }
@@ -174,6 +183,7 @@ pub fn moments_on_device(
     center: bool,
 ) -> Result<Moments, FitError> {
     let (n, d, t) = (x.rows, x.cols, y.cols);
+    let started = std::time::Instant::now();
     let x_mean = column_means(x, center);
     let y_mean = column_means(y, center);
     let job = MomentsJob {
@@ -183,7 +193,14 @@ pub fn moments_on_device(
         x: centred_f32(x, &x_mean),
         y: centred_f32(y, &y_mean),
     };
+    let prepared = started.elapsed();
     let (gram, xty, yty) = run_job(device, job)?;
+    tracing::debug!(
+        prepare_ms = prepared.as_secs_f64() * 1e3,
+        device_ms = (started.elapsed() - prepared).as_secs_f64() * 1e3,
+        device = device.label(),
+        "moments"
+    );
     if gram.len() != d * d || xty.len() != d * t || yty.len() != t {
         return Err(FitError::ShapeMismatch(format!(
             "{} returned moments of the wrong size",

@@ -60,7 +60,7 @@ impl DeviceManager {
         let apple_gpu_available = cfg!(target_os = "macos")
             && wgpu.available
             && wgpu.adapters.iter().any(|a| a.api == "Metal");
-        let mut info = DeviceInfo {
+        let info = DeviceInfo {
             cuda_available: cuda.available,
             device_count: cuda.devices.len(),
             device_name: first.map(|d| d.name.clone()),
@@ -72,12 +72,8 @@ impl DeviceManager {
             cpu,
             auto: cpu_resolved(None),
         };
-        let mut manager = DeviceManager {
-            info: info.clone(),
-            kernel_cache,
-        };
-        info.auto = manager.resolve_auto(false).resolved;
-        manager.info = info;
+        let mut manager = DeviceManager { info, kernel_cache };
+        manager.info.auto = manager.resolve_auto(false).resolved;
         manager
     }
 

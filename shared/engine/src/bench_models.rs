@@ -94,13 +94,10 @@ fn fit(
     y: &Matrix,
     device: Option<&ComputeDevice>,
 ) -> Result<Vec<f64>, EngineError> {
-    let fit_error = |e: forexgpt_regressors::FitError| EngineError::Model(e.to_string());
     if model == "pca" {
         let pca = Pca::params(pca_components(x.cols))
-            .check()
-            .map_err(fit_error)?
-            .fit(x, device)
-            .map_err(fit_error)?;
+            .check()?
+            .fit(x, device)?;
         let mut c = pca.components.values;
         for row in c.chunks_mut(x.cols) {
             let sign = row
@@ -112,8 +109,8 @@ fn fit(
         }
         return Ok(c);
     }
-    let params = linear_builder(model).check().map_err(fit_error)?;
-    Ok(params.fit(x, y, device).map_err(fit_error)?.coef.values)
+    let params = linear_builder(model).check()?;
+    Ok(params.fit(x, y, device)?.coef.values)
 }
 
 fn max_rel_diff(got: &[f64], reference: &[f64]) -> f64 {

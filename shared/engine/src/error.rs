@@ -23,8 +23,8 @@ pub enum EngineError {
     Resample(#[from] ResampleError),
     #[error("invalid symbol '{0}': use 1–20 letters, digits, '.', '_' or '-' (e.g. EURUSD)")]
     InvalidSymbol(String),
-    #[error("model: {0}")]
-    Model(String),
+    #[error(transparent)]
+    Model(#[from] forexgpt_regressors::FitError),
     #[error("cancelled")]
     Cancelled,
     #[error("{context}: {cause}")]

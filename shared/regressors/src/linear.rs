@@ -347,13 +347,7 @@ fn duality_gap(w: &[f64], gw: &[f64], q: &[f64], y_norm2: f64, l1: f64, l2: f64)
 impl LinearModel {
     /// Predictions for the rows of `x` (`rows × targets`).
     pub fn predict(&self, x: &Matrix) -> Result<Matrix, FitError> {
-        x.check("X")?;
-        if x.cols != self.coef.cols {
-            return Err(FitError::ShapeMismatch(format!(
-                "X has {} columns but the model was fit on {}",
-                x.cols, self.coef.cols
-            )));
-        }
+        x.check_features(self.coef.cols)?;
         let t = self.coef.rows;
         let mut out = Matrix::zeros(x.rows, t);
         for r in 0..x.rows {

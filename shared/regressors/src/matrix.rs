@@ -39,6 +39,18 @@ impl Matrix {
         self.values[r * self.cols + c]
     }
 
+    /// The input check of every fitted model: finite values and the feature count it was fit on.
+    pub fn check_features(&self, fitted_cols: usize) -> Result<(), FitError> {
+        self.check("X")?;
+        if self.cols != fitted_cols {
+            return Err(FitError::ShapeMismatch(format!(
+                "X has {} columns but the model was fit on {fitted_cols}",
+                self.cols
+            )));
+        }
+        Ok(())
+    }
+
     /// Rejects empty matrices and NaN/inf, naming the first bad cell.
     pub fn check(&self, what: &'static str) -> Result<(), FitError> {
         if self.rows == 0 || self.cols == 0 {

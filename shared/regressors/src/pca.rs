@@ -111,13 +111,7 @@ impl ValidPcaParams {
 impl FittedPca {
     /// Projects the rows of `x` onto the components (`rows × n_components`).
     pub fn transform(&self, x: &Matrix) -> Result<Matrix, FitError> {
-        x.check("X")?;
-        if x.cols != self.components.cols {
-            return Err(FitError::ShapeMismatch(format!(
-                "X has {} columns but PCA was fit on {}",
-                x.cols, self.components.cols
-            )));
-        }
+        x.check_features(self.components.cols)?;
         let k = self.components.rows;
         let mut out = Matrix::zeros(x.rows, k);
         for r in 0..x.rows {

@@ -132,10 +132,19 @@ pub struct BenchArgs {
 
 pub fn run(cli: Cli) -> Result<()> {
     let json = cli.json;
+    let cli_dirs = (cli.db.clone(), cli.models_dir.clone());
     match cli.command {
         Command::Import(args) => import(cli.db, json, args),
         Command::Data(args) => data(cli.db, json, args),
         Command::Features(args) => features(cli.db, json, args),
+        Command::Train(args) => crate::models::train(&open_with_models(&cli_dirs)?, json, args),
+        Command::Models(args) => crate::models::models(&open_with_models(&cli_dirs)?, json, args),
+        Command::Forecast(args) => {
+            crate::models::forecast(&open_with_models(&cli_dirs)?, json, args)
+        }
+        Command::Backtest(args) => {
+            crate::models::backtest(&open_with_models(&cli_dirs)?, json, args)
+        }
         Command::Bench(args) => bench(json, args),
         Command::Devices { check } => crate::devices::devices(json, check),
     }
@@ -143,6 +152,14 @@ pub fn run(cli: Cli) -> Result<()> {
 
 fn open(db: Option<PathBuf>) -> Result<Workbench> {
     Ok(Workbench::open(db.as_deref())?)
+}
+
+fn open_with_models((db, models_dir): &(Option<PathBuf>, Option<PathBuf>)) -> Result<Workbench> {
+    let mut wb = Workbench::open(db.as_deref())?;
+    if let Some(dir) = models_dir {
+        wb.set_models_dir(dir.clone());
+    }
+    Ok(wb)
 }
 
 fn import(db: Option<PathBuf>, json: bool, args: ImportArgs) -> Result<()> {

@@ -5,6 +5,7 @@
 mod output;
 mod commands;
 mod devices;
+mod models;
 mod progress;
 
 use std::path::PathBuf;
@@ -23,6 +24,9 @@ pub struct Cli {
     /// SQLite database file (default: forexgpt.sqlite in the user's data directory).
     #[arg(long, global = true, env = DB_ENV, value_name = "PATH")]
     db: Option<PathBuf>,
+    /// Directory of model files (default: `models/` beside the database).
+    #[arg(long, global = true, env = forexgpt_engine::MODELS_DIR_ENV, value_name = "DIR")]
+    models_dir: Option<PathBuf>,
     /// Print machine-readable JSON instead of tables.
     #[arg(long, global = true)]
     json: bool,
@@ -41,6 +45,14 @@ enum Command {
     Data(commands::DataArgs),
     /// Build the feature matrix and targets of a stored series and summarise them.
     Features(commands::FeatureArgs),
+    /// Train models (a grid of encoders × regressors × alphas) on a stored series and save them.
+    Train(models::TrainArgs),
+    /// List stored models; `models show|delete` for one.
+    Models(models::ModelsArgs),
+    /// Forecast returns and prices with quantile bands from one model or an ensemble.
+    Forecast(models::ForecastArgs),
+    /// Walk forward over the test period, forecasting from every bar, beside the naive forecast.
+    Backtest(models::BacktestArgs),
     /// Time the data pipeline (feature matrix, CSV import).
     Bench(commands::BenchArgs),
     /// Show CUDA GPUs, wgpu adapters and the CPU, and which device `auto` picks.

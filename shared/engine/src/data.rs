@@ -1,9 +1,11 @@
 //! The data jobs: open the store (seeding the sample series on first run), import CSV
 //! files, list and delete series, store resampled series, and summarise feature matrices.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::time::Instant;
 
+use forexgpt_core::candle::Candle;
 use forexgpt_core::features::{build_features, build_targets};
 use forexgpt_core::gaps::{find_gaps, summarize_gaps};
 use forexgpt_core::import::{parse_candles_csv, read_candles_csv};
@@ -12,8 +14,9 @@ use forexgpt_core::sample::SAMPLE_SERIES;
 use forexgpt_core::split::{chronological_split, default_purge};
 use forexgpt_core::store::{ImportSource, Store, StoreError};
 use forexgpt_core::timestamp::format_ts;
+use forexgpt_device::DeviceManager;
 use forexgpt_protocol::{
-    ColumnSummary, CsvFormat, FeatureSpec, FeatureSummary, Gap, ImportReport, ImportRequest,
+    ColumnSummary, CsvFormat, CudaStatus, DevicePreference, WgpuStatus, FeatureSpec, FeatureSummary, Gap, ImportReport, ImportRequest,
     ProgressEvent, SeriesInfo, SplitSpec, Stage, TargetSpec, Timeframe,
 };
 
@@ -47,9 +50,16 @@ pub struct FeatureRequest {
     pub split: SplitSpec,
 }
 
-/// The engine's handle on one store.
+/// Overrides where model files are kept (default: `models/` beside the database).
+pub const MODELS_DIR_ENV: &str = "FOREXGPT_MODELS_DIR";
+
+/// The engine's handle on one store, its model directory and the machine's devices.
 pub struct Workbench {
-    store: Store,
+    pub(crate) store: Store,
+    models_dir: Option<PathBuf>,
+    /// Probed on first use: probing wgpu and CUDA takes seconds and CPU-only work needs neither.
+    devices: OnceLock<DeviceManager>,
+    cpu_only: OnceLock<DeviceManager>,
 }
 
 impl Workbench {
@@ -59,14 +69,74 @@ impl Workbench {
             Some(p) => p.to_path_buf(),
             None => Store::default_path()?,
         };
-        Workbench::with_store(Store::open(&path)?)
+        let mut wb = Workbench::with_store(Store::open(&path)?)?;
+        if wb.models_dir.is_none() {
+            let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+            wb.models_dir = Some(dir.unwrap_or(Path::new(".")).join("models"));
+        }
+        Ok(wb)
     }
 
     /// Wraps an open store (in-memory ones in tests and benchmarks), seeding the samples.
+    /// Models go to `FOREXGPT_MODELS_DIR` if set; otherwise set a directory before saving.
     pub fn with_store(store: Store) -> Result<Workbench, EngineError> {
-        let mut wb = Workbench { store };
+        let models_dir = std::env::var_os(MODELS_DIR_ENV)
+            .filter(|d| !d.is_empty())
+            .map(PathBuf::from);
+        let mut wb = Workbench {
+            store,
+            models_dir,
+            devices: OnceLock::new(),
+            cpu_only: OnceLock::new(),
+        };
         wb.seed_samples()?;
         Ok(wb)
+    }
+
+    /// The bars of a series (stored, or resampled from a finer stored one), in time order.
+    pub fn candles(&self, symbol: &str, timeframe: Timeframe) -> Result<Vec<Candle>, EngineError> {
+        let symbol = normalize_symbol(symbol)?;
+        Ok(self.store.load_or_resample(&symbol, timeframe)?.0)
+    }
+
+    /// Keeps model files in `dir` (created when the first model is saved).
+    pub fn set_models_dir(&mut self, dir: PathBuf) {
+        self.models_dir = Some(dir);
+    }
+
+    pub fn models_dir(&self) -> Result<&Path, EngineError> {
+        self.models_dir.as_deref().ok_or_else(|| {
+            EngineError::InvalidRequest(format!(
+                "no model directory: the store is in memory and {MODELS_DIR_ENV} is not set"
+            ))
+        })
+    }
+
+    /// Uses an already probed device manager (the app probes once at start).
+    pub fn set_devices(&mut self, manager: DeviceManager) {
+        self.devices = OnceLock::from(manager);
+    }
+
+    /// The devices to resolve `preference` against: probed once when a GPU may be used, a
+    /// CPU-only description when only the CPU is asked for.
+    pub fn devices_for(&self, preference: DevicePreference) -> &DeviceManager {
+        if preference == DevicePreference::Cpu && self.devices.get().is_none() {
+            return self.cpu_only.get_or_init(|| {
+                let not_probed = Some("not probed: the CPU was requested".to_string());
+                DeviceManager::from_parts(
+                    CudaStatus {
+                        reason: not_probed.clone(),
+                        ..CudaStatus::default()
+                    },
+                    WgpuStatus {
+                        reason: not_probed,
+                        ..WgpuStatus::default()
+                    },
+                    None,
+                )
+            });
+        }
+        self.devices.get_or_init(DeviceManager::probe)
     }
 
     pub fn db_path(&self) -> &str {

@@ -25,6 +25,18 @@ pub enum EngineError {
     InvalidSymbol(String),
     #[error(transparent)]
     Model(#[from] forexgpt_regressors::FitError),
+    #[error(transparent)]
+    Artifact(#[from] crate::artifact::ArtifactError),
+    #[error(transparent)]
+    Device(#[from] forexgpt_device::DeviceError),
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+    #[error("no model '{id}' in {dir}")]
+    UnknownModel { id: String, dir: String },
+    #[error("no stored models match: {0}")]
+    NoModels(String),
+    #[error("these models cannot forecast together: {0}")]
+    ModelMismatch(String),
     #[error("cancelled")]
     Cancelled,
     #[error("{context}: {cause}")]

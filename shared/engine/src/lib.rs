@@ -1,13 +1,18 @@
 //! The jobs behind every front end (CLI today, the desktop app later): opening the store and
 //! seeding the sample data, importing CSV files, listing series and their gaps, building
-//! feature matrices, and benchmarks. Front ends parse input, call these, and show results.
+//! feature matrices, training models, forecasting and backtesting with them, and benchmarks. Front ends parse input, call these, and show results.
 
+pub mod artifact;
 pub mod bench;
 pub mod bench_models;
 mod data;
+pub mod ensemble;
 mod error;
+mod forecast;
+pub mod model;
 pub mod progress;
+pub mod train;
 
-pub use data::{FeatureRequest, Workbench};
+pub use data::{FeatureRequest, MODELS_DIR_ENV, Workbench};
 pub use error::EngineError;
 pub use progress::{CancelToken, NoProgress, ProgressSink};

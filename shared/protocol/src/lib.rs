@@ -6,6 +6,7 @@
 mod data;
 mod device;
 mod features;
+mod model;
 mod progress;
 mod timeframe;
 
@@ -17,6 +18,11 @@ pub use device::{
 pub use features::{
     ColumnSummary, FeatureSpec, FeatureSummary, MacdSpec, RegressionMetrics, SplitSpec,
     SplitSummary, TargetSpec,
+};
+pub use model::{
+    BacktestHorizon, BacktestReport, BacktestRequest, BaselineMetrics, Combine, EncoderSpec, Forecast,
+    ForecastRequest, HorizonForecast, HorizonMetrics, ModelConfig, ModelInfo, ModelSelection,
+    RegressorSpec, SplitTimes, StoredModel, TrainReport, TrainRequest,
 };
 pub use progress::{BenchResult, ProgressEvent, Stage};
 pub use timeframe::{ParseTimeframeError, Timeframe};

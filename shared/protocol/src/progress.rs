@@ -10,6 +10,10 @@ pub enum Stage {
     Validate,
     Store,
     Features,
+    Train,
+    Save,
+    Forecast,
+    Backtest,
     Benchmark,
 }
 
@@ -20,6 +24,10 @@ impl Stage {
             Stage::Validate => "validating",
             Stage::Store => "storing",
             Stage::Features => "computing features",
+            Stage::Train => "training",
+            Stage::Save => "saving models",
+            Stage::Forecast => "forecasting",
+            Stage::Backtest => "backtesting",
             Stage::Benchmark => "benchmarking",
         }
     }

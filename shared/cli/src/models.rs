@@ -1,0 +1,519 @@
+//! `train`, `models`, `forecast` and `backtest`: arguments, requests and what they print.
+
+use anyhow::{Result, bail};
+use clap::{Args, Subcommand, ValueEnum};
+use forexgpt_core::sample::{DEFAULT_SYMBOL, DEFAULT_TIMEFRAME};
+use forexgpt_core::timestamp::{format_ts, parse_timestamp};
+use forexgpt_engine::Workbench;
+use forexgpt_protocol::{
+    BacktestReport, BacktestRequest, Combine, DevicePreference, EncoderSpec, FeatureSpec, Forecast,
+    ForecastRequest, ModelConfig, ModelSelection, RegressorSpec, SplitSpec, StoredModel,
+    TargetSpec, Timeframe, TrainReport, TrainRequest,
+};
+
+use crate::progress::{BarProgress, ctrl_c_token};
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EncoderKind {
+    None,
+    Pca,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RegressorKind {
+    Ridge,
+    Lasso,
+    Elasticnet,
+}
+
+/// Where to run: `--device` and "if available".
+#[derive(Args, Debug, Clone)]
+pub struct DeviceArgs {
+    /// auto, cuda, cuda:N, wgpu, wgpu:N or cpu.
+    #[arg(long, default_value = "auto")]
+    device: DevicePreference,
+    /// Use a GPU if one is usable, else the CPU (with a notice) instead of failing.
+    #[arg(long)]
+    use_gpu: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    #[arg(long, default_value = DEFAULT_SYMBOL)]
+    symbol: String,
+    #[arg(long, default_value_t = DEFAULT_TIMEFRAME)]
+    timeframe: Timeframe,
+    /// Encoders to try, comma separated.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "none")]
+    encoder: Vec<EncoderKind>,
+    /// PCA components.
+    #[arg(long, default_value_t = 16)]
+    components: usize,
+    /// Whiten the PCA components (unit variance).
+    #[arg(long)]
+    whiten: bool,
+    /// Regressors to try, comma separated.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "ridge")]
+    regressor: Vec<RegressorKind>,
+    /// Regularization strengths to try, comma separated. Default: 1.0 for ridge and 1e-5 for
+    /// lasso/elasticnet (targets are log returns of ~1e-3; scikit-learn's 1.0 would zero every
+    /// coefficient).
+    #[arg(long, value_delimiter = ',')]
+    alpha: Vec<f64>,
+    /// ElasticNet's L1 share.
+    #[arg(long, default_value_t = 0.5)]
+    l1_ratio: f64,
+    /// Coordinate-descent sweeps (lasso, elasticnet).
+    #[arg(long, default_value_t = 1000)]
+    max_iter: usize,
+    /// Coordinate-descent tolerance (lasso, elasticnet).
+    #[arg(long, default_value_t = 1e-4)]
+    tol: f64,
+    /// Bars of windowed OHLC.
+    #[arg(long, default_value_t = FeatureSpec::default().window)]
+    window: u32,
+    /// Target horizons in bars, comma separated.
+    #[arg(long, value_delimiter = ',', default_values_t = TargetSpec::default().horizons)]
+    horizons: Vec<u32>,
+    /// Share of labelled rows for training (in time order).
+    #[arg(long, default_value_t = SplitSpec::default().train_fraction)]
+    train: f64,
+    /// Share of labelled rows for validation; the rest is the test part.
+    #[arg(long, default_value_t = SplitSpec::default().validation_fraction)]
+    validation: f64,
+    #[command(flatten)]
+    device: DeviceArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct ModelsArgs {
+    #[command(subcommand)]
+    action: Option<ModelsAction>,
+}
+
+#[derive(Subcommand, Debug)]
+enum ModelsAction {
+    /// Everything stored about one model.
+    Show { id: String },
+    /// Delete models.
+    Delete {
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct SelectionArgs {
+    /// A model id (repeat for an ensemble). Default: every model of the series.
+    #[arg(long = "model", value_name = "ID")]
+    models: Vec<String>,
+    #[arg(long, default_value = DEFAULT_SYMBOL)]
+    symbol: String,
+    #[arg(long, default_value_t = DEFAULT_TIMEFRAME)]
+    timeframe: Timeframe,
+    /// How an ensemble's predictions are combined.
+    #[arg(long, value_enum, default_value = "mean")]
+    combine: CombineArg,
+    /// auto, cuda, cuda:N, wgpu, wgpu:N or cpu (GPU inference).
+    #[arg(long, default_value = "cpu")]
+    device: DevicePreference,
+    /// GPU inference if a GPU is usable, else the CPU with a notice.
+    #[arg(long)]
+    use_gpu: bool,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CombineArg {
+    Mean,
+    Median,
+    /// Weights from 1 / validation MSE.
+    Weighted,
+}
+
+#[derive(Args, Debug)]
+pub struct ForecastArgs {
+    #[command(flatten)]
+    selection: SelectionArgs,
+    /// Forecast from the last bar at or before this time (UTC), e.g. "2017-11-01 12:00".
+    #[arg(long)]
+    at: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct BacktestArgs {
+    #[command(flatten)]
+    selection: SelectionArgs,
+    /// First forecast bar (UTC). Default: the start of the models' test part.
+    #[arg(long)]
+    from: Option<String>,
+    /// Last forecast bar (UTC).
+    #[arg(long)]
+    to: Option<String>,
+}
+
+fn time_arg(name: &str, value: Option<&str>) -> Result<Option<i64>> {
+    value
+        .map(|v| parse_timestamp(v).map_err(|e| anyhow::anyhow!("--{name} '{v}': {e}")))
+        .transpose()
+}
+
+impl SelectionArgs {
+    fn selection(self) -> ModelSelection {
+        let named = !self.models.is_empty();
+        ModelSelection {
+            ids: self.models,
+            // With ids, the models name their series; the defaults would only get in the way.
+            symbol: (!named || self.symbol != DEFAULT_SYMBOL).then_some(self.symbol),
+            timeframe: (!named || self.timeframe != DEFAULT_TIMEFRAME).then_some(self.timeframe),
+            combine: match self.combine {
+                CombineArg::Mean => Combine::Mean,
+                CombineArg::Median => Combine::Median,
+                CombineArg::Weighted => Combine::Weighted,
+            },
+            device: self.device,
+            gpu_if_available: self.use_gpu,
+        }
+    }
+}
+
+fn configs(args: &TrainArgs) -> Vec<ModelConfig> {
+    let mut out = Vec::new();
+    for encoder in &args.encoder {
+        let encoder = match encoder {
+            EncoderKind::None => EncoderSpec::None,
+            EncoderKind::Pca => EncoderSpec::Pca {
+                n_components: args.components,
+                whiten: args.whiten,
+            },
+        };
+        for regressor in &args.regressor {
+            let default_alpha = match regressor {
+                RegressorKind::Ridge => 1.0,
+                RegressorKind::Lasso | RegressorKind::Elasticnet => 1e-5,
+            };
+            let alphas = if args.alpha.is_empty() {
+                vec![default_alpha]
+            } else {
+                args.alpha.clone()
+            };
+            for alpha in alphas {
+                let regressor = match regressor {
+                    RegressorKind::Ridge => RegressorSpec::Ridge { alpha },
+                    RegressorKind::Lasso => RegressorSpec::Lasso {
+                        alpha,
+                        max_iter: args.max_iter,
+                        tol: args.tol,
+                    },
+                    RegressorKind::Elasticnet => RegressorSpec::ElasticNet {
+                        alpha,
+                        l1_ratio: args.l1_ratio,
+                        max_iter: args.max_iter,
+                        tol: args.tol,
+                    },
+                };
+                out.push(ModelConfig {
+                    encoder: encoder.clone(),
+                    regressor,
+                });
+            }
+        }
+    }
+    out
+}
+
+pub fn train(wb: &Workbench, json: bool, args: TrainArgs) -> Result<()> {
+    let request = TrainRequest {
+        symbol: args.symbol.clone(),
+        timeframe: args.timeframe,
+        features: FeatureSpec {
+            window: args.window,
+            ..FeatureSpec::default()
+        },
+        targets: TargetSpec {
+            horizons: args.horizons.clone(),
+        },
+        split: SplitSpec {
+            train_fraction: args.train,
+            validation_fraction: args.validation,
+            purge: None,
+        },
+        models: configs(&args),
+        device: args.device.device,
+        gpu_if_available: args.device.use_gpu,
+    };
+    let progress = BarProgress::new(json);
+    let report = wb.train(&request, &progress, &ctrl_c_token());
+    progress.finish();
+    let report = report?;
+    if json {
+        return crate::output::print_json(&report);
+    }
+    print_train(&report);
+    Ok(())
+}
+
+pub fn models(wb: &Workbench, json: bool, args: ModelsArgs) -> Result<()> {
+    match args.action {
+        None => {
+            let (models, errors) = wb.list_models()?;
+            let errors: Vec<String> = errors.iter().map(ToString::to_string).collect();
+            if json {
+                return crate::output::print_json(
+                    &serde_json::json!({ "models": models, "unreadable": errors }),
+                );
+            }
+            print_model_list(&models, wb.models_dir()?);
+            for e in errors {
+                eprintln!("warning: {e}");
+            }
+        }
+        Some(ModelsAction::Show { id }) => {
+            let model = wb.load_model(&id)?.stored();
+            if json {
+                return crate::output::print_json(&model);
+            }
+            print_model(&model);
+        }
+        Some(ModelsAction::Delete { ids }) => {
+            let mut missing = Vec::new();
+            for id in &ids {
+                if !wb.delete_model(id)? {
+                    missing.push(id.clone());
+                }
+            }
+            if json {
+                return crate::output::print_json(
+                    &serde_json::json!({ "deleted": ids.iter().filter(|i| !missing.contains(i)).collect::<Vec<_>>(), "missing": missing }),
+                );
+            }
+            for id in ids.iter().filter(|i| !missing.contains(i)) {
+                outln!("deleted {id}");
+            }
+            if !missing.is_empty() {
+                bail!("no such model: {}", missing.join(", "));
+            }
+        }
+    }
+    Ok(())
+}
+
+pub fn forecast(wb: &Workbench, json: bool, args: ForecastArgs) -> Result<()> {
+    let request = ForecastRequest {
+        at_ts: time_arg("at", args.at.as_deref())?,
+        selection: args.selection.selection(),
+    };
+    let forecast = wb.forecast(&request)?;
+    if json {
+        return crate::output::print_json(&forecast);
+    }
+    print_forecast(&forecast);
+    Ok(())
+}
+
+pub fn backtest(wb: &Workbench, json: bool, args: BacktestArgs) -> Result<()> {
+    let request = BacktestRequest {
+        from_ts: time_arg("from", args.from.as_deref())?,
+        to_ts: time_arg("to", args.to.as_deref())?,
+        selection: args.selection.selection(),
+    };
+    let progress = BarProgress::new(json);
+    let report = wb.backtest(&request, &progress, &ctrl_c_token());
+    progress.finish();
+    let report = report?;
+    if json {
+        return crate::output::print_json(&report);
+    }
+    print_backtest(&report);
+    Ok(())
+}
+
+fn print_train(r: &TrainReport) {
+    outln!(
+        "{} {}: {} rows × {} features (built in {:.0} ms); {} model(s) in {:.0} ms",
+        r.symbol,
+        r.timeframe,
+        r.rows,
+        r.n_features,
+        r.features_ms,
+        r.models.len(),
+        r.elapsed_ms
+    );
+    for m in &r.models {
+        outln!("");
+        print_model(m);
+    }
+}
+
+fn print_model(m: &StoredModel) {
+    let i = &m.info;
+    outln!("{}  ({})", i.id, m.path);
+    outln!(
+        "  {} + {} on {} {}; {} training rows; fitted on {} in {:.1} ms",
+        i.encoder.label(),
+        i.regressor.label(),
+        i.symbol,
+        i.timeframe,
+        i.train_rows,
+        i.device.label,
+        i.fit_ms
+    );
+    if let Some(reason) = &i.fell_back {
+        outln!("  note: {reason}");
+    }
+    outln!(
+        "  train {} → {}, validation {} → {}, test {} → {} (UTC)",
+        format_ts(i.split.train.0),
+        format_ts(i.split.train.1),
+        format_ts(i.split.validation.0),
+        format_ts(i.split.validation.1),
+        format_ts(i.split.test.0),
+        format_ts(i.split.test.1)
+    );
+    outln!(
+        "  {:>7} {:>11} {:>11} {:>8} {:>8} {:>11} {:>11} {:>8}",
+        "horizon",
+        "val MAE",
+        "naive MAE",
+        "val R²",
+        "val dir",
+        "test MAE",
+        "naive MAE",
+        "test dir"
+    );
+    for h in &i.metrics {
+        outln!(
+            "  {:>7} {:>11.3e} {:>11.3e} {:>8.3} {:>7.1}% {:>11.3e} {:>11.3e} {:>7.1}%",
+            h.horizon,
+            h.validation.mae,
+            h.baseline_validation.mae,
+            h.validation.r2,
+            h.validation.directional_accuracy * 100.0,
+            h.test.mae,
+            h.baseline_test.mae,
+            h.test.directional_accuracy * 100.0
+        );
+    }
+}
+
+fn print_model_list(models: &[StoredModel], dir: &std::path::Path) {
+    if models.is_empty() {
+        outln!("no models in {} (train one with `forexgpt train`)", dir.display());
+        return;
+    }
+    outln!(
+        "{:<48} {:<8} {:<3} {:<8} {:<30} {:>12} {:<19}",
+        "id",
+        "symbol",
+        "tf",
+        "encoder",
+        "regressor",
+        "test MAE h1",
+        "created (UTC)"
+    );
+    for m in models {
+        let i = &m.info;
+        let mae = i
+            .metrics
+            .first()
+            .map_or_else(String::new, |h| format!("{:.3e}", h.test.mae));
+        outln!(
+            "{:<48} {:<8} {:<3} {:<8} {:<30} {:>12} {:<19}",
+            i.id,
+            i.symbol,
+            i.timeframe,
+            i.encoder.label(),
+            i.regressor.label(),
+            mae,
+            format_ts(i.created_ts)
+        );
+    }
+    outln!("{} model(s) in {}", models.len(), dir.display());
+}
+
+fn print_forecast(f: &Forecast) {
+    outln!(
+        "{} {} from {} UTC, close {:.5}; {} model(s), {:?}; features {:.1} ms, models on {} {:.3} ms",
+        f.symbol,
+        f.timeframe,
+        format_ts(f.origin_ts),
+        f.origin_close,
+        f.models.len(),
+        f.combine,
+        f.features_ms,
+        f.device.label,
+        f.inference_ms
+    );
+    if let Some(reason) = &f.fell_back {
+        outln!("note: {reason}");
+    }
+    outln!(
+        "{:>7} {:>11} {:>10} {:>10} {:>10} {:>10}   {:>10} {:>10}",
+        "horizon",
+        "return",
+        "price",
+        "q05",
+        "q50",
+        "q95",
+        "naive q05",
+        "naive q95"
+    );
+    for h in &f.horizons {
+        outln!(
+            "{:>7} {:>+11.3e} {:>10.5} {:>10.5} {:>10.5} {:>10.5}   {:>10.5} {:>10.5}",
+            h.horizon,
+            h.expected_return,
+            h.price,
+            h.q05,
+            h.q50,
+            h.q95,
+            h.baseline_q05,
+            h.baseline_q95
+        );
+    }
+}
+
+fn print_backtest(r: &BacktestReport) {
+    outln!(
+        "{} {}: forecasts from {} to {} UTC; {} model(s), {:?}; on {} in {:.0} ms",
+        r.symbol,
+        r.timeframe,
+        format_ts(r.first_ts),
+        format_ts(r.last_ts),
+        r.models.len(),
+        r.combine,
+        r.device.label,
+        r.elapsed_ms
+    );
+    if let Some(reason) = &r.fell_back {
+        outln!("note: {reason}");
+    }
+    outln!(
+        "{:>7} {:>6} {:>11} {:>11} {:>8} {:>8} {:>9} {:>9} {:>9} {:>9}",
+        "horizon",
+        "n",
+        "MAE",
+        "naive MAE",
+        "skill",
+        "dir",
+        "coverage",
+        "naive cov",
+        "width",
+        "naive w"
+    );
+    for h in &r.horizons {
+        outln!(
+            "{:>7} {:>6} {:>11.3e} {:>11.3e} {:>+8.3} {:>7.1}% {:>8.1}% {:>8.1}% {:>8.3}% {:>8.3}%",
+            h.horizon,
+            h.n,
+            h.mae_price,
+            h.baseline_mae_price,
+            h.skill,
+            h.directional_accuracy * 100.0,
+            h.coverage * 100.0,
+            h.baseline_coverage * 100.0,
+            h.mean_band_width * 100.0,
+            h.baseline_mean_band_width * 100.0
+        );
+    }
+    outln!("skill = 1 − MAE / naive MAE (above 0: better than \"no change\"); coverage of the q05–q95 band (0.90 is calibrated)");
+}

@@ -1,0 +1,404 @@
+//! Running many models at once. Models whose whole pipeline is affine (scaler, PCA, linear
+//! regressors) are stacked into one `features × (models·horizons)` matrix per feature spec,
+//! so an ensemble of any size is one matrix product: on the CPU (float64, rayon over rows)
+//! or on a GPU (float32, one burn matmul). Models that are not affine run one by one.
+
+use burn::tensor::backend::Backend;
+use burn::tensor::{Tensor, TensorData};
+use forexgpt_core::candle::Candle;
+use forexgpt_core::features::{FeatureMatrix, build_features};
+use forexgpt_device::{BackendJob, ComputeDevice, run_job};
+use forexgpt_protocol::{BackendKind, Combine, FeatureSpec};
+use forexgpt_regressors::Matrix;
+use rayon::prelude::*;
+
+use crate::error::EngineError;
+use crate::model::{Model, QUANTILE_LEVELS};
+
+/// Models that forecast together: same series, and every model has the ensemble's horizons.
+pub struct Ensemble {
+    pub models: Vec<Model>,
+    pub horizons: Vec<u32>,
+    /// For each model, the column of each ensemble horizon in its own output.
+    columns: Vec<Vec<usize>>,
+}
+
+/// Predicted log returns: `per_model[m]` is `rows × horizons`.
+pub struct EnsemblePrediction {
+    pub per_model: Vec<Matrix>,
+}
+
+/// Features built once per distinct spec, with the row of each bar time.
+pub struct FeatureSets {
+    sets: Vec<(FeatureSpec, FeatureMatrix)>,
+}
+
+impl FeatureSets {
+    pub fn build(ensemble: &Ensemble, candles: &[Candle]) -> Result<FeatureSets, EngineError> {
+        let mut sets: Vec<(FeatureSpec, FeatureMatrix)> = Vec::new();
+        for model in &ensemble.models {
+            if !sets.iter().any(|(s, _)| *s == model.info.features) {
+                let fm = build_features(candles, &model.info.features)?;
+                if fm.n_columns() != model.info.n_features {
+                    return Err(EngineError::ModelMismatch(format!(
+                        "{} was trained on {} features but its spec now gives {}",
+                        model.info.id,
+                        model.info.n_features,
+                        fm.n_columns()
+                    )));
+                }
+                sets.push((model.info.features.clone(), fm));
+            }
+        }
+        Ok(FeatureSets { sets })
+    }
+
+    /// The feature set with the fewest rows: every other set has all of its bar times.
+    pub fn shortest(&self) -> &FeatureMatrix {
+        self.sets
+            .iter()
+            .map(|(_, fm)| fm)
+            .min_by_key(|fm| fm.rows())
+            .unwrap_or_else(|| unreachable!("an ensemble has at least one model"))
+    }
+
+    fn get(&self, spec: &FeatureSpec) -> Option<&FeatureMatrix> {
+        self.sets.iter().find(|(s, _)| s == spec).map(|(_, fm)| fm)
+    }
+}
+
+impl Ensemble {
+    pub fn new(models: Vec<Model>) -> Result<Ensemble, EngineError> {
+        let Some(first) = models.first() else {
+            return Err(EngineError::NoModels("the selection is empty".into()));
+        };
+        let horizons = first.info.horizons.clone();
+        let mut columns = Vec::with_capacity(models.len());
+        for m in &models {
+            if (&m.info.symbol, m.info.timeframe) != (&first.info.symbol, first.info.timeframe) {
+                return Err(EngineError::ModelMismatch(format!(
+                    "{} is for {} {} but {} is for {} {}",
+                    m.info.id,
+                    m.info.symbol,
+                    m.info.timeframe,
+                    first.info.id,
+                    first.info.symbol,
+                    first.info.timeframe
+                )));
+            }
+            let cols = horizons
+                .iter()
+                .map(|h| m.info.horizons.iter().position(|x| x == h))
+                .collect::<Option<Vec<usize>>>()
+                .ok_or_else(|| {
+                    EngineError::ModelMismatch(format!(
+                        "{} forecasts horizons {:?}, not all of {horizons:?}",
+                        m.info.id, m.info.horizons
+                    ))
+                })?;
+            columns.push(cols);
+        }
+        Ok(Ensemble {
+            models,
+            horizons,
+            columns,
+        })
+    }
+
+    /// Predictions of every model for the rows of `features` at bar times `ts` (every time
+    /// must have a feature row in each set).
+    pub fn predict(
+        &self,
+        features: &FeatureSets,
+        ts: &[i64],
+        device: &ComputeDevice,
+    ) -> Result<EnsemblePrediction, EngineError> {
+        let h = self.horizons.len();
+        let mut per_model: Vec<Option<Matrix>> = vec![None; self.models.len()];
+        let mut groups: Vec<(&FeatureSpec, Vec<usize>)> = Vec::new();
+        for (i, m) in self.models.iter().enumerate() {
+            match groups.iter_mut().find(|(s, _)| **s == m.info.features) {
+                Some((_, members)) => members.push(i),
+                None => groups.push((&m.info.features, vec![i])),
+            }
+        }
+        for (spec, members) in groups {
+            let fm = features
+                .get(spec)
+                .ok_or_else(|| EngineError::InvalidRequest("features were not built".into()))?;
+            let x = rows_at(fm, ts)?;
+            let stacked = self.stack(&members)?;
+            let out = match device.backend() {
+                BackendKind::Cpu => stacked.apply_cpu(&x),
+                _ => stacked.apply_on(device, &x)?,
+            };
+            let k = stacked.b.len();
+            for (slot, &m) in members.iter().enumerate() {
+                let mut pm = Matrix::zeros(x.rows, h);
+                for r in 0..x.rows {
+                    pm.values[r * h..(r + 1) * h]
+                        .copy_from_slice(&out[r * k + slot * h..r * k + (slot + 1) * h]);
+                }
+                per_model[m] = Some(pm);
+            }
+        }
+        Ok(EnsemblePrediction {
+            per_model: per_model
+                .into_iter()
+                .map(|m| m.unwrap_or_else(|| Matrix::zeros(0, 0)))
+                .collect(),
+        })
+    }
+
+    /// One affine map for `members` (all reading the same features), horizons in ensemble
+    /// order, model after model.
+    fn stack(&self, members: &[usize]) -> Result<StackedAffine, EngineError> {
+        let h = self.horizons.len();
+        let first = &self.models[members[0]];
+        let d = first.info.n_features;
+        let k = members.len() * h;
+        let mut a = vec![0.0; d * k];
+        let mut b = vec![0.0; k];
+        for (slot, &m) in members.iter().enumerate() {
+            let model = &self.models[m];
+            let affine = model.affine()?.ok_or_else(|| {
+                EngineError::ModelMismatch(format!("{} is not an affine model", model.info.id))
+            })?;
+            let own_h = model.info.horizons.len();
+            for (j, &col) in self.columns[m].iter().enumerate() {
+                b[slot * h + j] = affine.b[col];
+                for i in 0..d {
+                    a[i * k + slot * h + j] = affine.a[i * own_h + col];
+                }
+            }
+        }
+        Ok(StackedAffine {
+            d,
+            a,
+            b,
+            center: first.state.scaler.mean.clone(),
+        })
+    }
+}
+
+/// The feature rows at bar times `ts`.
+fn rows_at(fm: &FeatureMatrix, ts: &[i64]) -> Result<Matrix, EngineError> {
+    let d = fm.n_columns();
+    let mut values = Vec::with_capacity(ts.len() * d);
+    for t in ts {
+        let r = fm.ts.binary_search(t).map_err(|_| {
+            EngineError::InvalidRequest(format!(
+                "no feature row at {}",
+                forexgpt_core::timestamp::format_ts(*t)
+            ))
+        })?;
+        values.extend_from_slice(fm.row(r));
+    }
+    Ok(Matrix {
+        rows: ts.len(),
+        cols: d,
+        values,
+    })
+}
+
+/// `out = b + x·A`, with `x` centred on the training means before the product so that float32
+/// on a GPU works with well-scaled numbers (`b` absorbs the shift).
+struct StackedAffine {
+    d: usize,
+    a: Vec<f64>,
+    b: Vec<f64>,
+    center: Vec<f64>,
+}
+
+impl StackedAffine {
+    fn shifted_bias(&self) -> Vec<f64> {
+        let k = self.b.len();
+        let mut b = self.b.clone();
+        for (i, c) in self.center.iter().enumerate() {
+            for j in 0..k {
+                b[j] += c * self.a[i * k + j];
+            }
+        }
+        b
+    }
+
+    fn apply_cpu(&self, x: &Matrix) -> Vec<f64> {
+        let k = self.b.len();
+        let b = self.shifted_bias();
+        let mut out = vec![0.0; x.rows * k];
+        out.par_chunks_mut(k)
+            .zip(x.values.par_chunks(self.d))
+            .for_each(|(o, row)| {
+                o.copy_from_slice(&b);
+                for (i, (v, c)) in row.iter().zip(&self.center).enumerate() {
+                    let v = v - c;
+                    o.iter_mut()
+                        .zip(&self.a[i * k..(i + 1) * k])
+                        .for_each(|(o, a)| *o += v * a);
+                }
+            });
+        out
+    }
+
+    fn apply_on(&self, device: &ComputeDevice, x: &Matrix) -> Result<Vec<f64>, EngineError> {
+        let job = AffineJob {
+            n: x.rows,
+            d: self.d,
+            k: self.b.len(),
+            x: x
+                .values
+                .chunks_exact(self.d)
+                .flat_map(|row| row.iter().zip(&self.center).map(|(v, c)| (v - c) as f32))
+                .collect(),
+            a: self.a.iter().map(|&v| v as f32).collect(),
+            b: self.shifted_bias().iter().map(|&v| v as f32).collect(),
+        };
+        let out = run_job(device, job)?;
+        if out.len() != x.rows * self.b.len() {
+            return Err(EngineError::InvalidRequest(format!(
+                "{} returned {} values for a {} × {} product",
+                device.label(),
+                out.len(),
+                x.rows,
+                self.b.len()
+            )));
+        }
+        Ok(out.into_iter().map(f64::from).collect())
+    }
+}
+
+struct AffineJob {
+    n: usize,
+    d: usize,
+    k: usize,
+    x: Vec<f32>,
+    a: Vec<f32>,
+    b: Vec<f32>,
+}
+
+impl BackendJob for AffineJob {
+    type Output = Vec<f32>;
+
+    fn run<B: Backend>(self, device: &B::Device) -> Vec<f32> {
+        let x = Tensor::<B, 2>::from_data(TensorData::new(self.x, [self.n, self.d]), device);
+        let a = Tensor::<B, 2>::from_data(TensorData::new(self.a, [self.d, self.k]), device);
+        let b = Tensor::<B, 2>::from_data(TensorData::new(self.b, [1, self.k]), device);
+        x.matmul(a)
+            .add(b)
+            .into_data()
+            .to_vec::<f32>()
+            .unwrap_or_default()
+    }
+}
+
+/// Combines the models' predictions of one row and horizon, and the 5/50/95 % quantiles of the
+/// mixture of each model's prediction plus its validation residual quantiles.
+pub struct Combined {
+    pub point: f64,
+    pub q05: f64,
+    pub q50: f64,
+    pub q95: f64,
+}
+
+/// Per-model weights for one horizon column `j` (they sum to 1).
+pub fn weights(ensemble: &Ensemble, combine: Combine, j: usize) -> Vec<f64> {
+    let n = ensemble.models.len();
+    let raw: Vec<f64> = match combine {
+        Combine::Mean | Combine::Median => vec![1.0; n],
+        Combine::Weighted => ensemble
+            .models
+            .iter()
+            .zip(&ensemble.columns)
+            .map(|(m, cols)| 1.0 / m.state.validation_mse[cols[j]].max(f64::MIN_POSITIVE))
+            .collect(),
+    };
+    let total: f64 = raw.iter().sum();
+    raw.iter().map(|w| w / total).collect()
+}
+
+/// The residual quantiles of model `m` for ensemble horizon `j`.
+pub fn residual_quantiles<'a>(ensemble: &'a Ensemble, m: usize, j: usize) -> &'a [f64] {
+    &ensemble.models[m].state.residual_quantiles[ensemble.columns[m][j]]
+}
+
+/// The naive forecast's return quantiles for ensemble horizon `j` (of the first model).
+pub fn baseline_quantiles(ensemble: &Ensemble, j: usize) -> &[f64] {
+    &ensemble.models[0].state.baseline_quantiles[ensemble.columns[0][j]]
+}
+
+pub fn combine(
+    ensemble: &Ensemble,
+    combine: Combine,
+    weights: &[f64],
+    j: usize,
+    predictions: &[f64],
+) -> Combined {
+    let point = match combine {
+        Combine::Median => median(predictions),
+        Combine::Mean | Combine::Weighted => {
+            predictions.iter().zip(weights).map(|(p, w)| p * w).sum()
+        }
+    };
+    let per_point = 1.0 / QUANTILE_LEVELS as f64;
+    let mut pool: Vec<(f64, f64)> = Vec::with_capacity(predictions.len() * QUANTILE_LEVELS);
+    for (m, (&p, &w)) in predictions.iter().zip(weights).enumerate() {
+        pool.extend(
+            residual_quantiles(ensemble, m, j)
+                .iter()
+                .map(|r| (p + r, w * per_point)),
+        );
+    }
+    pool.sort_by(|a, b| a.0.total_cmp(&b.0));
+    Combined {
+        point,
+        q05: sorted_weighted_quantile(&pool, 0.05),
+        q50: sorted_weighted_quantile(&pool, 0.5),
+        q95: sorted_weighted_quantile(&pool, 0.95),
+    }
+}
+
+/// The median; of an even count, the mean of the middle two.
+fn median(values: &[f64]) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    let mid = v.len() / 2;
+    match v.len() {
+        0 => 0.0,
+        n if n % 2 == 0 => 0.5 * (v[mid - 1] + v[mid]),
+        _ => v[mid],
+    }
+}
+
+/// The first value whose cumulative weight reaches `q` (weights summing to 1). For one model
+/// with 101 equal points this is exactly its stored 5 %, 50 % and 95 % quantiles.
+fn sorted_weighted_quantile(points: &[(f64, f64)], q: f64) -> f64 {
+    let total: f64 = points.iter().map(|p| p.1).sum();
+    let target = q * total - 1e-12 * total;
+    let mut acc = 0.0;
+    for &(v, w) in points {
+        acc += w;
+        if acc >= target {
+            return v;
+        }
+    }
+    points.last().map_or(0.0, |p| p.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weighted_quantile_of_equal_points_picks_the_stored_levels() {
+        let pool: Vec<(f64, f64)> = (0..101).map(|i| (f64::from(i), 1.0 / 101.0)).collect();
+        assert_eq!(sorted_weighted_quantile(&pool, 0.05), 5.0);
+        assert_eq!(sorted_weighted_quantile(&pool, 0.5), 50.0);
+        assert_eq!(sorted_weighted_quantile(&pool, 0.95), 95.0);
+    }
+
+    #[test]
+    fn median_of_an_even_count_is_the_mean_of_the_middle_two() {
+        assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), 2.5);
+        assert_eq!(median(&[4.0, 1.0, 3.0]), 3.0);
+    }
+}

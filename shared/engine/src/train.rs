@@ -1,0 +1,383 @@
+//! Training: candles → features and targets → chronological split → scaler → encoder →
+//! regressor → validation and test metrics per horizon (beside the naive baseline) → model
+//! files. A grid of configurations shares the feature matrix, the split, the scaler and every
+//! encoder fitted for it.
+
+use std::time::Instant;
+
+use forexgpt_core::features::{FeatureMatrix, Targets, build_features, build_targets};
+use forexgpt_core::metrics::regression_metrics;
+use forexgpt_core::scaler::StandardScaler;
+use forexgpt_core::split::{chronological_split, default_purge};
+use forexgpt_device::DeviceManager;
+use forexgpt_protocol::{
+    BaselineMetrics, EncoderSpec, HorizonMetrics, ModelConfig, ModelInfo, ProgressEvent,
+    RegressionMetrics, RegressorSpec, ResolvedDevice, SplitSummary, SplitTimes, Stage,
+    TrainReport, TrainRequest,
+};
+use forexgpt_regressors::linear::ValidLinearParams;
+use forexgpt_regressors::{
+    DeviceRequest, ElasticNet, Lasso, Matrix, Pca, Ridge, fit_linear, fit_pca,
+};
+
+use crate::data::normalize_symbol;
+use crate::error::EngineError;
+use crate::model::{EncoderState, Model, ModelState, RegressorState, quantiles};
+use crate::progress::{CancelToken, ProgressSink};
+use crate::Workbench;
+
+/// Checked regressor parameters for a spec (scikit-learn's checks and messages).
+pub fn linear_params(spec: &RegressorSpec) -> Result<ValidLinearParams, EngineError> {
+    let builder = match *spec {
+        RegressorSpec::Ridge { alpha } => Ridge::params().alpha(alpha),
+        RegressorSpec::Lasso {
+            alpha,
+            max_iter,
+            tol,
+        } => Lasso::params().alpha(alpha).max_iter(max_iter).tol(tol),
+        RegressorSpec::ElasticNet {
+            alpha,
+            l1_ratio,
+            max_iter,
+            tol,
+        } => ElasticNet::params()
+            .alpha(alpha)
+            .l1_ratio(l1_ratio)
+            .max_iter(max_iter)
+            .tol(tol),
+    };
+    Ok(builder.check()?)
+}
+
+/// The rows `range` of a row-major matrix with `cols` columns.
+fn rows_of(values: &[f64], cols: usize, range: (usize, usize)) -> Matrix {
+    Matrix {
+        rows: range.1 - range.0,
+        cols,
+        values: values[range.0 * cols..range.1 * cols].to_vec(),
+    }
+}
+
+/// The shared inputs of every configuration in one training call.
+struct Prepared {
+    features: FeatureMatrix,
+    targets: Targets,
+    split: SplitSummary,
+    scaler: StandardScaler,
+    /// Scaled features of the train, validation and test rows.
+    x: [Matrix; 3],
+    y: [Matrix; 3],
+}
+
+impl Prepared {
+    fn new(features: FeatureMatrix, targets: Targets, split: SplitSummary) -> Result<Self, EngineError> {
+        let d = features.n_columns();
+        let scaler = StandardScaler::fit(&features.values, d, split.train.0..split.train.1)?;
+        let parts = [split.train, split.validation, split.test];
+        let h = targets.horizons.len();
+        let mut x = parts.map(|p| rows_of(&features.values, d, p));
+        for m in &mut x {
+            scaler.transform(&mut m.values)?;
+        }
+        let y = parts.map(|p| rows_of(&targets.values, h, p));
+        Ok(Prepared {
+            features,
+            targets,
+            split,
+            scaler,
+            x,
+            y,
+        })
+    }
+
+    fn split_times(&self) -> SplitTimes {
+        let ts = &self.features.ts;
+        let span = |(a, b): (usize, usize)| (ts[a], ts[b - 1]);
+        SplitTimes {
+            train: span(self.split.train),
+            validation: span(self.split.validation),
+            test: span(self.split.test),
+        }
+    }
+}
+
+/// An encoder fitted once per distinct spec, with the encoded parts.
+struct Encoded {
+    spec: EncoderSpec,
+    state: EncoderState,
+    z: [Matrix; 3],
+    device: Option<ResolvedDevice>,
+    fell_back: Option<String>,
+    fit_ms: f64,
+}
+
+fn encode(
+    manager: &DeviceManager,
+    request: DeviceRequest,
+    spec: &EncoderSpec,
+    data: &Prepared,
+) -> Result<Encoded, EngineError> {
+    let started = Instant::now();
+    match *spec {
+        EncoderSpec::None => Ok(Encoded {
+            spec: spec.clone(),
+            state: EncoderState::None,
+            z: data.x.clone(),
+            device: None,
+            fell_back: None,
+            fit_ms: 0.0,
+        }),
+        EncoderSpec::Pca {
+            n_components,
+            whiten,
+        } => {
+            let params = Pca::params(n_components).whiten(whiten).check()?;
+            let fitted = fit_pca(manager, request, &params, &data.x[0])?;
+            let z = [
+                fitted.model.transform(&data.x[0])?,
+                fitted.model.transform(&data.x[1])?,
+                fitted.model.transform(&data.x[2])?,
+            ];
+            Ok(Encoded {
+                spec: spec.clone(),
+                state: EncoderState::Pca(fitted.model),
+                z,
+                device: Some(fitted.device),
+                fell_back: fitted.fell_back,
+                fit_ms: started.elapsed().as_secs_f64() * 1e3,
+            })
+        }
+    }
+}
+
+fn baseline(actual: &[f64]) -> BaselineMetrics {
+    let zeros = vec![0.0; actual.len()];
+    let m = regression_metrics(actual, &zeros).unwrap_or(RegressionMetrics {
+        mae: 0.0,
+        rmse: 0.0,
+        r2: 0.0,
+        directional_accuracy: 0.0,
+        n: 0,
+    });
+    BaselineMetrics {
+        mae: m.mae,
+        rmse: m.rmse,
+        r2: m.r2,
+    }
+}
+
+fn column(m: &Matrix, k: usize) -> Vec<f64> {
+    (0..m.rows).map(|r| m.get(r, k)).collect()
+}
+
+/// Per-horizon metrics, residual quantiles, baseline quantiles and validation MSE.
+struct Evaluation {
+    metrics: Vec<HorizonMetrics>,
+    residual_quantiles: Vec<Vec<f64>>,
+    baseline_quantiles: Vec<Vec<f64>>,
+    validation_mse: Vec<f64>,
+}
+
+fn evaluate(
+    horizons: &[u32],
+    y: &[Matrix; 3],
+    pred_val: &Matrix,
+    pred_test: &Matrix,
+) -> Result<Evaluation, EngineError> {
+    let mut out = Evaluation {
+        metrics: Vec::new(),
+        residual_quantiles: Vec::new(),
+        baseline_quantiles: Vec::new(),
+        validation_mse: Vec::new(),
+    };
+    for (k, &horizon) in horizons.iter().enumerate() {
+        let (val, test) = (column(&y[1], k), column(&y[2], k));
+        let (pv, pt) = (column(pred_val, k), column(pred_test, k));
+        let metric = |a: &[f64], p: &[f64]| {
+            regression_metrics(a, p).ok_or_else(|| {
+                EngineError::InvalidRequest("a split part has no rows to evaluate".into())
+            })
+        };
+        let validation = metric(&val, &pv)?;
+        out.metrics.push(HorizonMetrics {
+            horizon,
+            validation,
+            test: metric(&test, &pt)?,
+            baseline_validation: baseline(&val),
+            baseline_test: baseline(&test),
+        });
+        let mut residuals: Vec<f64> = val.iter().zip(&pv).map(|(a, p)| a - p).collect();
+        out.residual_quantiles.push(quantiles(&mut residuals));
+        out.baseline_quantiles.push(quantiles(&mut val.clone()));
+        out.validation_mse.push(validation.rmse * validation.rmse);
+    }
+    Ok(out)
+}
+
+/// A readable id, unique in `dir`: `eurusd-1h-pca16-ridge-20261125-171502-01`.
+fn model_id(
+    dir: &std::path::Path,
+    request: &TrainRequest,
+    symbol: &str,
+    config: &ModelConfig,
+    created_ts: i64,
+    index: usize,
+) -> String {
+    let stamp = forexgpt_core::timestamp::format_ts(created_ts)
+        .replace(['-', ':'], "")
+        .replace(' ', "-");
+    let base = format!(
+        "{}-{}-{}-{}-{stamp}",
+        symbol.to_ascii_lowercase(),
+        request.timeframe.as_str().to_ascii_lowercase(),
+        config.encoder.label(),
+        config.regressor.kind()
+    );
+    (index..)
+        .map(|i| format!("{base}-{i:02}"))
+        .find(|id| !dir.join(Model::file_name(id)).exists())
+        .unwrap_or(base)
+}
+
+impl Workbench {
+    /// Trains every configuration of `request` and saves the models. All or nothing: when a
+    /// fit fails or the job is cancelled, no model of this call is kept.
+    pub fn train(
+        &self,
+        request: &TrainRequest,
+        progress: &dyn ProgressSink,
+        cancel: &CancelToken,
+    ) -> Result<TrainReport, EngineError> {
+        let started = Instant::now();
+        if request.models.is_empty() {
+            return Err(EngineError::InvalidRequest("no model configuration to train".into()));
+        }
+        for config in &request.models {
+            linear_params(&config.regressor)?;
+        }
+        let dir = self.models_dir()?.to_path_buf();
+        let symbol = normalize_symbol(&request.symbol)?;
+        progress.report(ProgressEvent {
+            stage: Stage::Features,
+            done: 0,
+            total: None,
+            message: Some(format!("{symbol} {}", request.timeframe)),
+        });
+        let (candles, _) = self.store.load_or_resample(&symbol, request.timeframe)?;
+        let features = build_features(&candles, &request.features)?;
+        let targets = build_targets(&features, &request.targets)?;
+        let max_h = targets.horizons.iter().copied().max().unwrap_or(0);
+        let split = chronological_split(
+            targets.rows,
+            &request.split,
+            default_purge(request.features.window, max_h),
+        )?;
+        let data = Prepared::new(features, targets, split)?;
+        let features_ms = started.elapsed().as_secs_f64() * 1e3;
+
+        let manager = self.devices_for(request.device);
+        let device_request = DeviceRequest {
+            preference: request.device,
+            gpu_if_available: request.gpu_if_available,
+        };
+        let created_ts = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let total = request.models.len() as u64;
+        let mut encoders: Vec<Encoded> = Vec::new();
+        let mut models = Vec::with_capacity(request.models.len());
+        for (i, config) in request.models.iter().enumerate() {
+            if cancel.is_cancelled() {
+                return Err(EngineError::Cancelled);
+            }
+            progress.report(ProgressEvent {
+                stage: Stage::Train,
+                done: i as u64,
+                total: Some(total),
+                message: Some(format!("{} + {}", config.encoder.label(), config.regressor.label())),
+            });
+            let encoded = match encoders.iter().position(|e| e.spec == config.encoder) {
+                Some(k) => &encoders[k],
+                None => {
+                    encoders.push(encode(manager, device_request, &config.encoder, &data)?);
+                    &encoders[encoders.len() - 1]
+                }
+            };
+            let fit_started = Instant::now();
+            let params = linear_params(&config.regressor)?;
+            let fitted = fit_linear(manager, device_request, &params, &encoded.z[0], &data.y[0])?;
+            let regressor = fitted.model;
+            let pred_val = regressor.predict(&encoded.z[1])?;
+            let pred_test = regressor.predict(&encoded.z[2])?;
+            let eval = evaluate(&data.targets.horizons, &data.y, &pred_val, &pred_test)?;
+            let id = model_id(&dir, request, &symbol, config, created_ts, i + 1);
+            let info = ModelInfo {
+                id,
+                app_version: env!("CARGO_PKG_VERSION").to_string(),
+                created_ts,
+                symbol: symbol.clone(),
+                timeframe: request.timeframe,
+                features: request.features.clone(),
+                horizons: data.targets.horizons.clone(),
+                n_features: data.features.n_columns(),
+                encoder: config.encoder.clone(),
+                regressor: config.regressor.clone(),
+                split: data.split_times(),
+                train_rows: data.x[0].rows,
+                metrics: eval.metrics,
+                device: encoded.device.clone().unwrap_or(fitted.device),
+                fell_back: encoded.fell_back.clone().or(fitted.fell_back),
+                fit_ms: encoded.fit_ms + fit_started.elapsed().as_secs_f64() * 1e3,
+            };
+            models.push(Model {
+                path: None,
+                format_version: crate::artifact::MODEL_FORMAT_VERSION,
+                info,
+                state: ModelState {
+                    scaler: data.scaler.clone(),
+                    encoder: encoded.state.clone(),
+                    regressor: RegressorState::Linear(regressor),
+                    residual_quantiles: eval.residual_quantiles,
+                    baseline_quantiles: eval.baseline_quantiles,
+                    validation_mse: eval.validation_mse,
+                },
+            });
+        }
+        if cancel.is_cancelled() {
+            return Err(EngineError::Cancelled);
+        }
+        progress.report(ProgressEvent {
+            stage: Stage::Save,
+            done: 0,
+            total: Some(total),
+            message: Some(dir.display().to_string()),
+        });
+        save_all(&mut models, &dir)?;
+        Ok(TrainReport {
+            symbol,
+            timeframe: request.timeframe,
+            rows: data.features.rows(),
+            n_features: data.features.n_columns(),
+            features_ms,
+            elapsed_ms: started.elapsed().as_secs_f64() * 1e3,
+            models: models.iter().map(Model::stored).collect(),
+        })
+    }
+}
+
+/// Saves every model or, if one save fails, removes the ones already written.
+fn save_all(models: &mut [Model], dir: &std::path::Path) -> Result<(), EngineError> {
+    let mut written = Vec::new();
+    for model in models.iter_mut() {
+        match model.save(dir) {
+            Ok(path) => written.push(path),
+            Err(e) => {
+                for path in written {
+                    let _ = std::fs::remove_file(path);
+                }
+                return Err(e);
+            }
+        }
+    }
+    Ok(())
+}

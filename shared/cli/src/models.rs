@@ -397,7 +397,10 @@ fn print_model(m: &StoredModel) {
 
 fn print_model_list(models: &[StoredModel], dir: &std::path::Path) {
     if models.is_empty() {
-        outln!("no models in {} (train one with `forexgpt train`)", dir.display());
+        outln!(
+            "no models in {} (train one with `forexgpt train`)",
+            dir.display()
+        );
         return;
     }
     outln!(
@@ -515,5 +518,7 @@ fn print_backtest(r: &BacktestReport) {
             h.baseline_mean_band_width * 100.0
         );
     }
-    outln!("skill = 1 − MAE / naive MAE (above 0: better than \"no change\"); coverage of the q05–q95 band (0.90 is calibrated)");
+    outln!(
+        "skill = 1 − MAE / naive MAE (above 0: better than \"no change\"); coverage of the q05–q95 band (0.90 is calibrated)"
+    );
 }

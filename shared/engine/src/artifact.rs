@@ -127,7 +127,10 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 /// The bytes of a model file.
-pub fn encode(info: &ModelInfo, sections: &[(&str, Vec<u8>)]) -> Result<Vec<u8>, serde_json::Error> {
+pub fn encode(
+    info: &ModelInfo,
+    sections: &[(&str, Vec<u8>)],
+) -> Result<Vec<u8>, serde_json::Error> {
     let mut payload = Vec::new();
     let mut layout = Vec::with_capacity(sections.len());
     for (name, bytes) in sections {
@@ -172,14 +175,19 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ArtifactError> {
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| io("cannot create the directory of", e))?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".partial-")
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".partial-");
+    // Temporary files are private (0600); a saved model is an ordinary file.
+    #[cfg(unix)]
+    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644));
+    let mut tmp = builder
         .tempfile_in(dir)
         .map_err(|e| io("cannot create a temporary file for", e))?;
     tmp.write_all(bytes)
         .and_then(|()| tmp.as_file().sync_all())
         .map_err(|e| io("cannot write", e))?;
-    tmp.persist(path).map_err(|e| io("cannot rename into", e.error))?;
+    tmp.persist(path)
+        .map_err(|e| io("cannot rename into", e.error))?;
     Ok(())
 }
 
@@ -289,7 +297,10 @@ pub fn read(path: &Path) -> Result<Artifact, ArtifactError> {
     }
     let mut sections = Vec::with_capacity(manifest.payload.sections.len());
     for s in &manifest.payload.sections {
-        let end = s.offset.checked_add(s.len).filter(|&e| e <= payload.len() as u64);
+        let end = s
+            .offset
+            .checked_add(s.len)
+            .filter(|&e| e <= payload.len() as u64);
         let Some(end) = end else {
             return Err(ArtifactError::Section {
                 path: p(),
@@ -297,7 +308,10 @@ pub fn read(path: &Path) -> Result<Artifact, ArtifactError> {
                 reason: "extends past the payload".into(),
             });
         };
-        sections.push((s.name.clone(), payload[s.offset as usize..end as usize].to_vec()));
+        sections.push((
+            s.name.clone(),
+            payload[s.offset as usize..end as usize].to_vec(),
+        ));
     }
     Ok(Artifact {
         path: path.to_path_buf(),

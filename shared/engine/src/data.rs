@@ -16,8 +16,9 @@ use forexgpt_core::store::{ImportSource, Store, StoreError};
 use forexgpt_core::timestamp::format_ts;
 use forexgpt_device::DeviceManager;
 use forexgpt_protocol::{
-    ColumnSummary, CsvFormat, CudaStatus, DevicePreference, WgpuStatus, FeatureSpec, FeatureSummary, Gap, ImportReport, ImportRequest,
-    ProgressEvent, SeriesInfo, SplitSpec, Stage, TargetSpec, Timeframe,
+    ColumnSummary, CsvFormat, CudaStatus, DevicePreference, FeatureSpec, FeatureSummary, Gap,
+    ImportReport, ImportRequest, ProgressEvent, SeriesInfo, SplitSpec, Stage, TargetSpec,
+    Timeframe, WgpuStatus,
 };
 
 use crate::error::EngineError;

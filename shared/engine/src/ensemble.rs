@@ -245,8 +245,7 @@ impl StackedAffine {
             n: x.rows,
             d: self.d,
             k: self.b.len(),
-            x: x
-                .values
+            x: x.values
                 .chunks_exact(self.d)
                 .flat_map(|row| row.iter().zip(&self.center).map(|(v, c)| (v - c) as f32))
                 .collect(),

@@ -7,8 +7,8 @@ use std::time::Instant;
 use forexgpt_core::timestamp::format_ts;
 use forexgpt_device::ComputeDevice;
 use forexgpt_protocol::{
-    BacktestHorizon, BacktestReport, BacktestRequest, Forecast, ForecastRequest,
-    HorizonForecast, ModelSelection, ProgressEvent, Stage, StoredModel,
+    BacktestHorizon, BacktestReport, BacktestRequest, Forecast, ForecastRequest, HorizonForecast,
+    ModelSelection, ProgressEvent, Stage, StoredModel,
 };
 
 use crate::Workbench;
@@ -137,7 +137,9 @@ impl Workbench {
         let device = self.inference_device(selection)?;
         let started = Instant::now();
         let first = &ensemble.models[0].info;
-        let (candles, _) = self.store.load_or_resample(&first.symbol, first.timeframe)?;
+        let (candles, _) = self
+            .store
+            .load_or_resample(&first.symbol, first.timeframe)?;
         let features = FeatureSets::build(&ensemble, &candles)?;
         let rows = features.shortest();
         let origin = match request.at_ts {
@@ -159,11 +161,8 @@ impl Workbench {
         let prediction = ensemble.predict(&features, &[origin_ts], &device)?;
         let mut horizons = Vec::with_capacity(ensemble.horizons.len());
         for (j, &horizon) in ensemble.horizons.iter().enumerate() {
-            let model_returns: Vec<f64> = prediction
-                .per_model
-                .iter()
-                .map(|p| p.get(0, j))
-                .collect();
+            let model_returns: Vec<f64> =
+                prediction.per_model.iter().map(|p| p.get(0, j)).collect();
             let w = weights(&ensemble, selection.combine, j);
             let c = combine(&ensemble, selection.combine, &w, j, &model_returns);
             let base = baseline_quantiles(&ensemble, j);
@@ -187,7 +186,11 @@ impl Workbench {
             combine: selection.combine,
             models: ensemble.models.iter().map(|m| m.info.id.clone()).collect(),
             horizons,
-            fell_back: device.resolved.notice.clone().filter(|_| device.resolved.fell_back),
+            fell_back: device
+                .resolved
+                .notice
+                .clone()
+                .filter(|_| device.resolved.fell_back),
             device: device.resolved,
             features_ms,
             inference_ms: inference.elapsed().as_secs_f64() * 1e3,
@@ -207,7 +210,9 @@ impl Workbench {
         let device = self.inference_device(selection)?;
         let started = Instant::now();
         let first = &ensemble.models[0].info;
-        let (candles, _) = self.store.load_or_resample(&first.symbol, first.timeframe)?;
+        let (candles, _) = self
+            .store
+            .load_or_resample(&first.symbol, first.timeframe)?;
         let features = FeatureSets::build(&ensemble, &candles)?;
         let rows = features.shortest();
         let max_h = ensemble.horizons.iter().copied().max().unwrap_or(0) as usize;
@@ -227,7 +232,11 @@ impl Workbench {
             return Err(EngineError::InvalidRequest(format!(
                 "no bar between {} and {} has a known outcome for every horizon",
                 format_ts(from),
-                if to == i64::MAX { "the end".into() } else { format_ts(to) }
+                if to == i64::MAX {
+                    "the end".into()
+                } else {
+                    format_ts(to)
+                }
             )));
         };
         progress.report(ProgressEvent {
@@ -268,7 +277,11 @@ impl Workbench {
             first_ts: rows.ts[first_row],
             last_ts: rows.ts[last_row],
             horizons,
-            fell_back: device.resolved.notice.clone().filter(|_| device.resolved.fell_back),
+            fell_back: device
+                .resolved
+                .notice
+                .clone()
+                .filter(|_| device.resolved.fell_back),
             device: device.resolved,
             elapsed_ms: started.elapsed().as_secs_f64() * 1e3,
         })

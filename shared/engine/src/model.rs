@@ -157,7 +157,10 @@ impl Model {
         let (d, h) = (self.info.n_features, self.info.horizons.len());
         let s = &self.state;
         if s.scaler.mean.len() != d || s.scaler.scale.len() != d {
-            return Err(format!("the scaler has {} columns, not {d}", s.scaler.mean.len()));
+            return Err(format!(
+                "the scaler has {} columns, not {d}",
+                s.scaler.mean.len()
+            ));
         }
         let encoded = match &s.encoder {
             EncoderState::None => d,
@@ -165,7 +168,10 @@ impl Model {
                 p.components.rows
             }
             EncoderState::Pca(p) => {
-                return Err(format!("the PCA reads {} columns, not {d}", p.components.cols));
+                return Err(format!(
+                    "the PCA reads {} columns, not {d}",
+                    p.components.cols
+                ));
             }
         };
         let RegressorState::Linear(linear) = &s.regressor;
@@ -175,9 +181,8 @@ impl Model {
                 linear.coef.rows, linear.coef.cols
             ));
         }
-        let quantiles_ok = |q: &Vec<Vec<f64>>| {
-            q.len() == h && q.iter().all(|row| row.len() == QUANTILE_LEVELS)
-        };
+        let quantiles_ok =
+            |q: &Vec<Vec<f64>>| q.len() == h && q.iter().all(|row| row.len() == QUANTILE_LEVELS);
         if !quantiles_ok(&s.residual_quantiles)
             || !quantiles_ok(&s.baseline_quantiles)
             || s.validation_mse.len() != h
@@ -248,6 +253,9 @@ mod tests {
         let mut v: Vec<f64> = (0..11).rev().map(f64::from).collect();
         let q = quantiles(&mut v);
         assert_eq!(q.len(), 101);
-        assert_eq!((q[0], q[5], q[50], q[95], q[100]), (0.0, 0.5, 5.0, 9.5, 10.0));
+        assert_eq!(
+            (q[0], q[5], q[50], q[95], q[100]),
+            (0.0, 0.5, 5.0, 9.5, 10.0)
+        );
     }
 }

@@ -12,19 +12,19 @@ use forexgpt_core::split::{chronological_split, default_purge};
 use forexgpt_device::DeviceManager;
 use forexgpt_protocol::{
     BaselineMetrics, EncoderSpec, HorizonMetrics, ModelConfig, ModelInfo, ProgressEvent,
-    RegressionMetrics, RegressorSpec, ResolvedDevice, SplitSummary, SplitTimes, Stage,
-    TrainReport, TrainRequest,
+    RegressionMetrics, RegressorSpec, ResolvedDevice, SplitSummary, SplitTimes, Stage, TrainReport,
+    TrainRequest,
 };
 use forexgpt_regressors::linear::ValidLinearParams;
 use forexgpt_regressors::{
     DeviceRequest, ElasticNet, Lasso, Matrix, Pca, Ridge, fit_linear, fit_pca,
 };
 
+use crate::Workbench;
 use crate::data::normalize_symbol;
 use crate::error::EngineError;
 use crate::model::{EncoderState, Model, ModelState, RegressorState, quantiles};
 use crate::progress::{CancelToken, ProgressSink};
-use crate::Workbench;
 
 /// Checked regressor parameters for a spec (scikit-learn's checks and messages).
 pub fn linear_params(spec: &RegressorSpec) -> Result<ValidLinearParams, EngineError> {
@@ -70,7 +70,11 @@ struct Prepared {
 }
 
 impl Prepared {
-    fn new(features: FeatureMatrix, targets: Targets, split: SplitSummary) -> Result<Self, EngineError> {
+    fn new(
+        features: FeatureMatrix,
+        targets: Targets,
+        split: SplitSummary,
+    ) -> Result<Self, EngineError> {
         let d = features.n_columns();
         let scaler = StandardScaler::fit(&features.values, d, split.train.0..split.train.1)?;
         let parts = [split.train, split.validation, split.test];
@@ -250,7 +254,9 @@ impl Workbench {
     ) -> Result<TrainReport, EngineError> {
         let started = Instant::now();
         if request.models.is_empty() {
-            return Err(EngineError::InvalidRequest("no model configuration to train".into()));
+            return Err(EngineError::InvalidRequest(
+                "no model configuration to train".into(),
+            ));
         }
         for config in &request.models {
             linear_params(&config.regressor)?;
@@ -294,7 +300,11 @@ impl Workbench {
                 stage: Stage::Train,
                 done: i as u64,
                 total: Some(total),
-                message: Some(format!("{} + {}", config.encoder.label(), config.regressor.label())),
+                message: Some(format!(
+                    "{} + {}",
+                    config.encoder.label(),
+                    config.regressor.label()
+                )),
             });
             let encoded = match encoders.iter().position(|e| e.spec == config.encoder) {
                 Some(k) => &encoders[k],

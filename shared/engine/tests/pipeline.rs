@@ -111,7 +111,14 @@ fn train_save_load_forecast_and_backtest_on_the_sample() {
     let loaded = wb.load_model(&ids[1]).unwrap();
     assert_eq!(loaded.info, report.models[1].info);
     let x = Matrix::new(1, 88, (0..88).map(|i| f64::from(i) * 1e-3).collect()).unwrap();
-    assert!(loaded.predict(&x).unwrap().values.iter().all(|v| v.is_finite()));
+    assert!(
+        loaded
+            .predict(&x)
+            .unwrap()
+            .values
+            .iter()
+            .all(|v| v.is_finite())
+    );
 
     // One model: its band is its own validation residuals around its prediction.
     let one = wb
@@ -234,7 +241,10 @@ fn damaged_foreign_future_and_truncated_files_are_refused_by_name() {
         std::fs::write(&path, bytes).unwrap();
         let err = Model::load(&path).unwrap_err();
         assert!(expect(&err), "{err}");
-        assert!(err.to_string().contains(&*path.display().to_string()), "{err}");
+        assert!(
+            err.to_string().contains(&*path.display().to_string()),
+            "{err}"
+        );
     };
     // A flipped byte in the payload (near the end, before the trailing checksum).
     let mut flipped = good.clone();
@@ -248,7 +258,11 @@ fn damaged_foreign_future_and_truncated_files_are_refused_by_name() {
     let key = b"\"train_rows\": ";
     let at = good.windows(key.len()).position(|w| w == key).unwrap() + key.len();
     let mut altered = good.clone();
-    altered[at] = if altered[at] == b'9' { b'8' } else { altered[at] + 1 };
+    altered[at] = if altered[at] == b'9' {
+        b'8'
+    } else {
+        altered[at] + 1
+    };
     check(&altered, &|e| {
         matches!(e, EngineError::Artifact(ArtifactError::Checksum { .. }))
     });

@@ -20,9 +20,9 @@ pub use features::{
     SplitSummary, TargetSpec,
 };
 pub use model::{
-    BacktestHorizon, BacktestReport, BacktestRequest, BaselineMetrics, Combine, EncoderSpec, Forecast,
-    ForecastRequest, HorizonForecast, HorizonMetrics, ModelConfig, ModelInfo, ModelSelection,
-    RegressorSpec, SplitTimes, StoredModel, TrainReport, TrainRequest,
+    BacktestHorizon, BacktestReport, BacktestRequest, BaselineMetrics, Combine, EncoderSpec,
+    Forecast, ForecastRequest, HorizonForecast, HorizonMetrics, ModelConfig, ModelInfo,
+    ModelSelection, RegressorSpec, SplitTimes, StoredModel, TrainReport, TrainRequest,
 };
 pub use progress::{BenchResult, ProgressEvent, Stage};
 pub use timeframe::{ParseTimeframeError, Timeframe};

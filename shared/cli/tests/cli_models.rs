@@ -1,0 +1,148 @@
+//! `forexgpt train → models → forecast → backtest` on the sample data, on the CPU and (where
+//! an adapter exists, lavapipe in CI) on wgpu, plus the errors a user sees.
+#![allow(clippy::unwrap_used)] // test helpers: a failed unwrap is a failed test
+
+use std::path::Path;
+
+use assert_cmd::Command;
+use serde_json::Value;
+
+fn forexgpt(dir: &Path) -> Command {
+    let mut cmd = Command::cargo_bin("forexgpt").unwrap();
+    cmd.arg("--db")
+        .arg(dir.join("store.sqlite"))
+        .env_remove("FOREXGPT_DB")
+        .env_remove("FOREXGPT_MODELS_DIR");
+    cmd
+}
+
+fn json(cmd: &mut Command) -> Value {
+    let out = cmd.arg("--json").output().unwrap();
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Any wgpu adapter, software ones (lavapipe) included: they run when wgpu is asked for.
+fn has_wgpu(dir: &Path) -> bool {
+    let devices = json(forexgpt(dir).arg("devices"));
+    devices["wgpu"]["adapters"]
+        .as_array()
+        .is_some_and(|a| !a.is_empty())
+}
+
+#[test]
+fn train_list_forecast_backtest_and_delete_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let trained = json(forexgpt(dir.path()).args([
+        "train",
+        "--encoder",
+        "none,pca",
+        "--components",
+        "8",
+        "--regressor",
+        "ridge,elasticnet",
+        "--device",
+        "cpu",
+    ]));
+    let models = trained["models"].as_array().unwrap();
+    assert_eq!(models.len(), 4);
+    for m in models {
+        assert!(Path::new(m["path"].as_str().unwrap()).starts_with(dir.path().join("models")));
+        assert_eq!(m["info"]["device"]["backend"], "cpu");
+        assert_eq!(m["info"]["metrics"].as_array().unwrap().len(), 4);
+    }
+    let id = models[0]["info"]["id"].as_str().unwrap().to_string();
+
+    let listed = json(forexgpt(dir.path()).arg("models"));
+    assert_eq!(listed["models"].as_array().unwrap().len(), 4);
+    let shown = json(forexgpt(dir.path()).args(["models", "show", &id]));
+    assert_eq!(shown["info"]["id"], id.as_str());
+
+    let single = json(forexgpt(dir.path()).args(["forecast", "--model", &id]));
+    assert_eq!(single["models"].as_array().unwrap().len(), 1);
+    let h = &single["horizons"][0];
+    assert!(h["q05"].as_f64().unwrap() < h["price"].as_f64().unwrap());
+    assert!(h["price"].as_f64().unwrap() < h["q95"].as_f64().unwrap());
+
+    let ensemble = json(forexgpt(dir.path()).args([
+        "forecast",
+        "--combine",
+        "weighted",
+        "--at",
+        "2017-10-02 09:00",
+    ]));
+    assert_eq!(ensemble["models"].as_array().unwrap().len(), 4);
+    assert_eq!(ensemble["origin_ts"], 1_506_934_800); // 2017-10-02 09:00 UTC
+
+    let backtest = json(forexgpt(dir.path()).args(["backtest", "--combine", "median"]));
+    for h in backtest["horizons"].as_array().unwrap() {
+        assert!(h["n"].as_u64().unwrap() > 500);
+        assert!(h["baseline_mae_price"].as_f64().unwrap() > 0.0);
+        let coverage = h["coverage"].as_f64().unwrap();
+        assert!((0.6..=1.0).contains(&coverage), "{h}");
+    }
+
+    // The same ensemble on wgpu (GPU inference) gives the same forecast within float32 rounding.
+    if has_wgpu(dir.path()) {
+        let cpu = json(forexgpt(dir.path()).args(["forecast"]));
+        let gpu = json(forexgpt(dir.path()).args(["forecast", "--device", "wgpu"]));
+        assert_eq!(gpu["device"]["backend"], "wgpu");
+        for (a, b) in cpu["horizons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .zip(gpu["horizons"].as_array().unwrap())
+        {
+            let (a, b) = (
+                a["expected_return"].as_f64().unwrap(),
+                b["expected_return"].as_f64().unwrap(),
+            );
+            assert!((a - b).abs() < 1e-6, "cpu {a} vs wgpu {b}");
+        }
+        let trained =
+            json(forexgpt(dir.path()).args(["train", "--encoder", "pca", "--device", "wgpu"]));
+        assert_eq!(trained["models"][0]["info"]["device"]["backend"], "wgpu");
+    } else {
+        eprintln!("skipped wgpu: no adapter");
+    }
+
+    let deleted = json(forexgpt(dir.path()).args(["models", "delete", &id]));
+    assert_eq!(deleted["deleted"][0], id.as_str());
+    forexgpt(dir.path())
+        .args(["forecast", "--model", &id])
+        .assert()
+        .failure()
+        .stderr(predicates::str::contains(format!("no model '{id}'")));
+}
+
+#[test]
+fn forecasting_without_models_and_a_cpu_only_gpu_request_explain_themselves() {
+    let dir = tempfile::tempdir().unwrap();
+    forexgpt(dir.path())
+        .arg("forecast")
+        .assert()
+        .failure()
+        .stderr(predicates::str::contains("forexgpt train"));
+    forexgpt(dir.path())
+        .args(["train", "--regressor", "lasso", "--alpha=-1"])
+        .assert()
+        .failure()
+        .stderr(predicates::str::contains("alpha"));
+    // "Use GPU (if available)" never fails: without a GPU the CPU runs and the notice says why.
+    let trained = json(forexgpt(dir.path()).args(["train", "--use-gpu", "--device", "cuda"]));
+    let info = &trained["models"][0]["info"];
+    if info["device"]["backend"] == "cpu" {
+        assert!(
+            info["fell_back"]
+                .as_str()
+                .unwrap()
+                .to_lowercase()
+                .contains("cuda"),
+            "{info}"
+        );
+    }
+}

@@ -215,9 +215,9 @@ impl StackedAffine {
         let k = self.b.len();
         let mut b = self.b.clone();
         for (i, c) in self.center.iter().enumerate() {
-            for j in 0..k {
-                b[j] += c * self.a[i * k + j];
-            }
+            b.iter_mut()
+                .zip(&self.a[i * k..(i + 1) * k])
+                .for_each(|(b, a)| *b += c * a);
         }
         b
     }
@@ -316,7 +316,7 @@ pub fn weights(ensemble: &Ensemble, combine: Combine, j: usize) -> Vec<f64> {
 }
 
 /// The residual quantiles of model `m` for ensemble horizon `j`.
-pub fn residual_quantiles<'a>(ensemble: &'a Ensemble, m: usize, j: usize) -> &'a [f64] {
+pub fn residual_quantiles(ensemble: &Ensemble, m: usize, j: usize) -> &[f64] {
     &ensemble.models[m].state.residual_quantiles[ensemble.columns[m][j]]
 }
 

@@ -2,7 +2,8 @@
 //!
 //! - `setup`  installs what a fresh Debian/Ubuntu machine lacks (idempotent: checks first)
 //! - `test`   setup, then rustfmt check, clippy with warnings denied, and every test
-//! - `app`    setup, then runs the app (for now the CLI on the built-in sample data)
+//! - `app`    setup, then runs the app (for now the CLI on the built-in sample data: data,
+//!   features, a first training of a small model grid, a forecast and a backtest)
 //! - `bench`  release build, then the benchmark suite (extra arguments go to `forexgpt bench`)
 //! - `cuda-runtime [--cuda X.Y] [--dir DIR]`  assembles NVRTC and the CUDA headers, which the
 //!   CUDA backend needs at run time, from NVIDIA's redistributable wheels on PyPI
@@ -165,7 +166,25 @@ fn app() -> Result<()> {
     build.args(["build", "--release", "--locked", "-p", "forexgpt-cli"]);
     run(build)?;
     run(forexgpt(&["data", "--gaps"]))?;
-    run(forexgpt(&["features"]))
+    run(forexgpt(&["features"]))?;
+    // A first run trains a small grid on the sample; later runs reuse the stored models.
+    let listed = forexgpt(&["models", "--json"])
+        .output()
+        .context("listing stored models")?;
+    let has_models = String::from_utf8_lossy(&listed.stdout).contains("\"id\"");
+    if !has_models {
+        run(forexgpt(&[
+            "train",
+            "--encoder",
+            "none,pca",
+            "--regressor",
+            "ridge,lasso",
+            "--use-gpu",
+        ]))?;
+    }
+    run(forexgpt(&["models"]))?;
+    run(forexgpt(&["forecast", "--combine", "weighted"]))?;
+    run(forexgpt(&["backtest"]))
 }
 
 fn bench(rest: &[String]) -> Result<()> {

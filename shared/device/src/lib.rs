@@ -11,6 +11,7 @@ pub mod backend;
 pub mod check;
 pub mod kernel_cache;
 pub mod manager;
+pub mod precision;
 pub mod probe;
 pub mod testing;
 

@@ -7,6 +7,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 use forexgpt_core::candle::Candle;
 use forexgpt_core::features::{FeatureMatrix, build_features};
+use forexgpt_device::precision::{column_max_abs, matmul_split, split_scales};
 use forexgpt_device::{BackendJob, ComputeDevice, run_job};
 use forexgpt_protocol::{BackendKind, Combine, FeatureSpec};
 use forexgpt_regressors::Matrix;
@@ -241,16 +242,28 @@ impl StackedAffine {
     }
 
     fn apply_on(&self, device: &ComputeDevice, x: &Matrix) -> Result<Vec<f64>, EngineError> {
+        let k = self.b.len();
+        let xs: Vec<f32> = x
+            .values
+            .chunks_exact(self.d)
+            .flat_map(|row| row.iter().zip(&self.center).map(|(v, c)| (v - c) as f32))
+            .collect();
+        let a: Vec<f32> = self.a.iter().map(|&v| v as f32).collect();
+        // CUDA's float32 matmul runs on TF32 tensor cores; split to keep float32 accuracy.
+        let split = (device.backend() == BackendKind::Cuda).then(|| {
+            (
+                split_scales(&column_max_abs(&xs, self.d)),
+                split_scales(&column_max_abs(&a, k)),
+            )
+        });
         let job = AffineJob {
             n: x.rows,
             d: self.d,
-            k: self.b.len(),
-            x: x.values
-                .chunks_exact(self.d)
-                .flat_map(|row| row.iter().zip(&self.center).map(|(v, c)| (v - c) as f32))
-                .collect(),
-            a: self.a.iter().map(|&v| v as f32).collect(),
+            k,
+            x: xs,
+            a,
             b: self.shifted_bias().iter().map(|&v| v as f32).collect(),
+            split,
         };
         let out = run_job(device, job)?;
         if out.len() != x.rows * self.b.len() {
@@ -273,6 +286,7 @@ struct AffineJob {
     x: Vec<f32>,
     a: Vec<f32>,
     b: Vec<f32>,
+    split: Option<(Vec<f32>, Vec<f32>)>,
 }
 
 impl BackendJob for AffineJob {
@@ -282,7 +296,11 @@ impl BackendJob for AffineJob {
         let x = Tensor::<B, 2>::from_data(TensorData::new(self.x, [self.n, self.d]), device);
         let a = Tensor::<B, 2>::from_data(TensorData::new(self.a, [self.d, self.k]), device);
         let b = Tensor::<B, 2>::from_data(TensorData::new(self.b, [1, self.k]), device);
-        x.matmul(a)
+        let scales = self
+            .split
+            .as_ref()
+            .map(|(sx, sa)| (sx.as_slice(), sa.as_slice()));
+        matmul_split(x, a, scales, device)
             .add(b)
             .into_data()
             .to_vec::<f32>()

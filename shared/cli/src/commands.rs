@@ -6,6 +6,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use forexgpt_core::sample::{DEFAULT_SYMBOL, DEFAULT_TIMEFRAME};
 use forexgpt_engine::bench::{BenchOptions, data_suite, run_suite};
+use forexgpt_engine::bench_forecast::{BATCH_BARS, ENSEMBLE_SIZES, forecast_cases};
 use forexgpt_engine::bench_models::regressor_cases;
 use forexgpt_engine::{FeatureRequest, Workbench};
 use forexgpt_protocol::{CsvFormat, FeatureSpec, ImportRequest, SplitSpec, TargetSpec, Timeframe};
@@ -99,6 +100,8 @@ pub enum Suite {
     Data,
     /// Ridge, Lasso, ElasticNet and PCA on the CPU and every GPU device.
     Regressors,
+    /// Ensemble inference: 1, 10 and 50 models from one bar, and 50 models over 1,000 bars.
+    Forecast,
     All,
 }
 
@@ -267,18 +270,31 @@ fn bench(json: bool, args: BenchArgs) -> Result<()> {
     if matches!(args.suite, Suite::Data | Suite::All) {
         cases.extend(data_suite(args.bars, args.csv_rows, dir.path())?);
     }
-    if matches!(args.suite, Suite::Regressors | Suite::All) {
+    let devices = if args.suite == Suite::Data {
+        Vec::new()
+    } else {
         let manager = forexgpt_device::DeviceManager::probe();
         let (devices, skipped) = forexgpt_device::testing::test_devices(&manager);
         for reason in skipped {
             tracing::info!("benchmark skips {reason}");
         }
+        devices
+    };
+    if matches!(args.suite, Suite::Regressors | Suite::All) {
         cases.extend(regressor_cases(
             args.rows,
             args.features,
             args.targets,
             &devices,
             args.export_data.as_deref(),
+        )?);
+    }
+    if matches!(args.suite, Suite::Forecast | Suite::All) {
+        cases.extend(forecast_cases(
+            &devices,
+            &dir.path().join("models"),
+            ENSEMBLE_SIZES,
+            BATCH_BARS,
         )?);
     }
     let results = run_suite(

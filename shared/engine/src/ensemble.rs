@@ -22,6 +22,14 @@ pub struct Ensemble {
     pub horizons: Vec<u32>,
     /// For each model, the column of each ensemble horizon in its own output.
     columns: Vec<Vec<usize>>,
+    /// Models sharing a feature spec, stacked once when the ensemble is built.
+    groups: Vec<Group>,
+}
+
+struct Group {
+    spec: FeatureSpec,
+    members: Vec<usize>,
+    stacked: StackedAffine,
 }
 
 /// Predicted log returns: `per_model[m]` is `rows × horizons`.
@@ -99,11 +107,28 @@ impl Ensemble {
                 })?;
             columns.push(cols);
         }
-        Ok(Ensemble {
+        let mut ensemble = Ensemble {
             models,
             horizons,
             columns,
-        })
+            groups: Vec::new(),
+        };
+        let mut members: Vec<(FeatureSpec, Vec<usize>)> = Vec::new();
+        for (i, m) in ensemble.models.iter().enumerate() {
+            match members.iter_mut().find(|(s, _)| *s == m.info.features) {
+                Some((_, list)) => list.push(i),
+                None => members.push((m.info.features.clone(), vec![i])),
+            }
+        }
+        for (spec, members) in members {
+            let stacked = ensemble.stack(&members)?;
+            ensemble.groups.push(Group {
+                spec,
+                members,
+                stacked,
+            });
+        }
+        Ok(ensemble)
     }
 
     /// Predictions of every model for the rows of `features` at bar times `ts` (every time
@@ -116,19 +141,16 @@ impl Ensemble {
     ) -> Result<EnsemblePrediction, EngineError> {
         let h = self.horizons.len();
         let mut per_model: Vec<Option<Matrix>> = vec![None; self.models.len()];
-        let mut groups: Vec<(&FeatureSpec, Vec<usize>)> = Vec::new();
-        for (i, m) in self.models.iter().enumerate() {
-            match groups.iter_mut().find(|(s, _)| **s == m.info.features) {
-                Some((_, members)) => members.push(i),
-                None => groups.push((&m.info.features, vec![i])),
-            }
-        }
-        for (spec, members) in groups {
+        for Group {
+            spec,
+            members,
+            stacked,
+        } in &self.groups
+        {
             let fm = features
                 .get(spec)
                 .ok_or_else(|| EngineError::InvalidRequest("features were not built".into()))?;
             let x = rows_at(fm, ts)?;
-            let stacked = self.stack(&members)?;
             let out = match device.backend() {
                 BackendKind::Cpu => stacked.apply_cpu(&x),
                 _ => stacked.apply_on(device, &x)?,

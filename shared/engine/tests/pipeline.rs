@@ -309,7 +309,12 @@ fn the_batched_ensemble_matches_model_by_model_prediction_on_every_device() {
         .fold(0.0f64, |a, v| a.max(v.abs()));
     for_each_device(|device| {
         let got = ensemble.predict(&features, &ts, device).unwrap();
-        let tol = if device.is_gpu() { 1e-4 } else { 1e-12 };
+        // CUDA runs float32 matmuls on TF32 tensor cores: the H100 gave 1.2e-3 of the scale.
+        let tol = match device.backend() {
+            forexgpt_protocol::BackendKind::Cpu => 1e-12,
+            forexgpt_protocol::BackendKind::Wgpu => 1e-4,
+            forexgpt_protocol::BackendKind::Cuda => 3e-3,
+        };
         for (g, e) in got.per_model.iter().zip(&expected) {
             let worst = g
                 .values

@@ -130,9 +130,9 @@ impl Workbench {
         })
     }
 
-    /// Forecast from the latest bar (or the last bar at or before `at_ts`).
-    pub fn forecast(&self, request: &ForecastRequest) -> Result<Forecast, EngineError> {
-        let selection = &request.selection;
+    /// The selected models as an ensemble, the device they run on, and their features built
+    /// from the stored bars of their series.
+    fn prepare(&self, selection: &ModelSelection) -> Result<Prepared, EngineError> {
         let ensemble = Ensemble::new(self.select_models(selection)?)?;
         let device = self.inference_device(selection)?;
         let started = Instant::now();
@@ -141,6 +141,24 @@ impl Workbench {
             .store
             .load_or_resample(&first.symbol, first.timeframe)?;
         let features = FeatureSets::build(&ensemble, &candles)?;
+        Ok(Prepared {
+            ensemble,
+            device,
+            features,
+            features_ms: started.elapsed().as_secs_f64() * 1e3,
+        })
+    }
+
+    /// Forecast from the latest bar (or the last bar at or before `at_ts`).
+    pub fn forecast(&self, request: &ForecastRequest) -> Result<Forecast, EngineError> {
+        let selection = &request.selection;
+        let Prepared {
+            ensemble,
+            device,
+            features,
+            features_ms,
+        } = self.prepare(selection)?;
+        let first = &ensemble.models[0].info;
         let rows = features.shortest();
         let origin = match request.at_ts {
             None => rows.rows() - 1,
@@ -156,7 +174,6 @@ impl Workbench {
             },
         };
         let (origin_ts, origin_close) = (rows.ts[origin], rows.close[origin]);
-        let features_ms = started.elapsed().as_secs_f64() * 1e3;
         let inference = Instant::now();
         let prediction = ensemble.predict(&features, &[origin_ts], &device)?;
         let mut horizons = Vec::with_capacity(ensemble.horizons.len());
@@ -206,14 +223,14 @@ impl Workbench {
         cancel: &CancelToken,
     ) -> Result<BacktestReport, EngineError> {
         let selection = &request.selection;
-        let ensemble = Ensemble::new(self.select_models(selection)?)?;
-        let device = self.inference_device(selection)?;
-        let started = Instant::now();
+        let Prepared {
+            ensemble,
+            device,
+            features,
+            features_ms,
+        } = self.prepare(selection)?;
         let first = &ensemble.models[0].info;
-        let (candles, _) = self
-            .store
-            .load_or_resample(&first.symbol, first.timeframe)?;
-        let features = FeatureSets::build(&ensemble, &candles)?;
+        let started = Instant::now();
         let rows = features.shortest();
         let max_h = ensemble.horizons.iter().copied().max().unwrap_or(0) as usize;
         let test_start = ensemble
@@ -283,9 +300,17 @@ impl Workbench {
                 .clone()
                 .filter(|_| device.resolved.fell_back),
             device: device.resolved,
-            elapsed_ms: started.elapsed().as_secs_f64() * 1e3,
+            elapsed_ms: features_ms + started.elapsed().as_secs_f64() * 1e3,
         })
     }
+}
+
+struct Prepared {
+    ensemble: Ensemble,
+    device: ComputeDevice,
+    features: FeatureSets,
+    /// Loading the bars and building the features (model loading and device probing excluded).
+    features_ms: f64,
 }
 
 /// Running sums of one horizon's backtest.

@@ -285,5 +285,6 @@ pub struct BacktestReport {
     pub device: ResolvedDevice,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fell_back: Option<String>,
+    /// Features, models and scoring; loading the models and probing devices excluded.
     pub elapsed_ms: f64,
 }

@@ -5,9 +5,6 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use forexgpt_core::sample::{DEFAULT_SYMBOL, DEFAULT_TIMEFRAME};
-use forexgpt_engine::bench::{BenchOptions, data_suite, run_suite};
-use forexgpt_engine::bench_forecast::{BATCH_BARS, ENSEMBLE_SIZES, forecast_cases};
-use forexgpt_engine::bench_models::regressor_cases;
 use forexgpt_engine::{FeatureRequest, Workbench};
 use forexgpt_protocol::{CsvFormat, FeatureSpec, ImportRequest, SplitSpec, TargetSpec, Timeframe};
 
@@ -94,45 +91,6 @@ pub struct FeatureArgs {
     all_columns: bool,
 }
 
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Suite {
-    /// Feature matrix and CSV import.
-    Data,
-    /// Ridge, Lasso, ElasticNet and PCA on the CPU and every GPU device.
-    Regressors,
-    /// Ensemble inference: 1, 10 and 50 models from one bar, and 50 models over 1,000 bars.
-    Forecast,
-    All,
-}
-
-#[derive(Args, Debug)]
-pub struct BenchArgs {
-    /// Which operations to time.
-    #[arg(long, value_enum, default_value = "data")]
-    suite: Suite,
-    /// Rows of the regressor benchmark data.
-    #[arg(long, default_value_t = 1_000_000)]
-    rows: usize,
-    /// Feature columns of the regressor benchmark data.
-    #[arg(long, default_value_t = 128)]
-    features: usize,
-    /// Target columns (horizons) of the regressor benchmark data.
-    #[arg(long, default_value_t = 8)]
-    targets: usize,
-    /// Also write the regressor data and our CPU results here, for bench/peers/regressors_sklearn.py.
-    #[arg(long, value_name = "DIR")]
-    export_data: Option<PathBuf>,
-    /// Bars for the feature-matrix benchmark.
-    #[arg(long, default_value_t = 100_000)]
-    bars: usize,
-    /// Rows of the CSV import benchmark.
-    #[arg(long, default_value_t = 1_000_000)]
-    csv_rows: usize,
-    /// Timed runs per operation (after one cold run).
-    #[arg(long, default_value_t = 5)]
-    repeats: usize,
-}
-
 pub fn run(cli: Cli) -> Result<()> {
     let json = cli.json;
     let cli_dirs = (cli.db.clone(), cli.models_dir.clone());
@@ -148,7 +106,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Backtest(args) => {
             crate::models::backtest(&open_with_models(&cli_dirs)?, json, args)
         }
-        Command::Bench(args) => bench(json, args),
+        Command::Bench(args) => crate::bench::bench(&open(cli.db)?, json, args),
         Command::Devices { check } => crate::devices::devices(json, check),
     }
 }
@@ -262,63 +220,11 @@ fn features(db: Option<PathBuf>, json: bool, args: FeatureArgs) -> Result<()> {
     Ok(())
 }
 
-fn bench(json: bool, args: BenchArgs) -> Result<()> {
-    let dir = tempfile_dir()?;
-    let progress = BarProgress::new(json);
-    let cancel = ctrl_c_token();
-    let mut cases = Vec::new();
-    if matches!(args.suite, Suite::Data | Suite::All) {
-        cases.extend(data_suite(args.bars, args.csv_rows, dir.path())?);
-    }
-    let devices = if args.suite == Suite::Data {
-        Vec::new()
-    } else {
-        let manager = forexgpt_device::DeviceManager::probe();
-        let (devices, skipped) = forexgpt_device::testing::test_devices(&manager);
-        for reason in skipped {
-            tracing::info!("benchmark skips {reason}");
-        }
-        devices
-    };
-    if matches!(args.suite, Suite::Regressors | Suite::All) {
-        cases.extend(regressor_cases(
-            args.rows,
-            args.features,
-            args.targets,
-            &devices,
-            args.export_data.as_deref(),
-        )?);
-    }
-    if matches!(args.suite, Suite::Forecast | Suite::All) {
-        cases.extend(forecast_cases(
-            &devices,
-            &dir.path().join("models"),
-            ENSEMBLE_SIZES,
-            BATCH_BARS,
-        )?);
-    }
-    let results = run_suite(
-        &mut cases,
-        BenchOptions {
-            repeats: args.repeats,
-        },
-        &progress,
-        &cancel,
-    );
-    progress.finish();
-    let results = results?;
-    if json {
-        return output::print_json(&results);
-    }
-    output::print_bench(&results);
-    Ok(())
-}
-
 /// A scratch directory under the system temp dir, removed on drop.
-struct ScratchDir(PathBuf);
+pub struct ScratchDir(PathBuf);
 
 impl ScratchDir {
-    fn path(&self) -> &std::path::Path {
+    pub fn path(&self) -> &std::path::Path {
         &self.0
     }
 }
@@ -329,7 +235,7 @@ impl Drop for ScratchDir {
     }
 }
 
-fn tempfile_dir() -> Result<ScratchDir> {
+pub fn tempfile_dir() -> Result<ScratchDir> {
     let dir = std::env::temp_dir().join(format!("forexgpt-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     Ok(ScratchDir(dir))

@@ -3,6 +3,7 @@
 
 #[macro_use]
 mod output;
+mod bench;
 mod commands;
 mod devices;
 mod models;
@@ -53,8 +54,8 @@ enum Command {
     Forecast(models::ForecastArgs),
     /// Walk forward over the test period, forecasting from every bar, beside the naive forecast.
     Backtest(models::BacktestArgs),
-    /// Time the data pipeline (feature matrix, CSV import).
-    Bench(commands::BenchArgs),
+    /// Benchmarks (CPU vs every GPU), stored in the database; `bench list|show|compare|delete`.
+    Bench(bench::BenchArgs),
     /// Show CUDA GPUs, wgpu adapters and the CPU, and which device `auto` picks.
     Devices {
         /// Also run a small matmul and elementwise check on every usable device.

@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
-use forexgpt_protocol::{SeriesInfo, Timeframe};
+use forexgpt_protocol::{BenchRun, SeriesInfo, Timeframe};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::candle::Candle;
@@ -51,6 +51,16 @@ pub const MIGRATIONS: &[&str] = &[
         key TEXT PRIMARY KEY,
         value TEXT NOT NULL
     );",
+    // 2: benchmark runs; machine, settings and results as JSON (protocol::BenchRun fields).
+    "CREATE TABLE bench_runs (
+        id INTEGER PRIMARY KEY,
+        created_ts INTEGER NOT NULL,
+        app_version TEXT NOT NULL,
+        git_rev TEXT,
+        machine TEXT NOT NULL,
+        settings TEXT NOT NULL,
+        results TEXT NOT NULL
+    );",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -91,6 +101,12 @@ pub enum StoreError {
     },
     #[error(transparent)]
     Resample(#[from] ResampleError),
+    #[error("database '{path}': {what} cannot be read back: {cause}")]
+    BadRecord {
+        path: String,
+        what: String,
+        cause: serde_json::Error,
+    },
 }
 
 /// How an import met the bars already stored.
@@ -236,6 +252,83 @@ impl Store {
             params![key, value],
         ))
         .map(|_| ())
+    }
+
+    /// Stores a benchmark run and returns its id (the `id` field of `run` is ignored).
+    pub fn insert_bench_run(&self, run: &BenchRun) -> Result<i64, StoreError> {
+        let record = |what: &str, v: Result<String, serde_json::Error>| {
+            v.map_err(|cause| StoreError::BadRecord {
+                path: self.path.clone(),
+                what: format!("benchmark {what}"),
+                cause,
+            })
+        };
+        let machine = record("machine", serde_json::to_string(&run.machine))?;
+        let settings = record("settings", serde_json::to_string(&run.settings))?;
+        let results = record("results", serde_json::to_string(&run.results))?;
+        self.sql(self.conn.execute(
+            "INSERT INTO bench_runs (created_ts, app_version, git_rev, machine, settings, results)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                run.created_ts,
+                run.app_version,
+                run.git_rev,
+                machine,
+                settings,
+                results
+            ],
+        ))?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// Stored benchmark runs, newest first (all of them, or the one with `id`).
+    pub fn bench_runs(&self, id: Option<i64>) -> Result<Vec<BenchRun>, StoreError> {
+        let mut stmt = self.sql(self.conn.prepare(
+            "SELECT id, created_ts, app_version, git_rev, machine, settings, results
+             FROM bench_runs WHERE ?1 IS NULL OR id = ?1 ORDER BY id DESC",
+        ))?;
+        let rows = self.sql(
+            stmt.query_map([id], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, Option<String>>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, String>(5)?,
+                    r.get::<_, String>(6)?,
+                ))
+            })
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>()),
+        )?;
+        rows.into_iter()
+            .map(
+                |(id, created_ts, app_version, git_rev, machine, settings, results)| {
+                    let bad = |cause| StoreError::BadRecord {
+                        path: self.path.clone(),
+                        what: format!("benchmark run {id}"),
+                        cause,
+                    };
+                    Ok(BenchRun {
+                        id,
+                        created_ts,
+                        app_version,
+                        git_rev,
+                        machine: serde_json::from_str(&machine).map_err(bad)?,
+                        settings: serde_json::from_str(&settings).map_err(bad)?,
+                        results: serde_json::from_str(&results).map_err(bad)?,
+                    })
+                },
+            )
+            .collect()
+    }
+
+    /// Deletes a stored benchmark run; returns whether it existed.
+    pub fn delete_bench_run(&self, id: i64) -> Result<bool, StoreError> {
+        Ok(self.sql(
+            self.conn
+                .execute("DELETE FROM bench_runs WHERE id = ?1", [id]),
+        )? > 0)
     }
 
     /// Stores `candles` (valid, in time order) as `symbol`/`timeframe` in one transaction.
@@ -531,6 +624,44 @@ mod tests {
         format: "generic",
         replace: false,
     };
+
+    #[test]
+    fn benchmark_runs_are_stored_listed_and_deleted() {
+        let store = Store::open_in_memory().unwrap();
+        let run = BenchRun {
+            id: 0,
+            created_ts: 1_700_000_000,
+            app_version: "0.1.0".into(),
+            git_rev: Some("abc1234".into()),
+            machine: forexgpt_protocol::BenchMachine {
+                os: "linux".into(),
+                cpu: "test".into(),
+                cpu_threads: 2,
+                devices: vec!["cpu".into()],
+            },
+            settings: forexgpt_protocol::BenchSettings {
+                suite: "data".into(),
+                repeats: 3,
+                rows: 10,
+                features: 2,
+                targets: 1,
+                bars: 100,
+                csv_rows: 100,
+            },
+            results: Vec::new(),
+        };
+        let a = store.insert_bench_run(&run).unwrap();
+        let b = store.insert_bench_run(&run).unwrap();
+        let all = store.bench_runs(None).unwrap();
+        assert_eq!(all.iter().map(|r| r.id).collect::<Vec<_>>(), vec![b, a]);
+        assert_eq!(
+            BenchRun { id: a, ..run },
+            store.bench_runs(Some(a)).unwrap()[0]
+        );
+        assert!(store.delete_bench_run(a).unwrap());
+        assert!(!store.delete_bench_run(a).unwrap());
+        assert_eq!(store.bench_runs(None).unwrap().len(), 1);
+    }
 
     #[test]
     fn migrates_once_and_reopens() {

@@ -24,5 +24,5 @@ pub use model::{
     Forecast, ForecastRequest, HorizonForecast, HorizonMetrics, ModelConfig, ModelInfo,
     ModelSelection, RegressorSpec, SplitTimes, StoredModel, TrainReport, TrainRequest,
 };
-pub use progress::{BenchResult, ProgressEvent, Stage};
+pub use progress::{BenchMachine, BenchResult, BenchRun, BenchSettings, ProgressEvent, Stage};
 pub use timeframe::{ParseTimeframeError, Timeframe};

@@ -65,3 +65,41 @@ pub struct BenchResult {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_rel_diff_vs_cpu: Option<f64>,
 }
+
+/// What a benchmark run was asked to do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BenchSettings {
+    /// `data`, `regressors`, `forecast` or `all`.
+    pub suite: String,
+    pub repeats: usize,
+    /// Regressor data: rows × features → targets.
+    pub rows: usize,
+    pub features: usize,
+    pub targets: usize,
+    /// Feature-matrix bars and CSV-import rows.
+    pub bars: usize,
+    pub csv_rows: usize,
+}
+
+/// The machine a run was measured on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BenchMachine {
+    pub os: String,
+    pub cpu: String,
+    pub cpu_threads: usize,
+    /// Every device the run measured, as labelled in the results.
+    pub devices: Vec<String>,
+}
+
+/// One stored benchmark run: when, where, with which build and settings, and its results.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BenchRun {
+    pub id: i64,
+    pub created_ts: i64,
+    pub app_version: String,
+    /// `git describe` of the build, when it was built from a checkout.
+    pub git_rev: Option<String>,
+    pub machine: BenchMachine,
+    pub settings: BenchSettings,
+    pub results: Vec<BenchResult>,
+}

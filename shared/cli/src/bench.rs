@@ -1,0 +1,296 @@
+//! `forexgpt bench`: run a suite (stored as a numbered run), and list, show, export, compare
+//! or delete stored runs.
+
+use std::path::PathBuf;
+
+use anyhow::{Result, bail};
+use clap::{Args, Subcommand, ValueEnum};
+use forexgpt_core::timestamp::format_ts;
+use forexgpt_engine::Workbench;
+use forexgpt_engine::bench::{BenchOptions, data_suite, run_suite};
+use forexgpt_engine::bench_forecast::{BATCH_BARS, ENSEMBLE_SIZES, forecast_cases};
+use forexgpt_engine::bench_history::{csv, markdown};
+use forexgpt_engine::bench_models::regressor_cases;
+use forexgpt_protocol::BenchSettings;
+
+use crate::commands::tempfile_dir;
+use crate::output;
+use crate::progress::{BarProgress, ctrl_c_token};
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Suite {
+    /// Feature matrix and CSV import.
+    Data,
+    /// Ridge, Lasso, ElasticNet and PCA on the CPU and every GPU device.
+    Regressors,
+    /// Ensemble inference: 1, 10 and 50 models from one bar, and 50 models over 1,000 bars.
+    Forecast,
+    All,
+}
+
+impl Suite {
+    const fn name(self) -> &'static str {
+        match self {
+            Suite::Data => "data",
+            Suite::Regressors => "regressors",
+            Suite::Forecast => "forecast",
+            Suite::All => "all",
+        }
+    }
+}
+
+/// Preset sizes; any explicit size flag overrides its part.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Size {
+    /// Under a minute on a 2-core CPU-only machine (CI).
+    Small,
+    /// The original tool's table: 100k × 64 regressors, 100k bars, 1M CSV rows.
+    Seed,
+    /// Issue 6's sizes: 1M × 128 → 8 regressors.
+    Large,
+}
+
+#[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    action: Option<BenchAction>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Subcommand, Debug)]
+enum BenchAction {
+    /// Stored runs, newest first.
+    List,
+    /// One stored run as a table, markdown (with speedups over the CPU), CSV or JSON.
+    Show {
+        id: i64,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+    /// The operations two runs share, side by side, with B's speedup over A.
+    Compare { a: i64, b: i64 },
+    /// Delete a stored run.
+    Delete { id: i64 },
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Table,
+    Markdown,
+    Csv,
+    Json,
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Which operations to time.
+    #[arg(long, value_enum, default_value = "data")]
+    suite: Suite,
+    /// Preset sizes (explicit size flags override them).
+    #[arg(long, value_enum, default_value = "seed")]
+    size: Size,
+    /// Rows of the regressor benchmark data.
+    #[arg(long)]
+    rows: Option<usize>,
+    /// Feature columns of the regressor benchmark data.
+    #[arg(long)]
+    features: Option<usize>,
+    /// Target columns (horizons) of the regressor benchmark data.
+    #[arg(long)]
+    targets: Option<usize>,
+    /// Bars for the feature-matrix benchmark.
+    #[arg(long)]
+    bars: Option<usize>,
+    /// Rows of the CSV import benchmark.
+    #[arg(long)]
+    csv_rows: Option<usize>,
+    /// Timed runs per operation (after one cold run).
+    #[arg(long)]
+    repeats: Option<usize>,
+    /// Also write the regressor data and our CPU results here, for bench/peers/regressors_sklearn.py.
+    #[arg(long, value_name = "DIR")]
+    export_data: Option<PathBuf>,
+    /// Do not store the run in the database.
+    #[arg(long)]
+    no_store: bool,
+}
+
+impl RunArgs {
+    fn settings(&self) -> BenchSettings {
+        // (rows, features, targets, bars, csv_rows, repeats)
+        let preset = match self.size {
+            Size::Small => (20_000, 32, 4, 20_000, 50_000, 3),
+            Size::Seed => (100_000, 64, 4, 100_000, 1_000_000, 5),
+            Size::Large => (1_000_000, 128, 8, 100_000, 1_000_000, 5),
+        };
+        BenchSettings {
+            suite: self.suite.name().to_string(),
+            rows: self.rows.unwrap_or(preset.0),
+            features: self.features.unwrap_or(preset.1),
+            targets: self.targets.unwrap_or(preset.2),
+            bars: self.bars.unwrap_or(preset.3),
+            csv_rows: self.csv_rows.unwrap_or(preset.4),
+            repeats: self.repeats.unwrap_or(preset.5),
+        }
+    }
+}
+
+/// The git revision the binary was built from (set by build.rs when built in a checkout).
+const GIT_REV: Option<&str> = option_env!("FOREXGPT_GIT_REV");
+
+pub fn bench(wb: &Workbench, json: bool, args: BenchArgs) -> Result<()> {
+    match args.action {
+        None => run(wb, json, &args.run),
+        Some(BenchAction::List) => {
+            let runs = wb.bench_runs()?;
+            if json {
+                return output::print_json(&runs);
+            }
+            if runs.is_empty() {
+                outln!("no stored benchmark runs (run `forexgpt bench`)");
+            }
+            for r in &runs {
+                outln!(
+                    "#{:<4} {}  {:<10} {:>3} results  {} ({} threads), {}  v{}{}",
+                    r.id,
+                    format_ts(r.created_ts),
+                    r.settings.suite,
+                    r.results.len(),
+                    r.machine.cpu,
+                    r.machine.cpu_threads,
+                    r.machine.devices.join(", "),
+                    r.app_version,
+                    r.git_rev
+                        .as_deref()
+                        .map_or(String::new(), |g| format!(" ({g})"))
+                );
+            }
+            Ok(())
+        }
+        Some(BenchAction::Show { id, format }) => {
+            let run = wb.bench_run(id)?;
+            match (json, format) {
+                (true, _) | (_, Format::Json) => output::print_json(&run),
+                (_, Format::Markdown) => {
+                    outln!("{}", markdown(&run));
+                    Ok(())
+                }
+                (_, Format::Csv) => {
+                    outln!("{}", csv(&run).trim_end());
+                    Ok(())
+                }
+                (_, Format::Table) => {
+                    output::print_bench(&run.results);
+                    Ok(())
+                }
+            }
+        }
+        Some(BenchAction::Compare { a, b }) => {
+            let rows = wb.compare_bench_runs(a, b)?;
+            if json {
+                return output::print_json(&rows);
+            }
+            if rows.is_empty() {
+                bail!("runs #{a} and #{b} have no operation (name, size and device) in common");
+            }
+            outln!(
+                "{:<12} {:>22} {:<34} {:>12} {:>12} {:>10}",
+                "operation",
+                "size",
+                "device",
+                format!("#{a} ms"),
+                format!("#{b} ms"),
+                format!("#{b} vs #{a}")
+            );
+            for r in rows {
+                let device: String = r.device.chars().take(34).collect();
+                outln!(
+                    "{:<12} {:>22} {:<34} {:>12.2} {:>12.2} {:>9.2}×",
+                    r.operation,
+                    r.size,
+                    device,
+                    r.a_median_ms,
+                    r.b_median_ms,
+                    r.speedup_b_over_a
+                );
+            }
+            Ok(())
+        }
+        Some(BenchAction::Delete { id }) => {
+            if !wb.delete_bench_run(id)? {
+                bail!("no benchmark run #{id} is stored");
+            }
+            outln!("deleted run #{id}");
+            Ok(())
+        }
+    }
+}
+
+fn run(wb: &Workbench, json: bool, args: &RunArgs) -> Result<()> {
+    let settings = args.settings();
+    let dir = tempfile_dir()?;
+    let progress = BarProgress::new(json);
+    let cancel = ctrl_c_token();
+    let suite = args.suite;
+    let mut cases = Vec::new();
+    if matches!(suite, Suite::Data | Suite::All) {
+        cases.extend(data_suite(settings.bars, settings.csv_rows, dir.path())?);
+    }
+    let devices = if suite == Suite::Data {
+        Vec::new()
+    } else {
+        let manager = forexgpt_device::DeviceManager::probe();
+        let (devices, skipped) = forexgpt_device::testing::test_devices(&manager);
+        for reason in skipped {
+            tracing::info!("benchmark skips {reason}");
+        }
+        devices
+    };
+    if matches!(suite, Suite::Regressors | Suite::All) {
+        cases.extend(regressor_cases(
+            settings.rows,
+            settings.features,
+            settings.targets,
+            &devices,
+            args.export_data.as_deref(),
+        )?);
+    }
+    if matches!(suite, Suite::Forecast | Suite::All) {
+        cases.extend(forecast_cases(
+            &devices,
+            &dir.path().join("models"),
+            ENSEMBLE_SIZES,
+            BATCH_BARS,
+        )?);
+    }
+    let results = run_suite(
+        &mut cases,
+        BenchOptions {
+            repeats: settings.repeats,
+        },
+        &progress,
+        &cancel,
+    );
+    progress.finish();
+    let results = results?;
+    if args.no_store {
+        if json {
+            return output::print_json(&results);
+        }
+        output::print_bench(&results);
+        return Ok(());
+    }
+    let stored = wb.record_bench_run(settings, results, GIT_REV)?;
+    if json {
+        return output::print_json(&stored);
+    }
+    output::print_bench(&stored.results);
+    outln!(
+        "stored as run #{} (`forexgpt bench show {} --format markdown`)",
+        stored.id,
+        stored.id
+    );
+    Ok(())
+}

@@ -1,0 +1,221 @@
+//! Stored benchmark runs: each run goes into the database with the machine, build and
+//! settings, so runs can be listed, shown, exported and compared side by side.
+
+use forexgpt_device::probe::probe_cpu;
+use forexgpt_protocol::{BenchMachine, BenchResult, BenchRun, BenchSettings};
+use serde::{Deserialize, Serialize};
+
+use crate::Workbench;
+use crate::error::EngineError;
+
+/// One operation measured in both runs of a comparison.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BenchComparison {
+    pub operation: String,
+    pub size: String,
+    pub device: String,
+    pub a_median_ms: f64,
+    pub b_median_ms: f64,
+    /// `a / b`: above 1, run B is faster.
+    pub speedup_b_over_a: f64,
+}
+
+impl Workbench {
+    /// Stores the results of a run made now on this machine and returns the stored run.
+    pub fn record_bench_run(
+        &self,
+        settings: BenchSettings,
+        results: Vec<BenchResult>,
+        git_rev: Option<&str>,
+    ) -> Result<BenchRun, EngineError> {
+        let cpu = probe_cpu();
+        let mut devices: Vec<String> = Vec::new();
+        for r in &results {
+            if !devices.contains(&r.device) {
+                devices.push(r.device.clone());
+            }
+        }
+        let mut run = BenchRun {
+            id: 0,
+            created_ts: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64),
+            app_version: env!("CARGO_PKG_VERSION").to_string(),
+            git_rev: git_rev.map(str::to_string),
+            machine: BenchMachine {
+                os: format!("{} {}", std::env::consts::OS, cpu.arch),
+                cpu: cpu.model,
+                cpu_threads: cpu.logical_threads,
+                devices,
+            },
+            settings,
+            results,
+        };
+        run.id = self.store.insert_bench_run(&run)?;
+        Ok(run)
+    }
+
+    /// Stored runs, newest first.
+    pub fn bench_runs(&self) -> Result<Vec<BenchRun>, EngineError> {
+        Ok(self.store.bench_runs(None)?)
+    }
+
+    pub fn bench_run(&self, id: i64) -> Result<BenchRun, EngineError> {
+        self.store
+            .bench_runs(Some(id))?
+            .pop()
+            .ok_or_else(|| EngineError::InvalidRequest(format!("no benchmark run #{id} is stored")))
+    }
+
+    pub fn delete_bench_run(&self, id: i64) -> Result<bool, EngineError> {
+        Ok(self.store.delete_bench_run(id)?)
+    }
+
+    /// The operations (same name, size and device) that both runs measured.
+    pub fn compare_bench_runs(&self, a: i64, b: i64) -> Result<Vec<BenchComparison>, EngineError> {
+        let (ra, rb) = (self.bench_run(a)?, self.bench_run(b)?);
+        Ok(compare(&ra.results, &rb.results))
+    }
+}
+
+pub fn compare(a: &[BenchResult], b: &[BenchResult]) -> Vec<BenchComparison> {
+    a.iter()
+        .filter_map(|x| {
+            let y = b.iter().find(|y| {
+                (&y.operation, &y.size, &y.device) == (&x.operation, &x.size, &x.device)
+            })?;
+            Some(BenchComparison {
+                operation: x.operation.clone(),
+                size: x.size.clone(),
+                device: x.device.clone(),
+                a_median_ms: x.median_ms,
+                b_median_ms: y.median_ms,
+                speedup_b_over_a: x.median_ms / y.median_ms.max(f64::MIN_POSITIVE),
+            })
+        })
+        .collect()
+}
+
+/// A markdown table of a run with, for every GPU row, its speedup over the CPU row of the same
+/// operation and size.
+pub fn markdown(run: &BenchRun) -> String {
+    let mut out = format!(
+        "Run #{} — {} — ForexGPT {}{} — {} ({} threads)\n\n",
+        run.id,
+        forexgpt_core::timestamp::format_ts(run.created_ts),
+        run.app_version,
+        run.git_rev
+            .as_deref()
+            .map_or(String::new(), |r| format!(" ({r})")),
+        run.machine.cpu,
+        run.machine.cpu_threads
+    );
+    out.push_str("| operation | size | device | cold ms | median ms | min ms | max ms | vs CPU time | vs CPU result |\n");
+    out.push_str("|---|---|---|---:|---:|---:|---:|---:|---:|\n");
+    for r in &run.results {
+        let cpu = run.results.iter().find(|c| {
+            c.operation == r.operation && c.size == r.size && c.device.starts_with("cpu")
+        });
+        let speedup = match cpu {
+            Some(c) if !r.device.starts_with("cpu") => {
+                format!("{:.2}×", c.median_ms / r.median_ms.max(f64::MIN_POSITIVE))
+            }
+            _ => String::new(),
+        };
+        let diff = r
+            .max_rel_diff_vs_cpu
+            .map_or(String::new(), |d| format!("{d:.1e}"));
+        out.push_str(&format!(
+            "| {} | {} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {speedup} | {diff} |\n",
+            r.operation, r.size, r.device, r.first_run_ms, r.median_ms, r.min_ms, r.max_ms
+        ));
+    }
+    out
+}
+
+/// CSV with a header row, one line per result.
+pub fn csv(run: &BenchRun) -> String {
+    let mut out = String::from(
+        "run,operation,size,device,first_run_ms,median_ms,min_ms,max_ms,repeats,throughput_per_s,max_rel_diff_vs_cpu\n",
+    );
+    let quote = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
+    for r in &run.results {
+        out.push_str(&format!(
+            "{},{},{},{},{},{},{},{},{},{},{}\n",
+            run.id,
+            quote(&r.operation),
+            quote(&r.size),
+            quote(&r.device),
+            r.first_run_ms,
+            r.median_ms,
+            r.min_ms,
+            r.max_ms,
+            r.repeats,
+            r.throughput_per_s,
+            r.max_rel_diff_vs_cpu
+                .map_or(String::new(), |d| d.to_string())
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use forexgpt_core::store::Store;
+
+    fn result(device: &str, median_ms: f64) -> BenchResult {
+        BenchResult {
+            operation: "ridge".into(),
+            size: "10×2→1".into(),
+            device: device.into(),
+            first_run_ms: median_ms * 2.0,
+            median_ms,
+            min_ms: median_ms,
+            max_ms: median_ms,
+            repeats: 3,
+            throughput_per_s: 1.0,
+            max_rel_diff_vs_cpu: (device != "cpu").then_some(1e-6),
+        }
+    }
+
+    fn settings() -> BenchSettings {
+        BenchSettings {
+            suite: "regressors".into(),
+            repeats: 3,
+            rows: 10,
+            features: 2,
+            targets: 1,
+            bars: 0,
+            csv_rows: 0,
+        }
+    }
+
+    #[test]
+    fn runs_are_stored_compared_and_exported() {
+        let wb = Workbench::with_store(Store::open_in_memory().unwrap()).unwrap();
+        let a = wb
+            .record_bench_run(
+                settings(),
+                vec![result("cpu", 10.0), result("wgpu:0 (x)", 4.0)],
+                None,
+            )
+            .unwrap();
+        let b = wb
+            .record_bench_run(settings(), vec![result("cpu", 5.0)], Some("abc"))
+            .unwrap();
+        assert_eq!(wb.bench_runs().unwrap().len(), 2);
+        assert_eq!(wb.bench_run(b.id).unwrap().git_rev.as_deref(), Some("abc"));
+        let cmp = wb.compare_bench_runs(a.id, b.id).unwrap();
+        assert_eq!(cmp.len(), 1, "only operations both runs measured");
+        assert_eq!(cmp[0].speedup_b_over_a, 2.0);
+        let md = markdown(&a);
+        assert!(
+            md.contains("| ridge | 10×2→1 | wgpu:0 (x) |") && md.contains("2.50×"),
+            "{md}"
+        );
+        assert_eq!(csv(&a).lines().count(), 3);
+        assert!(wb.bench_run(999).is_err());
+        assert!(wb.delete_bench_run(a.id).unwrap());
+    }
+}

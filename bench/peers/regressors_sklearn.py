@@ -4,12 +4,15 @@
 Runs Ridge, Lasso, ElasticNet and PCA with the parameters in DIR/meta.json on exactly the data
 ForexGPT benchmarked (DIR/x.f64, DIR/y.f64: row-major little-endian float64), one untimed
 warm-up and REPEATS timed runs each, and compares the results with ForexGPT's CPU results
-(DIR/ours_cpu_<model>.f64). Prints a table and writes DIR/sklearn_results.json.
+(DIR/ours_cpu_<model>.f64). Prints a table and writes DIR/sklearn_results.json in the shape of
+ForexGPT's benchmark results, so that `forexgpt bench add-peers RUN DIR/sklearn_results.json`
+(or `forexgpt bench --peers FILE`) puts scikit-learn into the same stored table.
 
     python3 bench/peers/regressors_sklearn.py DIR [REPEATS]
 """
 
 import json
+import os
 import pathlib
 import statistics
 import sys
@@ -35,8 +38,10 @@ def main():
         "pca": lambda: PCA(n_components=meta["pca_components"]),
     }
     results = []
+    device = f"scikit-learn {sklearn.__version__} ({os.cpu_count()} threads)"
     for name, make in models.items():
         times = []
+        first = None
         for i in range(repeats + 1):
             m = make()
             start = time.perf_counter()
@@ -44,6 +49,8 @@ def main():
             elapsed = (time.perf_counter() - start) * 1e3
             if i > 0:
                 times.append(elapsed)
+            else:
+                first = elapsed
         if name == "pca":
             coef = m.components_.copy()
             for row in coef:  # same sign convention as ForexGPT's benchmark
@@ -55,13 +62,17 @@ def main():
         if ours_path.exists():
             ours = np.fromfile(ours_path, dtype="<f8").reshape(coef.shape)
             diff = float(np.max(np.abs(ours - coef)) / np.max(np.abs(coef)))
-        results.append(dict(operation=name, size=f"{n}x{p}->{t}", device="scikit-learn " + sklearn.__version__,
-                            median_ms=statistics.median(times), min_ms=min(times), max_ms=max(times),
-                            repeats=repeats, max_rel_diff_ours_cpu_vs_sklearn=diff))
-    (d / "sklearn_results.json").write_text(json.dumps(results, indent=1) + "\n")
+        median = statistics.median(times)
+        # Same fields as ForexGPT's BenchResult; the size string matches its regressor cases.
+        # max_rel_diff_vs_cpu: scikit-learn's coefficients against ForexGPT's CPU ones.
+        results.append(dict(operation=name, size=f"{n}\u00d7{p}\u2192{t}", device=device,
+                            first_run_ms=first, median_ms=median, min_ms=min(times), max_ms=max(times),
+                            repeats=repeats, throughput_per_s=n / (median / 1e3),
+                            max_rel_diff_vs_cpu=diff))
+    (d / "sklearn_results.json").write_text(json.dumps(results, indent=1, ensure_ascii=False) + "\n")
     print(f"{'operation':<12} {'median ms':>10} {'min ms':>10} {'max ms':>10}  ours(cpu) vs sklearn")
     for r in results:
-        diff = "" if r["max_rel_diff_ours_cpu_vs_sklearn"] is None else f"{r['max_rel_diff_ours_cpu_vs_sklearn']:.1e}"
+        diff = "" if r["max_rel_diff_vs_cpu"] is None else f"{r['max_rel_diff_vs_cpu']:.1e}"
         print(f"{r['operation']:<12} {r['median_ms']:>10.1f} {r['min_ms']:>10.1f} {r['max_ms']:>10.1f}  {diff}")
 
 

@@ -9,7 +9,7 @@ use forexgpt_core::timestamp::format_ts;
 use forexgpt_engine::Workbench;
 use forexgpt_engine::bench::{BenchOptions, data_suite, run_suite};
 use forexgpt_engine::bench_forecast::{BATCH_BARS, ENSEMBLE_SIZES, forecast_cases};
-use forexgpt_engine::bench_history::{csv, markdown};
+use forexgpt_engine::bench_history::{csv, markdown, read_peers};
 use forexgpt_engine::bench_models::regressor_cases;
 use forexgpt_protocol::BenchSettings;
 
@@ -71,6 +71,12 @@ enum BenchAction {
     },
     /// The operations two runs share, side by side, with B's speedup over A.
     Compare { a: i64, b: i64 },
+    /// Add a peer script's results (bench/peers/*.py writes them) to a stored run.
+    AddPeers {
+        id: i64,
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
     /// Delete a stored run.
     Delete { id: i64 },
 }
@@ -112,6 +118,9 @@ pub struct RunArgs {
     /// Also write the regressor data and our CPU results here, for bench/peers/regressors_sklearn.py.
     #[arg(long, value_name = "DIR")]
     export_data: Option<PathBuf>,
+    /// Peer results to put into the same table (e.g. DIR/sklearn_results.json).
+    #[arg(long, value_name = "FILE")]
+    peers: Vec<PathBuf>,
     /// Do not store the run in the database.
     #[arg(long)]
     no_store: bool,
@@ -218,6 +227,18 @@ pub fn bench(wb: &Workbench, json: bool, args: BenchArgs) -> Result<()> {
             }
             Ok(())
         }
+        Some(BenchAction::AddPeers { id, files }) => {
+            let mut peers = Vec::new();
+            for f in &files {
+                peers.extend(read_peers(f)?);
+            }
+            let run = wb.add_bench_peers(id, peers)?;
+            if json {
+                return output::print_json(&run);
+            }
+            output::print_bench(&run.results);
+            Ok(())
+        }
         Some(BenchAction::Delete { id }) => {
             if !wb.delete_bench_run(id)? {
                 bail!("no benchmark run #{id} is stored");
@@ -230,6 +251,11 @@ pub fn bench(wb: &Workbench, json: bool, args: BenchArgs) -> Result<()> {
 
 fn run(wb: &Workbench, json: bool, args: &RunArgs) -> Result<()> {
     let settings = args.settings();
+    // Read first: a bad peers file should not cost a whole run.
+    let mut peers = Vec::new();
+    for f in &args.peers {
+        peers.extend(read_peers(f)?);
+    }
     let dir = tempfile_dir()?;
     let progress = BarProgress::new(json);
     let cancel = ctrl_c_token();
@@ -274,7 +300,8 @@ fn run(wb: &Workbench, json: bool, args: &RunArgs) -> Result<()> {
         &cancel,
     );
     progress.finish();
-    let results = results?;
+    let mut results = results?;
+    results.extend(peers);
     if args.no_store {
         if json {
             return output::print_json(&results);

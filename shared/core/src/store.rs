@@ -323,6 +323,23 @@ impl Store {
             .collect()
     }
 
+    /// Replaces the results of a stored run (peers added later); returns whether it existed.
+    pub fn update_bench_results(
+        &self,
+        id: i64,
+        results: &[forexgpt_protocol::BenchResult],
+    ) -> Result<bool, StoreError> {
+        let json = serde_json::to_string(results).map_err(|cause| StoreError::BadRecord {
+            path: self.path.clone(),
+            what: "benchmark results".into(),
+            cause,
+        })?;
+        Ok(self.sql(self.conn.execute(
+            "UPDATE bench_runs SET results = ?2 WHERE id = ?1",
+            params![id, json],
+        ))? > 0)
+    }
+
     /// Deletes a stored benchmark run; returns whether it existed.
     pub fn delete_bench_run(&self, id: i64) -> Result<bool, StoreError> {
         Ok(self.sql(

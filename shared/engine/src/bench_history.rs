@@ -67,6 +67,23 @@ impl Workbench {
             .ok_or_else(|| EngineError::InvalidRequest(format!("no benchmark run #{id} is stored")))
     }
 
+    /// Adds peer results (scikit-learn, PyTorch: `bench/peers/*.py` output) to a stored run.
+    pub fn add_bench_peers(
+        &self,
+        id: i64,
+        peers: Vec<BenchResult>,
+    ) -> Result<BenchRun, EngineError> {
+        let mut run = self.bench_run(id)?;
+        run.results.extend(peers);
+        self.store.update_bench_results(id, &run.results)?;
+        for d in run.results.iter().map(|r| &r.device) {
+            if !run.machine.devices.contains(d) {
+                run.machine.devices.push(d.clone());
+            }
+        }
+        Ok(run)
+    }
+
     pub fn delete_bench_run(&self, id: i64) -> Result<bool, EngineError> {
         Ok(self.store.delete_bench_run(id)?)
     }
@@ -94,6 +111,20 @@ pub fn compare(a: &[BenchResult], b: &[BenchResult]) -> Vec<BenchComparison> {
             })
         })
         .collect()
+}
+
+/// Reads a peer script's results file (a JSON list of benchmark results).
+pub fn read_peers(path: &std::path::Path) -> Result<Vec<BenchResult>, EngineError> {
+    let text = std::fs::read_to_string(path).map_err(|cause| EngineError::Io {
+        context: format!("cannot read {}", path.display()),
+        cause,
+    })?;
+    serde_json::from_str(&text).map_err(|e| {
+        EngineError::InvalidRequest(format!(
+            "{}: not a list of benchmark results ({e})",
+            path.display()
+        ))
+    })
 }
 
 /// A markdown table of a run with, for every GPU row, its speedup over the CPU row of the same
@@ -216,6 +247,21 @@ mod tests {
         );
         assert_eq!(csv(&a).lines().count(), 3);
         assert!(wb.bench_run(999).is_err());
+        let dir = tempfile::tempdir().unwrap();
+        let peers = dir.path().join("sklearn_results.json");
+        let mut peer = result("scikit-learn 1.5.2 (2 threads)", 20.0);
+        peer.max_rel_diff_vs_cpu = Some(1e-15);
+        std::fs::write(&peers, serde_json::to_string(&vec![peer]).unwrap()).unwrap();
+        let with_peers = wb
+            .add_bench_peers(a.id, read_peers(&peers).unwrap())
+            .unwrap();
+        assert_eq!(wb.bench_run(a.id).unwrap().results.len(), 3);
+        assert!(
+            markdown(&with_peers).contains("| scikit-learn 1.5.2 (2 threads) | 40.00 | 20.00 |")
+        );
+        std::fs::write(&peers, "{}").unwrap();
+        let err = read_peers(&peers).unwrap_err().to_string();
+        assert!(err.contains("not a list of benchmark results"), "{err}");
         assert!(wb.delete_bench_run(a.id).unwrap());
     }
 }

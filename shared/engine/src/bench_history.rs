@@ -141,7 +141,7 @@ pub fn markdown(run: &BenchRun) -> String {
         run.machine.cpu,
         run.machine.cpu_threads
     );
-    out.push_str("| operation | size | device | cold ms | median ms | min ms | max ms | vs CPU time | vs CPU result |\n");
+    out.push_str("| operation | size | device | cold ms | median ms | min ms | max ms | speed vs our CPU | result vs our CPU |\n");
     out.push_str("|---|---|---|---:|---:|---:|---:|---:|---:|\n");
     for r in &run.results {
         let cpu = run.results.iter().find(|c| {

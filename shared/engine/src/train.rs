@@ -218,7 +218,8 @@ fn evaluate(
     Ok(out)
 }
 
-/// A readable id, unique in `dir`: `eurusd-1h-pca16-ridge-20261125-171502-01`.
+/// A readable id, unique in `dir`: `eurusd-1h-pca16-ridge-20261125-171502-01`. Symbols are
+/// letters, digits, '.', '_' and '-' (see `normalize_symbol`).
 fn model_id(
     dir: &std::path::Path,
     request: &TrainRequest,
@@ -232,7 +233,8 @@ fn model_id(
         .replace(' ', "-");
     let base = format!(
         "{}-{}-{}-{}-{stamp}",
-        symbol.to_ascii_lowercase(),
+        // Symbols may hold '.' (US500.cash); ids are file stems of letters, digits, '-' and '_'.
+        symbol.to_ascii_lowercase().replace('.', "_"),
         request.timeframe.as_str().to_ascii_lowercase(),
         config.encoder.label(),
         config.regressor.kind()
@@ -390,4 +392,52 @@ fn save_all(models: &mut [Model], dir: &std::path::Path) -> Result<(), EngineErr
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use forexgpt_protocol::{DevicePreference, FeatureSpec, SplitSpec, TargetSpec, Timeframe};
+
+    use super::*;
+
+    #[test]
+    fn model_ids_are_file_stems_and_unique_in_the_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = ModelConfig {
+            encoder: EncoderSpec::Pca {
+                n_components: 16,
+                whiten: true,
+            },
+            regressor: RegressorSpec::Ridge { alpha: 1.0 },
+        };
+        let request = TrainRequest {
+            symbol: "US500.cash".into(),
+            timeframe: Timeframe::H4,
+            features: FeatureSpec::default(),
+            targets: TargetSpec::default(),
+            split: SplitSpec::default(),
+            models: vec![config.clone()],
+            device: DevicePreference::Cpu,
+            gpu_if_available: false,
+        };
+        let id = model_id(
+            dir.path(),
+            &request,
+            "US500.CASH",
+            &config,
+            1_764_090_902,
+            1,
+        );
+        assert_eq!(id, "us500_cash-4h-pca16w-ridge-20251125-171502-01");
+        std::fs::write(dir.path().join(Model::file_name(&id)), b"").unwrap();
+        let next = model_id(
+            dir.path(),
+            &request,
+            "US500.CASH",
+            &config,
+            1_764_090_902,
+            1,
+        );
+        assert_eq!(next, "us500_cash-4h-pca16w-ridge-20251125-171502-02");
+    }
 }

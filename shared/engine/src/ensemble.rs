@@ -1,7 +1,8 @@
 //! Running many models at once. Models whose whole pipeline is affine (scaler, PCA, linear
 //! regressors) are stacked into one `features × (models·horizons)` matrix per feature spec,
 //! so an ensemble of any size is one matrix product: on the CPU (float64, rayon over rows)
-//! or on a GPU (float32, one burn matmul). Models that are not affine run one by one.
+//! or on a GPU (float32, one burn matmul). Every model kind so far is affine; autoencoders and
+//! forests will bring batched groups of their own (stacked layer weights, flat trees).
 
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};

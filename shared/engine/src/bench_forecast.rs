@@ -136,7 +136,11 @@ pub fn forecast_cases(
             cases.push(BenchCase {
                 operation: "forecast".into(),
                 size: size.clone(),
-                device: device.label().to_string(),
+                device: if device.is_gpu() {
+                    device.label().to_string()
+                } else {
+                    "cpu".into()
+                },
                 items: n * bars,
                 diff_vs_cpu: device.is_gpu().then_some(diff_out),
                 run: Box::new(move || {

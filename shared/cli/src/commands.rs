@@ -34,9 +34,48 @@ pub struct ImportArgs {
 #[derive(Args, Debug, Clone)]
 pub struct SeriesArgs {
     #[arg(long, default_value = DEFAULT_SYMBOL)]
-    symbol: String,
+    pub symbol: String,
     #[arg(long, default_value_t = DEFAULT_TIMEFRAME)]
-    timeframe: Timeframe,
+    pub timeframe: Timeframe,
+}
+
+/// Features, targets and split of a series (`features` and `train`).
+#[derive(Args, Debug, Clone)]
+pub struct DatasetArgs {
+    /// Bars of windowed OHLC.
+    #[arg(long, default_value_t = FeatureSpec::default().window)]
+    window: u32,
+    /// Target horizons in bars, comma separated.
+    #[arg(long, value_delimiter = ',', default_values_t = TargetSpec::default().horizons)]
+    horizons: Vec<u32>,
+    /// Share of labelled rows for training (in time order).
+    #[arg(long, default_value_t = SplitSpec::default().train_fraction)]
+    train: f64,
+    /// Share of labelled rows for validation; the rest is the test part.
+    #[arg(long, default_value_t = SplitSpec::default().validation_fraction)]
+    validation: f64,
+    /// Rows dropped between parts (default: window + largest horizon).
+    #[arg(long)]
+    purge: Option<u32>,
+}
+
+impl DatasetArgs {
+    pub fn specs(&self) -> (FeatureSpec, TargetSpec, SplitSpec) {
+        (
+            FeatureSpec {
+                window: self.window,
+                ..FeatureSpec::default()
+            },
+            TargetSpec {
+                horizons: self.horizons.clone(),
+            },
+            SplitSpec {
+                train_fraction: self.train,
+                validation_fraction: self.validation,
+                purge: self.purge,
+            },
+        )
+    }
 }
 
 #[derive(Args, Debug)]
@@ -71,21 +110,8 @@ enum DataAction {
 pub struct FeatureArgs {
     #[command(flatten)]
     series: SeriesArgs,
-    /// Bars of windowed OHLC.
-    #[arg(long, default_value_t = FeatureSpec::default().window)]
-    window: u32,
-    /// Target horizons in bars, comma separated.
-    #[arg(long, value_delimiter = ',', default_values_t = TargetSpec::default().horizons)]
-    horizons: Vec<u32>,
-    /// Share of labelled rows for training (in time order).
-    #[arg(long, default_value_t = SplitSpec::default().train_fraction)]
-    train: f64,
-    /// Share of labelled rows for validation; the rest is the test part.
-    #[arg(long, default_value_t = SplitSpec::default().validation_fraction)]
-    validation: f64,
-    /// Rows dropped between parts (default: window + largest horizon).
-    #[arg(long)]
-    purge: Option<u32>,
+    #[command(flatten)]
+    dataset: DatasetArgs,
     /// Show every column (default: the first and last few).
     #[arg(long)]
     all_columns: bool,
@@ -196,21 +222,13 @@ fn data(db: Option<PathBuf>, json: bool, args: DataArgs) -> Result<()> {
 
 fn features(db: Option<PathBuf>, json: bool, args: FeatureArgs) -> Result<()> {
     let wb = open(db)?;
+    let (features, targets, split) = args.dataset.specs();
     let request = FeatureRequest {
         symbol: args.series.symbol,
         timeframe: args.series.timeframe,
-        features: FeatureSpec {
-            window: args.window,
-            ..FeatureSpec::default()
-        },
-        targets: TargetSpec {
-            horizons: args.horizons,
-        },
-        split: SplitSpec {
-            train_fraction: args.train,
-            validation_fraction: args.validation,
-            purge: args.purge,
-        },
+        features,
+        targets,
+        split,
     };
     let summary = wb.feature_summary(&request)?;
     if json {

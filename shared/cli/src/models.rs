@@ -6,11 +6,12 @@ use forexgpt_core::sample::{DEFAULT_SYMBOL, DEFAULT_TIMEFRAME};
 use forexgpt_core::timestamp::{format_ts, parse_timestamp};
 use forexgpt_engine::Workbench;
 use forexgpt_protocol::{
-    BacktestReport, BacktestRequest, Combine, DevicePreference, EncoderSpec, FeatureSpec, Forecast,
-    ForecastRequest, ModelConfig, ModelSelection, RegressorSpec, SplitSpec, StoredModel,
-    TargetSpec, Timeframe, TrainReport, TrainRequest,
+    BacktestReport, BacktestRequest, Combine, DevicePreference, EncoderSpec, Forecast,
+    ForecastRequest, ModelConfig, ModelSelection, RegressorSpec, StoredModel, Timeframe,
+    TrainReport, TrainRequest,
 };
 
+use crate::commands::{DatasetArgs, SeriesArgs};
 use crate::progress::{BarProgress, ctrl_c_token};
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,10 +40,8 @@ pub struct DeviceArgs {
 
 #[derive(Args, Debug)]
 pub struct TrainArgs {
-    #[arg(long, default_value = DEFAULT_SYMBOL)]
-    symbol: String,
-    #[arg(long, default_value_t = DEFAULT_TIMEFRAME)]
-    timeframe: Timeframe,
+    #[command(flatten)]
+    series: SeriesArgs,
     /// Encoders to try, comma separated.
     #[arg(long, value_enum, value_delimiter = ',', default_value = "none")]
     encoder: Vec<EncoderKind>,
@@ -69,18 +68,8 @@ pub struct TrainArgs {
     /// Coordinate-descent tolerance (lasso, elasticnet).
     #[arg(long, default_value_t = 1e-4)]
     tol: f64,
-    /// Bars of windowed OHLC.
-    #[arg(long, default_value_t = FeatureSpec::default().window)]
-    window: u32,
-    /// Target horizons in bars, comma separated.
-    #[arg(long, value_delimiter = ',', default_values_t = TargetSpec::default().horizons)]
-    horizons: Vec<u32>,
-    /// Share of labelled rows for training (in time order).
-    #[arg(long, default_value_t = SplitSpec::default().train_fraction)]
-    train: f64,
-    /// Share of labelled rows for validation; the rest is the test part.
-    #[arg(long, default_value_t = SplitSpec::default().validation_fraction)]
-    validation: f64,
+    #[command(flatten)]
+    dataset: DatasetArgs,
     #[command(flatten)]
     device: DeviceArgs,
 }
@@ -222,21 +211,13 @@ fn configs(args: &TrainArgs) -> Vec<ModelConfig> {
 }
 
 pub fn train(wb: &Workbench, json: bool, args: TrainArgs) -> Result<()> {
+    let (features, targets, split) = args.dataset.specs();
     let request = TrainRequest {
-        symbol: args.symbol.clone(),
-        timeframe: args.timeframe,
-        features: FeatureSpec {
-            window: args.window,
-            ..FeatureSpec::default()
-        },
-        targets: TargetSpec {
-            horizons: args.horizons.clone(),
-        },
-        split: SplitSpec {
-            train_fraction: args.train,
-            validation_fraction: args.validation,
-            purge: None,
-        },
+        symbol: args.series.symbol.clone(),
+        timeframe: args.series.timeframe,
+        features,
+        targets,
+        split,
         models: configs(&args),
         device: args.device.device,
         gpu_if_available: args.device.use_gpu,

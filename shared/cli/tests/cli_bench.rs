@@ -2,27 +2,9 @@
 //! the run, and `bench list|show|compare|delete` read it back.
 #![allow(clippy::unwrap_used)] // test helpers: a failed unwrap is a failed test
 
-use assert_cmd::Command;
-use serde_json::Value;
+mod common;
 
-fn forexgpt(dir: &std::path::Path) -> Command {
-    let mut cmd = Command::cargo_bin("forexgpt").unwrap();
-    cmd.arg("--db")
-        .arg(dir.join("store.sqlite"))
-        .env_remove("FOREXGPT_DB")
-        .env_remove("FOREXGPT_MODELS_DIR");
-    cmd
-}
-
-fn json(cmd: &mut Command) -> Value {
-    let out = cmd.arg("--json").output().unwrap();
-    assert!(
-        out.status.success(),
-        "stderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
+use common::{forexgpt, json};
 
 #[test]
 fn the_small_suite_runs_is_stored_and_compares() {

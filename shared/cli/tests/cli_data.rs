@@ -1,34 +1,16 @@
 //! The `forexgpt` binary on real-world CSV layouts, bad files, the sample data and `--json`.
 #![allow(clippy::unwrap_used)] // test helpers: a failed unwrap is a failed test
 
-use std::path::{Path, PathBuf};
+mod common;
 
-use assert_cmd::Command;
-use serde_json::Value;
+use common::{forexgpt, json};
+
+use std::path::{Path, PathBuf};
 
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../../tests/fixtures/csv")
         .join(name)
-}
-
-/// A CLI bound to a fresh database in `dir`.
-fn forexgpt(dir: &Path) -> Command {
-    let mut cmd = Command::cargo_bin("forexgpt").unwrap();
-    cmd.arg("--db")
-        .arg(dir.join("store.sqlite"))
-        .env_remove("FOREXGPT_DB");
-    cmd
-}
-
-fn json(cmd: &mut Command) -> Value {
-    let out = cmd.arg("--json").output().unwrap();
-    assert!(
-        out.status.success(),
-        "stderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 fn stored_symbols(dir: &Path) -> Vec<String> {
@@ -270,7 +252,7 @@ fn json_errors_for_scripts() {
         .output()
         .unwrap();
     assert!(!out.status.success());
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(v["error"].as_str().unwrap().contains("/no/such/file.csv"));
     forexgpt(dir.path())
         .args(["import", "--symbol", "X", "--timeframe", "2h", "/x.csv"])

@@ -2,29 +2,11 @@
 //! an adapter exists, lavapipe in CI) on wgpu, plus the errors a user sees.
 #![allow(clippy::unwrap_used)] // test helpers: a failed unwrap is a failed test
 
+mod common;
+
+use common::{forexgpt, json};
+
 use std::path::Path;
-
-use assert_cmd::Command;
-use serde_json::Value;
-
-fn forexgpt(dir: &Path) -> Command {
-    let mut cmd = Command::cargo_bin("forexgpt").unwrap();
-    cmd.arg("--db")
-        .arg(dir.join("store.sqlite"))
-        .env_remove("FOREXGPT_DB")
-        .env_remove("FOREXGPT_MODELS_DIR");
-    cmd
-}
-
-fn json(cmd: &mut Command) -> Value {
-    let out = cmd.arg("--json").output().unwrap();
-    assert!(
-        out.status.success(),
-        "stderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
 
 /// Any wgpu adapter, software ones (lavapipe) included: they run when wgpu is asked for.
 fn has_wgpu(dir: &Path) -> bool {

@@ -113,6 +113,23 @@ impl DeviceManager {
         })
     }
 
+    /// The device for a request as the UI and CLI make it: a preference, and whether a GPU is
+    /// wanted only "if available" (then an unmet preference falls back to the CPU with a
+    /// notice instead of failing, and `auto` prefers any GPU).
+    pub fn resolve_request(
+        &self,
+        preference: DevicePreference,
+        gpu_if_available: bool,
+    ) -> Result<ComputeDevice, DeviceError> {
+        if !gpu_if_available {
+            return self.resolve(preference);
+        }
+        Ok(match preference {
+            DevicePreference::Auto => self.resolve_gpu_if_available(),
+            p => self.resolve_or_cpu(p),
+        })
+    }
+
     fn resolve_cuda(&self, index: usize) -> Result<ComputeDevice, DeviceError> {
         let cuda = &self.info.cuda;
         if !cuda.built {

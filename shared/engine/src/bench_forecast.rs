@@ -17,6 +17,7 @@ use forexgpt_protocol::{
 
 use crate::Workbench;
 use crate::bench::BenchCase;
+use crate::bench_models::max_rel_diff;
 use crate::ensemble::{Ensemble, FeatureSets, combine, weights};
 use crate::error::EngineError;
 use crate::model::Model;
@@ -88,16 +89,6 @@ fn forecast(
         }
     }
     Ok(out)
-}
-
-fn max_rel_diff(got: &[f64], reference: &[f64]) -> f64 {
-    let scale = reference
-        .iter()
-        .fold(f64::MIN_POSITIVE, |a, v| a.max(v.abs()));
-    got.iter()
-        .zip(reference)
-        .fold(0.0f64, |a, (x, y)| a.max((x - y).abs()))
-        / scale
 }
 
 /// One case per ensemble size (`sizes`, from one bar) and device (CPU first), plus the

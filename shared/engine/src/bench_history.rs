@@ -37,9 +37,7 @@ impl Workbench {
         }
         let mut run = BenchRun {
             id: 0,
-            created_ts: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs() as i64),
+            created_ts: crate::data::unix_now(),
             app_version: env!("CARGO_PKG_VERSION").to_string(),
             git_rev: git_rev.map(str::to_string),
             machine: BenchMachine {

@@ -113,7 +113,8 @@ fn fit(
     Ok(params.fit(x, y, device)?.coef.values)
 }
 
-fn max_rel_diff(got: &[f64], reference: &[f64]) -> f64 {
+/// The largest difference from `reference`, relative to its largest magnitude.
+pub(crate) fn max_rel_diff(got: &[f64], reference: &[f64]) -> f64 {
     let scale = reference
         .iter()
         .map(|v| v.abs())

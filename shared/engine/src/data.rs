@@ -6,7 +6,7 @@ use std::sync::OnceLock;
 use std::time::Instant;
 
 use forexgpt_core::candle::Candle;
-use forexgpt_core::features::{build_features, build_targets};
+use forexgpt_core::features::{FeatureMatrix, Targets, build_features, build_targets};
 use forexgpt_core::gaps::{find_gaps, summarize_gaps};
 use forexgpt_core::import::{parse_candles_csv, read_candles_csv};
 use forexgpt_core::resample::resample;
@@ -17,8 +17,8 @@ use forexgpt_core::timestamp::format_ts;
 use forexgpt_device::DeviceManager;
 use forexgpt_protocol::{
     ColumnSummary, CsvFormat, CudaStatus, DevicePreference, FeatureSpec, FeatureSummary, Gap,
-    ImportReport, ImportRequest, ProgressEvent, SeriesInfo, SplitSpec, Stage, TargetSpec,
-    Timeframe, WgpuStatus,
+    ImportReport, ImportRequest, ProgressEvent, SeriesInfo, SplitSpec, SplitSummary, Stage,
+    TargetSpec, Timeframe, WgpuStatus,
 };
 
 use crate::error::EngineError;
@@ -39,6 +39,28 @@ pub fn normalize_symbol(symbol: &str) -> Result<String, EngineError> {
     } else {
         Err(EngineError::InvalidSymbol(symbol.to_string()))
     }
+}
+
+/// Seconds since the Unix epoch, now (creation times of models and benchmark runs).
+pub(crate) fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// The feature matrix, its targets and their chronological split, as one request describes
+/// them (the purge defaults to window + largest horizon).
+pub(crate) fn labelled_features(
+    candles: &[Candle],
+    features: &FeatureSpec,
+    targets: &TargetSpec,
+    split: &SplitSpec,
+) -> Result<(FeatureMatrix, Targets, SplitSummary), EngineError> {
+    let fm = build_features(candles, features)?;
+    let targets = build_targets(&fm, targets)?;
+    let max_h = targets.horizons.iter().copied().max().unwrap_or(0);
+    let split = chronological_split(targets.rows, split, default_purge(features.window, max_h))?;
+    Ok((fm, targets, split))
 }
 
 /// What to build a feature matrix from, and how.
@@ -320,15 +342,13 @@ impl Workbench {
         let symbol = normalize_symbol(&request.symbol)?;
         let (candles, _) = self.store.load_or_resample(&symbol, request.timeframe)?;
         let started = Instant::now();
-        let fm = build_features(&candles, &request.features)?;
-        let targets = build_targets(&fm, &request.targets)?;
-        let elapsed_ms = started.elapsed().as_secs_f64() * 1e3;
-        let max_h = targets.horizons.iter().copied().max().unwrap_or(0);
-        let split = chronological_split(
-            targets.rows,
+        let (fm, targets, split) = labelled_features(
+            &candles,
+            &request.features,
+            &request.targets,
             &request.split,
-            default_purge(request.features.window, max_h),
         )?;
+        let elapsed_ms = started.elapsed().as_secs_f64() * 1e3;
         tracing::debug!(from = %format_ts(fm.ts[0]), rows = fm.rows(), "built features");
         let columns = fm
             .columns

@@ -118,23 +118,13 @@ impl Workbench {
         Ok(models)
     }
 
-    fn inference_device(&self, selection: &ModelSelection) -> Result<ComputeDevice, EngineError> {
-        let manager = self.devices_for(selection.device);
-        Ok(if selection.gpu_if_available {
-            match selection.device {
-                forexgpt_protocol::DevicePreference::Auto => manager.resolve_gpu_if_available(),
-                p => manager.resolve_or_cpu(p),
-            }
-        } else {
-            manager.resolve(selection.device)?
-        })
-    }
-
     /// The selected models as an ensemble, the device they run on, and their features built
     /// from the stored bars of their series.
     fn prepare(&self, selection: &ModelSelection) -> Result<Prepared, EngineError> {
         let ensemble = Ensemble::new(self.select_models(selection)?)?;
-        let device = self.inference_device(selection)?;
+        let device = self
+            .devices_for(selection.device)
+            .resolve_request(selection.device, selection.gpu_if_available)?;
         let started = Instant::now();
         let first = &ensemble.models[0].info;
         let (candles, _) = self

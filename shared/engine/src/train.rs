@@ -5,10 +5,9 @@
 
 use std::time::Instant;
 
-use forexgpt_core::features::{FeatureMatrix, Targets, build_features, build_targets};
+use forexgpt_core::features::{FeatureMatrix, Targets};
 use forexgpt_core::metrics::regression_metrics;
 use forexgpt_core::scaler::StandardScaler;
-use forexgpt_core::split::{chronological_split, default_purge};
 use forexgpt_device::DeviceManager;
 use forexgpt_protocol::{
     BaselineMetrics, EncoderSpec, HorizonMetrics, ModelConfig, ModelInfo, ProgressEvent,
@@ -21,7 +20,7 @@ use forexgpt_regressors::{
 };
 
 use crate::Workbench;
-use crate::data::normalize_symbol;
+use crate::data::{labelled_features, normalize_symbol, unix_now};
 use crate::error::EngineError;
 use crate::model::{EncoderState, Model, ModelState, RegressorState, quantiles};
 use crate::progress::{CancelToken, ProgressSink};
@@ -272,13 +271,11 @@ impl Workbench {
             message: Some(format!("{symbol} {}", request.timeframe)),
         });
         let (candles, _) = self.store.load_or_resample(&symbol, request.timeframe)?;
-        let features = build_features(&candles, &request.features)?;
-        let targets = build_targets(&features, &request.targets)?;
-        let max_h = targets.horizons.iter().copied().max().unwrap_or(0);
-        let split = chronological_split(
-            targets.rows,
+        let (features, targets, split) = labelled_features(
+            &candles,
+            &request.features,
+            &request.targets,
             &request.split,
-            default_purge(request.features.window, max_h),
         )?;
         let data = Prepared::new(features, targets, split)?;
         let features_ms = started.elapsed().as_secs_f64() * 1e3;
@@ -288,9 +285,7 @@ impl Workbench {
             preference: request.device,
             gpu_if_available: request.gpu_if_available,
         };
-        let created_ts = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64);
+        let created_ts = unix_now();
         let total = request.models.len() as u64;
         let mut encoders: Vec<Encoded> = Vec::new();
         let mut models = Vec::with_capacity(request.models.len());

@@ -27,17 +27,6 @@ pub struct FitOutcome<M> {
     pub fell_back: Option<String>,
 }
 
-fn resolve(manager: &DeviceManager, request: DeviceRequest) -> Result<ComputeDevice, FitError> {
-    if request.gpu_if_available {
-        Ok(match request.preference {
-            DevicePreference::Auto => manager.resolve_gpu_if_available(),
-            p => manager.resolve_or_cpu(p),
-        })
-    } else {
-        Ok(manager.resolve(request.preference)?)
-    }
-}
-
 /// Runs `fit` on the requested device: the CPU path (float64) for the CPU, the device path
 /// otherwise, falling back to the CPU when the device fails and fallback is allowed.
 fn fit_with<M>(
@@ -45,7 +34,7 @@ fn fit_with<M>(
     request: DeviceRequest,
     fit: impl Fn(Option<&ComputeDevice>) -> Result<M, FitError>,
 ) -> Result<FitOutcome<M>, FitError> {
-    let device = resolve(manager, request)?;
+    let device = manager.resolve_request(request.preference, request.gpu_if_available)?;
     let notice = device
         .resolved
         .notice

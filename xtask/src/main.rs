@@ -1,9 +1,13 @@
 //! `cargo xtask <task>`: project automation written in Rust instead of shell scripts.
 //!
 //! - `setup`  installs what a fresh Debian/Ubuntu machine lacks (idempotent: checks first)
-//! - `test`   setup, then rustfmt check, clippy with warnings denied, and every test
-//! - `app`    setup, then runs the app (for now the CLI on the built-in sample data: data,
-//!   features, a first training of a small model grid, a forecast and a backtest)
+//! - `test`   setup, then rustfmt check, clippy with warnings denied, every test, and the GUI
+//!   end-to-end tests of the release app under Xvfb
+//! - `app`    setup, then builds and starts the desktop app on the built-in sample data; with
+//!   `--cli` (or when there is no display) walks through the same work with the CLI instead
+//! - `frontend` builds the leptos UI to WebAssembly into `frontend/dist`
+//! - `bundle` builds the installable package of this platform (`.deb`, `.dmg`, `.msi`) with
+//!   tauri-cli
 //! - `bench`  release build, then the benchmark suite (extra arguments go to `forexgpt bench`)
 //! - `cuda-runtime [--cuda X.Y] [--dir DIR]`  assembles NVRTC and the CUDA headers, which the
 //!   CUDA backend needs at run time, from NVIDIA's redistributable wheels on PyPI
@@ -13,15 +17,26 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 
 mod cuda_runtime;
+mod desktop;
 
-/// Debian packages the build and the tests need: a C toolchain for the bundled SQLite, and
-/// the Vulkan loader with Mesa's software driver (lavapipe) so the wgpu backend really runs in
-/// tests on machines without a GPU.
+/// Debian packages the build and the tests need: a C toolchain for the bundled SQLite; the
+/// Vulkan loader with Mesa's software driver (lavapipe) so the wgpu backend really runs in
+/// tests on machines without a GPU; WebKitGTK and the libraries Tauri links; and Xvfb with
+/// WebKitWebDriver for the GUI end-to-end tests.
 const APT_PACKAGES: &[&str] = &[
     "build-essential",
     "pkg-config",
+    "file",
     "libvulkan1",
     "mesa-vulkan-drivers",
+    "libwebkit2gtk-4.1-dev",
+    "libxdo-dev",
+    "libssl-dev",
+    "libayatana-appindicator3-dev",
+    "librsvg2-dev",
+    "xvfb",
+    "xauth",
+    "webkit2gtk-driver",
 ];
 /// rustup components the checks need.
 const RUSTUP_COMPONENTS: &[&str] = &["rustfmt", "clippy"];
@@ -40,7 +55,26 @@ fn main() -> Result<()> {
         }
         "app" => {
             setup()?;
-            app()
+            if rest.iter().any(|a| a == "--cli") {
+                cli_walkthrough()
+            } else if !desktop::has_display() {
+                eprintln!(
+                    "xtask: no display (DISPLAY and WAYLAND_DISPLAY are unset), so the window \
+                     cannot open; walking through the same work with the CLI instead. In a \
+                     desktop session, `cargo xtask app` opens the app."
+                );
+                cli_walkthrough()
+            } else {
+                desktop::app()
+            }
+        }
+        "frontend" => {
+            setup()?;
+            desktop::frontend()
+        }
+        "bundle" => {
+            setup()?;
+            desktop::bundle(rest)
         }
         "bench" => {
             setup()?;
@@ -48,14 +82,18 @@ fn main() -> Result<()> {
         }
         "cuda-runtime" => cuda_runtime::assemble(rest),
         "help" | "-h" | "--help" => {
-            println!("usage: cargo xtask <setup|test|app|bench|cuda-runtime> [args]");
+            println!(
+                "usage: cargo xtask <setup|test|app [--cli]|frontend|bundle|bench|cuda-runtime> [args]"
+            );
             Ok(())
         }
-        other => bail!("unknown task '{other}'; expected setup, test, app, bench or cuda-runtime"),
+        other => bail!(
+            "unknown task '{other}'; expected setup, test, app, frontend, bundle, bench or cuda-runtime"
+        ),
     }
 }
 
-fn cargo() -> Command {
+pub(crate) fn cargo() -> Command {
     Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string()))
 }
 
@@ -87,10 +125,11 @@ fn is_root() -> bool {
 
 /// Installs missing apt packages and rustup components; does nothing when all are present.
 fn setup() -> Result<()> {
+    // On macOS and Windows the system provides the webview; only Linux needs packages.
     let missing: Vec<&str> = APT_PACKAGES
         .iter()
         .copied()
-        .filter(|p| !apt_installed(p))
+        .filter(|p| cfg!(target_os = "linux") && !apt_installed(p))
         .collect();
     if !missing.is_empty() {
         if output_of("apt-get", &["--version"]).is_none() {
@@ -129,6 +168,8 @@ fn test() -> Result<()> {
     let mut fmt = cargo();
     fmt.args(["fmt", "--all", "--", "--check"]);
     run(fmt)?;
+    // The app embeds the built frontend, so it must exist before the workspace compiles.
+    desktop::frontend()?;
     let mut clippy = cargo();
     clippy.args([
         "clippy",
@@ -142,7 +183,8 @@ fn test() -> Result<()> {
     run(clippy)?;
     let mut test = cargo();
     test.args(["test", "--workspace", "--locked"]);
-    run(test)
+    run(test)?;
+    desktop::gui_tests()
 }
 
 /// `cargo run --release -p forexgpt-cli -- ARGS`.
@@ -161,7 +203,9 @@ fn forexgpt(args: &[&str]) -> Command {
     cmd
 }
 
-fn app() -> Result<()> {
+/// The engine's whole path through the CLI on the sample data: data, features, a first
+/// training of a small model grid, an ensemble forecast and a backtest.
+fn cli_walkthrough() -> Result<()> {
     let mut build = cargo();
     build.args(["build", "--release", "--locked", "-p", "forexgpt-cli"]);
     run(build)?;

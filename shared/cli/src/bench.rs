@@ -7,13 +7,10 @@ use anyhow::{Result, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use forexgpt_core::timestamp::format_ts;
 use forexgpt_engine::Workbench;
-use forexgpt_engine::bench::{BenchOptions, data_suite, run_suite};
-use forexgpt_engine::bench_forecast::{BATCH_BARS, ENSEMBLE_SIZES, forecast_cases};
 use forexgpt_engine::bench_history::{csv, markdown, read_peers};
-use forexgpt_engine::bench_models::regressor_cases;
-use forexgpt_protocol::BenchSettings;
+use forexgpt_engine::bench_suite::bench_results;
+use forexgpt_protocol::{BenchRequest, BenchSettings, BenchSize, BenchSuite, DevicePreference};
 
-use crate::commands::tempfile_dir;
 use crate::output;
 use crate::progress::{BarProgress, ctrl_c_token};
 
@@ -29,12 +26,12 @@ pub enum Suite {
 }
 
 impl Suite {
-    const fn name(self) -> &'static str {
+    const fn protocol(self) -> BenchSuite {
         match self {
-            Suite::Data => "data",
-            Suite::Regressors => "regressors",
-            Suite::Forecast => "forecast",
-            Suite::All => "all",
+            Suite::Data => BenchSuite::Data,
+            Suite::Regressors => BenchSuite::Regressors,
+            Suite::Forecast => BenchSuite::Forecast,
+            Suite::All => BenchSuite::All,
         }
     }
 }
@@ -128,21 +125,21 @@ pub struct RunArgs {
 
 impl RunArgs {
     fn settings(&self) -> BenchSettings {
-        // (rows, features, targets, bars, csv_rows, repeats)
-        let preset = match self.size {
-            Size::Small => (20_000, 32, 4, 20_000, 50_000, 3),
-            Size::Seed => (100_000, 64, 4, 100_000, 1_000_000, 5),
-            Size::Large => (1_000_000, 128, 8, 100_000, 1_000_000, 5),
-        };
-        BenchSettings {
-            suite: self.suite.name().to_string(),
-            rows: self.rows.unwrap_or(preset.0),
-            features: self.features.unwrap_or(preset.1),
-            targets: self.targets.unwrap_or(preset.2),
-            bars: self.bars.unwrap_or(preset.3),
-            csv_rows: self.csv_rows.unwrap_or(preset.4),
-            repeats: self.repeats.unwrap_or(preset.5),
+        BenchRequest {
+            suite: self.suite.protocol(),
+            size: match self.size {
+                Size::Small => BenchSize::Small,
+                Size::Seed => BenchSize::Seed,
+                Size::Large => BenchSize::Large,
+            },
+            rows: self.rows,
+            features: self.features,
+            targets: self.targets,
+            bars: self.bars,
+            csv_rows: self.csv_rows,
+            repeats: self.repeats,
         }
+        .settings()
     }
 }
 
@@ -256,46 +253,17 @@ fn run(wb: &Workbench, json: bool, args: &RunArgs) -> Result<()> {
     for f in &args.peers {
         peers.extend(read_peers(f)?);
     }
-    let dir = tempfile_dir()?;
     let progress = BarProgress::new(json);
     let cancel = ctrl_c_token();
-    let suite = args.suite;
-    let mut cases = Vec::new();
-    if matches!(suite, Suite::Data | Suite::All) {
-        cases.extend(data_suite(settings.bars, settings.csv_rows, dir.path())?);
-    }
-    let devices = if suite == Suite::Data {
-        Vec::new()
+    let devices = if args.suite == Suite::Data {
+        wb.devices_for(DevicePreference::Cpu)
     } else {
-        let manager = forexgpt_device::DeviceManager::probe();
-        let (devices, skipped) = forexgpt_device::testing::test_devices(&manager);
-        for reason in skipped {
-            tracing::info!("benchmark skips {reason}");
-        }
-        devices
+        wb.devices_for(DevicePreference::Auto)
     };
-    if matches!(suite, Suite::Regressors | Suite::All) {
-        cases.extend(regressor_cases(
-            settings.rows,
-            settings.features,
-            settings.targets,
-            &devices,
-            args.export_data.as_deref(),
-        )?);
-    }
-    if matches!(suite, Suite::Forecast | Suite::All) {
-        cases.extend(forecast_cases(
-            &devices,
-            &dir.path().join("models"),
-            ENSEMBLE_SIZES,
-            BATCH_BARS,
-        )?);
-    }
-    let results = run_suite(
-        &mut cases,
-        BenchOptions {
-            repeats: settings.repeats,
-        },
+    let results = bench_results(
+        &settings,
+        devices,
+        args.export_data.as_deref(),
         &progress,
         &cancel,
     );

@@ -237,24 +237,3 @@ fn features(db: Option<PathBuf>, json: bool, args: FeatureArgs) -> Result<()> {
     output::print_feature_summary(&summary, args.all_columns);
     Ok(())
 }
-
-/// A scratch directory under the system temp dir, removed on drop.
-pub struct ScratchDir(PathBuf);
-
-impl ScratchDir {
-    pub fn path(&self) -> &std::path::Path {
-        &self.0
-    }
-}
-
-impl Drop for ScratchDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-pub fn tempfile_dir() -> Result<ScratchDir> {
-    let dir = std::env::temp_dir().join(format!("forexgpt-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    Ok(ScratchDir(dir))
-}

@@ -7,7 +7,7 @@ use forexgpt_core::timestamp::{format_ts, parse_timestamp};
 use forexgpt_engine::Workbench;
 use forexgpt_protocol::{
     BacktestReport, BacktestRequest, Combine, DevicePreference, EncoderSpec, Forecast,
-    ForecastRequest, ModelConfig, ModelSelection, RegressorSpec, StoredModel, Timeframe,
+    ForecastRequest, ModelConfig, ModelGrid, ModelSelection, RegressorKind, StoredModel, Timeframe,
     TrainReport, TrainRequest,
 };
 
@@ -21,7 +21,7 @@ pub enum EncoderKind {
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RegressorKind {
+pub enum RegressorArg {
     Ridge,
     Lasso,
     Elasticnet,
@@ -53,7 +53,7 @@ pub struct TrainArgs {
     whiten: bool,
     /// Regressors to try, comma separated.
     #[arg(long, value_enum, value_delimiter = ',', default_value = "ridge")]
-    regressor: Vec<RegressorKind>,
+    regressor: Vec<RegressorArg>,
     /// Regularization strengths to try, comma separated. Default: 1.0 for ridge and 1e-5 for
     /// lasso/elasticnet (targets are log returns of ~1e-3; scikit-learn's 1.0 would zero every
     /// coefficient).
@@ -166,48 +166,35 @@ impl SelectionArgs {
 }
 
 fn configs(args: &TrainArgs) -> Vec<ModelConfig> {
-    let mut out = Vec::new();
-    for encoder in &args.encoder {
-        let encoder = match encoder {
+    let encoders = args
+        .encoder
+        .iter()
+        .map(|e| match e {
             EncoderKind::None => EncoderSpec::None,
             EncoderKind::Pca => EncoderSpec::Pca {
                 n_components: args.components,
                 whiten: args.whiten,
             },
-        };
-        for regressor in &args.regressor {
-            let default_alpha = match regressor {
-                RegressorKind::Ridge => 1.0,
-                RegressorKind::Lasso | RegressorKind::Elasticnet => 1e-5,
-            };
-            let alphas = if args.alpha.is_empty() {
-                vec![default_alpha]
-            } else {
-                args.alpha.clone()
-            };
-            for alpha in alphas {
-                let regressor = match regressor {
-                    RegressorKind::Ridge => RegressorSpec::Ridge { alpha },
-                    RegressorKind::Lasso => RegressorSpec::Lasso {
-                        alpha,
-                        max_iter: args.max_iter,
-                        tol: args.tol,
-                    },
-                    RegressorKind::Elasticnet => RegressorSpec::ElasticNet {
-                        alpha,
-                        l1_ratio: args.l1_ratio,
-                        max_iter: args.max_iter,
-                        tol: args.tol,
-                    },
-                };
-                out.push(ModelConfig {
-                    encoder: encoder.clone(),
-                    regressor,
-                });
-            }
-        }
+        })
+        .collect();
+    let regressors = args
+        .regressor
+        .iter()
+        .map(|r| match r {
+            RegressorArg::Ridge => RegressorKind::Ridge,
+            RegressorArg::Lasso => RegressorKind::Lasso,
+            RegressorArg::Elasticnet => RegressorKind::ElasticNet,
+        })
+        .collect();
+    ModelGrid {
+        encoders,
+        regressors,
+        alphas: args.alpha.clone(),
+        l1_ratio: args.l1_ratio,
+        max_iter: args.max_iter,
+        tol: args.tol,
     }
-    out
+    .configs()
 }
 
 pub fn train(wb: &Workbench, json: bool, args: TrainArgs) -> Result<()> {

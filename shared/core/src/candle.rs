@@ -1,17 +1,6 @@
 //! One OHLCV bar and the checks every stored bar passes.
 
-use serde::{Deserialize, Serialize};
-
-/// One bar: `ts` is the bar's opening time in Unix seconds (UTC).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct Candle {
-    pub ts: i64,
-    pub open: f64,
-    pub high: f64,
-    pub low: f64,
-    pub close: f64,
-    pub volume: f64,
-}
+pub use forexgpt_protocol::Candle;
 
 /// A field of a candle, as named in validation errors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,52 +26,50 @@ impl CandleField {
     }
 }
 
-impl Candle {
-    /// Checks the bar on its own (not against its neighbours). Returns the offending field and
-    /// a message that names the values.
-    pub fn check(&self) -> Result<(), (CandleField, String)> {
-        let prices = [
-            (CandleField::Open, self.open),
-            (CandleField::High, self.high),
-            (CandleField::Low, self.low),
-            (CandleField::Close, self.close),
-        ];
-        for (field, value) in prices {
-            if !value.is_finite() {
-                return Err((
-                    field,
-                    format!("{} is {value}, not a finite number", field.name()),
-                ));
-            }
-            if value <= 0.0 {
-                return Err((
-                    field,
-                    format!("{} is {value}; prices must be positive", field.name()),
-                ));
-            }
-        }
-        if !self.volume.is_finite() || self.volume < 0.0 {
+/// Checks a bar on its own (not against its neighbours). Returns the offending field and a
+/// message that names the values.
+pub fn check_candle(bar: &Candle) -> Result<(), (CandleField, String)> {
+    let prices = [
+        (CandleField::Open, bar.open),
+        (CandleField::High, bar.high),
+        (CandleField::Low, bar.low),
+        (CandleField::Close, bar.close),
+    ];
+    for (field, value) in prices {
+        if !value.is_finite() {
             return Err((
-                CandleField::Volume,
-                format!("volume is {}; it must be a finite number ≥ 0", self.volume),
+                field,
+                format!("{} is {value}, not a finite number", field.name()),
             ));
         }
-        let body_top = self.open.max(self.close);
-        let body_bottom = self.open.min(self.close);
-        if self.high < body_top {
+        if value <= 0.0 {
             return Err((
-                CandleField::High,
-                format!("high {} is below max(open, close) = {body_top}", self.high),
+                field,
+                format!("{} is {value}; prices must be positive", field.name()),
             ));
         }
-        if self.low > body_bottom {
-            return Err((
-                CandleField::Low,
-                format!("low {} is above min(open, close) = {body_bottom}", self.low),
-            ));
-        }
-        Ok(())
     }
+    if !bar.volume.is_finite() || bar.volume < 0.0 {
+        return Err((
+            CandleField::Volume,
+            format!("volume is {}; it must be a finite number ≥ 0", bar.volume),
+        ));
+    }
+    let body_top = bar.open.max(bar.close);
+    let body_bottom = bar.open.min(bar.close);
+    if bar.high < body_top {
+        return Err((
+            CandleField::High,
+            format!("high {} is below max(open, close) = {body_top}", bar.high),
+        ));
+    }
+    if bar.low > body_bottom {
+        return Err((
+            CandleField::Low,
+            format!("low {} is above min(open, close) = {body_bottom}", bar.low),
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -102,34 +89,36 @@ mod tests {
 
     #[test]
     fn accepts_a_normal_bar_and_a_flat_one() {
-        assert!(bar(1.1, 1.2, 1.0, 1.15).check().is_ok());
-        assert!(bar(1.1, 1.1, 1.1, 1.1).check().is_ok());
+        assert!(check_candle(&bar(1.1, 1.2, 1.0, 1.15)).is_ok());
+        assert!(check_candle(&bar(1.1, 1.1, 1.1, 1.1)).is_ok());
     }
 
     #[test]
     fn names_the_field_that_is_wrong() {
         assert_eq!(
-            bar(1.1, 1.12, 1.0, 1.15).check().unwrap_err().0,
+            check_candle(&bar(1.1, 1.12, 1.0, 1.15)).unwrap_err().0,
             CandleField::High
         );
         assert_eq!(
-            bar(1.1, 1.2, 1.11, 1.15).check().unwrap_err().0,
+            check_candle(&bar(1.1, 1.2, 1.11, 1.15)).unwrap_err().0,
             CandleField::Low
         );
         assert_eq!(
-            bar(f64::NAN, 1.2, 1.0, 1.15).check().unwrap_err().0,
+            check_candle(&bar(f64::NAN, 1.2, 1.0, 1.15)).unwrap_err().0,
             CandleField::Open
         );
         assert_eq!(
-            bar(1.1, 1.2, 1.0, f64::INFINITY).check().unwrap_err().0,
+            check_candle(&bar(1.1, 1.2, 1.0, f64::INFINITY))
+                .unwrap_err()
+                .0,
             CandleField::Close
         );
         assert_eq!(
-            bar(1.1, 1.2, -1.0, 1.15).check().unwrap_err().0,
+            check_candle(&bar(1.1, 1.2, -1.0, 1.15)).unwrap_err().0,
             CandleField::Low
         );
         let mut c = bar(1.1, 1.2, 1.0, 1.15);
         c.volume = -3.0;
-        assert_eq!(c.check().unwrap_err().0, CandleField::Volume);
+        assert_eq!(check_candle(&c).unwrap_err().0, CandleField::Volume);
     }
 }

@@ -10,7 +10,7 @@ use std::path::Path;
 
 use forexgpt_protocol::{CsvFormat, Timeframe};
 
-use crate::candle::{Candle, CandleField};
+use crate::candle::{Candle, CandleField, check_candle};
 use crate::timestamp::{format_ts, parse_date_and_time, parse_timestamp};
 
 /// At most this many row errors are kept (all are counted).
@@ -500,7 +500,7 @@ impl<'a> RowParser<'a> {
             close: prices[3],
             volume,
         };
-        if let Err((field, message)) = candle.check() {
+        if let Err((field, message)) = check_candle(&candle) {
             self.fail(line, field.name(), message);
             return None;
         }

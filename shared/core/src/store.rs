@@ -182,6 +182,8 @@ impl Store {
     }
 
     fn configure(&self) -> Result<(), StoreError> {
+        // First, so that a connection opened while another migrates waits instead of failing.
+        self.sql(self.conn.busy_timeout(std::time::Duration::from_secs(5)))?;
         // journal_mode answers with a row, so it is queried rather than executed.
         let mode: String = self.sql(
             self.conn
@@ -216,7 +218,15 @@ impl Store {
             path: path.clone(),
             cause,
         };
-        let tx = self.conn.transaction().map_err(wrap)?;
+        // Several connections may open a new file at once (the app's commands each open one):
+        // take the write lock first, then read the version again under it.
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(wrap)?;
+        let found: i64 = tx
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(wrap)?;
         for (version, sql) in MIGRATIONS
             .iter()
             .enumerate()
@@ -364,7 +374,12 @@ impl Store {
             cause: e,
         };
         let now = chrono::Utc::now().timestamp();
-        let tx = self.conn.transaction().map_err(wrap)?;
+        // Immediate: the write lock is taken up front, so a concurrent import waits (busy
+        // timeout) instead of failing when its read snapshot turns stale.
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(wrap)?;
         tx.execute(
             "INSERT INTO series (symbol, timeframe, source, updated_ts) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT (symbol, timeframe) DO UPDATE SET source = excluded.source, updated_ts = excluded.updated_ts",

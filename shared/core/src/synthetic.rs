@@ -90,7 +90,7 @@ mod tests {
     fn bars_are_valid_ordered_and_skip_weekends() {
         let bars = random_walk_hourly(1000, 42);
         assert_eq!(bars.len(), 1000);
-        assert!(bars.iter().all(|c| c.check().is_ok()));
+        assert!(bars.iter().all(|c| crate::candle::check_candle(c).is_ok()));
         assert!(bars.windows(2).all(|w| w[1].ts > w[0].ts));
         let gaps = crate::gaps::find_gaps(&bars, forexgpt_protocol::Timeframe::H1);
         assert!(!gaps.is_empty());

@@ -2,23 +2,10 @@
 //! settings, so runs can be listed, shown, exported and compared side by side.
 
 use forexgpt_device::probe::probe_cpu;
-use forexgpt_protocol::{BenchMachine, BenchResult, BenchRun, BenchSettings};
-use serde::{Deserialize, Serialize};
+use forexgpt_protocol::{BenchComparison, BenchMachine, BenchResult, BenchRun, BenchSettings};
 
 use crate::Workbench;
 use crate::error::EngineError;
-
-/// One operation measured in both runs of a comparison.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct BenchComparison {
-    pub operation: String,
-    pub size: String,
-    pub device: String,
-    pub a_median_ms: f64,
-    pub b_median_ms: f64,
-    /// `a / b`: above 1, run B is faster.
-    pub speedup_b_over_a: f64,
-}
 
 impl Workbench {
     /// Stores the results of a run made now on this machine and returns the stored run.

@@ -414,6 +414,29 @@ mod tests {
     }
 
     #[test]
+    fn a_new_database_opened_by_many_connections_at_once_is_set_up_once() {
+        // The desktop app opens one connection per command, and its first screen sends
+        // several commands at once to a database that does not exist yet.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fresh.sqlite");
+        let handles: Vec<_> = (0..6)
+            .map(|_| {
+                let path = path.clone();
+                std::thread::spawn(move || {
+                    let wb = Workbench::open(Some(&path))?;
+                    wb.list_series(false)
+                })
+            })
+            .collect();
+        for handle in handles {
+            let series = handle.join().unwrap().unwrap();
+            assert!(series.iter().all(|s| s.bars == 6225), "{series:?}");
+        }
+        let wb = Workbench::open(Some(&path)).unwrap();
+        assert_eq!(wb.list_series(false).unwrap().len(), 1);
+    }
+
+    #[test]
     fn the_sample_is_seeded_once_and_is_real_hourly_eurusd() {
         let wb = workbench();
         let (info, gaps) = wb.series_gaps("eurusd", Timeframe::H1).unwrap();

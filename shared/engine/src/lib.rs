@@ -1,12 +1,14 @@
-//! The jobs behind every front end (CLI today, the desktop app later): opening the store and
+//! The jobs behind every front end (the CLI and the desktop app): opening the store and
 //! seeding the sample data, importing CSV files, listing series and their gaps, building
-//! feature matrices, training models, forecasting and backtesting with them, and benchmarks. Front ends parse input, call these, and show results.
+//! feature matrices, training models, forecasting and backtesting with them, and benchmarks.
+//! Front ends parse input, call these, and show results.
 
 pub mod artifact;
 pub mod bench;
 pub mod bench_forecast;
 pub mod bench_history;
 pub mod bench_models;
+pub mod bench_suite;
 mod data;
 pub mod ensemble;
 mod error;

@@ -149,3 +149,23 @@ pub struct SeriesInfo {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gaps: Option<GapSummary>,
 }
+
+/// One bar: `ts` is the bar's opening time in Unix seconds (UTC).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Candle {
+    pub ts: i64,
+    pub open: f64,
+    pub high: f64,
+    pub low: f64,
+    pub close: f64,
+    pub volume: f64,
+}
+
+/// The latest bars of a stored series (or of one resampled from a finer stored series).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CandlesRequest {
+    pub symbol: String,
+    pub timeframe: Timeframe,
+    /// At most this many bars, the latest ones.
+    pub last: usize,
+}

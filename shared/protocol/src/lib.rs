@@ -3,6 +3,8 @@
 //! Everything here is plain serde data and compiles for `wasm32-unknown-unknown`: no file
 //! system, no threads, no numerics. Times are Unix seconds in UTC (`*_ts` fields).
 
+mod app;
+mod bench;
 mod data;
 mod device;
 mod features;
@@ -10,7 +12,15 @@ mod model;
 mod progress;
 mod timeframe;
 
-pub use data::{CsvFormat, Gap, GapKind, GapSummary, ImportReport, ImportRequest, SeriesInfo};
+pub use app::{AppError, AppErrorKind, JobId, ModelList};
+pub use bench::{
+    BenchComparison, BenchMachine, BenchRequest, BenchResult, BenchRun, BenchSettings, BenchSize,
+    BenchSuite,
+};
+pub use data::{
+    Candle, CandlesRequest, CsvFormat, Gap, GapKind, GapSummary, ImportReport, ImportRequest,
+    SeriesInfo,
+};
 pub use device::{
     AdapterType, BackendKind, CpuInfo, CudaDeviceInfo, CudaStatus, DeviceInfo, DevicePreference,
     ParseDeviceError, ResolvedDevice, WgpuAdapterInfo, WgpuStatus,
@@ -21,8 +31,9 @@ pub use features::{
 };
 pub use model::{
     BacktestHorizon, BacktestReport, BacktestRequest, BaselineMetrics, Combine, EncoderSpec,
-    Forecast, ForecastRequest, HorizonForecast, HorizonMetrics, ModelConfig, ModelInfo,
-    ModelSelection, RegressorSpec, SplitTimes, StoredModel, TrainReport, TrainRequest,
+    Forecast, ForecastRequest, HorizonForecast, HorizonMetrics, ModelConfig, ModelGrid, ModelInfo,
+    ModelSelection, RegressorKind, RegressorSpec, SplitTimes, StoredModel, TrainReport,
+    TrainRequest,
 };
-pub use progress::{BenchMachine, BenchResult, BenchRun, BenchSettings, ProgressEvent, Stage};
+pub use progress::{ProgressEvent, Stage};
 pub use timeframe::{ParseTimeframeError, Timeframe};

@@ -76,6 +76,104 @@ impl RegressorSpec {
     }
 }
 
+/// The regressor families, without their parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RegressorKind {
+    Ridge,
+    Lasso,
+    #[serde(rename = "elasticnet")]
+    ElasticNet,
+}
+
+impl RegressorKind {
+    pub const ALL: [RegressorKind; 3] = [
+        RegressorKind::Ridge,
+        RegressorKind::Lasso,
+        RegressorKind::ElasticNet,
+    ];
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            RegressorKind::Ridge => "ridge",
+            RegressorKind::Lasso => "lasso",
+            RegressorKind::ElasticNet => "elasticnet",
+        }
+    }
+
+    /// 1.0 for ridge, 1e-5 for lasso and elastic net: targets are log returns of ~1e-3, and
+    /// scikit-learn's default of 1.0 would zero every L1 coefficient.
+    pub const fn default_alpha(self) -> f64 {
+        match self {
+            RegressorKind::Ridge => 1.0,
+            RegressorKind::Lasso | RegressorKind::ElasticNet => 1e-5,
+        }
+    }
+}
+
+/// A grid of configurations: every encoder × regressor × alpha. An empty `alphas` uses each
+/// regressor's default.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelGrid {
+    pub encoders: Vec<EncoderSpec>,
+    pub regressors: Vec<RegressorKind>,
+    pub alphas: Vec<f64>,
+    /// ElasticNet's L1 share.
+    pub l1_ratio: f64,
+    /// Coordinate-descent sweeps and tolerance (lasso, elastic net).
+    pub max_iter: usize,
+    pub tol: f64,
+}
+
+impl Default for ModelGrid {
+    fn default() -> Self {
+        ModelGrid {
+            encoders: vec![EncoderSpec::None],
+            regressors: vec![RegressorKind::Ridge],
+            alphas: Vec::new(),
+            l1_ratio: 0.5,
+            max_iter: 1000,
+            tol: 1e-4,
+        }
+    }
+}
+
+impl ModelGrid {
+    pub fn configs(&self) -> Vec<ModelConfig> {
+        let mut out = Vec::new();
+        for encoder in &self.encoders {
+            for &kind in &self.regressors {
+                let alphas = if self.alphas.is_empty() {
+                    vec![kind.default_alpha()]
+                } else {
+                    self.alphas.clone()
+                };
+                for alpha in alphas {
+                    let regressor = match kind {
+                        RegressorKind::Ridge => RegressorSpec::Ridge { alpha },
+                        RegressorKind::Lasso => RegressorSpec::Lasso {
+                            alpha,
+                            max_iter: self.max_iter,
+                            tol: self.tol,
+                        },
+                        RegressorKind::ElasticNet => RegressorSpec::ElasticNet {
+                            alpha,
+                            l1_ratio: self.l1_ratio,
+                            max_iter: self.max_iter,
+                            tol: self.tol,
+                        },
+                    };
+                    out.push(ModelConfig {
+                        encoder: encoder.clone(),
+                        regressor,
+                    });
+                }
+            }
+        }
+        out
+    }
+}
+
 /// One encoder + regressor combination to train.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelConfig {
@@ -287,4 +385,42 @@ pub struct BacktestReport {
     pub fell_back: Option<String>,
     /// Features, models and scoring; loading the models and probing devices excluded.
     pub elapsed_ms: f64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_grid_crosses_encoders_regressors_and_alphas() {
+        let grid = ModelGrid {
+            encoders: vec![
+                EncoderSpec::None,
+                EncoderSpec::Pca {
+                    n_components: 8,
+                    whiten: false,
+                },
+            ],
+            regressors: vec![RegressorKind::Ridge, RegressorKind::ElasticNet],
+            alphas: vec![0.1, 10.0],
+            ..ModelGrid::default()
+        };
+        let configs = grid.configs();
+        assert_eq!(configs.len(), 8);
+        assert_eq!(configs[1].regressor, RegressorSpec::Ridge { alpha: 10.0 });
+        assert!(matches!(
+            configs[3].regressor,
+            RegressorSpec::ElasticNet { l1_ratio, .. } if l1_ratio == 0.5
+        ));
+        // Without alphas, each regressor gets its default.
+        let defaults = ModelGrid {
+            regressors: vec![RegressorKind::Ridge, RegressorKind::Lasso],
+            ..ModelGrid::default()
+        }
+        .configs();
+        assert_eq!(defaults[0].regressor, RegressorSpec::Ridge { alpha: 1.0 });
+        assert!(
+            matches!(defaults[1].regressor, RegressorSpec::Lasso { alpha, .. } if alpha == 1e-5)
+        );
+    }
 }

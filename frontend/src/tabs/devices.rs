@@ -1,0 +1,106 @@
+//! The Devices tab: what the machine has and what `auto` picks, with the reason for every GPU
+//! that cannot be used.
+
+use forexgpt_protocol::{AdapterType, DeviceInfo};
+use leptos::prelude::*;
+
+use crate::app::Shared;
+use crate::format;
+use crate::widgets::gpu_unavailable;
+
+fn yes_no(value: bool) -> &'static str {
+    if value { "yes" } else { "no" }
+}
+
+fn adapter_type(t: AdapterType) -> &'static str {
+    match t {
+        AdapterType::DiscreteGpu => "discrete GPU",
+        AdapterType::IntegratedGpu => "integrated GPU",
+        AdapterType::VirtualGpu => "virtual GPU",
+        AdapterType::Cpu => "software (CPU)",
+        AdapterType::Other => "other",
+    }
+}
+
+fn device_tables(info: DeviceInfo) -> impl IntoView {
+    let gpu_note = gpu_unavailable(&info).map(|reason| {
+        view! { <p class="notice" data-test="gpu-unavailable">"No GPU is used: "{reason}</p> }
+    });
+    let cuda_devices = info
+        .cuda
+        .devices
+        .iter()
+        .map(|d| {
+            view! {
+                <tr>
+                    <td>{format!("cuda:{}", d.index)}</td>
+                    <td>{d.name.clone()}</td>
+                    <td>{format::bytes(d.total_memory_bytes)}</td>
+                    <td>{format!("{}.{}", d.compute_capability.0, d.compute_capability.1)}</td>
+                </tr>
+            }
+        })
+        .collect_view();
+    let adapters = info
+        .wgpu
+        .adapters
+        .iter()
+        .map(|a| {
+            view! {
+                <tr>
+                    <td>{format!("wgpu:{}", a.index)}</td>
+                    <td>{a.name.clone()}</td>
+                    <td>{a.api.clone()}</td>
+                    <td>{adapter_type(a.adapter_type)}</td>
+                    <td>{a.driver.clone()}</td>
+                </tr>
+            }
+        })
+        .collect_view();
+    let reason = |r: &Option<String>| r.clone().unwrap_or_else(|| "—".into());
+    view! {
+        <h2>"This machine"</h2>
+        <table class="kv" data-test="device-summary">
+            <tr><th>"auto runs on"</th><td data-test="auto-device">{info.auto.label.clone()}</td></tr>
+            <tr><th>"CUDA available"</th><td>{yes_no(info.cuda_available)}</td></tr>
+            <tr><th>"CUDA devices"</th><td>{info.device_count}</td></tr>
+            <tr><th>"GPU"</th><td>{info.device_name.clone().unwrap_or_else(|| "—".into())}</td></tr>
+            <tr><th>"VRAM"</th><td>{info.vram_bytes.map_or("—".into(), format::bytes)}</td></tr>
+            <tr><th>"Apple GPU (Metal)"</th><td>{yes_no(info.apple_gpu_available)}</td></tr>
+            <tr><th>"CPU"</th><td data-test="cpu-model">{format!("{} ({}, {} threads)", info.cpu.model, info.cpu.arch, info.cpu.logical_threads)}</td></tr>
+        </table>
+        {gpu_note}
+        <h2>"CUDA"</h2>
+        <table class="kv">
+            <tr><th>"built with CUDA"</th><td>{yes_no(info.cuda.built)}</td></tr>
+            <tr><th>"driver"</th><td>{info.cuda.driver_version.clone().unwrap_or_else(|| "—".into())}</td></tr>
+            <tr><th>"NVRTC"</th><td>{info.cuda.nvrtc.clone().unwrap_or_else(|| "—".into())}</td></tr>
+            <tr><th>"CUDA headers"</th><td>{info.cuda.include_dir.clone().unwrap_or_else(|| "—".into())}</td></tr>
+            <tr><th>"why not"</th><td data-test="cuda-reason">{reason(&info.cuda.reason)}</td></tr>
+        </table>
+        <table class="list">
+            <thead><tr><th>"device"</th><th>"name"</th><th>"memory"</th><th>"compute capability"</th></tr></thead>
+            <tbody>{cuda_devices}</tbody>
+        </table>
+        <h2>"wgpu (Vulkan, Metal, DX12)"</h2>
+        <table class="kv">
+            <tr><th>"built with wgpu"</th><td>{yes_no(info.wgpu.built)}</td></tr>
+            <tr><th>"usable hardware adapter"</th><td>{yes_no(info.wgpu.available)}</td></tr>
+            <tr><th>"why not"</th><td data-test="wgpu-reason">{reason(&info.wgpu.reason)}</td></tr>
+        </table>
+        <table class="list">
+            <thead><tr><th>"adapter"</th><th>"name"</th><th>"API"</th><th>"type"</th><th>"driver"</th></tr></thead>
+            <tbody>{adapters}</tbody>
+        </table>
+    }
+}
+
+#[component]
+pub fn DevicesTab() -> impl IntoView {
+    let shared = expect_context::<Shared>();
+    move || match shared.devices.get() {
+        None => view! { <p class="hint">"Probing CUDA, wgpu and the CPU…"</p> }.into_any(),
+        Some(Ok(info)) => device_tables(info).into_any(),
+        Some(Err(e)) => view! { <div class="error" role="alert">{e.message}</div> }.into_any(),
+    }
+}

@@ -1,0 +1,340 @@
+//! The Training tab: a series, horizons, the encoder × regressor grid and its main parameters,
+//! "Use GPU (if available)", live progress with cancel, the metrics of what was trained, and
+//! the stored models.
+
+use forexgpt_protocol::{
+    AppError, DevicePreference, EncoderSpec, FeatureSpec, ModelGrid, ModelList, RegressorKind,
+    SplitSpec, StoredModel, TargetSpec, TrainReport, TrainRequest,
+};
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+
+use crate::app::Shared;
+use crate::format::{self, parse_list};
+use crate::ipc::{self, Args, Job, call};
+use crate::widgets::{
+    ErrorBox, GpuCheckbox, JobProgress, JobProgressView, SeriesSelect, parse_series_key,
+};
+
+/// What the form holds, read into a request when Train is pressed.
+#[derive(Clone, Copy)]
+struct Form {
+    series: RwSignal<String>,
+    horizons: RwSignal<String>,
+    window: RwSignal<String>,
+    use_none: RwSignal<bool>,
+    use_pca: RwSignal<bool>,
+    components: RwSignal<String>,
+    regressors: [RwSignal<bool>; 3],
+    alphas: RwSignal<String>,
+    l1_ratio: RwSignal<String>,
+    use_gpu: RwSignal<bool>,
+}
+
+impl Form {
+    fn new() -> Form {
+        Form {
+            series: RwSignal::new(String::new()),
+            horizons: RwSignal::new("1, 4, 12, 24".into()),
+            window: RwSignal::new("16".into()),
+            use_none: RwSignal::new(true),
+            use_pca: RwSignal::new(false),
+            components: RwSignal::new("16".into()),
+            regressors: [
+                RwSignal::new(true),
+                RwSignal::new(false),
+                RwSignal::new(false),
+            ],
+            alphas: RwSignal::new(String::new()),
+            l1_ratio: RwSignal::new("0.5".into()),
+            use_gpu: RwSignal::new(false),
+        }
+    }
+
+    /// The request, or a message naming the field that is wrong.
+    fn request(self) -> Result<TrainRequest, String> {
+        let (symbol, timeframe) =
+            parse_series_key(&self.series.get_untracked()).ok_or("choose a series")?;
+        let horizons = parse_list::<u32>(&self.horizons.get_untracked(), "horizons")?;
+        if horizons.contains(&0) {
+            return Err("horizons: every horizon must be at least 1 bar".into());
+        }
+        let window = self
+            .window
+            .get_untracked()
+            .trim()
+            .parse::<u32>()
+            .map_err(|_| "window: give a whole number of bars")?;
+        let mut encoders = Vec::new();
+        if self.use_none.get_untracked() {
+            encoders.push(EncoderSpec::None);
+        }
+        if self.use_pca.get_untracked() {
+            let n_components = self
+                .components
+                .get_untracked()
+                .trim()
+                .parse()
+                .map_err(|_| "PCA components: give a whole number")?;
+            encoders.push(EncoderSpec::Pca {
+                n_components,
+                whiten: false,
+            });
+        }
+        if encoders.is_empty() {
+            return Err("choose at least one encoder".into());
+        }
+        let regressors: Vec<RegressorKind> = RegressorKind::ALL
+            .into_iter()
+            .zip(self.regressors)
+            .filter(|(_, on)| on.get_untracked())
+            .map(|(kind, _)| kind)
+            .collect();
+        if regressors.is_empty() {
+            return Err("choose at least one regressor".into());
+        }
+        let alpha_text = self.alphas.get_untracked();
+        let alphas = if alpha_text.trim().is_empty() {
+            Vec::new()
+        } else {
+            parse_list::<f64>(&alpha_text, "alpha")?
+        };
+        let l1_ratio = self
+            .l1_ratio
+            .get_untracked()
+            .trim()
+            .parse()
+            .map_err(|_| "l1_ratio: give a number between 0 and 1")?;
+        let grid = ModelGrid {
+            encoders,
+            regressors,
+            alphas,
+            l1_ratio,
+            ..ModelGrid::default()
+        };
+        let use_gpu = self.use_gpu.get_untracked();
+        Ok(TrainRequest {
+            symbol,
+            timeframe,
+            features: FeatureSpec {
+                window,
+                ..FeatureSpec::default()
+            },
+            targets: TargetSpec { horizons },
+            split: SplitSpec::default(),
+            models: grid.configs(),
+            device: if use_gpu {
+                DevicePreference::Auto
+            } else {
+                DevicePreference::Cpu
+            },
+            gpu_if_available: use_gpu,
+        })
+    }
+}
+
+fn text_input(value: RwSignal<String>, test_id: &'static str, size: &'static str) -> impl IntoView {
+    view! {
+        <input type="text" data-test=test_id size=size
+            prop:value=move || value.get()
+            on:input=move |ev| value.set(event_target_value(&ev)) />
+    }
+}
+
+fn checkbox(value: RwSignal<bool>, label: &'static str, test_id: &'static str) -> impl IntoView {
+    view! {
+        <label>
+            <input type="checkbox" data-test=test_id prop:checked=move || value.get()
+                on:change=move |ev| value.set(event_target_checked(&ev)) />
+            {label}
+        </label>
+    }
+}
+
+#[component]
+pub fn TrainingTab() -> impl IntoView {
+    let shared = expect_context::<Shared>();
+    let form = Form::new();
+    let progress = JobProgress::new();
+    let running = RwSignal::new(None::<u64>);
+    let error = RwSignal::new(None::<AppError>);
+    let report = RwSignal::new(None::<TrainReport>);
+    let train = move |_| {
+        error.set(None);
+        let request = match form.request() {
+            Ok(r) => r,
+            Err(message) => {
+                error.set(Some(AppError {
+                    kind: forexgpt_protocol::AppErrorKind::InvalidInput,
+                    message,
+                }));
+                return;
+            }
+        };
+        report.set(None);
+        progress.start();
+        let job = Job::new(move |event| progress.report(event));
+        running.set(Some(job.id));
+        spawn_local(async move {
+            let result = call::<TrainReport>(
+                "train_models",
+                Args::new().with("request", &request).job(&job),
+            )
+            .await;
+            drop(job);
+            running.set(None);
+            progress.finish();
+            match result {
+                Ok(r) => {
+                    report.set(Some(r));
+                    shared.models_version.update(|v| *v += 1);
+                }
+                Err(e) => error.set(Some(e)),
+            }
+        });
+    };
+    let cancel = move |_| {
+        if let Some(id) = running.get_untracked() {
+            spawn_local(ipc::cancel(id));
+        }
+    };
+    view! {
+        <h2>"Train models"</h2>
+        <div class="form">
+            <label>"series " <SeriesSelect series=shared.series_list() selected=form.series test_id="train-series" /></label>
+            <label>"horizons (bars) " {text_input(form.horizons, "train-horizons", "12")}</label>
+            <label>"input window " {text_input(form.window, "train-window", "4")}</label>
+        </div>
+        <div class="form">
+            <span class="group-label">"encoders"</span>
+            {checkbox(form.use_none, "none", "encoder-none")}
+            {checkbox(form.use_pca, "PCA", "encoder-pca")}
+            <label>"components " {text_input(form.components, "pca-components", "4")}</label>
+            <span class="hint">"(autoencoder and VAE arrive with issue 5)"</span>
+        </div>
+        <div class="form">
+            <span class="group-label">"regressors"</span>
+            {checkbox(form.regressors[0], "Ridge", "regressor-ridge")}
+            {checkbox(form.regressors[1], "Lasso", "regressor-lasso")}
+            {checkbox(form.regressors[2], "ElasticNet", "regressor-elasticnet")}
+            <label>"alpha " {text_input(form.alphas, "train-alpha", "10")}</label>
+            <span class="hint">"(empty: 1 for ridge, 1e-5 for lasso / elastic net; a list trains one model each)"</span>
+            <label>"l1_ratio " {text_input(form.l1_ratio, "train-l1", "4")}</label>
+        </div>
+        <div class="form">
+            <GpuCheckbox label="Use GPU (if available)" checked=form.use_gpu
+                unavailable=shared.gpu_unavailable() test_id="train-gpu" />
+            <button class="primary" data-test="train-button" on:click=train
+                prop:disabled=move || running.get().is_some()>"Train"</button>
+            <button data-test="train-cancel" on:click=cancel prop:disabled=move || running.get().is_none()>"Cancel"</button>
+        </div>
+        <JobProgressView progress=progress test_id="train-progress" />
+        <ErrorBox error=error />
+        {move || report.get().map(|r| view! { <TrainResult report=r /> })}
+        <ModelTable />
+    }
+}
+
+/// Validation metrics of each trained model, per horizon, beside the naive forecast.
+#[component]
+fn TrainResult(report: TrainReport) -> impl IntoView {
+    let summary = format!(
+        "Trained {} model(s) on {} {}: {} rows × {} features in {} (features {}).",
+        report.models.len(),
+        report.symbol,
+        report.timeframe,
+        report.rows,
+        report.n_features,
+        format::ms(report.elapsed_ms),
+        format::ms(report.features_ms)
+    );
+    let rows = report
+        .models
+        .iter()
+        .flat_map(|m| {
+            let info = m.info.clone();
+            info.metrics
+                .iter()
+                .map(|h| {
+                    view! {
+                        <tr>
+                            <td>{info.id.clone()}</td>
+                            <td>{info.device.label.clone()}</td>
+                            <td>{h.horizon}</td>
+                            <td>{format!("{:.3e}", h.validation.mae)}</td>
+                            <td>{format!("{:.3e}", h.baseline_validation.mae)}</td>
+                            <td>{format!("{:.4}", h.validation.r2)}</td>
+                            <td>{format::percent(h.validation.directional_accuracy)}</td>
+                        </tr>
+                    }
+                })
+                .collect_view()
+        })
+        .collect_view();
+    let notices = report
+        .models
+        .iter()
+        .filter_map(|m| m.info.fell_back.clone())
+        .next()
+        .map(|n| view! { <p class="notice">"Ran on the CPU: "{n}</p> });
+    view! {
+        <p class="success" data-test="train-report">{summary}</p>
+        {notices}
+        <table class="list">
+            <thead><tr><th>"model"</th><th>"device"</th><th>"horizon"</th><th>"val. MAE"</th><th>"naive MAE"</th><th>"val. R²"</th><th>"direction"</th></tr></thead>
+            <tbody>{rows}</tbody>
+        </table>
+    }
+}
+
+/// Every stored model with where it was fitted and its first horizon's validation metrics.
+#[component]
+fn ModelTable() -> impl IntoView {
+    let shared = expect_context::<Shared>();
+    let models = LocalResource::new(move || {
+        shared.models_version.track();
+        call::<ModelList>("list_models", Args::new())
+    });
+    let error = RwSignal::new(None::<AppError>);
+    let delete = move |id: String| {
+        spawn_local(async move {
+            match call::<()>("delete_model", Args::new().with("id", &id)).await {
+                Ok(()) => shared.models_version.update(|v| *v += 1),
+                Err(e) => error.set(Some(e)),
+            }
+        });
+    };
+    let row = move |m: StoredModel| {
+        let info = m.info;
+        let first = info.metrics.first().cloned();
+        let id = info.id.clone();
+        view! {
+            <tr>
+                <td>{info.id.clone()}</td>
+                <td>{format!("{} {}", info.symbol, info.timeframe)}</td>
+                <td>{info.encoder.label()}</td>
+                <td>{info.regressor.label()}</td>
+                <td>{info.device.label.clone()}</td>
+                <td>{format::ms(info.fit_ms)}</td>
+                <td>{first.as_ref().map(|h| format!("h{}: {:.4}", h.horizon, h.validation.r2))}</td>
+                <td>{format::date(info.created_ts)}</td>
+                <td><button class="small" on:click=move |_| delete(id.clone())>"Delete"</button></td>
+            </tr>
+        }
+    };
+    view! {
+        <h2>"Stored models"</h2>
+        <ErrorBox error=error />
+        {move || match models.get() {
+            None => view! { <p class="hint">"Loading…"</p> }.into_any(),
+            Some(Err(e)) => view! { <div class="error" role="alert">{e.message}</div> }.into_any(),
+            Some(Ok(list)) => view! {
+                <table class="list" data-test="model-table">
+                    <thead><tr><th>"id"</th><th>"series"</th><th>"encoder"</th><th>"regressor"</th><th>"fitted on"</th><th>"fit"</th><th>"val. R²"</th><th>"created"</th><th></th></tr></thead>
+                    <tbody>{list.models.into_iter().map(row).collect_view()}</tbody>
+                </table>
+                {list.unreadable.into_iter().map(|u| view! { <p class="notice">"Unreadable model file: "{u}</p> }).collect_view()}
+            }.into_any(),
+        }}
+    }
+}

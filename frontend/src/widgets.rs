@@ -1,0 +1,229 @@
+//! Small pieces every tab uses: error and notice boxes, the progress bar, the GPU checkbox and
+//! the series picker.
+
+use forexgpt_protocol::{AppError, BackendKind, DeviceInfo, ProgressEvent, SeriesInfo, Timeframe};
+use leptos::prelude::*;
+
+/// Shows an error in red, with its kind for tests and styling; nothing when there is none.
+#[component]
+pub fn ErrorBox(
+    #[prop(into)] error: Signal<Option<AppError>>,
+    #[prop(optional)] test_id: Option<&'static str>,
+) -> impl IntoView {
+    move || {
+        error.get().map(|e| {
+            let kind = format!("{:?}", e.kind);
+            view! {
+                <div class="error" role="alert" data-kind=kind data-test=test_id.unwrap_or("error")>
+                    {e.message}
+                </div>
+            }
+        })
+    }
+}
+
+/// A bar for `done / total` with the stage and message; indeterminate without a total.
+#[component]
+pub fn ProgressBar(#[prop(into)] progress: Signal<Option<ProgressEvent>>) -> impl IntoView {
+    move || {
+        progress.get().map(|p| {
+            let share = p.total.filter(|&t| t > 0).map(|t| p.done as f64 / t as f64);
+            let width = share.map_or("100%".to_string(), |s| format!("{:.1}%", s * 100.0));
+            let counts = p
+                .total
+                .map_or(format!("{}", p.done), |t| format!("{} / {t}", p.done));
+            let label = match &p.message {
+                Some(m) => format!("{}: {counts} — {m}", p.stage.label()),
+                None => format!("{}: {counts}", p.stage.label()),
+            };
+            view! {
+                <div class="progress" class:indeterminate=share.is_none()>
+                    <div class="progress-fill" style:width=width></div>
+                    <span class="progress-label">{label}</span>
+                </div>
+            }
+        })
+    }
+}
+
+/// The progress of one job: the latest event for the bar, and one line per stage it went
+/// through, which stays after the job ends so the user can see what ran.
+#[derive(Clone, Copy)]
+pub struct JobProgress {
+    current: RwSignal<Option<ProgressEvent>>,
+    log: RwSignal<Vec<ProgressEvent>>,
+}
+
+impl JobProgress {
+    pub fn new() -> JobProgress {
+        JobProgress {
+            current: RwSignal::new(None),
+            log: RwSignal::new(Vec::new()),
+        }
+    }
+
+    pub fn start(self) {
+        self.current.set(None);
+        self.log.set(Vec::new());
+    }
+
+    pub fn report(self, event: ProgressEvent) {
+        self.current.set(Some(event.clone()));
+        self.log.update(|log| match log.last_mut() {
+            Some(last) if last.stage == event.stage => *last = event,
+            _ => log.push(event),
+        });
+    }
+
+    pub fn finish(self) {
+        self.current.set(None);
+    }
+}
+
+/// The bar while a job runs, and the stages it went through.
+#[component]
+pub fn JobProgressView(progress: JobProgress, test_id: &'static str) -> impl IntoView {
+    let steps = move || {
+        progress.log.with(|log| {
+            log.iter()
+                .map(|e| match e.total {
+                    Some(t) => format!("{} {}/{t}", e.stage.label(), e.done),
+                    None => e.stage.label().to_string(),
+                })
+                .collect::<Vec<_>>()
+                .join(" → ")
+        })
+    };
+    view! {
+        <ProgressBar progress=progress.current />
+        <p class="hint progress-log" data-test=test_id>{steps}</p>
+    }
+}
+
+/// Why no GPU can be used on this machine, or `None` when `auto` finds one.
+pub fn gpu_unavailable(info: &DeviceInfo) -> Option<String> {
+    if info.auto.backend != BackendKind::Cpu {
+        return None;
+    }
+    let mut reasons = Vec::new();
+    if let Some(r) = &info.cuda.reason {
+        reasons.push(format!("CUDA: {r}"));
+    }
+    if let Some(r) = &info.wgpu.reason {
+        reasons.push(format!("wgpu: {r}"));
+    }
+    if reasons.is_empty() {
+        reasons.push(
+            info.auto
+                .notice
+                .clone()
+                .unwrap_or_else(|| "no usable GPU was found".into()),
+        );
+    }
+    Some(reasons.join("; "))
+}
+
+/// "Use GPU (if available)": disabled, with the reason beside it, when no GPU can be used.
+#[component]
+pub fn GpuCheckbox(
+    label: &'static str,
+    checked: RwSignal<bool>,
+    /// `None` while the devices are being probed.
+    #[prop(into)]
+    unavailable: Signal<Option<Option<String>>>,
+    test_id: &'static str,
+) -> impl IntoView {
+    let disabled = move || !matches!(unavailable.get(), Some(None));
+    // A checkbox that cannot be used is shown unticked, whatever was ticked before.
+    Effect::new(move |_| {
+        if disabled() {
+            checked.set(false);
+        }
+    });
+    view! {
+        <label class="gpu-checkbox">
+            <input
+                type="checkbox"
+                data-test=test_id
+                prop:checked=move || checked.get()
+                prop:disabled=disabled
+                on:change=move |ev| checked.set(event_target_checked(&ev))
+            />
+            {label}
+            {move || match unavailable.get() {
+                None => Some(view! { <span class="hint">" (probing devices…)"</span> }.into_any()),
+                Some(Some(reason)) => Some(
+                    view! { <span class="hint" data-test=format!("{test_id}-reason")>" — unavailable: "{reason}</span> }
+                        .into_any(),
+                ),
+                Some(None) => None,
+            }}
+        </label>
+    }
+}
+
+/// `EURUSD 1h`, the key series pickers use.
+pub fn series_key(symbol: &str, timeframe: Timeframe) -> String {
+    format!("{symbol} {timeframe}")
+}
+
+pub fn parse_series_key(key: &str) -> Option<(String, Timeframe)> {
+    let (symbol, tf) = key.split_once(' ')?;
+    Some((symbol.to_string(), tf.parse().ok()?))
+}
+
+/// A select of the stored series; `selected` holds the chosen key (`EURUSD 1h`).
+#[component]
+pub fn SeriesSelect(
+    #[prop(into)] series: Signal<Vec<SeriesInfo>>,
+    selected: RwSignal<String>,
+    test_id: &'static str,
+) -> impl IntoView {
+    // Pick the first series once the list arrives, or when the chosen one was deleted.
+    Effect::new(move |_| {
+        let list = series.get();
+        let current = selected.get_untracked();
+        if !list
+            .iter()
+            .any(|s| series_key(&s.symbol, s.timeframe) == current)
+            && let Some(first) = list.first()
+        {
+            selected.set(series_key(&first.symbol, first.timeframe));
+        }
+    });
+    view! {
+        <select
+            data-test=test_id
+            prop:value=move || selected.get()
+            on:change=move |ev| selected.set(event_target_value(&ev))
+        >
+            {move || {
+                series
+                    .get()
+                    .into_iter()
+                    .map(|s| {
+                        let key = series_key(&s.symbol, s.timeframe);
+                        let label = format!("{key} ({} bars)", s.bars);
+                        view! { <option value=key.clone() selected=move || selected.get() == key>{label}</option> }
+                    })
+                    .collect_view()
+            }}
+        </select>
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn series_keys_round_trip() {
+        let key = series_key("EURUSD", Timeframe::H4);
+        assert_eq!(key, "EURUSD 4h");
+        assert_eq!(
+            parse_series_key(&key),
+            Some(("EURUSD".to_string(), Timeframe::H4))
+        );
+        assert_eq!(parse_series_key("EURUSD"), None);
+    }
+}

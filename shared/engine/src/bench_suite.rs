@@ -1,0 +1,156 @@
+//! One benchmark run as every front end makes it: the cases of a suite on the CPU and every
+//! usable GPU, timed in a scratch folder that is removed afterwards, then stored.
+
+use std::path::Path;
+
+use forexgpt_device::DeviceManager;
+use forexgpt_device::testing::test_devices;
+use forexgpt_protocol::{BenchRequest, BenchResult, BenchRun, BenchSettings, BenchSuite};
+
+use crate::Workbench;
+use crate::bench::{BenchOptions, data_suite, run_suite};
+use crate::bench_forecast::{BATCH_BARS, ENSEMBLE_SIZES, forecast_cases};
+use crate::bench_models::regressor_cases;
+use crate::error::EngineError;
+use crate::progress::{CancelToken, ProgressSink};
+
+/// Times the cases of `settings.suite` on the CPU and on every GPU `devices` can use (the
+/// data suite runs on the CPU only). With `export_data`, the regressor data and our CPU
+/// results are also written there for the peer scripts in `bench/peers/`.
+pub fn bench_results(
+    settings: &BenchSettings,
+    devices: &DeviceManager,
+    export_data: Option<&Path>,
+    progress: &dyn ProgressSink,
+    cancel: &CancelToken,
+) -> Result<Vec<BenchResult>, EngineError> {
+    let suite = BenchSuite::parse(&settings.suite).ok_or_else(|| {
+        EngineError::InvalidRequest(format!(
+            "unknown benchmark suite '{}'; expected data, regressors, forecast or all",
+            settings.suite
+        ))
+    })?;
+    if settings.repeats == 0 {
+        return Err(EngineError::InvalidRequest(
+            "a benchmark needs at least one timed repeat".into(),
+        ));
+    }
+    let scratch = tempfile::Builder::new()
+        .prefix("forexgpt-bench-")
+        .tempdir()
+        .map_err(|cause| EngineError::Io {
+            context: "creating the benchmark scratch folder".into(),
+            cause,
+        })?;
+    let mut cases = Vec::new();
+    if suite.includes(BenchSuite::Data) {
+        cases.extend(data_suite(
+            settings.bars,
+            settings.csv_rows,
+            scratch.path(),
+        )?);
+    }
+    let devices = if suite == BenchSuite::Data {
+        Vec::new()
+    } else {
+        let (devices, skipped) = test_devices(devices);
+        for reason in skipped {
+            tracing::info!("benchmark skips {reason}");
+        }
+        devices
+    };
+    if suite.includes(BenchSuite::Regressors) {
+        cases.extend(regressor_cases(
+            settings.rows,
+            settings.features,
+            settings.targets,
+            &devices,
+            export_data,
+        )?);
+    }
+    if suite.includes(BenchSuite::Forecast) {
+        cases.extend(forecast_cases(
+            &devices,
+            &scratch.path().join("models"),
+            ENSEMBLE_SIZES,
+            BATCH_BARS,
+        )?);
+    }
+    let options = BenchOptions {
+        repeats: settings.repeats,
+    };
+    run_suite(&mut cases, options, progress, cancel)
+}
+
+impl Workbench {
+    /// Runs `request` on this machine's devices and stores it as a new run.
+    pub fn run_benchmark(
+        &self,
+        request: &BenchRequest,
+        git_rev: Option<&str>,
+        progress: &dyn ProgressSink,
+        cancel: &CancelToken,
+    ) -> Result<BenchRun, EngineError> {
+        let settings = request.settings();
+        let devices = self.devices_for(forexgpt_protocol::DevicePreference::Auto);
+        let results = bench_results(&settings, devices, None, progress, cancel)?;
+        self.record_bench_run(settings, results, git_rev)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use forexgpt_core::store::Store;
+    use forexgpt_protocol::BenchSize;
+
+    use super::*;
+    use crate::progress::NoProgress;
+
+    fn tiny_data_run() -> BenchRequest {
+        BenchRequest {
+            suite: BenchSuite::Data,
+            size: BenchSize::Small,
+            bars: Some(2_000),
+            csv_rows: Some(2_000),
+            repeats: Some(1),
+            ..BenchRequest::default()
+        }
+    }
+
+    #[test]
+    fn a_run_is_timed_stored_and_listed() {
+        let wb = Workbench::with_store(Store::open_in_memory().unwrap()).unwrap();
+        let run = wb
+            .run_benchmark(
+                &tiny_data_run(),
+                Some("abc123"),
+                &NoProgress,
+                &CancelToken::new(),
+            )
+            .unwrap();
+        assert_eq!(run.settings.suite, "data");
+        assert_eq!((run.settings.bars, run.settings.repeats), (2_000, 1));
+        assert_eq!(run.results.len(), 4, "{:?}", run.results);
+        assert!(run.results.iter().all(|r| r.device == "cpu"));
+        assert_eq!(run.git_rev.as_deref(), Some("abc123"));
+        assert_eq!(wb.bench_runs().unwrap(), vec![run]);
+    }
+
+    #[test]
+    fn a_cancelled_run_stores_nothing_and_bad_settings_are_refused() {
+        let wb = Workbench::with_store(Store::open_in_memory().unwrap()).unwrap();
+        let cancel = CancelToken::new();
+        cancel.cancel();
+        let err = wb
+            .run_benchmark(&tiny_data_run(), None, &NoProgress, &cancel)
+            .unwrap_err();
+        assert!(matches!(err, EngineError::Cancelled), "{err}");
+        assert!(wb.bench_runs().unwrap().is_empty());
+        let mut settings = tiny_data_run().settings();
+        settings.suite = "everything".into();
+        let devices = wb.devices_for(forexgpt_protocol::DevicePreference::Cpu);
+        let err =
+            bench_results(&settings, devices, None, &NoProgress, &CancelToken::new()).unwrap_err();
+        assert!(err.to_string().contains("everything"), "{err}");
+    }
+}

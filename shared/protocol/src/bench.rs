@@ -1,0 +1,210 @@
+//! Benchmark requests, results and stored runs: what `forexgpt bench` and the app's Benchmark
+//! tab ask for and show.
+
+use serde::{Deserialize, Serialize};
+
+/// Which operations a benchmark run times.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BenchSuite {
+    /// Feature matrix and CSV import.
+    #[default]
+    Data,
+    /// Ridge, Lasso, ElasticNet and PCA on the CPU and every GPU device.
+    Regressors,
+    /// Ensemble inference: 1, 10 and 50 models from one bar, and 50 models over 1,000 bars.
+    Forecast,
+    All,
+}
+
+impl BenchSuite {
+    pub const ALL: [BenchSuite; 4] = [
+        BenchSuite::Data,
+        BenchSuite::Regressors,
+        BenchSuite::Forecast,
+        BenchSuite::All,
+    ];
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            BenchSuite::Data => "data",
+            BenchSuite::Regressors => "regressors",
+            BenchSuite::Forecast => "forecast",
+            BenchSuite::All => "all",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<BenchSuite> {
+        Self::ALL.into_iter().find(|s| s.name() == name)
+    }
+
+    /// Whether the run includes `part` (a suite other than `All`).
+    pub fn includes(self, part: BenchSuite) -> bool {
+        self == part || self == BenchSuite::All
+    }
+}
+
+/// Preset sizes of a benchmark run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BenchSize {
+    /// Under a minute on a 2-core CPU-only machine (CI).
+    Small,
+    /// The original tool's table: 100k × 64 regressors, 100k bars, 1M CSV rows.
+    #[default]
+    Seed,
+    /// Issue 6's sizes: 1M × 128 → 8 regressors.
+    Large,
+}
+
+impl BenchSize {
+    pub const ALL: [BenchSize; 3] = [BenchSize::Small, BenchSize::Seed, BenchSize::Large];
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            BenchSize::Small => "small",
+            BenchSize::Seed => "seed",
+            BenchSize::Large => "large",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<BenchSize> {
+        Self::ALL.into_iter().find(|s| s.name() == name)
+    }
+}
+
+/// A benchmark run to make: a suite at a preset size; any explicit size overrides its part.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BenchRequest {
+    pub suite: BenchSuite,
+    pub size: BenchSize,
+    #[serde(default)]
+    pub rows: Option<usize>,
+    #[serde(default)]
+    pub features: Option<usize>,
+    #[serde(default)]
+    pub targets: Option<usize>,
+    #[serde(default)]
+    pub bars: Option<usize>,
+    #[serde(default)]
+    pub csv_rows: Option<usize>,
+    #[serde(default)]
+    pub repeats: Option<usize>,
+}
+
+impl BenchRequest {
+    /// The preset of `size` with the explicit sizes put in.
+    pub fn settings(&self) -> BenchSettings {
+        // (rows, features, targets, bars, csv_rows, repeats)
+        let preset = match self.size {
+            BenchSize::Small => (20_000, 32, 4, 20_000, 50_000, 3),
+            BenchSize::Seed => (100_000, 64, 4, 100_000, 1_000_000, 5),
+            BenchSize::Large => (1_000_000, 128, 8, 100_000, 1_000_000, 5),
+        };
+        BenchSettings {
+            suite: self.suite.name().to_string(),
+            rows: self.rows.unwrap_or(preset.0),
+            features: self.features.unwrap_or(preset.1),
+            targets: self.targets.unwrap_or(preset.2),
+            bars: self.bars.unwrap_or(preset.3),
+            csv_rows: self.csv_rows.unwrap_or(preset.4),
+            repeats: self.repeats.unwrap_or(preset.5),
+        }
+    }
+}
+
+/// One operation measured in both runs of a comparison.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BenchComparison {
+    pub operation: String,
+    pub size: String,
+    pub device: String,
+    pub a_median_ms: f64,
+    pub b_median_ms: f64,
+    /// `a / b`: above 1, run B is faster.
+    pub speedup_b_over_a: f64,
+}
+
+/// Timing of one benchmarked operation: `repeats` timed runs after `warmups` untimed ones.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BenchResult {
+    /// What ran, e.g. `features` or `import_csv`.
+    pub operation: String,
+    /// The input size in words, e.g. `100000 bars`.
+    pub size: String,
+    /// Where it ran: `cpu` (GPU backends join with the device issue).
+    pub device: String,
+    /// The first (cold) run, included in neither the median nor the range.
+    pub first_run_ms: f64,
+    pub median_ms: f64,
+    pub min_ms: f64,
+    pub max_ms: f64,
+    pub repeats: usize,
+    /// Items per second at the median (rows, bars).
+    pub throughput_per_s: f64,
+    /// Largest difference from the CPU reference result, relative to its largest value
+    /// (GPU rows of model benchmarks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_rel_diff_vs_cpu: Option<f64>,
+}
+
+/// What a benchmark run was asked to do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BenchSettings {
+    /// `data`, `regressors`, `forecast` or `all`.
+    pub suite: String,
+    pub repeats: usize,
+    /// Regressor data: rows × features → targets.
+    pub rows: usize,
+    pub features: usize,
+    pub targets: usize,
+    /// Feature-matrix bars and CSV-import rows.
+    pub bars: usize,
+    pub csv_rows: usize,
+}
+
+/// The machine a run was measured on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BenchMachine {
+    pub os: String,
+    pub cpu: String,
+    pub cpu_threads: usize,
+    /// Every device the run measured, as labelled in the results.
+    pub devices: Vec<String>,
+}
+
+/// One stored benchmark run: when, where, with which build and settings, and its results.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BenchRun {
+    pub id: i64,
+    pub created_ts: i64,
+    pub app_version: String,
+    /// `git describe` of the build, when it was built from a checkout.
+    pub git_rev: Option<String>,
+    pub machine: BenchMachine,
+    pub settings: BenchSettings,
+    pub results: Vec<BenchResult>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn explicit_sizes_override_the_preset() {
+        let request = BenchRequest {
+            suite: BenchSuite::Regressors,
+            size: BenchSize::Small,
+            rows: Some(1_000),
+            ..BenchRequest::default()
+        };
+        let settings = request.settings();
+        assert_eq!(settings.suite, "regressors");
+        assert_eq!((settings.rows, settings.features), (1_000, 32));
+        assert_eq!(BenchSuite::parse("all"), Some(BenchSuite::All));
+        assert!(BenchSuite::All.includes(BenchSuite::Forecast));
+        assert!(!BenchSuite::Data.includes(BenchSuite::Forecast));
+        assert_eq!(BenchSize::parse("large"), Some(BenchSize::Large));
+        assert_eq!(BenchSize::parse("huge"), None);
+    }
+}

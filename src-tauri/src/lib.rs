@@ -1,0 +1,100 @@
+//! The desktop shell: window, state and the IPC commands. Commands are thin adapters that run
+//! the engine off the main thread, stream progress over a channel and map errors to
+//! `AppError`s for the UI; everything they do is in `forexgpt-engine`.
+
+mod commands;
+mod error;
+mod jobs;
+
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+
+use forexgpt_device::DeviceManager;
+use forexgpt_engine::Workbench;
+use forexgpt_protocol::AppError;
+
+use crate::error::from_engine;
+use crate::jobs::Jobs;
+
+/// Environment variable naming the database (as `FOREXGPT_DB` for the CLI).
+pub const DB_ENV: &str = "FOREXGPT_DB";
+
+/// What every command shares: where the store is, the devices (probed once, in the
+/// background from start-up), and the running jobs.
+pub struct AppState {
+    db: Option<PathBuf>,
+    devices: Arc<OnceLock<DeviceManager>>,
+    jobs: Jobs,
+}
+
+impl AppState {
+    pub fn from_env() -> AppState {
+        AppState {
+            db: std::env::var_os(DB_ENV)
+                .filter(|p| !p.is_empty())
+                .map(PathBuf::from),
+            devices: Arc::default(),
+            jobs: Jobs::default(),
+        }
+    }
+
+    /// The probed devices; waits for the start-up probe if it is still running.
+    pub fn devices(&self) -> &DeviceManager {
+        self.devices.get_or_init(DeviceManager::probe)
+    }
+
+    /// A workbench on its own SQLite connection, so that a long job does not hold up the
+    /// listing commands. With `gpu`, it uses the probed devices.
+    pub fn workbench(&self, gpu: bool) -> Result<Workbench, AppError> {
+        let mut wb = Workbench::open(self.db.as_deref()).map_err(from_engine)?;
+        if gpu {
+            wb.set_devices(self.devices().clone());
+        }
+        Ok(wb)
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FOREXGPT_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Starts the app; returns when its window is closed.
+pub fn run() {
+    init_tracing();
+    let state = AppState::from_env();
+    // Probing CUDA and wgpu takes seconds: start it now so the Devices tab is ready sooner.
+    let devices = Arc::clone(&state.devices);
+    std::thread::spawn(move || {
+        devices.get_or_init(DeviceManager::probe);
+    });
+    let result = tauri::Builder::default()
+        .plugin(tauri_plugin_dialog::init())
+        .manage(state)
+        .invoke_handler(tauri::generate_handler![
+            commands::device_info,
+            commands::list_series,
+            commands::series_candles,
+            commands::pick_csv_file,
+            commands::import_csv,
+            commands::train_models,
+            commands::list_models,
+            commands::delete_model,
+            commands::forecast,
+            commands::backtest,
+            commands::run_benchmark,
+            commands::bench_runs,
+            commands::compare_bench_runs,
+            commands::delete_bench_run,
+            commands::cancel_job,
+        ])
+        .run(tauri::generate_context!());
+    if let Err(e) = result {
+        eprintln!("forexgpt-workbench: {e}");
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,206 @@
+//! The desktop app's build steps: the leptos frontend to WebAssembly (cargo + wasm-bindgen),
+//! the Tauri shell in release, the GUI end-to-end tests under Xvfb through tauri-driver, and
+//! the `.deb` bundle. Tools that cargo installs go to `~/.cache/forexgpt/tools` (outside the
+//! clone, so CI reuses them), pinned to the versions the lock file needs.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+use crate::{cargo, output_of, run};
+
+/// Must equal the `wasm-bindgen` version in Cargo.lock (the frontend pins it).
+const WASM_BINDGEN_VERSION: &str = "0.2.130";
+const TAURI_DRIVER_VERSION: &str = "2.1.0";
+const TAURI_CLI_VERSION: &str = "2.12.4";
+const WASM_TARGET: &str = "wasm32-unknown-unknown";
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .filter(|d| !d.is_empty())
+        .map_or_else(|| workspace_root().join("target"), PathBuf::from)
+}
+
+fn tools_dir() -> Result<PathBuf> {
+    if let Some(dir) = std::env::var_os("FOREXGPT_TOOLS_DIR").filter(|d| !d.is_empty()) {
+        return Ok(PathBuf::from(dir));
+    }
+    let home = std::env::var_os("HOME").context("HOME is not set")?;
+    Ok(PathBuf::from(home).join(".cache/forexgpt/tools"))
+}
+
+/// The path of `bin` from crate `krate` at `version`, installed with cargo when missing or
+/// of another version.
+fn tool(bin: &str, krate: &str, version: &str, locked: bool) -> Result<PathBuf> {
+    let root = tools_dir()?;
+    let path = root
+        .join("bin")
+        .join(format!("{bin}{}", std::env::consts::EXE_SUFFIX));
+    let have = output_of(&path.to_string_lossy(), &["--version"]).unwrap_or_default();
+    if !have.contains(version) {
+        let mut install = cargo();
+        install.args(["install", "--root"]).arg(&root).args([
+            krate,
+            "--version",
+            &format!("={version}"),
+        ]);
+        // wasm-bindgen-cli's lock file names a crate version the registry no longer has.
+        if locked {
+            install.arg("--locked");
+        }
+        run(install)?;
+    }
+    Ok(path)
+}
+
+fn ensure_wasm_target() -> Result<()> {
+    let installed = output_of("rustup", &["target", "list", "--installed"]).unwrap_or_default();
+    if !installed.lines().any(|l| l.trim() == WASM_TARGET) {
+        let mut add = Command::new("rustup");
+        add.args(["target", "add", WASM_TARGET]);
+        run(add)?;
+    }
+    Ok(())
+}
+
+/// Builds `frontend/dist`: the wasm module, its JS glue, and the static files.
+pub fn frontend() -> Result<()> {
+    ensure_wasm_target()?;
+    let wasm_bindgen = tool(
+        "wasm-bindgen",
+        "wasm-bindgen-cli",
+        WASM_BINDGEN_VERSION,
+        false,
+    )?;
+    let mut build = cargo();
+    build.args([
+        "build",
+        "--release",
+        "--locked",
+        "-p",
+        "forexgpt-frontend",
+        "--target",
+        WASM_TARGET,
+    ]);
+    run(build)?;
+    let root = workspace_root();
+    let dist = root.join("frontend/dist");
+    // A fresh folder: nothing stale is embedded into the app.
+    if dist.exists() {
+        std::fs::remove_dir_all(&dist).with_context(|| format!("clearing {}", dist.display()))?;
+    }
+    std::fs::create_dir_all(&dist)?;
+    let wasm = target_dir()
+        .join(WASM_TARGET)
+        .join("release/forexgpt-frontend.wasm");
+    let mut bindgen = Command::new(wasm_bindgen);
+    bindgen
+        .args(["--target", "web", "--no-typescript"])
+        .args(["--out-name", "forexgpt_frontend", "--out-dir"])
+        .arg(&dist)
+        .arg(&wasm);
+    run(bindgen)?;
+    for entry in std::fs::read_dir(root.join("frontend/static"))? {
+        let entry = entry?;
+        std::fs::copy(entry.path(), dist.join(entry.file_name()))
+            .with_context(|| format!("copying {}", entry.path().display()))?;
+    }
+    eprintln!("xtask: frontend built into {}", dist.display());
+    Ok(())
+}
+
+/// Builds the frontend and the release app; returns the app's binary.
+pub fn build_app() -> Result<PathBuf> {
+    frontend()?;
+    let mut build = cargo();
+    build.args(["build", "--release", "--locked", "-p", "forexgpt-app"]);
+    run(build)?;
+    Ok(target_dir().join(format!(
+        "release/forexgpt-workbench{}",
+        std::env::consts::EXE_SUFFIX
+    )))
+}
+
+pub fn has_display() -> bool {
+    ["DISPLAY", "WAYLAND_DISPLAY"]
+        .iter()
+        .any(|v| std::env::var_os(v).is_some_and(|d| !d.is_empty()))
+}
+
+/// Builds and starts the app; returns when its window is closed.
+pub fn app() -> Result<()> {
+    let binary = build_app()?;
+    eprintln!("xtask: starting {}", binary.display());
+    run(Command::new(binary))
+}
+
+/// The GUI end-to-end tests: the release app under Xvfb, driven by tauri-driver and
+/// WebKitWebDriver.
+pub fn gui_tests() -> Result<()> {
+    if !cfg!(target_os = "linux") {
+        eprintln!("xtask: the GUI end-to-end tests run on Linux only (Xvfb + WebKitWebDriver)");
+        return Ok(());
+    }
+    let binary = build_app()?;
+    let driver = tool("tauri-driver", "tauri-driver", TAURI_DRIVER_VERSION, true)?;
+    if output_of("which", &["WebKitWebDriver"]).is_none() {
+        bail!("WebKitWebDriver is missing (Debian package webkit2gtk-driver; `cargo xtask setup`)");
+    }
+    let screenshots = target_dir().join("gui-screenshots");
+    let mut test = Command::new("xvfb-run");
+    test.args(["-a", "-s", "-screen 0 1280x800x24"])
+        .arg(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args([
+            "test",
+            "--locked",
+            "-p",
+            "forexgpt-app",
+            "--test",
+            "gui",
+            "--",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env("FOREXGPT_APP_BIN", &binary)
+        .env("TAURI_DRIVER", &driver)
+        .env("FOREXGPT_SCREENSHOTS", &screenshots);
+    run(test)?;
+    eprintln!("xtask: GUI screenshots in {}", screenshots.display());
+    Ok(())
+}
+
+/// `cargo tauri build`: the installable package of this platform (`.deb` on Linux, `.dmg` on
+/// macOS, `.msi` on Windows) or the formats given, e.g. `--bundles deb`. Extra arguments go to
+/// `cargo tauri build` (e.g. `--features cuda`).
+pub fn bundle(rest: &[String]) -> Result<()> {
+    frontend()?;
+    let tauri = tool("cargo-tauri", "tauri-cli", TAURI_CLI_VERSION, true)?;
+    let mut build = Command::new(tauri);
+    build
+        .arg("build")
+        .current_dir(workspace_root().join("src-tauri"));
+    if !rest.iter().any(|a| a == "--bundles") {
+        let native = if cfg!(target_os = "macos") {
+            "dmg"
+        } else if cfg!(target_os = "windows") {
+            "msi"
+        } else {
+            "deb"
+        };
+        build.args(["--bundles", native]);
+    }
+    build.args(rest);
+    run(build)?;
+    eprintln!(
+        "xtask: bundles in {}",
+        target_dir().join("release/bundle").display()
+    );
+    Ok(())
+}

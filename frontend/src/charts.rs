@@ -49,7 +49,7 @@ fn price_axis(scale: PriceScale) -> impl IntoView {
             let y = scale.y(p);
             view! {
                 <line class="grid" x1="0" x2=PLOT_W y1=y y2=y />
-                <text class="axis" x=PLOT_W + 4.0 y=y + 4.0>{format::price(p)}</text>
+                <text class="axis" x=PLOT_W + 4.0 y=(y + 4.0).clamp(11.0, PLOT_H)>{format::price(p)}</text>
             }
         })
         .collect_view()

@@ -48,6 +48,17 @@ pub fn price(value: f64) -> String {
     format!("{value:.5}")
 }
 
+/// A speedup with two significant digits at least: `12.3×`, `1.15×`, `0.004×`.
+pub fn ratio(value: f64) -> String {
+    if value >= 10.0 {
+        format!("{value:.1}×")
+    } else if value >= 0.1 {
+        format!("{value:.2}×")
+    } else {
+        format!("{value:.2e}×")
+    }
+}
+
 pub fn percent(share: f64) -> String {
     format!("{:.1} %", share * 100.0)
 }
@@ -99,6 +110,13 @@ mod tests {
         let err = parse_list::<u32>("1,x", "horizons").unwrap_err();
         assert!(err.contains("'x'"), "{err}");
         assert!(parse_list::<f64>(" , ", "alpha").is_err());
+    }
+
+    #[test]
+    fn ratios_never_round_to_zero() {
+        assert_eq!(ratio(12.34), "12.3×");
+        assert_eq!(ratio(1.151), "1.15×");
+        assert_eq!(ratio(0.0039), "3.90e-3×");
     }
 
     #[test]

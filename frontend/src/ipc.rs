@@ -27,9 +27,15 @@ extern "C" {
 /// The named arguments of a command.
 pub struct Args(js_sys::Object);
 
+impl Default for Args {
+    fn default() -> Self {
+        Args(js_sys::Object::new())
+    }
+}
+
 impl Args {
     pub fn new() -> Args {
-        Args(js_sys::Object::new())
+        Args::default()
     }
 
     pub fn with(self, name: &str, value: &impl Serialize) -> Args {

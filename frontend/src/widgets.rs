@@ -52,6 +52,13 @@ pub fn ProgressBar(#[prop(into)] progress: Signal<Option<ProgressEvent>>) -> imp
 pub struct JobProgress {
     current: RwSignal<Option<ProgressEvent>>,
     log: RwSignal<Vec<ProgressEvent>>,
+    running: RwSignal<bool>,
+}
+
+impl Default for JobProgress {
+    fn default() -> Self {
+        JobProgress::new()
+    }
 }
 
 impl JobProgress {
@@ -59,16 +66,21 @@ impl JobProgress {
         JobProgress {
             current: RwSignal::new(None),
             log: RwSignal::new(Vec::new()),
+            running: RwSignal::new(false),
         }
     }
 
     pub fn start(self) {
         self.current.set(None);
         self.log.set(Vec::new());
+        self.running.set(true);
     }
 
+    /// Events may arrive just after the job's reply; they update the log, not the bar.
     pub fn report(self, event: ProgressEvent) {
-        self.current.set(Some(event.clone()));
+        if self.running.get_untracked() {
+            self.current.set(Some(event.clone()));
+        }
         self.log.update(|log| match log.last_mut() {
             Some(last) if last.stage == event.stage => *last = event,
             _ => log.push(event),
@@ -76,6 +88,7 @@ impl JobProgress {
     }
 
     pub fn finish(self) {
+        self.running.set(false);
         self.current.set(None);
     }
 }
@@ -141,24 +154,26 @@ pub fn GpuCheckbox(
         }
     });
     view! {
-        <label class="gpu-checkbox">
-            <input
-                type="checkbox"
-                data-test=test_id
-                prop:checked=move || checked.get()
-                prop:disabled=disabled
-                on:change=move |ev| checked.set(event_target_checked(&ev))
-            />
-            {label}
+        <div class="gpu-option">
+            <label class="gpu-checkbox">
+                <input
+                    type="checkbox"
+                    data-test=test_id
+                    prop:checked=move || checked.get()
+                    prop:disabled=disabled
+                    on:change=move |ev| checked.set(event_target_checked(&ev))
+                />
+                {label}
+            </label>
             {move || match unavailable.get() {
-                None => Some(view! { <span class="hint">" (probing devices…)"</span> }.into_any()),
+                None => Some(view! { <div class="hint">"probing devices…"</div> }.into_any()),
                 Some(Some(reason)) => Some(
-                    view! { <span class="hint" data-test=format!("{test_id}-reason")>" — unavailable: "{reason}</span> }
+                    view! { <div class="hint gpu-reason" data-test=format!("{test_id}-reason")>"Unavailable: "{reason}</div> }
                         .into_any(),
                 ),
                 Some(None) => None,
             }}
-        </label>
+        </div>
     }
 }
 

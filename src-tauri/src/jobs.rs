@@ -48,10 +48,18 @@ impl Drop for JobGuard<'_> {
 }
 
 /// Sends progress to the UI, at most every 50 ms per stage except for a stage's first and
-/// last events, so that a fast loop cannot flood the webview.
+/// last events, so that a fast loop cannot flood the webview. An event held back is sent
+/// before the next stage starts and when the job ends, so the UI always sees where each
+/// stage got to.
 pub struct ChannelProgress {
     channel: Channel<ProgressEvent>,
-    last: Mutex<Option<(Stage, Instant)>>,
+    state: Mutex<Throttle>,
+}
+
+#[derive(Default)]
+struct Throttle {
+    last: Option<(Stage, Instant)>,
+    held: Option<ProgressEvent>,
 }
 
 const MIN_INTERVAL: Duration = Duration::from_millis(50);
@@ -60,26 +68,65 @@ impl ChannelProgress {
     pub fn new(channel: Channel<ProgressEvent>) -> Self {
         ChannelProgress {
             channel,
-            last: Mutex::new(None),
+            state: Mutex::new(Throttle::default()),
         }
+    }
+
+    fn send(&self, event: ProgressEvent) {
+        // A closed window drops the channel; the job still finishes or is cancelled.
+        if let Err(e) = self.channel.send(event) {
+            tracing::debug!("progress not delivered: {e}");
+        }
+    }
+}
+
+impl Throttle {
+    /// The events to send now for `event`, oldest first.
+    fn admit(&mut self, event: ProgressEvent, now: Instant) -> Vec<ProgressEvent> {
+        let finished = event.total.is_some_and(|t| event.done >= t);
+        let (new_stage, due) = match self.last {
+            Some((stage, at)) => (stage != event.stage, now - at >= MIN_INTERVAL),
+            None => (true, true),
+        };
+        let mut out = Vec::new();
+        if new_stage && let Some(held) = self.held.take() {
+            out.push(held);
+        }
+        if new_stage || due || finished {
+            self.last = Some((event.stage, now));
+            self.held = None;
+            out.push(event);
+        } else {
+            self.held = Some(event);
+        }
+        out
     }
 }
 
 impl ProgressSink for ChannelProgress {
     fn report(&self, event: ProgressEvent) {
         let now = Instant::now();
-        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
-        let finished = event.total.is_some_and(|t| event.done >= t);
-        let due = match *last {
-            Some((stage, at)) => stage != event.stage || now - at >= MIN_INTERVAL,
-            None => true,
-        };
-        if due || finished {
-            *last = Some((event.stage, now));
-            // A closed window drops the channel; the job still finishes or is cancelled.
-            if let Err(e) = self.channel.send(event) {
-                tracing::debug!("progress not delivered: {e}");
-            }
+        let ready = self
+            .state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .admit(event, now);
+        for event in ready {
+            self.send(event);
+        }
+    }
+}
+
+impl Drop for ChannelProgress {
+    fn drop(&mut self) {
+        let held = self
+            .state
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .held
+            .take();
+        if let Some(event) = held {
+            self.send(event);
         }
     }
 }
@@ -87,6 +134,47 @@ impl ProgressSink for ChannelProgress {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn event(stage: Stage, done: u64) -> ProgressEvent {
+        ProgressEvent {
+            stage,
+            done,
+            total: Some(10),
+            message: None,
+        }
+    }
+
+    #[test]
+    fn fast_events_are_held_back_but_each_stage_ends_where_it_got_to() {
+        let mut throttle = Throttle::default();
+        let t0 = Instant::now();
+        let sent =
+            |out: Vec<ProgressEvent>| out.iter().map(|e| (e.stage, e.done)).collect::<Vec<_>>();
+        assert_eq!(
+            sent(throttle.admit(event(Stage::Train, 0), t0)),
+            [(Stage::Train, 0)]
+        );
+        // Within 50 ms: held back.
+        assert!(throttle.admit(event(Stage::Train, 1), t0).is_empty());
+        assert!(throttle.admit(event(Stage::Train, 2), t0).is_empty());
+        // After 50 ms: sent.
+        let later = t0 + MIN_INTERVAL;
+        assert_eq!(
+            sent(throttle.admit(event(Stage::Train, 3), later)),
+            [(Stage::Train, 3)]
+        );
+        assert!(throttle.admit(event(Stage::Train, 4), later).is_empty());
+        // A new stage first sends what was held back; a finished stage is always sent.
+        assert_eq!(
+            sent(throttle.admit(event(Stage::Save, 0), later)),
+            [(Stage::Train, 4), (Stage::Save, 0)]
+        );
+        assert_eq!(
+            sent(throttle.admit(event(Stage::Save, 10), later)),
+            [(Stage::Save, 10)]
+        );
+        assert!(throttle.held.is_none());
+    }
 
     #[test]
     fn a_finished_job_can_no_longer_be_cancelled() {

@@ -73,6 +73,7 @@ pub fn DataTab() -> impl IntoView {
                 }}
             </tbody>
         </table>
+        <ImportForm />
         <h2>"Chart"</h2>
         <div class="row">
             <SeriesSelect series=series selected=selected test_id="chart-series" />
@@ -91,7 +92,6 @@ pub fn DataTab() -> impl IntoView {
         </div>
         <ErrorBox error=candle_error />
         <CandleChart candles=bars />
-        <ImportForm />
     }
 }
 

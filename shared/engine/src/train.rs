@@ -354,12 +354,24 @@ impl Workbench {
             return Err(EngineError::Cancelled);
         }
         progress.report(ProgressEvent {
+            stage: Stage::Train,
+            done: total,
+            total: Some(total),
+            message: None,
+        });
+        progress.report(ProgressEvent {
             stage: Stage::Save,
             done: 0,
             total: Some(total),
             message: Some(dir.display().to_string()),
         });
         save_all(&mut models, &dir)?;
+        progress.report(ProgressEvent {
+            stage: Stage::Save,
+            done: total,
+            total: Some(total),
+            message: None,
+        });
         Ok(TrainReport {
             symbol,
             timeframe: request.timeframe,

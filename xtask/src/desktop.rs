@@ -43,14 +43,18 @@ fn tool(bin: &str, krate: &str, version: &str, locked: bool) -> Result<PathBuf> 
     let path = root
         .join("bin")
         .join(format!("{bin}{}", std::env::consts::EXE_SUFFIX));
-    let have = output_of(&path.to_string_lossy(), &["--version"]).unwrap_or_default();
-    if !have.contains(version) {
+    // `cargo install --list` names what is installed as `crate vX.Y.Z:` (tauri-driver has no
+    // `--version` to ask).
+    let cargo_bin = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let root_arg = root.to_string_lossy();
+    let listed = output_of(&cargo_bin, &["install", "--list", "--root", &root_arg]);
+    let installed = listed.is_some_and(|l| l.contains(&format!("{krate} v{version}:")));
+    if !installed || !path.exists() {
         let mut install = cargo();
-        install.args(["install", "--root"]).arg(&root).args([
-            krate,
-            "--version",
-            &format!("={version}"),
-        ]);
+        install
+            .args(["install", "--force", "--root"])
+            .arg(&root)
+            .args([krate, "--version", &format!("={version}")]);
         // wasm-bindgen-cli's lock file names a crate version the registry no longer has.
         if locked {
             install.arg("--locked");
@@ -92,11 +96,14 @@ pub fn frontend() -> Result<()> {
     run(build)?;
     let root = workspace_root();
     let dist = root.join("frontend/dist");
-    // A fresh folder: nothing stale is embedded into the app.
-    if dist.exists() {
-        std::fs::remove_dir_all(&dist).with_context(|| format!("clearing {}", dist.display()))?;
+    // Built in a staging folder, then synced: files whose bytes did not change keep their
+    // times, so the app (which embeds `dist`) is not rebuilt for nothing.
+    let staging = target_dir().join("frontend-dist");
+    if staging.exists() {
+        std::fs::remove_dir_all(&staging)
+            .with_context(|| format!("clearing {}", staging.display()))?;
     }
-    std::fs::create_dir_all(&dist)?;
+    std::fs::create_dir_all(&staging)?;
     let wasm = target_dir()
         .join(WASM_TARGET)
         .join("release/forexgpt-frontend.wasm");
@@ -104,15 +111,42 @@ pub fn frontend() -> Result<()> {
     bindgen
         .args(["--target", "web", "--no-typescript"])
         .args(["--out-name", "forexgpt_frontend", "--out-dir"])
-        .arg(&dist)
+        .arg(&staging)
         .arg(&wasm);
     run(bindgen)?;
     for entry in std::fs::read_dir(root.join("frontend/static"))? {
         let entry = entry?;
-        std::fs::copy(entry.path(), dist.join(entry.file_name()))
+        std::fs::copy(entry.path(), staging.join(entry.file_name()))
             .with_context(|| format!("copying {}", entry.path().display()))?;
     }
+    sync_dir(&staging, &dist)?;
     eprintln!("xtask: frontend built into {}", dist.display());
+    Ok(())
+}
+
+/// Makes `dist` hold exactly the files of `from`, rewriting only those whose bytes differ.
+fn sync_dir(from: &Path, dist: &Path) -> Result<()> {
+    std::fs::create_dir_all(dist)?;
+    for entry in std::fs::read_dir(dist)? {
+        let entry = entry?;
+        if !from.join(entry.file_name()).exists() {
+            let path = entry.path();
+            if path.is_dir() {
+                std::fs::remove_dir_all(&path)?;
+            } else {
+                std::fs::remove_file(&path)?;
+            }
+        }
+    }
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = dist.join(entry.file_name());
+        let bytes = std::fs::read(entry.path())?;
+        if std::fs::read(&target).ok().as_deref() != Some(bytes.as_slice()) {
+            std::fs::write(&target, bytes)
+                .with_context(|| format!("writing {}", target.display()))?;
+        }
+    }
     Ok(())
 }
 

@@ -215,7 +215,7 @@ fn History(
         </table>
         <button on:click=compare prop:disabled=move || a.get().is_none() || b.get().is_none()>"Compare A and B"</button>
         {move || comparison.get().map(|(ra, rb, rows)| {
-            let body = if rows.is_empty() {
+            if rows.is_empty() {
                 view! { <p class="notice">{format!("Runs #{ra} and #{rb} share no operation (name, size and device).")}</p> }.into_any()
             } else {
                 let rows = rows.into_iter().map(|c| view! {
@@ -232,8 +232,7 @@ fn History(
                         <tbody>{rows}</tbody>
                     </table>
                 }.into_any()
-            };
-            body
+            }
         })}
     }
 }

@@ -1,0 +1,113 @@
+#!/usr/bin/env python3
+"""PyTorch peer for `forexgpt bench --suite regressors --export-data DIR`.
+
+Ridge and PCA written the way a PyTorch user would: the O(n·d²) products on the device
+(float64 on the CPU, float32 on CUDA with TF32 off, PyTorch's default), the d×d solve or
+eigendecomposition with torch.linalg. Same objective as scikit-learn (intercept by centring,
+PCA by the covariance's eigenvectors). Each timed run starts from the host arrays, so CUDA
+times include the upload, as ForexGPT's GPU times do; CUDA is synchronized before the clock
+stops. Lasso and ElasticNet are left out: PyTorch has no coordinate-descent solver, and a
+hand-written one would measure the writer, not the library.
+
+Writes DIR/torch_results.json in the shape of ForexGPT's benchmark results (for
+`forexgpt bench add-peers RUN FILE` or `--peers FILE`), with each result compared against
+ForexGPT's CPU coefficients (DIR/ours_cpu_<model>.f64).
+
+    python3 bench/peers/regressors_torch.py DIR [REPEATS]
+"""
+
+import json
+import os
+import pathlib
+import statistics
+import sys
+import time
+
+import numpy as np
+import torch
+
+
+def ridge(x, y, alpha):
+    xm, ym = x.mean(0), y.mean(0)
+    xc, yc = x - xm, y - ym
+    gram = xc.T @ xc
+    gram += alpha * torch.eye(gram.shape[0], dtype=x.dtype, device=x.device)
+    coef = torch.linalg.solve(gram, xc.T @ yc)  # (p, t)
+    return coef.T
+
+
+def pca(x, k):
+    xc = x - x.mean(0)
+    cov = (xc.T @ xc) / (x.shape[0] - 1)
+    _, vecs = torch.linalg.eigh(cov)  # ascending eigenvalues
+    comps = vecs[:, -k:].flip(1).T.clone()
+    for row in comps:  # same sign convention as ForexGPT's benchmark
+        row *= torch.sign(row[torch.argmax(row.abs())])
+    return comps
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def main():
+    d = pathlib.Path(sys.argv[1])
+    repeats = int(sys.argv[2]) if len(sys.argv) > 2 else 3
+    meta = json.loads((d / "meta.json").read_text())
+    n, p, t = meta["rows"], meta["cols"], meta["targets"]
+    x_np = np.fromfile(d / "x.f64", dtype="<f8").reshape(n, p)
+    y_np = np.fromfile(d / "y.f64", dtype="<f8").reshape(n, t)
+    torch.backends.cuda.matmul.allow_tf32 = False
+    devices = [(torch.device("cpu"), torch.float64)]
+    if torch.cuda.is_available():
+        devices.append((torch.device("cuda"), torch.float32))
+    results = []
+    for device, dtype in devices:
+        # Host tensors in the device's precision, pinned for CUDA as a PyTorch user would.
+        x_host = torch.from_numpy(x_np).to(dtype)
+        y_host = torch.from_numpy(y_np).to(dtype)
+        if device.type == "cuda":
+            x_host, y_host = x_host.pin_memory(), y_host.pin_memory()
+            label = f"torch {torch.__version__} cuda ({torch.cuda.get_device_name(0)}, f32)"
+        else:
+            label = f"torch {torch.__version__} cpu ({torch.get_num_threads()} threads, f64)"
+        fits = {
+            "ridge": lambda x, y: ridge(x, y, meta["ridge_alpha"]),
+            "pca": lambda x, y: pca(x, meta["pca_components"]),
+        }
+        for name, fit in fits.items():
+            times, first, coef = [], None, None
+            for i in range(repeats + 1):
+                sync(device)
+                start = time.perf_counter()
+                x = x_host.to(device, non_blocking=True)
+                y = y_host.to(device, non_blocking=True)
+                coef = fit(x, y)
+                sync(device)
+                elapsed = (time.perf_counter() - start) * 1e3
+                if i == 0:
+                    first = elapsed
+                else:
+                    times.append(elapsed)
+            coef = coef.double().cpu().numpy()
+            diff = None
+            ours_path = d / f"ours_cpu_{name}.f64"
+            if ours_path.exists():
+                ours = np.fromfile(ours_path, dtype="<f8").reshape(coef.shape)
+                diff = float(np.max(np.abs(ours - coef)) / np.max(np.abs(ours)))
+            median = statistics.median(times)
+            results.append(dict(operation=name, size=f"{n}\u00d7{p}\u2192{t}", device=label,
+                                first_run_ms=first, median_ms=median, min_ms=min(times),
+                                max_ms=max(times), repeats=repeats,
+                                throughput_per_s=n / (median / 1e3), max_rel_diff_vs_cpu=diff))
+    (d / "torch_results.json").write_text(json.dumps(results, indent=1, ensure_ascii=False) + "\n")
+    print(f"{'operation':<8} {'device':<58} {'median ms':>10} {'min ms':>9}  vs ours(cpu)")
+    for r in results:
+        diff = "" if r["max_rel_diff_vs_cpu"] is None else f"{r['max_rel_diff_vs_cpu']:.1e}"
+        print(f"{r['operation']:<8} {r['device']:<58} {r['median_ms']:>10.1f} {r['min_ms']:>9.1f}  {diff}")
+
+
+if __name__ == "__main__":
+    print(f"threads: {os.cpu_count()}", file=sys.stderr)
+    main()

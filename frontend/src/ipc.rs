@@ -4,9 +4,13 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use forexgpt_protocol::{AppError, AppErrorKind, JobId, ProgressEvent};
+use leptos::prelude::*;
+use leptos::task::spawn_local;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use wasm_bindgen::prelude::*;
+
+use crate::widgets::JobProgress;
 
 #[wasm_bindgen]
 extern "C" {
@@ -106,4 +110,67 @@ impl Job {
 /// Asks the shell to stop job `id`.
 pub async fn cancel(id: JobId) {
     let _ = call::<bool>("cancel_job", Args::new().with("job", &id)).await;
+}
+
+/// A long command a tab runs: its progress, the running job (for Cancel) and its error.
+#[derive(Clone, Copy)]
+pub struct JobControl {
+    pub progress: JobProgress,
+    pub running: RwSignal<Option<JobId>>,
+    pub error: RwSignal<Option<AppError>>,
+}
+
+impl JobControl {
+    pub fn new() -> JobControl {
+        JobControl {
+            progress: JobProgress::new(),
+            running: RwSignal::new(None),
+            error: RwSignal::new(None),
+        }
+    }
+
+    /// Whether a job runs now (tracked, for disabling buttons).
+    pub fn is_running(self) -> bool {
+        self.running.with(Option::is_some)
+    }
+
+    /// Runs `cmd` with `request` and a progress channel; `done` gets the reply, the error box
+    /// gets a failure.
+    pub fn run<Req, Reply>(
+        self,
+        cmd: &'static str,
+        request: Req,
+        done: impl FnOnce(Reply) + 'static,
+    ) where
+        Req: Serialize + 'static,
+        Reply: DeserializeOwned + 'static,
+    {
+        self.error.set(None);
+        self.progress.start();
+        let job = Job::new(move |event| self.progress.report(event));
+        self.running.set(Some(job.id));
+        spawn_local(async move {
+            let result = call::<Reply>(cmd, Args::new().with("request", &request).job(&job)).await;
+            drop(job);
+            self.running.set(None);
+            self.progress.finish();
+            match result {
+                Ok(reply) => done(reply),
+                Err(e) => self.error.set(Some(e)),
+            }
+        });
+    }
+
+    /// Asks the running job, if any, to stop.
+    pub fn cancel(self) {
+        if let Some(id) = self.running.get_untracked() {
+            spawn_local(cancel(id));
+        }
+    }
+}
+
+impl Default for JobControl {
+    fn default() -> Self {
+        JobControl::new()
+    }
 }

@@ -7,16 +7,14 @@ use leptos::task::spawn_local;
 
 use crate::charts::BenchBars;
 use crate::format;
-use crate::ipc::{self, Args, Job, call};
-use crate::widgets::{ErrorBox, JobProgress, JobProgressView};
+use crate::ipc::{Args, JobControl, call};
+use crate::widgets::{ErrorBox, JobProgressView};
 
 #[component]
 pub fn BenchTab() -> impl IntoView {
     let suite = RwSignal::new(BenchSuite::Forecast);
     let size = RwSignal::new(BenchSize::Small);
-    let progress = JobProgress::new();
-    let running = RwSignal::new(None::<u64>);
-    let error = RwSignal::new(None::<AppError>);
+    let job = JobControl::new();
     let version = RwSignal::new(0u32);
     let shown = RwSignal::new(None::<i64>);
     let runs = LocalResource::new(move || {
@@ -24,37 +22,15 @@ pub fn BenchTab() -> impl IntoView {
         call::<Vec<BenchRun>>("bench_runs", Args::new())
     });
     let run = move |_| {
-        error.set(None);
         let request = BenchRequest {
             suite: suite.get_untracked(),
             size: size.get_untracked(),
             ..BenchRequest::default()
         };
-        progress.start();
-        let job = Job::new(move |event| progress.report(event));
-        running.set(Some(job.id));
-        spawn_local(async move {
-            let result = call::<BenchRun>(
-                "run_benchmark",
-                Args::new().with("request", &request).job(&job),
-            )
-            .await;
-            drop(job);
-            running.set(None);
-            progress.finish();
-            match result {
-                Ok(r) => {
-                    shown.set(Some(r.id));
-                    version.update(|v| *v += 1);
-                }
-                Err(e) => error.set(Some(e)),
-            }
+        job.run("run_benchmark", request, move |r: BenchRun| {
+            shown.set(Some(r.id));
+            version.update(|v| *v += 1);
         });
-    };
-    let cancel = move |_| {
-        if let Some(id) = running.get_untracked() {
-            spawn_local(ipc::cancel(id));
-        }
     };
     let list = Signal::derive(move || runs.get().and_then(Result::ok).unwrap_or_default());
     let shown_run = move || {
@@ -93,11 +69,11 @@ pub fn BenchTab() -> impl IntoView {
             </label>
             <span class="hint">"small: under a minute on a 2-core CPU; large: issue 6's 1M × 128 (GPU machines)"</span>
             <button class="primary" data-test="bench-button" on:click=run
-                prop:disabled=move || running.get().is_some()>"Run"</button>
-            <button on:click=cancel prop:disabled=move || running.get().is_none()>"Cancel"</button>
+                prop:disabled=move || job.is_running()>"Run"</button>
+            <button on:click=move |_| job.cancel() prop:disabled=move || !job.is_running()>"Cancel"</button>
         </div>
-        <JobProgressView progress=progress test_id="bench-progress" />
-        <ErrorBox error=error />
+        <JobProgressView progress=job.progress test_id="bench-progress" />
+        <ErrorBox error=job.error />
         {move || shown_run().map(|r| view! { <RunView run=r /> })}
         <History runs=list shown=shown version=version />
     }

@@ -2,7 +2,7 @@
 //! progress, cancel and the importer's errors (file, line, field) shown as they are.
 
 use forexgpt_protocol::{
-    AppError, Candle, CandlesRequest, CsvFormat, ImportReport, ImportRequest, Timeframe,
+    Candle, CandlesRequest, CsvFormat, ImportReport, ImportRequest, Timeframe,
 };
 use leptos::prelude::*;
 use leptos::task::spawn_local;
@@ -10,8 +10,8 @@ use leptos::task::spawn_local;
 use crate::app::Shared;
 use crate::charts::CandleChart;
 use crate::format;
-use crate::ipc::{self, Args, Job, call};
-use crate::widgets::{ErrorBox, JobProgress, JobProgressView, SeriesSelect, parse_series_key};
+use crate::ipc::{Args, JobControl, call};
+use crate::widgets::{ErrorBox, JobProgressView, SeriesSelect, parse_series_key};
 
 /// How many of the latest bars the chart loads.
 const CHART_BARS: [usize; 3] = [500, 2_000, 10_000];
@@ -103,9 +103,8 @@ fn ImportForm() -> impl IntoView {
     let timeframe = RwSignal::new(Timeframe::H1);
     let format = RwSignal::new(CsvFormat::Auto);
     let replace = RwSignal::new(false);
-    let progress = JobProgress::new();
-    let running = RwSignal::new(None::<u64>);
-    let error = RwSignal::new(None::<AppError>);
+    let job = JobControl::new();
+    let error = job.error;
     let report = RwSignal::new(None::<ImportReport>);
 
     let browse = move |_| {
@@ -125,33 +124,11 @@ fn ImportForm() -> impl IntoView {
             format: format.get_untracked(),
             replace: replace.get_untracked(),
         };
-        error.set(None);
         report.set(None);
-        progress.start();
-        let job = Job::new(move |event| progress.report(event));
-        running.set(Some(job.id));
-        spawn_local(async move {
-            let result = call::<ImportReport>(
-                "import_csv",
-                Args::new().with("request", &request).job(&job),
-            )
-            .await;
-            drop(job);
-            running.set(None);
-            progress.finish();
-            match result {
-                Ok(r) => {
-                    report.set(Some(r));
-                    shared.series_version.update(|v| *v += 1);
-                }
-                Err(e) => error.set(Some(e)),
-            }
+        job.run("import_csv", request, move |r: ImportReport| {
+            report.set(Some(r));
+            shared.series_version.update(|v| *v += 1);
         });
-    };
-    let cancel = move |_| {
-        if let Some(id) = running.get_untracked() {
-            spawn_local(ipc::cancel(id));
-        }
     };
     view! {
         <h2>"Import a CSV file"</h2>
@@ -197,12 +174,12 @@ fn ImportForm() -> impl IntoView {
                 "Replace the stored series"
             </label>
             <button class="primary" data-test="import-button" on:click=import
-                prop:disabled=move || running.get().is_some() || path.get().trim().is_empty() || symbol.get().trim().is_empty()>
+                prop:disabled=move || job.is_running() || path.get().trim().is_empty() || symbol.get().trim().is_empty()>
                 "Import"
             </button>
-            <button on:click=cancel prop:disabled=move || running.get().is_none()>"Cancel"</button>
+            <button on:click=move |_| job.cancel() prop:disabled=move || !job.is_running()>"Cancel"</button>
         </div>
-        <JobProgressView progress=progress test_id="import-progress" />
+        <JobProgressView progress=job.progress test_id="import-progress" />
         <ErrorBox error=error test_id="import-error" />
         {move || report.get().map(|r| view! {
             <p class="success" data-test="import-report">

@@ -14,10 +14,8 @@ use leptos::task::spawn_local;
 use crate::app::Shared;
 use crate::charts::ForecastChart;
 use crate::format;
-use crate::ipc::{self, Args, Job, call};
-use crate::widgets::{
-    ErrorBox, GpuCheckbox, JobProgress, JobProgressView, SeriesSelect, parse_series_key,
-};
+use crate::ipc::{Args, JobControl, call};
+use crate::widgets::{ErrorBox, GpuCheckbox, JobProgressView, SeriesSelect, parse_series_key};
 
 /// Recent bars drawn left of the forecast.
 const CONTEXT_BARS: usize = 120;
@@ -33,8 +31,7 @@ pub fn ForecastTab() -> impl IntoView {
     let busy = RwSignal::new(false);
     let result = RwSignal::new(None::<(Vec<Candle>, Forecast)>);
     let backtest = RwSignal::new(None::<BacktestReport>);
-    let progress = JobProgress::new();
-    let running = RwSignal::new(None::<u64>);
+    let job = JobControl::new();
     let models = LocalResource::new(move || {
         shared.models_version.track();
         call::<ModelList>("list_models", Args::new())
@@ -109,31 +106,14 @@ pub fn ForecastTab() -> impl IntoView {
         let Some(selection) = selection() else { return };
         error.set(None);
         backtest.set(None);
-        progress.start();
-        let job = Job::new(move |event| progress.report(event));
-        running.set(Some(job.id));
-        spawn_local(async move {
-            let request = BacktestRequest {
-                selection,
-                from_ts: None,
-                to_ts: None,
-            };
-            let outcome =
-                call::<BacktestReport>("backtest", Args::new().with("request", &request).job(&job))
-                    .await;
-            drop(job);
-            running.set(None);
-            progress.finish();
-            match outcome {
-                Ok(r) => backtest.set(Some(r)),
-                Err(e) => error.set(Some(e)),
-            }
+        let request = BacktestRequest {
+            selection,
+            from_ts: None,
+            to_ts: None,
+        };
+        job.run("backtest", request, move |r: BacktestReport| {
+            backtest.set(Some(r));
         });
-    };
-    let cancel = move |_| {
-        if let Some(id) = running.get_untracked() {
-            spawn_local(ipc::cancel(id));
-        }
     };
     let model_checks = move || {
         let list = series_models.get();
@@ -188,11 +168,12 @@ pub fn ForecastTab() -> impl IntoView {
             <button class="primary" data-test="forecast-button" on:click=run_forecast
                 prop:disabled=move || busy.get() || series_models.with(Vec::is_empty)>"Forecast"</button>
             <button data-test="backtest-button" on:click=run_backtest
-                prop:disabled=move || running.get().is_some() || series_models.with(Vec::is_empty)>"Backtest"</button>
-            <button on:click=cancel prop:disabled=move || running.get().is_none()>"Cancel"</button>
+                prop:disabled=move || job.is_running() || series_models.with(Vec::is_empty)>"Backtest"</button>
+            <button on:click=move |_| job.cancel() prop:disabled=move || !job.is_running()>"Cancel"</button>
         </div>
-        <JobProgressView progress=progress test_id="backtest-progress" />
+        <JobProgressView progress=job.progress test_id="backtest-progress" />
         <ErrorBox error=error />
+        <ErrorBox error=job.error />
         {move || result.get().map(|(candles, forecast)| view! { <ForecastView candles=candles forecast=forecast /> })}
         {move || backtest.get().map(|r| view! { <BacktestView report=r /> })}
     }

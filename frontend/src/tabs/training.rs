@@ -11,10 +11,8 @@ use leptos::task::spawn_local;
 
 use crate::app::Shared;
 use crate::format::{self, parse_list};
-use crate::ipc::{self, Args, Job, call};
-use crate::widgets::{
-    ErrorBox, GpuCheckbox, JobProgress, JobProgressView, SeriesSelect, parse_series_key,
-};
+use crate::ipc::{Args, JobControl, call};
+use crate::widgets::{ErrorBox, GpuCheckbox, JobProgressView, SeriesSelect, parse_series_key};
 
 /// What the form holds, read into a request when Train is pressed.
 #[derive(Clone, Copy)]
@@ -155,12 +153,10 @@ fn checkbox(value: RwSignal<bool>, label: &'static str, test_id: &'static str) -
 pub fn TrainingTab() -> impl IntoView {
     let shared = expect_context::<Shared>();
     let form = Form::new();
-    let progress = JobProgress::new();
-    let running = RwSignal::new(None::<u64>);
-    let error = RwSignal::new(None::<AppError>);
+    let job = JobControl::new();
+    let error = job.error;
     let report = RwSignal::new(None::<TrainReport>);
     let train = move |_| {
-        error.set(None);
         let request = match form.request() {
             Ok(r) => r,
             Err(message) => {
@@ -172,31 +168,10 @@ pub fn TrainingTab() -> impl IntoView {
             }
         };
         report.set(None);
-        progress.start();
-        let job = Job::new(move |event| progress.report(event));
-        running.set(Some(job.id));
-        spawn_local(async move {
-            let result = call::<TrainReport>(
-                "train_models",
-                Args::new().with("request", &request).job(&job),
-            )
-            .await;
-            drop(job);
-            running.set(None);
-            progress.finish();
-            match result {
-                Ok(r) => {
-                    report.set(Some(r));
-                    shared.models_version.update(|v| *v += 1);
-                }
-                Err(e) => error.set(Some(e)),
-            }
+        job.run("train_models", request, move |r: TrainReport| {
+            report.set(Some(r));
+            shared.models_version.update(|v| *v += 1);
         });
-    };
-    let cancel = move |_| {
-        if let Some(id) = running.get_untracked() {
-            spawn_local(ipc::cancel(id));
-        }
     };
     view! {
         <h2>"Train models"</h2>
@@ -225,10 +200,10 @@ pub fn TrainingTab() -> impl IntoView {
             <GpuCheckbox label="Use GPU (if available)" checked=form.use_gpu
                 unavailable=shared.gpu_unavailable() test_id="train-gpu" />
             <button class="primary" data-test="train-button" on:click=train
-                prop:disabled=move || running.get().is_some()>"Train"</button>
-            <button data-test="train-cancel" on:click=cancel prop:disabled=move || running.get().is_none()>"Cancel"</button>
+                prop:disabled=move || job.is_running()>"Train"</button>
+            <button data-test="train-cancel" on:click=move |_| job.cancel() prop:disabled=move || !job.is_running()>"Cancel"</button>
         </div>
-        <JobProgressView progress=progress test_id="train-progress" />
+        <JobProgressView progress=job.progress test_id="train-progress" />
         <ErrorBox error=error />
         {move || report.get().map(|r| view! { <TrainResult report=r /> })}
         <ModelTable />

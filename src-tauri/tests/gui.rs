@@ -325,6 +325,15 @@ fn the_app_works_as_a_person_uses_it() {
     assert!(ui.count("[data-test=forecast-chart] .candle") >= 100);
     ui.screenshot("forecast");
 
+    // Backtest of the same ensemble over the test period, with its progress.
+    ui.click("[data-test=backtest-button]");
+    let summary = ui.wait_text("[data-test=backtest-summary]", LONG, |t| {
+        t.contains("Backtest")
+    });
+    assert!(summary.contains("2 model(s)"), "{summary}");
+    let steps = ui.wait_text("[data-test=backtest-progress]", LONG, |t| !t.is_empty());
+    assert!(steps.contains("backtesting"), "progress: {steps}");
+
     // Benchmark: a small run of the forecast suite shows its bars and is kept in the history.
     ui.click("[data-test=tab-benchmark]");
     ui.choose("[data-test=bench-suite]", "forecast");

@@ -21,9 +21,10 @@ pub fn kind_of(error: &EngineError) -> AppErrorKind {
         | EngineError::UnknownModel { .. }
         | EngineError::NoModels(_) => AppErrorKind::NotFound,
         EngineError::Store(StoreError::Conflict { .. }) => AppErrorKind::InvalidInput,
-        EngineError::Store(_) | EngineError::Artifact(_) | EngineError::Io { .. } => {
-            AppErrorKind::Storage
-        }
+        EngineError::Store(_)
+        | EngineError::Artifact(_)
+        | EngineError::Network(_)
+        | EngineError::Io { .. } => AppErrorKind::Storage,
         EngineError::Device(_) => AppErrorKind::Device,
         EngineError::Cancelled => AppErrorKind::Cancelled,
     }

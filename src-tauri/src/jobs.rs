@@ -136,12 +136,7 @@ mod tests {
     use super::*;
 
     fn event(stage: Stage, done: u64) -> ProgressEvent {
-        ProgressEvent {
-            stage,
-            done,
-            total: Some(10),
-            message: None,
-        }
+        ProgressEvent::new(stage, done, Some(10), None)
     }
 
     #[test]

@@ -6,6 +6,7 @@ mod output;
 mod bench;
 mod commands;
 mod devices;
+mod encoders;
 mod models;
 mod progress;
 

@@ -6,19 +6,14 @@ use forexgpt_core::sample::{DEFAULT_SYMBOL, DEFAULT_TIMEFRAME};
 use forexgpt_core::timestamp::{format_ts, parse_timestamp};
 use forexgpt_engine::Workbench;
 use forexgpt_protocol::{
-    BacktestReport, BacktestRequest, Combine, DevicePreference, EncoderSpec, Forecast,
-    ForecastRequest, ModelConfig, ModelGrid, ModelSelection, RegressorKind, StoredModel, Timeframe,
-    TrainReport, TrainRequest,
+    BacktestReport, BacktestRequest, Combine, DevicePreference, Forecast, ForecastRequest,
+    ModelConfig, ModelGrid, ModelSelection, RegressorKind, StoredModel, Timeframe, TrainReport,
+    TrainRequest,
 };
 
 use crate::commands::{DatasetArgs, SeriesArgs};
+use crate::encoders::EncoderArgs;
 use crate::progress::{BarProgress, ctrl_c_token};
-
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum EncoderKind {
-    None,
-    Pca,
-}
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RegressorArg {
@@ -42,15 +37,8 @@ pub struct DeviceArgs {
 pub struct TrainArgs {
     #[command(flatten)]
     series: SeriesArgs,
-    /// Encoders to try, comma separated.
-    #[arg(long, value_enum, value_delimiter = ',', default_value = "none")]
-    encoder: Vec<EncoderKind>,
-    /// PCA components.
-    #[arg(long, default_value_t = 16)]
-    components: usize,
-    /// Whiten the PCA components (unit variance).
-    #[arg(long)]
-    whiten: bool,
+    #[command(flatten)]
+    encoders: EncoderArgs,
     /// Regressors to try, comma separated.
     #[arg(long, value_enum, value_delimiter = ',', default_value = "ridge")]
     regressor: Vec<RegressorArg>,
@@ -165,18 +153,8 @@ impl SelectionArgs {
     }
 }
 
-fn configs(args: &TrainArgs) -> Vec<ModelConfig> {
-    let encoders = args
-        .encoder
-        .iter()
-        .map(|e| match e {
-            EncoderKind::None => EncoderSpec::None,
-            EncoderKind::Pca => EncoderSpec::Pca {
-                n_components: args.components,
-                whiten: args.whiten,
-            },
-        })
-        .collect();
+fn configs(args: &TrainArgs) -> Result<Vec<ModelConfig>> {
+    let encoders = args.encoders.specs()?;
     let regressors = args
         .regressor
         .iter()
@@ -186,7 +164,7 @@ fn configs(args: &TrainArgs) -> Vec<ModelConfig> {
             RegressorArg::Elasticnet => RegressorKind::ElasticNet,
         })
         .collect();
-    ModelGrid {
+    Ok(ModelGrid {
         encoders,
         regressors,
         alphas: args.alpha.clone(),
@@ -194,7 +172,7 @@ fn configs(args: &TrainArgs) -> Vec<ModelConfig> {
         max_iter: args.max_iter,
         tol: args.tol,
     }
-    .configs()
+    .configs())
 }
 
 pub fn train(wb: &Workbench, json: bool, args: TrainArgs) -> Result<()> {
@@ -205,7 +183,7 @@ pub fn train(wb: &Workbench, json: bool, args: TrainArgs) -> Result<()> {
         features,
         targets,
         split,
-        models: configs(&args),
+        models: configs(&args)?,
         device: args.device.device,
         gpu_if_available: args.device.use_gpu,
     };

@@ -42,6 +42,7 @@ impl ProgressSink for BarProgress {
                 Stage::ReadCsv => {
                     "{msg:>18} [{bar:40}] {binary_bytes}/{binary_total_bytes} ({eta})"
                 }
+                Stage::Encoder => "{msg:>18} [{bar:30}] epoch {pos}/{len} {prefix} {elapsed}",
                 _ => "{msg:>18} [{bar:40}] {pos}/{len} {elapsed}",
             };
             if let Ok(style) = ProgressStyle::with_template(template) {
@@ -56,6 +57,12 @@ impl ProgressSink for BarProgress {
         self.bar.set_position(event.done);
         if let Some(message) = event.message {
             self.bar.set_message(message);
+        }
+        if let Some(epoch) = event.epoch {
+            self.bar.set_prefix(format!(
+                "loss {:.4} · validation {:.4} · {:.0} rows/s",
+                epoch.train_loss, epoch.validation_loss, epoch.samples_per_s
+            ));
         }
     }
 }

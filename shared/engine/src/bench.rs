@@ -100,20 +100,20 @@ pub fn run_suite(
         if cancel.is_cancelled() {
             return Err(EngineError::Cancelled);
         }
-        progress.report(ProgressEvent {
-            stage: Stage::Benchmark,
-            done: i as u64,
-            total: Some(total),
-            message: Some(format!("{} ({})", case.operation, case.size)),
-        });
+        progress.report(ProgressEvent::new(
+            Stage::Benchmark,
+            i as u64,
+            Some(total),
+            Some(format!("{} ({})", case.operation, case.size)),
+        ));
         results.push(run_case(case, options)?);
     }
-    progress.report(ProgressEvent {
-        stage: Stage::Benchmark,
-        done: total,
-        total: Some(total),
-        message: None,
-    });
+    progress.report(ProgressEvent::new(
+        Stage::Benchmark,
+        total,
+        Some(total),
+        None,
+    ));
     Ok(results)
 }
 

@@ -207,12 +207,7 @@ impl Workbench {
         let (path, timeframe, replace) =
             (Path::new(&request.path), request.timeframe, request.replace);
         let parsed = read_candles_csv(path, request.format, timeframe, &mut |done, total| {
-            progress.report(ProgressEvent {
-                stage: Stage::ReadCsv,
-                done,
-                total: Some(total),
-                message: None,
-            });
+            progress.report(ProgressEvent::new(Stage::ReadCsv, done, Some(total), None));
             !cancel.is_cancelled()
         })?;
         if cancel.is_cancelled() {
@@ -224,6 +219,7 @@ impl Workbench {
             done: 0,
             total: Some(parsed.candles.len() as u64),
             message: None,
+            epoch: None,
         });
         let source = ImportSource {
             file: &file,
@@ -238,6 +234,7 @@ impl Workbench {
             done: parsed.candles.len() as u64,
             total: Some(parsed.candles.len() as u64),
             message: None,
+            epoch: None,
         });
         let gaps = summarize_gaps(&find_gaps(&parsed.candles, timeframe));
         let (first, last) = (

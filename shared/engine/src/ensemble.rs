@@ -1,8 +1,9 @@
 //! Running many models at once. Models whose whole pipeline is affine (scaler, PCA, linear
 //! regressors) are stacked into one `features × (models·horizons)` matrix per feature spec,
 //! so an ensemble of any size is one matrix product: on the CPU (float64, rayon over rows)
-//! or on a GPU (float32, one burn matmul). Every model kind so far is affine; autoencoders and
-//! forests will bring batched groups of their own (stacked layer weights, flat trees).
+//! or on a GPU (float32, one burn matmul). Models with a neural encoder are not affine: each
+//! runs its own pipeline, with the encoder on the ensemble's device. (Stacking their layer
+//! weights into one batched network is the next step for large neural ensembles.)
 
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
@@ -23,8 +24,10 @@ pub struct Ensemble {
     pub horizons: Vec<u32>,
     /// For each model, the column of each ensemble horizon in its own output.
     columns: Vec<Vec<usize>>,
-    /// Models sharing a feature spec, stacked once when the ensemble is built.
+    /// Affine models sharing a feature spec, stacked once when the ensemble is built.
     groups: Vec<Group>,
+    /// Models that are not affine, run one by one.
+    nonlinear: Vec<usize>,
 }
 
 struct Group {
@@ -113,9 +116,14 @@ impl Ensemble {
             horizons,
             columns,
             groups: Vec::new(),
+            nonlinear: Vec::new(),
         };
         let mut members: Vec<(FeatureSpec, Vec<usize>)> = Vec::new();
         for (i, m) in ensemble.models.iter().enumerate() {
+            if m.state.encoder.network().is_some() {
+                ensemble.nonlinear.push(i);
+                continue;
+            }
             match members.iter_mut().find(|(s, _)| *s == m.info.features) {
                 Some((_, list)) => list.push(i),
                 None => members.push((m.info.features.clone(), vec![i])),
@@ -165,6 +173,20 @@ impl Ensemble {
                 }
                 per_model[m] = Some(pm);
             }
+        }
+        for &m in &self.nonlinear {
+            let model = &self.models[m];
+            let fm = features
+                .get(&model.info.features)
+                .ok_or_else(|| EngineError::InvalidRequest("features were not built".into()))?;
+            let own = model.predict_on(&rows_at(fm, ts)?, device)?;
+            let mut pm = Matrix::zeros(own.rows, h);
+            for r in 0..own.rows {
+                for (j, &col) in self.columns[m].iter().enumerate() {
+                    pm.values[r * h + j] = own.get(r, col);
+                }
+            }
+            per_model[m] = Some(pm);
         }
         Ok(EnsemblePrediction {
             per_model: per_model

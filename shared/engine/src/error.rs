@@ -25,6 +25,8 @@ pub enum EngineError {
     InvalidSymbol(String),
     #[error(transparent)]
     Model(#[from] forexgpt_regressors::FitError),
+    #[error("the encoder network does not fit its configuration: {0}")]
+    Network(#[from] forexgpt_models::WeightsError),
     #[error(transparent)]
     Artifact(#[from] crate::artifact::ArtifactError),
     #[error(transparent)]

@@ -251,6 +251,7 @@ impl Workbench {
             done: 0,
             total: Some(origins.len() as u64),
             message: None,
+            epoch: None,
         });
         let ts: Vec<i64> = origins.iter().map(|&r| rows.ts[r]).collect();
         let prediction = ensemble.predict(&features, &ts, &device)?;
@@ -274,6 +275,7 @@ impl Workbench {
                 done: origins.len() as u64 * (j as u64 + 1) / ensemble.horizons.len() as u64,
                 total: Some(origins.len() as u64),
                 message: Some(format!("horizon {h}")),
+                epoch: None,
             });
         }
         Ok(BacktestReport {

@@ -14,6 +14,7 @@ pub mod ensemble;
 mod error;
 mod forecast;
 pub mod model;
+pub mod neural;
 pub mod progress;
 pub mod train;
 

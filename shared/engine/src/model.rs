@@ -4,12 +4,14 @@
 use std::path::{Path, PathBuf};
 
 use forexgpt_core::scaler::StandardScaler;
+use forexgpt_device::ComputeDevice;
 use forexgpt_protocol::{ModelInfo, StoredModel};
 use forexgpt_regressors::{FittedPca, LinearModel, Matrix};
 use serde::{Deserialize, Serialize};
 
 use crate::artifact::{self, ArtifactError, MODEL_EXTENSION, MODEL_FORMAT_VERSION};
 use crate::error::EngineError;
+use crate::neural::{NetworkKind, NeuralEncoder};
 
 /// The payload section holding [`ModelState`] as JSON (floats round-trip exactly).
 const STATE_SECTION: &str = "state.json";
@@ -22,6 +24,26 @@ pub const QUANTILE_LEVELS: usize = 101;
 pub enum EncoderState {
     None,
     Pca(FittedPca),
+    Autoencoder(NeuralEncoder),
+    Vae(NeuralEncoder),
+}
+
+impl EncoderState {
+    /// The network of a neural encoder, and which kind it is.
+    pub fn network(&self) -> Option<(NetworkKind, &NeuralEncoder)> {
+        match self {
+            EncoderState::None | EncoderState::Pca(_) => None,
+            EncoderState::Autoencoder(e) => Some((NetworkKind::Autoencoder, e)),
+            // Encoding reads only the posterior mean; the KL schedule played its part.
+            EncoderState::Vae(e) => Some((
+                NetworkKind::Vae {
+                    kl_weight: 0.0,
+                    warmup_epochs: 0,
+                },
+                e,
+            )),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -76,23 +98,38 @@ impl Model {
         }
     }
 
-    /// Predicted log returns (`rows × horizons`) for raw (unscaled) feature rows.
+    /// Predicted log returns (`rows × horizons`) for raw (unscaled) feature rows, on the
+    /// CPU.
     pub fn predict(&self, raw: &Matrix) -> Result<Matrix, EngineError> {
+        self.predict_on(raw, &ComputeDevice::cpu("CPU"))
+    }
+
+    /// Predicted log returns, with a neural encoder running on `device`.
+    pub fn predict_on(&self, raw: &Matrix, device: &ComputeDevice) -> Result<Matrix, EngineError> {
         raw.check_features(self.info.n_features)?;
         let mut scaled = raw.clone();
         self.state.scaler.transform(&mut scaled.values)?;
         let encoded = match &self.state.encoder {
             EncoderState::None => scaled,
             EncoderState::Pca(pca) => pca.transform(&scaled)?,
+            EncoderState::Autoencoder(_) | EncoderState::Vae(_) => {
+                let Some((kind, network)) = self.state.encoder.network() else {
+                    unreachable!("neural encoders have a network")
+                };
+                network.encode(kind, &scaled, device)?
+            }
         };
         let RegressorState::Linear(linear) = &self.state.regressor;
         Ok(linear.predict(&encoded)?)
     }
 
     /// The whole pipeline as one affine map, when it is one (scaler, PCA and linear
-    /// regressors are), so that an ensemble runs as one matrix product. Found by evaluating
-    /// the pipeline at the origin and at each unit vector.
+    /// regressors are; neural encoders are not), so that an ensemble runs as one matrix
+    /// product. Found by evaluating the pipeline at the origin and at each unit vector.
     pub fn affine(&self) -> Result<Option<Affine>, EngineError> {
+        if self.state.encoder.network().is_some() {
+            return Ok(None);
+        }
         let d = self.info.n_features;
         let h = self.info.horizons.len();
         let mut probe = Matrix::zeros(d + 1, d);
@@ -172,6 +209,16 @@ impl Model {
                     "the PCA reads {} columns, not {d}",
                     p.components.cols
                 ));
+            }
+            EncoderState::Autoencoder(e) | EncoderState::Vae(e) => {
+                if e.d_input != d {
+                    return Err(format!("the encoder reads {} columns, not {d}", e.d_input));
+                }
+                let Some((kind, _)) = s.encoder.network() else {
+                    unreachable!("neural encoders have a network")
+                };
+                crate::neural::check_weights(kind, e).map_err(|err| err.to_string())?;
+                e.net.latent
             }
         };
         let RegressorState::Linear(linear) = &s.regressor;

@@ -23,6 +23,7 @@ use crate::Workbench;
 use crate::data::{labelled_features, normalize_symbol, unix_now};
 use crate::error::EngineError;
 use crate::model::{EncoderState, Model, ModelState, RegressorState, quantiles};
+use crate::neural::{NetworkKind, TrainRun};
 use crate::progress::{CancelToken, ProgressSink};
 
 /// Checked regressor parameters for a spec (scikit-learn's checks and messages).
@@ -114,13 +115,50 @@ struct Encoded {
     fit_ms: f64,
 }
 
-fn encode(
-    manager: &DeviceManager,
+/// Where and how encoders are fitted in one training call.
+struct EncoderContext<'a> {
+    manager: &'a DeviceManager,
     request: DeviceRequest,
+    progress: &'a dyn ProgressSink,
+    cancel: &'a CancelToken,
+}
+
+fn encode(
+    ctx: &EncoderContext<'_>,
     spec: &EncoderSpec,
     data: &Prepared,
 ) -> Result<Encoded, EngineError> {
     let started = Instant::now();
+    if let Some((kind, net)) = NetworkKind::of(spec)? {
+        let run = TrainRun {
+            kind,
+            spec: net,
+            train: &data.x[0],
+            validation: &data.x[1],
+            label: spec.label(),
+            progress: ctx.progress,
+            cancel: ctx.cancel,
+        };
+        let trained = run.fit(ctx.manager, ctx.request)?;
+        let z = [
+            trained.encoder.encode(kind, &data.x[0], &trained.device)?,
+            trained.encoder.encode(kind, &data.x[1], &trained.device)?,
+            trained.encoder.encode(kind, &data.x[2], &trained.device)?,
+        ];
+        let state = match kind {
+            NetworkKind::Autoencoder => EncoderState::Autoencoder(trained.encoder),
+            NetworkKind::Vae { .. } => EncoderState::Vae(trained.encoder),
+        };
+        return Ok(Encoded {
+            spec: spec.clone(),
+            state,
+            z,
+            device: Some(trained.device.resolved),
+            fell_back: trained.fell_back,
+            fit_ms: started.elapsed().as_secs_f64() * 1e3,
+        });
+    }
+    let (manager, request) = (ctx.manager, ctx.request);
     match *spec {
         EncoderSpec::None => Ok(Encoded {
             spec: spec.clone(),
@@ -130,6 +168,9 @@ fn encode(
             fell_back: None,
             fit_ms: 0.0,
         }),
+        EncoderSpec::Autoencoder { .. } | EncoderSpec::Vae { .. } => {
+            unreachable!("neural encoders are trained above")
+        }
         EncoderSpec::Pca {
             n_components,
             whiten,
@@ -261,15 +302,16 @@ impl Workbench {
         }
         for config in &request.models {
             linear_params(&config.regressor)?;
+            NetworkKind::of(&config.encoder)?;
         }
         let dir = self.models_dir()?.to_path_buf();
         let symbol = normalize_symbol(&request.symbol)?;
-        progress.report(ProgressEvent {
-            stage: Stage::Features,
-            done: 0,
-            total: None,
-            message: Some(format!("{symbol} {}", request.timeframe)),
-        });
+        progress.report(ProgressEvent::new(
+            Stage::Features,
+            0,
+            None,
+            Some(format!("{symbol} {}", request.timeframe)),
+        ));
         let (candles, _) = self.store.load_or_resample(&symbol, request.timeframe)?;
         let (features, targets, split) = labelled_features(
             &candles,
@@ -287,26 +329,32 @@ impl Workbench {
         };
         let created_ts = unix_now();
         let total = request.models.len() as u64;
+        let context = EncoderContext {
+            manager,
+            request: device_request,
+            progress,
+            cancel,
+        };
         let mut encoders: Vec<Encoded> = Vec::new();
         let mut models = Vec::with_capacity(request.models.len());
         for (i, config) in request.models.iter().enumerate() {
             if cancel.is_cancelled() {
                 return Err(EngineError::Cancelled);
             }
-            progress.report(ProgressEvent {
-                stage: Stage::Train,
-                done: i as u64,
-                total: Some(total),
-                message: Some(format!(
+            progress.report(ProgressEvent::new(
+                Stage::Train,
+                i as u64,
+                Some(total),
+                Some(format!(
                     "{} + {}",
                     config.encoder.label(),
                     config.regressor.label()
                 )),
-            });
+            ));
             let encoded = match encoders.iter().position(|e| e.spec == config.encoder) {
                 Some(k) => &encoders[k],
                 None => {
-                    encoders.push(encode(manager, device_request, &config.encoder, &data)?);
+                    encoders.push(encode(&context, &config.encoder, &data)?);
                     &encoders[encoders.len() - 1]
                 }
             };
@@ -353,25 +401,15 @@ impl Workbench {
         if cancel.is_cancelled() {
             return Err(EngineError::Cancelled);
         }
-        progress.report(ProgressEvent {
-            stage: Stage::Train,
-            done: total,
-            total: Some(total),
-            message: None,
-        });
-        progress.report(ProgressEvent {
-            stage: Stage::Save,
-            done: 0,
-            total: Some(total),
-            message: Some(dir.display().to_string()),
-        });
+        progress.report(ProgressEvent::new(Stage::Train, total, Some(total), None));
+        progress.report(ProgressEvent::new(
+            Stage::Save,
+            0,
+            Some(total),
+            Some(dir.display().to_string()),
+        ));
         save_all(&mut models, &dir)?;
-        progress.report(ProgressEvent {
-            stage: Stage::Save,
-            done: total,
-            total: Some(total),
-            message: None,
-        });
+        progress.report(ProgressEvent::new(Stage::Save, total, Some(total), None));
         Ok(TrainReport {
             symbol,
             timeframe: request.timeframe,

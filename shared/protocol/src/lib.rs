@@ -30,10 +30,10 @@ pub use features::{
     SplitSummary, TargetSpec,
 };
 pub use model::{
-    BacktestHorizon, BacktestReport, BacktestRequest, BaselineMetrics, Combine, EncoderSpec,
-    Forecast, ForecastRequest, HorizonForecast, HorizonMetrics, ModelConfig, ModelGrid, ModelInfo,
-    ModelSelection, RegressorKind, RegressorSpec, SplitTimes, StoredModel, TrainReport,
-    TrainRequest,
+    Activation, BacktestHorizon, BacktestReport, BacktestRequest, BaselineMetrics, Combine,
+    EncoderSpec, Forecast, ForecastRequest, HorizonForecast, HorizonMetrics, ModelConfig,
+    ModelGrid, ModelInfo, ModelSelection, NeuralEncoderSpec, RegressorKind, RegressorSpec,
+    SplitTimes, StoredModel, TrainReport, TrainRequest,
 };
-pub use progress::{ProgressEvent, Stage};
+pub use progress::{EpochProgress, ProgressEvent, Stage};
 pub use timeframe::{ParseTimeframeError, Timeframe};

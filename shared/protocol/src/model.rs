@@ -16,6 +16,16 @@ pub enum EncoderSpec {
     None,
     /// Principal components of the training rows (scikit-learn's `PCA`).
     Pca { n_components: usize, whiten: bool },
+    /// A neural autoencoder trained to reconstruct the scaled features; its bottleneck is
+    /// the encoding.
+    Autoencoder { net: NeuralEncoderSpec },
+    /// A variational autoencoder; the posterior mean is the encoding. The KL term's weight
+    /// rises linearly from 0 to `kl_weight` over the first `kl_warmup_epochs` epochs.
+    Vae {
+        net: NeuralEncoderSpec,
+        kl_weight: f64,
+        kl_warmup_epochs: usize,
+    },
 }
 
 impl EncoderSpec {
@@ -27,7 +37,124 @@ impl EncoderSpec {
                 n_components,
                 whiten,
             } => format!("pca{n_components}{}", if *whiten { "w" } else { "" }),
+            EncoderSpec::Autoencoder { net } => format!("ae{}", net.latent),
+            EncoderSpec::Vae { net, .. } => format!("vae{}", net.latent),
         }
+    }
+
+    /// A VAE with the defaults: KL weight 1 reached after 10 warm-up epochs.
+    pub fn vae(net: NeuralEncoderSpec) -> Self {
+        EncoderSpec::Vae {
+            net,
+            kl_weight: 1.0,
+            kl_warmup_epochs: 10,
+        }
+    }
+
+    /// The neural network part of a neural encoder.
+    pub fn neural(&self) -> Option<&NeuralEncoderSpec> {
+        match self {
+            EncoderSpec::Autoencoder { net } | EncoderSpec::Vae { net, .. } => Some(net),
+            EncoderSpec::None | EncoderSpec::Pca { .. } => None,
+        }
+    }
+}
+
+/// The nonlinearity between a neural encoder's layers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Activation {
+    Relu,
+    /// Leaky ReLU with slope 0.01 below zero (PyTorch's default).
+    LeakyRelu,
+    Tanh,
+    /// GELU with the exact (erf) form.
+    Gelu,
+}
+
+impl Activation {
+    pub const ALL: [Activation; 4] = [
+        Activation::Relu,
+        Activation::LeakyRelu,
+        Activation::Tanh,
+        Activation::Gelu,
+    ];
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            Activation::Relu => "relu",
+            Activation::LeakyRelu => "leaky_relu",
+            Activation::Tanh => "tanh",
+            Activation::Gelu => "gelu",
+        }
+    }
+}
+
+/// Shape and training of a neural encoder (autoencoder or VAE): a mirror-image MLP
+/// `input → hidden… → latent → …hidden → input`, trained with Adam on mini-batches, with early
+/// stopping on the validation rows' loss.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NeuralEncoderSpec {
+    /// Widths of the encoder's hidden layers; the decoder mirrors them.
+    pub hidden: Vec<usize>,
+    pub latent: usize,
+    pub activation: Activation,
+    /// Dropout after each hidden layer while training (0 = none).
+    pub dropout: f64,
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub learning_rate: f64,
+    /// Stop after this many epochs without a better validation loss; `None` trains every
+    /// epoch. The weights of the best epoch are kept.
+    pub patience: Option<usize>,
+    /// Seeds the initial weights, the batch order and dropout.
+    pub seed: u64,
+}
+
+impl Default for NeuralEncoderSpec {
+    fn default() -> Self {
+        NeuralEncoderSpec {
+            hidden: vec![128, 64],
+            latent: 16,
+            activation: Activation::Relu,
+            dropout: 0.0,
+            epochs: 100,
+            batch_size: 64,
+            learning_rate: 1e-3,
+            patience: Some(10),
+            seed: 42,
+        }
+    }
+}
+
+impl NeuralEncoderSpec {
+    /// Checks the values a user can get wrong; the message names the field.
+    pub fn check(&self) -> Result<(), String> {
+        if self.latent == 0 {
+            return Err("latent must be at least 1".into());
+        }
+        if self.hidden.contains(&0) {
+            return Err("hidden layer widths must be at least 1".into());
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return Err(format!("dropout must be in [0, 1), not {}", self.dropout));
+        }
+        if self.epochs == 0 {
+            return Err("epochs must be at least 1".into());
+        }
+        if self.batch_size == 0 {
+            return Err("batch_size must be at least 1".into());
+        }
+        if !(self.learning_rate.is_finite() && self.learning_rate > 0.0) {
+            return Err(format!(
+                "learning_rate must be positive, not {}",
+                self.learning_rate
+            ));
+        }
+        if self.patience == Some(0) {
+            return Err("patience must be at least 1 (or none)".into());
+        }
+        Ok(())
     }
 }
 

@@ -10,6 +10,8 @@ pub enum Stage {
     Validate,
     Store,
     Features,
+    /// Epochs of a neural encoder (autoencoder, VAE).
+    Encoder,
     Train,
     Save,
     Forecast,
@@ -24,6 +26,7 @@ impl Stage {
             Stage::Validate => "validating",
             Stage::Store => "storing",
             Stage::Features => "computing features",
+            Stage::Encoder => "training encoder",
             Stage::Train => "training",
             Stage::Save => "saving models",
             Stage::Forecast => "forecasting",
@@ -41,4 +44,33 @@ pub struct ProgressEvent {
     pub total: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// Losses of the epoch just finished, when the stage trains a network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<EpochProgress>,
+}
+
+impl ProgressEvent {
+    /// An event without epoch losses.
+    pub fn new(stage: Stage, done: u64, total: Option<u64>, message: Option<String>) -> Self {
+        ProgressEvent {
+            stage,
+            done,
+            total,
+            message,
+            epoch: None,
+        }
+    }
+}
+
+/// One finished epoch of a network's training: what a loss curve is drawn from.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct EpochProgress {
+    /// 1-based.
+    pub epoch: usize,
+    pub epochs: usize,
+    /// Mean loss over the epoch's training batches.
+    pub train_loss: f64,
+    pub validation_loss: f64,
+    /// Training rows per second in this epoch (forward, backward and update).
+    pub samples_per_s: f64,
 }

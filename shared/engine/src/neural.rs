@@ -1,0 +1,440 @@
+//! Training the neural encoders (autoencoder, VAE) and encoding rows with them.
+//!
+//! The training rows go to the device once; each epoch uploads only a shuffled row order,
+//! slices its batches on the device, and reads one number back (the summed batch losses)
+//! besides the validation loss that early stopping needs. Adam with PyTorch's defaults
+//! (β = 0.9, 0.999, ε = 1e-8). The initial weights and batch order come from the spec's seed
+//! on the host, so every device starts from the same network and sees the same batches.
+
+use std::time::Instant;
+
+use burn::backend::Autodiff;
+use burn::module::AutodiffModule;
+use burn::optim::{AdamConfig, GradientsParams, Optimizer};
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::{Int, Tensor, TensorData};
+use forexgpt_core::synthetic::SplitMix64;
+use forexgpt_device::{BackendJob, ComputeDevice, DeviceManager, run_job};
+use forexgpt_models::{
+    Autoencoder, AutoencoderConfig, EncoderNetwork, NetworkWeights, Vae, VaeConfig,
+};
+use forexgpt_protocol::{
+    BackendKind, EncoderSpec, EpochProgress, NeuralEncoderSpec, ProgressEvent, Stage,
+};
+use forexgpt_regressors::{DeviceRequest, Matrix};
+use serde::{Deserialize, Serialize};
+
+use crate::error::EngineError;
+use crate::progress::{CancelToken, ProgressSink};
+
+/// Rows per forward pass when encoding or validating: bounds device memory, not results.
+const CHUNK_ROWS: usize = 16_384;
+
+/// Mixed into the seed for the batch order, so that it is not the weights' random stream.
+const BATCH_ORDER_STREAM: u64 = 0xBA7C_4057_2EED_0001;
+
+/// Which network, with the VAE's KL schedule.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum NetworkKind {
+    Autoencoder,
+    Vae {
+        kl_weight: f64,
+        warmup_epochs: usize,
+    },
+}
+
+impl NetworkKind {
+    /// The network kind of a neural encoder spec, after checking its parameters.
+    pub fn of(
+        spec: &EncoderSpec,
+    ) -> Result<Option<(NetworkKind, &NeuralEncoderSpec)>, EngineError> {
+        let (kind, net) = match spec {
+            EncoderSpec::None | EncoderSpec::Pca { .. } => return Ok(None),
+            EncoderSpec::Autoencoder { net } => (NetworkKind::Autoencoder, net),
+            EncoderSpec::Vae {
+                net,
+                kl_weight,
+                kl_warmup_epochs,
+            } => {
+                if !(kl_weight.is_finite() && *kl_weight >= 0.0) {
+                    return Err(EngineError::InvalidRequest(format!(
+                        "{}: kl_weight must be zero or positive, not {kl_weight}",
+                        spec.label()
+                    )));
+                }
+                let kind = NetworkKind::Vae {
+                    kl_weight: *kl_weight,
+                    warmup_epochs: *kl_warmup_epochs,
+                };
+                (kind, net)
+            }
+        };
+        net.check()
+            .map_err(|e| EngineError::InvalidRequest(format!("{}: {e}", spec.label())))?;
+        Ok(Some((kind, net)))
+    }
+
+    /// The KL weight of 1-based `epoch`: rising linearly to the full weight at the end of
+    /// the warm-up.
+    pub fn kl_weight(self, epoch: usize) -> f64 {
+        match self {
+            NetworkKind::Autoencoder => 0.0,
+            NetworkKind::Vae {
+                kl_weight,
+                warmup_epochs,
+            } => kl_weight * (epoch as f64 / warmup_epochs.max(1) as f64).min(1.0),
+        }
+    }
+
+    /// The weight validation losses are compared at: the final one.
+    fn full_kl_weight(self) -> f64 {
+        self.kl_weight(usize::MAX)
+    }
+}
+
+/// A fitted neural encoder as a model file stores it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NeuralEncoder {
+    pub d_input: usize,
+    pub net: NeuralEncoderSpec,
+    pub weights: NetworkWeights,
+    /// The epoch whose weights were kept (best validation loss).
+    pub best_epoch: usize,
+    /// Losses of every epoch run.
+    pub history: Vec<EpochProgress>,
+}
+
+impl NeuralEncoder {
+    /// The latent code of `x` (scaled features), computed on `device`.
+    pub fn encode(
+        &self,
+        kind: NetworkKind,
+        x: &Matrix,
+        device: &ComputeDevice,
+    ) -> Result<Matrix, EngineError> {
+        if x.cols != self.d_input {
+            return Err(EngineError::ModelMismatch(format!(
+                "the encoder reads {} columns, not {}",
+                self.d_input, x.cols
+            )));
+        }
+        run_job(
+            device,
+            EncodeJob {
+                encoder: self,
+                kind,
+                x,
+            },
+        )?
+    }
+}
+
+struct EncodeJob<'a> {
+    encoder: &'a NeuralEncoder,
+    kind: NetworkKind,
+    x: &'a Matrix,
+}
+
+impl BackendJob for EncodeJob<'_> {
+    type Output = Result<Matrix, EngineError>;
+
+    fn run<B: Backend>(self, device: &B::Device) -> Self::Output {
+        let e = self.encoder;
+        Ok(match self.kind {
+            NetworkKind::Autoencoder => {
+                let net: Autoencoder<B> =
+                    AutoencoderConfig::from_spec(e.d_input, &e.net).load(&e.weights, device)?;
+                encode_rows(&net, self.x, device)
+            }
+            NetworkKind::Vae { .. } => {
+                let net: Vae<B> =
+                    VaeConfig::from_spec(e.d_input, &e.net).load(&e.weights, device)?;
+                encode_rows(&net, self.x, device)
+            }
+        })
+    }
+}
+
+fn upload<B: Backend>(
+    x: &Matrix,
+    rows: std::ops::Range<usize>,
+    device: &B::Device,
+) -> Tensor<B, 2> {
+    let values: Vec<f32> = x.values[rows.start * x.cols..rows.end * x.cols]
+        .iter()
+        .map(|&v| v as f32)
+        .collect();
+    Tensor::from_data(TensorData::new(values, [rows.len(), x.cols]), device)
+}
+
+fn read_rows<B: Backend>(t: Tensor<B, 2>) -> Vec<f64> {
+    t.into_data()
+        .convert::<f32>()
+        .to_vec::<f32>()
+        .unwrap_or_default()
+        .into_iter()
+        .map(f64::from)
+        .collect()
+}
+
+fn read_scalar<B: Backend>(t: Tensor<B, 1>) -> f64 {
+    read_rows(t.reshape([1, 1]))
+        .first()
+        .copied()
+        .unwrap_or(f64::NAN)
+}
+
+/// Encodes `x` in chunks on `device`.
+fn encode_rows<B: Backend, M: EncoderNetwork<B>>(
+    net: &M,
+    x: &Matrix,
+    device: &B::Device,
+) -> Matrix {
+    let mut values = Vec::new();
+    let mut cols = 0;
+    for start in (0..x.rows).step_by(CHUNK_ROWS) {
+        let end = (start + CHUNK_ROWS).min(x.rows);
+        let z = net.encode(upload::<B>(x, start..end, device));
+        cols = z.dims()[1];
+        values.extend(read_rows(z));
+    }
+    Matrix {
+        rows: x.rows,
+        cols,
+        values,
+    }
+}
+
+/// What a training run needs besides the network.
+pub struct TrainRun<'a> {
+    pub kind: NetworkKind,
+    pub spec: &'a NeuralEncoderSpec,
+    /// Scaled training and validation rows.
+    pub train: &'a Matrix,
+    pub validation: &'a Matrix,
+    /// Label shown with progress.
+    pub label: String,
+    pub progress: &'a dyn ProgressSink,
+    pub cancel: &'a CancelToken,
+}
+
+/// A trained encoder and where it ran.
+pub struct TrainedEncoder {
+    pub encoder: NeuralEncoder,
+    /// The device it was trained on, where encoding its rows is cheapest.
+    pub device: ComputeDevice,
+    pub fell_back: Option<String>,
+}
+
+impl TrainRun<'_> {
+    /// Trains on the requested device; with "use GPU (if available)" a GPU that fails
+    /// mid-run hands the whole run to the CPU, and the outcome says why.
+    pub fn fit(
+        &self,
+        manager: &DeviceManager,
+        request: DeviceRequest,
+    ) -> Result<TrainedEncoder, EngineError> {
+        if self.train.rows == 0 || self.validation.rows == 0 {
+            return Err(EngineError::InvalidRequest(format!(
+                "{}: the training and validation parts need rows",
+                self.label
+            )));
+        }
+        let device = manager.resolve_request(request.preference, request.gpu_if_available)?;
+        let notice = device
+            .resolved
+            .notice
+            .clone()
+            .filter(|_| device.resolved.fell_back);
+        let outcome = run_job(&device, TrainJob { run: self });
+        match outcome {
+            Ok(result) => Ok(TrainedEncoder {
+                encoder: result?,
+                device,
+                fell_back: notice,
+            }),
+            Err(e) if request.gpu_if_available && device.backend() != BackendKind::Cpu => {
+                let cpu = ComputeDevice::cpu(&manager.info().cpu.model);
+                let reason = format!("{} failed ({e}); ran on the CPU", device.label());
+                tracing::warn!("{reason}");
+                Ok(TrainedEncoder {
+                    encoder: run_job(&cpu, TrainJob { run: self })??,
+                    device: cpu,
+                    fell_back: Some(reason),
+                })
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+struct TrainJob<'a, 'b> {
+    run: &'a TrainRun<'b>,
+}
+
+impl BackendJob for TrainJob<'_, '_> {
+    type Output = Result<NeuralEncoder, EngineError>;
+
+    fn run<B: Backend>(self, device: &B::Device) -> Self::Output {
+        let run = self.run;
+        let d = run.train.cols;
+        B::seed(device, run.spec.seed);
+        let (weights, best_epoch, history) = match run.kind {
+            NetworkKind::Autoencoder => {
+                let net: Autoencoder<Autodiff<B>> =
+                    AutoencoderConfig::from_spec(d, run.spec).init(device);
+                train_network(net, run, device)?
+            }
+            NetworkKind::Vae { .. } => {
+                let net: Vae<Autodiff<B>> = VaeConfig::from_spec(d, run.spec).init(device);
+                train_network(net, run, device)?
+            }
+        };
+        Ok(NeuralEncoder {
+            d_input: d,
+            net: run.spec.clone(),
+            weights,
+            best_epoch,
+            history,
+        })
+    }
+}
+
+/// A Fisher–Yates shuffle of `0..n`.
+fn shuffled_rows(n: usize, rng: &mut SplitMix64) -> Vec<i32> {
+    let mut order: Vec<i32> = (0..n as i32).collect();
+    for i in (1..n).rev() {
+        let j = (rng.next_u64() % (i as u64 + 1)) as usize;
+        order.swap(i, j);
+    }
+    order
+}
+
+/// Mean validation objective (at the full KL weight, latent = posterior mean).
+fn validation_loss<B: Backend, M: EncoderNetwork<B>>(
+    net: &M,
+    x: &Tensor<B, 2>,
+    kl_weight: f64,
+) -> f64 {
+    let rows = x.dims()[0];
+    let mut sum: Option<Tensor<B, 1>> = None;
+    for start in (0..rows).step_by(CHUNK_ROWS) {
+        let end = (start + CHUNK_ROWS).min(rows);
+        let part = net
+            .objective(x.clone().slice(start..end), kl_weight, false)
+            .loss
+            * ((end - start) as f64);
+        sum = Some(match sum {
+            Some(s) => s + part,
+            None => part,
+        });
+    }
+    sum.map(|s| read_scalar(s) / rows as f64)
+        .unwrap_or(f64::NAN)
+}
+
+type Trained = (NetworkWeights, usize, Vec<EpochProgress>);
+
+fn train_network<B, M>(
+    mut net: M,
+    run: &TrainRun<'_>,
+    device: &B::Device,
+) -> Result<Trained, EngineError>
+where
+    B: AutodiffBackend,
+    M: AutodiffModule<B> + EncoderNetwork<B>,
+    M::InnerModule: EncoderNetwork<B::InnerBackend>,
+{
+    let spec = run.spec;
+    let n = run.train.rows;
+    let train = upload::<B::InnerBackend>(run.train, 0..n, device);
+    let validation = upload::<B::InnerBackend>(run.validation, 0..run.validation.rows, device);
+    let mut optimizer = AdamConfig::new().with_epsilon(1e-8).init::<B, M>();
+    let mut rng = SplitMix64::new(spec.seed ^ BATCH_ORDER_STREAM);
+    let mut history = Vec::with_capacity(spec.epochs);
+    let mut best: Option<(f64, usize, M::InnerModule)> = None;
+    for epoch in 1..=spec.epochs {
+        let started = Instant::now();
+        let kl_weight = run.kind.kl_weight(epoch);
+        let order = Tensor::<B::InnerBackend, 1, Int>::from_data(
+            TensorData::new(shuffled_rows(n, &mut rng), [n]),
+            device,
+        );
+        let epoch_rows = train.clone().select(0, order);
+        let mut loss_sum: Option<Tensor<B::InnerBackend, 1>> = None;
+        for start in (0..n).step_by(spec.batch_size) {
+            if run.cancel.is_cancelled() {
+                return Err(EngineError::Cancelled);
+            }
+            let end = (start + spec.batch_size).min(n);
+            let batch = Tensor::<B, 2>::from_inner(epoch_rows.clone().slice(start..end));
+            let loss = net.objective(batch, kl_weight, true).loss;
+            let weighted = loss.clone().inner() * ((end - start) as f64);
+            loss_sum = Some(match loss_sum {
+                Some(s) => s + weighted,
+                None => weighted,
+            });
+            let grads = GradientsParams::from_grads(loss.backward(), &net);
+            net = optimizer.step(spec.learning_rate, net, grads);
+        }
+        let train_loss = loss_sum
+            .map(|s| read_scalar(s) / n as f64)
+            .unwrap_or(f64::NAN);
+        let seconds = started.elapsed().as_secs_f64();
+        let inner = net.valid();
+        let validation_loss = validation_loss(&inner, &validation, run.kind.full_kl_weight());
+        if !train_loss.is_finite() {
+            return Err(EngineError::InvalidRequest(format!(
+                "{}: the training loss became {train_loss} in epoch {epoch}; lower the learning rate",
+                run.label
+            )));
+        }
+        let point = EpochProgress {
+            epoch,
+            epochs: spec.epochs,
+            train_loss,
+            validation_loss,
+            samples_per_s: n as f64 / seconds.max(1e-9),
+        };
+        history.push(point);
+        run.progress.report(ProgressEvent {
+            epoch: Some(point),
+            ..ProgressEvent::new(
+                Stage::Encoder,
+                epoch as u64,
+                Some(spec.epochs as u64),
+                Some(run.label.clone()),
+            )
+        });
+        let improved = best
+            .as_ref()
+            .is_none_or(|(loss, _, _)| validation_loss < *loss);
+        if improved {
+            best = Some((validation_loss, epoch, inner));
+        } else if let (Some(patience), Some((_, best_epoch, _))) = (spec.patience, &best)
+            && epoch - best_epoch >= patience
+        {
+            break;
+        }
+    }
+    let (_, best_epoch, best_net) = best.ok_or_else(|| {
+        EngineError::InvalidRequest(format!("{}: no epoch was trained", run.label))
+    })?;
+    Ok((best_net.weights(), best_epoch, history))
+}
+
+/// Checks that stored weights fit their network (layer count, shapes, finite values).
+pub fn check_weights(kind: NetworkKind, e: &NeuralEncoder) -> Result<(), EngineError> {
+    let device = burn::backend::flex::FlexDevice;
+    match kind {
+        NetworkKind::Autoencoder => {
+            AutoencoderConfig::from_spec(e.d_input, &e.net)
+                .load::<forexgpt_device::CpuBackend>(&e.weights, &device)?;
+        }
+        NetworkKind::Vae { .. } => {
+            VaeConfig::from_spec(e.d_input, &e.net)
+                .load::<forexgpt_device::CpuBackend>(&e.weights, &device)?;
+        }
+    }
+    Ok(())
+}

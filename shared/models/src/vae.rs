@@ -1,0 +1,205 @@
+//! The variational autoencoder: `input → hidden… → (μ, log σ²) → z → …hidden → input`.
+//!
+//! Training draws `z = μ + σ·ε` (ε standard normal) and minimizes, per row,
+//! `½‖x̂ − x‖² + w·KL(N(μ, σ²) ‖ N(0, 1))`, the negative ELBO of a unit-variance Gaussian
+//! decoder, with `KL = −½ Σ (1 + log σ² − μ² − σ²)`; `w` rises during warm-up so that the
+//! posterior does not collapse before the decoder learns. The encoding is `μ`.
+
+use burn::config::Config;
+use burn::module::Module;
+use burn::nn::Linear;
+use burn::tensor::backend::Backend;
+use burn::tensor::{Distribution, Tensor};
+use forexgpt_core::synthetic::SplitMix64;
+use forexgpt_protocol::{Activation, NeuralEncoderSpec};
+
+use crate::mlp::{Mlp, MlpShape};
+use crate::weights::{DenseWeights, NetworkWeights, WeightsError};
+use crate::{EncoderNetwork, Objective};
+
+#[derive(Config, Debug)]
+pub struct VaeConfig {
+    /// Feature columns.
+    pub d_input: usize,
+    /// Encoder hidden widths; the decoder mirrors them.
+    #[config(default = "vec![128, 64]")]
+    pub hidden: Vec<usize>,
+    #[config(default = 16)]
+    pub latent: usize,
+    #[config(default = "Activation::Relu")]
+    pub activation: Activation,
+    #[config(default = 0.0)]
+    pub dropout: f64,
+    /// Seeds the initial weights.
+    #[config(default = 42)]
+    pub seed: u64,
+}
+
+#[derive(Module, Debug)]
+pub struct Vae<B: Backend> {
+    /// Input to the last hidden layer (activated).
+    pub body: Mlp<B>,
+    pub mu: Linear<B>,
+    pub log_var: Linear<B>,
+    pub decoder: Mlp<B>,
+}
+
+/// What the encoder half says about a batch.
+pub struct Posterior<B: Backend> {
+    pub mu: Tensor<B, 2>,
+    pub log_var: Tensor<B, 2>,
+}
+
+impl VaeConfig {
+    pub fn from_spec(d_input: usize, spec: &NeuralEncoderSpec) -> Self {
+        VaeConfig::new(d_input)
+            .with_hidden(spec.hidden.clone())
+            .with_latent(spec.latent)
+            .with_activation(spec.activation)
+            .with_dropout(spec.dropout)
+            .with_seed(spec.seed)
+    }
+
+    fn shapes(&self) -> (MlpShape, usize, MlpShape) {
+        let mut widths = vec![self.d_input];
+        widths.extend(&self.hidden);
+        let last = *widths.last().unwrap_or(&self.d_input);
+        let body = MlpShape {
+            widths: widths.clone(),
+            activation: self.activation,
+            dropout: self.dropout,
+            activate_last: true,
+        };
+        widths.push(self.latent);
+        widths.reverse();
+        let decoder = MlpShape {
+            widths,
+            activate_last: false,
+            ..body.clone()
+        };
+        (body, last, decoder)
+    }
+
+    /// The seeded initial weights: the same numbers on every device.
+    pub fn seeded_weights(&self) -> NetworkWeights {
+        let mut rng = SplitMix64::new(self.seed);
+        let (body, last, decoder) = self.shapes();
+        let mut layers = body.seeded_weights(&mut rng);
+        layers.push(DenseWeights::seeded(last, self.latent, &mut rng));
+        layers.push(DenseWeights::seeded(last, self.latent, &mut rng));
+        layers.extend(decoder.seeded_weights(&mut rng));
+        NetworkWeights { layers }
+    }
+
+    /// A new network with the seeded initial weights.
+    pub fn init<B: Backend>(&self, device: &B::Device) -> Vae<B> {
+        self.load(&self.seeded_weights(), device)
+            .unwrap_or_else(|e| unreachable!("seeded weights fit their own config: {e}"))
+    }
+
+    /// The network with `weights`: body layers, μ head, log σ² head, decoder layers.
+    pub fn load<B: Backend>(
+        &self,
+        weights: &NetworkWeights,
+        device: &B::Device,
+    ) -> Result<Vae<B>, WeightsError> {
+        let (body, last, decoder) = self.shapes();
+        let n_body = body.widths.len() - 1;
+        let n_dec = decoder.widths.len() - 1;
+        let l = &weights.layers;
+        if l.len() != n_body + 2 + n_dec {
+            return Err(WeightsError::LayerCount {
+                expected: n_body + 2 + n_dec,
+                found: l.len(),
+            });
+        }
+        Ok(Vae {
+            body: body.build(&l[..n_body], 0, device)?,
+            mu: l[n_body].to_linear(n_body, last, self.latent, device)?,
+            log_var: l[n_body + 1].to_linear(n_body + 1, last, self.latent, device)?,
+            decoder: decoder.build(&l[n_body + 2..], n_body + 2, device)?,
+        })
+    }
+}
+
+impl<B: Backend> Vae<B> {
+    pub fn posterior(&self, x: Tensor<B, 2>) -> Posterior<B> {
+        let h = self.body.forward(x);
+        Posterior {
+            mu: self.mu.forward(h.clone()),
+            log_var: self.log_var.forward(h),
+        }
+    }
+
+    /// Reconstruction from a given noise `eps` (`rows × latent`): what a reference
+    /// implementation can reproduce exactly.
+    pub fn forward_with_noise(
+        &self,
+        x: Tensor<B, 2>,
+        eps: Tensor<B, 2>,
+    ) -> (Tensor<B, 2>, Posterior<B>) {
+        let p = self.posterior(x);
+        let z = p.mu.clone() + (p.log_var.clone() * 0.5).exp() * eps;
+        (self.decoder.forward(z), p)
+    }
+
+    fn loss_parts(
+        &self,
+        x: Tensor<B, 2>,
+        reconstruction: Tensor<B, 2>,
+        p: Posterior<B>,
+        kl_weight: f64,
+    ) -> Objective<B> {
+        let d = x.dims()[1] as f64;
+        let mse = (reconstruction - x).square().mean();
+        let kl = ((p.log_var.clone() + 1.0) - p.mu.square() - p.log_var.exp())
+            .sum_dim(1)
+            .mean()
+            * -0.5;
+        Objective {
+            loss: mse.clone() * (0.5 * d) + kl.clone() * kl_weight,
+            reconstruction: mse,
+            kl,
+        }
+    }
+
+    /// The objective with a given noise `eps` (see [`Vae::forward_with_noise`]).
+    pub fn objective_with_noise(
+        &self,
+        x: Tensor<B, 2>,
+        eps: Tensor<B, 2>,
+        kl_weight: f64,
+    ) -> Objective<B> {
+        let (reconstruction, p) = self.forward_with_noise(x.clone(), eps);
+        self.loss_parts(x, reconstruction, p, kl_weight)
+    }
+}
+
+impl<B: Backend> EncoderNetwork<B> for Vae<B> {
+    fn encode(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
+        self.posterior(x).mu
+    }
+
+    fn objective(&self, x: Tensor<B, 2>, kl_weight: f64, sample: bool) -> Objective<B> {
+        if sample {
+            let [rows, _] = x.dims();
+            let eps = Tensor::random(
+                [rows, self.mu.weight.dims()[1]],
+                Distribution::Normal(0.0, 1.0),
+                &x.device(),
+            );
+            return self.objective_with_noise(x, eps, kl_weight);
+        }
+        let p = self.posterior(x.clone());
+        let reconstruction = self.decoder.forward(p.mu.clone());
+        self.loss_parts(x, reconstruction, p, kl_weight)
+    }
+
+    fn weights(&self) -> NetworkWeights {
+        let mut layers = self.body.weights();
+        layers.push(DenseWeights::from_linear(&self.mu));
+        layers.push(DenseWeights::from_linear(&self.log_var));
+        layers.extend(self.decoder.weights());
+        NetworkWeights { layers }
+    }
+}

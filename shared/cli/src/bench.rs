@@ -9,7 +9,7 @@ use forexgpt_core::timestamp::format_ts;
 use forexgpt_engine::Workbench;
 use forexgpt_engine::bench_history::{csv, markdown, read_peers};
 use forexgpt_engine::bench_suite::bench_results;
-use forexgpt_protocol::{BenchRequest, BenchSettings, BenchSize, BenchSuite, DevicePreference};
+use forexgpt_protocol::{BenchRequest, BenchSettings, BenchSize, BenchSuite};
 
 use crate::output;
 use crate::progress::{BarProgress, ctrl_c_token};
@@ -22,6 +22,8 @@ pub enum Suite {
     Regressors,
     /// Ensemble inference: 1, 10 and 50 models from one bar, and 50 models over 1,000 bars.
     Forecast,
+    /// Autoencoder and VAE training on the CPU and every GPU device.
+    Encoders,
     All,
 }
 
@@ -31,6 +33,7 @@ impl Suite {
             Suite::Data => BenchSuite::Data,
             Suite::Regressors => BenchSuite::Regressors,
             Suite::Forecast => BenchSuite::Forecast,
+            Suite::Encoders => BenchSuite::Encoders,
             Suite::All => BenchSuite::All,
         }
     }
@@ -97,7 +100,7 @@ pub struct RunArgs {
     /// Rows of the regressor benchmark data.
     #[arg(long)]
     rows: Option<usize>,
-    /// Feature columns of the regressor benchmark data.
+    /// Feature columns of the regressor and encoder benchmark data.
     #[arg(long)]
     features: Option<usize>,
     /// Target columns (horizons) of the regressor benchmark data.
@@ -112,6 +115,12 @@ pub struct RunArgs {
     /// Timed runs per operation (after one cold run).
     #[arg(long)]
     repeats: Option<usize>,
+    /// Rows of the autoencoder / VAE training benchmark.
+    #[arg(long)]
+    encoder_rows: Option<usize>,
+    /// Epochs of the autoencoder / VAE training benchmark.
+    #[arg(long)]
+    epochs: Option<usize>,
     /// Also write the regressor data and our CPU results here, for bench/peers/regressors_sklearn.py.
     #[arg(long, value_name = "DIR")]
     export_data: Option<PathBuf>,
@@ -138,6 +147,8 @@ impl RunArgs {
             bars: self.bars,
             csv_rows: self.csv_rows,
             repeats: self.repeats,
+            encoder_rows: self.encoder_rows,
+            epochs: self.epochs,
         }
         .settings()
     }
@@ -255,14 +266,9 @@ fn run(wb: &Workbench, json: bool, args: &RunArgs) -> Result<()> {
     }
     let progress = BarProgress::new(json);
     let cancel = ctrl_c_token();
-    let devices = if args.suite == Suite::Data {
-        wb.devices_for(DevicePreference::Cpu)
-    } else {
-        wb.devices_for(DevicePreference::Auto)
-    };
     let results = bench_results(
         &settings,
-        devices,
+        wb.bench_devices(args.suite.protocol()),
         args.export_data.as_deref(),
         &progress,
         &cancel,

@@ -679,6 +679,9 @@ mod tests {
                 targets: 1,
                 bars: 100,
                 csv_rows: 100,
+                encoder_rows: 0,
+                encoder_features: 0,
+                epochs: 0,
             },
             results: Vec::new(),
         };

@@ -204,6 +204,9 @@ mod tests {
             targets: 1,
             bars: 0,
             csv_rows: 0,
+            encoder_rows: 0,
+            encoder_features: 0,
+            epochs: 0,
         }
     }
 

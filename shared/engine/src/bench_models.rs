@@ -174,7 +174,7 @@ pub fn regressor_cases(
     Ok(cases)
 }
 
-fn write_f64(path: &Path, values: &[f64]) -> Result<(), EngineError> {
+pub(crate) fn write_f64(path: &Path, values: &[f64]) -> Result<(), EngineError> {
     let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
     std::fs::write(path, bytes).map_err(|cause| EngineError::Io {
         context: format!("writing {}", path.display()),

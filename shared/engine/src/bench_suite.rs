@@ -5,10 +5,13 @@ use std::path::Path;
 
 use forexgpt_device::DeviceManager;
 use forexgpt_device::testing::test_devices;
-use forexgpt_protocol::{BenchRequest, BenchResult, BenchRun, BenchSettings, BenchSuite};
+use forexgpt_protocol::{
+    BenchRequest, BenchResult, BenchRun, BenchSettings, BenchSuite, DevicePreference,
+};
 
 use crate::Workbench;
 use crate::bench::{BenchOptions, data_suite, run_suite};
+use crate::bench_encoders::encoder_cases;
 use crate::bench_forecast::{BATCH_BARS, ENSEMBLE_SIZES, forecast_cases};
 use crate::bench_models::regressor_cases;
 use crate::error::EngineError;
@@ -26,7 +29,7 @@ pub fn bench_results(
 ) -> Result<Vec<BenchResult>, EngineError> {
     let suite = BenchSuite::parse(&settings.suite).ok_or_else(|| {
         EngineError::InvalidRequest(format!(
-            "unknown benchmark suite '{}'; expected data, regressors, forecast or all",
+            "unknown benchmark suite '{}'; expected data, regressors, forecast, encoders or all",
             settings.suite
         ))
     })?;
@@ -76,6 +79,15 @@ pub fn bench_results(
             BATCH_BARS,
         )?);
     }
+    if suite.includes(BenchSuite::Encoders) {
+        cases.extend(encoder_cases(
+            settings.encoder_rows,
+            settings.encoder_features,
+            settings.epochs,
+            &devices,
+            export_data,
+        )?);
+    }
     let options = BenchOptions {
         repeats: settings.repeats,
     };
@@ -83,6 +95,15 @@ pub fn bench_results(
 }
 
 impl Workbench {
+    /// The devices a suite needs: the data suite runs on the CPU only, so it probes no GPU.
+    pub fn bench_devices(&self, suite: BenchSuite) -> &DeviceManager {
+        self.devices_for(if suite == BenchSuite::Data {
+            DevicePreference::Cpu
+        } else {
+            DevicePreference::Auto
+        })
+    }
+
     /// Runs `request` on this machine's devices and stores it as a new run.
     pub fn run_benchmark(
         &self,
@@ -92,7 +113,7 @@ impl Workbench {
         cancel: &CancelToken,
     ) -> Result<BenchRun, EngineError> {
         let settings = request.settings();
-        let devices = self.devices_for(forexgpt_protocol::DevicePreference::Auto);
+        let devices = self.bench_devices(request.suite);
         let results = bench_results(&settings, devices, None, progress, cancel)?;
         self.record_bench_run(settings, results, git_rev)
     }

@@ -5,6 +5,7 @@
 
 pub mod artifact;
 pub mod bench;
+pub mod bench_encoders;
 pub mod bench_forecast;
 pub mod bench_history;
 pub mod bench_models;

@@ -3,8 +3,9 @@
 //! The training rows go to the device once; each epoch uploads only a shuffled row order,
 //! slices its batches on the device, and reads one number back (the summed batch losses)
 //! besides the validation loss that early stopping needs. Adam with PyTorch's defaults
-//! (β = 0.9, 0.999, ε = 1e-8). The initial weights and batch order come from the spec's seed
-//! on the host, so every device starts from the same network and sees the same batches.
+//! (β = 0.9, 0.999, ε = 1e-8). The initial weights, the batch order and the VAE's sampling
+//! noise come from the spec's seed on the host, so every device starts from the same network
+//! and sees the same batches and draws (dropout alone uses the backend's generator).
 
 use std::time::Instant;
 
@@ -234,37 +235,43 @@ impl TrainRun<'_> {
         manager: &DeviceManager,
         request: DeviceRequest,
     ) -> Result<TrainedEncoder, EngineError> {
-        if self.train.rows == 0 || self.validation.rows == 0 {
-            return Err(EngineError::InvalidRequest(format!(
-                "{}: the training and validation parts need rows",
-                self.label
-            )));
-        }
         let device = manager.resolve_request(request.preference, request.gpu_if_available)?;
         let notice = device
             .resolved
             .notice
             .clone()
             .filter(|_| device.resolved.fell_back);
-        let outcome = run_job(&device, TrainJob { run: self });
-        match outcome {
-            Ok(result) => Ok(TrainedEncoder {
-                encoder: result?,
+        match self.fit_on(&device) {
+            Ok(encoder) => Ok(TrainedEncoder {
+                encoder,
                 device,
                 fell_back: notice,
             }),
-            Err(e) if request.gpu_if_available && device.backend() != BackendKind::Cpu => {
+            Err(EngineError::Device(e))
+                if request.gpu_if_available && device.backend() != BackendKind::Cpu =>
+            {
                 let cpu = ComputeDevice::cpu(&manager.info().cpu.model);
                 let reason = format!("{} failed ({e}); ran on the CPU", device.label());
                 tracing::warn!("{reason}");
                 Ok(TrainedEncoder {
-                    encoder: run_job(&cpu, TrainJob { run: self })??,
+                    encoder: self.fit_on(&cpu)?,
                     device: cpu,
                     fell_back: Some(reason),
                 })
             }
-            Err(e) => Err(e.into()),
+            Err(e) => Err(e),
         }
+    }
+
+    /// Trains on `device`.
+    pub fn fit_on(&self, device: &ComputeDevice) -> Result<NeuralEncoder, EngineError> {
+        if self.train.rows == 0 || self.validation.rows == 0 {
+            return Err(EngineError::InvalidRequest(format!(
+                "{}: the training and validation parts need rows",
+                self.label
+            )));
+        }
+        run_job(device, TrainJob { run: self })?
     }
 }
 
@@ -310,6 +317,27 @@ fn shuffled_rows(n: usize, rng: &mut SplitMix64) -> Vec<i32> {
     order
 }
 
+/// Standard normal draws (`rows × cols`) from the host generator: the VAE's sampling noise
+/// for one epoch, uploaded once, the same on every device.
+fn normal_noise<B: Backend>(
+    rows: usize,
+    cols: usize,
+    rng: &mut SplitMix64,
+    device: &B::Device,
+) -> Tensor<B, 2> {
+    let mut values = Vec::with_capacity(rows * cols + 1);
+    while values.len() < rows * cols {
+        // Box–Muller gives two independent draws per pair of uniforms.
+        let (u1, u2) = (rng.uniform(), rng.uniform());
+        let r = (-2.0 * u1.ln()).sqrt();
+        let angle = std::f64::consts::TAU * u2;
+        values.push((r * angle.cos()) as f32);
+        values.push((r * angle.sin()) as f32);
+    }
+    values.truncate(rows * cols);
+    Tensor::from_data(TensorData::new(values, [rows, cols]), device)
+}
+
 /// Mean validation objective (at the full KL weight, latent = posterior mean).
 fn validation_loss<B: Backend, M: EncoderNetwork<B>>(
     net: &M,
@@ -321,7 +349,7 @@ fn validation_loss<B: Backend, M: EncoderNetwork<B>>(
     for start in (0..rows).step_by(CHUNK_ROWS) {
         let end = (start + CHUNK_ROWS).min(rows);
         let part = net
-            .objective(x.clone().slice(start..end), kl_weight, false)
+            .objective(x.clone().slice(start..end), kl_weight, None)
             .loss
             * ((end - start) as f64);
         sum = Some(match sum {
@@ -361,6 +389,15 @@ where
             device,
         );
         let epoch_rows = train.clone().select(0, order);
+        let epoch_noise = match run.kind {
+            NetworkKind::Autoencoder => None,
+            NetworkKind::Vae { .. } => Some(normal_noise::<B::InnerBackend>(
+                n,
+                spec.latent,
+                &mut rng,
+                device,
+            )),
+        };
         let mut loss_sum: Option<Tensor<B::InnerBackend, 1>> = None;
         for start in (0..n).step_by(spec.batch_size) {
             if run.cancel.is_cancelled() {
@@ -368,7 +405,10 @@ where
             }
             let end = (start + spec.batch_size).min(n);
             let batch = Tensor::<B, 2>::from_inner(epoch_rows.clone().slice(start..end));
-            let loss = net.objective(batch, kl_weight, true).loss;
+            let noise = epoch_noise
+                .as_ref()
+                .map(|e| Tensor::<B, 2>::from_inner(e.clone().slice(start..end)));
+            let loss = net.objective(batch, kl_weight, noise).loss;
             let weighted = loss.clone().inner() * ((end - start) as f64);
             loss_sum = Some(match loss_sum {
                 Some(s) => s + weighted,

@@ -114,7 +114,12 @@ impl<B: Backend> EncoderNetwork<B> for Autoencoder<B> {
         self.encoder.forward(x)
     }
 
-    fn objective(&self, x: Tensor<B, 2>, _kl_weight: f64, _sample: bool) -> Objective<B> {
+    fn objective(
+        &self,
+        x: Tensor<B, 2>,
+        _kl_weight: f64,
+        _noise: Option<Tensor<B, 2>>,
+    ) -> Objective<B> {
         let (reconstruction, _) = self.forward(x.clone());
         let mse = (reconstruction - x).square().mean();
         Objective {

@@ -32,9 +32,15 @@ pub trait EncoderNetwork<B: Backend> {
     /// The latent code of each row (the VAE's posterior mean).
     fn encode(&self, x: Tensor<B, 2>) -> Tensor<B, 2>;
 
-    /// The objective on a batch. `kl_weight` scales the VAE's KL term; `sample` draws the
-    /// VAE's latent from the posterior (training) instead of taking its mean (validation).
-    fn objective(&self, x: Tensor<B, 2>, kl_weight: f64, sample: bool) -> Objective<B>;
+    /// The objective on a batch. `kl_weight` scales the VAE's KL term. With `noise`
+    /// (standard normal, `rows × latent`) the VAE samples its latent as `μ + σ·noise`
+    /// (training); without, it takes the mean (validation). The autoencoder ignores both.
+    fn objective(
+        &self,
+        x: Tensor<B, 2>,
+        kl_weight: f64,
+        noise: Option<Tensor<B, 2>>,
+    ) -> Objective<B>;
 
     /// The weights on the host.
     fn weights(&self) -> NetworkWeights;

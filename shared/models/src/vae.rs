@@ -1,6 +1,7 @@
 //! The variational autoencoder: `input → hidden… → (μ, log σ²) → z → …hidden → input`.
 //!
-//! Training draws `z = μ + σ·ε` (ε standard normal) and minimizes, per row,
+//! Training draws `z = μ + σ·ε` (ε standard normal, given by the caller so that every device
+//! can use the same draws) and minimizes, per row,
 //! `½‖x̂ − x‖² + w·KL(N(μ, σ²) ‖ N(0, 1))`, the negative ELBO of a unit-variance Gaussian
 //! decoder, with `KL = −½ Σ (1 + log σ² − μ² − σ²)`; `w` rises during warm-up so that the
 //! posterior does not collapse before the decoder learns. The encoding is `μ`.
@@ -8,8 +9,8 @@
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::Linear;
+use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
-use burn::tensor::{Distribution, Tensor};
 use forexgpt_core::synthetic::SplitMix64;
 use forexgpt_protocol::{Activation, NeuralEncoderSpec};
 
@@ -180,14 +181,13 @@ impl<B: Backend> EncoderNetwork<B> for Vae<B> {
         self.posterior(x).mu
     }
 
-    fn objective(&self, x: Tensor<B, 2>, kl_weight: f64, sample: bool) -> Objective<B> {
-        if sample {
-            let [rows, _] = x.dims();
-            let eps = Tensor::random(
-                [rows, self.mu.weight.dims()[1]],
-                Distribution::Normal(0.0, 1.0),
-                &x.device(),
-            );
+    fn objective(
+        &self,
+        x: Tensor<B, 2>,
+        kl_weight: f64,
+        noise: Option<Tensor<B, 2>>,
+    ) -> Objective<B> {
+        if let Some(eps) = noise {
             return self.objective_with_noise(x, eps, kl_weight);
         }
         let p = self.posterior(x.clone());

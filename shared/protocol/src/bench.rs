@@ -14,14 +14,17 @@ pub enum BenchSuite {
     Regressors,
     /// Ensemble inference: 1, 10 and 50 models from one bar, and 50 models over 1,000 bars.
     Forecast,
+    /// Autoencoder and VAE training (fixed epochs) on the CPU and every GPU device.
+    Encoders,
     All,
 }
 
 impl BenchSuite {
-    pub const ALL: [BenchSuite; 4] = [
+    pub const ALL: [BenchSuite; 5] = [
         BenchSuite::Data,
         BenchSuite::Regressors,
         BenchSuite::Forecast,
+        BenchSuite::Encoders,
         BenchSuite::All,
     ];
 
@@ -30,6 +33,7 @@ impl BenchSuite {
             BenchSuite::Data => "data",
             BenchSuite::Regressors => "regressors",
             BenchSuite::Forecast => "forecast",
+            BenchSuite::Encoders => "encoders",
             BenchSuite::All => "all",
         }
     }
@@ -90,6 +94,11 @@ pub struct BenchRequest {
     pub csv_rows: Option<usize>,
     #[serde(default)]
     pub repeats: Option<usize>,
+    /// Encoder training rows (features as `features`).
+    #[serde(default)]
+    pub encoder_rows: Option<usize>,
+    #[serde(default)]
+    pub epochs: Option<usize>,
 }
 
 impl BenchRequest {
@@ -101,6 +110,12 @@ impl BenchRequest {
             BenchSize::Seed => (100_000, 64, 4, 100_000, 1_000_000, 5),
             BenchSize::Large => (1_000_000, 128, 8, 100_000, 1_000_000, 5),
         };
+        // Encoders: (rows, features, epochs); the seed's table is 100 epochs on 10K × 128.
+        let encoders = match self.size {
+            BenchSize::Small => (2_000, 32, 3),
+            BenchSize::Seed => (10_000, 128, 100),
+            BenchSize::Large => (100_000, 128, 20),
+        };
         BenchSettings {
             suite: self.suite.name().to_string(),
             rows: self.rows.unwrap_or(preset.0),
@@ -109,6 +124,9 @@ impl BenchRequest {
             bars: self.bars.unwrap_or(preset.3),
             csv_rows: self.csv_rows.unwrap_or(preset.4),
             repeats: self.repeats.unwrap_or(preset.5),
+            encoder_rows: self.encoder_rows.unwrap_or(encoders.0),
+            encoder_features: self.features.unwrap_or(encoders.1),
+            epochs: self.epochs.unwrap_or(encoders.2),
         }
     }
 }
@@ -161,6 +179,13 @@ pub struct BenchSettings {
     /// Feature-matrix bars and CSV-import rows.
     pub bars: usize,
     pub csv_rows: usize,
+    /// Encoder training: rows × features, epochs (0 in runs stored before encoders).
+    #[serde(default)]
+    pub encoder_rows: usize,
+    #[serde(default)]
+    pub encoder_features: usize,
+    #[serde(default)]
+    pub epochs: usize,
 }
 
 /// The machine a run was measured on.

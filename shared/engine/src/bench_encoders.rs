@@ -1,0 +1,205 @@
+//! Benchmarks of autoencoder and VAE training: a fixed number of epochs (no early stopping)
+//! on data with a known nonlinear low-dimensional structure, on the CPU and on every GPU
+//! device. Each device starts from the same weights and sees the same batches, so its final
+//! validation loss is compared with the CPU's. `export_encoder_data` writes the data for the
+//! PyTorch peer (`bench/peers/encoders_torch.py`).
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use forexgpt_core::synthetic::SplitMix64;
+use forexgpt_device::ComputeDevice;
+use forexgpt_protocol::NeuralEncoderSpec;
+use forexgpt_regressors::Matrix;
+use rayon::prelude::*;
+
+use crate::bench::BenchCase;
+use crate::bench_models::write_f64;
+use crate::error::EngineError;
+use crate::neural::{NetworkKind, TrainRun};
+use crate::progress::{CancelToken, NoProgress};
+
+/// Latent dimension of the generated data.
+pub const MANIFOLD_DIM: usize = 4;
+/// Width of the generator's hidden tanh layer.
+const GENERATOR_WIDTH: usize = 32;
+
+/// Rows on a curved `MANIFOLD_DIM`-dimensional surface in `cols` dimensions:
+/// `x = tanh(z·A)·B + 0.05·noise` with `z` standard normal, then standardized per column, as
+/// the scaler leaves real features. PCA needs many components for it; a network with a
+/// small bottleneck does not.
+pub fn manifold_data(rows: usize, cols: usize, seed: u64) -> Matrix {
+    let mut rng = SplitMix64::new(seed);
+    let a: Vec<f64> = (0..MANIFOLD_DIM * GENERATOR_WIDTH)
+        .map(|_| rng.normal() * 1.5)
+        .collect();
+    let b: Vec<f64> = (0..GENERATOR_WIDTH * cols)
+        .map(|_| rng.normal() / (GENERATOR_WIDTH as f64).sqrt())
+        .collect();
+    let mut values = vec![0.0; rows * cols];
+    values
+        .par_chunks_mut(cols)
+        .enumerate()
+        .for_each(|(r, row)| {
+            let mut rng = SplitMix64::new(seed ^ (r as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A));
+            let z: Vec<f64> = (0..MANIFOLD_DIM).map(|_| rng.normal()).collect();
+            let h: Vec<f64> = (0..GENERATOR_WIDTH)
+                .map(|j| {
+                    (0..MANIFOLD_DIM)
+                        .map(|i| z[i] * a[i * GENERATOR_WIDTH + j])
+                        .sum::<f64>()
+                        .tanh()
+                })
+                .collect();
+            for (c, v) in row.iter_mut().enumerate() {
+                *v = (0..GENERATOR_WIDTH)
+                    .map(|j| h[j] * b[j * cols + c])
+                    .sum::<f64>()
+                    + 0.05 * rng.normal();
+            }
+        });
+    standardize(&mut values, cols);
+    Matrix { rows, cols, values }
+}
+
+fn standardize(values: &mut [f64], cols: usize) {
+    let rows = values.len() / cols;
+    for c in 0..cols {
+        let mean = (0..rows).map(|r| values[r * cols + c]).sum::<f64>() / rows as f64;
+        let var = (0..rows)
+            .map(|r| (values[r * cols + c] - mean).powi(2))
+            .sum::<f64>()
+            / rows as f64;
+        let scale = if var > 0.0 { var.sqrt() } else { 1.0 };
+        for r in 0..rows {
+            values[r * cols + c] = (values[r * cols + c] - mean) / scale;
+        }
+    }
+}
+
+/// The network every benchmark row trains: the defaults (128-64-16, ReLU, batch 64,
+/// Adam 1e-3) for `epochs` epochs without early stopping.
+pub fn bench_network(epochs: usize) -> NeuralEncoderSpec {
+    NeuralEncoderSpec {
+        epochs,
+        patience: None,
+        ..NeuralEncoderSpec::default()
+    }
+}
+
+/// The benchmarked kinds and their names in results.
+pub const KINDS: [(&str, NetworkKind); 2] = [
+    ("autoencoder_fit", NetworkKind::Autoencoder),
+    (
+        "vae_fit",
+        NetworkKind::Vae {
+            kl_weight: 1.0,
+            warmup_epochs: 10,
+        },
+    ),
+];
+
+/// Training and validation rows (a fifth as many) of the benchmark.
+pub fn encoder_data(rows: usize, cols: usize) -> (Matrix, Matrix) {
+    (
+        manifold_data(rows, cols, 11),
+        manifold_data((rows / 5).max(1), cols, 12),
+    )
+}
+
+/// One case per kind and device: the CPU first, then each GPU device, compared by final
+/// validation loss.
+pub fn encoder_cases(
+    rows: usize,
+    cols: usize,
+    epochs: usize,
+    devices: &[ComputeDevice],
+    export: Option<&Path>,
+) -> Result<Vec<BenchCase>, EngineError> {
+    let data = Arc::new(encoder_data(rows, cols));
+    if let Some(dir) = export {
+        export_encoder_data(dir, &data.0, &data.1, epochs)?;
+    }
+    let spec = Arc::new(bench_network(epochs));
+    let cpu = ComputeDevice::cpu("cpu");
+    let mut cases = Vec::new();
+    for (operation, kind) in KINDS {
+        let reference: Arc<Mutex<Option<f64>>> = Arc::new(Mutex::new(None));
+        for device in std::iter::once(&cpu).chain(devices.iter().filter(|d| d.is_gpu())) {
+            let (data, spec, reference) = (data.clone(), spec.clone(), reference.clone());
+            let device = device.clone();
+            let diff = Arc::new(Mutex::new(0.0));
+            let diff_out = device.is_gpu().then(|| diff.clone());
+            cases.push(BenchCase {
+                operation: operation.to_string(),
+                size: format!("{rows}×{cols}, {epochs} epochs"),
+                device: if device.is_gpu() {
+                    device.label().to_string()
+                } else {
+                    "cpu".into()
+                },
+                items: rows * epochs,
+                diff_vs_cpu: diff_out,
+                run: Box::new(move || {
+                    let cancel = CancelToken::new();
+                    let run = TrainRun {
+                        kind,
+                        spec: &spec,
+                        train: &data.0,
+                        validation: &data.1,
+                        label: operation.to_string(),
+                        progress: &NoProgress,
+                        cancel: &cancel,
+                    };
+                    let started = Instant::now();
+                    let trained = run.fit_on(&device)?;
+                    let elapsed = started.elapsed();
+                    let loss = trained
+                        .history
+                        .last()
+                        .map_or(f64::NAN, |e| e.validation_loss);
+                    let mut reference = reference.lock().unwrap_or_else(|e| e.into_inner());
+                    match *reference {
+                        Some(cpu_loss) if device.is_gpu() => {
+                            *diff.lock().unwrap_or_else(|e| e.into_inner()) =
+                                (loss - cpu_loss).abs() / cpu_loss.abs().max(f64::MIN_POSITIVE);
+                        }
+                        _ => *reference = Some(loss),
+                    }
+                    Ok(elapsed)
+                }),
+            });
+        }
+    }
+    Ok(cases)
+}
+
+/// Writes `encoder_train.f64`, `encoder_validation.f64` and `encoder_meta.json` for the
+/// PyTorch peer.
+pub fn export_encoder_data(
+    dir: &Path,
+    train: &Matrix,
+    validation: &Matrix,
+    epochs: usize,
+) -> Result<(), EngineError> {
+    std::fs::create_dir_all(dir).map_err(|cause| EngineError::Io {
+        context: format!("creating {}", dir.display()),
+        cause,
+    })?;
+    write_f64(&dir.join("encoder_train.f64"), &train.values)?;
+    write_f64(&dir.join("encoder_validation.f64"), &validation.values)?;
+    let net = bench_network(epochs);
+    let meta = serde_json::json!({
+        "rows": train.rows, "validation_rows": validation.rows, "cols": train.cols,
+        "hidden": net.hidden, "latent": net.latent, "epochs": net.epochs,
+        "batch_size": net.batch_size, "learning_rate": net.learning_rate,
+        "kl_weight": 1.0, "kl_warmup_epochs": 10,
+    });
+    std::fs::write(dir.join("encoder_meta.json"), meta.to_string()).map_err(|cause| {
+        EngineError::Io {
+            context: "writing encoder_meta.json".into(),
+            cause,
+        }
+    })
+}

@@ -1,7 +1,7 @@
 //! SVG charts: candles with zoom and pan, a forecast path with its quantile band over recent
-//! candles, and benchmark bars on a logarithmic time axis.
+//! candles, loss curves of network training, and benchmark bars on a logarithmic time axis.
 
-use forexgpt_protocol::{BenchResult, Candle, Forecast};
+use forexgpt_protocol::{BenchResult, Candle, EpochProgress, Forecast};
 use leptos::prelude::*;
 
 use crate::format;
@@ -293,6 +293,63 @@ pub fn ForecastChart(candles: Vec<Candle>, forecast: Forecast) -> impl IntoView 
             <polyline class="forecast-path" points=path />
             {dots}
             {time_axis(&labels)}
+        </svg>
+    }
+}
+
+/// Training and validation loss per epoch of one network, on a shared linear axis from the
+/// lowest to the highest loss seen (the first epochs of a VAE can dwarf the rest, so the
+/// axis starts at the second epoch when there are enough of them).
+#[component]
+pub fn LossChart(label: String, points: Vec<EpochProgress>) -> impl IntoView {
+    const H: f64 = 200.0;
+    let epochs = points.first().map_or(1, |p| p.epochs).max(2) as f64;
+    let skip = usize::from(points.len() > 5);
+    let shown = || points.iter().skip(skip);
+    let losses = || {
+        shown()
+            .flat_map(|p| [p.train_loss, p.validation_loss])
+            .filter(|v| v.is_finite())
+    };
+    let lo = losses().fold(f64::INFINITY, f64::min);
+    let hi = losses().fold(f64::NEG_INFINITY, f64::max);
+    let (lo, hi) = if lo.is_finite() && hi.is_finite() {
+        (lo, hi.max(lo + 1e-9))
+    } else {
+        (0.0, 1.0)
+    };
+    let scale = PriceScale::new(lo, hi);
+    let x = |epoch: usize| PLOT_W * (epoch as f64 - 1.0) / (epochs - 1.0);
+    let y = |v: f64| H * scale.y(v) / PLOT_H;
+    let line = |value: fn(&EpochProgress) -> f64| {
+        shown()
+            .map(|p| format!("{:.1},{:.1}", x(p.epoch), y(value(p))))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let ticks = scale
+        .ticks()
+        .into_iter()
+        .map(|v| {
+            let ty = y(v);
+            view! {
+                <line class="grid" x1="0" x2=PLOT_W y1=ty y2=ty />
+                <text class="axis" x=PLOT_W + 4.0 y=(ty + 4.0).clamp(11.0, H)>{format!("{v:.4}")}</text>
+            }
+        })
+        .collect_view();
+    let last = points.last().map(|p| {
+        format!(
+            "{label}: epoch {}/{} · loss {:.4} · validation {:.4} · {:.0} rows/s",
+            p.epoch, p.epochs, p.train_loss, p.validation_loss, p.samples_per_s
+        )
+    });
+    view! {
+        <p class="hint" data-test="loss-label">{last}</p>
+        <svg class="chart loss" data-test="loss-chart" viewBox=format!("0 0 {WIDTH} {}", H + 6.0)>
+            {ticks}
+            <polyline class="loss-train" points=line(|p| p.train_loss) />
+            <polyline class="loss-validation" points=line(|p| p.validation_loss) />
         </svg>
     }
 }

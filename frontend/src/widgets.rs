@@ -1,7 +1,9 @@
 //! Small pieces every tab uses: error and notice boxes, the progress bar, the GPU checkbox and
 //! the series picker.
 
-use forexgpt_protocol::{AppError, BackendKind, DeviceInfo, ProgressEvent, SeriesInfo, Timeframe};
+use forexgpt_protocol::{
+    AppError, BackendKind, DeviceInfo, EpochProgress, ProgressEvent, SeriesInfo, Timeframe,
+};
 use leptos::prelude::*;
 
 /// Shows an error in red, with its kind for tests and styling; nothing when there is none.
@@ -53,6 +55,8 @@ pub struct JobProgress {
     current: RwSignal<Option<ProgressEvent>>,
     log: RwSignal<Vec<ProgressEvent>>,
     running: RwSignal<bool>,
+    /// Epoch losses of each network the job trained, by its label: the loss curves.
+    pub epochs: RwSignal<Vec<(String, Vec<EpochProgress>)>>,
 }
 
 impl Default for JobProgress {
@@ -67,17 +71,28 @@ impl JobProgress {
             current: RwSignal::new(None),
             log: RwSignal::new(Vec::new()),
             running: RwSignal::new(false),
+            epochs: RwSignal::new(Vec::new()),
         }
     }
 
     pub fn start(self) {
         self.current.set(None);
         self.log.set(Vec::new());
+        self.epochs.set(Vec::new());
         self.running.set(true);
     }
 
     /// Events may arrive just after the job's reply; they update the log, not the bar.
     pub fn report(self, event: ProgressEvent) {
+        if let Some(point) = event.epoch {
+            let label = event.message.clone().unwrap_or_default();
+            self.epochs.update(
+                |curves| match curves.iter_mut().find(|(l, _)| *l == label) {
+                    Some((_, points)) => points.push(point),
+                    None => curves.push((label, vec![point])),
+                },
+            );
+        }
         if self.running.get_untracked() {
             self.current.set(Some(event.clone()));
         }

@@ -83,7 +83,8 @@ impl ChannelProgress {
 impl Throttle {
     /// The events to send now for `event`, oldest first.
     fn admit(&mut self, event: ProgressEvent, now: Instant) -> Vec<ProgressEvent> {
-        let finished = event.total.is_some_and(|t| event.done >= t);
+        // Epoch losses are points of a loss curve: a few hundred per network, none dropped.
+        let finished = event.total.is_some_and(|t| event.done >= t) || event.epoch.is_some();
         let (new_stage, due) = match self.last {
             Some((stage, at)) => (stage != event.stage, now - at >= MIN_INTERVAL),
             None => (true, true),
@@ -137,6 +138,26 @@ mod tests {
 
     fn event(stage: Stage, done: u64) -> ProgressEvent {
         ProgressEvent::new(stage, done, Some(10), None)
+    }
+
+    #[test]
+    fn epoch_events_are_never_held_back() {
+        let mut throttle = Throttle::default();
+        let start = Instant::now();
+        let epoch = |n: usize| ProgressEvent {
+            epoch: Some(forexgpt_protocol::EpochProgress {
+                epoch: n,
+                epochs: 100,
+                train_loss: 1.0,
+                validation_loss: 1.0,
+                samples_per_s: 1.0,
+            }),
+            ..ProgressEvent::new(Stage::Encoder, n as u64, Some(100), None)
+        };
+        let sent: usize = (1..=20)
+            .map(|n| throttle.admit(epoch(n), start).len())
+            .sum();
+        assert_eq!(sent, 20);
     }
 
     #[test]

@@ -3,13 +3,14 @@
 //! the stored models.
 
 use forexgpt_protocol::{
-    AppError, DevicePreference, EncoderSpec, FeatureSpec, ModelGrid, ModelList, RegressorKind,
-    SplitSpec, StoredModel, TargetSpec, TrainReport, TrainRequest,
+    AppError, DevicePreference, EncoderSpec, FeatureSpec, ModelGrid, ModelList, NeuralEncoderSpec,
+    RegressorKind, SplitSpec, StoredModel, TargetSpec, TrainReport, TrainRequest,
 };
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
 use crate::app::Shared;
+use crate::charts::LossChart;
 use crate::format::{self, parse_list};
 use crate::ipc::{Args, JobControl, call};
 use crate::widgets::{ErrorBox, GpuCheckbox, JobProgressView, SeriesSelect, parse_series_key};
@@ -23,6 +24,12 @@ struct Form {
     use_none: RwSignal<bool>,
     use_pca: RwSignal<bool>,
     components: RwSignal<String>,
+    use_ae: RwSignal<bool>,
+    use_vae: RwSignal<bool>,
+    hidden: RwSignal<String>,
+    latent: RwSignal<String>,
+    epochs: RwSignal<String>,
+    learning_rate: RwSignal<String>,
     regressors: [RwSignal<bool>; 3],
     alphas: RwSignal<String>,
     l1_ratio: RwSignal<String>,
@@ -38,6 +45,12 @@ impl Form {
             use_none: RwSignal::new(true),
             use_pca: RwSignal::new(false),
             components: RwSignal::new("16".into()),
+            use_ae: RwSignal::new(false),
+            use_vae: RwSignal::new(false),
+            hidden: RwSignal::new("128, 64".into()),
+            latent: RwSignal::new("16".into()),
+            epochs: RwSignal::new("100".into()),
+            learning_rate: RwSignal::new("0.001".into()),
             regressors: [
                 RwSignal::new(true),
                 RwSignal::new(false),
@@ -47,6 +60,31 @@ impl Form {
             l1_ratio: RwSignal::new("0.5".into()),
             use_gpu: RwSignal::new(false),
         }
+    }
+
+    /// The autoencoder / VAE network from the form (other settings at their defaults).
+    fn network(self) -> Result<NeuralEncoderSpec, String> {
+        let number = |value: RwSignal<String>, field: &str| {
+            value
+                .get_untracked()
+                .trim()
+                .parse::<usize>()
+                .map_err(|_| format!("{field}: give a whole number"))
+        };
+        let net = NeuralEncoderSpec {
+            hidden: parse_list::<usize>(&self.hidden.get_untracked(), "hidden layers")?,
+            latent: number(self.latent, "latent size")?,
+            epochs: number(self.epochs, "epochs")?,
+            learning_rate: self
+                .learning_rate
+                .get_untracked()
+                .trim()
+                .parse()
+                .map_err(|_| "learning rate: give a number, e.g. 0.001")?,
+            ..NeuralEncoderSpec::default()
+        };
+        net.check().map_err(|e| format!("autoencoder: {e}"))?;
+        Ok(net)
     }
 
     /// The request, or a message naming the field that is wrong.
@@ -78,6 +116,15 @@ impl Form {
                 n_components,
                 whiten: false,
             });
+        }
+        if self.use_ae.get_untracked() || self.use_vae.get_untracked() {
+            let net = self.network()?;
+            if self.use_ae.get_untracked() {
+                encoders.push(EncoderSpec::Autoencoder { net: net.clone() });
+            }
+            if self.use_vae.get_untracked() {
+                encoders.push(EncoderSpec::vae(net));
+            }
         }
         if encoders.is_empty() {
             return Err("choose at least one encoder".into());
@@ -185,7 +232,16 @@ pub fn TrainingTab() -> impl IntoView {
             {checkbox(form.use_none, "none", "encoder-none")}
             {checkbox(form.use_pca, "PCA", "encoder-pca")}
             <label>"components " {text_input(form.components, "pca-components", "4")}</label>
-            <span class="hint">"(autoencoder and VAE arrive with issue 5)"</span>
+            {checkbox(form.use_ae, "Autoencoder", "encoder-ae")}
+            {checkbox(form.use_vae, "VAE", "encoder-vae")}
+        </div>
+        <div class="form">
+            <span class="group-label">"networks"</span>
+            <label>"hidden " {text_input(form.hidden, "net-hidden", "8")}</label>
+            <label>"latent " {text_input(form.latent, "net-latent", "4")}</label>
+            <label>"epochs " {text_input(form.epochs, "net-epochs", "4")}</label>
+            <label>"learning rate " {text_input(form.learning_rate, "net-lr", "6")}</label>
+            <span class="hint">"(Adam, batch 64, early stopping after 10 epochs without a better validation loss)"</span>
         </div>
         <div class="form">
             <span class="group-label">"regressors"</span>
@@ -204,6 +260,14 @@ pub fn TrainingTab() -> impl IntoView {
             <button data-test="train-cancel" on:click=move |_| job.cancel() prop:disabled=move || !job.is_running()>"Cancel"</button>
         </div>
         <JobProgressView progress=job.progress test_id="train-progress" />
+        {move || {
+            job.progress
+                .epochs
+                .get()
+                .into_iter()
+                .map(|(label, points)| view! { <LossChart label points /> })
+                .collect_view()
+        }}
         <ErrorBox error=error />
         {move || report.get().map(|r| view! { <TrainResult report=r /> })}
         <ModelTable />

@@ -106,7 +106,18 @@ pub fn run_suite(
             Some(total),
             Some(format!("{} ({})", case.operation, case.size)),
         ));
-        results.push(run_case(case, options)?);
+        let result = run_case(case, options)?;
+        // Logged as it finishes, so a run that is stopped part-way still leaves its numbers.
+        tracing::info!(
+            "{} ({}) on {}: median {:.2} ms, cold {:.2} ms, {:.0} items/s",
+            result.operation,
+            result.size,
+            result.device,
+            result.median_ms,
+            result.first_run_ms,
+            result.throughput_per_s
+        );
+        results.push(result);
     }
     progress.report(ProgressEvent::new(
         Stage::Benchmark,

@@ -31,8 +31,10 @@ const GENERATOR_WIDTH: usize = 32;
 /// small bottleneck does not.
 pub fn manifold_data(rows: usize, cols: usize, seed: u64) -> Matrix {
     let mut rng = SplitMix64::new(seed);
+    // z·A has unit variance: tanh bends it without saturating into ±1 (which would turn the
+    // surface into thousands of clusters, as high-dimensional as the generator's width).
     let a: Vec<f64> = (0..MANIFOLD_DIM * GENERATOR_WIDTH)
-        .map(|_| rng.normal() * 1.5)
+        .map(|_| rng.normal() / (MANIFOLD_DIM as f64).sqrt())
         .collect();
     let b: Vec<f64> = (0..GENERATOR_WIDTH * cols)
         .map(|_| rng.normal() / (GENERATOR_WIDTH as f64).sqrt())
@@ -100,12 +102,22 @@ pub const KINDS: [(&str, NetworkKind); 2] = [
     ),
 ];
 
+/// Training and validation rows of one generated surface (one seed), split in that order.
+pub fn manifold_split(train: usize, validation: usize, cols: usize, seed: u64) -> (Matrix, Matrix) {
+    let mut all = manifold_data(train + validation, cols, seed);
+    let rest = all.values.split_off(train * cols);
+    all.rows = train;
+    let validation = Matrix {
+        rows: validation,
+        cols,
+        values: rest,
+    };
+    (all, validation)
+}
+
 /// Training and validation rows (a fifth as many) of the benchmark.
 pub fn encoder_data(rows: usize, cols: usize) -> (Matrix, Matrix) {
-    (
-        manifold_data(rows, cols, 11),
-        manifold_data((rows / 5).max(1), cols, 12),
-    )
+    manifold_split(rows, (rows / 5).max(1), cols, 11)
 }
 
 /// One case per kind and device: the CPU first, then each GPU device, compared by final
@@ -122,12 +134,14 @@ pub fn encoder_cases(
         export_encoder_data(dir, &data.0, &data.1, epochs)?;
     }
     let spec = Arc::new(bench_network(epochs));
+    let export = export.map(Path::to_path_buf);
     let cpu = ComputeDevice::cpu("cpu");
     let mut cases = Vec::new();
     for (operation, kind) in KINDS {
         let reference: Arc<Mutex<Option<f64>>> = Arc::new(Mutex::new(None));
         for device in std::iter::once(&cpu).chain(devices.iter().filter(|d| d.is_gpu())) {
             let (data, spec, reference) = (data.clone(), spec.clone(), reference.clone());
+            let export = export.clone();
             let device = device.clone();
             let diff = Arc::new(Mutex::new(0.0));
             let diff_out = device.is_gpu().then(|| diff.clone());
@@ -165,7 +179,12 @@ pub fn encoder_cases(
                             *diff.lock().unwrap_or_else(|e| e.into_inner()) =
                                 (loss - cpu_loss).abs() / cpu_loss.abs().max(f64::MIN_POSITIVE);
                         }
-                        _ => *reference = Some(loss),
+                        _ => {
+                            *reference = Some(loss);
+                            if let Some(dir) = &export {
+                                write_f64(&dir.join(format!("ours_cpu_{operation}.f64")), &[loss])?;
+                            }
+                        }
                     }
                     Ok(elapsed)
                 }),
@@ -176,7 +195,7 @@ pub fn encoder_cases(
 }
 
 /// Writes `encoder_train.f64`, `encoder_validation.f64` and `encoder_meta.json` for the
-/// PyTorch peer.
+/// PyTorch peer (the CPU cases add `ours_cpu_<operation>.f64`: their final validation loss).
 pub fn export_encoder_data(
     dir: &Path,
     train: &Matrix,

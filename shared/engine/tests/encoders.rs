@@ -1,0 +1,327 @@
+//! Autoencoder and VAE training in the engine: what the networks learn (against PCA on a
+//! curved surface), the VAE's posterior, agreement between devices, reproducibility, and
+//! training through `Workbench::train` (cancellation, model files, ensembles).
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Mutex;
+
+use forexgpt_core::store::Store;
+use forexgpt_device::ComputeDevice;
+use forexgpt_device::testing::for_each_device;
+use forexgpt_engine::bench_encoders::{MANIFOLD_DIM, manifold_split};
+use forexgpt_engine::model::Model;
+use forexgpt_engine::neural::{NetworkKind, NeuralEncoder, TrainRun};
+use forexgpt_engine::{CancelToken, EngineError, NoProgress, ProgressSink, Workbench};
+use forexgpt_protocol::{
+    Combine, DevicePreference, EncoderSpec, FeatureSpec, ForecastRequest, ModelConfig,
+    ModelSelection, NeuralEncoderSpec, ProgressEvent, RegressorSpec, SplitSpec, Stage, TargetSpec,
+    Timeframe, TrainRequest,
+};
+use forexgpt_regressors::{Matrix, Pca};
+
+const VAE: NetworkKind = NetworkKind::Vae {
+    kl_weight: 1.0,
+    warmup_epochs: 10,
+};
+
+fn net(epochs: usize, latent: usize) -> NeuralEncoderSpec {
+    NeuralEncoderSpec {
+        hidden: vec![64, 32],
+        latent,
+        epochs,
+        patience: None,
+        ..NeuralEncoderSpec::default()
+    }
+}
+
+fn train(
+    kind: NetworkKind,
+    spec: &NeuralEncoderSpec,
+    x: &Matrix,
+    v: &Matrix,
+    device: &ComputeDevice,
+) -> NeuralEncoder {
+    let cancel = CancelToken::new();
+    TrainRun {
+        kind,
+        spec,
+        train: x,
+        validation: v,
+        label: "test".into(),
+        progress: &NoProgress,
+        cancel: &cancel,
+    }
+    .fit_on(device)
+    .unwrap()
+}
+
+fn cpu() -> ComputeDevice {
+    ComputeDevice::cpu("cpu")
+}
+
+/// Mean squared error of PCA's reconstruction of `v` with `k` components fitted on `x`.
+fn pca_reconstruction_mse(x: &Matrix, v: &Matrix, k: usize) -> f64 {
+    let pca = Pca::params(k).check().unwrap().fit(x, None).unwrap();
+    let z = pca.transform(v).unwrap();
+    let d = v.cols;
+    let mut sse = 0.0;
+    for r in 0..v.rows {
+        for c in 0..d {
+            let back: f64 = (0..k)
+                .map(|j| z.get(r, j) * pca.components.get(j, c))
+                .sum::<f64>()
+                + pca.mean[c];
+            sse += (back - v.get(r, c)).powi(2);
+        }
+    }
+    sse / (v.rows * d) as f64
+}
+
+#[test]
+fn the_autoencoder_learns_a_curved_surface_better_than_pca_of_the_same_size() {
+    let (x, v) = manifold_split(3_000, 600, 24, 1);
+    let ae = train(
+        NetworkKind::Autoencoder,
+        &net(40, MANIFOLD_DIM),
+        &x,
+        &v,
+        &cpu(),
+    );
+    let history = &ae.history;
+    assert_eq!(history.len(), 40);
+    let (first, last) = (history[0], history[history.len() - 1]);
+    assert!(
+        last.train_loss < 0.3 * first.train_loss,
+        "the loss fell only from {} to {}",
+        first.train_loss,
+        last.train_loss
+    );
+    let pca = pca_reconstruction_mse(&x, &v, MANIFOLD_DIM);
+    let best = history[ae.best_epoch - 1].validation_loss;
+    eprintln!("validation MSE: autoencoder {best:.4}, PCA {pca:.4}");
+    assert!(
+        best < 0.7 * pca,
+        "autoencoder {best} is not clearly better than PCA {pca}"
+    );
+}
+
+#[test]
+fn the_vae_keeps_an_informative_posterior_at_default_settings() {
+    let (x, v) = manifold_split(3_000, 600, 24, 3);
+    let spec = net(30, 8);
+    let vae = train(VAE, &spec, &x, &v, &cpu());
+    let mu = vae.encode(VAE, &v, &cpu()).unwrap();
+    // Active units (Burda et al.): latent dimensions whose posterior mean varies over rows.
+    let active = (0..mu.cols)
+        .filter(|&j| {
+            let col: Vec<f64> = (0..mu.rows).map(|r| mu.get(r, j)).collect();
+            let mean = col.iter().sum::<f64>() / col.len() as f64;
+            col.iter().map(|c| (c - mean).powi(2)).sum::<f64>() / col.len() as f64 > 0.01
+        })
+        .count();
+    assert!(
+        active >= MANIFOLD_DIM - 1,
+        "only {active} of {} latent dimensions are used",
+        mu.cols
+    );
+    // The reconstruction beats the mean (MSE 1 on standardized data) by far.
+    let last = vae.history.last().unwrap();
+    assert!(last.validation_loss < 0.5 * 24.0 * 0.5, "{last:?}");
+}
+
+#[test]
+fn every_device_gives_the_cpus_losses_for_the_first_epochs() {
+    let (x, v) = manifold_split(512, 128, 12, 5);
+    let spec = NeuralEncoderSpec {
+        hidden: vec![32, 16],
+        latent: 4,
+        epochs: 3,
+        patience: None,
+        ..NeuralEncoderSpec::default()
+    };
+    for kind in [NetworkKind::Autoencoder, VAE] {
+        let reference = train(kind, &spec, &x, &v, &cpu());
+        for_each_device(|device| {
+            let got = train(kind, &spec, &x, &v, device);
+            for (a, b) in got.history.iter().zip(&reference.history) {
+                for (p, q) in [
+                    (a.train_loss, b.train_loss),
+                    (a.validation_loss, b.validation_loss),
+                ] {
+                    // float32 on both; three epochs of Adam from the same start.
+                    assert!(
+                        (p - q).abs() <= 1e-4 * q.abs(),
+                        "{kind:?} on {}: epoch {} loss {p} vs the CPU's {q}",
+                        device.label(),
+                        a.epoch
+                    );
+                }
+            }
+        });
+    }
+}
+
+#[test]
+fn the_same_seed_trains_the_same_network_and_early_stopping_keeps_the_best_epoch() {
+    let (x, v) = manifold_split(400, 100, 8, 7);
+    let spec = NeuralEncoderSpec {
+        hidden: vec![16],
+        latent: 2,
+        epochs: 60,
+        patience: Some(3),
+        learning_rate: 0.02,
+        ..NeuralEncoderSpec::default()
+    };
+    let a = train(NetworkKind::Autoencoder, &spec, &x, &v, &cpu());
+    let b = train(NetworkKind::Autoencoder, &spec, &x, &v, &cpu());
+    assert_eq!(a.weights, b.weights);
+    let losses = |e: &NeuralEncoder| -> Vec<(f64, f64)> {
+        e.history
+            .iter()
+            .map(|p| (p.train_loss, p.validation_loss))
+            .collect()
+    };
+    assert_eq!(losses(&a), losses(&b));
+    let best = a.history[a.best_epoch - 1].validation_loss;
+    assert!(a.history.iter().all(|e| e.validation_loss >= best));
+    if a.history.len() < spec.epochs {
+        assert_eq!(
+            a.history.len(),
+            a.best_epoch + 3,
+            "stopped 3 epochs after the best"
+        );
+    }
+    let other = train(
+        NetworkKind::Autoencoder,
+        &NeuralEncoderSpec { seed: 7, ..spec },
+        &x,
+        &v,
+        &cpu(),
+    );
+    assert_ne!(a.weights, other.weights);
+}
+
+fn workbench(dir: &std::path::Path) -> Workbench {
+    let mut wb = Workbench::with_store(Store::open_in_memory().unwrap()).unwrap();
+    wb.set_models_dir(dir.join("models"));
+    wb
+}
+
+fn request(encoders: &[EncoderSpec]) -> TrainRequest {
+    TrainRequest {
+        symbol: "EURUSD".into(),
+        timeframe: Timeframe::H1,
+        features: FeatureSpec::default(),
+        targets: TargetSpec::default(),
+        split: SplitSpec::default(),
+        models: encoders
+            .iter()
+            .map(|e| ModelConfig {
+                encoder: e.clone(),
+                regressor: RegressorSpec::Ridge { alpha: 1.0 },
+            })
+            .collect(),
+        device: DevicePreference::Cpu,
+        gpu_if_available: false,
+    }
+}
+
+fn small_net() -> NeuralEncoderSpec {
+    NeuralEncoderSpec {
+        hidden: vec![32],
+        latent: 6,
+        epochs: 4,
+        ..NeuralEncoderSpec::default()
+    }
+}
+
+/// Records epoch events and cancels the job at the second one.
+struct CancelAtEpoch {
+    cancel: CancelToken,
+    epochs: Mutex<Vec<ProgressEvent>>,
+}
+
+impl ProgressSink for CancelAtEpoch {
+    fn report(&self, event: ProgressEvent) {
+        if event.stage == Stage::Encoder {
+            let mut epochs = self.epochs.lock().unwrap();
+            epochs.push(event);
+            if epochs.len() == 2 {
+                self.cancel.cancel();
+            }
+        }
+    }
+}
+
+#[test]
+fn a_cancelled_encoder_training_keeps_no_model_and_reports_epochs_until_then() {
+    let dir = tempfile::tempdir().unwrap();
+    let wb = workbench(dir.path());
+    let sink = CancelAtEpoch {
+        cancel: CancelToken::new(),
+        epochs: Mutex::new(Vec::new()),
+    };
+    let encoders = [
+        EncoderSpec::None,
+        EncoderSpec::Autoencoder { net: small_net() },
+    ];
+    let err = wb
+        .train(&request(&encoders), &sink, &sink.cancel)
+        .unwrap_err();
+    assert!(matches!(err, EngineError::Cancelled), "{err}");
+    assert!(wb.list_models().unwrap().0.is_empty());
+    let epochs = sink.epochs.lock().unwrap();
+    assert_eq!(epochs.len(), 2);
+    let first = epochs[0].epoch.unwrap();
+    assert_eq!((first.epoch, first.epochs), (1, 4));
+    assert!(first.train_loss > 0.0 && first.validation_loss > 0.0 && first.samples_per_s > 0.0);
+}
+
+#[test]
+fn neural_models_save_load_and_forecast_beside_linear_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let wb = workbench(dir.path());
+    let encoders = [
+        EncoderSpec::None,
+        EncoderSpec::Autoencoder { net: small_net() },
+        EncoderSpec::vae(small_net()),
+    ];
+    let report = wb
+        .train(&request(&encoders), &NoProgress, &CancelToken::new())
+        .unwrap();
+    assert_eq!(report.models.len(), 3);
+    let ae = Model::load(std::path::Path::new(&report.models[1].path)).unwrap();
+    assert_eq!(ae.info.encoder.label(), "ae6");
+    assert!(ae.affine().unwrap().is_none());
+    let (_, network) = ae.state.encoder.network().unwrap();
+    assert_eq!(network.history.len(), 4);
+    // A file whose weights do not fit its network is refused at load time.
+    let mut broken = ae.clone();
+    if let forexgpt_engine::model::EncoderState::Autoencoder(e) = &mut broken.state.encoder {
+        e.weights.layers.pop();
+    }
+    broken.info.id = "broken".into();
+    let path = broken.save(&dir.path().join("models")).unwrap();
+    let err = Model::load(&path).unwrap_err();
+    assert!(err.to_string().contains("layers"), "{err}");
+    std::fs::remove_file(path).unwrap();
+
+    let forecast = wb
+        .forecast(&ForecastRequest {
+            selection: ModelSelection {
+                ids: report.models.iter().map(|m| m.info.id.clone()).collect(),
+                symbol: None,
+                timeframe: None,
+                combine: Combine::Mean,
+                device: DevicePreference::Cpu,
+                gpu_if_available: false,
+            },
+            at_ts: None,
+        })
+        .unwrap();
+    assert_eq!(forecast.models.len(), 3);
+    for h in &forecast.horizons {
+        assert!(h.q05 <= h.q50 && h.q50 <= h.q95, "{h:?}");
+        assert!(h.price.is_finite());
+    }
+}

@@ -14,7 +14,6 @@ ForexGPT's benchmark results, so that `forexgpt bench add-peers RUN DIR/sklearn_
 import json
 import os
 import pathlib
-import statistics
 import sys
 import time
 
@@ -22,6 +21,9 @@ import numpy as np
 import sklearn
 from sklearn.decomposition import PCA
 from sklearn.linear_model import ElasticNet, Lasso, Ridge
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import peer_results  # noqa: E402
 
 
 def main():
@@ -62,18 +64,11 @@ def main():
         if ours_path.exists():
             ours = np.fromfile(ours_path, dtype="<f8").reshape(coef.shape)
             diff = float(np.max(np.abs(ours - coef)) / np.max(np.abs(coef)))
-        median = statistics.median(times)
-        # Same fields as ForexGPT's BenchResult; the size string matches its regressor cases.
-        # max_rel_diff_vs_cpu: scikit-learn's coefficients against ForexGPT's CPU ones.
-        results.append(dict(operation=name, size=f"{n}\u00d7{p}\u2192{t}", device=device,
-                            first_run_ms=first, median_ms=median, min_ms=min(times), max_ms=max(times),
-                            repeats=repeats, throughput_per_s=n / (median / 1e3),
-                            max_rel_diff_vs_cpu=diff))
-    (d / "sklearn_results.json").write_text(json.dumps(results, indent=1, ensure_ascii=False) + "\n")
-    print(f"{'operation':<12} {'median ms':>10} {'min ms':>10} {'max ms':>10}  ours(cpu) vs sklearn")
-    for r in results:
-        diff = "" if r["max_rel_diff_vs_cpu"] is None else f"{r['max_rel_diff_vs_cpu']:.1e}"
-        print(f"{r['operation']:<12} {r['median_ms']:>10.1f} {r['min_ms']:>10.1f} {r['max_ms']:>10.1f}  {diff}")
+        # The size string matches ForexGPT's regressor cases; the difference is scikit-learn's
+        # coefficients against ForexGPT's CPU ones.
+        results.append(peer_results.result(name, f"{n}\u00d7{p}\u2192{t}", device, first, times, n, diff))
+    peer_results.write(d / "sklearn_results.json", results)
+    peer_results.print_table(results, name_width=12)
 
 
 if __name__ == "__main__":

@@ -19,12 +19,14 @@ ForexGPT's CPU coefficients (DIR/ours_cpu_<model>.f64).
 import json
 import os
 import pathlib
-import statistics
 import sys
 import time
 
 import numpy as np
 import torch
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import peer_results  # noqa: E402
 
 
 def ridge(x, y, alpha):
@@ -96,16 +98,9 @@ def main():
             if ours_path.exists():
                 ours = np.fromfile(ours_path, dtype="<f8").reshape(coef.shape)
                 diff = float(np.max(np.abs(ours - coef)) / np.max(np.abs(ours)))
-            median = statistics.median(times)
-            results.append(dict(operation=name, size=f"{n}\u00d7{p}\u2192{t}", device=label,
-                                first_run_ms=first, median_ms=median, min_ms=min(times),
-                                max_ms=max(times), repeats=repeats,
-                                throughput_per_s=n / (median / 1e3), max_rel_diff_vs_cpu=diff))
-    (d / "torch_results.json").write_text(json.dumps(results, indent=1, ensure_ascii=False) + "\n")
-    print(f"{'operation':<8} {'device':<58} {'median ms':>10} {'min ms':>9}  vs ours(cpu)")
-    for r in results:
-        diff = "" if r["max_rel_diff_vs_cpu"] is None else f"{r['max_rel_diff_vs_cpu']:.1e}"
-        print(f"{r['operation']:<8} {r['device']:<58} {r['median_ms']:>10.1f} {r['min_ms']:>9.1f}  {diff}")
+            results.append(peer_results.result(name, f"{n}\u00d7{p}\u2192{t}", label, first, times, n, diff))
+    peer_results.write(d / "torch_results.json", results)
+    peer_results.print_table(results, name_width=8)
 
 
 if __name__ == "__main__":

@@ -31,6 +31,8 @@ fn the_small_suite_runs_is_stored_and_compares() {
         "elasticnet",
         "pca",
         "forecast",
+        "autoencoder_fit",
+        "vae_fit",
     ] {
         assert!(ops.contains(&op), "{op} missing from {ops:?}");
     }

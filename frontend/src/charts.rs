@@ -340,7 +340,8 @@ pub fn LossChart(label: String, points: Vec<EpochProgress>) -> impl IntoView {
         .collect_view();
     let last = points.last().map(|p| {
         format!(
-            "{label}: epoch {}/{} · loss {:.4} · validation {:.4} · {:.0} rows/s",
+            "{label}: epoch {}/{} · loss {:.4} · validation {:.4} · {:.0} rows/s \
+             (solid: training, dashed: validation)",
             p.epoch, p.epochs, p.train_loss, p.validation_loss, p.samples_per_s
         )
     });

@@ -34,14 +34,7 @@ impl EncoderState {
         match self {
             EncoderState::None | EncoderState::Pca(_) => None,
             EncoderState::Autoencoder(e) => Some((NetworkKind::Autoencoder, e)),
-            // Encoding reads only the posterior mean; the KL schedule played its part.
-            EncoderState::Vae(e) => Some((
-                NetworkKind::Vae {
-                    kl_weight: 0.0,
-                    warmup_epochs: 0,
-                },
-                e,
-            )),
+            EncoderState::Vae(e) => Some((NetworkKind::VAE_ENCODING, e)),
         }
     }
 }
@@ -112,12 +105,8 @@ impl Model {
         let encoded = match &self.state.encoder {
             EncoderState::None => scaled,
             EncoderState::Pca(pca) => pca.transform(&scaled)?,
-            EncoderState::Autoencoder(_) | EncoderState::Vae(_) => {
-                let Some((kind, network)) = self.state.encoder.network() else {
-                    unreachable!("neural encoders have a network")
-                };
-                network.encode(kind, &scaled, device)?
-            }
+            EncoderState::Autoencoder(e) => e.encode(NetworkKind::Autoencoder, &scaled, device)?,
+            EncoderState::Vae(e) => e.encode(NetworkKind::VAE_ENCODING, &scaled, device)?,
         };
         let RegressorState::Linear(linear) = &self.state.regressor;
         Ok(linear.predict(&encoded)?)
@@ -214,8 +203,9 @@ impl Model {
                 if e.d_input != d {
                     return Err(format!("the encoder reads {} columns, not {d}", e.d_input));
                 }
-                let Some((kind, _)) = s.encoder.network() else {
-                    unreachable!("neural encoders have a network")
+                let kind = match s.encoder {
+                    EncoderState::Vae(_) => NetworkKind::VAE_ENCODING,
+                    _ => NetworkKind::Autoencoder,
                 };
                 crate::neural::check_weights(kind, e).map_err(|err| err.to_string())?;
                 e.net.latent

@@ -1,7 +1,7 @@
 //! Training the neural encoders (autoencoder, VAE) and encoding rows with them.
 //!
-//! The training rows go to the device once; each epoch uploads only a shuffled row order,
-//! slices its batches on the device, and reads one number back (the summed batch losses)
+//! The training rows go to the device once; each epoch uploads only a shuffled row order
+//! (and the VAE's noise), slices its batches on the device, and reads one number back (the summed batch losses)
 //! besides the validation loss that early stopping needs. Adam with PyTorch's defaults
 //! (β = 0.9, 0.999, ε = 1e-8). The initial weights, the batch order and the VAE's sampling
 //! noise come from the spec's seed on the host, so every device starts from the same network
@@ -45,6 +45,13 @@ pub enum NetworkKind {
 }
 
 impl NetworkKind {
+    /// A trained VAE as encoding and loading see it: only its posterior mean is read, so
+    /// the KL schedule it was trained with plays no part.
+    pub const VAE_ENCODING: NetworkKind = NetworkKind::Vae {
+        kl_weight: 0.0,
+        warmup_epochs: 0,
+    };
+
     /// The network kind of a neural encoder spec, after checking its parameters.
     pub fn of(
         spec: &EncoderSpec,

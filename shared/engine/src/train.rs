@@ -123,41 +123,54 @@ struct EncoderContext<'a> {
     cancel: &'a CancelToken,
 }
 
+/// Trains a neural encoder and encodes the three split parts on the device it trained on.
+fn encode_neural(
+    ctx: &EncoderContext<'_>,
+    spec: &EncoderSpec,
+    data: &Prepared,
+) -> Result<Encoded, EngineError> {
+    let started = Instant::now();
+    let Some((kind, net)) = NetworkKind::of(spec)? else {
+        return Err(EngineError::InvalidRequest(format!(
+            "{} is not a neural encoder",
+            spec.label()
+        )));
+    };
+    let run = TrainRun {
+        kind,
+        spec: net,
+        train: &data.x[0],
+        validation: &data.x[1],
+        label: spec.label(),
+        progress: ctx.progress,
+        cancel: ctx.cancel,
+    };
+    let trained = run.fit(ctx.manager, ctx.request)?;
+    let z = [
+        trained.encoder.encode(kind, &data.x[0], &trained.device)?,
+        trained.encoder.encode(kind, &data.x[1], &trained.device)?,
+        trained.encoder.encode(kind, &data.x[2], &trained.device)?,
+    ];
+    let state = match kind {
+        NetworkKind::Autoencoder => EncoderState::Autoencoder(trained.encoder),
+        NetworkKind::Vae { .. } => EncoderState::Vae(trained.encoder),
+    };
+    Ok(Encoded {
+        spec: spec.clone(),
+        state,
+        z,
+        device: Some(trained.device.resolved),
+        fell_back: trained.fell_back,
+        fit_ms: started.elapsed().as_secs_f64() * 1e3,
+    })
+}
+
 fn encode(
     ctx: &EncoderContext<'_>,
     spec: &EncoderSpec,
     data: &Prepared,
 ) -> Result<Encoded, EngineError> {
     let started = Instant::now();
-    if let Some((kind, net)) = NetworkKind::of(spec)? {
-        let run = TrainRun {
-            kind,
-            spec: net,
-            train: &data.x[0],
-            validation: &data.x[1],
-            label: spec.label(),
-            progress: ctx.progress,
-            cancel: ctx.cancel,
-        };
-        let trained = run.fit(ctx.manager, ctx.request)?;
-        let z = [
-            trained.encoder.encode(kind, &data.x[0], &trained.device)?,
-            trained.encoder.encode(kind, &data.x[1], &trained.device)?,
-            trained.encoder.encode(kind, &data.x[2], &trained.device)?,
-        ];
-        let state = match kind {
-            NetworkKind::Autoencoder => EncoderState::Autoencoder(trained.encoder),
-            NetworkKind::Vae { .. } => EncoderState::Vae(trained.encoder),
-        };
-        return Ok(Encoded {
-            spec: spec.clone(),
-            state,
-            z,
-            device: Some(trained.device.resolved),
-            fell_back: trained.fell_back,
-            fit_ms: started.elapsed().as_secs_f64() * 1e3,
-        });
-    }
     let (manager, request) = (ctx.manager, ctx.request);
     match *spec {
         EncoderSpec::None => Ok(Encoded {
@@ -168,9 +181,7 @@ fn encode(
             fell_back: None,
             fit_ms: 0.0,
         }),
-        EncoderSpec::Autoencoder { .. } | EncoderSpec::Vae { .. } => {
-            unreachable!("neural encoders are trained above")
-        }
+        EncoderSpec::Autoencoder { .. } | EncoderSpec::Vae { .. } => encode_neural(ctx, spec, data),
         EncoderSpec::Pca {
             n_components,
             whiten,

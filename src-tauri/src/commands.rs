@@ -2,6 +2,7 @@
 //! the engine on a blocking thread and maps its error; jobs that take long report progress over
 //! `on_progress` and stop when `cancel_job` is called with their id.
 
+use forexgpt_engine::{CancelToken, EngineError, Workbench};
 use forexgpt_protocol::{
     AppError, BacktestReport, BacktestRequest, BenchComparison, BenchRequest, BenchRun, Candle,
     CandlesRequest, DeviceInfo, DevicePreference, Forecast, ForecastRequest, ImportReport,
@@ -27,6 +28,28 @@ async fn blocking<T: Send + 'static>(
     tauri::async_runtime::spawn_blocking(move || job(&app.state::<AppState>()))
         .await
         .map_err(|e| internal(what, e))?
+}
+
+/// Runs a long engine job on a blocking thread: its own workbench (which probes the GPUs
+/// when `gpu`), a cancel token registered under `job` for `cancel_job`, and progress over
+/// `on_progress` (held events are flushed when the job ends).
+async fn long_job<T: Send + 'static>(
+    app: AppHandle,
+    what: &'static str,
+    gpu: bool,
+    job: JobId,
+    on_progress: Channel<ProgressEvent>,
+    work: impl FnOnce(&mut Workbench, &ChannelProgress, &CancelToken) -> Result<T, EngineError>
+    + Send
+    + 'static,
+) -> Result<T, AppError> {
+    blocking(app, what, move |s| {
+        let mut wb = s.workbench(gpu)?;
+        let running = s.jobs.start(job);
+        let progress = ChannelProgress::new(on_progress);
+        work(&mut wb, &progress, &running.token).map_err(from_engine)
+    })
+    .await
 }
 
 #[tauri::command(rename_all = "snake_case")]
@@ -82,12 +105,14 @@ pub async fn import_csv(
     job: JobId,
     on_progress: Channel<ProgressEvent>,
 ) -> Result<ImportReport, AppError> {
-    blocking(app, "the import", move |s| {
-        let mut wb = s.workbench(false)?;
-        let running = s.jobs.start(job);
-        wb.import_csv(&request, &ChannelProgress::new(on_progress), &running.token)
-            .map_err(from_engine)
-    })
+    long_job(
+        app,
+        "the import",
+        false,
+        job,
+        on_progress,
+        move |wb, progress, cancel| wb.import_csv(&request, progress, cancel),
+    )
     .await
 }
 
@@ -98,12 +123,15 @@ pub async fn train_models(
     job: JobId,
     on_progress: Channel<ProgressEvent>,
 ) -> Result<TrainReport, AppError> {
-    blocking(app, "training", move |s| {
-        let wb = s.workbench(request.device != DevicePreference::Cpu)?;
-        let running = s.jobs.start(job);
-        wb.train(&request, &ChannelProgress::new(on_progress), &running.token)
-            .map_err(from_engine)
-    })
+    let gpu = request.device != DevicePreference::Cpu;
+    long_job(
+        app,
+        "training",
+        gpu,
+        job,
+        on_progress,
+        move |wb, progress, cancel| wb.train(&request, progress, cancel),
+    )
     .await
 }
 
@@ -148,12 +176,15 @@ pub async fn backtest(
     job: JobId,
     on_progress: Channel<ProgressEvent>,
 ) -> Result<BacktestReport, AppError> {
-    blocking(app, "the backtest", move |s| {
-        let wb = s.workbench(request.selection.device != DevicePreference::Cpu)?;
-        let running = s.jobs.start(job);
-        wb.backtest(&request, &ChannelProgress::new(on_progress), &running.token)
-            .map_err(from_engine)
-    })
+    let gpu = request.selection.device != DevicePreference::Cpu;
+    long_job(
+        app,
+        "the backtest",
+        gpu,
+        job,
+        on_progress,
+        move |wb, progress, cancel| wb.backtest(&request, progress, cancel),
+    )
     .await
 }
 
@@ -164,13 +195,14 @@ pub async fn run_benchmark(
     job: JobId,
     on_progress: Channel<ProgressEvent>,
 ) -> Result<BenchRun, AppError> {
-    blocking(app, "the benchmark", move |s| {
-        let wb = s.workbench(true)?;
-        let running = s.jobs.start(job);
-        let progress = ChannelProgress::new(on_progress);
-        wb.run_benchmark(&request, GIT_REV, &progress, &running.token)
-            .map_err(from_engine)
-    })
+    long_job(
+        app,
+        "the benchmark",
+        true,
+        job,
+        on_progress,
+        move |wb, progress, cancel| wb.run_benchmark(&request, GIT_REV, progress, cancel),
+    )
     .await
 }
 

@@ -116,6 +116,14 @@ pub struct MergeOutcome {
     pub unchanged: u64,
 }
 
+/// One series to seed with [`Store::import_once`].
+pub struct SeedSeries<'a> {
+    pub symbol: &'a str,
+    pub timeframe: Timeframe,
+    pub candles: &'a [Candle],
+    pub source: ImportSource<'a>,
+}
+
 /// A description of one import, written to the import log.
 #[derive(Debug, Clone)]
 pub struct ImportSource<'a> {
@@ -369,71 +377,53 @@ impl Store {
         source: &ImportSource,
     ) -> Result<MergeOutcome, StoreError> {
         let path = self.path.clone();
-        let wrap = |e| StoreError::Sqlite {
-            path: path.clone(),
-            cause: e,
-        };
-        let now = chrono::Utc::now().timestamp();
-        // Immediate: the write lock is taken up front, so a concurrent import waits (busy
-        // timeout) instead of failing when its read snapshot turns stale.
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        let tx = write_transaction(&mut self.conn, &path)?;
+        let outcome = merge_candles(&tx, &path, symbol, timeframe, candles, source)?;
+        tx.commit().map_err(|cause| sqlite_error(&path, cause))?;
+        Ok(outcome)
+    }
+
+    /// Imports `series` and sets `key` to `value` in one transaction, unless `key` is already
+    /// set: how the sample series are seeded exactly once, even when several connections open
+    /// a new database at the same time. `None` when another connection (or an earlier run)
+    /// seeded them.
+    pub fn import_once(
+        &mut self,
+        key: &str,
+        value: &str,
+        series: &[SeedSeries<'_>],
+    ) -> Result<Option<Vec<MergeOutcome>>, StoreError> {
+        let path = self.path.clone();
+        let wrap = |cause| sqlite_error(&path, cause);
+        let tx = write_transaction(&mut self.conn, &path)?;
+        let seeded: Option<String> = tx
+            .query_row("SELECT value FROM app_meta WHERE key = ?1", [key], |r| {
+                r.get(0)
+            })
+            .optional()
             .map_err(wrap)?;
-        tx.execute(
-            "INSERT INTO series (symbol, timeframe, source, updated_ts) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (symbol, timeframe) DO UPDATE SET source = excluded.source, updated_ts = excluded.updated_ts",
-            params![symbol, timeframe.as_str(), source.file, now],
-        )
-        .map_err(wrap)?;
-        let series_id: i64 = tx
-            .query_row(
-                "SELECT id FROM series WHERE symbol = ?1 AND timeframe = ?2",
-                params![symbol, timeframe.as_str()],
-                |r| r.get(0),
-            )
-            .map_err(wrap)?;
-        if source.replace {
-            tx.execute("DELETE FROM candles WHERE series_id = ?1", [series_id])
-                .map_err(wrap)?;
+        if seeded.is_some() {
+            return Ok(None);
         }
-        let existing = match (candles.first(), candles.last(), source.replace) {
-            (Some(first), Some(last), false) => {
-                load_range(&tx, series_id, first.ts, last.ts).map_err(wrap)?
-            }
-            _ => Vec::new(),
-        };
-        let mut outcome = MergeOutcome {
-            inserted: 0,
-            unchanged: 0,
-        };
-        let mut fresh: Vec<&Candle> = Vec::with_capacity(candles.len());
-        let mut stored = existing.iter().peekable();
-        for c in candles {
-            while stored.next_if(|s| s.ts < c.ts).is_some() {}
-            match stored.next_if(|s| s.ts == c.ts) {
-                None => fresh.push(c),
-                Some(s) if s == c => outcome.unchanged += 1,
-                Some(s) => {
-                    return Err(StoreError::Conflict {
-                        symbol: symbol.to_string(),
-                        timeframe,
-                        ts: c.ts,
-                        stored: s.close,
-                        new: c.close,
-                    });
-                }
-            }
+        let mut outcomes = Vec::with_capacity(series.len());
+        for s in series {
+            outcomes.push(merge_candles(
+                &tx,
+                &path,
+                s.symbol,
+                s.timeframe,
+                s.candles,
+                &s.source,
+            )?);
         }
-        insert_candles(&tx, series_id, &fresh).map_err(wrap)?;
-        outcome.inserted = fresh.len() as u64;
         tx.execute(
-            "INSERT INTO imports (series_id, file, format, rows, inserted, imported_ts) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![series_id, source.file, source.format, candles.len() as i64, outcome.inserted as i64, now],
+            "INSERT INTO app_meta (key, value) VALUES (?1, ?2)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            params![key, value],
         )
         .map_err(wrap)?;
         tx.commit().map_err(wrap)?;
-        Ok(outcome)
+        Ok(Some(outcomes))
     }
 
     /// Every stored series with its bar count and range.
@@ -634,6 +624,90 @@ fn load_range(
     rows.collect()
 }
 
+fn sqlite_error(path: &str, cause: rusqlite::Error) -> StoreError {
+    StoreError::Sqlite {
+        path: path.to_string(),
+        cause,
+    }
+}
+
+/// A transaction that holds the write lock from its start, so a concurrent writer waits
+/// (busy timeout) instead of failing when its read snapshot turns stale.
+fn write_transaction<'c>(
+    conn: &'c mut Connection,
+    path: &str,
+) -> Result<rusqlite::Transaction<'c>, StoreError> {
+    conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(|cause| sqlite_error(path, cause))
+}
+
+/// Merges `candles` into their series inside `tx`: new bars are inserted, equal ones counted,
+/// and a bar that differs from the stored one is a conflict. The import is logged.
+fn merge_candles(
+    tx: &rusqlite::Transaction<'_>,
+    path: &str,
+    symbol: &str,
+    timeframe: Timeframe,
+    candles: &[Candle],
+    source: &ImportSource,
+) -> Result<MergeOutcome, StoreError> {
+    let wrap = |cause| sqlite_error(path, cause);
+    let now = chrono::Utc::now().timestamp();
+    tx.execute(
+        "INSERT INTO series (symbol, timeframe, source, updated_ts) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (symbol, timeframe) DO UPDATE SET source = excluded.source, updated_ts = excluded.updated_ts",
+        params![symbol, timeframe.as_str(), source.file, now],
+    )
+    .map_err(wrap)?;
+    let series_id: i64 = tx
+        .query_row(
+            "SELECT id FROM series WHERE symbol = ?1 AND timeframe = ?2",
+            params![symbol, timeframe.as_str()],
+            |r| r.get(0),
+        )
+        .map_err(wrap)?;
+    if source.replace {
+        tx.execute("DELETE FROM candles WHERE series_id = ?1", [series_id])
+            .map_err(wrap)?;
+    }
+    let existing = match (candles.first(), candles.last(), source.replace) {
+        (Some(first), Some(last), false) => {
+            load_range(tx, series_id, first.ts, last.ts).map_err(wrap)?
+        }
+        _ => Vec::new(),
+    };
+    let mut outcome = MergeOutcome {
+        inserted: 0,
+        unchanged: 0,
+    };
+    let mut fresh: Vec<&Candle> = Vec::with_capacity(candles.len());
+    let mut stored = existing.iter().peekable();
+    for c in candles {
+        while stored.next_if(|s| s.ts < c.ts).is_some() {}
+        match stored.next_if(|s| s.ts == c.ts) {
+            None => fresh.push(c),
+            Some(s) if s == c => outcome.unchanged += 1,
+            Some(s) => {
+                return Err(StoreError::Conflict {
+                    symbol: symbol.to_string(),
+                    timeframe,
+                    ts: c.ts,
+                    stored: s.close,
+                    new: c.close,
+                });
+            }
+        }
+    }
+    insert_candles(tx, series_id, &fresh).map_err(wrap)?;
+    outcome.inserted = fresh.len() as u64;
+    tx.execute(
+        "INSERT INTO imports (series_id, file, format, rows, inserted, imported_ts) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![series_id, source.file, source.format, candles.len() as i64, outcome.inserted as i64, now],
+    )
+    .map_err(wrap)?;
+    Ok(outcome)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -656,6 +730,39 @@ mod tests {
         format: "generic",
         replace: false,
     };
+
+    #[test]
+    fn import_once_imports_the_first_time_only_even_from_many_connections() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("seed.sqlite");
+        let candles = bars(1_700_000_000, 50, 1.1);
+        let handles: Vec<_> = (0..6)
+            .map(|_| {
+                let (path, candles) = (path.clone(), candles.clone());
+                std::thread::spawn(move || {
+                    let mut store = Store::open(&path).unwrap();
+                    let series = [SeedSeries {
+                        symbol: "EURUSD",
+                        timeframe: Timeframe::H1,
+                        candles: &candles,
+                        source: SRC,
+                    }];
+                    store.import_once("seeded", "1", &series).unwrap()
+                })
+            })
+            .collect();
+        let outcomes: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+        let seeded: Vec<_> = outcomes.iter().flatten().collect();
+        assert_eq!(seeded.len(), 1, "{outcomes:?}");
+        assert_eq!(seeded[0][0].inserted, 50);
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.meta("seeded").unwrap().as_deref(), Some("1"));
+        let imports: i64 = store
+            .conn
+            .query_row("SELECT COUNT(*) FROM imports", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(imports, 1, "the import log shows one seeding");
+    }
 
     #[test]
     fn benchmark_runs_are_stored_listed_and_deleted() {

@@ -12,7 +12,7 @@ use forexgpt_core::import::{parse_candles_csv, read_candles_csv};
 use forexgpt_core::resample::resample;
 use forexgpt_core::sample::SAMPLE_SERIES;
 use forexgpt_core::split::{chronological_split, default_purge};
-use forexgpt_core::store::{ImportSource, Store, StoreError};
+use forexgpt_core::store::{ImportSource, SeedSeries, Store, StoreError};
 use forexgpt_core::timestamp::format_ts;
 use forexgpt_device::DeviceManager;
 use forexgpt_protocol::{
@@ -166,33 +166,42 @@ impl Workbench {
         self.store.path()
     }
 
+    /// Imports the sample series once per database. The check and the imports share one
+    /// write transaction, so connections opening a new database together seed it once.
     fn seed_samples(&mut self) -> Result<(), EngineError> {
         if self.store.meta(SAMPLES_SEEDED_KEY)?.is_some() {
             return Ok(());
         }
+        let mut parsed = Vec::with_capacity(SAMPLE_SERIES.len());
         for sample in SAMPLE_SERIES {
-            let parsed = parse_candles_csv(
+            parsed.push(parse_candles_csv(
                 sample.file_name,
                 sample.csv,
                 sample.format,
                 sample.timeframe,
                 &mut |_, _| true,
-            )?;
-            let source = ImportSource {
-                file: sample.file_name,
-                format: parsed.format.as_str(),
-                replace: false,
-            };
-            let outcome = self.store.import_candles(
-                sample.symbol,
-                sample.timeframe,
-                &parsed.candles,
-                &source,
-            )?;
+            )?);
+        }
+        let series: Vec<SeedSeries> = SAMPLE_SERIES
+            .iter()
+            .zip(&parsed)
+            .map(|(sample, p)| SeedSeries {
+                symbol: sample.symbol,
+                timeframe: sample.timeframe,
+                candles: &p.candles,
+                source: ImportSource {
+                    file: sample.file_name,
+                    format: p.format.as_str(),
+                    replace: false,
+                },
+            })
+            .collect();
+        let seeded =
+            self.store
+                .import_once(SAMPLES_SEEDED_KEY, env!("CARGO_PKG_VERSION"), &series)?;
+        for (sample, outcome) in SAMPLE_SERIES.iter().zip(seeded.iter().flatten()) {
             tracing::info!(symbol = sample.symbol, timeframe = %sample.timeframe, bars = outcome.inserted, "imported sample series");
         }
-        self.store
-            .set_meta(SAMPLES_SEEDED_KEY, env!("CARGO_PKG_VERSION"))?;
         Ok(())
     }
 

@@ -31,9 +31,9 @@ pub use features::{
 };
 pub use model::{
     Activation, BacktestHorizon, BacktestReport, BacktestRequest, BaselineMetrics, Combine,
-    EncoderSpec, Forecast, ForecastRequest, HorizonForecast, HorizonMetrics, ModelConfig,
-    ModelGrid, ModelInfo, ModelSelection, NeuralEncoderSpec, RegressorKind, RegressorSpec,
-    SplitTimes, StoredModel, TrainReport, TrainRequest,
+    EncoderSpec, Forecast, ForecastRequest, ForestSpec, HorizonForecast, HorizonMetrics,
+    MaxFeatures, ModelConfig, ModelGrid, ModelInfo, ModelSelection, NeuralEncoderSpec,
+    RegressorKind, RegressorSpec, SplitTimes, StoredModel, TrainReport, TrainRequest,
 };
 pub use progress::{EpochProgress, ProgressEvent, Stage};
 pub use timeframe::{ParseTimeframeError, Timeframe};

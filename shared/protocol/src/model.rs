@@ -178,15 +178,181 @@ pub enum RegressorSpec {
         max_iter: usize,
         tol: f64,
     },
+    #[serde(rename = "rf")]
+    RandomForest(ForestSpec),
+}
+
+/// How many features each split considers (scikit-learn's `max_features`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MaxFeatures {
+    /// Every feature (scikit-learn's `1.0`, the regression default).
+    All,
+    /// `max(1, ⌊√d⌋)`.
+    Sqrt,
+    /// `max(1, ⌊log₂ d⌋)`.
+    Log2,
+    /// `max(1, ⌊f·d⌋)` for `0 < f ≤ 1`.
+    Fraction(f64),
+    /// Exactly this many (at most d).
+    Count(usize),
+}
+
+impl MaxFeatures {
+    /// The number of features for `d` columns, as scikit-learn computes it.
+    pub fn resolve(self, d: usize) -> usize {
+        let n = match self {
+            MaxFeatures::All => d,
+            MaxFeatures::Sqrt => (d as f64).sqrt() as usize,
+            MaxFeatures::Log2 => (d as f64).log2() as usize,
+            MaxFeatures::Fraction(f) => (f * d as f64) as usize,
+            MaxFeatures::Count(n) => n,
+        };
+        n.clamp(1, d.max(1))
+    }
+
+    /// `all` (or `1.0`), `sqrt`, `log2`, a fraction such as `0.33`, or a count such as `8`.
+    pub fn parse(text: &str) -> Result<MaxFeatures, String> {
+        let t = text.trim().to_ascii_lowercase();
+        match t.as_str() {
+            "all" | "1.0" | "none" => return Ok(MaxFeatures::All),
+            "sqrt" => return Ok(MaxFeatures::Sqrt),
+            "log2" => return Ok(MaxFeatures::Log2),
+            _ => {}
+        }
+        if let Ok(n) = t.parse::<usize>() {
+            return if n == 0 {
+                Err("max_features must be at least 1".into())
+            } else {
+                Ok(MaxFeatures::Count(n))
+            };
+        }
+        match t.parse::<f64>() {
+            Ok(f) if f > 0.0 && f <= 1.0 => Ok(MaxFeatures::Fraction(f)),
+            _ => Err(format!(
+                "max_features must be all, sqrt, log2, a fraction in (0, 1] or a count, not {text:?}"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for MaxFeatures {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MaxFeatures::All => f.write_str("1.0"),
+            MaxFeatures::Sqrt => f.write_str("sqrt"),
+            MaxFeatures::Log2 => f.write_str("log2"),
+            MaxFeatures::Fraction(x) => write!(f, "{x}"),
+            MaxFeatures::Count(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+/// A random forest with scikit-learn's parameter names and defaults (`RandomForestRegressor`),
+/// plus `max_bins`: features are binned into at most this many quantile bins before the trees
+/// are grown (histogram trees, as LightGBM and XGBoost's `hist` do).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ForestSpec {
+    pub n_estimators: usize,
+    /// `None`: grow until leaves are pure or too small to split.
+    pub max_depth: Option<usize>,
+    pub min_samples_split: usize,
+    pub min_samples_leaf: usize,
+    pub max_features: MaxFeatures,
+    pub bootstrap: bool,
+    /// Share of the rows each tree draws when bootstrapping (`None`: as many as there are).
+    pub max_samples: Option<f64>,
+    pub random_state: u64,
+    /// Bins per feature, 2 to 256.
+    pub max_bins: usize,
+    /// Compute the out-of-bag R² (bootstrap only).
+    pub oob_score: bool,
+}
+
+impl Default for ForestSpec {
+    fn default() -> Self {
+        ForestSpec {
+            n_estimators: 100,
+            max_depth: None,
+            min_samples_split: 2,
+            min_samples_leaf: 1,
+            max_features: MaxFeatures::All,
+            bootstrap: true,
+            max_samples: None,
+            random_state: 42,
+            max_bins: 256,
+            oob_score: false,
+        }
+    }
+}
+
+impl ForestSpec {
+    /// The first parameter scikit-learn would refuse, with its reason.
+    pub fn check(&self) -> Result<(), String> {
+        if self.n_estimators == 0 {
+            return Err("n_estimators must be at least 1".into());
+        }
+        if self.max_depth == Some(0) {
+            return Err("max_depth must be at least 1 (or none)".into());
+        }
+        if self.min_samples_split < 2 {
+            return Err(format!(
+                "min_samples_split must be at least 2, not {}",
+                self.min_samples_split
+            ));
+        }
+        if self.min_samples_leaf == 0 {
+            return Err("min_samples_leaf must be at least 1".into());
+        }
+        match self.max_features {
+            MaxFeatures::Fraction(f) if !(f > 0.0 && f <= 1.0) => {
+                return Err(format!("max_features must be in (0, 1], not {f}"));
+            }
+            MaxFeatures::Count(0) => return Err("max_features must be at least 1".into()),
+            _ => {}
+        }
+        if let Some(s) = self.max_samples {
+            if !(s > 0.0 && s <= 1.0) {
+                return Err(format!("max_samples must be in (0, 1], not {s}"));
+            }
+            if !self.bootstrap {
+                return Err("max_samples needs bootstrap (scikit-learn refuses it without)".into());
+            }
+        }
+        if !(2..=256).contains(&self.max_bins) {
+            return Err(format!(
+                "max_bins must be between 2 and 256, not {}",
+                self.max_bins
+            ));
+        }
+        if self.oob_score && !self.bootstrap {
+            return Err("oob_score needs bootstrap".into());
+        }
+        Ok(())
+    }
+
+    /// Trees and main parameters, e.g. `rf(trees=100,max_features=1.0)`.
+    pub fn label(&self) -> String {
+        let depth = self
+            .max_depth
+            .map(|d| format!(",max_depth={d}"))
+            .unwrap_or_default();
+        format!(
+            "rf(trees={}{depth},max_features={})",
+            self.n_estimators, self.max_features
+        )
+    }
 }
 
 impl RegressorSpec {
-    /// The kind's name: `ridge`, `lasso`, `elasticnet`.
+    /// The kind's name: `ridge`, `lasso`, `elasticnet`, `rf`.
     pub const fn kind(&self) -> &'static str {
         match self {
             RegressorSpec::Ridge { .. } => "ridge",
             RegressorSpec::Lasso { .. } => "lasso",
             RegressorSpec::ElasticNet { .. } => "elasticnet",
+            RegressorSpec::RandomForest(_) => "rf",
         }
     }
 
@@ -199,6 +365,7 @@ impl RegressorSpec {
             RegressorSpec::ElasticNet {
                 alpha, l1_ratio, ..
             } => format!("elasticnet(alpha={alpha},l1_ratio={l1_ratio})"),
+            RegressorSpec::RandomForest(forest) => forest.label(),
         }
     }
 }
@@ -211,13 +378,16 @@ pub enum RegressorKind {
     Lasso,
     #[serde(rename = "elasticnet")]
     ElasticNet,
+    #[serde(rename = "rf")]
+    RandomForest,
 }
 
 impl RegressorKind {
-    pub const ALL: [RegressorKind; 3] = [
+    pub const ALL: [RegressorKind; 4] = [
         RegressorKind::Ridge,
         RegressorKind::Lasso,
         RegressorKind::ElasticNet,
+        RegressorKind::RandomForest,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -225,7 +395,13 @@ impl RegressorKind {
             RegressorKind::Ridge => "ridge",
             RegressorKind::Lasso => "lasso",
             RegressorKind::ElasticNet => "elasticnet",
+            RegressorKind::RandomForest => "rf",
         }
+    }
+
+    /// Whether the kind has an `alpha` (the linear ones).
+    pub const fn is_linear(self) -> bool {
+        !matches!(self, RegressorKind::RandomForest)
     }
 
     /// 1.0 for ridge, 1e-5 for lasso and elastic net: targets are log returns of ~1e-3, and
@@ -234,12 +410,13 @@ impl RegressorKind {
         match self {
             RegressorKind::Ridge => 1.0,
             RegressorKind::Lasso | RegressorKind::ElasticNet => 1e-5,
+            RegressorKind::RandomForest => 0.0,
         }
     }
 }
 
-/// A grid of configurations: every encoder × regressor × alpha. An empty `alphas` uses each
-/// regressor's default.
+/// A grid of configurations: every encoder × regressor × alpha (the random forest has no
+/// alpha: one configuration per encoder). An empty `alphas` uses each regressor's default.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelGrid {
     pub encoders: Vec<EncoderSpec>,
@@ -250,6 +427,9 @@ pub struct ModelGrid {
     /// Coordinate-descent sweeps and tolerance (lasso, elastic net).
     pub max_iter: usize,
     pub tol: f64,
+    /// The random forest's parameters.
+    #[serde(default)]
+    pub forest: ForestSpec,
 }
 
 impl Default for ModelGrid {
@@ -261,6 +441,7 @@ impl Default for ModelGrid {
             l1_ratio: 0.5,
             max_iter: 1000,
             tol: 1e-4,
+            forest: ForestSpec::default(),
         }
     }
 }
@@ -270,26 +451,7 @@ impl ModelGrid {
         let mut out = Vec::new();
         for encoder in &self.encoders {
             for &kind in &self.regressors {
-                let alphas = if self.alphas.is_empty() {
-                    vec![kind.default_alpha()]
-                } else {
-                    self.alphas.clone()
-                };
-                for alpha in alphas {
-                    let regressor = match kind {
-                        RegressorKind::Ridge => RegressorSpec::Ridge { alpha },
-                        RegressorKind::Lasso => RegressorSpec::Lasso {
-                            alpha,
-                            max_iter: self.max_iter,
-                            tol: self.tol,
-                        },
-                        RegressorKind::ElasticNet => RegressorSpec::ElasticNet {
-                            alpha,
-                            l1_ratio: self.l1_ratio,
-                            max_iter: self.max_iter,
-                            tol: self.tol,
-                        },
-                    };
+                for regressor in self.specs(kind) {
                     out.push(ModelConfig {
                         encoder: encoder.clone(),
                         regressor,
@@ -298,6 +460,39 @@ impl ModelGrid {
             }
         }
         out
+    }
+
+    /// The regressor specs of one kind: one per alpha, or the one forest.
+    fn specs(&self, kind: RegressorKind) -> Vec<RegressorSpec> {
+        let alphas = if self.alphas.is_empty() {
+            vec![kind.default_alpha()]
+        } else {
+            self.alphas.clone()
+        };
+        match kind {
+            RegressorKind::RandomForest => vec![RegressorSpec::RandomForest(self.forest.clone())],
+            RegressorKind::Ridge => alphas
+                .into_iter()
+                .map(|alpha| RegressorSpec::Ridge { alpha })
+                .collect(),
+            RegressorKind::Lasso => alphas
+                .into_iter()
+                .map(|alpha| RegressorSpec::Lasso {
+                    alpha,
+                    max_iter: self.max_iter,
+                    tol: self.tol,
+                })
+                .collect(),
+            RegressorKind::ElasticNet => alphas
+                .into_iter()
+                .map(|alpha| RegressorSpec::ElasticNet {
+                    alpha,
+                    l1_ratio: self.l1_ratio,
+                    max_iter: self.max_iter,
+                    tol: self.tol,
+                })
+                .collect(),
+        }
     }
 }
 

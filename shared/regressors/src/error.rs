@@ -29,4 +29,8 @@ pub enum FitError {
     Singular(String),
     #[error(transparent)]
     Device(#[from] DeviceError),
+    #[error(transparent)]
+    Forest(#[from] crate::forest::trees::TreesError),
+    #[error("cancelled")]
+    Cancelled,
 }

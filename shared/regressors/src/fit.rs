@@ -6,6 +6,7 @@ use forexgpt_device::{ComputeDevice, DeviceManager};
 use forexgpt_protocol::{BackendKind, DevicePreference, ResolvedDevice};
 
 use crate::error::FitError;
+use crate::forest::{RandomForestModel, ValidForestParams};
 use crate::linear::{LinearModel, ValidLinearParams};
 use crate::matrix::Matrix;
 use crate::pca::{FittedPca, ValidPcaParams};
@@ -84,6 +85,33 @@ pub fn fit_pca(
     x: &Matrix,
 ) -> Result<FitOutcome<FittedPca>, FitError> {
     fit_with(manager, request, |device| params.fit(x, device))
+}
+
+/// Grows a random forest. Trees are grown on the CPU on every request (there is no GPU tree
+/// builder yet); when the request resolved to a GPU, the outcome says so. Prediction runs on
+/// any device ([`RandomForestModel::predict_on`]).
+pub fn fit_forest(
+    manager: &DeviceManager,
+    request: DeviceRequest,
+    params: &ValidForestParams,
+    x: &Matrix,
+    y: &Matrix,
+    observe: &(dyn Fn(usize) -> bool + Sync),
+) -> Result<FitOutcome<RandomForestModel>, FitError> {
+    let device = manager.resolve_or_cpu(request.preference);
+    let model = params.fit(x, y, observe)?;
+    let cpu = ComputeDevice::cpu(&manager.info().cpu.model);
+    let fell_back = device.is_gpu().then(|| {
+        format!(
+            "random forests are grown on the CPU ({} has no tree builder yet)",
+            device.label()
+        )
+    });
+    Ok(FitOutcome {
+        model,
+        device: cpu.resolved,
+        fell_back,
+    })
 }
 
 #[cfg(test)]

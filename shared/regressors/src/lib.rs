@@ -1,13 +1,15 @@
-//! Ridge, Lasso, ElasticNet and PCA with scikit-learn's objectives, parameter names and
+//! Ridge, Lasso, ElasticNet, RandomForest and PCA with scikit-learn's objectives, parameter names and
 //! defaults, multi-output (one target column per horizon). Parameters go builder → checked
 //! params → fitted model, and only fitted models predict.
 //!
 //! The O(n·d²) part — the centred Gram matrix `XᵀX`, `XᵀY` and `Σy²` — runs on the CPU in
 //! float64 or on a GPU through burn ([`moments`]); the small d×d solves, coordinate descent
-//! and eigendecompositions run on the CPU in float64, where they are cheapest.
+//! and eigendecompositions run on the CPU in float64, where they are cheapest. The random
+//! forest ([`forest`]) grows histogram trees on the CPU and predicts on the CPU or a GPU.
 
 pub mod error;
 pub mod fit;
+pub mod forest;
 pub mod linalg;
 pub mod linear;
 pub mod matrix;
@@ -15,7 +17,8 @@ pub mod moments;
 pub mod pca;
 
 pub use error::FitError;
-pub use fit::{DeviceRequest, FitOutcome, fit_linear, fit_pca};
+pub use fit::{DeviceRequest, FitOutcome, fit_forest, fit_linear, fit_pca};
+pub use forest::{RandomForest, RandomForestModel};
 pub use linear::{ElasticNet, Lasso, LinearKind, LinearModel, LinearParams, Ridge};
 pub use matrix::Matrix;
 pub use pca::{FittedPca, Pca};

@@ -1,0 +1,153 @@
+//! Forest prediction on a GPU: every (tree, row) pair walks its tree in lockstep, one level
+//! per step, as a handful of gathers over flat node arrays, for as many steps as the deepest
+//! tree has levels. Leaves point to themselves, so a walk that arrived stays put. The rows
+//! are binned on the CPU first, so the GPU compares small integers and takes exactly the
+//! CPU's branches; only the final mean over trees is float32.
+
+use burn::tensor::backend::Backend;
+use burn::tensor::{Int, Tensor, TensorData};
+use forexgpt_device::{BackendJob, ComputeDevice, run_job};
+
+use super::trees::{LEAF, Trees};
+use crate::error::FitError;
+
+/// (tree, row) pairs walked per launch sequence: bounds the device memory of one chunk.
+const PAIRS_PER_CHUNK: usize = 1 << 24;
+
+/// The node arrays in the form the walk reads: leaves loop to themselves on feature 0.
+struct WalkNodes {
+    feature: Vec<i32>,
+    bin: Vec<i32>,
+    left: Vec<i32>,
+    right: Vec<i32>,
+    leaf: Vec<i32>,
+}
+
+impl WalkNodes {
+    fn new(trees: &Trees) -> WalkNodes {
+        let n = trees.n_nodes();
+        let mut w = WalkNodes {
+            feature: Vec::with_capacity(n),
+            bin: Vec::with_capacity(n),
+            left: Vec::with_capacity(n),
+            right: Vec::with_capacity(n),
+            leaf: Vec::with_capacity(n),
+        };
+        for i in 0..n {
+            if trees.feature[i] == LEAF {
+                w.feature.push(0);
+                w.bin.push(i32::from(u8::MAX));
+                w.left.push(i as i32);
+                w.right.push(i as i32);
+                w.leaf.push(trees.left[i] as i32);
+            } else {
+                w.feature.push(i32::from(trees.feature[i]));
+                w.bin.push(i32::from(trees.bin[i]));
+                w.left.push(trees.left[i] as i32);
+                w.right.push(trees.right[i] as i32);
+                w.leaf.push(0);
+            }
+        }
+        w
+    }
+}
+
+struct WalkJob<'a> {
+    trees: &'a Trees,
+    nodes: WalkNodes,
+    /// Row-major bins, `rows × d`.
+    bins: &'a [u8],
+    rows: usize,
+    d: usize,
+}
+
+impl BackendJob for WalkJob<'_> {
+    type Output = Vec<f32>;
+
+    fn run<B: Backend>(self, device: &B::Device) -> Vec<f32> {
+        let ints = |v: Vec<i32>| {
+            let n = v.len();
+            Tensor::<B, 1, Int>::from_data(TensorData::new(v, [n]), device)
+        };
+        let t = self.trees.n_trees();
+        let k = self.trees.n_outputs;
+        let feature = ints(self.nodes.feature);
+        let split = ints(self.nodes.bin);
+        let left = ints(self.nodes.left);
+        let right = ints(self.nodes.right);
+        let leaf_of = ints(self.nodes.leaf);
+        let leaves = self.trees.n_leaves();
+        let values = Tensor::<B, 1>::from_data(
+            TensorData::new(self.trees.values.clone(), [leaves * k]),
+            device,
+        )
+        .reshape([leaves, k]);
+        let roots = ints(self.trees.roots.iter().map(|&r| r as i32).collect());
+        let chunk_rows = (PAIRS_PER_CHUNK / t.max(1)).max(1);
+        let mut out = Vec::with_capacity(self.rows * k);
+        let mut start = 0;
+        while start < self.rows {
+            let n = chunk_rows.min(self.rows - start);
+            let bins: Vec<i32> = self.bins[start * self.d..(start + n) * self.d]
+                .iter()
+                .map(|&b| i32::from(b))
+                .collect();
+            let bins = ints(bins);
+            // Pair p = tree·n + row: its row's first bin is at row·d.
+            let row_base = Tensor::<B, 1, Int>::arange(0..n as i64, device)
+                .mul_scalar(self.d as i64)
+                .reshape([1, n])
+                .repeat_dim(0, t)
+                .reshape([t * n]);
+            let mut node = roots
+                .clone()
+                .reshape([t, 1])
+                .repeat_dim(1, n)
+                .reshape([t * n]);
+            for _ in 0..self.trees.depth {
+                let f = feature.clone().select(0, node.clone());
+                let b = bins.clone().select(0, row_base.clone().add(f));
+                let go_left = b.lower_equal(split.clone().select(0, node.clone()));
+                let l = left.clone().select(0, node.clone());
+                node = right.clone().select(0, node).mask_where(go_left, l);
+            }
+            let leaf = leaf_of.clone().select(0, node);
+            let mean = values
+                .clone()
+                .select(0, leaf)
+                .reshape([t, n, k])
+                .sum_dim(0)
+                .div_scalar(t as f64)
+                .reshape([n * k]);
+            out.extend(mean.into_data().to_vec::<f32>().unwrap_or_default());
+            start += n;
+        }
+        out
+    }
+}
+
+/// `rows × outputs` predictions of binned rows (row-major, `rows × d`) on `device`.
+pub fn predict(
+    trees: &Trees,
+    bins: &[u8],
+    rows: usize,
+    d: usize,
+    device: &ComputeDevice,
+) -> Result<Vec<f32>, FitError> {
+    let job = WalkJob {
+        trees,
+        nodes: WalkNodes::new(trees),
+        bins,
+        rows,
+        d,
+    };
+    let out = run_job(device, job)?;
+    if out.len() != rows * trees.n_outputs {
+        return Err(FitError::ShapeMismatch(format!(
+            "the device returned {} values for {rows} × {} predictions",
+            out.len(),
+            trees.n_outputs
+        )));
+    }
+    Ok(out)
+}

@@ -1,0 +1,324 @@
+//! `RandomForestRegressor` with scikit-learn's parameters and defaults, grown as histogram
+//! trees: features are binned once ([`bins`]), then every tree is grown on the CPU from
+//! per-node histograms of the bins ([`grow`]), in parallel over trees (rayon) and
+//! deterministic for a seed whatever the thread count. The forest is stored flat
+//! ([`trees`]) and predicts many rows × many trees in one pass on the CPU, or as one batched
+//! walk on a GPU through burn ([`gpu`]).
+//!
+//! Own code: linfa has no random-forest regressor. Differences from scikit-learn, by design:
+//! split thresholds sit on bin edges (at most `max_bins` per feature, halfway between two
+//! training values, as scikit-learn's thresholds are); with at most `max_bins` distinct
+//! values per feature the trees are the exact ones. Leaf values are stored as float32.
+
+pub mod bins;
+pub mod gpu;
+mod grow;
+pub mod trees;
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use forexgpt_device::ComputeDevice;
+use forexgpt_protocol::{ForestSpec, MaxFeatures};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::error::FitError;
+use crate::matrix::Matrix;
+use bins::BinEdges;
+use grow::{Data, Rules};
+use trees::Trees;
+
+/// `RandomForest::params()`: scikit-learn's defaults (100 trees, fully grown, every feature
+/// at every split, bootstrap) with 256 bins and `random_state` 42.
+pub struct RandomForest;
+
+impl RandomForest {
+    pub fn params() -> ForestParamsBuilder {
+        ForestParamsBuilder(ForestSpec::default())
+    }
+}
+
+/// Parameters before they are checked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ForestParamsBuilder(pub ForestSpec);
+
+impl ForestParamsBuilder {
+    pub fn from_spec(spec: ForestSpec) -> Self {
+        ForestParamsBuilder(spec)
+    }
+
+    pub fn n_estimators(mut self, n: usize) -> Self {
+        self.0.n_estimators = n;
+        self
+    }
+
+    pub fn max_depth(mut self, depth: Option<usize>) -> Self {
+        self.0.max_depth = depth;
+        self
+    }
+
+    pub fn min_samples_split(mut self, n: usize) -> Self {
+        self.0.min_samples_split = n;
+        self
+    }
+
+    pub fn min_samples_leaf(mut self, n: usize) -> Self {
+        self.0.min_samples_leaf = n;
+        self
+    }
+
+    pub fn max_features(mut self, m: MaxFeatures) -> Self {
+        self.0.max_features = m;
+        self
+    }
+
+    pub fn bootstrap(mut self, on: bool) -> Self {
+        self.0.bootstrap = on;
+        self
+    }
+
+    pub fn max_samples(mut self, share: Option<f64>) -> Self {
+        self.0.max_samples = share;
+        self
+    }
+
+    pub fn random_state(mut self, seed: u64) -> Self {
+        self.0.random_state = seed;
+        self
+    }
+
+    pub fn max_bins(mut self, bins: usize) -> Self {
+        self.0.max_bins = bins;
+        self
+    }
+
+    pub fn oob_score(mut self, on: bool) -> Self {
+        self.0.oob_score = on;
+        self
+    }
+
+    pub fn check(self) -> Result<ValidForestParams, FitError> {
+        self.0.check().map_err(|reason| FitError::InvalidParam {
+            name: "random forest",
+            reason,
+        })?;
+        Ok(ValidForestParams(self.0))
+    }
+}
+
+/// Checked parameters: the only way to a fitted forest.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValidForestParams(ForestSpec);
+
+impl ValidForestParams {
+    pub fn spec(&self) -> &ForestSpec {
+        &self.0
+    }
+
+    /// Grows the forest on the CPU. `observe(trees_done)` is called after each tree; when it
+    /// returns false the fit stops and returns [`FitError::Cancelled`].
+    pub fn fit(
+        &self,
+        x: &Matrix,
+        y: &Matrix,
+        observe: &(dyn Fn(usize) -> bool + Sync),
+    ) -> Result<RandomForestModel, FitError> {
+        x.check("X")?;
+        y.check("y")?;
+        if x.rows != y.rows {
+            return Err(FitError::ShapeMismatch(format!(
+                "X has {} rows but y has {}",
+                x.rows, y.rows
+            )));
+        }
+        if x.cols >= trees::LEAF as usize {
+            return Err(FitError::ShapeMismatch(format!(
+                "{} features; a forest takes at most {}",
+                x.cols,
+                trees::LEAF - 1
+            )));
+        }
+        let spec = &self.0;
+        let edges = BinEdges::fit(x, spec.max_bins);
+        let binned = edges.bin_columns(x);
+        let n_bins = edges.n_bins();
+        let data = Data {
+            bins: &binned,
+            n: x.rows,
+            d: x.cols,
+            y: &y.values,
+            k: y.cols,
+            n_bins: &n_bins,
+        };
+        let n_draws = spec
+            .max_samples
+            .map_or(x.rows, |s| ((s * x.rows as f64).round() as usize).max(1));
+        let rules = Rules {
+            max_depth: spec.max_depth.unwrap_or(usize::MAX),
+            min_samples_split: spec.min_samples_split,
+            min_samples_leaf: spec.min_samples_leaf,
+            max_features: spec.max_features.resolve(x.cols),
+            bootstrap: spec.bootstrap,
+            n_draws,
+        };
+        let done = AtomicUsize::new(0);
+        let stop = AtomicBool::new(false);
+        let grown: Vec<Option<grow::Grown>> = (0..spec.n_estimators)
+            .into_par_iter()
+            .map(|t| {
+                if stop.load(Ordering::Relaxed) {
+                    return None;
+                }
+                let tree = grow::grow(&data, &rules, tree_seed(spec.random_state, t));
+                if !observe(done.fetch_add(1, Ordering::Relaxed) + 1) {
+                    stop.store(true, Ordering::Relaxed);
+                }
+                Some(tree)
+            })
+            .collect();
+        if stop.load(Ordering::Relaxed) {
+            return Err(FitError::Cancelled);
+        }
+        let grown: Vec<grow::Grown> = grown.into_iter().flatten().collect();
+        let feature_importances = importances(&grown, x.cols);
+        let oob_score = spec.oob_score.then(|| out_of_bag_r2(&grown, y)).flatten();
+        let trees = Trees::from_trees(grown.into_iter().map(|g| g.tree).collect(), y.cols);
+        Ok(RandomForestModel {
+            spec: spec.clone(),
+            n_features: x.cols,
+            n_outputs: y.cols,
+            bins: edges,
+            feature_importances,
+            oob_score,
+            trees,
+        })
+    }
+}
+
+/// Each tree's own seed, independent of which thread grows it.
+fn tree_seed(random_state: u64, t: usize) -> u64 {
+    random_state.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        ^ (t as u64 + 1).wrapping_mul(0xBF58_476D_1CE4_E5B9)
+}
+
+/// scikit-learn's mean decrease in impurity: each tree's decreases normalized to sum to 1,
+/// averaged over trees, normalized again.
+fn importances(grown: &[grow::Grown], d: usize) -> Vec<f64> {
+    let mut total = vec![0.0; d];
+    for g in grown {
+        let sum: f64 = g.importance.iter().sum();
+        if sum > 0.0 {
+            total
+                .iter_mut()
+                .zip(&g.importance)
+                .for_each(|(t, v)| *t += v / sum);
+        }
+    }
+    let sum: f64 = total.iter().sum();
+    if sum > 0.0 {
+        total.iter_mut().for_each(|v| *v /= sum);
+    }
+    total
+}
+
+/// The out-of-bag R² (averaged over outputs, as scikit-learn's `oob_score_`), over the rows
+/// that at least one tree left out.
+fn out_of_bag_r2(grown: &[grow::Grown], y: &Matrix) -> Option<f64> {
+    let k = y.cols;
+    let mut sums = vec![0.0f64; y.rows * k];
+    let mut counts = vec![0u32; y.rows];
+    for g in grown {
+        for &(r, leaf) in &g.out_of_bag {
+            let (r, leaf) = (r as usize, leaf as usize);
+            counts[r] += 1;
+            sums[r * k..(r + 1) * k]
+                .iter_mut()
+                .zip(&g.tree.values[leaf * k..(leaf + 1) * k])
+                .for_each(|(s, &v)| *s += f64::from(v));
+        }
+    }
+    let rows: Vec<usize> = (0..y.rows).filter(|&r| counts[r] > 0).collect();
+    if rows.len() < 2 {
+        return None;
+    }
+    let r2: f64 = (0..k)
+        .map(|j| {
+            let mean = rows.iter().map(|&r| y.get(r, j)).sum::<f64>() / rows.len() as f64;
+            let (mut res, mut tot) = (0.0, 0.0);
+            for &r in &rows {
+                let pred = sums[r * k + j] / f64::from(counts[r]);
+                res += (y.get(r, j) - pred).powi(2);
+                tot += (y.get(r, j) - mean).powi(2);
+            }
+            if tot > 0.0 { 1.0 - res / tot } else { 0.0 }
+        })
+        .sum();
+    Some(r2 / k as f64)
+}
+
+/// A fitted forest. The trees are serialized apart from the rest ([`Trees::to_bytes`]):
+/// they are large, and JSON would triple them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RandomForestModel {
+    pub spec: ForestSpec,
+    pub n_features: usize,
+    pub n_outputs: usize,
+    pub bins: BinEdges,
+    /// Mean decrease in impurity per feature, summing to 1.
+    pub feature_importances: Vec<f64>,
+    /// Out-of-bag R² (with `oob_score`).
+    pub oob_score: Option<f64>,
+    #[serde(skip)]
+    pub trees: Trees,
+}
+
+impl RandomForestModel {
+    /// Puts trees read from their own section back, checking that they fit this forest.
+    pub fn attach_trees(&mut self, trees: Trees) -> Result<(), FitError> {
+        trees.check(self.n_features, self.n_outputs)?;
+        self.trees = trees;
+        Ok(())
+    }
+
+    /// Checks the parts a file could get wrong.
+    pub fn check(&self) -> Result<(), FitError> {
+        if self.bins.n_features() != self.n_features
+            || self.bins.edges.iter().any(|e| e.len() > 255)
+        {
+            return Err(FitError::ShapeMismatch(format!(
+                "the forest's bins cover {} features, not {}",
+                self.bins.n_features(),
+                self.n_features
+            )));
+        }
+        self.trees.check(self.n_features, self.n_outputs)?;
+        Ok(())
+    }
+
+    /// Predictions (`rows × outputs`) on the CPU.
+    pub fn predict(&self, x: &Matrix) -> Result<Matrix, FitError> {
+        x.check_features(self.n_features)?;
+        let bins = self.bins.bin_rows(x);
+        Matrix::new(
+            x.rows,
+            self.n_outputs,
+            self.trees.predict_binned(&bins, x.cols),
+        )
+    }
+
+    /// Predictions on `device`: the CPU path for the CPU, one batched walk of every tree
+    /// otherwise (float32 sums; the CPU sums in float64).
+    pub fn predict_on(&self, x: &Matrix, device: &ComputeDevice) -> Result<Matrix, FitError> {
+        if !device.is_gpu() {
+            return self.predict(x);
+        }
+        x.check_features(self.n_features)?;
+        let bins = self.bins.bin_rows(x);
+        let values = gpu::predict(&self.trees, &bins, x.rows, x.cols, device)?;
+        Matrix::new(
+            x.rows,
+            self.n_outputs,
+            values.into_iter().map(f64::from).collect(),
+        )
+    }
+}

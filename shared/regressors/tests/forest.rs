@@ -1,0 +1,373 @@
+//! The random forest against scikit-learn's `RandomForestRegressor` (fixtures written by
+//! `tests/oracle/gen_forest.py`), and the properties a forest must have whatever its
+//! randomness: exact fits of fully grown trees, limits respected, determinism, devices
+//! agreeing, stored trees refused when damaged.
+
+use std::path::PathBuf;
+
+use forexgpt_device::testing::for_each_device;
+use forexgpt_protocol::MaxFeatures;
+use forexgpt_regressors::forest::trees::Trees;
+use forexgpt_regressors::forest::{RandomForest, gpu};
+use forexgpt_regressors::{FitError, Matrix};
+use serde::Deserialize;
+
+#[derive(Deserialize)]
+struct Oracle {
+    sklearn: String,
+    x_train: Vec<Vec<f64>>,
+    y_train: Vec<Vec<f64>>,
+    x_valid: Vec<Vec<f64>>,
+    y_valid: Vec<Vec<f64>>,
+    cases: Vec<Case>,
+}
+
+#[derive(Deserialize)]
+struct Case {
+    name: String,
+    params: serde_json::Map<String, serde_json::Value>,
+    r2: f64,
+    r2_sd: f64,
+    mae: f64,
+    mae_sd: f64,
+    oob_score: Option<f64>,
+    feature_importances: Vec<f64>,
+}
+
+fn oracle() -> Oracle {
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/forest_oracle.json");
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn matrix(rows: &[Vec<f64>]) -> Matrix {
+    Matrix::new(
+        rows.len(),
+        rows[0].len(),
+        rows.iter().flatten().copied().collect(),
+    )
+    .unwrap()
+}
+
+/// R² and MAE averaged over outputs (scikit-learn's `uniform_average`).
+fn scores(pred: &Matrix, y: &Matrix) -> (f64, f64) {
+    let (mut r2, mut mae) = (0.0, 0.0);
+    for j in 0..y.cols {
+        let mean = (0..y.rows).map(|r| y.get(r, j)).sum::<f64>() / y.rows as f64;
+        let (mut res, mut tot, mut abs) = (0.0, 0.0, 0.0);
+        for r in 0..y.rows {
+            let e = y.get(r, j) - pred.get(r, j);
+            res += e * e;
+            abs += e.abs();
+            tot += (y.get(r, j) - mean).powi(2);
+        }
+        r2 += 1.0 - res / tot;
+        mae += abs / y.rows as f64;
+    }
+    (r2 / y.cols as f64, mae / y.cols as f64)
+}
+
+fn no_progress(_: usize) -> bool {
+    true
+}
+
+fn builder(
+    params: &serde_json::Map<String, serde_json::Value>,
+) -> forexgpt_regressors::forest::ForestParamsBuilder {
+    let mut b = RandomForest::params();
+    for (key, value) in params {
+        b = match key.as_str() {
+            "n_estimators" => b.n_estimators(value.as_u64().unwrap() as usize),
+            "max_depth" => b.max_depth(Some(value.as_u64().unwrap() as usize)),
+            "min_samples_leaf" => b.min_samples_leaf(value.as_u64().unwrap() as usize),
+            "min_samples_split" => b.min_samples_split(value.as_u64().unwrap() as usize),
+            "bootstrap" => b.bootstrap(value.as_bool().unwrap()),
+            "oob_score" => b.oob_score(value.as_bool().unwrap()),
+            "max_samples" => b.max_samples(value.as_f64()),
+            "max_features" => b.max_features(
+                MaxFeatures::parse(&value.to_string().trim_matches('"').to_string()).unwrap(),
+            ),
+            other => panic!("the fixture has a parameter the test does not know: {other}"),
+        };
+    }
+    b
+}
+
+/// Validation R² and MAE, each the mean over three seeds, against scikit-learn's (the mean
+/// over five seeds) at equal settings: trees differ by randomness and binning, so quality is
+/// compared, not trees. Ours may not be worse by more than 0.01; it may be better, by at most
+/// 0.03 (more would mean the comparison is broken). Binning is why it can be better: on this
+/// data the fully grown forest scores R² 0.690 against scikit-learn's 0.676 ± 0.003, because
+/// quantile bins group the sparse tail values and thresholds sit mid-gap in rank (measured:
+/// thresholds at the left end of the gap give 0.682). Out-of-bag R² within 0.02 (each is
+/// computed on its own random rows); feature importances within 0.05 each.
+#[test]
+fn quality_matches_scikit_learn_at_equal_settings() {
+    const SEEDS: [u64; 3] = [0, 1, 2];
+    let o = oracle();
+    let (xt, yt) = (matrix(&o.x_train), matrix(&o.y_train));
+    let (xv, yv) = (matrix(&o.x_valid), matrix(&o.y_valid));
+    for case in &o.cases {
+        let (mut r2, mut mae, mut oob) = (0.0, 0.0, None::<f64>);
+        let mut imp = vec![0.0; xt.cols];
+        for seed in SEEDS {
+            let params = builder(&case.params).random_state(seed).check().unwrap();
+            let model = params.fit(&xt, &yt, &no_progress).unwrap();
+            let (r, m) = scores(&model.predict(&xv).unwrap(), &yv);
+            r2 += r / SEEDS.len() as f64;
+            mae += m / SEEDS.len() as f64;
+            if let Some(s) = model.oob_score {
+                *oob.get_or_insert(0.0) += s / SEEDS.len() as f64;
+            }
+            let sum: f64 = model.feature_importances.iter().sum();
+            assert!((sum - 1.0).abs() < 1e-9, "importances sum to {sum}");
+            imp.iter_mut()
+                .zip(&model.feature_importances)
+                .for_each(|(a, v)| *a += v / SEEDS.len() as f64);
+        }
+        println!(
+            "{}: R² {r2:.4} (scikit-learn {} {:.4} ± {:.4}), MAE {mae:.4} ({:.4} ± {:.4}), OOB {oob:?} ({:?})",
+            case.name, o.sklearn, case.r2, case.r2_sd, case.mae, case.mae_sd, case.oob_score
+        );
+        assert!(
+            (-0.01..=0.03).contains(&(r2 - case.r2)),
+            "{}: R² {r2} vs {}",
+            case.name,
+            case.r2
+        );
+        assert!(
+            (-0.03..=0.01).contains(&(mae - case.mae)),
+            "{}: MAE {mae} vs {}",
+            case.name,
+            case.mae
+        );
+        match (oob, case.oob_score) {
+            (Some(ours), Some(theirs)) => {
+                assert!(
+                    (ours - theirs).abs() <= 0.02,
+                    "{}: OOB {ours} vs {theirs}",
+                    case.name
+                )
+            }
+            (None, None) => {}
+            other => panic!("{}: OOB scores {other:?}", case.name),
+        }
+        for (f, (ours, theirs)) in imp.iter().zip(&case.feature_importances).enumerate() {
+            assert!(
+                (ours - theirs).abs() <= 0.05,
+                "{}: importance of feature {f}: {ours} vs {theirs}",
+                case.name
+            );
+        }
+    }
+}
+
+/// Integer data with distinct rows: one fully grown tree without bootstrap reproduces every
+/// training target exactly (each distinct value has its own bin).
+#[test]
+fn a_fully_grown_tree_reproduces_integer_training_targets() {
+    let mut values = Vec::new();
+    let mut targets = Vec::new();
+    for a in 0..12 {
+        for b in 0..9 {
+            values.extend([f64::from(a), f64::from(b), f64::from((a * b) % 5)]);
+            targets.extend([f64::from(a * 10 + b), f64::from((a + b) % 4)]);
+        }
+    }
+    let x = Matrix::new(108, 3, values).unwrap();
+    let y = Matrix::new(108, 2, targets).unwrap();
+    let model = RandomForest::params()
+        .n_estimators(1)
+        .bootstrap(false)
+        .check()
+        .unwrap()
+        .fit(&x, &y, &no_progress)
+        .unwrap();
+    assert_eq!(model.predict(&x).unwrap().values, y.values);
+    assert_eq!(model.trees.n_leaves(), 108);
+}
+
+#[test]
+fn depth_and_leaf_limits_hold() {
+    let o = oracle();
+    let (xt, yt) = (matrix(&o.x_train), matrix(&o.y_train));
+    let model = RandomForest::params()
+        .n_estimators(5)
+        .max_depth(Some(4))
+        .check()
+        .unwrap()
+        .fit(&xt, &yt, &no_progress)
+        .unwrap();
+    assert_eq!(model.trees.depth, 4);
+    assert!(model.trees.n_leaves() <= 5 * 16);
+    let model = RandomForest::params()
+        .n_estimators(3)
+        .min_samples_leaf(40)
+        .bootstrap(false)
+        .check()
+        .unwrap()
+        .fit(&xt, &yt, &no_progress)
+        .unwrap();
+    // Every leaf holds at least 40 training rows.
+    let bins = model.bins.bin_rows(&xt);
+    let mut counts = vec![0usize; model.trees.n_leaves()];
+    for t in 0..3 {
+        for row in bins.chunks_exact(xt.cols) {
+            counts[model.trees.leaf(t, row)] += 1;
+        }
+    }
+    assert!(counts.iter().all(|&c| c >= 40), "{counts:?}");
+}
+
+#[test]
+fn the_same_seed_grows_the_same_forest_on_any_thread_count() {
+    let o = oracle();
+    let (xt, yt) = (matrix(&o.x_train), matrix(&o.y_train));
+    let params = RandomForest::params().n_estimators(8).check().unwrap();
+    let many = params.fit(&xt, &yt, &no_progress).unwrap();
+    let one = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap()
+        .install(|| params.fit(&xt, &yt, &no_progress).unwrap());
+    assert_eq!(many, one);
+    assert_eq!(many.trees, one.trees);
+    let other = RandomForest::params()
+        .n_estimators(8)
+        .random_state(7)
+        .check()
+        .unwrap()
+        .fit(&xt, &yt, &no_progress)
+        .unwrap();
+    assert_ne!(many.trees, other.trees);
+}
+
+#[test]
+fn progress_is_reported_per_tree_and_cancelling_keeps_nothing() {
+    let o = oracle();
+    let (xt, yt) = (matrix(&o.x_train), matrix(&o.y_train));
+    let params = RandomForest::params().n_estimators(12).check().unwrap();
+    let seen = std::sync::Mutex::new(Vec::new());
+    params
+        .fit(&xt, &yt, &|done| {
+            seen.lock().unwrap().push(done);
+            true
+        })
+        .unwrap();
+    let mut seen = seen.into_inner().unwrap();
+    seen.sort_unstable();
+    assert_eq!(seen, (1..=12).collect::<Vec<_>>());
+    let err = params.fit(&xt, &yt, &|done| done < 3).unwrap_err();
+    assert_eq!(err, FitError::Cancelled);
+}
+
+/// The batched walk (burn) gives the CPU's predictions on every device: the same leaves,
+/// float32 means.
+#[test]
+fn every_device_predicts_what_the_cpu_predicts() {
+    let o = oracle();
+    let (xt, yt) = (matrix(&o.x_train), matrix(&o.y_train));
+    let xv = matrix(&o.x_valid);
+    let model = RandomForest::params()
+        .n_estimators(20)
+        .check()
+        .unwrap()
+        .fit(&xt, &yt, &no_progress)
+        .unwrap();
+    let cpu = model.predict(&xv).unwrap();
+    let bins = model.bins.bin_rows(&xv);
+    for_each_device(|device| {
+        let walked = gpu::predict(&model.trees, &bins, xv.rows, xv.cols, device).unwrap();
+        let via_model = model.predict_on(&xv, device).unwrap();
+        for (i, (w, c)) in walked.iter().zip(&cpu.values).enumerate() {
+            assert!(
+                (f64::from(*w) - c).abs() <= 1e-5 * c.abs().max(1.0),
+                "{}: value {i}: {w} vs {c}",
+                device.label()
+            );
+        }
+        assert_eq!(via_model.rows, xv.rows);
+    });
+}
+
+#[test]
+fn stored_trees_round_trip_and_damage_is_refused() {
+    let o = oracle();
+    let (xt, yt) = (matrix(&o.x_train), matrix(&o.y_train));
+    let mut model = RandomForest::params()
+        .n_estimators(3)
+        .check()
+        .unwrap()
+        .fit(&xt, &yt, &no_progress)
+        .unwrap();
+    let bytes = model.trees.to_bytes();
+    let back = Trees::from_bytes(&bytes).unwrap();
+    assert_eq!(back, model.trees);
+    model.attach_trees(back.clone()).unwrap();
+
+    let err = Trees::from_bytes(&bytes[..bytes.len() - 3]).unwrap_err();
+    assert!(err.to_string().contains("truncated"), "{err}");
+    let mut cyclic = back.clone();
+    cyclic.left[0] = 0;
+    let err = model.attach_trees(cyclic).unwrap_err();
+    assert!(
+        err.to_string().contains("node 0 of tree 0 has child 0"),
+        "{err}"
+    );
+    let mut bad_feature = back.clone();
+    bad_feature.feature[0] = 9;
+    let err = model.attach_trees(bad_feature).unwrap_err();
+    assert!(err.to_string().contains("feature 9 of 8"), "{err}");
+    let mut nan = back;
+    nan.values[0] = f32::NAN;
+    assert!(model.attach_trees(nan).is_err());
+}
+
+#[test]
+fn bad_input_and_parameters_are_refused_by_name() {
+    let x = Matrix::new(3, 1, vec![1.0, f64::NAN, 2.0]).unwrap();
+    let y = Matrix::new(3, 1, vec![1.0, 2.0, 3.0]).unwrap();
+    let params = RandomForest::params().check().unwrap();
+    let err = params.fit(&x, &y, &no_progress).unwrap_err();
+    assert!(
+        err.to_string().contains("X has NaN at row 1, column 0"),
+        "{err}"
+    );
+    let x = Matrix::new(2, 1, vec![1.0, 2.0]).unwrap();
+    let err = params.fit(&x, &y, &no_progress).unwrap_err();
+    assert!(
+        err.to_string().contains("X has 2 rows but y has 3"),
+        "{err}"
+    );
+    for (b, text) in [
+        (RandomForest::params().n_estimators(0), "n_estimators"),
+        (
+            RandomForest::params().min_samples_split(1),
+            "min_samples_split",
+        ),
+        (RandomForest::params().max_bins(300), "max_bins"),
+        (RandomForest::params().max_samples(Some(1.5)), "max_samples"),
+        (
+            RandomForest::params().bootstrap(false).oob_score(true),
+            "oob_score needs bootstrap",
+        ),
+        (
+            RandomForest::params().max_features(MaxFeatures::Fraction(0.0)),
+            "max_features",
+        ),
+    ] {
+        let err = b.check().unwrap_err();
+        assert!(err.to_string().contains(text), "{err}");
+    }
+    let model = params
+        .fit(
+            &Matrix::new(3, 1, vec![1.0, 2.0, 3.0]).unwrap(),
+            &y,
+            &no_progress,
+        )
+        .unwrap();
+    let err = model
+        .predict(&Matrix::new(1, 2, vec![1.0, 2.0]).unwrap())
+        .unwrap_err();
+    assert!(err.to_string().contains("fit on 1"), "{err}");
+}

@@ -3,8 +3,9 @@
 //! the stored models.
 
 use forexgpt_protocol::{
-    AppError, DevicePreference, EncoderSpec, FeatureSpec, ModelGrid, ModelList, NeuralEncoderSpec,
-    RegressorKind, SplitSpec, StoredModel, TargetSpec, TrainReport, TrainRequest,
+    AppError, DevicePreference, EncoderSpec, FeatureSpec, ForestSpec, MaxFeatures, ModelGrid,
+    ModelList, NeuralEncoderSpec, RegressorKind, SplitSpec, StoredModel, TargetSpec, TrainReport,
+    TrainRequest,
 };
 use leptos::prelude::*;
 use leptos::task::spawn_local;
@@ -30,7 +31,10 @@ struct Form {
     latent: RwSignal<String>,
     epochs: RwSignal<String>,
     learning_rate: RwSignal<String>,
-    regressors: [RwSignal<bool>; 3],
+    regressors: [RwSignal<bool>; 4],
+    trees: RwSignal<String>,
+    max_depth: RwSignal<String>,
+    max_features: RwSignal<String>,
     alphas: RwSignal<String>,
     l1_ratio: RwSignal<String>,
     use_gpu: RwSignal<bool>,
@@ -55,9 +59,13 @@ impl Form {
                 RwSignal::new(true),
                 RwSignal::new(false),
                 RwSignal::new(false),
+                RwSignal::new(false),
             ],
             alphas: RwSignal::new(String::new()),
             l1_ratio: RwSignal::new("0.5".into()),
+            trees: RwSignal::new("100".into()),
+            max_depth: RwSignal::new(String::new()),
+            max_features: RwSignal::new("1.0".into()),
             use_gpu: RwSignal::new(false),
         }
     }
@@ -85,6 +93,32 @@ impl Form {
         };
         net.check().map_err(|e| format!("autoencoder: {e}"))?;
         Ok(net)
+    }
+
+    /// The random forest from the form (other settings at scikit-learn's defaults).
+    fn forest(self) -> Result<ForestSpec, String> {
+        let n_estimators = self
+            .trees
+            .get_untracked()
+            .trim()
+            .parse()
+            .map_err(|_| "trees: give a whole number")?;
+        let depth = self.max_depth.get_untracked();
+        let max_depth = match depth.trim() {
+            "" => None,
+            d => Some(
+                d.parse()
+                    .map_err(|_| "max depth: give a whole number, or leave it empty")?,
+            ),
+        };
+        let forest = ForestSpec {
+            n_estimators,
+            max_depth,
+            max_features: MaxFeatures::parse(&self.max_features.get_untracked())?,
+            ..ForestSpec::default()
+        };
+        forest.check().map_err(|e| format!("random forest: {e}"))?;
+        Ok(forest)
     }
 
     /// The request, or a message naming the field that is wrong.
@@ -155,6 +189,7 @@ impl Form {
             regressors,
             alphas,
             l1_ratio,
+            forest: self.forest()?,
             ..ModelGrid::default()
         };
         let use_gpu = self.use_gpu.get_untracked();
@@ -251,6 +286,14 @@ pub fn TrainingTab() -> impl IntoView {
             <label>"alpha " {text_input(form.alphas, "train-alpha", "10")}</label>
             <span class="hint">"(empty: 1 for ridge, 1e-5 for lasso / elastic net; a list trains one model each)"</span>
             <label>"l1_ratio " {text_input(form.l1_ratio, "train-l1", "4")}</label>
+        </div>
+        <div class="form">
+            <span class="group-label">"forest"</span>
+            {checkbox(form.regressors[3], "Random forest", "regressor-rf")}
+            <label>"trees " {text_input(form.trees, "rf-trees", "5")}</label>
+            <label>"max depth " {text_input(form.max_depth, "rf-depth", "4")}</label>
+            <label>"max features " {text_input(form.max_features, "rf-features", "5")}</label>
+            <span class="hint">"(depth empty: grow until leaves are pure; features: 1.0, sqrt, log2, a fraction or a count; bootstrap, 256 bins)"</span>
         </div>
         <div class="form">
             <GpuCheckbox label="Use GPU (if available)" checked=form.use_gpu

@@ -7,8 +7,8 @@ use forexgpt_core::timestamp::{format_ts, parse_timestamp};
 use forexgpt_engine::Workbench;
 use forexgpt_protocol::{
     BacktestReport, BacktestRequest, Combine, DevicePreference, Forecast, ForecastRequest,
-    ModelConfig, ModelGrid, ModelSelection, RegressorKind, StoredModel, Timeframe, TrainReport,
-    TrainRequest,
+    ForestSpec, MaxFeatures, ModelConfig, ModelGrid, ModelSelection, RegressorKind, StoredModel,
+    Timeframe, TrainReport, TrainRequest,
 };
 
 use crate::commands::{DatasetArgs, SeriesArgs};
@@ -20,6 +20,57 @@ pub enum RegressorArg {
     Ridge,
     Lasso,
     Elasticnet,
+    /// Random forest.
+    Rf,
+}
+
+/// The random forest's parameters (scikit-learn's names and defaults).
+#[derive(Args, Debug, Clone)]
+pub struct ForestArgs {
+    /// Trees in the forest.
+    #[arg(long, visible_alias = "trees", default_value_t = 100)]
+    n_estimators: usize,
+    /// Deepest level of a tree (default: grow until leaves are pure).
+    #[arg(long)]
+    max_depth: Option<usize>,
+    #[arg(long, default_value_t = 2)]
+    min_samples_split: usize,
+    #[arg(long, default_value_t = 1)]
+    min_samples_leaf: usize,
+    /// Features per split: 1.0 (all), sqrt, log2, a fraction or a count.
+    #[arg(long, default_value = "1.0", value_parser = MaxFeatures::parse)]
+    max_features: MaxFeatures,
+    /// Grow every tree on all rows instead of a bootstrap sample.
+    #[arg(long)]
+    no_bootstrap: bool,
+    /// Share of rows each tree draws (bootstrap).
+    #[arg(long)]
+    max_samples: Option<f64>,
+    #[arg(long, default_value_t = 42)]
+    random_state: u64,
+    /// Histogram bins per feature (2–256).
+    #[arg(long, default_value_t = 256)]
+    max_bins: usize,
+    /// Compute the out-of-bag R².
+    #[arg(long)]
+    oob_score: bool,
+}
+
+impl ForestArgs {
+    fn spec(&self) -> ForestSpec {
+        ForestSpec {
+            n_estimators: self.n_estimators,
+            max_depth: self.max_depth,
+            min_samples_split: self.min_samples_split,
+            min_samples_leaf: self.min_samples_leaf,
+            max_features: self.max_features,
+            bootstrap: !self.no_bootstrap,
+            max_samples: self.max_samples,
+            random_state: self.random_state,
+            max_bins: self.max_bins,
+            oob_score: self.oob_score,
+        }
+    }
 }
 
 /// Where to run: `--device` and "if available".
@@ -56,6 +107,8 @@ pub struct TrainArgs {
     /// Coordinate-descent tolerance (lasso, elasticnet).
     #[arg(long, default_value_t = 1e-4)]
     tol: f64,
+    #[command(flatten)]
+    forest: ForestArgs,
     #[command(flatten)]
     dataset: DatasetArgs,
     #[command(flatten)]
@@ -162,6 +215,7 @@ fn configs(args: &TrainArgs) -> Result<Vec<ModelConfig>> {
             RegressorArg::Ridge => RegressorKind::Ridge,
             RegressorArg::Lasso => RegressorKind::Lasso,
             RegressorArg::Elasticnet => RegressorKind::ElasticNet,
+            RegressorArg::Rf => RegressorKind::RandomForest,
         })
         .collect();
     Ok(ModelGrid {
@@ -171,6 +225,7 @@ fn configs(args: &TrainArgs) -> Result<Vec<ModelConfig>> {
         l1_ratio: args.l1_ratio,
         max_iter: args.max_iter,
         tol: args.tol,
+        forest: args.forest.spec(),
     }
     .configs())
 }

@@ -1,9 +1,10 @@
 //! Running many models at once. Models whose whole pipeline is affine (scaler, PCA, linear
 //! regressors) are stacked into one `features × (models·horizons)` matrix per feature spec,
 //! so an ensemble of any size is one matrix product: on the CPU (float64, rayon over rows)
-//! or on a GPU (float32, one burn matmul). Models with a neural encoder are not affine: each
-//! runs its own pipeline, with the encoder on the ensemble's device. (Stacking their layer
-//! weights into one batched network is the next step for large neural ensembles.)
+//! or on a GPU (float32, one burn matmul). Models with a neural encoder or a random forest are
+//! not affine: each runs its own pipeline, with the encoder and the forest's tree walk on the
+//! ensemble's device. (Stacking their layer weights into one batched network, or their trees
+//! into one walk, is the next step for large non-linear ensembles.)
 
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
@@ -120,7 +121,7 @@ impl Ensemble {
         };
         let mut members: Vec<(FeatureSpec, Vec<usize>)> = Vec::new();
         for (i, m) in ensemble.models.iter().enumerate() {
-            if m.state.encoder.network().is_some() {
+            if !m.is_affine() {
                 ensemble.nonlinear.push(i);
                 continue;
             }

@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use forexgpt_core::scaler::StandardScaler;
 use forexgpt_device::ComputeDevice;
 use forexgpt_protocol::{ModelInfo, StoredModel};
-use forexgpt_regressors::{FittedPca, LinearModel, Matrix};
+use forexgpt_regressors::forest::trees::Trees;
+use forexgpt_regressors::{FitError, FittedPca, LinearModel, Matrix, RandomForestModel};
 use serde::{Deserialize, Serialize};
 
 use crate::artifact::{self, ArtifactError, MODEL_EXTENSION, MODEL_FORMAT_VERSION};
@@ -15,6 +16,9 @@ use crate::neural::{NetworkKind, NeuralEncoder};
 
 /// The payload section holding [`ModelState`] as JSON (floats round-trip exactly).
 const STATE_SECTION: &str = "state.json";
+
+/// The payload section holding a random forest's trees ([`Trees::to_bytes`]).
+const FOREST_SECTION: &str = "forest.bin";
 
 /// Quantile levels stored for residuals: 0 %, 1 %, …, 100 %.
 pub const QUANTILE_LEVELS: usize = 101;
@@ -43,6 +47,30 @@ impl EncoderState {
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum RegressorState {
     Linear(LinearModel),
+    Forest(RandomForestModel),
+}
+
+impl RegressorState {
+    /// Predictions for encoded rows; a forest walks its trees on `device`.
+    pub fn predict_on(&self, x: &Matrix, device: &ComputeDevice) -> Result<Matrix, FitError> {
+        match self {
+            RegressorState::Linear(linear) => linear.predict(x),
+            RegressorState::Forest(forest) => forest.predict_on(x, device),
+        }
+    }
+
+    /// Predictions on the CPU.
+    pub fn predict(&self, x: &Matrix) -> Result<Matrix, FitError> {
+        self.predict_on(x, &ComputeDevice::cpu("CPU"))
+    }
+
+    /// (inputs, outputs) the regressor was fit on.
+    fn shape(&self) -> (usize, usize) {
+        match self {
+            RegressorState::Linear(l) => (l.coef.cols, l.coef.rows),
+            RegressorState::Forest(f) => (f.n_features, f.n_outputs),
+        }
+    }
 }
 
 /// Everything a model needs to predict, and what its bands are made of.
@@ -108,15 +136,21 @@ impl Model {
             EncoderState::Autoencoder(e) => e.encode(NetworkKind::Autoencoder, &scaled, device)?,
             EncoderState::Vae(e) => e.encode(NetworkKind::VAE_ENCODING, &scaled, device)?,
         };
-        let RegressorState::Linear(linear) = &self.state.regressor;
-        Ok(linear.predict(&encoded)?)
+        Ok(self.state.regressor.predict_on(&encoded, device)?)
+    }
+
+    /// Whether the pipeline is an affine map of the raw features: no neural encoder, a linear
+    /// regressor.
+    pub fn is_affine(&self) -> bool {
+        self.state.encoder.network().is_none()
+            && matches!(self.state.regressor, RegressorState::Linear(_))
     }
 
     /// The whole pipeline as one affine map, when it is one (scaler, PCA and linear
-    /// regressors are; neural encoders are not), so that an ensemble runs as one matrix
-    /// product. Found by evaluating the pipeline at the origin and at each unit vector.
+    /// regressors are; neural encoders and forests are not), so that an ensemble runs as one
+    /// matrix product. Found by evaluating the pipeline at the origin and at each unit vector.
     pub fn affine(&self) -> Result<Option<Affine>, EngineError> {
-        if self.state.encoder.network().is_some() {
+        if !self.is_affine() {
             return Ok(None);
         }
         let d = self.info.n_features;
@@ -148,11 +182,13 @@ impl Model {
             context: "cannot serialize the model state".into(),
             cause: std::io::Error::other(e),
         })?;
-        let bytes = artifact::encode(&self.info, &[(STATE_SECTION, state)]).map_err(|e| {
-            EngineError::Io {
-                context: "cannot serialize the model manifest".into(),
-                cause: std::io::Error::other(e),
-            }
+        let mut sections = vec![(STATE_SECTION, state)];
+        if let RegressorState::Forest(forest) = &self.state.regressor {
+            sections.push((FOREST_SECTION, forest.trees.to_bytes()));
+        }
+        let bytes = artifact::encode(&self.info, &sections).map_err(|e| EngineError::Io {
+            context: "cannot serialize the model manifest".into(),
+            cause: std::io::Error::other(e),
         })?;
         artifact::write_atomic(&path, &bytes)?;
         self.path = Some(path.clone());
@@ -163,8 +199,15 @@ impl Model {
     /// Reads, verifies and checks a model file.
     pub fn load(path: &Path) -> Result<Model, EngineError> {
         let file = artifact::read(path)?;
-        let state: ModelState = serde_json::from_slice(file.section(STATE_SECTION)?)
+        let mut state: ModelState = serde_json::from_slice(file.section(STATE_SECTION)?)
             .map_err(|e| file.section_error(STATE_SECTION, e.to_string()))?;
+        if let RegressorState::Forest(forest) = &mut state.regressor {
+            let trees = Trees::from_bytes(file.section(FOREST_SECTION)?)
+                .map_err(|e| file.section_error(FOREST_SECTION, e.to_string()))?;
+            forest
+                .attach_trees(trees)
+                .map_err(|e| file.section_error(FOREST_SECTION, e.to_string()))?;
+        }
         let model = Model {
             path: Some(path.to_path_buf()),
             format_version: file.format_version,
@@ -211,12 +254,21 @@ impl Model {
                 e.net.latent
             }
         };
-        let RegressorState::Linear(linear) = &s.regressor;
-        if linear.coef.cols != encoded || linear.coef.rows != h || linear.intercept.len() != h {
+        let (inputs, outputs) = s.regressor.shape();
+        if inputs != encoded || outputs != h {
             return Err(format!(
-                "the regressor is {} × {}, not {h} horizons × {encoded} inputs",
-                linear.coef.rows, linear.coef.cols
+                "the regressor is {outputs} × {inputs}, not {h} horizons × {encoded} inputs"
             ));
+        }
+        match &s.regressor {
+            RegressorState::Linear(linear) if linear.intercept.len() != h => {
+                return Err(format!(
+                    "the regressor has {} intercepts, not {h}",
+                    linear.intercept.len()
+                ));
+            }
+            RegressorState::Forest(forest) => forest.check().map_err(|e| e.to_string())?,
+            RegressorState::Linear(_) => {}
         }
         let quantiles_ok =
             |q: &Vec<Vec<f64>>| q.len() == h && q.iter().all(|row| row.len() == QUANTILE_LEVELS);

@@ -14,9 +14,10 @@ use forexgpt_protocol::{
     RegressionMetrics, RegressorSpec, ResolvedDevice, SplitSummary, SplitTimes, Stage, TrainReport,
     TrainRequest,
 };
+use forexgpt_regressors::forest::{ForestParamsBuilder, ValidForestParams};
 use forexgpt_regressors::linear::ValidLinearParams;
 use forexgpt_regressors::{
-    DeviceRequest, ElasticNet, Lasso, Matrix, Pca, Ridge, fit_linear, fit_pca,
+    DeviceRequest, ElasticNet, Lasso, Matrix, Pca, Ridge, fit_forest, fit_linear, fit_pca,
 };
 
 use crate::Workbench;
@@ -26,27 +27,38 @@ use crate::model::{EncoderState, Model, ModelState, RegressorState, quantiles};
 use crate::neural::{NetworkKind, TrainRun};
 use crate::progress::{CancelToken, ProgressSink};
 
+/// Checked regressor parameters, of either family.
+pub enum RegressorParams {
+    Linear(ValidLinearParams),
+    Forest(ValidForestParams),
+}
+
 /// Checked regressor parameters for a spec (scikit-learn's checks and messages).
-pub fn linear_params(spec: &RegressorSpec) -> Result<ValidLinearParams, EngineError> {
-    let builder = match *spec {
-        RegressorSpec::Ridge { alpha } => Ridge::params().alpha(alpha),
+pub fn regressor_params(spec: &RegressorSpec) -> Result<RegressorParams, EngineError> {
+    let builder = match spec {
+        RegressorSpec::Ridge { alpha } => Ridge::params().alpha(*alpha),
         RegressorSpec::Lasso {
             alpha,
             max_iter,
             tol,
-        } => Lasso::params().alpha(alpha).max_iter(max_iter).tol(tol),
+        } => Lasso::params().alpha(*alpha).max_iter(*max_iter).tol(*tol),
         RegressorSpec::ElasticNet {
             alpha,
             l1_ratio,
             max_iter,
             tol,
         } => ElasticNet::params()
-            .alpha(alpha)
-            .l1_ratio(l1_ratio)
-            .max_iter(max_iter)
-            .tol(tol),
+            .alpha(*alpha)
+            .l1_ratio(*l1_ratio)
+            .max_iter(*max_iter)
+            .tol(*tol),
+        RegressorSpec::RandomForest(forest) => {
+            return Ok(RegressorParams::Forest(
+                ForestParamsBuilder::from_spec(forest.clone()).check()?,
+            ));
+        }
     };
-    Ok(builder.check()?)
+    Ok(RegressorParams::Linear(builder.check()?))
 }
 
 /// The rows `range` of a row-major matrix with `cols` columns.
@@ -312,7 +324,7 @@ impl Workbench {
             ));
         }
         for config in &request.models {
-            linear_params(&config.regressor)?;
+            regressor_params(&config.regressor)?;
             NetworkKind::of(&config.encoder)?;
         }
         let dir = self.models_dir()?.to_path_buf();
@@ -370,8 +382,38 @@ impl Workbench {
                 }
             };
             let fit_started = Instant::now();
-            let params = linear_params(&config.regressor)?;
-            let fitted = fit_linear(manager, device_request, &params, &encoded.z[0], &data.y[0])?;
+            let fitted = match regressor_params(&config.regressor)? {
+                RegressorParams::Linear(params) => {
+                    fit_linear(manager, device_request, &params, &encoded.z[0], &data.y[0])?
+                        .map(RegressorState::Linear)
+                }
+                RegressorParams::Forest(params) => {
+                    let trees = params.spec().n_estimators as u64;
+                    let label = config.regressor.label();
+                    let observe = |done: usize| {
+                        progress.report(ProgressEvent::new(
+                            Stage::Regressor,
+                            done as u64,
+                            Some(trees),
+                            Some(format!("{label}: tree {done}/{trees}")),
+                        ));
+                        !cancel.is_cancelled()
+                    };
+                    fit_forest(
+                        manager,
+                        device_request,
+                        &params,
+                        &encoded.z[0],
+                        &data.y[0],
+                        &observe,
+                    )
+                    .map_err(|e| match e {
+                        forexgpt_regressors::FitError::Cancelled => EngineError::Cancelled,
+                        e => e.into(),
+                    })?
+                    .map(RegressorState::Forest)
+                }
+            };
             let regressor = fitted.model;
             let pred_val = regressor.predict(&encoded.z[1])?;
             let pred_test = regressor.predict(&encoded.z[2])?;
@@ -402,7 +444,7 @@ impl Workbench {
                 state: ModelState {
                     scaler: data.scaler.clone(),
                     encoder: encoded.state.clone(),
-                    regressor: RegressorState::Linear(regressor),
+                    regressor,
                     residual_quantiles: eval.residual_quantiles,
                     baseline_quantiles: eval.baseline_quantiles,
                     validation_mse: eval.validation_mse,

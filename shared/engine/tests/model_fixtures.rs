@@ -14,8 +14,8 @@ use forexgpt_engine::artifact::MODEL_FORMAT_VERSION;
 use forexgpt_engine::model::Model;
 use forexgpt_engine::{CancelToken, NoProgress, Workbench};
 use forexgpt_protocol::{
-    DevicePreference, EncoderSpec, FeatureSpec, ModelConfig, NeuralEncoderSpec, RegressorSpec,
-    SplitSpec, TargetSpec, Timeframe, TrainRequest,
+    DevicePreference, EncoderSpec, FeatureSpec, ForestSpec, ModelConfig, NeuralEncoderSpec,
+    RegressorSpec, SplitSpec, TargetSpec, Timeframe, TrainRequest,
 };
 use forexgpt_regressors::Matrix;
 use serde::{Deserialize, Serialize};
@@ -95,6 +95,17 @@ fn configs() -> Vec<(&'static str, ModelConfig)> {
                     },
                 },
                 regressor: RegressorSpec::Ridge { alpha: 1.0 },
+            },
+        ),
+        (
+            "rf",
+            ModelConfig {
+                encoder: EncoderSpec::None,
+                regressor: RegressorSpec::RandomForest(ForestSpec {
+                    n_estimators: 5,
+                    max_depth: Some(8),
+                    ..ForestSpec::default()
+                }),
             },
         ),
     ]
@@ -186,7 +197,7 @@ fn stored_model_files_keep_loading_and_predicting_the_same_numbers() {
             "features changed: {a} vs {b}"
         );
     }
-    let kinds = ["ridge", "pca-lasso", "elasticnet", "ae-ridge"];
+    let kinds = ["ridge", "pca-lasso", "elasticnet", "ae-ridge", "rf"];
     for v in 1..=MODEL_FORMAT_VERSION {
         for kind in kinds {
             assert!(

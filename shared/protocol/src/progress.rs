@@ -12,6 +12,8 @@ pub enum Stage {
     Features,
     /// Epochs of a neural encoder (autoencoder, VAE).
     Encoder,
+    /// Trees of a random forest.
+    Regressor,
     Train,
     Save,
     Forecast,
@@ -27,6 +29,7 @@ impl Stage {
             Stage::Store => "storing",
             Stage::Features => "computing features",
             Stage::Encoder => "training encoder",
+            Stage::Regressor => "growing trees",
             Stage::Train => "training",
             Stage::Save => "saving models",
             Stage::Forecast => "forecasting",

@@ -28,6 +28,17 @@ pub struct FitOutcome<M> {
     pub fell_back: Option<String>,
 }
 
+impl<M> FitOutcome<M> {
+    /// The same outcome around another form of the model.
+    pub fn map<N>(self, f: impl FnOnce(M) -> N) -> FitOutcome<N> {
+        FitOutcome {
+            model: f(self.model),
+            device: self.device,
+            fell_back: self.fell_back,
+        }
+    }
+}
+
 /// Runs `fit` on the requested device: the CPU path (float64) for the CPU, the device path
 /// otherwise, falling back to the CPU when the device fails and fallback is allowed.
 fn fit_with<M>(

@@ -24,6 +24,8 @@ pub enum Suite {
     Forecast,
     /// Autoencoder and VAE training on the CPU and every GPU device.
     Encoders,
+    /// Random forest: growing the trees, and predicting on the CPU and every GPU device.
+    Forest,
     All,
 }
 
@@ -34,6 +36,7 @@ impl Suite {
             Suite::Regressors => BenchSuite::Regressors,
             Suite::Forecast => BenchSuite::Forecast,
             Suite::Encoders => BenchSuite::Encoders,
+            Suite::Forest => BenchSuite::Forest,
             Suite::All => BenchSuite::All,
         }
     }
@@ -121,6 +124,15 @@ pub struct RunArgs {
     /// Epochs of the autoencoder / VAE training benchmark.
     #[arg(long)]
     epochs: Option<usize>,
+    /// Training rows of the random-forest benchmark.
+    #[arg(long)]
+    forest_rows: Option<usize>,
+    /// Trees of the random-forest benchmark.
+    #[arg(long)]
+    trees: Option<usize>,
+    /// Rows the random-forest benchmark predicts.
+    #[arg(long)]
+    predict_rows: Option<usize>,
     /// Also write the regressor data and our CPU results here, for bench/peers/regressors_sklearn.py.
     #[arg(long, value_name = "DIR")]
     export_data: Option<PathBuf>,
@@ -149,6 +161,9 @@ impl RunArgs {
             repeats: self.repeats,
             encoder_rows: self.encoder_rows,
             epochs: self.epochs,
+            forest_rows: self.forest_rows,
+            trees: self.trees,
+            predict_rows: self.predict_rows,
         }
         .settings()
     }

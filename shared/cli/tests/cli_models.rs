@@ -128,3 +128,43 @@ fn forecasting_without_models_and_a_cpu_only_gpu_request_explain_themselves() {
         );
     }
 }
+
+#[test]
+fn a_random_forest_trains_and_forecasts_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let trained = json(forexgpt(dir.path()).args([
+        "train",
+        "--regressor",
+        "ridge,rf",
+        "--trees",
+        "8",
+        "--max-depth",
+        "6",
+        "--max-features",
+        "sqrt",
+        "--oob-score",
+        "--device",
+        "cpu",
+    ]));
+    let models = trained["models"].as_array().unwrap();
+    assert_eq!(models.len(), 2);
+    let rf = &models[1]["info"]["regressor"];
+    assert_eq!(rf["kind"], "rf");
+    assert_eq!(rf["n_estimators"], 8);
+    assert_eq!(rf["max_depth"], 6);
+    assert_eq!(rf["max_features"], "sqrt");
+    let forecast = json(forexgpt(dir.path()).args(["forecast", "--device", "cpu"]));
+    assert_eq!(forecast["models"].as_array().unwrap().len(), 2);
+    forexgpt(dir.path())
+        .args(["train", "--regressor", "rf", "--max-features", "2.5"])
+        .assert()
+        .failure()
+        .stderr(predicates::str::contains("max_features"));
+    forexgpt(dir.path())
+        .args(["train", "--regressor", "rf", "--min-samples-split", "1"])
+        .assert()
+        .failure()
+        .stderr(predicates::str::contains(
+            "min_samples_split must be at least 2",
+        ));
+}

@@ -207,6 +207,10 @@ mod tests {
             encoder_rows: 0,
             encoder_features: 0,
             epochs: 0,
+            forest_rows: 0,
+            forest_features: 0,
+            trees: 0,
+            predict_rows: 0,
         }
     }
 

@@ -13,6 +13,7 @@ use crate::Workbench;
 use crate::bench::{BenchOptions, data_suite, run_suite};
 use crate::bench_encoders::encoder_cases;
 use crate::bench_forecast::{BATCH_BARS, ENSEMBLE_SIZES, forecast_cases};
+use crate::bench_forest::forest_cases;
 use crate::bench_models::regressor_cases;
 use crate::error::EngineError;
 use crate::progress::{CancelToken, ProgressSink};
@@ -29,7 +30,7 @@ pub fn bench_results(
 ) -> Result<Vec<BenchResult>, EngineError> {
     let suite = BenchSuite::parse(&settings.suite).ok_or_else(|| {
         EngineError::InvalidRequest(format!(
-            "unknown benchmark suite '{}'; expected data, regressors, forecast, encoders or all",
+            "unknown benchmark suite '{}'; expected data, regressors, forecast, encoders, forest or all",
             settings.suite
         ))
     })?;
@@ -84,6 +85,17 @@ pub fn bench_results(
             settings.encoder_rows,
             settings.encoder_features,
             settings.epochs,
+            &devices,
+            export_data,
+        )?);
+    }
+    if suite.includes(BenchSuite::Forest) {
+        cases.extend(forest_cases(
+            settings.forest_rows,
+            settings.forest_features,
+            settings.targets,
+            settings.trees,
+            settings.predict_rows,
             &devices,
             export_data,
         )?);

@@ -7,6 +7,7 @@ pub mod artifact;
 pub mod bench;
 pub mod bench_encoders;
 pub mod bench_forecast;
+pub mod bench_forest;
 pub mod bench_history;
 pub mod bench_models;
 pub mod bench_suite;

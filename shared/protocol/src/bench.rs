@@ -16,15 +16,18 @@ pub enum BenchSuite {
     Forecast,
     /// Autoencoder and VAE training (fixed epochs) on the CPU and every GPU device.
     Encoders,
+    /// Random forest: growing the trees, and predicting on the CPU and every GPU device.
+    Forest,
     All,
 }
 
 impl BenchSuite {
-    pub const ALL: [BenchSuite; 5] = [
+    pub const ALL: [BenchSuite; 6] = [
         BenchSuite::Data,
         BenchSuite::Regressors,
         BenchSuite::Forecast,
         BenchSuite::Encoders,
+        BenchSuite::Forest,
         BenchSuite::All,
     ];
 
@@ -34,6 +37,7 @@ impl BenchSuite {
             BenchSuite::Regressors => "regressors",
             BenchSuite::Forecast => "forecast",
             BenchSuite::Encoders => "encoders",
+            BenchSuite::Forest => "forest",
             BenchSuite::All => "all",
         }
     }
@@ -99,6 +103,14 @@ pub struct BenchRequest {
     pub encoder_rows: Option<usize>,
     #[serde(default)]
     pub epochs: Option<usize>,
+    /// Random-forest training rows (features as `features`, targets as `targets`).
+    #[serde(default)]
+    pub forest_rows: Option<usize>,
+    #[serde(default)]
+    pub trees: Option<usize>,
+    /// Rows the forest predicts.
+    #[serde(default)]
+    pub predict_rows: Option<usize>,
 }
 
 impl BenchRequest {
@@ -116,6 +128,13 @@ impl BenchRequest {
             BenchSize::Seed => (10_000, 128, 100),
             BenchSize::Large => (100_000, 128, 20),
         };
+        // Forest: (rows, features, trees, predicted rows); the seed's table is 100 trees on
+        // 10K samples, issue 7's inference goal 100 trees on 100K rows.
+        let forest = match self.size {
+            BenchSize::Small => (2_000, 16, 20, 20_000),
+            BenchSize::Seed => (10_000, 64, 100, 100_000),
+            BenchSize::Large => (100_000, 64, 100, 1_000_000),
+        };
         BenchSettings {
             suite: self.suite.name().to_string(),
             rows: self.rows.unwrap_or(preset.0),
@@ -127,6 +146,10 @@ impl BenchRequest {
             encoder_rows: self.encoder_rows.unwrap_or(encoders.0),
             encoder_features: self.features.unwrap_or(encoders.1),
             epochs: self.epochs.unwrap_or(encoders.2),
+            forest_rows: self.forest_rows.unwrap_or(forest.0),
+            forest_features: self.features.unwrap_or(forest.1),
+            trees: self.trees.unwrap_or(forest.2),
+            predict_rows: self.predict_rows.unwrap_or(forest.3),
         }
     }
 }
@@ -186,6 +209,16 @@ pub struct BenchSettings {
     pub encoder_features: usize,
     #[serde(default)]
     pub epochs: usize,
+    /// Random forest: training rows × features, trees, predicted rows (0 in runs stored
+    /// before forests).
+    #[serde(default)]
+    pub forest_rows: usize,
+    #[serde(default)]
+    pub forest_features: usize,
+    #[serde(default)]
+    pub trees: usize,
+    #[serde(default)]
+    pub predict_rows: usize,
 }
 
 /// The machine a run was measured on.

@@ -11,7 +11,8 @@ use forexgpt_device::{BackendJob, ComputeDevice, run_job};
 use super::trees::{LEAF, Trees};
 use crate::error::FitError;
 
-/// (tree, row) pairs walked per launch sequence: bounds the device memory of one chunk.
+/// (tree, row) pairs walked per launch sequence: bounds the device memory of one chunk, and
+/// keeps every buffer (one int or float per pair) at 64 MB, under every backend's limit.
 const PAIRS_PER_CHUNK: usize = 1 << 24;
 
 /// The node arrays in the form the walk reads: leaves loop to themselves on feature 0.
@@ -80,8 +81,7 @@ impl BackendJob for WalkJob<'_> {
         let values = Tensor::<B, 1>::from_data(
             TensorData::new(self.trees.values.clone(), [leaves * k]),
             device,
-        )
-        .reshape([leaves, k]);
+        );
         let roots = ints(self.trees.roots.iter().map(|&r| r as i32).collect());
         let chunk_rows = (PAIRS_PER_CHUNK / t.max(1)).max(1);
         let mut out = Vec::with_capacity(self.rows * k);
@@ -111,13 +111,21 @@ impl BackendJob for WalkJob<'_> {
                 let l = left.clone().select(0, node.clone());
                 node = right.clone().select(0, node).mask_where(go_left, l);
             }
-            let leaf = leaf_of.clone().select(0, node);
-            let mean = values
-                .clone()
-                .select(0, leaf)
-                .reshape([t, n, k])
-                .sum_dim(0)
+            // One gather per output keeps every buffer at one value per pair (devices cap
+            // buffer sizes: lavapipe refuses 160 MB).
+            let leaf = leaf_of.clone().select(0, node).mul_scalar(k as i64);
+            let means: Vec<Tensor<B, 2>> = (0..k)
+                .map(|j| {
+                    values
+                        .clone()
+                        .select(0, leaf.clone().add_scalar(j as i64))
+                        .reshape([t, n])
+                        .sum_dim(0)
+                })
+                .collect();
+            let mean = Tensor::cat(means, 0)
                 .div_scalar(t as f64)
+                .transpose()
                 .reshape([n * k]);
             out.extend(mean.into_data().to_vec::<f32>().unwrap_or_default());
             start += n;

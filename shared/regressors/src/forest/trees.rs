@@ -11,6 +11,15 @@ use rayon::prelude::*;
 /// The `feature` of a leaf.
 pub const LEAF: u16 = u16::MAX;
 
+/// A node as the CPU walk reads it.
+#[derive(Clone, Copy)]
+struct PackedNode {
+    left: u32,
+    right: u32,
+    feature: u16,
+    bin: u8,
+}
+
 /// One tree while it is grown (node and leaf indices local to the tree).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Tree {
@@ -130,19 +139,32 @@ impl Trees {
     }
 
     /// The mean of every tree's leaf values for binned rows (`rows × d`, row-major): a
-    /// `rows × outputs` row-major result. Rows are spread over threads; each row walks every
-    /// tree (the trees stay in cache across a block of rows).
+    /// `rows × outputs` row-major result. Rows are spread over threads in blocks; each block
+    /// walks one tree at a time (the tree stays in cache), over nodes packed into one 12-byte
+    /// record each (one cache line per step instead of four).
     pub fn predict_binned(&self, bins: &[u8], d: usize) -> Vec<f64> {
         let k = self.n_outputs;
         let rows = if d == 0 { 0 } else { bins.len() / d };
         let mut out = vec![0.0f64; rows * k];
+        let nodes = self.packed();
         const BLOCK: usize = 64;
         out.par_chunks_mut(BLOCK * k)
             .zip(bins.par_chunks(BLOCK * d))
             .for_each(|(out, bins)| {
-                for t in 0..self.n_trees() {
+                for &root in &self.roots {
                     for (o, row) in out.chunks_exact_mut(k).zip(bins.chunks_exact(d)) {
-                        let leaf = self.leaf(t, row);
+                        let mut i = root as usize;
+                        let leaf = loop {
+                            let n = nodes[i];
+                            if n.feature == LEAF {
+                                break n.left as usize;
+                            }
+                            i = if row[n.feature as usize] <= n.bin {
+                                n.left
+                            } else {
+                                n.right
+                            } as usize;
+                        };
                         o.iter_mut()
                             .zip(&self.values[leaf * k..(leaf + 1) * k])
                             .for_each(|(a, &v)| *a += f64::from(v));
@@ -152,6 +174,17 @@ impl Trees {
                 out.iter_mut().for_each(|v| *v *= scale);
             });
         out
+    }
+
+    fn packed(&self) -> Vec<PackedNode> {
+        (0..self.n_nodes())
+            .map(|i| PackedNode {
+                left: self.left[i],
+                right: self.right[i],
+                feature: self.feature[i],
+                bin: self.bin[i],
+            })
+            .collect()
     }
 
     /// Checks what a file could get wrong: counts, feature and leaf indices, and that every

@@ -290,8 +290,8 @@ fn the_app_works_as_a_person_uses_it() {
     );
     ui.screenshot("data-import-error");
 
-    // Training: (none, autoencoder) × (ridge, lasso) on the sample, progress and the
-    // autoencoder's loss curve shown, models listed.
+    // Training: (none, autoencoder) × (ridge, lasso, random forest) on the sample, progress
+    // (epochs, trees) and the autoencoder's loss curve shown, models listed.
     ui.click("[data-test=tab-training]");
     if no_gpu {
         let disabled = ui.script(
@@ -309,25 +309,31 @@ fn the_app_works_as_a_person_uses_it() {
     ui.type_into("[data-test=net-hidden]", "32");
     ui.type_into("[data-test=net-latent]", "4");
     ui.type_into("[data-test=net-epochs]", "3");
+    ui.click("[data-test=regressor-rf]");
+    ui.type_into("[data-test=rf-trees]", "5");
+    ui.type_into("[data-test=rf-depth]", "6");
     ui.click("[data-test=train-button]");
     let report = ui.wait_text("[data-test=train-report]", LONG, |t| t.contains("Trained"));
-    assert!(report.contains("Trained 4 model(s)"), "{report}");
+    assert!(report.contains("Trained 6 model(s)"), "{report}");
     let steps = ui.wait_text("[data-test=train-progress]", LONG, |t| {
-        t.contains("saving models 4/4")
+        t.contains("saving models 6/6")
     });
     assert!(steps.contains("training encoder 3/3"), "progress: {steps}");
-    assert!(steps.contains("training 4/4"), "progress: {steps}");
+    assert!(steps.contains("growing trees 5/5"), "progress: {steps}");
+    assert!(steps.contains("training 6/6"), "progress: {steps}");
     let loss = ui.text("[data-test=loss-label]");
     assert!(loss.starts_with("ae4: epoch 3/3"), "{loss}");
     assert_eq!(ui.count("[data-test=loss-chart] polyline"), 2);
     ui.wait_text("[data-test=model-table]", LONG, |t| t.contains("ae4"));
+    let table = ui.text("[data-test=model-table]");
+    assert!(table.contains("rf(trees=5,max_depth=6"), "{table}");
     ui.screenshot("training");
 
-    // Forecast: the ensemble of both models, drawn with its band, one row per horizon.
+    // Forecast: the ensemble of all six models, drawn with its band, one row per horizon.
     ui.click("[data-test=tab-forecast]");
     ui.click("[data-test=forecast-button]");
     ui.wait_text("[data-test=forecast-summary]", LONG, |t| {
-        t.contains("4 model(s)")
+        t.contains("6 model(s)")
     });
     assert_eq!(ui.count("[data-test=forecast-table] tbody tr"), 3);
     assert_eq!(ui.count("[data-test=forecast-chart] .band"), 1);
@@ -339,7 +345,7 @@ fn the_app_works_as_a_person_uses_it() {
     let summary = ui.wait_text("[data-test=backtest-summary]", LONG, |t| {
         t.contains("Backtest")
     });
-    assert!(summary.contains("4 model(s)"), "{summary}");
+    assert!(summary.contains("6 model(s)"), "{summary}");
     let steps = ui.wait_text("[data-test=backtest-progress]", LONG, |t| !t.is_empty());
     assert!(steps.contains("backtesting"), "progress: {steps}");
 

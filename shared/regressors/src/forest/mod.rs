@@ -15,7 +15,8 @@ pub mod gpu;
 mod grow;
 pub mod trees;
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use forexgpt_device::ComputeDevice;
 use forexgpt_protocol::{ForestSpec, MaxFeatures};
@@ -161,7 +162,8 @@ impl ValidForestParams {
             bootstrap: spec.bootstrap,
             n_draws,
         };
-        let done = AtomicUsize::new(0);
+        // Counted and reported under one lock, so that the observer sees 1, 2, 3… in order.
+        let done = Mutex::new(0usize);
         let stop = AtomicBool::new(false);
         let grown: Vec<Option<grow::Grown>> = (0..spec.n_estimators)
             .into_par_iter()
@@ -170,7 +172,9 @@ impl ValidForestParams {
                     return None;
                 }
                 let tree = grow::grow(&data, &rules, tree_seed(spec.random_state, t));
-                if !observe(done.fetch_add(1, Ordering::Relaxed) + 1) {
+                let mut done = done.lock().unwrap_or_else(|e| e.into_inner());
+                *done += 1;
+                if !observe(*done) {
                     stop.store(true, Ordering::Relaxed);
                 }
                 Some(tree)

@@ -17,7 +17,7 @@ pub mod testing;
 
 pub use backend::{BackendJob, ComputeDevice, CpuBackend, run_job};
 pub use check::{DeviceCheck, check_device};
-pub use manager::{CUDA_BUILT, DeviceError, DeviceManager, WGPU_BUILT};
+pub use manager::{CUDA_BUILT, DeviceError, DeviceManager, Placed, WGPU_BUILT};
 
 #[cfg(test)]
 mod tests {

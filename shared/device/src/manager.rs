@@ -446,3 +446,60 @@ mod tests {
         );
     }
 }
+
+/// Work placed on a device by a request: its result, where it ran, and why that is not the
+/// device asked for (a missing GPU with "if available", or a GPU that failed mid-way).
+#[derive(Debug, Clone)]
+pub struct Placed<T> {
+    pub value: T,
+    pub device: ComputeDevice,
+    pub fell_back: Option<String>,
+}
+
+impl DeviceManager {
+    /// Runs `work` on the device a request resolves to ([`resolve_request`](Self::resolve_request)).
+    /// With "if available", a GPU whose backend fails (when `device_error` finds a
+    /// [`DeviceError`] in the error) hands the work to the CPU and records why; any other
+    /// error, or any error without "if available", is returned as it is.
+    pub fn run_placed<T, E>(
+        &self,
+        preference: DevicePreference,
+        gpu_if_available: bool,
+        work: impl Fn(&ComputeDevice) -> Result<T, E>,
+        device_error: impl Fn(&E) -> Option<&DeviceError>,
+    ) -> Result<Placed<T>, E>
+    where
+        E: From<DeviceError>,
+    {
+        let device = self.resolve_request(preference, gpu_if_available)?;
+        let notice = device
+            .resolved
+            .notice
+            .clone()
+            .filter(|_| device.resolved.fell_back);
+        match work(&device) {
+            Ok(value) => Ok(Placed {
+                value,
+                device,
+                fell_back: notice,
+            }),
+            Err(e) if gpu_if_available && device.is_gpu() && device_error(&e).is_some() => {
+                let reason = format!(
+                    "{} failed ({}); ran on the CPU",
+                    device.label(),
+                    device_error(&e)
+                        .map(ToString::to_string)
+                        .unwrap_or_default()
+                );
+                tracing::warn!("{reason}");
+                let cpu = ComputeDevice::cpu(&self.info.cpu.model);
+                Ok(Placed {
+                    value: work(&cpu)?,
+                    device: cpu,
+                    fell_back: Some(reason),
+                })
+            }
+            Err(e) => Err(e),
+        }
+    }
+}

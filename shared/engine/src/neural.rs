@@ -19,9 +19,7 @@ use forexgpt_device::{BackendJob, ComputeDevice, DeviceManager, run_job};
 use forexgpt_models::{
     Autoencoder, AutoencoderConfig, EncoderNetwork, NetworkWeights, Vae, VaeConfig,
 };
-use forexgpt_protocol::{
-    BackendKind, EncoderSpec, EpochProgress, NeuralEncoderSpec, ProgressEvent, Stage,
-};
+use forexgpt_protocol::{EncoderSpec, EpochProgress, NeuralEncoderSpec, ProgressEvent, Stage};
 use forexgpt_regressors::{DeviceRequest, Matrix};
 use serde::{Deserialize, Serialize};
 
@@ -242,32 +240,20 @@ impl TrainRun<'_> {
         manager: &DeviceManager,
         request: DeviceRequest,
     ) -> Result<TrainedEncoder, EngineError> {
-        let device = manager.resolve_request(request.preference, request.gpu_if_available)?;
-        let notice = device
-            .resolved
-            .notice
-            .clone()
-            .filter(|_| device.resolved.fell_back);
-        match self.fit_on(&device) {
-            Ok(encoder) => Ok(TrainedEncoder {
-                encoder,
-                device,
-                fell_back: notice,
-            }),
-            Err(EngineError::Device(e))
-                if request.gpu_if_available && device.backend() != BackendKind::Cpu =>
-            {
-                let cpu = ComputeDevice::cpu(&manager.info().cpu.model);
-                let reason = format!("{} failed ({e}); ran on the CPU", device.label());
-                tracing::warn!("{reason}");
-                Ok(TrainedEncoder {
-                    encoder: self.fit_on(&cpu)?,
-                    device: cpu,
-                    fell_back: Some(reason),
-                })
-            }
-            Err(e) => Err(e),
-        }
+        let placed = manager.run_placed(
+            request.preference,
+            request.gpu_if_available,
+            |device| self.fit_on(device),
+            |e| match e {
+                EngineError::Device(e) => Some(e),
+                _ => None,
+            },
+        )?;
+        Ok(TrainedEncoder {
+            encoder: placed.value,
+            device: placed.device,
+            fell_back: placed.fell_back,
+        })
     }
 
     /// Trains on `device`.

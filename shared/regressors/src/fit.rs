@@ -3,7 +3,7 @@
 //! CPU path runs and the outcome says that it fell back and why.
 
 use forexgpt_device::{ComputeDevice, DeviceManager};
-use forexgpt_protocol::{BackendKind, DevicePreference, ResolvedDevice};
+use forexgpt_protocol::{DevicePreference, ResolvedDevice};
 
 use crate::error::FitError;
 use crate::forest::{RandomForestModel, ValidForestParams};
@@ -46,37 +46,20 @@ fn fit_with<M>(
     request: DeviceRequest,
     fit: impl Fn(Option<&ComputeDevice>) -> Result<M, FitError>,
 ) -> Result<FitOutcome<M>, FitError> {
-    let device = manager.resolve_request(request.preference, request.gpu_if_available)?;
-    let notice = device
-        .resolved
-        .notice
-        .clone()
-        .filter(|_| device.resolved.fell_back);
-    if device.backend() == BackendKind::Cpu {
-        return Ok(FitOutcome {
-            model: fit(None)?,
-            device: device.resolved,
-            fell_back: notice,
-        });
-    }
-    match fit(Some(&device)) {
-        Ok(model) => Ok(FitOutcome {
-            model,
-            device: device.resolved,
-            fell_back: None,
-        }),
-        Err(FitError::Device(e)) if request.gpu_if_available => {
-            let cpu = ComputeDevice::cpu(&manager.info().cpu.model);
-            let reason = format!("{} failed ({e}); ran on the CPU", device.label());
-            tracing::warn!("{reason}");
-            Ok(FitOutcome {
-                model: fit(None)?,
-                device: cpu.resolved,
-                fell_back: Some(reason),
-            })
-        }
-        Err(e) => Err(e),
-    }
+    let placed = manager.run_placed(
+        request.preference,
+        request.gpu_if_available,
+        |device| fit(device.is_gpu().then_some(device)),
+        |e| match e {
+            FitError::Device(e) => Some(e),
+            _ => None,
+        },
+    )?;
+    Ok(FitOutcome {
+        model: placed.value,
+        device: placed.device.resolved,
+        fell_back: placed.fell_back,
+    })
 }
 
 pub fn fit_linear(
@@ -127,7 +110,7 @@ pub fn fit_forest(
 
 #[cfg(test)]
 mod tests {
-    use forexgpt_protocol::{CudaStatus, WgpuStatus};
+    use forexgpt_protocol::{BackendKind, CudaStatus, WgpuStatus};
 
     use super::*;
     use crate::Ridge;

@@ -32,7 +32,8 @@ fn feature_edges(mut column: Vec<f64>, max_bins: usize) -> Vec<f64> {
     let n = column.len();
     let mut edges: Vec<f64> = (1..max_bins)
         .filter_map(|j| {
-            let v = column[(j * n / max_bins).min(n - 1)];
+            // The edge after the first j·n/max_bins values (their largest, then the next).
+            let v = column[(j * n / max_bins).clamp(1, n) - 1];
             let i = distinct.partition_point(|&u| u <= v);
             (i < distinct.len()).then(|| midpoint(distinct[i - 1], distinct[i]))
         })

@@ -185,6 +185,15 @@ fn a_fully_grown_tree_reproduces_integer_training_targets() {
         .unwrap();
     assert_eq!(model.predict(&x).unwrap().values, y.values);
     assert_eq!(model.trees.n_leaves(), 108);
+    // Three features: the GPU walk's packed bins end mid-word.
+    for_each_device(|device| {
+        assert_eq!(
+            model.predict_on(&x, device).unwrap().values,
+            y.values,
+            "{}",
+            device.label()
+        );
+    });
 }
 
 #[test]

@@ -5,7 +5,9 @@
 //! CPU's branches; only the final mean over trees is float32.
 
 use burn::tensor::backend::Backend;
-use burn::tensor::{Int, Tensor, TensorData};
+use std::time::Instant;
+
+use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
 use forexgpt_device::{BackendJob, ComputeDevice, run_job};
 
 use super::trees::{LEAF, Trees};
@@ -15,42 +17,54 @@ use crate::error::FitError;
 /// keeps every buffer (one int or float per pair) at 64 MB, under every backend's limit.
 const PAIRS_PER_CHUNK: usize = 1 << 24;
 
-/// The node arrays in the form the walk reads: leaves loop to themselves on feature 0.
+/// The node arrays in the form the walk reads: `split` = feature << 8 | bin; a leaf splits
+/// on feature 0 at bin 255 (every row goes left), its `left` is itself and its `right` the
+/// row of its values.
 struct WalkNodes {
-    feature: Vec<i32>,
-    bin: Vec<i32>,
+    split: Vec<i32>,
     left: Vec<i32>,
     right: Vec<i32>,
-    leaf: Vec<i32>,
 }
 
 impl WalkNodes {
     fn new(trees: &Trees) -> WalkNodes {
         let n = trees.n_nodes();
         let mut w = WalkNodes {
-            feature: Vec::with_capacity(n),
-            bin: Vec::with_capacity(n),
+            split: Vec::with_capacity(n),
             left: Vec::with_capacity(n),
             right: Vec::with_capacity(n),
-            leaf: Vec::with_capacity(n),
         };
         for i in 0..n {
             if trees.feature[i] == LEAF {
-                w.feature.push(0);
-                w.bin.push(i32::from(u8::MAX));
+                w.split.push(i32::from(u8::MAX));
                 w.left.push(i as i32);
-                w.right.push(i as i32);
-                w.leaf.push(trees.left[i] as i32);
+                w.right.push(trees.left[i] as i32);
             } else {
-                w.feature.push(i32::from(trees.feature[i]));
-                w.bin.push(i32::from(trees.bin[i]));
+                w.split
+                    .push(i32::from(trees.feature[i]) << 8 | i32::from(trees.bin[i]));
                 w.left.push(trees.left[i] as i32);
                 w.right.push(trees.right[i] as i32);
-                w.leaf.push(0);
             }
         }
         w
     }
+}
+
+/// Row-major bins packed four to a 32-bit word (a row starts on a word), a quarter of the
+/// upload of one int per bin.
+fn pack_bins(bins: &[u8], d: usize) -> (Vec<i32>, usize) {
+    let words = d.div_ceil(4);
+    let packed = bins
+        .chunks_exact(d)
+        .flat_map(|row| {
+            row.chunks(4).map(|q| {
+                q.iter()
+                    .enumerate()
+                    .fold(0u32, |w, (i, &b)| w | u32::from(b) << (8 * i)) as i32
+            })
+        })
+        .collect();
+    (packed, words)
 }
 
 struct WalkJob<'a> {
@@ -70,13 +84,13 @@ impl BackendJob for WalkJob<'_> {
             let n = v.len();
             Tensor::<B, 1, Int>::from_data(TensorData::new(v, [n]), device)
         };
+        let int = |v: i32| -> B::IntElem { v.elem() };
+        let started = Instant::now();
         let t = self.trees.n_trees();
         let k = self.trees.n_outputs;
-        let feature = ints(self.nodes.feature);
-        let split = ints(self.nodes.bin);
+        let split = ints(self.nodes.split);
         let left = ints(self.nodes.left);
         let right = ints(self.nodes.right);
-        let leaf_of = ints(self.nodes.leaf);
         let leaves = self.trees.n_leaves();
         let values = Tensor::<B, 1>::from_data(
             TensorData::new(self.trees.values.clone(), [leaves * k]),
@@ -88,14 +102,14 @@ impl BackendJob for WalkJob<'_> {
         let mut start = 0;
         while start < self.rows {
             let n = chunk_rows.min(self.rows - start);
-            let bins: Vec<i32> = self.bins[start * self.d..(start + n) * self.d]
-                .iter()
-                .map(|&b| i32::from(b))
-                .collect();
-            let bins = ints(bins);
-            // Pair p = tree·n + row: its row's first bin is at row·d.
+            let (packed, words) =
+                pack_bins(&self.bins[start * self.d..(start + n) * self.d], self.d);
+            let bins = ints(packed);
+            let _ = B::sync(device);
+            let uploaded = started.elapsed();
+            // Pair p = tree·n + row: its row's first word is at row·words.
             let row_base = Tensor::<B, 1, Int>::arange(0..n as i64, device)
-                .mul_scalar(self.d as i64)
+                .mul_scalar(words as i64)
                 .reshape([1, n])
                 .repeat_dim(0, t)
                 .reshape([t * n]);
@@ -105,15 +119,23 @@ impl BackendJob for WalkJob<'_> {
                 .repeat_dim(1, n)
                 .reshape([t * n]);
             for _ in 0..self.trees.depth {
-                let f = feature.clone().select(0, node.clone());
-                let b = bins.clone().select(0, row_base.clone().add(f));
-                let go_left = b.lower_equal(split.clone().select(0, node.clone()));
+                let s = split.clone().select(0, node.clone());
+                let f = s.clone().bitwise_right_shift_scalar(int(8));
+                let word = bins.clone().select(
+                    0,
+                    row_base
+                        .clone()
+                        .add(f.clone().bitwise_right_shift_scalar(int(2))),
+                );
+                let shift = f.bitwise_and_scalar(int(3)).mul_scalar(8);
+                let b = word.bitwise_right_shift(shift).bitwise_and_scalar(int(255));
+                let go_left = b.lower_equal(s.bitwise_and_scalar(int(255)));
                 let l = left.clone().select(0, node.clone());
                 node = right.clone().select(0, node).mask_where(go_left, l);
             }
-            // One gather per output keeps every buffer at one value per pair (devices cap
-            // buffer sizes: lavapipe refuses 160 MB).
-            let leaf = leaf_of.clone().select(0, node).mul_scalar(k as i64);
+            // A leaf's `right` is its values row. One gather per output keeps every buffer at
+            // one value per pair (devices cap buffer sizes: lavapipe refuses 160 MB).
+            let leaf = right.clone().select(0, node).mul_scalar(k as i64);
             let means: Vec<Tensor<B, 2>> = (0..k)
                 .map(|j| {
                     values
@@ -128,6 +150,12 @@ impl BackendJob for WalkJob<'_> {
                 .transpose()
                 .reshape([n * k]);
             out.extend(mean.into_data().to_vec::<f32>().unwrap_or_default());
+            tracing::debug!(
+                "forest walk: {n} rows × {t} trees, {} levels: upload {:.1} ms, walk and read {:.1} ms",
+                self.trees.depth,
+                uploaded.as_secs_f64() * 1e3,
+                (started.elapsed() - uploaded).as_secs_f64() * 1e3
+            );
             start += n;
         }
         out

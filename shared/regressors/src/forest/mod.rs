@@ -317,7 +317,13 @@ impl RandomForestModel {
             return self.predict(x);
         }
         x.check_features(self.n_features)?;
+        let started = std::time::Instant::now();
         let bins = self.bins.bin_rows(x);
+        tracing::debug!(
+            "forest: binned {} rows in {:.1} ms",
+            x.rows,
+            started.elapsed().as_secs_f64() * 1e3
+        );
         let values = gpu::predict(&self.trees, &bins, x.rows, x.cols, device)?;
         Matrix::new(
             x.rows,

@@ -2,6 +2,7 @@
 //! `tests/oracle/gen_forest.py`), and the properties a forest must have whatever its
 //! randomness: exact fits of fully grown trees, limits respected, determinism, devices
 //! agreeing, stored trees refused when damaged.
+#![allow(clippy::unwrap_used)] // test helpers: a failed unwrap is a failed test
 
 use std::path::PathBuf;
 
@@ -84,9 +85,9 @@ fn builder(
             "bootstrap" => b.bootstrap(value.as_bool().unwrap()),
             "oob_score" => b.oob_score(value.as_bool().unwrap()),
             "max_samples" => b.max_samples(value.as_f64()),
-            "max_features" => b.max_features(
-                MaxFeatures::parse(&value.to_string().trim_matches('"').to_string()).unwrap(),
-            ),
+            "max_features" => {
+                b.max_features(MaxFeatures::parse(value.to_string().trim_matches('"')).unwrap())
+            }
             other => panic!("the fixture has a parameter the test does not know: {other}"),
         };
     }

@@ -144,7 +144,7 @@ impl Trees {
     /// record each (one cache line per step instead of four).
     pub fn predict_binned(&self, bins: &[u8], d: usize) -> Vec<f64> {
         let k = self.n_outputs;
-        let rows = if d == 0 { 0 } else { bins.len() / d };
+        let rows = bins.len().checked_div(d).unwrap_or(0);
         let mut out = vec![0.0f64; rows * k];
         let nodes = self.packed();
         const BLOCK: usize = 64;
@@ -198,7 +198,7 @@ impl Trees {
         if [self.bin.len(), self.left.len(), self.right.len()] != [n, n, n] {
             return bad("node arrays of different lengths".into());
         }
-        if self.roots.is_empty() || self.values.len() % n_outputs.max(1) != 0 {
+        if self.roots.is_empty() || !self.values.len().is_multiple_of(n_outputs.max(1)) {
             return bad("no trees, or leaf values not a whole number of rows".into());
         }
         if self.values.iter().any(|v| !v.is_finite()) {

@@ -33,6 +33,8 @@ fn the_small_suite_runs_is_stored_and_compares() {
         "forecast",
         "autoencoder_fit",
         "vae_fit",
+        "rf_fit",
+        "rf_predict",
     ] {
         assert!(ops.contains(&op), "{op} missing from {ops:?}");
     }
@@ -44,6 +46,7 @@ fn the_small_suite_runs_is_stored_and_compares() {
         }
     }
     assert_eq!(run["settings"]["rows"], 20_000);
+    assert_eq!(run["settings"]["trees"], 20);
     let a = run["id"].as_i64().unwrap();
 
     let data_only = json(forexgpt(dir.path()).args([

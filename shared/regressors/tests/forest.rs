@@ -270,7 +270,7 @@ fn progress_is_reported_per_tree_and_cancelling_keeps_nothing() {
 }
 
 /// The batched walk (burn) gives the CPU's predictions on every device: the same leaves,
-/// float32 means.
+/// float32 means; a forest kept on the device is never reused for another one.
 #[test]
 fn every_device_predicts_what_the_cpu_predicts() {
     let o = oracle();
@@ -295,6 +295,22 @@ fn every_device_predicts_what_the_cpu_predicts() {
             );
         }
         assert_eq!(via_model.rows, xv.rows);
+    });
+    // The walk keeps recent forests on the device; a changed forest must not meet the old
+    // arrays: shift every leaf by one and every prediction moves by one.
+    let mut shifted = model.clone();
+    shifted.trees.values.iter_mut().for_each(|v| *v += 1.0);
+    for_each_device(|device| {
+        let again = gpu::predict(&model.trees, &bins, xv.rows, xv.cols, device).unwrap();
+        let moved = gpu::predict(&shifted.trees, &bins, xv.rows, xv.cols, device).unwrap();
+        for (i, ((a, m), c)) in again.iter().zip(&moved).zip(&cpu.values).enumerate() {
+            assert!((f64::from(*a) - c).abs() <= 1e-5 * c.abs().max(1.0), "{i}");
+            assert!(
+                (f64::from(m - a) - 1.0).abs() <= 1e-5,
+                "{}: value {i}",
+                device.label()
+            );
+        }
     });
 }
 

@@ -2,11 +2,14 @@
 //! per step, as a handful of gathers over flat node arrays, for as many steps as the deepest
 //! tree has levels. Leaves point to themselves, so a walk that arrived stays put. The rows
 //! are binned on the CPU first, so the GPU compares small integers and takes exactly the
-//! CPU's branches; only the final mean over trees is float32.
+//! CPU's branches; only the final mean over trees is float32. The last few forests walked
+//! stay on their device, so predicting again uploads only the rows.
 
-use burn::tensor::backend::Backend;
+use std::any::Any;
+use std::sync::Mutex;
 use std::time::Instant;
 
+use burn::tensor::backend::Backend;
 use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
 use forexgpt_device::{BackendJob, ComputeDevice, run_job};
 
@@ -67,9 +70,122 @@ fn pack_bins(bins: &[u8], d: usize) -> (Vec<i32>, usize) {
     (packed, words)
 }
 
+/// A forest's arrays on one device.
+struct DeviceForest<B: Backend> {
+    split: Tensor<B, 1, Int>,
+    left: Tensor<B, 1, Int>,
+    right: Tensor<B, 1, Int>,
+    roots: Tensor<B, 1, Int>,
+    values: Tensor<B, 1>,
+}
+
+impl<B: Backend> Clone for DeviceForest<B> {
+    fn clone(&self) -> Self {
+        DeviceForest {
+            split: self.split.clone(),
+            left: self.left.clone(),
+            right: self.right.clone(),
+            roots: self.roots.clone(),
+            values: self.values.clone(),
+        }
+    }
+}
+
+impl<B: Backend> DeviceForest<B> {
+    fn upload(trees: &Trees, device: &B::Device) -> Self {
+        let ints = |v: Vec<i32>| {
+            let n = v.len();
+            Tensor::<B, 1, Int>::from_data(TensorData::new(v, [n]), device)
+        };
+        let nodes = WalkNodes::new(trees);
+        let values = trees.values.clone();
+        let n_values = values.len();
+        DeviceForest {
+            split: ints(nodes.split),
+            left: ints(nodes.left),
+            right: ints(nodes.right),
+            roots: ints(trees.roots.iter().map(|&r| r as i32).collect()),
+            values: Tensor::<B, 1>::from_data(TensorData::new(values, [n_values]), device),
+        }
+    }
+}
+
+/// Forests recently walked, kept on their device so that predicting again (a backtest, the
+/// next forecast) uploads only the rows: a forest's nodes are most of a walk's upload. Keyed
+/// by a fingerprint of the trees' contents and the device, so a changed forest never meets
+/// stale arrays; the newest few are kept.
+struct ResidentForest {
+    fingerprint: u64,
+    device: String,
+    arrays: Box<dyn Any + Send>,
+}
+
+static RESIDENT: Mutex<Vec<ResidentForest>> = Mutex::new(Vec::new());
+
+/// Forests kept per process (a 100-tree, fully grown forest is ~20 MB of device memory).
+const RESIDENT_FORESTS: usize = 4;
+
+/// A 64-bit fingerprint of every array of the trees (FNV-style over 8-byte words; ~2 ms for
+/// a 100-tree forest).
+fn fingerprint(trees: &Trees) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut eat = |word: u64| {
+        h = (h ^ word)
+            .wrapping_mul(0x0000_0100_0000_01b3)
+            .rotate_left(29);
+    };
+    for v in [
+        trees.n_outputs as u64,
+        trees.depth as u64,
+        trees.n_nodes() as u64,
+    ] {
+        eat(v);
+    }
+    trees.roots.iter().for_each(|&v| eat(u64::from(v)));
+    for i in 0..trees.n_nodes() {
+        eat(u64::from(trees.feature[i]) << 40
+            | u64::from(trees.bin[i]) << 32
+            | u64::from(trees.left[i]));
+        eat(u64::from(trees.right[i]));
+    }
+    trees
+        .values
+        .iter()
+        .for_each(|&v| eat(u64::from(v.to_bits())));
+    h
+}
+
+/// The forest's arrays on `device`, uploaded unless a walk there already holds them.
+fn resident<B: Backend>(trees: &Trees, label: &str, device: &B::Device) -> DeviceForest<B> {
+    let key = fingerprint(trees);
+    let mut kept = RESIDENT.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(i) = kept
+        .iter()
+        .position(|r| r.fingerprint == key && r.device == label)
+        && let Some(found) = kept[i].arrays.downcast_ref::<DeviceForest<B>>()
+    {
+        let found = found.clone();
+        let entry = kept.remove(i);
+        kept.insert(0, entry);
+        return found;
+    }
+    let arrays = DeviceForest::<B>::upload(trees, device);
+    kept.insert(
+        0,
+        ResidentForest {
+            fingerprint: key,
+            device: label.to_string(),
+            arrays: Box::new(arrays.clone()),
+        },
+    );
+    kept.truncate(RESIDENT_FORESTS);
+    arrays
+}
+
 struct WalkJob<'a> {
     trees: &'a Trees,
-    nodes: WalkNodes,
+    /// The device's label (the resident forests' key).
+    label: &'a str,
     /// Row-major bins, `rows × d`.
     bins: &'a [u8],
     rows: usize,
@@ -88,15 +204,13 @@ impl BackendJob for WalkJob<'_> {
         let started = Instant::now();
         let t = self.trees.n_trees();
         let k = self.trees.n_outputs;
-        let split = ints(self.nodes.split);
-        let left = ints(self.nodes.left);
-        let right = ints(self.nodes.right);
-        let leaves = self.trees.n_leaves();
-        let values = Tensor::<B, 1>::from_data(
-            TensorData::new(self.trees.values.clone(), [leaves * k]),
-            device,
-        );
-        let roots = ints(self.trees.roots.iter().map(|&r| r as i32).collect());
+        let DeviceForest {
+            split,
+            left,
+            right,
+            roots,
+            values,
+        } = resident::<B>(self.trees, self.label, device);
         let chunk_rows = (PAIRS_PER_CHUNK / t.max(1)).max(1);
         let mut out = Vec::with_capacity(self.rows * k);
         let mut start = 0;
@@ -172,7 +286,7 @@ pub fn predict(
 ) -> Result<Vec<f32>, FitError> {
     let job = WalkJob {
         trees,
-        nodes: WalkNodes::new(trees),
+        label: device.label(),
         bins,
         rows,
         d,

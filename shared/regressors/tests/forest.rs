@@ -94,14 +94,12 @@ fn builder(
     b
 }
 
-/// Validation R² and MAE, each the mean over three seeds, against scikit-learn's (the mean
-/// over five seeds) at equal settings: trees differ by randomness and binning, so quality is
-/// compared, not trees. Ours may not be worse by more than 0.01; it may be better, by at most
-/// 0.03 (more would mean the comparison is broken). Binning is why it can be better: on this
-/// data the fully grown forest scores R² 0.690 against scikit-learn's 0.676 ± 0.003, because
-/// quantile bins group the sparse tail values and thresholds sit mid-gap in rank (measured:
-/// thresholds at the left end of the gap give 0.682). Out-of-bag R² within 0.02 (each is
-/// computed on its own random rows); feature importances within 0.05 each.
+/// Validation R² and MAE, each the mean over three seeds, within 0.01 of scikit-learn's (the
+/// mean over five seeds) at equal settings: trees differ by randomness and binning, so
+/// quality is compared, not trees. Measured: R² 0.682 / 0.553 / 0.659 / 0.654 against
+/// scikit-learn's 0.676 / 0.553 / 0.659 / 0.653 (± 0.003–0.005 over its seeds). Out-of-bag R²
+/// within 0.02 (0.6769 against 0.6769; each is computed on its own random rows); feature
+/// importances within 0.05 each.
 #[test]
 fn quality_matches_scikit_learn_at_equal_settings() {
     const SEEDS: [u64; 3] = [0, 1, 2];
@@ -131,13 +129,13 @@ fn quality_matches_scikit_learn_at_equal_settings() {
             case.name, o.sklearn, case.r2, case.r2_sd, case.mae, case.mae_sd, case.oob_score
         );
         assert!(
-            (-0.01..=0.03).contains(&(r2 - case.r2)),
+            (r2 - case.r2).abs() <= 0.01,
             "{}: R² {r2} vs {}",
             case.name,
             case.r2
         );
         assert!(
-            (-0.03..=0.01).contains(&(mae - case.mae)),
+            (mae - case.mae).abs() <= 0.01,
             "{}: MAE {mae} vs {}",
             case.name,
             case.mae

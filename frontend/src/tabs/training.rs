@@ -189,7 +189,12 @@ impl Form {
             regressors,
             alphas,
             l1_ratio,
-            forest: self.forest()?,
+            // The forest's fields are read only when a forest is trained.
+            forest: if self.regressors[3].get_untracked() {
+                self.forest()?
+            } else {
+                ForestSpec::default()
+            },
             ..ModelGrid::default()
         };
         let use_gpu = self.use_gpu.get_untracked();

@@ -15,7 +15,7 @@ use forexgpt_regressors::Matrix;
 use rayon::prelude::*;
 
 use crate::bench::BenchCase;
-use crate::bench_models::write_f64;
+use crate::bench_models::{export_peer_files, write_f64};
 use crate::error::EngineError;
 use crate::neural::{NetworkKind, TrainRun};
 use crate::progress::{CancelToken, NoProgress};
@@ -202,12 +202,6 @@ pub fn export_encoder_data(
     validation: &Matrix,
     epochs: usize,
 ) -> Result<(), EngineError> {
-    std::fs::create_dir_all(dir).map_err(|cause| EngineError::Io {
-        context: format!("creating {}", dir.display()),
-        cause,
-    })?;
-    write_f64(&dir.join("encoder_train.f64"), &train.values)?;
-    write_f64(&dir.join("encoder_validation.f64"), &validation.values)?;
     let net = bench_network(epochs);
     let meta = serde_json::json!({
         "rows": train.rows, "validation_rows": validation.rows, "cols": train.cols,
@@ -215,10 +209,13 @@ pub fn export_encoder_data(
         "batch_size": net.batch_size, "learning_rate": net.learning_rate,
         "kl_weight": 1.0, "kl_warmup_epochs": 10,
     });
-    std::fs::write(dir.join("encoder_meta.json"), meta.to_string()).map_err(|cause| {
-        EngineError::Io {
-            context: "writing encoder_meta.json".into(),
-            cause,
-        }
-    })
+    export_peer_files(
+        dir,
+        &[
+            ("encoder_train.f64", &train.values),
+            ("encoder_validation.f64", &validation.values),
+        ],
+        "encoder_meta.json",
+        &meta,
+    )
 }

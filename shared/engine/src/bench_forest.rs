@@ -7,6 +7,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use forexgpt_core::metrics::regression_metrics;
 use forexgpt_core::synthetic::SplitMix64;
 use forexgpt_device::ComputeDevice;
 use forexgpt_regressors::forest::{RandomForest, ValidForestParams};
@@ -14,7 +15,7 @@ use forexgpt_regressors::{Matrix, RandomForestModel};
 use rayon::prelude::*;
 
 use crate::bench::BenchCase;
-use crate::bench_models::{max_rel_diff, write_f64};
+use crate::bench_models::{export_peer_files, max_rel_diff, write_f64};
 use crate::error::EngineError;
 
 /// The forest's random state in the benchmark (the peer uses it too).
@@ -54,18 +55,13 @@ pub fn forest_data(rows: usize, cols: usize, targets: usize, seed: u64) -> (Matr
     )
 }
 
-/// R² averaged over outputs (scikit-learn's `uniform_average`).
+/// R² averaged over outputs (scikit-learn's `uniform_average`), each output's from
+/// [`regression_metrics`].
 pub fn r2_score(y: &Matrix, pred: &Matrix) -> f64 {
+    let column = |m: &Matrix, j: usize| (0..m.rows).map(|r| m.get(r, j)).collect::<Vec<_>>();
     let r2: f64 = (0..y.cols)
-        .map(|j| {
-            let mean = (0..y.rows).map(|r| y.get(r, j)).sum::<f64>() / y.rows as f64;
-            let (mut res, mut tot) = (0.0, 0.0);
-            for r in 0..y.rows {
-                res += (y.get(r, j) - pred.get(r, j)).powi(2);
-                tot += (y.get(r, j) - mean).powi(2);
-            }
-            1.0 - res / tot
-        })
+        .filter_map(|j| regression_metrics(&column(y, j), &column(pred, j)))
+        .map(|m| m.r2)
         .sum();
     r2 / y.cols as f64
 }
@@ -176,24 +172,21 @@ pub fn export_forest_data(
     yp: &Matrix,
     trees: usize,
 ) -> Result<(), EngineError> {
-    std::fs::create_dir_all(dir).map_err(|cause| EngineError::Io {
-        context: format!("creating {}", dir.display()),
-        cause,
-    })?;
-    write_f64(&dir.join("forest_x.f64"), &x.values)?;
-    write_f64(&dir.join("forest_y.f64"), &y.values)?;
-    write_f64(&dir.join("forest_xp.f64"), &xp.values)?;
-    write_f64(&dir.join("forest_yp.f64"), &yp.values)?;
     let meta = serde_json::json!({
         "rows": x.rows, "cols": x.cols, "targets": y.cols, "predict_rows": xp.rows,
         "n_estimators": trees, "max_features": 1.0, "bootstrap": true, "random_state": FOREST_SEED,
     });
-    std::fs::write(dir.join("forest_meta.json"), meta.to_string()).map_err(|cause| {
-        EngineError::Io {
-            context: "writing forest_meta.json".into(),
-            cause,
-        }
-    })
+    export_peer_files(
+        dir,
+        &[
+            ("forest_x.f64", &x.values),
+            ("forest_y.f64", &y.values),
+            ("forest_xp.f64", &xp.values),
+            ("forest_yp.f64", &yp.values),
+        ],
+        "forest_meta.json",
+        &meta,
+    )
 }
 
 #[cfg(test)]

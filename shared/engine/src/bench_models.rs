@@ -182,23 +182,40 @@ pub(crate) fn write_f64(path: &Path, values: &[f64]) -> Result<(), EngineError> 
     })
 }
 
-/// Writes `x.f64`, `y.f64` (row-major, little-endian) and `meta.json` for the peer script.
-pub fn export_data(dir: &Path, x: &Matrix, y: &Matrix) -> Result<(), EngineError> {
+/// Writes a peer script's inputs into `dir`: each array as raw little-endian float64 (the
+/// matrices row-major) and `meta` as `meta_file`.
+pub(crate) fn export_peer_files(
+    dir: &Path,
+    arrays: &[(&str, &[f64])],
+    meta_file: &str,
+    meta: &serde_json::Value,
+) -> Result<(), EngineError> {
     std::fs::create_dir_all(dir).map_err(|cause| EngineError::Io {
         context: format!("creating {}", dir.display()),
         cause,
     })?;
-    write_f64(&dir.join("x.f64"), &x.values)?;
-    write_f64(&dir.join("y.f64"), &y.values)?;
+    for (name, values) in arrays {
+        write_f64(&dir.join(name), values)?;
+    }
+    std::fs::write(dir.join(meta_file), meta.to_string()).map_err(|cause| EngineError::Io {
+        context: format!("writing {meta_file}"),
+        cause,
+    })
+}
+
+/// Writes `x.f64`, `y.f64` (row-major, little-endian) and `meta.json` for the peer script.
+pub fn export_data(dir: &Path, x: &Matrix, y: &Matrix) -> Result<(), EngineError> {
     let meta = serde_json::json!({
         "rows": x.rows, "cols": x.cols, "targets": y.cols,
         "ridge_alpha": RIDGE_ALPHA, "lasso_alpha": LASSO_ALPHA,
         "enet_alpha": ENET_ALPHA, "enet_l1_ratio": ENET_L1_RATIO, "pca_components": pca_components(x.cols),
     });
-    std::fs::write(dir.join("meta.json"), meta.to_string()).map_err(|cause| EngineError::Io {
-        context: "writing meta.json".into(),
-        cause,
-    })
+    export_peer_files(
+        dir,
+        &[("x.f64", &x.values), ("y.f64", &y.values)],
+        "meta.json",
+        &meta,
+    )
 }
 
 #[cfg(test)]

@@ -1,8 +1,8 @@
 //! `cargo xtask <task>`: project automation written in Rust instead of shell scripts.
 //!
 //! - `setup`  installs what a fresh Debian/Ubuntu machine lacks (idempotent: checks first)
-//! - `test`   setup, then rustfmt check, clippy with warnings denied, every test, and the GUI
-//!   end-to-end tests of the release app under Xvfb
+//! - `test`   setup, then rustfmt check, clippy with warnings denied (also over the CUDA-only
+//!   code), every test, and the GUI end-to-end tests of the release app under Xvfb
 //! - `app`    setup, then builds and starts the desktop app on the built-in sample data; with
 //!   `--cli` (or when there is no display) walks through the same work with the CLI instead
 //! - `frontend` builds the leptos UI to WebAssembly into `frontend/dist`
@@ -181,6 +181,27 @@ fn test() -> Result<()> {
         "warnings",
     ]);
     run(clippy)?;
+    // The CUDA-only code (cuBLAS products, the CUDA backend) cannot run here, but it must
+    // compile: clippy over the crates that have it, with the CUDA version cudarc would
+    // otherwise ask a CUDA toolkit for.
+    let mut clippy_cuda = cargo();
+    clippy_cuda
+        .args([
+            "clippy",
+            "-p",
+            "forexgpt-device",
+            "-p",
+            "forexgpt-regressors",
+            "--features",
+            "forexgpt-device/cuda",
+            "--all-targets",
+            "--locked",
+            "--",
+            "-D",
+            "warnings",
+        ])
+        .env("CUDARC_CUDA_VERSION", "13000");
+    run(clippy_cuda)?;
     let mut test = cargo();
     test.args(["test", "--workspace", "--locked"]);
     run(test)?;

@@ -54,6 +54,14 @@ impl ComputeDevice {
     pub fn is_gpu(&self) -> bool {
         self.backend() != BackendKind::Cpu
     }
+
+    /// The CUDA ordinal, when this is a CUDA device.
+    pub fn cuda_index(&self) -> Option<usize> {
+        match self.target {
+            Target::Cuda { index } => Some(index),
+            _ => None,
+        }
+    }
 }
 
 /// Code that runs on any burn backend.

@@ -9,6 +9,11 @@
 
 pub mod backend;
 pub mod check;
+pub mod cublas;
+#[cfg(feature = "cuda")]
+mod cuda_common;
+pub mod cuda_grow;
+pub mod cuda_walk;
 pub mod kernel_cache;
 pub mod manager;
 pub mod precision;

@@ -1,5 +1,6 @@
-//! Benchmarks of the random forest: growing the trees (the CPU builder) and predicting many
-//! rows on the CPU and every GPU device (each GPU's predictions compared with the CPU's).
+//! Benchmarks of the random forest: growing the trees (on the CPU, and on every CUDA device,
+//! whose forest's held-out R² is compared with the CPU forest's) and predicting many rows on
+//! the CPU and every GPU device (each GPU's predictions compared with the CPU's).
 //! `export_data` writes the data, the settings and our validation R² for the scikit-learn
 //! peer (`bench/peers/forest_sklearn.py`).
 
@@ -77,15 +78,17 @@ fn grow(
     params: &ValidForestParams,
     x: &Matrix,
     y: &Matrix,
+    device: Option<&ComputeDevice>,
 ) -> Result<RandomForestModel, EngineError> {
-    Ok(params.fit(x, y, &|_| true)?)
+    Ok(params.fit_on(x, y, device, &|_| true)?)
 }
 
 /// The R² a correct forest reaches on this data at the smallest size is far above this; a
 /// broken one (wrong splits, wrong leaves) falls below it.
 const MIN_R2: f64 = 0.3;
 
-/// Cases: `rf_fit` on the CPU, then `rf_predict` on the CPU and each GPU device.
+/// Cases: `rf_fit` on the CPU and each CUDA device, then `rf_predict` on the CPU and each GPU
+/// device.
 pub fn forest_cases(
     rows: usize,
     cols: usize,
@@ -98,9 +101,10 @@ pub fn forest_cases(
     let (x, y) = forest_data(rows, cols, targets, 11);
     let (xp, yp) = forest_data(predict_rows, cols, targets, 12);
     let params = params(trees)?;
-    let model = grow(&params, &x, &y)?;
+    let model = grow(&params, &x, &y, None)?;
     let reference = model.predict(&xp)?;
     let r2 = r2_score(&yp, &reference);
+    let cpu_r2 = r2;
     if r2 < MIN_R2 {
         return Err(EngineError::InvalidRequest(format!(
             "the benchmark forest scores R² {r2:.3} on held-out rows, below {MIN_R2}: it is broken"
@@ -113,21 +117,38 @@ pub fn forest_cases(
     let fit_size = format!("{trees} trees, {rows}×{cols}→{targets}");
     let data = Arc::new((x, y, xp, yp));
     let mut cases = Vec::new();
-    {
+    // Trees grow on CUDA devices only (wgpu has no tree builder: it would grow on the CPU).
+    let growers = devices.iter().filter(|d| d.cuda_index().is_some());
+    for device in std::iter::once(None).chain(growers.map(Some)) {
         let data = Arc::clone(&data);
         let params = params.clone();
-        cases.push(BenchCase::on_cpu("rf_fit", fit_size, rows, move || {
-            let started = Instant::now();
-            let model = grow(&params, &data.0, &data.1)?;
-            let elapsed = started.elapsed();
-            let r2 = r2_score(&data.3, &model.predict(&data.2)?);
-            if r2 < MIN_R2 {
-                return Err(EngineError::InvalidRequest(format!(
-                    "rf_fit: held-out R² {r2:.3} is below {MIN_R2}"
-                )));
-            }
-            Ok(elapsed)
-        }));
+        let device = device.cloned();
+        let diff = Arc::new(Mutex::new(0.0));
+        let diff_out = Arc::clone(&diff);
+        cases.push(BenchCase {
+            operation: "rf_fit".into(),
+            size: fit_size.clone(),
+            device: device
+                .as_ref()
+                .map_or("cpu".to_string(), |d| d.label().to_string()),
+            items: rows,
+            diff_vs_cpu: device.is_some().then_some(diff_out),
+            run: Box::new(move || {
+                let started = Instant::now();
+                let model = grow(&params, &data.0, &data.1, device.as_ref())?;
+                let elapsed = started.elapsed();
+                let r2 = r2_score(&data.3, &model.predict(&data.2)?);
+                if r2 < MIN_R2 {
+                    return Err(EngineError::InvalidRequest(format!(
+                        "rf_fit: held-out R² {r2:.3} is below {MIN_R2}"
+                    )));
+                }
+                // Against the CPU forest: the difference of held-out R² (trees differ only
+                // where floating-point sums break near-ties differently).
+                *diff.lock().unwrap_or_else(|e| e.into_inner()) = (r2 - cpu_r2).abs();
+                Ok(elapsed)
+            }),
+        });
     }
     let model = Arc::new(model);
     let reference = Arc::new(reference);

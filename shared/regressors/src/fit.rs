@@ -81,9 +81,10 @@ pub fn fit_pca(
     fit_with(manager, request, |device| params.fit(x, device))
 }
 
-/// Grows a random forest. Trees are grown on the CPU on every request (there is no GPU tree
-/// builder yet); when the request resolved to a GPU, the outcome says so. Prediction runs on
-/// any device ([`RandomForestModel::predict_on`]).
+/// Grows a random forest: on the GPU when the request resolves to a CUDA device (falling back
+/// to the CPU, with the reason, when the kernel cannot run there), on the CPU otherwise; a
+/// wgpu request grows on the CPU and the outcome says so. Prediction runs on any device
+/// ([`RandomForestModel::predict_on`]).
 pub fn fit_forest(
     manager: &DeviceManager,
     request: DeviceRequest,
@@ -93,14 +94,31 @@ pub fn fit_forest(
     observe: &(dyn Fn(usize) -> bool + Sync),
 ) -> Result<FitOutcome<RandomForestModel>, FitError> {
     let device = manager.resolve_or_cpu(request.preference);
+    let mut fell_back = None;
+    if device.cuda_index().is_some() {
+        match params.fit_on(x, y, Some(&device), observe) {
+            Ok(model) => {
+                return Ok(FitOutcome {
+                    model,
+                    device: device.resolved,
+                    fell_back: None,
+                });
+            }
+            Err(FitError::Device(e)) => {
+                let reason = format!("{} failed ({e}); grown on the CPU", device.label());
+                tracing::warn!("{reason}");
+                fell_back = Some(reason);
+            }
+            Err(other) => return Err(other),
+        }
+    } else if device.is_gpu() {
+        fell_back = Some(format!(
+            "random forests are grown on CUDA or the CPU ({} has no tree builder)",
+            device.label()
+        ));
+    }
     let model = params.fit(x, y, observe)?;
     let cpu = ComputeDevice::cpu(&manager.info().cpu.model);
-    let fell_back = device.is_gpu().then(|| {
-        format!(
-            "random forests are grown on the CPU ({} has no tree builder yet)",
-            device.label()
-        )
-    });
     Ok(FitOutcome {
         model,
         device: cpu.resolved,

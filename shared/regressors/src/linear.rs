@@ -185,12 +185,22 @@ impl ValidLinearParams {
         y: &Matrix,
         device: Option<&ComputeDevice>,
     ) -> Result<LinearModel, FitError> {
+        let started = std::time::Instant::now();
         check_xy(x, y)?;
+        let checked = started.elapsed();
         let moments = match device {
             Some(d) => moments_on_device(d, x, y, self.0.fit_intercept)?,
             None => moments_cpu(x, y, self.0.fit_intercept),
         };
-        self.fit_moments(&moments)
+        let products = started.elapsed() - checked;
+        let model = self.fit_moments(&moments);
+        tracing::debug!(
+            check_ms = checked.as_secs_f64() * 1e3,
+            moments_ms = products.as_secs_f64() * 1e3,
+            solve_ms = (started.elapsed() - checked - products).as_secs_f64() * 1e3,
+            "linear fit"
+        );
+        model
     }
 
     /// Fits from precomputed moments (centred when `fit_intercept`).

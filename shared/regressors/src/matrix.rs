@@ -1,5 +1,6 @@
 //! A dense row-major float64 matrix with the input checks every estimator runs.
 
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::error::FitError;
@@ -60,7 +61,9 @@ impl Matrix {
                 cols: self.cols,
             });
         }
-        if let Some(k) = self.values.iter().position(|v| !v.is_finite()) {
+        // In parallel: a million rows of 128 features take ~100 ms on one thread, as long as
+        // the GPU needs for the whole fit. The first offender is still the one reported.
+        if let Some(k) = self.values.par_iter().position_first(|v| !v.is_finite()) {
             return Err(FitError::NonFinite {
                 what,
                 row: k / self.cols,

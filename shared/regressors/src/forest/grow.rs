@@ -99,19 +99,45 @@ struct Scratch {
     features: Vec<usize>,
 }
 
-pub(crate) fn grow(data: &Data, rules: &Rules, seed: u64) -> Grown {
+/// A tree's bootstrap: per row how often it was drawn, the in-bag rows (ascending), and the
+/// random stream after the draws (which then samples the features).
+pub(crate) fn bootstrap(n: usize, rules: &Rules, seed: u64) -> (Vec<f64>, Vec<u32>, SplitMix64) {
     let mut rng = SplitMix64::new(seed);
-    let mut weight = vec![0.0f64; data.n];
+    let mut weight = vec![0.0f64; n];
     if rules.bootstrap {
         for _ in 0..rules.n_draws {
-            weight[(rng.next_u64() % data.n as u64) as usize] += 1.0;
+            weight[(rng.next_u64() % n as u64) as usize] += 1.0;
         }
     } else {
         weight.fill(1.0);
     }
-    let mut rows: Vec<u32> = (0..data.n as u32)
+    let rows: Vec<u32> = (0..n as u32)
         .filter(|&r| weight[r as usize] > 0.0)
         .collect();
+    (weight, rows, rng)
+}
+
+/// The rows a tree never saw (bootstrap), with the leaf each lands in.
+pub(crate) fn out_of_bag(
+    data: &Data,
+    rules: &Rules,
+    weight: &[f64],
+    tree: &Tree,
+) -> Vec<(u32, u32)> {
+    if !rules.bootstrap {
+        return Vec::new();
+    }
+    (0..data.n as u32)
+        .filter(|&r| weight[r as usize] == 0.0)
+        .map(|r| {
+            let leaf = tree.leaf_of(|f| data.bins[f * data.n + r as usize]);
+            (r, leaf)
+        })
+        .collect()
+}
+
+pub(crate) fn grow(data: &Data, rules: &Rules, seed: u64) -> Grown {
+    let (weight, mut rows, mut rng) = bootstrap(data.n, rules, seed);
     let mut tree = Tree::default();
     let mut importance = vec![0.0; data.d];
     let mut scratch = Scratch {
@@ -182,17 +208,7 @@ pub(crate) fn grow(data: &Data, rules: &Rules, seed: u64) -> Grown {
             parent_feature: Some(best.feature),
         });
     }
-    let out_of_bag = if rules.bootstrap {
-        (0..data.n as u32)
-            .filter(|&r| weight[r as usize] == 0.0)
-            .map(|r| {
-                let leaf = tree.leaf_of(|f| data.bins[f * data.n + r as usize]);
-                (r, leaf)
-            })
-            .collect()
-    } else {
-        Vec::new()
-    };
+    let out_of_bag = out_of_bag(data, rules, &weight, &tree);
     Grown {
         tree,
         importance,

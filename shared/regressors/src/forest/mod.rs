@@ -1,9 +1,10 @@
 //! `RandomForestRegressor` with scikit-learn's parameters and defaults, grown as histogram
-//! trees: features are binned once ([`bins`]), then every tree is grown on the CPU from
-//! per-node histograms of the bins ([`grow`]), in parallel over trees (rayon) and
-//! deterministic for a seed whatever the thread count. The forest is stored flat
-//! ([`trees`]) and predicts many rows × many trees in one pass on the CPU, or as one batched
-//! walk on a GPU through burn ([`gpu`]).
+//! trees: features are binned once ([`bins`]), then every tree is grown from per-node
+//! histograms of the bins, on the CPU ([`grow`], in parallel over trees with rayon) or on a
+//! CUDA GPU (`forexgpt_device::cuda_grow`, one thread block per tree running the same
+//! algorithm from the same random streams), deterministic for a seed whatever the thread
+//! count. The forest is stored flat ([`trees`]) and predicts many rows × many trees in one
+//! pass on the CPU, or on a GPU ([`gpu`]: a CUDA kernel, or a batched walk through burn).
 //!
 //! Own code: linfa has no random-forest regressor. Differences from scikit-learn, by design:
 //! split thresholds sit on bin edges (at most `max_bins` per feature, halfway between two
@@ -19,6 +20,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use forexgpt_device::ComputeDevice;
+use forexgpt_device::cuda_grow::{GrowData, TreeStart, cuda_grow_trees};
 use forexgpt_protocol::{ForestSpec, MaxFeatures};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -27,7 +29,7 @@ use crate::error::FitError;
 use crate::matrix::Matrix;
 use bins::BinEdges;
 use grow::{Data, Rules};
-use trees::Trees;
+use trees::{Tree, Trees};
 
 /// `RandomForest::params()`: scikit-learn's defaults (100 trees, fully grown, every feature
 /// at every split, bootstrap) with 256 bins and `random_state` 42.
@@ -124,6 +126,20 @@ impl ValidForestParams {
         y: &Matrix,
         observe: &(dyn Fn(usize) -> bool + Sync),
     ) -> Result<RandomForestModel, FitError> {
+        self.fit_on(x, y, None, observe)
+    }
+
+    /// Grows the forest on `device`: a CUDA device grows every tree on the GPU
+    /// (`forexgpt_device::cuda_grow`, the CPU's algorithm and random streams, so the same
+    /// forest up to the order of floating-point sums), anything else on the CPU. Progress
+    /// comes per tree on the CPU, per batch of trees on the GPU.
+    pub fn fit_on(
+        &self,
+        x: &Matrix,
+        y: &Matrix,
+        device: Option<&ComputeDevice>,
+        observe: &(dyn Fn(usize) -> bool + Sync),
+    ) -> Result<RandomForestModel, FitError> {
         x.check("X")?;
         y.check("y")?;
         if x.rows != y.rows {
@@ -162,28 +178,10 @@ impl ValidForestParams {
             bootstrap: spec.bootstrap,
             n_draws,
         };
-        // Counted and reported under one lock, so that the observer sees 1, 2, 3… in order.
-        let done = Mutex::new(0usize);
-        let stop = AtomicBool::new(false);
-        let grown: Vec<Option<grow::Grown>> = (0..spec.n_estimators)
-            .into_par_iter()
-            .map(|t| {
-                if stop.load(Ordering::Relaxed) {
-                    return None;
-                }
-                let tree = grow::grow(&data, &rules, tree_seed(spec.random_state, t));
-                let mut done = done.lock().unwrap_or_else(|e| e.into_inner());
-                *done += 1;
-                if !observe(*done) {
-                    stop.store(true, Ordering::Relaxed);
-                }
-                Some(tree)
-            })
-            .collect();
-        if stop.load(Ordering::Relaxed) {
-            return Err(FitError::Cancelled);
-        }
-        let grown: Vec<grow::Grown> = grown.into_iter().flatten().collect();
+        let grown = match device.filter(|d| d.cuda_index().is_some()) {
+            Some(device) => grow_on_cuda(device, &data, &rules, spec, observe)?,
+            None => grow_on_cpu(&data, &rules, spec, observe)?,
+        };
         let feature_importances = importances(&grown, x.cols);
         let oob_score = spec.oob_score.then(|| out_of_bag_r2(&grown, y)).flatten();
         let trees = Trees::from_trees(grown.into_iter().map(|g| g.tree).collect(), y.cols);
@@ -197,6 +195,108 @@ impl ValidForestParams {
             trees,
         })
     }
+}
+
+fn grow_on_cpu(
+    data: &Data,
+    rules: &Rules,
+    spec: &ForestSpec,
+    observe: &(dyn Fn(usize) -> bool + Sync),
+) -> Result<Vec<grow::Grown>, FitError> {
+    {
+        // Counted and reported under one lock, so that the observer sees 1, 2, 3… in order.
+        let done = Mutex::new(0usize);
+        let stop = AtomicBool::new(false);
+        let grown: Vec<Option<grow::Grown>> = (0..spec.n_estimators)
+            .into_par_iter()
+            .map(|t| {
+                if stop.load(Ordering::Relaxed) {
+                    return None;
+                }
+                let tree = grow::grow(data, rules, tree_seed(spec.random_state, t));
+                let mut done = done.lock().unwrap_or_else(|e| e.into_inner());
+                *done += 1;
+                if !observe(*done) {
+                    stop.store(true, Ordering::Relaxed);
+                }
+                Some(tree)
+            })
+            .collect();
+        if stop.load(Ordering::Relaxed) {
+            return Err(FitError::Cancelled);
+        }
+        Ok(grown.into_iter().flatten().collect())
+    }
+}
+
+/// Every tree grown on a CUDA device from the CPU's bootstraps; the out-of-bag leaves are
+/// found on the host, as the CPU grower finds them.
+fn grow_on_cuda(
+    device: &ComputeDevice,
+    data: &Data,
+    rules: &Rules,
+    spec: &ForestSpec,
+    observe: &(dyn Fn(usize) -> bool + Sync),
+) -> Result<Vec<grow::Grown>, FitError> {
+    let input = GrowData {
+        bins: data.bins,
+        n: data.n,
+        d: data.d,
+        y: data.y,
+        k: data.k,
+        n_bins: data.n_bins,
+        max_depth: rules.max_depth,
+        min_samples_split: rules.min_samples_split,
+        min_samples_leaf: rules.min_samples_leaf,
+        max_features: rules.max_features,
+    };
+    let start = |t: usize| {
+        let (weight, rows, rng) = grow::bootstrap(data.n, rules, tree_seed(spec.random_state, t));
+        TreeStart {
+            weight,
+            rows,
+            rng: rng.state(),
+        }
+    };
+    let Some(grown) = cuda_grow_trees(device, &input, spec.n_estimators, &start, observe)? else {
+        return Err(FitError::Cancelled);
+    };
+    grown
+        .into_par_iter()
+        .enumerate()
+        .map(|(t, g)| {
+            let tree = Tree {
+                feature: g
+                    .feature
+                    .iter()
+                    .map(|&f| u16::try_from(f).unwrap_or(trees::LEAF))
+                    .collect(),
+                bin: g.bin.iter().map(|&b| b.clamp(0, 255) as u8).collect(),
+                left: g.left.iter().map(|&v| v.max(0) as u32).collect(),
+                right: g.right.iter().map(|&v| v.max(0) as u32).collect(),
+                values: g.values,
+                n_leaves: g.n_leaves,
+                depth: g.depth,
+            };
+            // A tree from the device is checked like one from a file before anything walks it.
+            Trees::from_trees(vec![tree.clone()], data.k)
+                .check(data.d, data.k)
+                .map_err(|e| {
+                    FitError::ShapeMismatch(format!(
+                        "{} grew a broken tree {t}: {e}",
+                        device.label()
+                    ))
+                })?;
+            // The bootstrap again (cheap next to the tree) for the out-of-bag rows.
+            let (weight, _, _) = grow::bootstrap(data.n, rules, tree_seed(spec.random_state, t));
+            let out_of_bag = grow::out_of_bag(data, rules, &weight, &tree);
+            Ok(grow::Grown {
+                tree,
+                importance: g.importance,
+                out_of_bag,
+            })
+        })
+        .collect()
 }
 
 /// Each tree's own seed, independent of which thread grows it.
@@ -317,6 +417,15 @@ impl RandomForestModel {
             return self.predict(x);
         }
         x.check_features(self.n_features)?;
+        let burn_walk = std::env::var("FOREXGPT_CUDA_FOREST").is_ok_and(|v| v == "burn");
+        if device.cuda_index().is_some() && !burn_walk {
+            let values = gpu::predict_cuda(&self.trees, &self.bins, x, device)?;
+            return Matrix::new(
+                x.rows,
+                self.n_outputs,
+                values.into_iter().map(f64::from).collect(),
+            );
+        }
         let started = std::time::Instant::now();
         let bins = self.bins.bin_rows(x);
         tracing::debug!(

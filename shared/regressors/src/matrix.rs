@@ -61,9 +61,18 @@ impl Matrix {
                 cols: self.cols,
             });
         }
-        // In parallel: a million rows of 128 features take ~100 ms on one thread, as long as
-        // the GPU needs for the whole fit. The first offender is still the one reported.
-        if let Some(k) = self.values.par_iter().position_first(|v| !v.is_finite()) {
+        // In parallel over chunks, each scanned without branches (so it vectorises); only a
+        // chunk that holds a bad value is searched again for the first one. Measured on the
+        // GPU machine, rayon's element-wise `position_first` took ~120 ms for 1M × 128 values,
+        // longer than the whole CUDA fit it guarded.
+        const CHUNK: usize = 1 << 14;
+        let bad = |c: &[f64]| c.iter().fold(false, |bad, v| bad | !v.is_finite());
+        if let Some(chunk) = self.values.par_chunks(CHUNK).position_first(bad)
+            && let Some(i) = self.values[chunk * CHUNK..]
+                .iter()
+                .position(|v| !v.is_finite())
+        {
+            let k = chunk * CHUNK + i;
             return Err(FitError::NonFinite {
                 what,
                 row: k / self.cols,
@@ -72,5 +81,31 @@ impl Matrix {
             });
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_bad_value_is_named_across_chunks() {
+        let (rows, cols) = (5_000, 7); // 35,000 values: three chunks
+        let mut m = Matrix::new(rows, cols, vec![1.0; rows * cols]).unwrap();
+        assert!(m.check("X").is_ok());
+        m.values[33_000] = f64::INFINITY;
+        m.values[20_000] = f64::NAN;
+        match m.check("X") {
+            Err(FitError::NonFinite {
+                what,
+                row,
+                col,
+                value,
+            }) => {
+                assert_eq!((what, row, col), ("X", 20_000 / cols, 20_000 % cols));
+                assert!(value.is_nan());
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -19,8 +19,8 @@ pub mod trees;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use forexgpt_device::ComputeDevice;
 use forexgpt_device::cuda_grow::{GrowData, TreeStart, cuda_grow_trees};
+use forexgpt_device::{ComputeDevice, DeviceError};
 use forexgpt_protocol::{ForestSpec, MaxFeatures};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -203,30 +203,28 @@ fn grow_on_cpu(
     spec: &ForestSpec,
     observe: &(dyn Fn(usize) -> bool + Sync),
 ) -> Result<Vec<grow::Grown>, FitError> {
-    {
-        // Counted and reported under one lock, so that the observer sees 1, 2, 3… in order.
-        let done = Mutex::new(0usize);
-        let stop = AtomicBool::new(false);
-        let grown: Vec<Option<grow::Grown>> = (0..spec.n_estimators)
-            .into_par_iter()
-            .map(|t| {
-                if stop.load(Ordering::Relaxed) {
-                    return None;
-                }
-                let tree = grow::grow(data, rules, tree_seed(spec.random_state, t));
-                let mut done = done.lock().unwrap_or_else(|e| e.into_inner());
-                *done += 1;
-                if !observe(*done) {
-                    stop.store(true, Ordering::Relaxed);
-                }
-                Some(tree)
-            })
-            .collect();
-        if stop.load(Ordering::Relaxed) {
-            return Err(FitError::Cancelled);
-        }
-        Ok(grown.into_iter().flatten().collect())
+    // Counted and reported under one lock, so that the observer sees 1, 2, 3… in order.
+    let done = Mutex::new(0usize);
+    let stop = AtomicBool::new(false);
+    let grown: Vec<Option<grow::Grown>> = (0..spec.n_estimators)
+        .into_par_iter()
+        .map(|t| {
+            if stop.load(Ordering::Relaxed) {
+                return None;
+            }
+            let tree = grow::grow(data, rules, tree_seed(spec.random_state, t));
+            let mut done = done.lock().unwrap_or_else(|e| e.into_inner());
+            *done += 1;
+            if !observe(*done) {
+                stop.store(true, Ordering::Relaxed);
+            }
+            Some(tree)
+        })
+        .collect();
+    if stop.load(Ordering::Relaxed) {
+        return Err(FitError::Cancelled);
     }
+    Ok(grown.into_iter().flatten().collect())
 }
 
 /// Every tree grown on a CUDA device from the CPU's bootstraps; the out-of-bag leaves are
@@ -278,14 +276,13 @@ fn grow_on_cuda(
                 n_leaves: g.n_leaves,
                 depth: g.depth,
             };
-            // A tree from the device is checked like one from a file before anything walks it.
+            // A tree from the device is checked like one from a file before anything walks it;
+            // a broken one is a device failure (the caller may grow on the CPU instead).
             Trees::from_trees(vec![tree.clone()], data.k)
                 .check(data.d, data.k)
-                .map_err(|e| {
-                    FitError::ShapeMismatch(format!(
-                        "{} grew a broken tree {t}: {e}",
-                        device.label()
-                    ))
+                .map_err(|e| DeviceError::BackendFailed {
+                    device: device.label().to_string(),
+                    message: format!("grew a broken tree {t}: {e}"),
                 })?;
             // The bootstrap again (cheap next to the tree) for the out-of-bag rows.
             let (weight, _, _) = grow::bootstrap(data.n, rules, tree_seed(spec.random_state, t));

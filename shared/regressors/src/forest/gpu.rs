@@ -29,39 +29,6 @@ use crate::matrix::Matrix;
 /// keeps every buffer (one int or float per pair) at 64 MB, under every backend's limit.
 const PAIRS_PER_CHUNK: usize = 1 << 24;
 
-/// The node arrays in the form the walk reads: `split` = feature << 8 | bin; a leaf splits
-/// on feature 0 at bin 255 (every row goes left), its `left` is itself and its `right` the
-/// row of its values.
-struct WalkNodes {
-    split: Vec<i32>,
-    left: Vec<i32>,
-    right: Vec<i32>,
-}
-
-impl WalkNodes {
-    fn new(trees: &Trees) -> WalkNodes {
-        let n = trees.n_nodes();
-        let mut w = WalkNodes {
-            split: Vec::with_capacity(n),
-            left: Vec::with_capacity(n),
-            right: Vec::with_capacity(n),
-        };
-        for i in 0..n {
-            if trees.feature[i] == LEAF {
-                w.split.push(i32::from(u8::MAX));
-                w.left.push(i as i32);
-                w.right.push(trees.left[i] as i32);
-            } else {
-                w.split
-                    .push(i32::from(trees.feature[i]) << 8 | i32::from(trees.bin[i]));
-                w.left.push(trees.left[i] as i32);
-                w.right.push(trees.right[i] as i32);
-            }
-        }
-        w
-    }
-}
-
 /// Row-major bins packed four to a 32-bit word (a row starts on a word), a quarter of the
 /// upload of one int per bin.
 fn pack_bins(bins: &[u8], d: usize) -> (Vec<i32>, usize) {
@@ -106,15 +73,21 @@ impl<B: Backend> DeviceForest<B> {
             let n = v.len();
             Tensor::<B, 1, Int>::from_data(TensorData::new(v, [n]), device)
         };
-        let nodes = WalkNodes::new(trees);
-        let values = trees.values.clone();
-        let n_values = values.len();
+        // The CUDA kernel's arrays, but a lockstep walk has no stop: a leaf splits on feature
+        // 0 at bin 255 (every row goes left, and a leaf's `left` is itself).
+        let flat = flat_trees(trees);
+        let split = flat
+            .split
+            .into_iter()
+            .map(|s| if s < 0 { i32::from(u8::MAX) } else { s })
+            .collect();
+        let n_values = flat.values.len();
         DeviceForest {
-            split: ints(nodes.split),
-            left: ints(nodes.left),
-            right: ints(nodes.right),
-            roots: ints(trees.roots.iter().map(|&r| r as i32).collect()),
-            values: Tensor::<B, 1>::from_data(TensorData::new(values, [n_values]), device),
+            split: ints(split),
+            left: ints(flat.left),
+            right: ints(flat.right),
+            roots: ints(flat.roots),
+            values: Tensor::<B, 1>::from_data(TensorData::new(flat.values, [n_values]), device),
         }
     }
 }
@@ -321,8 +294,8 @@ pub fn predict(
     Ok(out)
 }
 
-/// The arrays of [`forexgpt_device::cuda_walk`]: a leaf's split is −1 and its `right` is its
-/// values row.
+/// The arrays of [`forexgpt_device::cuda_walk`] (and, with leaves re-marked, of burn's walk): a
+/// leaf's split is −1, its `left` is itself and its `right` is its values row.
 fn flat_trees(trees: &Trees) -> FlatTrees {
     let n = trees.n_nodes();
     let mut flat = FlatTrees {

@@ -1,34 +1,218 @@
 // Random-forest trees grown on the GPU, one thread block per tree (forexgpt_device::cuda_grow).
 //
 // Each block runs the CPU grower's algorithm (shared/regressors/src/forest/grow.rs) for its
-// tree: depth first from an explicit stack, the node's rows a contiguous slice of one index
-// array that is partitioned stably, features drawn with the same SplitMix64 stream in the same
-// order, the same split rule, the same tie-breaking. Only the order of floating-point sums
-// differs (warp reductions, atomics), so on data whose sums are exact (integers) the trees are
-// the CPU's trees. The block's threads share the work of each node: its statistics
-// (reductions), one feature per warp for the split search (a shared-memory histogram for big
-// nodes, a rank sort for small ones), one feature per thread for tiny nodes (most nodes of a
-// fully grown tree), and the partition (warp ballots).
+// tree: the node's rows a contiguous slice of one index array that is partitioned stably,
+// features drawn from the node's own SplitMix64 stream, the same split rule, the same
+// tie-breaking. Only the order of floating-point sums differs (warp reductions, atomics), so on
+// data whose sums are exact (integers) the trees are the CPU's trees, whatever order the nodes
+// are grown in.
 //
-// Defined in front of this source: K (outputs), D (features), WARPS (warps per block).
+// Two phases:
+// - Big nodes (more than SMALL rows), one at a time with the whole block: statistics by block
+//   reductions, one feature per warp for the split search (a shared-memory histogram), the
+//   partition by warp ballots. Children of SMALL rows or fewer go to a list.
+// - Then each warp takes the next subtree from the list and grows all of it alone, depth first:
+//   one feature per lane for the split search (the node's rows sorted by bin), a two-ballot
+//   partition. Most nodes of a fully grown tree are here, grown by 16 warps at once.
+//
+// Nodes and leaves get their indices in the order they are grown; the host puts them in the
+// CPU's depth-first order (root first, left subtree before right).
+//
+// Defined in front of this source: K (outputs), D (features), WARPS (warps per block), REGION
+// (shared bytes per warp, a multiple of 16, at least the histogram's 256 · (2 + K) doubles and
+// the small-subtree staging below).
 
 #define THREADS (WARPS * 32)
 #define HSTRIDE (2 + K)
 #define SMALL 64
-#define TINY 16
+#define STACK (SMALL + 1)
 #define FULL 0xffffffffu
+#define GAMMA 0x9E3779B97F4A7C15ULL
+#define LEFT_SIDE 0x5851F42D4C957F2DULL
+#define RIGHT_SIDE 0x2545F4914F6CDD1DULL
 
 typedef unsigned long long u64;
+
+// A node waiting to be grown: its rows (a slice of the tree's row array), depth, where its
+// index goes (parent · 2 + 1 for a left child, parent · 2 for a right one, −1 for the root),
+// the parent's split feature (−1 for the root) and its random stream.
+struct Work {
+    int start, end, depth, slot, pf, pad;
+    u64 seed;
+};
 
 __device__ __forceinline__ int imin(int a, int b) { return a < b ? a : b; }
 __device__ __forceinline__ int imax(int a, int b) { return a > b ? a : b; }
 
-__device__ __forceinline__ u64 splitmix(u64* s) {
-    *s += 0x9E3779B97F4A7C15ULL;
-    u64 z = *s;
+__device__ __forceinline__ u64 mix(u64 z) {
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
     z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
     return z ^ (z >> 31);
+}
+
+// Draw i (from 0) of the stream SplitMix64::new(seed): its (i + 1)-th next_u64().
+__device__ __forceinline__ u64 draw(u64 seed, int i) { return mix(seed + (u64)(i + 1) * GAMMA); }
+
+// grow::child_seed.
+__device__ __forceinline__ u64 child_seed(u64 seed, int right) {
+    return mix((seed ^ (right ? RIGHT_SIDE : LEFT_SIDE)) + GAMMA);
+}
+
+// The CPU's split proxy Σₖ L²/W_L + Σₖ R²/W_R for left sums `ls` of weight `lw`.
+__device__ __forceinline__ double proxy(const double* ls, double lw, const double* total,
+                                        double total_w) {
+    double ll = 0.0, rr = 0.0;
+    for (int j = 0; j < K; ++j) {
+        double l = ls[j], r = total[j] - l;
+        ll += l * l;
+        rr += r * r;
+    }
+    return ll / lw + rr / (total_w - lw);
+}
+
+// The CPU's `scan`, one occupied bin at a time in ascending order: the best boundary between
+// two occupied bins, its split bin halfway between them. `total_w` is the node's weight (the
+// weights are bootstrap counts, so every order of summing them gives it exactly).
+struct Scan {
+    double lw, ls[K], best;
+    int ln, cur, have, bin;
+};
+
+__device__ __forceinline__ void scan_begin(Scan& s) {
+    s.lw = 0.0;
+    for (int j = 0; j < K; ++j) s.ls[j] = 0.0;
+    s.best = 0.0;
+    s.ln = 0; s.cur = -1; s.have = 0; s.bin = 0;
+}
+
+// Weighs the boundary before occupied bin `b` (if both sides keep `min_leaf` rows), then adds
+// the bin (`rows` rows, weight `gw`, weighted sums `gs`) to the left side.
+__device__ __forceinline__ void scan_add(Scan& s, int b, int rows, double gw, const double* gs,
+                                         int m, const double* total, double total_w,
+                                         int min_leaf) {
+    if (s.cur >= 0 && s.ln >= min_leaf && m - s.ln >= min_leaf) {
+        double p = proxy(s.ls, s.lw, total, total_w);
+        if (!s.have || p > s.best) {
+            s.have = 1;
+            s.best = p;
+            s.bin = s.cur + (b - s.cur - 1) / 2;
+        }
+    }
+    s.ln += rows;
+    s.lw += gw;
+    for (int j = 0; j < K; ++j) s.ls[j] += gs[j];
+    s.cur = b;
+}
+
+// Is candidate (has_a, pa, va) better than (has_b, pb, vb)? The higher proxy; on a tie the
+// feature visited first (the CPU keeps the first strictly greater one).
+__device__ __forceinline__ bool better(int has_a, double pa, int va, int has_b, double pb, int vb) {
+    if (!has_a) return false;
+    if (!has_b) return true;
+    return pa > pb || (pa == pb && va < vb);
+}
+
+// A big node's histogram of one feature (`len` ≤ 256 bins of (rows, weight, K sums)), scanned
+// by the whole warp: each lane takes 8 consecutive bins, the left side's sums before them come
+// from a prefix sum over the lanes (exact on integer data, as every order of summing is), and
+// each lane weighs the boundaries before its occupied bins. The best goes to lane 0; ties go to
+// the lowest bin (the CPU keeps the first of equal proxies).
+__device__ Scan scan_histogram(const double* h, int len, int m, const double* total,
+                               double total_w, int min_leaf, int lane) {
+    const int first = lane * 8, last_bin = imin(first + 8, len);
+    double v[HSTRIDE];
+    for (int j = 0; j < HSTRIDE; ++j) v[j] = 0.0;
+    int last = -1;
+    for (int i = first; i < last_bin; ++i) {
+        const double* e = h + i * HSTRIDE;
+        if (e[0] == 0.0) continue;
+        for (int j = 0; j < HSTRIDE; ++j) v[j] += e[j];
+        last = i;
+    }
+    // Inclusive prefix over lanes, then each lane takes its left neighbour's.
+    for (int o = 1; o < 32; o <<= 1) {
+        for (int j = 0; j < HSTRIDE; ++j) {
+            double t = __shfl_up_sync(FULL, v[j], o);
+            if (lane >= o) v[j] += t;
+        }
+        int tl = __shfl_up_sync(FULL, last, o);
+        if (lane >= o) last = imax(last, tl);
+    }
+    Scan s;
+    scan_begin(s);
+    for (int j = 0; j < HSTRIDE; ++j) v[j] = __shfl_up_sync(FULL, v[j], 1);
+    last = __shfl_up_sync(FULL, last, 1);
+    if (lane > 0) {
+        s.ln = (int)v[0];
+        s.lw = v[1];
+        for (int j = 0; j < K; ++j) s.ls[j] = v[2 + j];
+        s.cur = last;
+    }
+    for (int i = first; i < last_bin; ++i) {
+        const double* e = h + i * HSTRIDE;
+        if (e[0] == 0.0) continue;
+        scan_add(s, i, (int)e[0], e[1], e + 2, m, total, total_w, min_leaf);
+    }
+    for (int o = 16; o > 0; o >>= 1) {
+        int oh = __shfl_down_sync(FULL, s.have, o);
+        double op = __shfl_down_sync(FULL, s.best, o);
+        int ob = __shfl_down_sync(FULL, s.bin, o);
+        if (oh && (!s.have || op > s.best || (op == s.best && ob < s.bin))) {
+            s.have = 1; s.best = op; s.bin = ob;
+        }
+    }
+    return s;
+}
+
+// A small node's split on one feature, by one lane: its m ≤ SMALL rows (staged as positions
+// 0..m with their weights `sw` and targets `sy`) sorted by bin, then the scan of the occupied
+// bins, each bin's sums in ascending position.
+__device__ Scan scan_sorted(const unsigned char* rbins, int f, const unsigned int* sidx,
+                            const double* sw, const double* sy, int m, const double* total,
+                            double total_w, int min_leaf) {
+    unsigned char b[SMALL], o[SMALL];
+    for (int i = 0; i < m; ++i) b[i] = rbins[(size_t)sidx[i] * D + f];
+    for (int i = 0; i < m; ++i) o[i] = (unsigned char)i;
+    for (int i = 1; i < m; ++i) {
+        unsigned char v = b[i], p = o[i];
+        int j = i;
+        while (j > 0 && b[j - 1] > v) { b[j] = b[j - 1]; o[j] = o[j - 1]; --j; }
+        b[j] = v;
+        o[j] = p;
+    }
+    Scan s;
+    scan_begin(s);
+    for (int i = 0; i < m;) {
+        int bi = b[i], j = i;
+        double gw = 0.0, gs[K];
+        for (int c = 0; c < K; ++c) gs[c] = 0.0;
+        for (; j < m && b[j] == bi; ++j) {
+            int q = o[j];
+            double wr = sw[q];
+            gw += wr;
+            for (int c = 0; c < K; ++c) gs[c] += wr * sy[q * K + c];
+        }
+        scan_add(s, bi, j - i, gw, gs, m, total, total_w, min_leaf);
+        i = j;
+    }
+    return s;
+}
+
+// The features a node visits, in order (thread or lane 0): `visit` holds on entry each
+// position's draw (i + draw % (D − i)), on exit the visited features; `perm` starts as the
+// identity. Constant features (when fewer than all are drawn) are skipped without counting, as
+// the CPU skips features with fewer than two occupied bins.
+__device__ int draw_features(int* perm, int* visit, const unsigned char* is_const,
+                             int check_const, int max_features) {
+    int visited = 0, nv = 0;
+    for (int i = 0; i < D && visited < max_features; ++i) {
+        int j = visit[i];
+        int f = perm[j]; perm[j] = perm[i]; perm[i] = f;
+        if (check_const && is_const[f]) continue;
+        visit[nv++] = f;
+        ++visited;
+    }
+    return nv;
 }
 
 // Sums V values over the block; every thread gets the totals in `out` (shared).
@@ -51,117 +235,15 @@ __device__ void block_sum(double* v, double* red, double* out) {
     __syncthreads();
 }
 
-// The best boundary between occupied bins, as the CPU's `scan`: entries in ascending bin order,
-// `h[i]` = (rows, weight, K weighted sums); empty entries (rows 0) are skipped; the bin of entry
-// i is ob[i], or i when ob is null. Run by one lane.
-__device__ void scan_bins(const double* h, const int* ob, int len, int m, const double* total,
-                          int min_leaf, int* has, double* proxy, int* bin) {
-    double total_w = 0.0;
-    for (int i = 0; i < len; ++i) {
-        const double* e = h + i * HSTRIDE;
-        if (e[0] != 0.0) total_w += e[1];
-    }
-    double lw = 0.0, ls[K];
-    for (int j = 0; j < K; ++j) ls[j] = 0.0;
-    int ln = 0, cur = -1, have = 0, bb = 0;
-    double best = 0.0;
-    for (int i = 0; i < len; ++i) {
-        const double* e = h + i * HSTRIDE;
-        if (e[0] == 0.0) continue;
-        int bi = ob ? ob[i] : i;
-        if (cur >= 0 && ln >= min_leaf) {
-            if (m - ln < min_leaf) break;
-            double rw = total_w - lw, p = 0.0;
-            for (int j = 0; j < K; ++j) {
-                double l = ls[j], r = total[j] - l;
-                p += l * l / lw + r * r / rw;
-            }
-            if (!have || p > best) {
-                have = 1;
-                best = p;
-                bb = cur + (bi - cur - 1) / 2;
-            }
-        }
-        ln += (int)e[0];
-        lw += e[1];
-        for (int j = 0; j < K; ++j) ls[j] += e[2 + j];
-        cur = bi;
-    }
-    *has = have;
-    *proxy = best;
-    *bin = bb;
-}
-
-// Is candidate (has_a, pa, va) better than (has_b, pb, vb)? The higher proxy; on a tie the
-// feature visited first (the CPU keeps the first strictly greater one).
-__device__ __forceinline__ bool better(int has_a, double pa, int va, int has_b, double pb, int vb) {
-    if (!has_a) return false;
-    if (!has_b) return true;
-    return pa > pb || (pa == pb && va < vb);
-}
-
-// A tiny node's split on one feature, by one thread: its m ≤ TINY rows (staged in shared
-// memory as positions 0..m) sorted by bin, then the CPU's scan over the occupied bins.
-__device__ void scan_tiny(const unsigned char* col, const unsigned int* s_idx, const double* s_w,
-                          const double* s_y, int m, const double* total, int min_leaf,
-                          int* has, double* proxy, int* bin) {
-    int b[TINY], o[TINY];
-    for (int i = 0; i < m; ++i) {
-        int v = col[s_idx[i]], j = i;
-        while (j > 0 && b[j - 1] > v) { b[j] = b[j - 1]; o[j] = o[j - 1]; --j; }
-        b[j] = v;
-        o[j] = i;
-    }
-    double total_w = 0.0;
-    for (int i = 0; i < m;) {
-        double gw = 0.0;
-        int j = i;
-        for (; j < m && b[j] == b[i]; ++j) gw += s_w[o[j]];
-        total_w += gw;
-        i = j;
-    }
-    double lw = 0.0, ls[K];
-    for (int j = 0; j < K; ++j) ls[j] = 0.0;
-    int ln = 0, cur = -1, have = 0, bb = 0;
-    double best = 0.0;
-    for (int i = 0; i < m;) {
-        int bi = b[i];
-        if (cur >= 0 && ln >= min_leaf) {
-            if (m - ln < min_leaf) break;
-            double rw = total_w - lw, p = 0.0;
-            for (int j = 0; j < K; ++j) {
-                double l = ls[j], r = total[j] - l;
-                p += l * l / lw + r * r / rw;
-            }
-            if (!have || p > best) {
-                have = 1;
-                best = p;
-                bb = cur + (bi - cur - 1) / 2;
-            }
-        }
-        // The group of bin bi, summed in bin order as the CPU's occupied bins are.
-        double gw = 0.0, gs[K];
-        for (int j = 0; j < K; ++j) gs[j] = 0.0;
-        int j = i;
-        for (; j < m && b[j] == bi; ++j) {
-            int q = o[j];
-            double wr = s_w[q];
-            gw += wr;
-            for (int c = 0; c < K; ++c) gs[c] += wr * s_y[q * K + c];
-        }
-        ln += j - i;
-        lw += gw;
-        for (int c = 0; c < K; ++c) ls[c] += gs[c];
-        cur = bi;
-        i = j;
-    }
-    *has = have;
-    *proxy = best;
-    *bin = bb;
+// Sums over the warp; lane 0's total, the same on every lane.
+__device__ __forceinline__ double warp_sum(double x) {
+    for (int o = 16; o > 0; o >>= 1) x += __shfl_down_sync(FULL, x, o);
+    return __shfl_sync(FULL, x, 0);
 }
 
 extern "C" __global__ void __launch_bounds__(THREADS) grow_trees(
     const unsigned char* __restrict__ bins,  // D × n, column-major
+    const unsigned char* __restrict__ rbins, // n × D, row-major
     int n,
     const double* __restrict__ y,            // n × K
     const int* __restrict__ n_bins,          // D
@@ -169,54 +251,60 @@ extern "C" __global__ void __launch_bounds__(THREADS) grow_trees(
     unsigned int* rows_all,                  // trees × n: in-bag rows, ascending
     unsigned int* tmp_all,                   // trees × n
     const int* __restrict__ n_rows,          // trees
-    const u64* __restrict__ rng_in,          // trees: SplitMix64 state after the bootstrap
-    int* stack_all,                          // trees × (n + 1) × 5
-    int* scratch_all,                        // trees × 3D: permutation, visit list, constant
-    int* feature_all, int* bin_all,          // trees × 2n
-    int* left_all, int* right_all,           // trees × 2n
-    float* values_all,                       // trees × n × K
+    const u64* __restrict__ seeds,           // trees: the root's seed
+    Work* work_all,                          // trees × (n + 1)
+    int cap,                                 // nodes per tree (leaves: cap / 2 + 1)
+    int* nodes_all,                          // 4 × trees × cap: feature, bin, left, right
+    float* values_all,                       // trees × (cap / 2 + 1) × K
     double* importance_all,                  // trees × D
-    int* counts_all,                         // trees × 4: nodes, leaves, depth, 0
+    int* counts_all,                         // trees × 4: nodes, leaves, depth, phase 1 kilocycles
     int max_depth, int min_split, int min_leaf, int max_features)
 {
-    extern __shared__ double hist[];          // WARPS × 256 × HSTRIDE
+    extern __shared__ double smem[];          // WARPS × REGION, then the block's feature draws
     __shared__ double red[WARPS * HSTRIDE];
     __shared__ double tot[HSTRIDE];           // weight, squares, K sums of the node
-    __shared__ int w_has[WARPS], w_bin[WARPS], w_v[WARPS], w_left[WARPS];
-    __shared__ double w_proxy[WARPS];
-    // A small node's rows, staged: row id, weight and targets per position in the node.
-    __shared__ unsigned int s_idx[SMALL];
-    __shared__ double s_w[SMALL];
-    __shared__ double s_y[SMALL * K];
-    __shared__ int s_done, s_start, s_end, s_depth, s_index, s_pf, s_split, s_n_visit;
-    __shared__ int s_best_f, s_best_bin, s_best_has, s_best_v, s_left_total, s_check_const;
-    __shared__ double s_best_proxy;
+    __shared__ int w_left[WARPS];
+    __shared__ int s_done, s_start, s_end, s_depth, s_index, s_pf, s_nv;
+    __shared__ u64 s_seed;
+    __shared__ int s_best_f, s_best_bin, s_best_has, s_left_total;
+    __shared__ int s_nodes, s_leaves, s_max_depth, s_listed, s_taken;
 
     const int t = blockIdx.x, tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int leaf_cap = cap / 2 + 1;
     const double* weight = weights + (size_t)t * n;
     unsigned int* rows = rows_all + (size_t)t * n;
     unsigned int* tmp = tmp_all + (size_t)t * n;
-    int* stack = stack_all + (size_t)t * (n + 1) * 5;
-    int* feat = scratch_all + (size_t)t * 3 * D;
-    int* visit = feat + D;
-    int* is_const = feat + 2 * D;
-    int* feature = feature_all + (size_t)t * 2 * n;
-    int* bin_of = bin_all + (size_t)t * 2 * n;
-    int* left = left_all + (size_t)t * 2 * n;
-    int* right = right_all + (size_t)t * 2 * n;
-    float* values = values_all + (size_t)t * n * K;
+    Work* work = work_all + (size_t)t * (n + 1);  // stack from the front, list from the back
+    int* feature = nodes_all + ((size_t)0 * gridDim.x + t) * cap;
+    int* bin_of = nodes_all + ((size_t)1 * gridDim.x + t) * cap;
+    int* left = nodes_all + ((size_t)2 * gridDim.x + t) * cap;
+    int* right = nodes_all + ((size_t)3 * gridDim.x + t) * cap;
+    float* values = values_all + (size_t)t * leaf_cap * K;
     double* importance = importance_all + (size_t)t * D;
+    char* region = (char*)smem + (size_t)warp * REGION;
+    // The block's per-feature arrays: each visited feature's best split, the permutation,
+    // the visiting order, and which features are constant.
+    double* b_proxy = (double*)((char*)smem + (size_t)WARPS * REGION);
+    int* b_perm = (int*)(b_proxy + D);
+    int* b_visit = b_perm + D;
+    int* b_has = b_visit + D;
+    int* b_bin = b_has + D;
+    unsigned char* b_const = (unsigned char*)(b_bin + D);
+    const int check_const = max_features < D;
 
-    // Thread 0's state (the CPU grower's locals).
-    u64 rng = rng_in[t];
-    int top = 0, n_nodes = 0, n_leaves = 0, depth = 0;
+    int top = 0;  // thread 0's stack height
+    const long long began = clock64();
     if (tid == 0) {
-        stack[0] = 0; stack[1] = n_rows[t]; stack[2] = 0; stack[3] = -1; stack[4] = -1;
-        top = 1;
-        s_check_const = max_features < D;
+        Work root;
+        root.start = 0; root.end = n_rows[t]; root.depth = 0; root.slot = -1; root.pf = -1;
+        root.pad = 0; root.seed = seeds[t];
+        s_nodes = 0; s_leaves = 0; s_max_depth = 0; s_taken = 0;
+        if (root.end > SMALL) { work[0] = root; top = 1; s_listed = 0; }
+        else { work[n] = root; s_listed = 1; }
     }
-    for (int f = tid; f < D; f += THREADS) { feat[f] = f; importance[f] = 0.0; }
+    for (int f = tid; f < D; f += THREADS) importance[f] = 0.0;
 
+    // Phase 1: the big nodes, with the whole block.
     for (;;) {
         __syncthreads();
         if (tid == 0) {
@@ -224,29 +312,19 @@ extern "C" __global__ void __launch_bounds__(THREADS) grow_trees(
                 s_done = 1;
             } else {
                 s_done = 0;
-                --top;
-                const int* e = stack + top * 5;
-                s_start = e[0]; s_end = e[1]; s_depth = e[2]; s_pf = e[4];
-                int slot = e[3];
-                s_index = n_nodes++;
-                if (slot >= 0) {
-                    if (slot & 1) left[slot >> 1] = s_index; else right[slot >> 1] = s_index;
+                const Work e = work[--top];
+                s_start = e.start; s_end = e.end; s_depth = e.depth; s_pf = e.pf;
+                s_seed = e.seed;
+                s_index = s_nodes++;
+                if (e.slot >= 0) {
+                    if (e.slot & 1) left[e.slot >> 1] = s_index; else right[e.slot >> 1] = s_index;
                 }
-                if (s_depth > depth) depth = s_depth;
+                s_max_depth = imax(s_max_depth, e.depth);
             }
         }
         __syncthreads();
         if (s_done) break;
         const int start = s_start, end = s_end, m = end - start;
-        if (m <= SMALL) {
-            for (int i = tid; i < m; i += THREADS) {
-                unsigned int r = rows[start + i];
-                s_idx[i] = r;
-                s_w[i] = weight[r];
-                for (int j = 0; j < K; ++j) s_y[i * K + j] = y[(size_t)r * K + j];
-            }
-            __syncthreads();
-        }
 
         // Node statistics: weight, Σ w·y², Σ w·y per output, and whether y is constant.
         double part[HSTRIDE];
@@ -274,14 +352,10 @@ extern "C" __global__ void __launch_bounds__(THREADS) grow_trees(
             if (!(impurity > 0.0)) impurity = 0.0;
         }
         const int splittable = differs && s_depth < max_depth && m >= min_split && m >= 2 * min_leaf;
-        if (tid == 0) {
-            if (s_pf >= 0) importance[s_pf] -= w * impurity;
-            s_best_has = 0;
-            s_best_v = 0;
-        }
+        if (tid == 0 && s_pf >= 0) importance[s_pf] -= w * impurity;
         if (!splittable) {
             if (tid == 0) {
-                int leaf = n_leaves++;
+                int leaf = s_leaves++;
                 feature[s_index] = -1; bin_of[s_index] = 0;
                 left[s_index] = leaf; right[s_index] = leaf;
                 for (int j = 0; j < K; ++j) values[(size_t)leaf * K + j] = (float)(tot[2 + j] / w);
@@ -289,148 +363,79 @@ extern "C" __global__ void __launch_bounds__(THREADS) grow_trees(
             continue;
         }
 
-        // Constant features matter only when fewer than all features are drawn.
-        if (s_check_const) {
-            for (int f = tid; f < D; f += THREADS) {
+        // The features to visit: constant ones found by a warp each, the draws in parallel,
+        // the permutation by thread 0.
+        if (check_const) {
+            for (int f = warp; f < D; f += WARPS) {
                 const unsigned char* col = bins + (size_t)f * n;
                 int lo = 255, hi = 0;
-                for (int i = start; i < end; ++i) {
+                for (int i = start + lane; i < end; i += 32) {
                     int b = col[rows[i]];
                     lo = imin(lo, b); hi = imax(hi, b);
                 }
-                is_const[f] = lo == hi;
+                for (int o = 16; o > 0; o >>= 1) {
+                    lo = imin(lo, __shfl_down_sync(FULL, lo, o));
+                    hi = imax(hi, __shfl_down_sync(FULL, hi, o));
+                }
+                if (lane == 0) b_const[f] = lo == hi;
             }
-            __syncthreads();
         }
-        if (tid == 0) {
-            int visited = 0, nv = 0;
-            for (int i = 0; i < D; ++i) {
-                if (visited >= max_features) break;
-                int j = i + (int)(splitmix(&rng) % (u64)(D - i));
-                int f = feat[j]; feat[j] = feat[i]; feat[i] = f;
-                if (s_check_const && is_const[f]) continue;
-                visit[nv++] = f;
-                ++visited;
-            }
-            s_n_visit = nv;
+        for (int i = tid; i < D; i += THREADS) {
+            b_perm[i] = i;
+            b_visit[i] = i + (int)(draw(s_seed, i) % (u64)(D - i));
         }
         __syncthreads();
+        if (tid == 0) s_nv = draw_features(b_perm, b_visit, b_const, check_const, max_features);
+        __syncthreads();
 
-        // Tiny nodes (most nodes of a fully grown tree): one feature per thread.
-        if (m <= TINY) {
-            for (int v0 = 0; v0 < s_n_visit; v0 += THREADS) {
-                int v = v0 + tid, has = 0, bb = 0;
-                double proxy = 0.0;
-                if (v < s_n_visit) {
-                    const unsigned char* col = bins + (size_t)visit[v] * n;
-                    scan_tiny(col, s_idx, s_w, s_y, m, tot + 2, min_leaf, &has, &proxy, &bb);
+        // Split search, one feature per warp (each warp in its own histogram, no block
+        // barrier between features), then the best in visiting order.
+        double* h = (double*)region;
+        for (int v = warp; v < s_nv; v += WARPS) {
+            int f = b_visit[v];
+            const unsigned char* col = bins + (size_t)f * n;
+            int nb = n_bins[f];
+            for (int i = lane; i < nb * HSTRIDE; i += 32) h[i] = 0.0;
+            __syncwarp();
+            for (int i = start + lane; i < end; i += 32) {
+                unsigned int r = rows[i];
+                double wr = weight[r];
+                double* e = h + (int)col[r] * HSTRIDE;
+                atomicAdd(e, 1.0);
+                atomicAdd(e + 1, wr);
+                for (int j = 0; j < K; ++j) atomicAdd(e + 2 + j, wr * y[(size_t)r * K + j]);
+            }
+            __syncwarp();
+            Scan s = scan_histogram(h, nb, m, tot + 2, w, min_leaf, lane);
+            if (lane == 0) { b_has[v] = s.have; b_proxy[v] = s.best; b_bin[v] = s.bin; }
+            __syncwarp();
+        }
+        __syncthreads();
+        if (warp == 0) {
+            int has = 0, bb = 0, bv = 0;
+            double p = 0.0;
+            for (int v = lane; v < s_nv; v += 32) {
+                if (better(b_has[v], b_proxy[v], v, has, p, bv)) {
+                    has = 1; p = b_proxy[v]; bv = v; bb = b_bin[v];
                 }
-                for (int o = 16; o > 0; o >>= 1) {
-                    int oh = __shfl_down_sync(FULL, has, o);
-                    double op = __shfl_down_sync(FULL, proxy, o);
-                    int ov = __shfl_down_sync(FULL, v, o);
-                    int ob = __shfl_down_sync(FULL, bb, o);
-                    if (better(oh, op, ov, has, proxy, v)) { has = oh; proxy = op; v = ov; bb = ob; }
-                }
-                if (lane == 0) { w_has[warp] = has; w_proxy[warp] = proxy; w_v[warp] = v; w_bin[warp] = bb; }
-                __syncthreads();
-                if (tid == 0) {
-                    for (int k = 0; k < WARPS; ++k) {
-                        if (better(w_has[k], w_proxy[k], w_v[k], s_best_has, s_best_proxy, s_best_v)) {
-                            s_best_has = 1;
-                            s_best_proxy = w_proxy[k];
-                            s_best_v = w_v[k];
-                            s_best_f = visit[w_v[k]];
-                            s_best_bin = w_bin[k];
-                        }
-                    }
-                }
-                __syncthreads();
+            }
+            for (int o = 16; o > 0; o >>= 1) {
+                int oh = __shfl_down_sync(FULL, has, o);
+                double op = __shfl_down_sync(FULL, p, o);
+                int ov = __shfl_down_sync(FULL, bv, o);
+                int ob = __shfl_down_sync(FULL, bb, o);
+                if (better(oh, op, ov, has, p, bv)) { has = oh; p = op; bv = ov; bb = ob; }
+            }
+            if (lane == 0) {
+                s_best_has = has;
+                s_best_f = has ? b_visit[bv] : 0;
+                s_best_bin = bb;
             }
         }
-
-        // Split search, one feature per warp, in visiting order.
-        double* h = hist + (size_t)warp * 256 * HSTRIDE;
-        for (int v0 = 0; m > TINY && v0 < s_n_visit; v0 += WARPS) {
-            int v = v0 + warp;
-            if (v < s_n_visit) {
-                int f = visit[v];
-                const unsigned char* col = bins + (size_t)f * n;
-                int has = 0, bb = 0;
-                double proxy = 0.0;
-                if (m > SMALL) {
-                    int nb = n_bins[f];
-                    for (int i = lane; i < nb * HSTRIDE; i += 32) h[i] = 0.0;
-                    __syncwarp();
-                    for (int i = start + lane; i < end; i += 32) {
-                        unsigned int r = rows[i];
-                        double wr = weight[r];
-                        double* e = h + (int)col[r] * HSTRIDE;
-                        atomicAdd(e, 1.0);
-                        atomicAdd(e + 1, wr);
-                        for (int j = 0; j < K; ++j) atomicAdd(e + 2 + j, wr * y[(size_t)r * K + j]);
-                    }
-                    __syncwarp();
-                    if (lane == 0) scan_bins(h, 0, nb, m, tot + 2, min_leaf, &has, &proxy, &bb);
-                } else {
-                    // Rank sort of (bin, row) by bin, then the occupied bins as a compact list.
-                    int* pairs = (int*)(h + 128 * HSTRIDE);
-                    int* sorted = pairs + 2 * SMALL;
-                    int* ob = sorted + 2 * SMALL;
-                    for (int i = lane; i < m; i += 32) {
-                        pairs[2 * i] = col[s_idx[i]];
-                        pairs[2 * i + 1] = i;
-                    }
-                    __syncwarp();
-                    for (int i = lane; i < m; i += 32) {
-                        int b = pairs[2 * i], rank = 0;
-                        for (int j = 0; j < m; ++j) {
-                            int c = pairs[2 * j];
-                            rank += c < b || (c == b && j < i);
-                        }
-                        sorted[2 * rank] = b;
-                        sorted[2 * rank + 1] = pairs[2 * i + 1];
-                    }
-                    __syncwarp();
-                    if (lane == 0) {
-                        int len = 0;
-                        for (int i = 0; i < m; ++i) {
-                            int b = sorted[2 * i];
-                            int q = sorted[2 * i + 1];
-                            if (len == 0 || ob[len - 1] != b) {
-                                double* e = h + len * HSTRIDE;
-                                for (int j = 0; j < HSTRIDE; ++j) e[j] = 0.0;
-                                ob[len++] = b;
-                            }
-                            double* e = h + (len - 1) * HSTRIDE;
-                            double wr = s_w[q];
-                            e[0] += 1.0;
-                            e[1] += wr;
-                            for (int j = 0; j < K; ++j) e[2 + j] += wr * s_y[q * K + j];
-                        }
-                        scan_bins(h, ob, len, m, tot + 2, min_leaf, &has, &proxy, &bb);
-                    }
-                }
-                if (lane == 0) { w_has[warp] = has; w_proxy[warp] = proxy; w_bin[warp] = bb; }
-            } else if (lane == 0) {
-                w_has[warp] = 0;
-            }
-            __syncthreads();
-            if (tid == 0) {
-                for (int k = 0; k < WARPS && v0 + k < s_n_visit; ++k) {
-                    if (w_has[k] && (!s_best_has || w_proxy[k] > s_best_proxy)) {
-                        s_best_has = 1;
-                        s_best_proxy = w_proxy[k];
-                        s_best_f = visit[v0 + k];
-                        s_best_bin = w_bin[k];
-                    }
-                }
-            }
-            __syncthreads();
-        }
+        __syncthreads();
         if (!s_best_has) {
             if (tid == 0) {
-                int leaf = n_leaves++;
+                int leaf = s_leaves++;
                 feature[s_index] = -1; bin_of[s_index] = 0;
                 left[s_index] = leaf; right[s_index] = leaf;
                 for (int j = 0; j < K; ++j) values[(size_t)leaf * K + j] = (float)(tot[2 + j] / w);
@@ -478,16 +483,164 @@ extern "C" __global__ void __launch_bounds__(THREADS) grow_trees(
             feature[s_index] = f; bin_of[s_index] = split;
             left[s_index] = 0; right[s_index] = 0;
             importance[f] += w * impurity;
-            int* e = stack + top * 5;
-            e[0] = mid; e[1] = end; e[2] = s_depth + 1; e[3] = s_index * 2; e[4] = f;
-            ++top;
-            e = stack + top * 5;
-            e[0] = start; e[1] = mid; e[2] = s_depth + 1; e[3] = s_index * 2 + 1; e[4] = f;
-            ++top;
+            for (int side = 1; side >= 0; --side) {
+                Work c;
+                c.start = side ? mid : start; c.end = side ? end : mid;
+                c.depth = s_depth + 1; c.slot = s_index * 2 + (1 - side); c.pf = f; c.pad = 0;
+                c.seed = child_seed(s_seed, side);
+                if (c.end - c.start > SMALL) work[top++] = c;
+                else work[n - s_listed++] = c;
+            }
         }
     }
+
+    // Phase 2: each warp grows whole small subtrees from the list, depth first.
+    Work* stack = (Work*)region;
+    double* sw = (double*)(stack + STACK);
+    double* sy = sw + SMALL;
+    unsigned int* sidx = (unsigned int*)(sy + SMALL * K);
+    int* perm = (int*)(sidx + SMALL);
+    int* visit = perm + D;
+    unsigned char* is_const = (unsigned char*)(visit + D);
+    const int listed = s_listed;
+    const long long phase1 = clock64() - began;
+    for (;;) {
+        int e = 0;
+        if (lane == 0) e = atomicAdd(&s_taken, 1);
+        e = __shfl_sync(FULL, e, 0);
+        if (e >= listed) break;
+        if (lane == 0) stack[0] = work[n - e];
+        int height = 1;
+        __syncwarp();
+        while (height > 0) {
+            const Work nd = stack[--height];
+            const int start = nd.start, m = nd.end - nd.start;
+            int index = 0;
+            if (lane == 0) {
+                index = atomicAdd(&s_nodes, 1);
+                if (nd.slot >= 0) {
+                    if (nd.slot & 1) left[nd.slot >> 1] = index; else right[nd.slot >> 1] = index;
+                }
+                atomicMax(&s_max_depth, nd.depth);
+            }
+            index = __shfl_sync(FULL, index, 0);
+            for (int i = lane; i < m; i += 32) {
+                unsigned int r = rows[start + i];
+                sidx[i] = r;
+                sw[i] = weight[r];
+                for (int j = 0; j < K; ++j) sy[i * K + j] = y[(size_t)r * K + j];
+            }
+            __syncwarp();
+            double part[HSTRIDE];
+            for (int j = 0; j < HSTRIDE; ++j) part[j] = 0.0;
+            int differs = 0;
+            for (int i = lane; i < m; i += 32) {
+                double wr = sw[i];
+                const double* yr = sy + i * K;
+                part[0] += wr;
+                for (int j = 0; j < K; ++j) {
+                    part[1] += wr * yr[j] * yr[j];
+                    part[2 + j] += wr * yr[j];
+                    differs |= yr[j] != sy[j];
+                }
+            }
+            differs = __any_sync(FULL, differs);
+            for (int j = 0; j < HSTRIDE; ++j) part[j] = warp_sum(part[j]);
+            const double w = part[0];
+            double impurity = 0.0;
+            if (differs) {
+                double mean_square = 0.0;
+                for (int j = 0; j < K; ++j) mean_square += (part[2 + j] / w) * (part[2 + j] / w);
+                impurity = (part[1] / w - mean_square) / K;
+                if (!(impurity > 0.0)) impurity = 0.0;
+            }
+            const int splittable = differs && nd.depth < max_depth && m >= min_split && m >= 2 * min_leaf;
+            if (lane == 0 && nd.pf >= 0) atomicAdd(&importance[nd.pf], -w * impurity);
+            Scan best;
+            scan_begin(best);
+            int best_v = 0;
+            if (splittable) {
+                if (check_const) {
+                    for (int f = lane; f < D; f += 32) {
+                        int lo = 255, hi = 0;
+                        for (int i = 0; i < m; ++i) {
+                            int b = rbins[(size_t)sidx[i] * D + f];
+                            lo = imin(lo, b); hi = imax(hi, b);
+                        }
+                        is_const[f] = lo == hi;
+                    }
+                }
+                for (int i = lane; i < D; i += 32) {
+                    perm[i] = i;
+                    visit[i] = i + (int)(draw(nd.seed, i) % (u64)(D - i));
+                }
+                __syncwarp();
+                int nv = 0;
+                if (lane == 0) nv = draw_features(perm, visit, is_const, check_const, max_features);
+                nv = __shfl_sync(FULL, nv, 0);
+                __syncwarp();
+                for (int v = lane; v < nv; v += 32) {
+                    Scan s = scan_sorted(rbins, visit[v], sidx, sw, sy, m, part + 2, w, min_leaf);
+                    if (better(s.have, s.best, v, best.have, best.best, best_v)) { best = s; best_v = v; }
+                }
+                for (int o = 16; o > 0; o >>= 1) {
+                    int oh = __shfl_down_sync(FULL, best.have, o);
+                    double op = __shfl_down_sync(FULL, best.best, o);
+                    int ov = __shfl_down_sync(FULL, best_v, o);
+                    int ob = __shfl_down_sync(FULL, best.bin, o);
+                    if (better(oh, op, ov, best.have, best.best, best_v)) {
+                        best.have = oh; best.best = op; best_v = ov; best.bin = ob;
+                    }
+                }
+                best.have = __shfl_sync(FULL, best.have, 0);
+                best.bin = __shfl_sync(FULL, best.bin, 0);
+                best_v = __shfl_sync(FULL, best_v, 0);
+            }
+            if (!best.have) {
+                if (lane == 0) {
+                    int leaf = atomicAdd(&s_leaves, 1);
+                    feature[index] = -1; bin_of[index] = 0;
+                    left[index] = leaf; right[index] = leaf;
+                    for (int j = 0; j < K; ++j) values[(size_t)leaf * K + j] = (float)(part[2 + j] / w);
+                }
+                __syncwarp();
+                continue;
+            }
+            // Stable partition of at most 64 rows: two ballots.
+            const int f = visit[best_v], split = best.bin;
+            const unsigned int below = (1u << lane) - 1u;
+            int g0 = lane < m && rbins[(size_t)sidx[lane] * D + f] <= split;
+            int g1 = lane + 32 < m && rbins[(size_t)sidx[lane + 32] * D + f] <= split;
+            unsigned int b0 = __ballot_sync(FULL, g0), b1 = __ballot_sync(FULL, g1);
+            int l0 = __popc(b0), lefts = l0 + __popc(b1);
+            if (lane < m) {
+                int l = __popc(b0 & below);
+                rows[start + (g0 ? l : lefts + lane - l)] = sidx[lane];
+            }
+            if (lane + 32 < m) {
+                int l = __popc(b1 & below);
+                rows[start + (g1 ? l0 + l : lefts + (32 - l0) + lane - l)] = sidx[lane + 32];
+            }
+            if (lane == 0) {
+                feature[index] = f; bin_of[index] = split;
+                left[index] = 0; right[index] = 0;
+                atomicAdd(&importance[f], w * impurity);
+                int mid = start + lefts;
+                for (int side = 1; side >= 0; --side) {
+                    Work c;
+                    c.start = side ? mid : start; c.end = side ? nd.end : mid;
+                    c.depth = nd.depth + 1; c.slot = index * 2 + (1 - side); c.pf = f; c.pad = 0;
+                    c.seed = child_seed(nd.seed, side);
+                    stack[height + (1 - side)] = c;
+                }
+            }
+            height += 2;
+            __syncwarp();
+        }
+    }
+    __syncthreads();
     if (tid == 0) {
         int* c = counts_all + (size_t)t * 4;
-        c[0] = n_nodes; c[1] = n_leaves; c[2] = depth; c[3] = 0;
+        c[0] = s_nodes; c[1] = s_leaves; c[2] = s_max_depth; c[3] = (int)(phase1 >> 10);
     }
 }

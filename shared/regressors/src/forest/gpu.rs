@@ -6,8 +6,8 @@
 //! stay on their device, so predicting again uploads only the rows.
 //!
 //! On CUDA the walk is one kernel of its own instead ([`predict_cuda`],
-//! `forexgpt_device::cuda_walk`): a thread per row walks every tree, and the rows are binned
-//! straight into pinned memory. `FOREXGPT_CUDA_FOREST=burn` keeps burn's walk there, to
+//! `forexgpt_device::cuda_walk`): a thread per row walks every tree, and the rows are binned on
+//! the device too (the same comparisons as [`BinEdges::bin`], so the same bins). `FOREXGPT_CUDA_FOREST=burn` keeps burn's walk there, to
 //! measure one against the other.
 
 use std::any::Any;
@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use burn::tensor::backend::Backend;
 use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
-use forexgpt_device::cuda_walk::{FlatTrees, WalkTrees, cuda_tree_walk};
+use forexgpt_device::cuda_walk::{FlatEdges, FlatTrees, WalkTrees, cuda_tree_walk};
 use forexgpt_device::{BackendJob, ComputeDevice, run_job};
 use rayon::prelude::*;
 
@@ -337,18 +337,15 @@ pub fn predict_cuda(
         outputs: trees.n_outputs,
         arrays: &arrays,
     };
-    let d = x.cols.max(1);
-    let lookup = edges.lookup();
-    let fill = |rows: std::ops::Range<usize>, out: &mut [u8]| {
-        out.par_chunks_mut(d)
-            .zip(x.values[rows.start * d..rows.end * d].par_chunks(d))
-            .for_each(|(bins, row)| {
-                for (f, (b, &v)) in bins.iter_mut().zip(row).enumerate() {
-                    *b = lookup.bin(f, v);
-                }
-            });
+    let d = x.cols;
+    let flat_edges = FlatEdges::new(edges.edges.iter().map(Vec::as_slice));
+    // The rows go to pinned memory as they are (float64), in parallel pieces.
+    let fill = |rows: std::ops::Range<usize>, out: &mut [f64]| {
+        out.par_chunks_mut(1 << 16)
+            .zip(x.values[rows.start * d..rows.end * d].par_chunks(1 << 16))
+            .for_each(|(to, from)| to.copy_from_slice(from));
     };
-    let out = cuda_tree_walk(device, &walk, x.rows, x.cols, &fill)?;
+    let out = cuda_tree_walk(device, &walk, &flat_edges, x.rows, d, &fill)?;
     tracing::debug!(
         fingerprint_ms = fingerprinted.as_secs_f64() * 1e3,
         total_ms = started.elapsed().as_secs_f64() * 1e3,

@@ -5,8 +5,13 @@
 //! come from a histogram (one pass over the rows, then a scan of the bins), for small ones
 //! from sorting the rows by bin (cheaper than scanning 256 mostly empty bins). The criterion
 //! is scikit-learn's multi-output squared error: maximize `Σₖ S_Lₖ²/W_L + S_Rₖ²/W_R`.
+//!
+//! Every node has a random stream of its own ([`child_seed`]): its feature draws never depend
+//! on the order in which nodes are grown, so the GPU builder, which grows many nodes of a tree
+//! at once, grows the same trees.
 
 use forexgpt_core::synthetic::SplitMix64;
+use forexgpt_device::cuda_grow::GrownTree;
 
 use super::trees::{LEAF, Tree};
 
@@ -30,6 +35,8 @@ pub(crate) struct Rules {
     pub max_features: usize,
     pub bootstrap: bool,
     pub n_draws: usize,
+    /// Whether the out-of-bag leaves are wanted (`oob_score` with bootstrap).
+    pub out_of_bag: bool,
 }
 
 /// A grown tree with what the forest aggregates from it.
@@ -85,6 +92,8 @@ struct Pending {
     slot: Option<(usize, bool)>,
     /// The parent's split feature (for the impurity decrease).
     parent_feature: Option<usize>,
+    /// The node's random stream (its feature draws).
+    seed: u64,
 }
 
 /// Nodes with more rows than this many times a feature's bin count use a histogram for it;
@@ -100,8 +109,8 @@ struct Scratch {
 }
 
 /// A tree's bootstrap: per row how often it was drawn, the in-bag rows (ascending), and the
-/// random stream after the draws (which then samples the features).
-pub(crate) fn bootstrap(n: usize, rules: &Rules, seed: u64) -> (Vec<f64>, Vec<u32>, SplitMix64) {
+/// root node's seed (the next value of the stream after the draws).
+pub(crate) fn bootstrap(n: usize, rules: &Rules, seed: u64) -> (Vec<f64>, Vec<u32>, u64) {
     let mut rng = SplitMix64::new(seed);
     let mut weight = vec![0.0f64; n];
     if rules.bootstrap {
@@ -114,17 +123,29 @@ pub(crate) fn bootstrap(n: usize, rules: &Rules, seed: u64) -> (Vec<f64>, Vec<u3
     let rows: Vec<u32> = (0..n as u32)
         .filter(|&r| weight[r as usize] > 0.0)
         .collect();
-    (weight, rows, rng)
+    (weight, rows, rng.next_u64())
 }
 
-/// The rows a tree never saw (bootstrap), with the leaf each lands in.
+/// The seed of a node's left or right child, derived from the node's own seed only (the same
+/// function runs in the CUDA builder, `grow_trees.cu`).
+pub(crate) fn child_seed(seed: u64, right: bool) -> u64 {
+    let side = if right {
+        0x2545_F491_4F6C_DD1D
+    } else {
+        0x5851_F42D_4C95_7F2D
+    };
+    SplitMix64::new(seed ^ side).next_u64()
+}
+
+/// The rows a tree never saw (bootstrap), with the leaf each lands in; none when the score is
+/// not wanted.
 pub(crate) fn out_of_bag(
     data: &Data,
     rules: &Rules,
     weight: &[f64],
     tree: &Tree,
 ) -> Vec<(u32, u32)> {
-    if !rules.bootstrap {
+    if !rules.bootstrap || !rules.out_of_bag {
         return Vec::new();
     }
     (0..data.n as u32)
@@ -137,7 +158,7 @@ pub(crate) fn out_of_bag(
 }
 
 pub(crate) fn grow(data: &Data, rules: &Rules, seed: u64) -> Grown {
-    let (weight, mut rows, mut rng) = bootstrap(data.n, rules, seed);
+    let (weight, mut rows, root_seed) = bootstrap(data.n, rules, seed);
     let mut tree = Tree::default();
     let mut importance = vec![0.0; data.d];
     let mut scratch = Scratch {
@@ -153,6 +174,7 @@ pub(crate) fn grow(data: &Data, rules: &Rules, seed: u64) -> Grown {
         depth: 0,
         slot: None,
         parent_feature: None,
+        seed: root_seed,
     }];
     while let Some(node) = stack.pop() {
         let index = tree.feature.len();
@@ -175,7 +197,7 @@ pub(crate) fn grow(data: &Data, rules: &Rules, seed: u64) -> Grown {
             && m >= rules.min_samples_split
             && m >= 2 * rules.min_samples_leaf;
         let best = if splittable {
-            best_split(data, rules, &weight, slice, &sums, &mut rng, &mut scratch)
+            best_split(data, rules, &weight, slice, &sums, node.seed, &mut scratch)
         } else {
             None
         };
@@ -199,6 +221,7 @@ pub(crate) fn grow(data: &Data, rules: &Rules, seed: u64) -> Grown {
             depth: node.depth + 1,
             slot: Some((index, false)),
             parent_feature: Some(best.feature),
+            seed: child_seed(node.seed, true),
         });
         stack.push(Pending {
             start: node.start,
@@ -206,6 +229,7 @@ pub(crate) fn grow(data: &Data, rules: &Rules, seed: u64) -> Grown {
             depth: node.depth + 1,
             slot: Some((index, true)),
             parent_feature: Some(best.feature),
+            seed: child_seed(node.seed, false),
         });
     }
     let out_of_bag = out_of_bag(data, rules, &weight, &tree);
@@ -247,11 +271,18 @@ fn best_split(
     weight: &[f64],
     rows: &[u32],
     total: &[f64],
-    rng: &mut SplitMix64,
+    seed: u64,
     scratch: &mut Scratch,
 ) -> Option<Best> {
     let mut best: Option<Best> = None;
     let mut visited = 0;
+    let mut rng = SplitMix64::new(seed);
+    // The draws permute the features from their natural order at every node.
+    scratch
+        .features
+        .iter_mut()
+        .enumerate()
+        .for_each(|(i, f)| *f = i);
     // scikit-learn's sampling: draw features without replacement until `max_features`
     // non-constant ones were evaluated; constant ones do not count.
     for i in 0..data.d {
@@ -353,12 +384,15 @@ fn scan(k: usize, rules: &Rules, m: usize, total: &[f64], o: &Occupied) -> Optio
         if m - left_n < rules.min_samples_leaf {
             break;
         }
+        // Σₖ L²/W_L + Σₖ R²/W_R with one division per side (the CUDA builder's `proxy`).
         let right_w = total_w - left_w;
-        let proxy: f64 = left_sums
+        let left_squares: f64 = left_sums.iter().map(|l| l * l).sum();
+        let right_squares: f64 = left_sums
             .iter()
             .zip(total)
-            .map(|(l, t)| l * l / left_w + (t - l) * (t - l) / right_w)
+            .map(|(l, t)| (t - l) * (t - l))
             .sum();
+        let proxy = left_squares / left_w + right_squares / right_w;
         if best.is_none_or(|b| proxy > b.1) {
             let (cur, next) = (o.bins[i], o.bins[i + 1]);
             best = Some(((cur + (next - cur - 1) / 2) as u8, proxy));
@@ -385,6 +419,71 @@ fn partition(data: &Data, rows: &mut [u32], f: usize, bin: u8, right: &mut Vec<u
     left
 }
 
+/// A tree grown on the GPU, whose nodes and leaves are numbered in the order they were grown
+/// (the root first), renumbered as the CPU grower numbers them: depth first, left subtree
+/// before right, leaves in the order they are reached. Errors name what does not form a tree
+/// (an index out of range, a node reached twice or never).
+pub(crate) fn depth_first(g: &GrownTree, k: usize) -> Result<Tree, String> {
+    let nodes = g.feature.len();
+    if nodes == 0
+        || [g.bin.len(), g.left.len(), g.right.len()] != [nodes; 3]
+        || g.values.len() != g.n_leaves as usize * k
+    {
+        return Err(format!(
+            "inconsistent arrays ({nodes} nodes, {} leaves)",
+            g.n_leaves
+        ));
+    }
+    let mut tree = Tree {
+        depth: g.depth,
+        ..Tree::default()
+    };
+    let mut seen = vec![false; nodes];
+    // (node in the device's numbering, the parent's slot to fill)
+    let mut stack: Vec<(usize, Option<(usize, bool)>)> = vec![(0, None)];
+    while let Some((old, slot)) = stack.pop() {
+        if old >= nodes || std::mem::replace(&mut seen[old], true) {
+            return Err(format!("node {old} is out of range or reached twice"));
+        }
+        let index = tree.feature.len();
+        if let Some((parent, is_left)) = slot {
+            if is_left {
+                tree.left[parent] = index as u32;
+            } else {
+                tree.right[parent] = index as u32;
+            }
+        }
+        let child = |v: i32| usize::try_from(v).map_err(|_| format!("node {old}: child {v}"));
+        match u16::try_from(g.feature[old]) {
+            Ok(feature) if feature != LEAF => {
+                let bin = u8::try_from(g.bin[old])
+                    .map_err(|_| format!("node {old}: split bin {}", g.bin[old]))?;
+                tree.push_split(feature, bin);
+                stack.push((child(g.right[old])?, Some((index, false))));
+                stack.push((child(g.left[old])?, Some((index, true))));
+            }
+            _ if g.feature[old] == -1 => {
+                let leaf = child(g.left[old])?;
+                let values = g
+                    .values
+                    .get(leaf * k..(leaf + 1) * k)
+                    .ok_or_else(|| format!("node {old}: leaf {leaf} out of range"))?;
+                tree.push_leaf(values.iter().copied());
+            }
+            _ => return Err(format!("node {old}: split feature {}", g.feature[old])),
+        }
+    }
+    if tree.feature.len() != nodes || tree.n_leaves != g.n_leaves {
+        return Err(format!(
+            "{} of {nodes} nodes and {} of {} leaves reached from the root",
+            tree.feature.len(),
+            tree.n_leaves,
+            g.n_leaves
+        ));
+    }
+    Ok(tree)
+}
+
 impl Tree {
     fn push_leaf(&mut self, values: impl Iterator<Item = f32>) {
         let leaf = self.n_leaves;
@@ -401,5 +500,120 @@ impl Tree {
         self.bin.push(bin);
         self.left.push(0);
         self.right.push(0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A small tree grown by the CPU on integer data.
+    fn cpu_tree() -> Tree {
+        let n = 40;
+        let bins: Vec<u8> = (0..n * 2).map(|i| ((i * 7) % 11) as u8).collect();
+        let y: Vec<f64> = (0..n).map(|r| f64::from((r * 5 % 9) as u32)).collect();
+        let data = Data {
+            bins: &bins,
+            n,
+            d: 2,
+            y: &y,
+            k: 1,
+            n_bins: &[11, 11],
+        };
+        let rules = Rules {
+            max_depth: usize::MAX,
+            min_samples_split: 2,
+            min_samples_leaf: 1,
+            max_features: 2,
+            bootstrap: true,
+            n_draws: n,
+            out_of_bag: false,
+        };
+        grow(&data, &rules, 7).tree
+    }
+
+    /// `tree` as the GPU might return it: nodes and leaves numbered by `order` and a leaf
+    /// permutation instead of depth first.
+    fn scrambled(tree: &Tree) -> GrownTree {
+        let nodes = tree.feature.len();
+        // The root stays first; the others in reverse.
+        let new_of = |i: usize| if i == 0 { 0 } else { nodes - i };
+        let leaves = tree.n_leaves as usize;
+        let leaf_of = |l: u32| (leaves - 1 - l as usize) as i32;
+        let mut g = GrownTree {
+            feature: vec![0; nodes],
+            bin: vec![0; nodes],
+            left: vec![0; nodes],
+            right: vec![0; nodes],
+            values: vec![0.0; leaves],
+            n_leaves: tree.n_leaves,
+            depth: tree.depth,
+            importance: Vec::new(),
+        };
+        for i in 0..nodes {
+            let j = new_of(i);
+            if tree.feature[i] == LEAF {
+                g.feature[j] = -1;
+                g.left[j] = leaf_of(tree.left[i]);
+                g.right[j] = g.left[j];
+                g.values[g.left[j] as usize] = tree.values[tree.left[i] as usize];
+            } else {
+                g.feature[j] = i32::from(tree.feature[i]);
+                g.bin[j] = i32::from(tree.bin[i]);
+                g.left[j] = new_of(tree.left[i] as usize) as i32;
+                g.right[j] = new_of(tree.right[i] as usize) as i32;
+            }
+        }
+        g
+    }
+
+    #[test]
+    fn a_tree_grown_in_another_order_is_renumbered_depth_first() {
+        let tree = cpu_tree();
+        assert!(tree.feature.len() > 9, "{} nodes", tree.feature.len());
+        assert_eq!(depth_first(&scrambled(&tree), 1).unwrap(), tree);
+    }
+
+    #[test]
+    fn arrays_that_are_no_tree_are_refused_by_node() {
+        let tree = cpu_tree();
+        let good = scrambled(&tree);
+        let split = (0..good.feature.len())
+            .find(|&i| good.feature[i] >= 0 && i > 0)
+            .unwrap();
+        // A child pointing back at the root: a cycle.
+        let mut cycle = good.clone();
+        cycle.left[split] = 0;
+        let err = depth_first(&cycle, 1).unwrap_err();
+        assert!(err.contains("reached twice"), "{err}");
+        // A child out of range.
+        let mut far = good.clone();
+        far.right[split] = good.feature.len() as i32;
+        assert!(depth_first(&far, 1).unwrap_err().contains("out of range"));
+        // A leaf whose values row does not exist.
+        let mut leaf = good.clone();
+        let l = good.feature.iter().position(|&f| f == -1).unwrap();
+        leaf.left[l] = tree.n_leaves as i32;
+        assert!(depth_first(&leaf, 1).unwrap_err().contains("leaf"));
+        // A node nobody points to.
+        let mut extra = good.clone();
+        extra.feature.push(-1);
+        extra.bin.push(0);
+        extra.left.push(0);
+        extra.right.push(0);
+        let err = depth_first(&extra, 1).unwrap_err();
+        assert!(err.contains("reached from the root"), "{err}");
+    }
+
+    #[test]
+    fn a_node_stream_depends_on_its_path_only() {
+        let root = 12345;
+        let (l, r) = (child_seed(root, false), child_seed(root, true));
+        assert_ne!(l, r);
+        assert_ne!(child_seed(l, false), child_seed(r, false));
+        assert_eq!(
+            child_seed(l, true),
+            child_seed(child_seed(root, false), true)
+        );
     }
 }

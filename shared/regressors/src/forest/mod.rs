@@ -29,7 +29,7 @@ use crate::error::FitError;
 use crate::matrix::Matrix;
 use bins::BinEdges;
 use grow::{Data, Rules};
-use trees::{Tree, Trees};
+use trees::Trees;
 
 /// `RandomForest::params()`: scikit-learn's defaults (100 trees, fully grown, every feature
 /// at every split, bootstrap) with 256 bins and `random_state` 42.
@@ -156,6 +156,7 @@ impl ValidForestParams {
             )));
         }
         let spec = &self.0;
+        let started = std::time::Instant::now();
         let edges = BinEdges::fit(x, spec.max_bins);
         let binned = edges.bin_columns(x);
         let n_bins = edges.n_bins();
@@ -177,14 +178,23 @@ impl ValidForestParams {
             max_features: spec.max_features.resolve(x.cols),
             bootstrap: spec.bootstrap,
             n_draws,
+            out_of_bag: spec.oob_score,
         };
+        let binned_at = started.elapsed();
         let grown = match device.filter(|d| d.cuda_index().is_some()) {
             Some(device) => grow_on_cuda(device, &data, &rules, spec, observe)?,
             None => grow_on_cpu(&data, &rules, spec, observe)?,
         };
+        let grown_at = started.elapsed();
         let feature_importances = importances(&grown, x.cols);
         let oob_score = spec.oob_score.then(|| out_of_bag_r2(&grown, y)).flatten();
         let trees = Trees::from_trees(grown.into_iter().map(|g| g.tree).collect(), y.cols);
+        tracing::debug!(
+            bin_ms = binned_at.as_secs_f64() * 1e3,
+            grow_ms = (grown_at - binned_at).as_secs_f64() * 1e3,
+            assemble_ms = (started.elapsed() - grown_at).as_secs_f64() * 1e3,
+            "forest fitted"
+        );
         Ok(RandomForestModel {
             spec: spec.clone(),
             n_features: x.cols,
@@ -249,12 +259,8 @@ fn grow_on_cuda(
         max_features: rules.max_features,
     };
     let start = |t: usize| {
-        let (weight, rows, rng) = grow::bootstrap(data.n, rules, tree_seed(spec.random_state, t));
-        TreeStart {
-            weight,
-            rows,
-            rng: rng.state(),
-        }
+        let (weight, rows, seed) = grow::bootstrap(data.n, rules, tree_seed(spec.random_state, t));
+        TreeStart { weight, rows, seed }
     };
     let Some(grown) = cuda_grow_trees(device, &input, spec.n_estimators, &start, observe)? else {
         return Err(FitError::Cancelled);
@@ -263,30 +269,24 @@ fn grow_on_cuda(
         .into_par_iter()
         .enumerate()
         .map(|(t, g)| {
-            let tree = Tree {
-                feature: g
-                    .feature
-                    .iter()
-                    .map(|&f| u16::try_from(f).unwrap_or(trees::LEAF))
-                    .collect(),
-                bin: g.bin.iter().map(|&b| b.clamp(0, 255) as u8).collect(),
-                left: g.left.iter().map(|&v| v.max(0) as u32).collect(),
-                right: g.right.iter().map(|&v| v.max(0) as u32).collect(),
-                values: g.values,
-                n_leaves: g.n_leaves,
-                depth: g.depth,
+            let broken = |e: String| DeviceError::BackendFailed {
+                device: device.label().to_string(),
+                message: format!("grew a broken tree {t}: {e}"),
             };
+            let tree = grow::depth_first(&g, data.k).map_err(broken)?;
             // A tree from the device is checked like one from a file before anything walks it;
             // a broken one is a device failure (the caller may grow on the CPU instead).
             Trees::from_trees(vec![tree.clone()], data.k)
                 .check(data.d, data.k)
-                .map_err(|e| DeviceError::BackendFailed {
-                    device: device.label().to_string(),
-                    message: format!("grew a broken tree {t}: {e}"),
-                })?;
+                .map_err(|e| broken(e.to_string()))?;
             // The bootstrap again (cheap next to the tree) for the out-of-bag rows.
-            let (weight, _, _) = grow::bootstrap(data.n, rules, tree_seed(spec.random_state, t));
-            let out_of_bag = grow::out_of_bag(data, rules, &weight, &tree);
+            let out_of_bag = if rules.out_of_bag {
+                let (weight, _, _) =
+                    grow::bootstrap(data.n, rules, tree_seed(spec.random_state, t));
+                grow::out_of_bag(data, rules, &weight, &tree)
+            } else {
+                Vec::new()
+            };
             Ok(grow::Grown {
                 tree,
                 importance: g.importance,

@@ -79,25 +79,67 @@ const VERSION: u32 = 1;
 
 impl Trees {
     pub fn from_trees(trees: Vec<Tree>, n_outputs: usize) -> Trees {
+        let k = n_outputs.max(1);
+        // Where each tree's nodes and leaves start; then every tree is copied into its own
+        // part of the arrays, in parallel (one thread took ~15 ms for 100 fully grown trees).
+        let (mut nodes, mut values) = (0usize, 0usize);
+        let starts: Vec<(usize, usize)> = trees
+            .iter()
+            .map(|t| {
+                let at = (nodes, values);
+                nodes += t.feature.len();
+                values += t.values.len();
+                at
+            })
+            .collect();
         let mut out = Trees {
             n_outputs,
-            ..Trees::default()
+            roots: starts.iter().map(|&(n, _)| n as u32).collect(),
+            feature: vec![0; nodes],
+            bin: vec![0; nodes],
+            left: vec![0; nodes],
+            right: vec![0; nodes],
+            values: vec![0.0; values],
+            depth: trees.iter().map(|t| t.depth).max().unwrap_or(0),
         };
-        for tree in trees {
-            let node0 = out.feature.len() as u32;
-            let leaf0 = (out.values.len() / n_outputs.max(1)) as u32;
-            out.roots.push(node0);
-            out.depth = out.depth.max(tree.depth);
-            for i in 0..tree.feature.len() {
-                let leaf = tree.feature[i] == LEAF;
-                let base = if leaf { leaf0 } else { node0 };
-                out.left.push(tree.left[i] + base);
-                out.right.push(tree.right[i] + base);
+        let mut parts = Vec::with_capacity(trees.len());
+        {
+            let (mut feature, mut bin) = (&mut out.feature[..], &mut out.bin[..]);
+            let (mut left, mut right) = (&mut out.left[..], &mut out.right[..]);
+            let mut leaf_values = &mut out.values[..];
+            for t in &trees {
+                let n = t.feature.len();
+                let (f, rest) = std::mem::take(&mut feature).split_at_mut(n);
+                feature = rest;
+                let (b, rest) = std::mem::take(&mut bin).split_at_mut(n);
+                bin = rest;
+                let (l, rest) = std::mem::take(&mut left).split_at_mut(n);
+                left = rest;
+                let (r, rest) = std::mem::take(&mut right).split_at_mut(n);
+                right = rest;
+                let (v, rest) = std::mem::take(&mut leaf_values).split_at_mut(t.values.len());
+                leaf_values = rest;
+                parts.push((f, b, l, r, v));
             }
-            out.feature.extend(tree.feature);
-            out.bin.extend(tree.bin);
-            out.values.extend(tree.values);
         }
+        parts
+            .into_par_iter()
+            .zip(trees.par_iter().zip(&starts))
+            .for_each(|((f, b, l, r, v), (tree, &(node0, value0)))| {
+                let (node0, leaf0) = (node0 as u32, (value0 / k) as u32);
+                for i in 0..tree.feature.len() {
+                    let base = if tree.feature[i] == LEAF {
+                        leaf0
+                    } else {
+                        node0
+                    };
+                    l[i] = tree.left[i] + base;
+                    r[i] = tree.right[i] + base;
+                }
+                f.copy_from_slice(&tree.feature);
+                b.copy_from_slice(&tree.bin);
+                v.copy_from_slice(&tree.values);
+            });
         out
     }
 

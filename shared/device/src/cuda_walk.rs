@@ -75,12 +75,12 @@ impl FlatEdges {
         }
         self.offsets.windows(2).enumerate().find_map(|(f, w)| {
             let count = w[1] - w[0];
-            let sorted = || {
-                self.values[w[0].max(0) as usize..w[1].max(0) as usize]
-                    .windows(2)
-                    .all(|e| e[0] <= e[1])
-            };
-            (!(0..=255).contains(&count) || !sorted())
+            let edges = usize::try_from(w[0])
+                .ok()
+                .zip(usize::try_from(w[1]).ok())
+                .and_then(|(a, b)| self.values.get(a..b));
+            let sorted = edges.is_some_and(|e| e.windows(2).all(|p| p[0] <= p[1]));
+            (!(0..=255).contains(&count) || !sorted)
                 .then(|| format!("feature {f}: {count} bin edges, or not ascending"))
         })
     }
@@ -586,6 +586,11 @@ mod tests {
         assert!(flat.problem(3).unwrap().contains("not 3"));
         let unsorted = FlatEdges::new([&[0.5, 1.5][..], &[2.0, 1.0][..]]);
         assert!(unsorted.problem(2).unwrap().contains("feature 1"));
+        let overlong = FlatEdges {
+            offsets: vec![0, 3, 2],
+            values: vec![0.5, 1.5],
+        };
+        assert!(overlong.problem(2).unwrap().contains("feature 0"));
     }
 
     #[test]

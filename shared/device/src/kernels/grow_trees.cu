@@ -260,7 +260,7 @@ extern "C" __global__ void __launch_bounds__(THREADS) grow_trees(
     int* counts_all,                         // trees × 4: nodes, leaves, depth, phase 1 kilocycles
     int max_depth, int min_split, int min_leaf, int max_features)
 {
-    extern __shared__ double smem[];          // WARPS × REGION, then the block's feature draws
+    extern __shared__ double smem[];          // WARPS × REGION, then the block's per-feature arrays
     __shared__ double red[WARPS * HSTRIDE];
     __shared__ double tot[HSTRIDE];           // weight, squares, K sums of the node
     __shared__ int w_left[WARPS];

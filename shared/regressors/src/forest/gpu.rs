@@ -7,8 +7,8 @@
 //!
 //! On CUDA the walk is one kernel of its own instead ([`predict_cuda`],
 //! `forexgpt_device::cuda_walk`): a thread per row walks every tree, and the rows are binned on
-//! the device too (the same comparisons as [`BinEdges::bin`], so the same bins). `FOREXGPT_CUDA_FOREST=burn` keeps burn's walk there, to
-//! measure one against the other.
+//! the device too (the same comparisons as [`BinEdges::bin`], so the same bins).
+//! `FOREXGPT_CUDA_FOREST=burn` keeps burn's walk there, to measure one against the other.
 
 use std::any::Any;
 use std::sync::Mutex;

@@ -17,9 +17,14 @@ const TAURI_CLI_VERSION: &str = "2.12.4";
 const WASM_TARGET: &str = "wasm32-unknown-unknown";
 
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+    // Cargo's value when it runs xtask first: a binary reused from a build in another
+    // checkout (a shared target cache) must not read that checkout's files.
+    Path::new(
+        &std::env::var_os("CARGO_MANIFEST_DIR")
+            .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+    )
+    .parent()
+    .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
 }
 
 fn target_dir() -> PathBuf {

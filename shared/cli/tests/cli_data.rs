@@ -8,9 +8,13 @@ use common::{forexgpt, json};
 use std::path::{Path, PathBuf};
 
 fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tests/fixtures/csv")
-        .join(name)
+    // Cargo's value when it runs the test first: a binary reused from a build in another
+    // checkout (a shared target cache) must not read that checkout's files.
+    PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+    )
+    .join("../../tests/fixtures/csv")
+    .join(name)
 }
 
 fn stored_symbols(dir: &Path) -> Vec<String> {

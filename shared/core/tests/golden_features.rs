@@ -21,9 +21,13 @@ const BOLLINGER_ABS_TOL: f64 = 1e-7;
 const ORACLE_BARS: usize = 600;
 
 fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tests/fixtures")
-        .join(name)
+    // Cargo's value when it runs the test first: a binary reused from a build in another
+    // checkout (a shared target cache) must not read that checkout's files.
+    PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+    )
+    .join("../../tests/fixtures")
+    .join(name)
 }
 
 struct Oracle {

@@ -6,6 +6,7 @@
 //! checked, so a fast wrong answer fails instead of winning.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use forexgpt_core::Candle;
@@ -14,6 +15,7 @@ use forexgpt_core::import::read_candles_csv;
 use forexgpt_core::store::{ImportSource, Store};
 use forexgpt_core::synthetic::random_walk_hourly;
 use forexgpt_core::timestamp::format_ts;
+use forexgpt_device::ComputeDevice;
 use forexgpt_protocol::{
     BenchResult, CsvFormat, FeatureSpec, ProgressEvent, Stage, TargetSpec, Timeframe,
 };
@@ -31,7 +33,7 @@ pub struct BenchCase {
     /// Runs once and returns the measured duration (setup excluded).
     pub run: Box<dyn FnMut() -> Result<Duration, EngineError>>,
     /// Set by the run: how far its result is from the CPU reference.
-    pub diff_vs_cpu: Option<std::sync::Arc<std::sync::Mutex<f64>>>,
+    pub diff_vs_cpu: Option<Arc<Mutex<f64>>>,
 }
 
 impl BenchCase {
@@ -49,6 +51,31 @@ impl BenchCase {
             items,
             run: Box::new(run),
             diff_vs_cpu: None,
+        }
+    }
+
+    /// A case on `device` (the CPU when `None`), labelled with it; `run` gets the device and
+    /// the slot where it writes how far its result is from the CPU's (reported for devices
+    /// only).
+    pub fn on_device(
+        operation: &str,
+        size: String,
+        items: usize,
+        device: Option<ComputeDevice>,
+        mut run: impl FnMut(Option<&ComputeDevice>, &Mutex<f64>) -> Result<Duration, EngineError>
+        + 'static,
+    ) -> BenchCase {
+        let diff = Arc::new(Mutex::new(0.0));
+        let slot = Arc::clone(&diff);
+        BenchCase {
+            operation: operation.to_string(),
+            size,
+            device: device
+                .as_ref()
+                .map_or_else(|| "cpu".to_string(), |d| d.label().to_string()),
+            items,
+            diff_vs_cpu: device.is_some().then_some(diff),
+            run: Box::new(move || run(device.as_ref(), &slot)),
         }
     }
 }

@@ -5,7 +5,7 @@
 //! peer (`bench/peers/forest_sklearn.py`).
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
 use forexgpt_core::metrics::regression_metrics;
@@ -122,20 +122,14 @@ pub fn forest_cases(
     for device in std::iter::once(None).chain(growers.map(Some)) {
         let data = Arc::clone(&data);
         let params = params.clone();
-        let device = device.cloned();
-        let diff = Arc::new(Mutex::new(0.0));
-        let diff_out = Arc::clone(&diff);
-        cases.push(BenchCase {
-            operation: "rf_fit".into(),
-            size: fit_size.clone(),
-            device: device
-                .as_ref()
-                .map_or("cpu".to_string(), |d| d.label().to_string()),
-            items: rows,
-            diff_vs_cpu: device.is_some().then_some(diff_out),
-            run: Box::new(move || {
+        cases.push(BenchCase::on_device(
+            "rf_fit",
+            fit_size.clone(),
+            rows,
+            device.cloned(),
+            move |device, diff| {
                 let started = Instant::now();
-                let model = grow(&params, &data.0, &data.1, device.as_ref())?;
+                let model = grow(&params, &data.0, &data.1, device)?;
                 let elapsed = started.elapsed();
                 let r2 = r2_score(&data.3, &model.predict(&data.2)?);
                 if r2 < MIN_R2 {
@@ -147,8 +141,8 @@ pub fn forest_cases(
                 // where floating-point sums break near-ties differently).
                 *diff.lock().unwrap_or_else(|e| e.into_inner()) = (r2 - cpu_r2).abs();
                 Ok(elapsed)
-            }),
-        });
+            },
+        ));
     }
     let model = Arc::new(model);
     let reference = Arc::new(reference);
@@ -156,20 +150,14 @@ pub fn forest_cases(
         let data = Arc::clone(&data);
         let model = Arc::clone(&model);
         let reference = Arc::clone(&reference);
-        let device = device.cloned();
-        let diff = Arc::new(Mutex::new(0.0));
-        let diff_out = Arc::clone(&diff);
-        cases.push(BenchCase {
-            operation: "rf_predict".into(),
-            size: format!("{trees} trees, {predict_rows}×{cols}"),
-            device: device
-                .as_ref()
-                .map_or("cpu".to_string(), |d| d.label().to_string()),
-            items: predict_rows,
-            diff_vs_cpu: device.is_some().then_some(diff_out),
-            run: Box::new(move || {
+        cases.push(BenchCase::on_device(
+            "rf_predict",
+            format!("{trees} trees, {predict_rows}×{cols}"),
+            predict_rows,
+            device.cloned(),
+            move |device, diff| {
                 let started = Instant::now();
-                let pred = match &device {
+                let pred = match device {
                     Some(d) => model.predict_on(&data.2, d)?,
                     None => model.predict(&data.2)?,
                 };
@@ -177,8 +165,8 @@ pub fn forest_cases(
                 *diff.lock().unwrap_or_else(|e| e.into_inner()) =
                     max_rel_diff(&pred.values, &reference.values);
                 Ok(elapsed)
-            }),
-        });
+            },
+        ));
     }
     Ok(cases)
 }

@@ -4,7 +4,7 @@
 //! scikit-learn peer script (`bench/peers/regressors_sklearn.py`).
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
 use forexgpt_core::synthetic::SplitMix64;
@@ -149,26 +149,20 @@ pub fn regressor_cases(
         for device in std::iter::once(None).chain(devices.iter().filter(|d| d.is_gpu()).map(Some)) {
             let data = Arc::clone(&data);
             let reference = Arc::clone(&reference);
-            let device = device.cloned();
-            let diff = Arc::new(Mutex::new(0.0));
-            let diff_out = Arc::clone(&diff);
-            cases.push(BenchCase {
-                operation: model.to_string(),
-                size: format!("{rows}×{cols}→{targets}"),
-                device: device
-                    .as_ref()
-                    .map_or("cpu".to_string(), |d| d.label().to_string()),
-                items: rows,
-                diff_vs_cpu: device.is_some().then_some(diff_out),
-                run: Box::new(move || {
+            cases.push(BenchCase::on_device(
+                model,
+                format!("{rows}×{cols}→{targets}"),
+                rows,
+                device.cloned(),
+                move |device, diff| {
                     let started = Instant::now();
-                    let result = fit(model, &data.0, &data.1, device.as_ref())?;
+                    let result = fit(model, &data.0, &data.1, device)?;
                     let elapsed = started.elapsed();
                     *diff.lock().unwrap_or_else(|e| e.into_inner()) =
                         max_rel_diff(&result, &reference);
                     Ok(elapsed)
-                }),
-            });
+                },
+            ));
         }
     }
     Ok(cases)

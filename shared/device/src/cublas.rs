@@ -193,6 +193,23 @@ mod imp {
         slot.as_mut().ok_or_else(|| "no buffers".to_string())
     }
 
+    /// `C += A·Bᵀ` for column-major `A` (`m × k`), `B` (`n × k`) and `C` (`m × n`), each
+    /// packed (leading dimension = rows).
+    fn accumulate_a_bt(m: i32, n: i32, k: i32) -> GemmConfig<f64> {
+        GemmConfig {
+            transa: cublasOperation_t::CUBLAS_OP_N,
+            transb: cublasOperation_t::CUBLAS_OP_T,
+            m,
+            n,
+            k,
+            alpha: 1.0,
+            lda: m,
+            ldb: n,
+            beta: 1.0,
+            ldc: m,
+        }
+    }
+
     fn run(
         slot: &mut Option<Session>,
         index: usize,
@@ -261,36 +278,14 @@ mod imp {
             let k = i32::try_from(k).map_err(|_| "chunk too large".to_string())?;
             let (dxi, ti) = (dx as i32, t as i32);
             // Row-major `k × dx` is column-major `dx × k` (ld = dx): XᵀX = A·Aᵀ.
-            let gram = GemmConfig {
-                transa: cublasOperation_t::CUBLAS_OP_N,
-                transb: cublasOperation_t::CUBLAS_OP_T,
-                m: dxi,
-                n: dxi,
-                k,
-                alpha: 1.0,
-                lda: dxi,
-                ldb: dxi,
-                beta: 1.0,
-                ldc: dxi,
-            };
+            let gram = accumulate_a_bt(dxi, dxi, k);
             // SAFETY: A and B are the `dx × k` chunk (≥ k·dx values), C is `dx × dx`.
             unsafe { blas.gemm(gram, &buffers.dev_x[s], &buffers.dev_x[s], &mut xtx_dev) }
                 .map_err(|e| format!("cuBLAS dgemm: {e}"))?;
             if t > 0 {
                 // Column-major `t × dx` (ld = t) is row-major `dx × t`: (XᵀY)ᵀ = Yc·Xcᵀ with
                 // Yc the column-major `t × k` view of Y.
-                let cross = GemmConfig {
-                    transa: cublasOperation_t::CUBLAS_OP_N,
-                    transb: cublasOperation_t::CUBLAS_OP_T,
-                    m: ti,
-                    n: dxi,
-                    k,
-                    alpha: 1.0,
-                    lda: ti,
-                    ldb: dxi,
-                    beta: 1.0,
-                    ldc: ti,
-                };
+                let cross = accumulate_a_bt(ti, dxi, k);
                 // SAFETY: A is `t × k` (≥ k·t values), B is `dx × k`, C is `t × dx`.
                 unsafe { blas.gemm(cross, &buffers.dev_y[s], &buffers.dev_x[s], &mut xty_dev) }
                     .map_err(|e| format!("cuBLAS dgemm: {e}"))?;

@@ -215,6 +215,16 @@ __device__ int draw_features(int* perm, int* visit, const unsigned char* is_cons
     return nv;
 }
 
+// Node `index` becomes leaf `leaf`: both children point to its row of values, the means
+// `sums / w` (as float, like the CPU's leaves).
+__device__ __forceinline__ void write_leaf(int* feature, int* bin_of, int* left, int* right,
+                                           float* values, int index, int leaf,
+                                           const double* sums, double w) {
+    feature[index] = -1; bin_of[index] = 0;
+    left[index] = leaf; right[index] = leaf;
+    for (int j = 0; j < K; ++j) values[(size_t)leaf * K + j] = (float)(sums[j] / w);
+}
+
 // Sums V values over the block; every thread gets the totals in `out` (shared).
 template <int V>
 __device__ void block_sum(double* v, double* red, double* out) {
@@ -354,12 +364,7 @@ extern "C" __global__ void __launch_bounds__(THREADS) grow_trees(
         const int splittable = differs && s_depth < max_depth && m >= min_split && m >= 2 * min_leaf;
         if (tid == 0 && s_pf >= 0) importance[s_pf] -= w * impurity;
         if (!splittable) {
-            if (tid == 0) {
-                int leaf = s_leaves++;
-                feature[s_index] = -1; bin_of[s_index] = 0;
-                left[s_index] = leaf; right[s_index] = leaf;
-                for (int j = 0; j < K; ++j) values[(size_t)leaf * K + j] = (float)(tot[2 + j] / w);
-            }
+            if (tid == 0) write_leaf(feature, bin_of, left, right, values, s_index, s_leaves++, tot + 2, w);
             continue;
         }
 
@@ -434,12 +439,7 @@ extern "C" __global__ void __launch_bounds__(THREADS) grow_trees(
         }
         __syncthreads();
         if (!s_best_has) {
-            if (tid == 0) {
-                int leaf = s_leaves++;
-                feature[s_index] = -1; bin_of[s_index] = 0;
-                left[s_index] = leaf; right[s_index] = leaf;
-                for (int j = 0; j < K; ++j) values[(size_t)leaf * K + j] = (float)(tot[2 + j] / w);
-            }
+            if (tid == 0) write_leaf(feature, bin_of, left, right, values, s_index, s_leaves++, tot + 2, w);
             continue;
         }
 
@@ -598,10 +598,8 @@ extern "C" __global__ void __launch_bounds__(THREADS) grow_trees(
             }
             if (!best.have) {
                 if (lane == 0) {
-                    int leaf = atomicAdd(&s_leaves, 1);
-                    feature[index] = -1; bin_of[index] = 0;
-                    left[index] = leaf; right[index] = leaf;
-                    for (int j = 0; j < K; ++j) values[(size_t)leaf * K + j] = (float)(part[2 + j] / w);
+                    write_leaf(feature, bin_of, left, right, values, index, atomicAdd(&s_leaves, 1),
+                               part + 2, w);
                 }
                 __syncwarp();
                 continue;

@@ -5,8 +5,8 @@
 use forexgpt_engine::{CancelToken, EngineError, Workbench};
 use forexgpt_protocol::{
     AppError, BacktestReport, BacktestRequest, BenchComparison, BenchRequest, BenchRun, Candle,
-    CandlesRequest, DeviceInfo, DevicePreference, Forecast, ForecastRequest, ImportReport,
-    ImportRequest, JobId, ModelList, ProgressEvent, SeriesInfo, TrainReport, TrainRequest,
+    CandlesRequest, DeviceInfo, Forecast, ForecastRequest, ImportReport, ImportRequest, JobId,
+    ModelList, ProgressEvent, SeriesInfo, TrainReport, TrainRequest,
 };
 use tauri::ipc::Channel;
 use tauri::{AppHandle, Manager, State};
@@ -30,13 +30,12 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| internal(what, e))?
 }
 
-/// Runs a long engine job on a blocking thread: its own workbench (which probes the GPUs
-/// when `gpu`), a cancel token registered under `job` for `cancel_job`, and progress over
+/// Runs a long engine job on a blocking thread: its own workbench (sharing the app's
+/// devices), a cancel token registered under `job` for `cancel_job`, and progress over
 /// `on_progress` (held events are flushed when the job ends).
 async fn long_job<T: Send + 'static>(
     app: AppHandle,
     what: &'static str,
-    gpu: bool,
     job: JobId,
     on_progress: Channel<ProgressEvent>,
     work: impl FnOnce(&mut Workbench, &ChannelProgress, &CancelToken) -> Result<T, EngineError>
@@ -44,7 +43,7 @@ async fn long_job<T: Send + 'static>(
     + 'static,
 ) -> Result<T, AppError> {
     blocking(app, what, move |s| {
-        let mut wb = s.workbench(gpu)?;
+        let mut wb = s.workbench()?;
         let running = s.jobs.start(job);
         let progress = ChannelProgress::new(on_progress);
         work(&mut wb, &progress, &running.token).map_err(from_engine)
@@ -60,7 +59,7 @@ pub async fn device_info(app: AppHandle) -> Result<DeviceInfo, AppError> {
 #[tauri::command(rename_all = "snake_case")]
 pub async fn list_series(app: AppHandle) -> Result<Vec<SeriesInfo>, AppError> {
     blocking(app, "listing series", |s| {
-        s.workbench(false)?.list_series(true).map_err(from_engine)
+        s.workbench()?.list_series(true).map_err(from_engine)
     })
     .await
 }
@@ -108,7 +107,6 @@ pub async fn import_csv(
     long_job(
         app,
         "the import",
-        false,
         job,
         on_progress,
         move |wb, progress, cancel| wb.import_csv(&request, progress, cancel),
@@ -123,11 +121,9 @@ pub async fn train_models(
     job: JobId,
     on_progress: Channel<ProgressEvent>,
 ) -> Result<TrainReport, AppError> {
-    let gpu = request.device != DevicePreference::Cpu;
     long_job(
         app,
         "training",
-        gpu,
         job,
         on_progress,
         move |wb, progress, cancel| wb.train(&request, progress, cancel),
@@ -138,7 +134,7 @@ pub async fn train_models(
 #[tauri::command(rename_all = "snake_case")]
 pub async fn list_models(app: AppHandle) -> Result<ModelList, AppError> {
     blocking(app, "listing models", |s| {
-        let (models, unreadable) = s.workbench(false)?.list_models().map_err(from_engine)?;
+        let (models, unreadable) = s.workbench()?.list_models().map_err(from_engine)?;
         Ok(ModelList {
             models,
             unreadable: unreadable.iter().map(ToString::to_string).collect(),
@@ -150,7 +146,7 @@ pub async fn list_models(app: AppHandle) -> Result<ModelList, AppError> {
 #[tauri::command(rename_all = "snake_case")]
 pub async fn delete_model(app: AppHandle, id: String) -> Result<(), AppError> {
     blocking(app, "deleting a model", move |s| {
-        if s.workbench(false)?.delete_model(&id).map_err(from_engine)? {
+        if s.workbench()?.delete_model(&id).map_err(from_engine)? {
             Ok(())
         } else {
             Err(not_found(format!("no model '{id}' is stored")))
@@ -162,9 +158,7 @@ pub async fn delete_model(app: AppHandle, id: String) -> Result<(), AppError> {
 #[tauri::command(rename_all = "snake_case")]
 pub async fn forecast(app: AppHandle, request: ForecastRequest) -> Result<Forecast, AppError> {
     blocking(app, "the forecast", move |s| {
-        s.workbench(request.selection.device != DevicePreference::Cpu)?
-            .forecast(&request)
-            .map_err(from_engine)
+        s.workbench()?.forecast(&request).map_err(from_engine)
     })
     .await
 }
@@ -176,11 +170,9 @@ pub async fn backtest(
     job: JobId,
     on_progress: Channel<ProgressEvent>,
 ) -> Result<BacktestReport, AppError> {
-    let gpu = request.selection.device != DevicePreference::Cpu;
     long_job(
         app,
         "the backtest",
-        gpu,
         job,
         on_progress,
         move |wb, progress, cancel| wb.backtest(&request, progress, cancel),
@@ -198,7 +190,6 @@ pub async fn run_benchmark(
     long_job(
         app,
         "the benchmark",
-        true,
         job,
         on_progress,
         move |wb, progress, cancel| wb.run_benchmark(&request, GIT_REV, progress, cancel),
@@ -209,7 +200,7 @@ pub async fn run_benchmark(
 #[tauri::command(rename_all = "snake_case")]
 pub async fn bench_runs(app: AppHandle) -> Result<Vec<BenchRun>, AppError> {
     blocking(app, "listing benchmark runs", |s| {
-        s.workbench(false)?.bench_runs().map_err(from_engine)
+        s.workbench()?.bench_runs().map_err(from_engine)
     })
     .await
 }
@@ -221,9 +212,7 @@ pub async fn compare_bench_runs(
     b: i64,
 ) -> Result<Vec<BenchComparison>, AppError> {
     blocking(app, "comparing benchmark runs", move |s| {
-        s.workbench(false)?
-            .compare_bench_runs(a, b)
-            .map_err(from_engine)
+        s.workbench()?.compare_bench_runs(a, b).map_err(from_engine)
     })
     .await
 }
@@ -231,10 +220,7 @@ pub async fn compare_bench_runs(
 #[tauri::command(rename_all = "snake_case")]
 pub async fn delete_bench_run(app: AppHandle, id: i64) -> Result<(), AppError> {
     blocking(app, "deleting a benchmark run", move |s| {
-        if s.workbench(false)?
-            .delete_bench_run(id)
-            .map_err(from_engine)?
-        {
+        if s.workbench()?.delete_bench_run(id).map_err(from_engine)? {
             Ok(())
         } else {
             Err(not_found(format!("no benchmark run #{id} is stored")))

@@ -7,9 +7,8 @@ mod error;
 mod jobs;
 
 use std::path::PathBuf;
-use std::sync::{Arc, OnceLock};
 
-use forexgpt_device::DeviceManager;
+use forexgpt_device::{DeviceManager, Devices};
 use forexgpt_engine::Workbench;
 use forexgpt_protocol::AppError;
 
@@ -23,7 +22,7 @@ pub const DB_ENV: &str = "FOREXGPT_DB";
 /// background from start-up), and the running jobs.
 pub struct AppState {
     db: Option<PathBuf>,
-    devices: Arc<OnceLock<DeviceManager>>,
+    devices: Devices,
     jobs: Jobs,
 }
 
@@ -33,23 +32,21 @@ impl AppState {
             db: std::env::var_os(DB_ENV)
                 .filter(|p| !p.is_empty())
                 .map(PathBuf::from),
-            devices: Arc::default(),
+            devices: Devices::new(),
             jobs: Jobs::default(),
         }
     }
 
     /// The probed devices; waits for the start-up probe if it is still running.
     pub fn devices(&self) -> &DeviceManager {
-        self.devices.get_or_init(DeviceManager::probe)
+        self.devices.probed()
     }
 
     /// A workbench on its own SQLite connection, so that a long job does not hold up the
-    /// listing commands. With `gpu`, it uses the probed devices.
-    pub fn workbench(&self, gpu: bool) -> Result<Workbench, AppError> {
+    /// listing commands. It shares the app's devices, which a CPU-only job never waits for.
+    pub fn workbench(&self) -> Result<Workbench, AppError> {
         let mut wb = Workbench::open(self.db.as_deref()).map_err(from_engine)?;
-        if gpu {
-            wb.set_devices(self.devices().clone());
-        }
+        wb.set_devices(self.devices.clone());
         Ok(wb)
     }
 }
@@ -68,10 +65,7 @@ pub fn run() {
     init_tracing();
     let state = AppState::from_env();
     // Probing CUDA and wgpu takes seconds: start it now so the Devices tab is ready sooner.
-    let devices = Arc::clone(&state.devices);
-    std::thread::spawn(move || {
-        devices.get_or_init(DeviceManager::probe);
-    });
+    state.devices.probe_in_background();
     let result = tauri::Builder::default()
         .plugin(tauri_plugin_dialog::init())
         .manage(state)

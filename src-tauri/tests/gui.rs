@@ -1,8 +1,8 @@
-//! GUI end-to-end test: the real release app under Xvfb, driven through tauri-driver and
+//! GUI end-to-end test: the real app under Xvfb, driven through tauri-driver and
 //! WebKitWebDriver the way a person uses it. `cargo xtask test` runs it (it is `#[ignore]`d
-//! in a plain `cargo test`, which has neither the release app nor a display); it needs
-//! `FOREXGPT_APP_BIN` (the app) and `TAURI_DRIVER` (tauri-driver), and writes a screenshot of
-//! every tab to `FOREXGPT_SCREENSHOTS`. Linux only: WebKitWebDriver has no macOS or Windows
+//! in a plain `cargo test`, which has no display); it drives the app binary cargo built with
+//! the tests (`FOREXGPT_APP_BIN` names another, e.g. a release build), needs `TAURI_DRIVER`
+//! (tauri-driver), and writes a screenshot of every tab to `FOREXGPT_SCREENSHOTS`. Linux only: WebKitWebDriver has no macOS or Windows
 //! counterpart that tauri-driver supports here.
 #![cfg(target_os = "linux")]
 
@@ -236,9 +236,11 @@ fn base64_decode(text: &str) -> Vec<u8> {
 const LONG: Duration = Duration::from_secs(300);
 
 #[test]
-#[ignore = "needs the release app, tauri-driver and a display: run by `cargo xtask test`"]
+#[ignore = "needs tauri-driver, WebKitWebDriver and a display: run by `cargo xtask test`"]
 fn the_app_works_as_a_person_uses_it() {
-    let app = std::env::var("FOREXGPT_APP_BIN").expect("FOREXGPT_APP_BIN names the app binary");
+    // The app cargo built with this test (or another build of it, e.g. the release one).
+    let app = std::env::var("FOREXGPT_APP_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_forexgpt-workbench").to_string());
     let screenshots = std::env::var("FOREXGPT_SCREENSHOTS")
         .map_or_else(|_| std::env::temp_dir().join("forexgpt-gui"), PathBuf::from);
     let home = tempfile::tempdir().expect("temp dir");

@@ -180,14 +180,15 @@ pub fn app() -> Result<()> {
     run(Command::new(binary))
 }
 
-/// The GUI end-to-end tests: the release app under Xvfb, driven by tauri-driver and
-/// WebKitWebDriver.
+/// The GUI end-to-end tests: the app under Xvfb, driven by tauri-driver and WebKitWebDriver.
+/// They drive the binary `cargo test --workspace` built (the dev profile, which optimises
+/// dependencies): selecting the test with `--workspace` keeps the features of that build, so
+/// nothing is compiled again.
 pub fn gui_tests() -> Result<()> {
     if !cfg!(target_os = "linux") {
         eprintln!("xtask: the GUI end-to-end tests run on Linux only (Xvfb + WebKitWebDriver)");
         return Ok(());
     }
-    let binary = build_app()?;
     let driver = tool("tauri-driver", "tauri-driver", TAURI_DRIVER_VERSION, true)?;
     if output_of("which", &["WebKitWebDriver"]).is_none() {
         bail!("WebKitWebDriver is missing (Debian package webkit2gtk-driver; `cargo xtask setup`)");
@@ -199,15 +200,13 @@ pub fn gui_tests() -> Result<()> {
         .args([
             "test",
             "--locked",
-            "-p",
-            "forexgpt-app",
+            "--workspace",
             "--test",
             "gui",
             "--",
             "--ignored",
             "--nocapture",
         ])
-        .env("FOREXGPT_APP_BIN", &binary)
         .env("TAURI_DRIVER", &driver)
         .env("FOREXGPT_SCREENSHOTS", &screenshots);
     run(test)?;

@@ -2,7 +2,8 @@
 //!
 //! - `setup`  installs what a fresh Debian/Ubuntu machine lacks (idempotent: checks first)
 //! - `test`   setup, then rustfmt check, clippy with warnings denied (also over the CUDA-only
-//!   code), every test, and the GUI end-to-end tests of the release app under Xvfb
+//!   code), every test, and the GUI end-to-end tests of the app (the test build's binary)
+//!   under Xvfb
 //! - `app`    setup, then builds and starts the desktop app on the built-in sample data; with
 //!   `--cli` (or when there is no display) walks through the same work with the CLI instead
 //! - `frontend` builds the leptos UI to WebAssembly into `frontend/dist`
@@ -170,41 +171,29 @@ fn test() -> Result<()> {
     run(fmt)?;
     // The app embeds the built frontend, so it must exist before the workspace compiles.
     desktop::frontend()?;
+    // One clippy pass over everything, the CUDA-only code included (our kernels, the CUDA
+    // backend): it cannot run here but must compile, with the CUDA version cudarc would
+    // otherwise ask a CUDA toolkit for. One pass checks burn's stack once instead of twice.
     let mut clippy = cargo();
-    clippy.args([
-        "clippy",
-        "--workspace",
-        "--all-targets",
-        "--locked",
-        "--",
-        "-D",
-        "warnings",
-    ]);
-    run(clippy)?;
-    // The CUDA-only code (cuBLAS products, the CUDA backend) cannot run here, but it must
-    // compile: clippy over the crates that have it, with the CUDA version cudarc would
-    // otherwise ask a CUDA toolkit for.
-    let mut clippy_cuda = cargo();
-    clippy_cuda
+    clippy
         .args([
             "clippy",
-            "-p",
-            "forexgpt-device",
-            "-p",
-            "forexgpt-regressors",
-            "--features",
-            "forexgpt-device/cuda",
+            "--workspace",
             "--all-targets",
             "--locked",
+            "--features",
+            "forexgpt-engine/cuda",
             "--",
             "-D",
             "warnings",
         ])
         .env("CUDARC_CUDA_VERSION", "13000");
-    run(clippy_cuda)?;
+    run(clippy)?;
     let mut test = cargo();
     test.args(["test", "--workspace", "--locked"]);
     run(test)?;
+    // The GUI tests drive the app binary the test build above already made (same profile,
+    // same features), so nothing is built a second time.
     desktop::gui_tests()
 }
 

@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 
 use forexgpt_protocol::{
-    AppError, BacktestReport, BacktestRequest, Candle, CandlesRequest, Combine, DevicePreference,
+    AppError, BacktestReport, BacktestRequest, Candle, CandlesRequest, Combine, DeviceRequest,
     Forecast, ForecastRequest, ModelList, ModelSelection,
 };
 use leptos::prelude::*;
@@ -64,12 +64,7 @@ pub fn ForecastTab() -> impl IntoView {
             symbol: Some(symbol),
             timeframe: Some(timeframe),
             combine: combine.get_untracked(),
-            device: if gpu {
-                DevicePreference::Auto
-            } else {
-                DevicePreference::Cpu
-            },
-            gpu_if_available: gpu,
+            device: DeviceRequest::from_checkbox(gpu),
         })
     };
     let run_forecast = move |_| {

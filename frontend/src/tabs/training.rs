@@ -3,7 +3,7 @@
 //! the stored models.
 
 use forexgpt_protocol::{
-    AppError, DevicePreference, EncoderSpec, FeatureSpec, ForestSpec, MaxFeatures, ModelGrid,
+    AppError, DeviceRequest, EncoderSpec, FeatureSpec, ForestSpec, MaxFeatures, ModelGrid,
     ModelList, NeuralEncoderSpec, RegressorKind, SplitSpec, StoredModel, TargetSpec, TrainReport,
     TrainRequest,
 };
@@ -208,12 +208,7 @@ impl Form {
             targets: TargetSpec { horizons },
             split: SplitSpec::default(),
             models: grid.configs(),
-            device: if use_gpu {
-                DevicePreference::Auto
-            } else {
-                DevicePreference::Cpu
-            },
-            gpu_if_available: use_gpu,
+            device: DeviceRequest::from_checkbox(use_gpu),
         })
     }
 }

@@ -7,82 +7,12 @@ use anyhow::{Result, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use forexgpt_core::timestamp::format_ts;
 use forexgpt_engine::Workbench;
-use forexgpt_engine::bench_history::{csv, markdown, read_peers};
-use forexgpt_engine::bench_suite::bench_results;
+use forexgpt_engine::bench::history::{csv, markdown, read_peers};
+use forexgpt_engine::bench::suite::bench_results;
 use forexgpt_protocol::{BenchRequest, BenchSettings, BenchSize, BenchSuite};
 
 use crate::output;
 use crate::progress::{BarProgress, ctrl_c_token};
-
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Suite {
-    /// Feature matrix and CSV import.
-    Data,
-    /// Ridge, Lasso, ElasticNet and PCA on the CPU and every GPU device.
-    Regressors,
-    /// Ensemble inference: 1, 10 and 50 models from one bar, and 50 models over 1,000 bars.
-    Forecast,
-    /// Autoencoder and VAE training on the CPU and every GPU device.
-    Encoders,
-    /// Random forest: growing the trees, and predicting on the CPU and every GPU device.
-    Forest,
-    All,
-}
-
-impl Suite {
-    const fn protocol(self) -> BenchSuite {
-        match self {
-            Suite::Data => BenchSuite::Data,
-            Suite::Regressors => BenchSuite::Regressors,
-            Suite::Forecast => BenchSuite::Forecast,
-            Suite::Encoders => BenchSuite::Encoders,
-            Suite::Forest => BenchSuite::Forest,
-            Suite::All => BenchSuite::All,
-        }
-    }
-}
-
-/// Preset sizes; any explicit size flag overrides its part.
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Size {
-    /// Under a minute on a 2-core CPU-only machine (CI).
-    Small,
-    /// The original tool's table: 100k × 64 regressors, 100k bars, 1M CSV rows.
-    Seed,
-    /// Issue 6's sizes: 1M × 128 → 8 regressors.
-    Large,
-}
-
-#[derive(Args, Debug)]
-#[command(args_conflicts_with_subcommands = true)]
-pub struct BenchArgs {
-    #[command(subcommand)]
-    action: Option<BenchAction>,
-    #[command(flatten)]
-    run: RunArgs,
-}
-
-#[derive(Subcommand, Debug)]
-enum BenchAction {
-    /// Stored runs, newest first.
-    List,
-    /// One stored run as a table, markdown (with speedups over the CPU), CSV or JSON.
-    Show {
-        id: i64,
-        #[arg(long, value_enum, default_value = "table")]
-        format: Format,
-    },
-    /// The operations two runs share, side by side, with B's speedup over A.
-    Compare { a: i64, b: i64 },
-    /// Add a peer script's results (bench/peers/*.py writes them) to a stored run.
-    AddPeers {
-        id: i64,
-        #[arg(required = true)]
-        files: Vec<PathBuf>,
-    },
-    /// Delete a stored run.
-    Delete { id: i64 },
-}
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
@@ -96,10 +26,10 @@ pub enum Format {
 pub struct RunArgs {
     /// Which operations to time.
     #[arg(long, value_enum, default_value = "data")]
-    suite: Suite,
+    suite: BenchSuite,
     /// Preset sizes (explicit size flags override them).
     #[arg(long, value_enum, default_value = "seed")]
-    size: Size,
+    size: BenchSize,
     /// Rows of the regressor benchmark data.
     #[arg(long)]
     rows: Option<usize>,
@@ -147,12 +77,8 @@ pub struct RunArgs {
 impl RunArgs {
     fn settings(&self) -> BenchSettings {
         BenchRequest {
-            suite: self.suite.protocol(),
-            size: match self.size {
-                Size::Small => BenchSize::Small,
-                Size::Seed => BenchSize::Seed,
-                Size::Large => BenchSize::Large,
-            },
+            suite: self.suite,
+            size: self.size,
             rows: self.rows,
             features: self.features,
             targets: self.targets,
@@ -283,7 +209,7 @@ fn run(wb: &Workbench, json: bool, args: &RunArgs) -> Result<()> {
     let cancel = ctrl_c_token();
     let results = bench_results(
         &settings,
-        wb.bench_devices(args.suite.protocol()),
+        wb.bench_devices(args.suite),
         args.export_data.as_deref(),
         &progress,
         &cancel,

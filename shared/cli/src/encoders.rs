@@ -15,14 +15,6 @@ pub enum EncoderKind {
     Vae,
 }
 
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ActivationArg {
-    Relu,
-    LeakyRelu,
-    Tanh,
-    Gelu,
-}
-
 #[derive(Args, Debug)]
 pub struct EncoderArgs {
     /// Encoders to try, comma separated.
@@ -42,7 +34,7 @@ pub struct EncoderArgs {
     #[arg(long, value_delimiter = ',', default_value = "128,64")]
     hidden: Vec<usize>,
     #[arg(long, value_enum, default_value = "relu")]
-    activation: ActivationArg,
+    activation: Activation,
     /// Dropout after each hidden layer while training.
     #[arg(long, default_value_t = 0.0)]
     dropout: f64,
@@ -73,12 +65,7 @@ impl EncoderArgs {
         NeuralEncoderSpec {
             hidden: self.hidden.clone(),
             latent: self.latent,
-            activation: match self.activation {
-                ActivationArg::Relu => Activation::Relu,
-                ActivationArg::LeakyRelu => Activation::LeakyRelu,
-                ActivationArg::Tanh => Activation::Tanh,
-                ActivationArg::Gelu => Activation::Gelu,
-            },
+            activation: self.activation,
             dropout: self.dropout,
             epochs: self.epochs,
             batch_size: self.batch_size,

@@ -79,7 +79,14 @@ fn init_logging(verbose: u8) {
         .init();
 }
 
+#[allow(unsafe_code)] // one environment change before any thread exists
 fn main() -> ExitCode {
+    // SAFETY: first thing in `main`: no other thread exists yet.
+    unsafe {
+        forexgpt_device::probe::cuda_driver::export_cuda_path(
+            forexgpt_device::kernel_cache::cuda_bundle_dir().as_deref(),
+        )
+    };
     let cli = Cli::parse();
     init_logging(cli.verbose);
     let json = cli.json;

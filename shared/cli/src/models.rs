@@ -1,28 +1,19 @@
 //! `train`, `models`, `forecast` and `backtest`: arguments, requests and what they print.
 
 use anyhow::{Result, bail};
-use clap::{Args, Subcommand, ValueEnum};
+use clap::{Args, Subcommand};
 use forexgpt_core::sample::{DEFAULT_SYMBOL, DEFAULT_TIMEFRAME};
 use forexgpt_core::timestamp::{format_ts, parse_timestamp};
 use forexgpt_engine::Workbench;
 use forexgpt_protocol::{
-    BacktestReport, BacktestRequest, Combine, DevicePreference, Forecast, ForecastRequest,
-    ForestSpec, MaxFeatures, ModelConfig, ModelGrid, ModelSelection, RegressorKind, StoredModel,
-    Timeframe, TrainReport, TrainRequest,
+    BacktestReport, BacktestRequest, Combine, DevicePreference, DeviceRequest, Forecast,
+    ForecastRequest, ForestSpec, MaxFeatures, ModelConfig, ModelGrid, ModelSelection,
+    RegressorKind, StoredModel, Timeframe, TrainReport, TrainRequest,
 };
 
 use crate::commands::{DatasetArgs, SeriesArgs};
 use crate::encoders::EncoderArgs;
 use crate::progress::{BarProgress, ctrl_c_token};
-
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RegressorArg {
-    Ridge,
-    Lasso,
-    Elasticnet,
-    /// Random forest.
-    Rf,
-}
 
 /// The random forest's parameters (scikit-learn's names and defaults).
 #[derive(Args, Debug, Clone)]
@@ -92,7 +83,7 @@ pub struct TrainArgs {
     encoders: EncoderArgs,
     /// Regressors to try, comma separated.
     #[arg(long, value_enum, value_delimiter = ',', default_value = "ridge")]
-    regressor: Vec<RegressorArg>,
+    regressor: Vec<RegressorKind>,
     /// Regularization strengths to try, comma separated. Default: 1.0 for ridge and 1e-5 for
     /// lasso/elasticnet (targets are log returns of ~1e-3; scikit-learn's 1.0 would zero every
     /// coefficient).
@@ -143,21 +134,13 @@ pub struct SelectionArgs {
     timeframe: Timeframe,
     /// How an ensemble's predictions are combined.
     #[arg(long, value_enum, default_value = "mean")]
-    combine: CombineArg,
+    combine: Combine,
     /// auto, cuda, cuda:N, wgpu, wgpu:N or cpu (GPU inference).
     #[arg(long, default_value = "cpu")]
     device: DevicePreference,
     /// GPU inference if a GPU is usable, else the CPU with a notice.
     #[arg(long)]
     use_gpu: bool,
-}
-
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CombineArg {
-    Mean,
-    Median,
-    /// Weights from 1 / validation MSE.
-    Weighted,
 }
 
 #[derive(Args, Debug)]
@@ -195,29 +178,18 @@ impl SelectionArgs {
             // With ids, the models name their series; the defaults would only get in the way.
             symbol: (!named || self.symbol != DEFAULT_SYMBOL).then_some(self.symbol),
             timeframe: (!named || self.timeframe != DEFAULT_TIMEFRAME).then_some(self.timeframe),
-            combine: match self.combine {
-                CombineArg::Mean => Combine::Mean,
-                CombineArg::Median => Combine::Median,
-                CombineArg::Weighted => Combine::Weighted,
+            combine: self.combine,
+            device: DeviceRequest {
+                preference: self.device,
+                gpu_if_available: self.use_gpu,
             },
-            device: self.device,
-            gpu_if_available: self.use_gpu,
         }
     }
 }
 
 fn configs(args: &TrainArgs) -> Result<Vec<ModelConfig>> {
     let encoders = args.encoders.specs()?;
-    let regressors = args
-        .regressor
-        .iter()
-        .map(|r| match r {
-            RegressorArg::Ridge => RegressorKind::Ridge,
-            RegressorArg::Lasso => RegressorKind::Lasso,
-            RegressorArg::Elasticnet => RegressorKind::ElasticNet,
-            RegressorArg::Rf => RegressorKind::RandomForest,
-        })
-        .collect();
+    let regressors = args.regressor.clone();
     Ok(ModelGrid {
         encoders,
         regressors,
@@ -239,8 +211,10 @@ pub fn train(wb: &Workbench, json: bool, args: TrainArgs) -> Result<()> {
         targets,
         split,
         models: configs(&args)?,
-        device: args.device.device,
-        gpu_if_available: args.device.use_gpu,
+        device: DeviceRequest {
+            preference: args.device.device,
+            gpu_if_available: args.device.use_gpu,
+        },
     };
     let progress = BarProgress::new(json);
     let report = wb.train(&request, &progress, &ctrl_c_token());

@@ -168,3 +168,71 @@ fn a_random_forest_trains_and_forecasts_from_the_command_line() {
             "min_samples_split must be at least 2",
         ));
 }
+
+#[test]
+fn naming_a_device_that_cannot_serve_a_model_is_an_error_for_every_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let devices = json(forexgpt(dir.path()).arg("devices"));
+    if devices["cuda_available"] == true {
+        eprintln!("skipped the CUDA half: CUDA is usable on this machine");
+    } else {
+        // Every regressor and encoder, forests included (they used to grow on the CPU
+        // quietly): an error that says why, and nothing stored.
+        let cases: [&[&str]; 7] = [
+            &["--regressor", "ridge"],
+            &["--regressor", "lasso"],
+            &["--regressor", "elasticnet"],
+            &["--regressor", "rf", "--trees", "2"],
+            &["--encoder", "pca"],
+            &["--encoder", "ae", "--epochs", "1"],
+            &["--encoder", "vae", "--epochs", "1"],
+        ];
+        for args in cases {
+            let out = forexgpt(dir.path())
+                .arg("train")
+                .args(args)
+                .args(["--device", "cuda"])
+                .output()
+                .unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr).to_lowercase();
+            assert!(!out.status.success(), "{args:?} succeeded");
+            assert!(
+                stderr.contains("cuda is not available") || stderr.contains("no cuda support"),
+                "{args:?}: {stderr}"
+            );
+        }
+        let listed = json(forexgpt(dir.path()).arg("models"));
+        assert!(listed["models"].as_array().unwrap().is_empty());
+    }
+    if has_wgpu(dir.path()) {
+        // wgpu has no tree builder: named, it is an error; "if available", the CPU grows it.
+        forexgpt(dir.path())
+            .args(["train", "--regressor", "rf", "--trees", "2", "--device", "wgpu"])
+            .assert()
+            .failure()
+            .stderr(predicates::str::contains(
+                "growing a random forest cannot run on wgpu",
+            ));
+        let trained = json(forexgpt(dir.path()).args([
+            "train",
+            "--regressor",
+            "rf",
+            "--trees",
+            "2",
+            "--device",
+            "wgpu",
+            "--use-gpu",
+        ]));
+        let info = &trained["models"][0]["info"];
+        assert_eq!(info["device"]["backend"], "cpu");
+        assert!(
+            info["fell_back"]
+                .as_str()
+                .unwrap()
+                .contains("runs on CUDA or the CPU"),
+            "{info}"
+        );
+    } else {
+        eprintln!("skipped the wgpu half: no adapter");
+    }
+}

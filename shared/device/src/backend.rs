@@ -9,9 +9,10 @@
 //! [`DeviceError::BackendFailed`] instead of crossing into the UI.
 
 use burn::tensor::backend::Backend;
-use forexgpt_protocol::{AdapterType, BackendKind, ResolvedDevice};
+use forexgpt_protocol::{AdapterType, BackendKind};
 
-use crate::manager::DeviceError;
+use crate::compute_device::{ComputeDevice, Target};
+use crate::error::DeviceError;
 use crate::probe::wgpu_adapters::panic_message;
 
 /// The burn CPU backend.
@@ -22,47 +23,6 @@ pub type WgpuBackend = burn::backend::Wgpu;
 /// The burn CUDA backend, with kernel fusion.
 #[cfg(feature = "cuda")]
 pub type CudaBackend = burn::backend::Cuda;
-
-/// Where work runs: the resolved device (what the user sees) and how to reach it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ComputeDevice {
-    pub resolved: ResolvedDevice,
-    pub(crate) target: Target,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Target {
-    Cpu,
-    Wgpu {
-        adapter_type: AdapterType,
-        type_index: usize,
-    },
-    Cuda {
-        index: usize,
-    },
-}
-
-impl ComputeDevice {
-    pub fn backend(&self) -> BackendKind {
-        self.resolved.backend
-    }
-
-    pub fn label(&self) -> &str {
-        &self.resolved.label
-    }
-
-    pub fn is_gpu(&self) -> bool {
-        self.backend() != BackendKind::Cpu
-    }
-
-    /// The CUDA ordinal, when this is a CUDA device.
-    pub fn cuda_index(&self) -> Option<usize> {
-        match self.target {
-            Target::Cuda { index } => Some(index),
-            _ => None,
-        }
-    }
-}
 
 /// Code that runs on any burn backend.
 pub trait BackendJob {
@@ -92,6 +52,10 @@ pub fn run_job<J: BackendJob>(device: &ComputeDevice, job: J) -> Result<J::Outpu
             type_index,
         } => run_wgpu(label, adapter_type, type_index, job),
         Target::Cuda { index } => run_cuda(label, index, job),
+        Target::Failing => Err(DeviceError::BackendFailed {
+            device: label.to_string(),
+            message: "simulated GPU fault".into(),
+        }),
     }
 }
 

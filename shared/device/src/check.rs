@@ -7,8 +7,9 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
-use crate::backend::{BackendJob, ComputeDevice, run_job};
-use crate::manager::DeviceError;
+use crate::backend::{BackendJob, run_job};
+use crate::compute_device::ComputeDevice;
+use crate::error::DeviceError;
 
 /// Relative tolerance of f32 elementwise results against the f64 reference.
 pub const ELEMENTWISE_TOLERANCE: f64 = 1e-4;

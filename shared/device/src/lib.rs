@@ -1,29 +1,35 @@
 //! The device manager: what the machine has (CUDA GPUs, wgpu adapters on Vulkan / Metal /
-//! DX12, the CPU), which device a preference (`auto | cuda[:N] | wgpu[:N] | cpu`) resolves to,
-//! and one way to run backend-generic burn code there.
+//! DX12, the CPU), which device a request (`auto | cuda[:N] | wgpu[:N] | cpu`, "if available")
+//! resolves to for a job, and one way to run backend-generic burn code there.
 //!
-//! Probing never panics: CUDA is found through the driver API loaded at run time, NVRTC and
-//! the CUDA headers are checked because cubecl needs them to compile kernels, and wgpu adapters
-//! are listed on a guarded thread. Backends that are compiled out still appear, as
-//! "not built with X support".
+//! - [`probe`]: finding devices without letting a backend panic (CUDA through the driver API
+//!   loaded at run time, NVRTC and the CUDA headers that cubecl needs, wgpu adapters listed on
+//!   a guarded thread).
+//! - [`manager`]: the probed machine and how a preference resolves.
+//! - [`placement`]: the one placement path every job goes through ([`DeviceManager::place`]).
+//! - [`backend`]: burn backends and [`run_job`], which runs a [`BackendJob`] on a device.
+//!
+//! Backends that are compiled out still appear, as "not built with X support". Our own GPU
+//! kernels live in the `forexgpt-kernels` crate.
 
 pub mod backend;
 pub mod check;
-pub mod cublas;
-#[cfg(feature = "cuda")]
-mod cuda_common;
-pub mod cuda_grow;
-pub mod cuda_walk;
+pub mod compute_device;
+pub mod error;
 pub mod kernel_cache;
 pub mod manager;
+pub mod placement;
 pub mod precision;
 pub mod probe;
 pub mod testing;
 
-pub use backend::{BackendJob, ComputeDevice, CpuBackend, run_job};
+pub use backend::{BackendJob, CpuBackend, run_job};
 pub use check::{DeviceCheck, check_device};
-pub use manager::{CUDA_BUILT, DeviceError, DeviceManager, Placed, WGPU_BUILT};
-
+pub use compute_device::ComputeDevice;
+pub use error::DeviceError;
+pub use forexgpt_protocol::DeviceRequest;
+pub use manager::{CUDA_BUILT, DeviceManager, WGPU_BUILT};
+pub use placement::{Devices, JobSupport, Placed};
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,7 +6,8 @@ use forexgpt_protocol::{
     WgpuAdapterInfo, WgpuStatus,
 };
 
-use crate::backend::{ComputeDevice, Target};
+use crate::compute_device::{ComputeDevice, Target, cpu_resolved};
+use crate::error::DeviceError;
 use crate::kernel_cache::{KernelCache, cuda_bundle_dir};
 use crate::probe::{probe_cpu, probe_cuda, probe_wgpu, wgpu_adapters::is_hardware};
 
@@ -15,27 +16,13 @@ pub const CUDA_BUILT: bool = cfg!(feature = "cuda");
 /// Whether this build has the wgpu backend compiled in.
 pub const WGPU_BUILT: bool = cfg!(feature = "wgpu");
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum DeviceError {
-    #[error("this build has no {0} support (rebuild with --features {0})")]
-    NotBuilt(BackendKind),
-    #[error("CUDA is not available: {0}")]
-    CudaUnavailable(String),
-    #[error("there is no CUDA device {index}: this machine has {count}")]
-    NoSuchCudaDevice { index: usize, count: usize },
-    #[error("wgpu is not available: {0}")]
-    WgpuUnavailable(String),
-    #[error("there is no wgpu adapter {index}: this machine has {count} (see `forexgpt devices`)")]
-    NoSuchAdapter { index: usize, count: usize },
-    #[error("the {device} backend failed: {message}")]
-    BackendFailed { device: String, message: String },
-}
-
 /// What the machine offers, probed once.
 #[derive(Debug, Clone)]
 pub struct DeviceManager {
     info: DeviceInfo,
     kernel_cache: Option<KernelCache>,
+    /// Every GPU it resolves fails its jobs (fault-injection tests).
+    failing_gpus: bool,
 }
 
 impl DeviceManager {
@@ -72,7 +59,11 @@ impl DeviceManager {
             cpu,
             auto: cpu_resolved(None),
         };
-        let mut manager = DeviceManager { info, kernel_cache };
+        let mut manager = DeviceManager {
+            info,
+            kernel_cache,
+            failing_gpus: false,
+        };
         manager.info.auto = manager.resolve_auto(false).resolved;
         manager
     }
@@ -90,44 +81,36 @@ impl DeviceManager {
     pub fn resolve(&self, preference: DevicePreference) -> Result<ComputeDevice, DeviceError> {
         match preference {
             DevicePreference::Auto => Ok(self.resolve_auto(false)),
-            DevicePreference::Cpu => Ok(ComputeDevice::cpu(&self.info.cpu.model)),
+            DevicePreference::Cpu => Ok(self.cpu()),
             DevicePreference::Cuda(index) => self.resolve_cuda(index.unwrap_or(0)),
             DevicePreference::Wgpu(index) => self.resolve_wgpu(index),
         }
     }
 
-    /// "Use GPU (if available)": the best GPU, or the CPU with `fell_back` set and the reason
-    /// in the notice.
-    pub fn resolve_gpu_if_available(&self) -> ComputeDevice {
-        self.resolve_auto(true)
+    /// The same machine, but every GPU it resolves fails each job it is given with
+    /// [`DeviceError::BackendFailed`]: how tests check that work moves to the CPU when a GPU
+    /// fails mid-way.
+    pub fn with_failing_gpus(mut self) -> DeviceManager {
+        self.failing_gpus = true;
+        self
     }
 
-    /// Like [`resolve`](Self::resolve), but an unmet GPU preference falls back to the CPU with
-    /// a notice instead of failing.
-    pub fn resolve_or_cpu(&self, preference: DevicePreference) -> ComputeDevice {
-        self.resolve(preference).unwrap_or_else(|e| {
-            let mut cpu = ComputeDevice::cpu(&self.info.cpu.model);
-            cpu.resolved.fell_back = true;
-            cpu.resolved.notice = Some(format!("running on the CPU: {e}"));
-            cpu
-        })
+    /// This machine's CPU.
+    pub fn cpu(&self) -> ComputeDevice {
+        ComputeDevice::cpu(&self.info.cpu.model)
     }
 
-    /// The device for a request as the UI and CLI make it: a preference, and whether a GPU is
-    /// wanted only "if available" (then an unmet preference falls back to the CPU with a
-    /// notice instead of failing, and `auto` prefers any GPU).
-    pub fn resolve_request(
-        &self,
-        preference: DevicePreference,
-        gpu_if_available: bool,
-    ) -> Result<ComputeDevice, DeviceError> {
-        if !gpu_if_available {
-            return self.resolve(preference);
+    fn target(&self, target: Target) -> Target {
+        if self.failing_gpus {
+            Target::Failing
+        } else {
+            target
         }
-        Ok(match preference {
-            DevicePreference::Auto => self.resolve_gpu_if_available(),
-            p => self.resolve_or_cpu(p),
-        })
+    }
+
+    fn failing_if_set(&self, mut device: ComputeDevice) -> ComputeDevice {
+        device.target = self.target(device.target);
+        device
     }
 
     fn resolve_cuda(&self, index: usize) -> Result<ComputeDevice, DeviceError> {
@@ -157,7 +140,7 @@ impl DeviceManager {
                 fell_back: false,
                 notice: None,
             },
-            target: Target::Cuda { index },
+            target: self.target(Target::Cuda { index }),
         })
     }
 
@@ -181,22 +164,24 @@ impl DeviceManager {
             None => best_adapter(adapters, true)
                 .ok_or_else(|| DeviceError::WgpuUnavailable("no adapter".into()))?,
         };
-        Ok(wgpu_device(adapters, adapter))
+        Ok(self.failing_if_set(wgpu_device(adapters, adapter)))
     }
 
-    fn resolve_auto(&self, gpu_wanted: bool) -> ComputeDevice {
+    /// CUDA, else the best hardware wgpu adapter, else the CPU with the reason in its notice
+    /// (`fell_back` set when a GPU was wanted).
+    pub(crate) fn resolve_auto(&self, gpu_wanted: bool) -> ComputeDevice {
         if let Ok(device) = self.resolve_cuda(0) {
             return device;
         }
         if let Some(adapter) = best_adapter(&self.info.wgpu.adapters, false) {
-            return wgpu_device(&self.info.wgpu.adapters, adapter);
+            return self.failing_if_set(wgpu_device(&self.info.wgpu.adapters, adapter));
         }
         let why = format!(
             "no usable GPU (CUDA: {}; wgpu: {})",
             self.info.cuda.reason.as_deref().unwrap_or("unavailable"),
             self.info.wgpu.reason.as_deref().unwrap_or("unavailable")
         );
-        let mut cpu = ComputeDevice::cpu(&self.info.cpu.model);
+        let mut cpu = self.cpu();
         cpu.resolved.fell_back = gpu_wanted;
         cpu.resolved.notice = Some(if gpu_wanted {
             format!("running on the CPU: {why}")
@@ -204,16 +189,6 @@ impl DeviceManager {
             why
         });
         cpu
-    }
-}
-
-fn cpu_resolved(model: Option<&str>) -> ResolvedDevice {
-    ResolvedDevice {
-        backend: BackendKind::Cpu,
-        index: 0,
-        label: format!("cpu ({})", model.unwrap_or("CPU")),
-        fell_back: false,
-        notice: None,
     }
 }
 
@@ -258,15 +233,6 @@ fn wgpu_device(adapters: &[WgpuAdapterInfo], adapter: &WgpuAdapterInfo) -> Compu
             adapter_type: adapter.adapter_type,
             type_index,
         },
-    }
-}
-
-impl ComputeDevice {
-    pub fn cpu(model: &str) -> ComputeDevice {
-        ComputeDevice {
-            resolved: cpu_resolved(Some(model)),
-            target: Target::Cpu,
-        }
     }
 }
 
@@ -412,23 +378,6 @@ mod tests {
     }
 
     #[test]
-    fn gpu_if_available_falls_back_visibly() {
-        let m = DeviceManager::from_parts(no_cuda(), wgpu(vec![]), None);
-        let d = m.resolve_gpu_if_available();
-        assert_eq!(d.resolved.backend, BackendKind::Cpu);
-        assert!(d.resolved.fell_back);
-        assert!(
-            d.resolved
-                .notice
-                .unwrap()
-                .starts_with("running on the CPU: no usable GPU")
-        );
-        let d = m.resolve_or_cpu(DevicePreference::Cuda(None));
-        assert!(d.resolved.fell_back);
-        assert!(d.resolved.notice.unwrap().contains("CUDA is not available"));
-    }
-
-    #[test]
     fn wgpu_indices_map_to_burn_type_indices() {
         let adapters = vec![
             adapter(0, "A", AdapterType::DiscreteGpu),
@@ -444,62 +393,5 @@ mod tests {
                 type_index: 1
             }
         );
-    }
-}
-
-/// Work placed on a device by a request: its result, where it ran, and why that is not the
-/// device asked for (a missing GPU with "if available", or a GPU that failed mid-way).
-#[derive(Debug, Clone)]
-pub struct Placed<T> {
-    pub value: T,
-    pub device: ComputeDevice,
-    pub fell_back: Option<String>,
-}
-
-impl DeviceManager {
-    /// Runs `work` on the device a request resolves to ([`resolve_request`](Self::resolve_request)).
-    /// With "if available", a GPU whose backend fails (when `device_error` finds a
-    /// [`DeviceError`] in the error) hands the work to the CPU and records why; any other
-    /// error, or any error without "if available", is returned as it is.
-    pub fn run_placed<T, E>(
-        &self,
-        preference: DevicePreference,
-        gpu_if_available: bool,
-        work: impl Fn(&ComputeDevice) -> Result<T, E>,
-        device_error: impl Fn(&E) -> Option<&DeviceError>,
-    ) -> Result<Placed<T>, E>
-    where
-        E: From<DeviceError>,
-    {
-        let device = self.resolve_request(preference, gpu_if_available)?;
-        let notice = device
-            .resolved
-            .notice
-            .clone()
-            .filter(|_| device.resolved.fell_back);
-        match work(&device) {
-            Ok(value) => Ok(Placed {
-                value,
-                device,
-                fell_back: notice,
-            }),
-            Err(e) if gpu_if_available && device.is_gpu() && device_error(&e).is_some() => {
-                let reason = format!(
-                    "{} failed ({}); ran on the CPU",
-                    device.label(),
-                    device_error(&e)
-                        .map(ToString::to_string)
-                        .unwrap_or_default()
-                );
-                tracing::warn!("{reason}");
-                let cpu = ComputeDevice::cpu(&self.info.cpu.model);
-                Ok(Placed {
-                    value: work(&cpu)?,
-                    device: cpu,
-                    fell_back: Some(reason),
-                })
-            }
-            Err(e) => Err(e),
-        }
     }
 }

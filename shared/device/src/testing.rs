@@ -4,7 +4,7 @@
 
 use forexgpt_protocol::{BackendKind, DevicePreference};
 
-use crate::backend::ComputeDevice;
+use crate::compute_device::ComputeDevice;
 use crate::manager::DeviceManager;
 
 /// The devices tests should run on, and the ones skipped with why.

@@ -1,8 +1,7 @@
-//! The data jobs: open the store (seeding the sample series on first run), import CSV
-//! files, list and delete series, store resampled series, and summarise feature matrices.
+//! The data jobs: import CSV files, list and delete series, store resampled series, and
+//! summarise feature matrices.
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 use std::time::Instant;
 
 use forexgpt_core::candle::Candle;
@@ -14,19 +13,16 @@ use forexgpt_core::sample::SAMPLE_SERIES;
 use forexgpt_core::split::{chronological_split, default_purge};
 use forexgpt_core::store::{ImportSource, SeedSeries, Store, StoreError};
 use forexgpt_core::timestamp::format_ts;
-use forexgpt_device::DeviceManager;
+use forexgpt_device::Devices;
 use forexgpt_protocol::{
-    ColumnSummary, CsvFormat, CudaStatus, DevicePreference, FeatureSpec, FeatureSummary, Gap,
-    ImportReport, ImportRequest, ProgressEvent, SeriesInfo, SplitSpec, SplitSummary, Stage,
-    TargetSpec, Timeframe, WgpuStatus,
+    ColumnSummary, CsvFormat, FeatureSpec, FeatureSummary, Gap, ImportReport, ImportRequest,
+    ProgressEvent, SeriesInfo, SplitSpec, SplitSummary, Stage, TargetSpec, Timeframe,
 };
 
+use crate::Workbench;
 use crate::error::EngineError;
 use crate::progress::{CancelToken, ProgressSink};
 
-/// Metadata key set once the sample series were imported, so a user who deletes them does
-/// not get them back on the next start.
-const SAMPLES_SEEDED_KEY: &str = "samples_seeded";
 
 /// Symbols are names like `EURUSD`, `XAUUSD`, `EUR-USD` or `US500.cash`.
 pub fn normalize_symbol(symbol: &str) -> Result<String, EngineError> {
@@ -73,137 +69,7 @@ pub struct FeatureRequest {
     pub split: SplitSpec,
 }
 
-/// Overrides where model files are kept (default: `models/` beside the database).
-pub const MODELS_DIR_ENV: &str = "FOREXGPT_MODELS_DIR";
-
-/// The engine's handle on one store, its model directory and the machine's devices.
-pub struct Workbench {
-    pub(crate) store: Store,
-    models_dir: Option<PathBuf>,
-    /// Probed on first use: probing wgpu and CUDA takes seconds and CPU-only work needs neither.
-    devices: OnceLock<DeviceManager>,
-    cpu_only: OnceLock<DeviceManager>,
-}
-
 impl Workbench {
-    /// Opens the store at `db` (or the default location), seeding the samples on first run.
-    pub fn open(db: Option<&Path>) -> Result<Workbench, EngineError> {
-        let path = match db {
-            Some(p) => p.to_path_buf(),
-            None => Store::default_path()?,
-        };
-        let mut wb = Workbench::with_store(Store::open(&path)?)?;
-        if wb.models_dir.is_none() {
-            let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
-            wb.models_dir = Some(dir.unwrap_or(Path::new(".")).join("models"));
-        }
-        Ok(wb)
-    }
-
-    /// Wraps an open store (in-memory ones in tests and benchmarks), seeding the samples.
-    /// Models go to `FOREXGPT_MODELS_DIR` if set; otherwise set a directory before saving.
-    pub fn with_store(store: Store) -> Result<Workbench, EngineError> {
-        let models_dir = std::env::var_os(MODELS_DIR_ENV)
-            .filter(|d| !d.is_empty())
-            .map(PathBuf::from);
-        let mut wb = Workbench {
-            store,
-            models_dir,
-            devices: OnceLock::new(),
-            cpu_only: OnceLock::new(),
-        };
-        wb.seed_samples()?;
-        Ok(wb)
-    }
-
-    /// The bars of a series (stored, or resampled from a finer stored one), in time order.
-    pub fn candles(&self, symbol: &str, timeframe: Timeframe) -> Result<Vec<Candle>, EngineError> {
-        let symbol = normalize_symbol(symbol)?;
-        Ok(self.store.load_or_resample(&symbol, timeframe)?.0)
-    }
-
-    /// Keeps model files in `dir` (created when the first model is saved).
-    pub fn set_models_dir(&mut self, dir: PathBuf) {
-        self.models_dir = Some(dir);
-    }
-
-    pub fn models_dir(&self) -> Result<&Path, EngineError> {
-        self.models_dir.as_deref().ok_or_else(|| {
-            EngineError::InvalidRequest(format!(
-                "no model directory: the store is in memory and {MODELS_DIR_ENV} is not set"
-            ))
-        })
-    }
-
-    /// Uses an already probed device manager (the app probes once at start).
-    pub fn set_devices(&mut self, manager: DeviceManager) {
-        self.devices = OnceLock::from(manager);
-    }
-
-    /// The devices to resolve `preference` against: probed once when a GPU may be used, a
-    /// CPU-only description when only the CPU is asked for.
-    pub fn devices_for(&self, preference: DevicePreference) -> &DeviceManager {
-        if preference == DevicePreference::Cpu && self.devices.get().is_none() {
-            return self.cpu_only.get_or_init(|| {
-                let not_probed = Some("not probed: the CPU was requested".to_string());
-                DeviceManager::from_parts(
-                    CudaStatus {
-                        reason: not_probed.clone(),
-                        ..CudaStatus::default()
-                    },
-                    WgpuStatus {
-                        reason: not_probed,
-                        ..WgpuStatus::default()
-                    },
-                    None,
-                )
-            });
-        }
-        self.devices.get_or_init(DeviceManager::probe)
-    }
-
-    pub fn db_path(&self) -> &str {
-        self.store.path()
-    }
-
-    /// Imports the sample series once per database. The check and the imports share one
-    /// write transaction, so connections opening a new database together seed it once.
-    fn seed_samples(&mut self) -> Result<(), EngineError> {
-        if self.store.meta(SAMPLES_SEEDED_KEY)?.is_some() {
-            return Ok(());
-        }
-        let mut parsed = Vec::with_capacity(SAMPLE_SERIES.len());
-        for sample in SAMPLE_SERIES {
-            parsed.push(parse_candles_csv(
-                sample.file_name,
-                sample.csv,
-                sample.format,
-                sample.timeframe,
-                &mut |_, _| true,
-            )?);
-        }
-        let series: Vec<SeedSeries> = SAMPLE_SERIES
-            .iter()
-            .zip(&parsed)
-            .map(|(sample, p)| SeedSeries {
-                symbol: sample.symbol,
-                timeframe: sample.timeframe,
-                candles: &p.candles,
-                source: ImportSource {
-                    file: sample.file_name,
-                    format: p.format.as_str(),
-                    replace: false,
-                },
-            })
-            .collect();
-        let seeded =
-            self.store
-                .import_once(SAMPLES_SEEDED_KEY, env!("CARGO_PKG_VERSION"), &series)?;
-        for (sample, outcome) in SAMPLE_SERIES.iter().zip(seeded.iter().flatten()) {
-            tracing::info!(symbol = sample.symbol, timeframe = %sample.timeframe, bars = outcome.inserted, "imported sample series");
-        }
-        Ok(())
-    }
 
     /// Imports one CSV file: everything or nothing.
     pub fn import_csv(

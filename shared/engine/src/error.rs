@@ -47,3 +47,15 @@ pub enum EngineError {
         cause: std::io::Error,
     },
 }
+
+impl EngineError {
+    /// The device failure behind this error, if it is one: what lets the placement path move
+    /// work to the CPU under "if available".
+    pub fn device_failure(&self) -> Option<&forexgpt_device::DeviceError> {
+        match self {
+            EngineError::Device(e)
+            | EngineError::Model(forexgpt_regressors::FitError::Device(e)) => Some(e),
+            _ => None,
+        }
+    }
+}

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use forexgpt_core::timestamp::format_ts;
-use forexgpt_device::ComputeDevice;
+use forexgpt_device::{JobSupport, Placed};
 use forexgpt_protocol::{
     BacktestHorizon, BacktestReport, BacktestRequest, Forecast, ForecastRequest, HorizonForecast,
     ModelSelection, ProgressEvent, Stage, StoredModel,
@@ -14,10 +14,15 @@ use forexgpt_protocol::{
 use crate::Workbench;
 use crate::artifact::ArtifactError;
 use crate::data::normalize_symbol;
-use crate::ensemble::{Ensemble, FeatureSets, baseline_quantiles, combine, weights};
+use crate::ensemble::{
+    Ensemble, EnsemblePrediction, FeatureSets, baseline_quantiles, combine, weights,
+};
 use crate::error::EngineError;
 use crate::model::{Model, list_models};
 use crate::progress::{CancelToken, ProgressSink};
+
+/// An ensemble's prediction runs on CUDA, wgpu or the CPU.
+pub const ENSEMBLE_INFERENCE: JobSupport = JobSupport::everywhere("running the models");
 
 /// Model ids are file stems: no path separators or dots, so an id never reaches outside the
 /// model directory.
@@ -118,13 +123,10 @@ impl Workbench {
         Ok(models)
     }
 
-    /// The selected models as an ensemble, the device they run on, and their features built
-    /// from the stored bars of their series.
+    /// The selected models as an ensemble, and their features built from the stored bars of
+    /// their series.
     fn prepare(&self, selection: &ModelSelection) -> Result<Prepared, EngineError> {
         let ensemble = Ensemble::new(self.select_models(selection)?)?;
-        let device = self
-            .devices_for(selection.device)
-            .resolve_request(selection.device, selection.gpu_if_available)?;
         let started = Instant::now();
         let first = &ensemble.models[0].info;
         let (candles, _) = self
@@ -133,7 +135,6 @@ impl Workbench {
         let features = FeatureSets::build(&ensemble, &candles)?;
         Ok(Prepared {
             ensemble,
-            device,
             features,
             features_ms: started.elapsed().as_secs_f64() * 1e3,
         })
@@ -144,7 +145,6 @@ impl Workbench {
         let selection = &request.selection;
         let Prepared {
             ensemble,
-            device,
             features,
             features_ms,
         } = self.prepare(selection)?;
@@ -165,7 +165,8 @@ impl Workbench {
         };
         let (origin_ts, origin_close) = (rows.ts[origin], rows.close[origin]);
         let inference = Instant::now();
-        let prediction = ensemble.predict(&features, &[origin_ts], &device)?;
+        let placed = self.predict_placed(selection, &ensemble, &features, &[origin_ts])?;
+        let prediction = &placed.value;
         let mut horizons = Vec::with_capacity(ensemble.horizons.len());
         for (j, &horizon) in ensemble.horizons.iter().enumerate() {
             let model_returns: Vec<f64> =
@@ -193,12 +194,8 @@ impl Workbench {
             combine: selection.combine,
             models: ensemble.models.iter().map(|m| m.info.id.clone()).collect(),
             horizons,
-            fell_back: device
-                .resolved
-                .notice
-                .clone()
-                .filter(|_| device.resolved.fell_back),
-            device: device.resolved,
+            fell_back: placed.fell_back,
+            device: placed.device.resolved,
             features_ms,
             inference_ms: inference.elapsed().as_secs_f64() * 1e3,
         })
@@ -215,7 +212,6 @@ impl Workbench {
         let selection = &request.selection;
         let Prepared {
             ensemble,
-            device,
             features,
             features_ms,
         } = self.prepare(selection)?;
@@ -254,7 +250,8 @@ impl Workbench {
             epoch: None,
         });
         let ts: Vec<i64> = origins.iter().map(|&r| rows.ts[r]).collect();
-        let prediction = ensemble.predict(&features, &ts, &device)?;
+        let placed = self.predict_placed(selection, &ensemble, &features, &ts)?;
+        let prediction = &placed.value;
         let mut horizons = Vec::with_capacity(ensemble.horizons.len());
         for (j, &h) in ensemble.horizons.iter().enumerate() {
             if cancel.is_cancelled() {
@@ -286,20 +283,34 @@ impl Workbench {
             first_ts: rows.ts[first_row],
             last_ts: rows.ts[last_row],
             horizons,
-            fell_back: device
-                .resolved
-                .notice
-                .clone()
-                .filter(|_| device.resolved.fell_back),
-            device: device.resolved,
+            fell_back: placed.fell_back,
+            device: placed.device.resolved,
             elapsed_ms: features_ms + started.elapsed().as_secs_f64() * 1e3,
         })
     }
 }
 
+impl Workbench {
+    /// The ensemble's predictions at `ts`, where the selection places them (a GPU failing
+    /// mid-way under "if available" or `auto` hands the batch to the CPU).
+    fn predict_placed(
+        &self,
+        selection: &ModelSelection,
+        ensemble: &Ensemble,
+        features: &FeatureSets,
+        ts: &[i64],
+    ) -> Result<Placed<EnsemblePrediction>, EngineError> {
+        self.devices.place(
+            selection.device,
+            ENSEMBLE_INFERENCE,
+            |device| ensemble.predict(features, ts, device),
+            EngineError::device_failure,
+        )
+    }
+}
+
 struct Prepared {
     ensemble: Ensemble,
-    device: ComputeDevice,
     features: FeatureSets,
     /// Loading the bars and building the features (model loading and device probing excluded).
     features_ms: f64,

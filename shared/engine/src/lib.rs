@@ -5,12 +5,6 @@
 
 pub mod artifact;
 pub mod bench;
-pub mod bench_encoders;
-pub mod bench_forecast;
-pub mod bench_forest;
-pub mod bench_history;
-pub mod bench_models;
-pub mod bench_suite;
 mod data;
 pub mod ensemble;
 mod error;
@@ -19,7 +13,9 @@ pub mod model;
 pub mod neural;
 pub mod progress;
 pub mod train;
+mod workbench;
 
-pub use data::{FeatureRequest, MODELS_DIR_ENV, Workbench};
+pub use data::FeatureRequest;
+pub use workbench::{MODELS_DIR_ENV, Workbench};
 pub use error::EngineError;
 pub use progress::{CancelToken, NoProgress, ProgressSink};

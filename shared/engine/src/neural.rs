@@ -14,13 +14,13 @@ use burn::module::AutodiffModule;
 use burn::optim::{AdamConfig, GradientsParams, Optimizer};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Int, Tensor, TensorData};
-use forexgpt_core::synthetic::SplitMix64;
-use forexgpt_device::{BackendJob, ComputeDevice, DeviceManager, run_job};
+use forexgpt_random::SplitMix64;
+use forexgpt_device::{BackendJob, ComputeDevice, JobSupport, run_job};
 use forexgpt_models::{
     Autoencoder, AutoencoderConfig, EncoderNetwork, NetworkWeights, Vae, VaeConfig,
 };
 use forexgpt_protocol::{EncoderSpec, EpochProgress, NeuralEncoderSpec, ProgressEvent, Stage};
-use forexgpt_regressors::{DeviceRequest, Matrix};
+use forexgpt_regressors::Matrix;
 use serde::{Deserialize, Serialize};
 
 use crate::error::EngineError;
@@ -211,6 +211,9 @@ fn encode_rows<B: Backend, M: EncoderNetwork<B>>(
     }
 }
 
+/// Encoder networks train (and encode) on CUDA, wgpu or the CPU through burn.
+pub const NEURAL_TRAINING: JobSupport = JobSupport::everywhere("training an encoder network");
+
 /// What a training run needs besides the network.
 pub struct TrainRun<'a> {
     pub kind: NetworkKind,
@@ -224,38 +227,7 @@ pub struct TrainRun<'a> {
     pub cancel: &'a CancelToken,
 }
 
-/// A trained encoder and where it ran.
-pub struct TrainedEncoder {
-    pub encoder: NeuralEncoder,
-    /// The device it was trained on, where encoding its rows is cheapest.
-    pub device: ComputeDevice,
-    pub fell_back: Option<String>,
-}
-
 impl TrainRun<'_> {
-    /// Trains on the requested device; with "use GPU (if available)" a GPU that fails
-    /// mid-run hands the whole run to the CPU, and the outcome says why.
-    pub fn fit(
-        &self,
-        manager: &DeviceManager,
-        request: DeviceRequest,
-    ) -> Result<TrainedEncoder, EngineError> {
-        let placed = manager.run_placed(
-            request.preference,
-            request.gpu_if_available,
-            |device| self.fit_on(device),
-            |e| match e {
-                EngineError::Device(e) => Some(e),
-                _ => None,
-            },
-        )?;
-        Ok(TrainedEncoder {
-            encoder: placed.value,
-            device: placed.device,
-            fell_back: placed.fell_back,
-        })
-    }
-
     /// Trains on `device`.
     pub fn fit_on(&self, device: &ComputeDevice) -> Result<NeuralEncoder, EngineError> {
         if self.train.rows == 0 || self.validation.rows == 0 {

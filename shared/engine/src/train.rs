@@ -10,21 +10,19 @@ use forexgpt_core::metrics::regression_metrics;
 use forexgpt_core::scaler::StandardScaler;
 use forexgpt_device::DeviceManager;
 use forexgpt_protocol::{
-    BaselineMetrics, EncoderSpec, HorizonMetrics, ModelConfig, ModelInfo, ProgressEvent,
-    RegressionMetrics, RegressorSpec, ResolvedDevice, SplitSummary, SplitTimes, Stage, TrainReport,
-    TrainRequest,
+    BaselineMetrics, DeviceRequest, EncoderSpec, HorizonMetrics, ModelConfig, ModelInfo,
+    ProgressEvent, RegressionMetrics, RegressorSpec, ResolvedDevice, SplitSummary, SplitTimes,
+    Stage, TrainReport, TrainRequest,
 };
 use forexgpt_regressors::forest::{ForestParamsBuilder, ValidForestParams};
 use forexgpt_regressors::linear::ValidLinearParams;
-use forexgpt_regressors::{
-    DeviceRequest, ElasticNet, Lasso, Matrix, Pca, Ridge, fit_forest, fit_linear, fit_pca,
-};
+use forexgpt_regressors::{ElasticNet, Lasso, Matrix, Pca, Ridge, fit_forest, fit_linear, fit_pca};
 
 use crate::Workbench;
 use crate::data::{labelled_features, normalize_symbol, unix_now};
 use crate::error::EngineError;
 use crate::model::{EncoderState, Model, ModelState, RegressorState, quantiles};
-use crate::neural::{NetworkKind, TrainRun};
+use crate::neural::{NEURAL_TRAINING, NetworkKind, TrainRun};
 use crate::progress::{CancelToken, ProgressSink};
 
 /// Checked regressor parameters, of either family.
@@ -117,6 +115,15 @@ impl Prepared {
     }
 }
 
+/// Why a model's encoder and regressor did not run where asked, both when both say so.
+fn both_reasons(encoder: Option<&str>, regressor: Option<String>) -> Option<String> {
+    match (encoder, regressor) {
+        (Some(e), Some(r)) if e != r => Some(format!("encoder: {e}; regressor: {r}")),
+        (Some(e), _) => Some(e.to_string()),
+        (None, r) => r,
+    }
+}
+
 /// An encoder fitted once per distinct spec, with the encoded parts.
 struct Encoded {
     spec: EncoderSpec,
@@ -129,7 +136,7 @@ struct Encoded {
 
 /// Where and how encoders are fitted in one training call.
 struct EncoderContext<'a> {
-    manager: &'a DeviceManager,
+    devices: &'a DeviceManager,
     request: DeviceRequest,
     progress: &'a dyn ProgressSink,
     cancel: &'a CancelToken,
@@ -157,22 +164,32 @@ fn encode_neural(
         progress: ctx.progress,
         cancel: ctx.cancel,
     };
-    let trained = run.fit(ctx.manager, ctx.request)?;
-    let z = [
-        trained.encoder.encode(kind, &data.x[0], &trained.device)?,
-        trained.encoder.encode(kind, &data.x[1], &trained.device)?,
-        trained.encoder.encode(kind, &data.x[2], &trained.device)?,
-    ];
+    // Trained and encoded in one placement: a GPU failing in either reruns both on the CPU.
+    let placed = ctx.devices.place(
+        ctx.request,
+        NEURAL_TRAINING,
+        |device| {
+            let encoder = run.fit_on(device)?;
+            let z = [
+                encoder.encode(kind, &data.x[0], device)?,
+                encoder.encode(kind, &data.x[1], device)?,
+                encoder.encode(kind, &data.x[2], device)?,
+            ];
+            Ok((encoder, z))
+        },
+        EngineError::device_failure,
+    )?;
+    let (encoder, z) = placed.value;
     let state = match kind {
-        NetworkKind::Autoencoder => EncoderState::Autoencoder(trained.encoder),
-        NetworkKind::Vae { .. } => EncoderState::Vae(trained.encoder),
+        NetworkKind::Autoencoder => EncoderState::Autoencoder(encoder),
+        NetworkKind::Vae { .. } => EncoderState::Vae(encoder),
     };
     Ok(Encoded {
         spec: spec.clone(),
         state,
         z,
-        device: Some(trained.device.resolved),
-        fell_back: trained.fell_back,
+        device: Some(placed.device.resolved),
+        fell_back: placed.fell_back,
         fit_ms: started.elapsed().as_secs_f64() * 1e3,
     })
 }
@@ -183,7 +200,7 @@ fn encode(
     data: &Prepared,
 ) -> Result<Encoded, EngineError> {
     let started = Instant::now();
-    let (manager, request) = (ctx.manager, ctx.request);
+    let (manager, request) = (ctx.devices, ctx.request);
     match *spec {
         EncoderSpec::None => Ok(Encoded {
             spec: spec.clone(),
@@ -345,15 +362,12 @@ impl Workbench {
         let data = Prepared::new(features, targets, split)?;
         let features_ms = started.elapsed().as_secs_f64() * 1e3;
 
-        let manager = self.devices_for(request.device);
-        let device_request = DeviceRequest {
-            preference: request.device,
-            gpu_if_available: request.gpu_if_available,
-        };
+        let device_request = request.device;
+        let manager = self.devices.for_request(device_request);
         let created_ts = unix_now();
         let total = request.models.len() as u64;
         let context = EncoderContext {
-            manager,
+            devices: manager,
             request: device_request,
             progress,
             cancel,
@@ -434,7 +448,7 @@ impl Workbench {
                 train_rows: data.x[0].rows,
                 metrics: eval.metrics,
                 device: encoded.device.clone().unwrap_or(fitted.device),
-                fell_back: encoded.fell_back.clone().or(fitted.fell_back),
+                fell_back: both_reasons(encoded.fell_back.as_deref(), fitted.fell_back),
                 fit_ms: encoded.fit_ms + fit_started.elapsed().as_secs_f64() * 1e3,
             };
             models.push(Model {
@@ -494,7 +508,7 @@ fn save_all(models: &mut [Model], dir: &std::path::Path) -> Result<(), EngineErr
 
 #[cfg(test)]
 mod tests {
-    use forexgpt_protocol::{DevicePreference, FeatureSpec, SplitSpec, TargetSpec, Timeframe};
+    use forexgpt_protocol::{FeatureSpec, SplitSpec, TargetSpec, Timeframe};
 
     use super::*;
 
@@ -515,8 +529,7 @@ mod tests {
             targets: TargetSpec::default(),
             split: SplitSpec::default(),
             models: vec![config.clone()],
-            device: DevicePreference::Cpu,
-            gpu_if_available: false,
+            device: DeviceRequest::CPU,
         };
         let id = model_id(
             dir.path(),

@@ -8,14 +8,14 @@ use std::sync::Mutex;
 use forexgpt_core::store::Store;
 use forexgpt_device::ComputeDevice;
 use forexgpt_device::testing::for_each_device;
-use forexgpt_engine::bench_encoders::{MANIFOLD_DIM, manifold_split};
+use forexgpt_engine::bench::encoders::{MANIFOLD_DIM, manifold_split};
 use forexgpt_engine::model::Model;
 use forexgpt_engine::neural::{NetworkKind, NeuralEncoder, TrainRun};
 use forexgpt_engine::{CancelToken, EngineError, NoProgress, ProgressSink, Workbench};
 use forexgpt_protocol::{
-    Combine, DevicePreference, EncoderSpec, FeatureSpec, ForecastRequest, ModelConfig,
-    ModelSelection, NeuralEncoderSpec, ProgressEvent, RegressorSpec, SplitSpec, Stage, TargetSpec,
-    Timeframe, TrainRequest,
+    Combine, DeviceRequest, EncoderSpec, FeatureSpec, ForecastRequest, ModelConfig, ModelSelection,
+    NeuralEncoderSpec, ProgressEvent, RegressorSpec, SplitSpec, Stage, TargetSpec, Timeframe,
+    TrainRequest,
 };
 use forexgpt_regressors::{Matrix, Pca};
 
@@ -221,8 +221,7 @@ fn request(encoders: &[EncoderSpec]) -> TrainRequest {
                 regressor: RegressorSpec::Ridge { alpha: 1.0 },
             })
             .collect(),
-        device: DevicePreference::Cpu,
-        gpu_if_available: false,
+        device: DeviceRequest::CPU,
     }
 }
 
@@ -313,8 +312,7 @@ fn neural_models_save_load_and_forecast_beside_linear_ones() {
                 symbol: None,
                 timeframe: None,
                 combine: Combine::Mean,
-                device: DevicePreference::Cpu,
-                gpu_if_available: false,
+                device: DeviceRequest::CPU,
             },
             at_ts: None,
         })

@@ -12,7 +12,7 @@ use forexgpt_device::testing::for_each_device;
 use forexgpt_engine::model::{Model, RegressorState};
 use forexgpt_engine::{CancelToken, EngineError, NoProgress, ProgressSink, Workbench};
 use forexgpt_protocol::{
-    Combine, DevicePreference, EncoderSpec, FeatureSpec, ForecastRequest, ForestSpec, MaxFeatures,
+    Combine, DeviceRequest, EncoderSpec, FeatureSpec, ForecastRequest, ForestSpec, MaxFeatures,
     ModelConfig, ModelSelection, ProgressEvent, RegressorSpec, SplitSpec, Stage, TargetSpec,
     Timeframe, TrainRequest,
 };
@@ -48,8 +48,7 @@ fn request(regressors: Vec<RegressorSpec>) -> TrainRequest {
                 regressor,
             })
             .collect(),
-        device: DevicePreference::Cpu,
-        gpu_if_available: false,
+        device: DeviceRequest::CPU,
     }
 }
 
@@ -113,8 +112,7 @@ fn a_forest_trains_saves_loads_and_forecasts_beside_a_linear_model() {
                 symbol: None,
                 timeframe: None,
                 combine: Combine::Mean,
-                device: DevicePreference::Cpu,
-                gpu_if_available: false,
+                device: DeviceRequest::CPU,
             },
             at_ts: None,
         })

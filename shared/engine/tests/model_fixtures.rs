@@ -14,7 +14,7 @@ use forexgpt_engine::artifact::MODEL_FORMAT_VERSION;
 use forexgpt_engine::model::Model;
 use forexgpt_engine::{CancelToken, NoProgress, Workbench};
 use forexgpt_protocol::{
-    DevicePreference, EncoderSpec, FeatureSpec, ForestSpec, ModelConfig, NeuralEncoderSpec,
+    DeviceRequest, EncoderSpec, FeatureSpec, ForestSpec, ModelConfig, NeuralEncoderSpec,
     RegressorSpec, SplitSpec, TargetSpec, Timeframe, TrainRequest,
 };
 use forexgpt_regressors::Matrix;
@@ -138,8 +138,7 @@ fn write_fixtures(dir: &Path) {
         targets: TargetSpec::default(),
         split: SplitSpec::default(),
         models: configs().into_iter().map(|(_, c)| c).collect(),
-        device: DevicePreference::Cpu,
-        gpu_if_available: false,
+        device: DeviceRequest::CPU,
     };
     let report = wb
         .train(&request, &NoProgress, &CancelToken::new())

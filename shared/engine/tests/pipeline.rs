@@ -9,7 +9,7 @@ use forexgpt_engine::ensemble::{Ensemble, FeatureSets};
 use forexgpt_engine::model::Model;
 use forexgpt_engine::{CancelToken, EngineError, NoProgress, Workbench};
 use forexgpt_protocol::{
-    BacktestRequest, Combine, DevicePreference, EncoderSpec, FeatureSpec, ForecastRequest,
+    BacktestRequest, Combine, DeviceRequest, EncoderSpec, FeatureSpec, ForecastRequest,
     ModelConfig, ModelSelection, RegressorSpec, SplitSpec, TargetSpec, Timeframe, TrainRequest,
 };
 use forexgpt_regressors::Matrix;
@@ -62,8 +62,7 @@ fn train_request(models: Vec<ModelConfig>) -> TrainRequest {
         targets: TargetSpec::default(),
         split: SplitSpec::default(),
         models,
-        device: DevicePreference::Cpu,
-        gpu_if_available: false,
+        device: DeviceRequest::CPU,
     }
 }
 
@@ -73,8 +72,7 @@ fn selection(ids: Vec<String>) -> ModelSelection {
         symbol: Some("EURUSD".into()),
         timeframe: Some(Timeframe::H1),
         combine: Combine::Mean,
-        device: DevicePreference::Cpu,
-        gpu_if_available: false,
+        device: DeviceRequest::CPU,
     }
 }
 
@@ -328,4 +326,182 @@ fn the_batched_ensemble_matches_model_by_model_prediction_on_every_device() {
             );
         }
     });
+}
+
+/// One machine description for the placement tests: no CUDA; with `gpu`, one hardware wgpu
+/// adapter (which fails every job when `failing`).
+fn machine(gpu: bool, failing: bool) -> forexgpt_device::Devices {
+    use forexgpt_protocol::{AdapterType, CudaStatus, WgpuAdapterInfo, WgpuStatus};
+    let cuda = CudaStatus {
+        built: true,
+        reason: Some("no NVIDIA driver".into()),
+        ..CudaStatus::default()
+    };
+    let adapters = if gpu {
+        vec![WgpuAdapterInfo {
+            index: 0,
+            name: "Test GPU".into(),
+            api: "Vulkan".into(),
+            adapter_type: AdapterType::DiscreteGpu,
+            vendor_id: 0,
+            driver: String::new(),
+        }]
+    } else {
+        Vec::new()
+    };
+    let wgpu = WgpuStatus {
+        built: true,
+        available: gpu,
+        adapters,
+        reason: (!gpu).then(|| "no adapter".into()),
+    };
+    let manager = forexgpt_device::DeviceManager::from_parts(cuda, wgpu, None);
+    forexgpt_device::Devices::from_manager(if failing {
+        manager.with_failing_gpus()
+    } else {
+        manager
+    })
+}
+
+/// Every encoder kind (none, PCA, autoencoder, VAE) and regressor family (linear, forest).
+fn every_kind() -> Vec<ModelConfig> {
+    let net = forexgpt_protocol::NeuralEncoderSpec {
+        hidden: vec![8],
+        latent: 2,
+        epochs: 1,
+        ..Default::default()
+    };
+    let forest = forexgpt_protocol::ForestSpec {
+        n_estimators: 2,
+        max_depth: Some(3),
+        ..Default::default()
+    };
+    [
+        EncoderSpec::None,
+        EncoderSpec::Pca {
+            n_components: 4,
+            whiten: false,
+        },
+        EncoderSpec::Autoencoder { net: net.clone() },
+        EncoderSpec::Vae {
+            net,
+            kl_weight: 1.0,
+            kl_warmup_epochs: 1,
+        },
+    ]
+    .into_iter()
+    .flat_map(|encoder| {
+        [
+            RegressorSpec::Ridge { alpha: 1.0 },
+            RegressorSpec::RandomForest(forest.clone()),
+        ]
+        .map(|regressor| ModelConfig {
+            encoder: encoder.clone(),
+            regressor,
+        })
+    })
+    .collect()
+}
+
+#[test]
+fn an_explicit_gpu_without_one_is_an_error_for_every_encoder_and_regressor() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut wb = workbench(dir.path());
+    wb.set_devices(machine(false, false));
+    for config in every_kind() {
+        let label = format!("{} + {}", config.encoder.label(), config.regressor.label());
+        let mut request = train_request(vec![config]);
+        request.device = DeviceRequest::exactly(forexgpt_protocol::DevicePreference::Cuda(None));
+        let err = wb
+            .train(&request, &NoProgress, &CancelToken::new())
+            .expect_err(&label)
+            .to_string();
+        assert!(err.contains("CUDA is not available"), "{label}: {err}");
+    }
+    assert!(wb.list_models().unwrap().0.is_empty(), "nothing is saved");
+}
+
+#[test]
+fn gpu_if_available_falls_back_with_the_reason_for_every_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut wb = workbench(dir.path());
+    // No GPU at all, then a GPU that fails every job mid-way: every model is fitted on the
+    // CPU and says why.
+    for failing in [false, true] {
+        wb.set_devices(machine(failing, failing));
+        let mut request = train_request(every_kind());
+        request.device = DeviceRequest::GPU_IF_AVAILABLE;
+        let report = wb
+            .train(&request, &NoProgress, &CancelToken::new())
+            .unwrap();
+        assert_eq!(report.models.len(), 8);
+        for stored in &report.models {
+            let info = &stored.info;
+            assert_eq!(info.device.backend.as_str(), "cpu", "{}", info.id);
+            let why = info.fell_back.as_deref().unwrap_or_default();
+            let forest = matches!(info.regressor, RegressorSpec::RandomForest(_));
+            let reasons: &[&str] = match (failing, forest) {
+                (false, _) => &["no NVIDIA driver"],
+                // wgpu has no tree builder: the forest's reason, and the encoder's if any.
+                (true, true) => &["growing a random forest cannot run on wgpu:0"],
+                (true, false) => &["simulated GPU fault"],
+            };
+            for reason in reasons {
+                assert!(why.contains(reason), "{}: {why:?}", info.id);
+            }
+        }
+    }
+}
+
+#[test]
+fn a_gpu_failing_mid_forecast_hands_it_to_the_cpu_if_available() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut wb = workbench(dir.path());
+    let report = wb
+        .train(&train_request(every_kind()), &NoProgress, &CancelToken::new())
+        .unwrap();
+    let ids: Vec<String> = report.models.iter().map(|m| m.info.id.clone()).collect();
+    let on_cpu = wb
+        .forecast(&ForecastRequest {
+            selection: selection(ids.clone()),
+            at_ts: None,
+        })
+        .unwrap();
+    wb.set_devices(machine(true, true));
+    let mut gpu = selection(ids);
+    gpu.device = DeviceRequest::GPU_IF_AVAILABLE;
+    let forecast = wb
+        .forecast(&ForecastRequest {
+            selection: gpu.clone(),
+            at_ts: None,
+        })
+        .unwrap();
+    assert_eq!(forecast.device.backend.as_str(), "cpu");
+    let why = forecast.fell_back.clone().unwrap();
+    assert!(
+        why.contains("wgpu:0 (Test GPU") && why.contains("simulated GPU fault"),
+        "{why}"
+    );
+    assert_eq!(forecast.horizons, on_cpu.horizons, "the CPU's own forecast");
+    let backtest = wb
+        .backtest(
+            &BacktestRequest {
+                selection: gpu.clone(),
+                from_ts: None,
+                to_ts: None,
+            },
+            &NoProgress,
+            &CancelToken::new(),
+        )
+        .unwrap();
+    assert!(backtest.fell_back.unwrap().contains("simulated GPU fault"));
+    // Named explicitly, the GPU's failure is the answer.
+    gpu.device = DeviceRequest::exactly(forexgpt_protocol::DevicePreference::Wgpu(Some(0)));
+    let err = wb
+        .forecast(&ForecastRequest {
+            selection: gpu,
+            at_ts: None,
+        })
+        .unwrap_err();
+    assert!(err.to_string().contains("simulated GPU fault"), "{err}");
 }

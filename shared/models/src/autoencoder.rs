@@ -5,7 +5,7 @@ use burn::config::Config;
 use burn::module::Module;
 use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
-use forexgpt_core::synthetic::SplitMix64;
+use forexgpt_random::SplitMix64;
 use forexgpt_protocol::{Activation, NeuralEncoderSpec};
 
 use crate::mlp::{Mlp, MlpShape};

@@ -5,7 +5,7 @@ use burn::nn::{Dropout, DropoutConfig, Linear};
 use burn::tensor::Tensor;
 use burn::tensor::activation::{gelu, leaky_relu, relu, tanh};
 use burn::tensor::backend::Backend;
-use forexgpt_core::synthetic::SplitMix64;
+use forexgpt_random::SplitMix64;
 use forexgpt_protocol::Activation;
 
 use crate::weights::{DenseWeights, WeightsError};

@@ -11,7 +11,7 @@ use burn::module::Module;
 use burn::nn::Linear;
 use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
-use forexgpt_core::synthetic::SplitMix64;
+use forexgpt_random::SplitMix64;
 use forexgpt_protocol::{Activation, NeuralEncoderSpec};
 
 use crate::mlp::{Mlp, MlpShape};

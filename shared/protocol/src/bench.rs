@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 /// Which operations a benchmark run times.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum BenchSuite {
     /// Feature matrix and CSV import.
     #[default]
@@ -55,13 +56,14 @@ impl BenchSuite {
 /// Preset sizes of a benchmark run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum BenchSize {
     /// Under a minute on a 2-core CPU-only machine (CI).
     Small,
     /// The original tool's table: 100k × 64 regressors, 100k bars, 1M CSV rows.
     #[default]
     Seed,
-    /// Issue 6's sizes: 1M × 128 → 8 regressors.
+    /// 1M × 128 → 8 for the regressors.
     Large,
 }
 

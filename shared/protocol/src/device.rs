@@ -99,6 +99,61 @@ impl From<DevicePreference> for String {
     }
 }
 
+/// Where the user asked work to run, exactly as the "Use GPU (if available)" checkbox or
+/// `--device` / `--use-gpu` say it. It travels unchanged to the device crate's one placement
+/// function, which resolves it, runs the work and falls back where the request allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct DeviceRequest {
+    pub preference: DevicePreference,
+    /// "If available": a GPU that is missing, cannot serve the job or fails mid-way hands the
+    /// work to the CPU (with the reason) instead of failing.
+    #[serde(default)]
+    pub gpu_if_available: bool,
+}
+
+impl DeviceRequest {
+    /// The CPU, never probing a GPU.
+    pub const CPU: DeviceRequest = DeviceRequest::exactly(DevicePreference::Cpu);
+    /// "Use GPU (if available)": the best GPU that can serve the job, else the CPU.
+    pub const GPU_IF_AVAILABLE: DeviceRequest = DeviceRequest {
+        preference: DevicePreference::Auto,
+        gpu_if_available: true,
+    };
+
+    /// `preference` and nothing else: an explicit device that cannot serve a job is an error.
+    pub const fn exactly(preference: DevicePreference) -> DeviceRequest {
+        DeviceRequest {
+            preference,
+            gpu_if_available: false,
+        }
+    }
+
+    /// The checkbox: a GPU if one is usable, else the CPU.
+    pub const fn from_checkbox(use_gpu: bool) -> DeviceRequest {
+        if use_gpu {
+            DeviceRequest::GPU_IF_AVAILABLE
+        } else {
+            DeviceRequest::CPU
+        }
+    }
+
+    /// Whether the work may move to the CPU instead of failing: "if available", or `auto`
+    /// (which promises the best device that works, not a GPU).
+    pub const fn may_fall_back(self) -> bool {
+        self.gpu_if_available || matches!(self.preference, DevicePreference::Auto)
+    }
+}
+
+impl fmt::Display for DeviceRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.preference)?;
+        if self.gpu_if_available {
+            f.write_str(" (GPU if available)")?;
+        }
+        Ok(())
+    }
+}
+
 /// One CUDA device as the driver reports it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CudaDeviceInfo {
@@ -219,6 +274,16 @@ mod tests {
         assert!("tpu".parse::<DevicePreference>().is_err());
         assert!("cuda:x".parse::<DevicePreference>().is_err());
         assert!("cpu:1".parse::<DevicePreference>().is_err());
+        let request = DeviceRequest::from_checkbox(true);
+        let json = serde_json::to_string(&request).unwrap();
+        assert_eq!(json, r#"{"preference":"auto","gpu_if_available":true}"#);
+        assert_eq!(
+            serde_json::from_str::<DeviceRequest>(&json).unwrap(),
+            request
+        );
+        assert_eq!(request.to_string(), "auto (GPU if available)");
+        assert!(!DeviceRequest::CPU.may_fall_back());
+        assert!(!DeviceRequest::exactly(DevicePreference::Cuda(None)).may_fall_back());
         let json = serde_json::to_string(&DevicePreference::Wgpu(Some(1))).unwrap();
         assert_eq!(json, "\"wgpu:1\"");
         assert_eq!(

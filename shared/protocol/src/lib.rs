@@ -8,9 +8,11 @@ mod bench;
 mod data;
 mod device;
 mod features;
-mod model;
+mod forecast;
 mod progress;
+mod spec;
 mod timeframe;
+mod train;
 
 pub use app::{AppError, AppErrorKind, JobId, ModelList};
 pub use bench::{
@@ -23,17 +25,23 @@ pub use data::{
 };
 pub use device::{
     AdapterType, BackendKind, CpuInfo, CudaDeviceInfo, CudaStatus, DeviceInfo, DevicePreference,
-    ParseDeviceError, ResolvedDevice, WgpuAdapterInfo, WgpuStatus,
+    DeviceRequest, ParseDeviceError, ResolvedDevice, WgpuAdapterInfo, WgpuStatus,
 };
 pub use features::{
     ColumnSummary, FeatureSpec, FeatureSummary, MacdSpec, RegressionMetrics, SplitSpec,
     SplitSummary, TargetSpec,
 };
-pub use model::{
-    Activation, BacktestHorizon, BacktestReport, BacktestRequest, BaselineMetrics, Combine,
-    EncoderSpec, Forecast, ForecastRequest, ForestSpec, HorizonForecast, HorizonMetrics,
-    MaxFeatures, ModelConfig, ModelGrid, ModelInfo, ModelSelection, NeuralEncoderSpec,
-    RegressorKind, RegressorSpec, SplitTimes, StoredModel, TrainReport, TrainRequest,
+pub use forecast::{
+    BacktestHorizon, BacktestReport, BacktestRequest, Combine, Forecast, ForecastRequest,
+    HorizonForecast, ModelSelection,
+};
+pub use spec::{
+    Activation, EncoderSpec, ForestSpec, MaxFeatures, NeuralEncoderSpec, RegressorKind,
+    RegressorSpec,
+};
+pub use train::{
+    BaselineMetrics, HorizonMetrics, ModelConfig, ModelGrid, ModelInfo, SplitTimes, StoredModel,
+    TrainReport, TrainRequest,
 };
 pub use progress::{EpochProgress, ProgressEvent, Stage};
 pub use timeframe::{ParseTimeframeError, Timeframe};

@@ -1,9 +1,10 @@
-//! One entry point, like the original tool's `get_regressor(algo, use_gpu)`: the request
-//! names a device; when the GPU cannot be used (none, compiled out, or it fails mid-fit) the
-//! CPU path runs and the outcome says that it fell back and why.
+//! One entry point per model family, like the original tool's `get_regressor(algo, use_gpu)`:
+//! the request goes to the device crate's placement path, which runs the GPU path where the
+//! request resolves to a GPU that has one, the CPU path otherwise, and says where the fit ran
+//! and why that is not the device asked for.
 
-use forexgpt_device::{ComputeDevice, DeviceManager};
-use forexgpt_protocol::{DevicePreference, ResolvedDevice};
+use forexgpt_device::{ComputeDevice, DeviceManager, JobSupport, Placed};
+use forexgpt_protocol::{DeviceRequest, ResolvedDevice};
 
 use crate::error::FitError;
 use crate::forest::{RandomForestModel, ValidForestParams};
@@ -11,13 +12,11 @@ use crate::linear::{LinearModel, ValidLinearParams};
 use crate::matrix::Matrix;
 use crate::pca::{FittedPca, ValidPcaParams};
 
-/// Where a fit should run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DeviceRequest {
-    pub preference: DevicePreference,
-    /// "Use GPU (if available)": fall back to the CPU instead of failing.
-    pub gpu_if_available: bool,
-}
+/// The linear models' and PCA's products run on CUDA (cuBLAS) and wgpu (burn).
+pub const LINEAR_FIT: JobSupport = JobSupport::everywhere("fitting a linear model");
+pub const PCA_FIT: JobSupport = JobSupport::everywhere("fitting PCA");
+/// Trees are grown by our CUDA kernel or on the CPU; wgpu has no tree builder yet.
+pub const FOREST_FIT: JobSupport = JobSupport::cuda_only("growing a random forest");
 
 /// A fitted model and where it was fitted.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,27 +38,35 @@ impl<M> FitOutcome<M> {
     }
 }
 
-/// Runs `fit` on the requested device: the CPU path (float64) for the CPU, the device path
-/// otherwise, falling back to the CPU when the device fails and fallback is allowed.
+impl<M> From<Placed<M>> for FitOutcome<M> {
+    fn from(placed: Placed<M>) -> FitOutcome<M> {
+        FitOutcome {
+            model: placed.value,
+            device: placed.device.resolved,
+            fell_back: placed.fell_back,
+        }
+    }
+}
+
+/// Runs `fit` where the request places `job`: the CPU path (float64) on the CPU, the device
+/// path on a GPU; a failing GPU under "if available" or `auto` hands the fit to the CPU.
 fn fit_with<M>(
     manager: &DeviceManager,
     request: DeviceRequest,
+    job: JobSupport,
     fit: impl Fn(Option<&ComputeDevice>) -> Result<M, FitError>,
 ) -> Result<FitOutcome<M>, FitError> {
-    let placed = manager.run_placed(
-        request.preference,
-        request.gpu_if_available,
-        |device| fit(device.is_gpu().then_some(device)),
-        |e| match e {
-            FitError::Device(e) => Some(e),
-            _ => None,
-        },
-    )?;
-    Ok(FitOutcome {
-        model: placed.value,
-        device: placed.device.resolved,
-        fell_back: placed.fell_back,
-    })
+    manager
+        .place(
+            request,
+            job,
+            |device| fit(device.is_gpu().then_some(device)),
+            |e| match e {
+                FitError::Device(e) => Some(e),
+                _ => None,
+            },
+        )
+        .map(FitOutcome::from)
 }
 
 pub fn fit_linear(
@@ -69,7 +76,9 @@ pub fn fit_linear(
     x: &Matrix,
     y: &Matrix,
 ) -> Result<FitOutcome<LinearModel>, FitError> {
-    fit_with(manager, request, |device| params.fit(x, y, device))
+    fit_with(manager, request, LINEAR_FIT, |device| {
+        params.fit(x, y, device)
+    })
 }
 
 pub fn fit_pca(
@@ -78,12 +87,11 @@ pub fn fit_pca(
     params: &ValidPcaParams,
     x: &Matrix,
 ) -> Result<FitOutcome<FittedPca>, FitError> {
-    fit_with(manager, request, |device| params.fit(x, device))
+    fit_with(manager, request, PCA_FIT, |device| params.fit(x, device))
 }
 
-/// Grows a random forest: on the GPU when the request resolves to a CUDA device (falling back
-/// to the CPU, with the reason, when the kernel cannot run there), on the CPU otherwise; a
-/// wgpu request grows on the CPU and the outcome says so. Prediction runs on any device
+/// Grows a random forest on a CUDA device or the CPU ([`FOREST_FIT`]); `observe` sees the
+/// trees finished so far and returns false to cancel. Prediction runs on any device
 /// ([`RandomForestModel::predict_on`]).
 pub fn fit_forest(
     manager: &DeviceManager,
@@ -93,45 +101,19 @@ pub fn fit_forest(
     y: &Matrix,
     observe: &(dyn Fn(usize) -> bool + Sync),
 ) -> Result<FitOutcome<RandomForestModel>, FitError> {
-    let device = manager.resolve_or_cpu(request.preference);
-    let mut fell_back = None;
-    if device.cuda_index().is_some() {
-        match params.fit_on(x, y, Some(&device), observe) {
-            Ok(model) => {
-                return Ok(FitOutcome {
-                    model,
-                    device: device.resolved,
-                    fell_back: None,
-                });
-            }
-            Err(FitError::Device(e)) => {
-                let reason = format!("{} failed ({e}); grown on the CPU", device.label());
-                tracing::warn!("{reason}");
-                fell_back = Some(reason);
-            }
-            Err(other) => return Err(other),
-        }
-    } else if device.is_gpu() {
-        fell_back = Some(format!(
-            "random forests are grown on CUDA or the CPU ({} has no tree builder)",
-            device.label()
-        ));
-    }
-    let model = params.fit(x, y, observe)?;
-    let cpu = ComputeDevice::cpu(&manager.info().cpu.model);
-    Ok(FitOutcome {
-        model,
-        device: cpu.resolved,
-        fell_back,
+    fit_with(manager, request, FOREST_FIT, |device| {
+        params.fit_on(x, y, device, observe)
     })
 }
 
 #[cfg(test)]
 mod tests {
-    use forexgpt_protocol::{BackendKind, CudaStatus, WgpuStatus};
+    use forexgpt_protocol::{
+        AdapterType, BackendKind, CudaStatus, DevicePreference, WgpuAdapterInfo, WgpuStatus,
+    };
 
     use super::*;
-    use crate::Ridge;
+    use crate::{Pca, RandomForest, Ridge};
 
     fn no_gpu() -> DeviceManager {
         let cuda = CudaStatus {
@@ -147,44 +129,138 @@ mod tests {
         DeviceManager::from_parts(cuda, wgpu, None)
     }
 
+    /// A machine whose only GPU is a hardware wgpu adapter that fails every job.
+    fn failing_wgpu() -> DeviceManager {
+        let adapter = WgpuAdapterInfo {
+            index: 0,
+            name: "Test GPU".into(),
+            api: "Vulkan".into(),
+            adapter_type: AdapterType::DiscreteGpu,
+            vendor_id: 0,
+            driver: String::new(),
+        };
+        let wgpu = WgpuStatus {
+            built: true,
+            available: true,
+            adapters: vec![adapter],
+            reason: None,
+        };
+        DeviceManager::from_parts(no_gpu().info().cuda.clone(), wgpu, None).with_failing_gpus()
+    }
+
     fn data() -> (Matrix, Matrix) {
         let x = Matrix::new(4, 2, vec![1.0, 0.0, 0.0, 1.0, 1.0, 1.0, 2.0, 1.0]).unwrap();
         let y = Matrix::new(4, 1, vec![1.0, 2.0, 3.0, 4.0]).unwrap();
         (x, y)
     }
 
-    #[test]
-    fn use_gpu_if_available_falls_back_and_says_why() {
+    /// Every regressor family and PCA through its entry point; the outcome's device and
+    /// fallback reason.
+    fn fit_each(
+        manager: &DeviceManager,
+        request: DeviceRequest,
+    ) -> Vec<(
+        &'static str,
+        Result<(ResolvedDevice, Option<String>), FitError>,
+    )> {
         let (x, y) = data();
-        let params = Ridge::params().check().unwrap();
-        let request = DeviceRequest {
-            preference: DevicePreference::Auto,
-            gpu_if_available: true,
-        };
-        let out = fit_linear(&no_gpu(), request, &params, &x, &y).unwrap();
-        assert_eq!(out.device.backend, BackendKind::Cpu);
-        assert!(out.fell_back.unwrap().contains("no NVIDIA driver"));
+        let ridge = Ridge::params().check().unwrap();
+        let pca = Pca::params(1).check().unwrap();
+        let forest = RandomForest::params().n_estimators(3).check().unwrap();
+        let parts = |o: FitOutcome<()>| (o.device, o.fell_back);
+        vec![
+            (
+                "ridge",
+                fit_linear(manager, request, &ridge, &x, &y).map(|o| parts(o.map(drop))),
+            ),
+            (
+                "pca",
+                fit_pca(manager, request, &pca, &x).map(|o| parts(o.map(drop))),
+            ),
+            (
+                "forest",
+                fit_forest(manager, request, &forest, &x, &y, &|_| true)
+                    .map(|o| parts(o.map(drop))),
+            ),
+        ]
     }
 
     #[test]
-    fn an_explicit_gpu_request_without_a_gpu_is_an_error() {
-        let (x, y) = data();
-        let params = Ridge::params().check().unwrap();
+    fn use_gpu_if_available_falls_back_and_says_why_for_every_model() {
+        for (model, outcome) in fit_each(&no_gpu(), DeviceRequest::GPU_IF_AVAILABLE) {
+            let (device, why) = outcome.unwrap_or_else(|e| panic!("{model}: {e}"));
+            assert_eq!(device.backend, BackendKind::Cpu, "{model}");
+            assert!(device.fell_back, "{model}");
+            let why = why.unwrap_or_else(|| panic!("{model}: no reason"));
+            assert!(why.contains("no NVIDIA driver"), "{model}: {why}");
+        }
+        // An explicit GPU "if available" falls back the same way.
         let request = DeviceRequest {
             preference: DevicePreference::Cuda(None),
-            gpu_if_available: false,
+            gpu_if_available: true,
         };
-        let err = fit_linear(&no_gpu(), request, &params, &x, &y).unwrap_err();
+        for (model, outcome) in fit_each(&no_gpu(), request) {
+            let (device, why) = outcome.unwrap_or_else(|e| panic!("{model}: {e}"));
+            assert_eq!(device.backend, BackendKind::Cpu, "{model}");
+            assert!(why.unwrap().contains("CUDA is not available"), "{model}");
+        }
+    }
+
+    #[test]
+    fn an_explicit_gpu_without_a_gpu_is_an_error_for_every_model() {
+        let cuda = DeviceRequest::exactly(DevicePreference::Cuda(None));
+        for (model, outcome) in fit_each(&no_gpu(), cuda) {
+            let err = outcome.expect_err(model).to_string();
+            assert!(
+                err.contains("CUDA is not available: no NVIDIA driver"),
+                "{model}: {err}"
+            );
+        }
+        for (model, outcome) in fit_each(&no_gpu(), DeviceRequest::CPU) {
+            let (device, why) = outcome.unwrap_or_else(|e| panic!("{model}: {e}"));
+            assert_eq!(device.backend, BackendKind::Cpu, "{model}");
+            assert!(why.is_none(), "{model}");
+        }
+    }
+
+    #[test]
+    fn a_device_that_cannot_serve_the_job_is_an_error_when_named() {
+        // wgpu has no tree builder: naming it for a forest is an error, "if available" and
+        // `auto` grow on the CPU and say why.
+        let (x, y) = data();
+        let forest = RandomForest::params().n_estimators(3).check().unwrap();
+        let machine = failing_wgpu();
+        let wgpu = DeviceRequest::exactly(DevicePreference::Wgpu(None));
+        let err = fit_forest(&machine, wgpu, &forest, &x, &y, &|_| true).unwrap_err();
         assert!(
             err.to_string()
-                .contains("CUDA is not available: no NVIDIA driver"),
+                .contains("growing a random forest cannot run on wgpu:0"),
             "{err}"
         );
-        let cpu = DeviceRequest {
-            preference: DevicePreference::Cpu,
-            gpu_if_available: false,
-        };
-        let out = fit_linear(&no_gpu(), cpu, &params, &x, &y).unwrap();
-        assert!(out.fell_back.is_none());
+        for request in [DeviceRequest::GPU_IF_AVAILABLE, DeviceRequest::default()] {
+            let out = fit_forest(&machine, request, &forest, &x, &y, &|_| true).unwrap();
+            assert_eq!(out.device.backend, BackendKind::Cpu);
+            assert!(out.fell_back.unwrap().contains("runs on CUDA or the CPU"));
+        }
+    }
+
+    #[test]
+    fn a_gpu_failing_mid_fit_hands_the_fit_to_the_cpu_if_available() {
+        let machine = failing_wgpu();
+        let (x, y) = data();
+        let ridge = Ridge::params().check().unwrap();
+        let out = fit_linear(&machine, DeviceRequest::GPU_IF_AVAILABLE, &ridge, &x, &y).unwrap();
+        assert_eq!(out.device.backend, BackendKind::Cpu);
+        let why = out.fell_back.unwrap();
+        assert!(
+            why.contains("wgpu:0 (Test GPU") && why.contains("simulated GPU fault"),
+            "{why}"
+        );
+        let cpu = fit_linear(&no_gpu(), DeviceRequest::CPU, &ridge, &x, &y).unwrap();
+        assert_eq!(out.model, cpu.model);
+        // Named explicitly, the failure is the user's answer.
+        let wgpu = DeviceRequest::exactly(DevicePreference::Wgpu(Some(0)));
+        let err = fit_linear(&machine, wgpu, &ridge, &x, &y).unwrap_err();
+        assert!(err.to_string().contains("simulated GPU fault"), "{err}");
     }
 }

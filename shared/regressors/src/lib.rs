@@ -17,7 +17,7 @@ pub mod moments;
 pub mod pca;
 
 pub use error::FitError;
-pub use fit::{DeviceRequest, FitOutcome, fit_forest, fit_linear, fit_pca};
+pub use fit::{FitOutcome, fit_forest, fit_linear, fit_pca};
 pub use forest::{RandomForest, RandomForestModel};
 pub use linear::{ElasticNet, Lasso, LinearKind, LinearModel, LinearParams, Ridge};
 pub use matrix::Matrix;

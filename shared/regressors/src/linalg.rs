@@ -275,7 +275,7 @@ mod tests {
 
     #[test]
     fn eigen_matches_jacobi_on_hard_matrices() {
-        let mut rng = forexgpt_core::synthetic::SplitMix64::new(7);
+        let mut rng = forexgpt_random::SplitMix64::new(7);
         let mut cases: Vec<(usize, Vec<f64>)> = Vec::new();
         for d in [1usize, 2, 3, 7, 40, 128] {
             // A random covariance (Gram of random rows), with repeated and zero eigenvalues

@@ -1,15 +1,14 @@
 //! The centred second moments of `X` and `Y` — `XᵀX`, `XᵀY`, `Σy²` and the column means —
 //! which are all Ridge, Lasso, ElasticNet and PCA need from the data. This is the O(n·d²)
 //! work: on the CPU in float64 (rayon over row blocks); on CUDA in float64 through cuBLAS
-//! (rows streamed through pinned memory, `forexgpt_device::cublas`); on wgpu through burn
-//! (float32 products of float64-centred data). burn's float32 CUDA path, with a hi/lo split
-//! for its TF32 tensor cores, stays reachable with `FOREXGPT_CUDA_PRODUCTS=burn`.
+//! (rows streamed through pinned memory, `forexgpt_kernels::cublas`); on wgpu through burn
+//! (float32 products of float64-centred data).
 
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
-use forexgpt_device::cublas::{CrossProducts, FillRows, cuda_cross_products};
 use forexgpt_device::precision::{split_scales, split_tf32};
 use forexgpt_device::{BackendJob, ComputeDevice, run_job};
+use forexgpt_kernels::cublas::{CrossProducts, FillRows, cuda_cross_products};
 use forexgpt_protocol::BackendKind;
 use rayon::prelude::*;
 
@@ -232,21 +231,11 @@ pub fn moments_on_device(
     y: &Matrix,
     center: bool,
 ) -> Result<Moments, FitError> {
-    // CUDA goes through cuBLAS in float64 (forexgpt_device::cublas says why);
-    // FOREXGPT_CUDA_PRODUCTS=burn keeps burn's float32 path, to measure one against the other.
-    let burn_on_cuda = std::env::var("FOREXGPT_CUDA_PRODUCTS").is_ok_and(|v| v == "burn");
-    if device.cuda_index().is_some() && !burn_on_cuda {
+    // CUDA goes through cuBLAS in float64 (forexgpt_kernels::cublas says why).
+    if device.cuda_index().is_some() {
         return cublas_moments(device, x, y, center);
     }
-    // FOREXGPT_TF32_SPLIT=0 turns the split off, to measure what it costs and corrects.
-    let split_off = std::env::var("FOREXGPT_TF32_SPLIT").is_ok_and(|v| v == "0");
-    device_moments(
-        device,
-        x,
-        y,
-        center,
-        device.backend() == BackendKind::Cuda && !split_off,
-    )
+    device_moments(device, x, y, center, device.backend() == BackendKind::Cuda)
 }
 
 fn device_moments(

@@ -14,11 +14,6 @@ const CPU_TOL: f64 = 1e-6;
 /// Device path: products in float32 on centred data; coefficients of order 1.
 const DEVICE_TOL: f64 = 1e-4;
 /// CUDA runs the products through cuBLAS in float64, so it is held to the CPU's tolerance.
-/// burn's float32 CUDA path (`FOREXGPT_CUDA_PRODUCTS=burn`) runs its matmul on TF32 tensor
-/// cores: even with the hi/lo split the H100 gave coefficients off by 1.3e-4 of the scale here
-/// (4.0e-4 on 3.2; 6.8e-4 without the split), so that path is held to 5e-4 — see
-/// docs/benchmarks.md.
-const CUDA_BURN_TOL: f64 = 5e-4;
 
 #[derive(Deserialize)]
 struct Oracle {
@@ -187,9 +182,7 @@ fn pca_matches_scikit_learn_on_the_cpu_in_float64() {
 #[test]
 fn linear_models_and_pca_match_on_every_device() {
     for_each_device(|device| {
-        let burn_on_cuda = std::env::var("FOREXGPT_CUDA_PRODUCTS").is_ok_and(|v| v == "burn");
         let tol = match device.backend() {
-            forexgpt_protocol::BackendKind::Cuda if burn_on_cuda => CUDA_BURN_TOL,
             forexgpt_protocol::BackendKind::Cuda => CPU_TOL,
             _ => DEVICE_TOL,
         };

@@ -275,29 +275,29 @@ pub fn probe_cuda(built: bool, bundle: Option<&Path>) -> CudaStatus {
     }
     if problems.is_empty() {
         status.available = true;
-        if let Some(root) = status
-            .include_dir
-            .as_deref()
-            .and_then(|i| Path::new(i).parent())
-        {
-            point_cubecl_at(root);
-        }
     } else {
         status.reason = Some(problems.join("; "));
     }
     status
 }
 
-/// cubecl finds the CUDA headers only through `CUDA_PATH` (or /usr/local/cuda, /opt/cuda);
-/// when they were found elsewhere (the per-user bundle), tell it.
-fn point_cubecl_at(root: &Path) {
-    if std::env::var_os("CUDA_PATH").is_some() {
-        return;
+/// Points cubecl at the per-user CUDA bundle (`cargo xtask cuda-runtime`, or the app's
+/// download) when no `CUDA_PATH` is set: cubecl reads the CUDA headers' location only from
+/// `CUDA_PATH` (or /usr/local/cuda, /opt/cuda) each time it compiles a kernel, and has no
+/// option to pass it. Returns the directory it exported, if any.
+///
+/// # Safety
+/// It may change the process environment, which is sound only while no other thread exists
+/// that could read it: call it first thing in `main`, before anything spawns a thread.
+pub unsafe fn export_cuda_path(bundle: Option<&Path>) -> Option<PathBuf> {
+    if std::env::var_os("CUDA_PATH").is_some_and(|p| !p.is_empty()) {
+        return None;
     }
-    // SAFETY: the environment is changed once, while the device manager probes at start-up,
-    // before any GPU or worker thread exists that could read it concurrently.
+    let include = find_include_dir(&[bundle?.to_path_buf()]).ok()?;
+    let root = include.parent()?;
+    // SAFETY: the caller guarantees that this thread is the only one (see above).
     unsafe { std::env::set_var("CUDA_PATH", root) };
-    tracing::info!(cuda_path = %root.display(), "CUDA_PATH set for the CUDA backend");
+    Some(root.to_path_buf())
 }
 
 #[cfg(test)]

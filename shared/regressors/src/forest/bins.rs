@@ -165,7 +165,7 @@ mod tests {
 
     #[test]
     fn the_lookup_bins_exactly_as_the_binary_search() {
-        let mut rng = forexgpt_core::synthetic::SplitMix64::new(3);
+        let mut rng = forexgpt_random::SplitMix64::new(3);
         let values: Vec<f64> = (0..4000).map(|_| rng.normal() * 2.0).collect();
         let x = Matrix::new(1000, 4, values).unwrap();
         let mut b = BinEdges::fit(&x, 256);

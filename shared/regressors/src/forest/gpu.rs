@@ -6,9 +6,8 @@
 //! stay on their device, so predicting again uploads only the rows.
 //!
 //! On CUDA the walk is one kernel of its own instead ([`predict_cuda`],
-//! `forexgpt_device::cuda_walk`): a thread per row walks every tree, and the rows are binned on
+//! `forexgpt_kernels::cuda_walk`): a thread per row walks every tree, and the rows are binned on
 //! the device too (the same comparisons as [`BinEdges::bin`], so the same bins).
-//! `FOREXGPT_CUDA_FOREST=burn` keeps burn's walk there, to measure one against the other.
 
 use std::any::Any;
 use std::sync::Mutex;
@@ -16,8 +15,8 @@ use std::time::Instant;
 
 use burn::tensor::backend::Backend;
 use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
-use forexgpt_device::cuda_walk::{FlatEdges, FlatTrees, WalkTrees, cuda_tree_walk};
 use forexgpt_device::{BackendJob, ComputeDevice, run_job};
+use forexgpt_kernels::cuda_walk::{FlatEdges, FlatTrees, WalkTrees, cuda_tree_walk};
 use rayon::prelude::*;
 
 use super::bins::BinEdges;
@@ -294,7 +293,7 @@ pub fn predict(
     Ok(out)
 }
 
-/// The arrays of [`forexgpt_device::cuda_walk`] (and, with leaves re-marked, of burn's walk): a
+/// The arrays of [`forexgpt_kernels::cuda_walk`] (and, with leaves re-marked, of burn's walk): a
 /// leaf's split is −1, its `left` is itself and its `right` is its values row.
 fn flat_trees(trees: &Trees) -> FlatTrees {
     let n = trees.n_nodes();

@@ -1,7 +1,7 @@
 //! `RandomForestRegressor` with scikit-learn's parameters and defaults, grown as histogram
 //! trees: features are binned once ([`bins`]), then every tree is grown from per-node
 //! histograms of the bins, on the CPU ([`grow`], in parallel over trees with rayon) or on a
-//! CUDA GPU (`forexgpt_device::cuda_grow`, one thread block per tree running the same
+//! CUDA GPU (`forexgpt_kernels::cuda_grow`, one thread block per tree running the same
 //! algorithm from the same random streams), deterministic for a seed whatever the thread
 //! count. The forest is stored flat ([`trees`]) and predicts many rows × many trees in one
 //! pass on the CPU, or on a GPU ([`gpu`]: a CUDA kernel, or a batched walk through burn).
@@ -19,8 +19,8 @@ pub mod trees;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use forexgpt_device::cuda_grow::{GrowData, TreeStart, cuda_grow_trees};
 use forexgpt_device::{ComputeDevice, DeviceError};
+use forexgpt_kernels::cuda_grow::{GrowData, TreeStart, cuda_grow_trees};
 use forexgpt_protocol::{ForestSpec, MaxFeatures};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -130,7 +130,7 @@ impl ValidForestParams {
     }
 
     /// Grows the forest on `device`: a CUDA device grows every tree on the GPU
-    /// (`forexgpt_device::cuda_grow`, the CPU's algorithm and random streams, so the same
+    /// (`forexgpt_kernels::cuda_grow`, the CPU's algorithm and random streams, so the same
     /// forest up to the order of floating-point sums), anything else on the CPU. Progress
     /// comes per tree on the CPU, per batch of trees on the GPU.
     pub fn fit_on(
@@ -181,8 +181,17 @@ impl ValidForestParams {
             out_of_bag: spec.oob_score,
         };
         let binned_at = started.elapsed();
-        let grown = match device.filter(|d| d.cuda_index().is_some()) {
-            Some(device) => grow_on_cuda(device, &data, &rules, spec, observe)?,
+        let grown = match device.filter(|d| d.is_gpu()) {
+            Some(device) if device.cuda_index().is_some() => {
+                grow_on_cuda(device, &data, &rules, spec, observe)?
+            }
+            Some(device) => {
+                return Err(FitError::Device(DeviceError::Unsupported {
+                    job: "growing a random forest".into(),
+                    device: device.label().to_string(),
+                    why: "trees grow on CUDA or the CPU".into(),
+                }));
+            }
             None => grow_on_cpu(&data, &rules, spec, observe)?,
         };
         let grown_at = started.elapsed();
@@ -414,8 +423,7 @@ impl RandomForestModel {
             return self.predict(x);
         }
         x.check_features(self.n_features)?;
-        let burn_walk = std::env::var("FOREXGPT_CUDA_FOREST").is_ok_and(|v| v == "burn");
-        if device.cuda_index().is_some() && !burn_walk {
+        if device.cuda_index().is_some() {
             let values = gpu::predict_cuda(&self.trees, &self.bins, x, device)?;
             return Matrix::new(
                 x.rows,

@@ -15,7 +15,7 @@ use forexgpt_regressors::Matrix;
 use rayon::prelude::*;
 
 use crate::bench::BenchCase;
-use crate::bench_models::{export_peer_files, write_f64};
+use crate::bench::models::{export_peer_files, write_f64};
 use crate::error::EngineError;
 use crate::neural::{NetworkKind, TrainRun};
 use crate::progress::{CancelToken, NoProgress};

@@ -1,12 +1,7 @@
-//! Training requests, stored-model descriptions, forecasts and backtests: what the CLI and the
-//! app send to the engine and show to the user.
+//! What a model is made of: encoder and regressor specifications with scikit-learn's
+//! parameter names and defaults, and the regressor families.
 
 use serde::{Deserialize, Serialize};
-
-use crate::{
-    DevicePreference, FeatureSpec, RegressionMetrics, ResolvedDevice, SplitSpec, TargetSpec,
-    Timeframe,
-};
 
 /// How the scaled features are compressed before the regressor.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -63,6 +58,7 @@ impl EncoderSpec {
 /// The nonlinearity between a neural encoder's layers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum Activation {
     Relu,
     /// Leaky ReLU with slope 0.01 below zero (PyTorch's default).
@@ -373,12 +369,16 @@ impl RegressorSpec {
 /// The regressor families, without their parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum RegressorKind {
     Ridge,
     Lasso,
     #[serde(rename = "elasticnet")]
+    #[cfg_attr(feature = "clap", value(name = "elasticnet"))]
     ElasticNet,
+    /// Random forest.
     #[serde(rename = "rf")]
+    #[cfg_attr(feature = "clap", value(name = "rf"))]
     RandomForest,
 }
 
@@ -412,337 +412,5 @@ impl RegressorKind {
             RegressorKind::Lasso | RegressorKind::ElasticNet => 1e-5,
             RegressorKind::RandomForest => 0.0,
         }
-    }
-}
-
-/// A grid of configurations: every encoder × regressor × alpha (the random forest has no
-/// alpha: one configuration per encoder). An empty `alphas` uses each regressor's default.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ModelGrid {
-    pub encoders: Vec<EncoderSpec>,
-    pub regressors: Vec<RegressorKind>,
-    pub alphas: Vec<f64>,
-    /// ElasticNet's L1 share.
-    pub l1_ratio: f64,
-    /// Coordinate-descent sweeps and tolerance (lasso, elastic net).
-    pub max_iter: usize,
-    pub tol: f64,
-    /// The random forest's parameters.
-    #[serde(default)]
-    pub forest: ForestSpec,
-}
-
-impl Default for ModelGrid {
-    fn default() -> Self {
-        ModelGrid {
-            encoders: vec![EncoderSpec::None],
-            regressors: vec![RegressorKind::Ridge],
-            alphas: Vec::new(),
-            l1_ratio: 0.5,
-            max_iter: 1000,
-            tol: 1e-4,
-            forest: ForestSpec::default(),
-        }
-    }
-}
-
-impl ModelGrid {
-    pub fn configs(&self) -> Vec<ModelConfig> {
-        let mut out = Vec::new();
-        for encoder in &self.encoders {
-            for &kind in &self.regressors {
-                for regressor in self.specs(kind) {
-                    out.push(ModelConfig {
-                        encoder: encoder.clone(),
-                        regressor,
-                    });
-                }
-            }
-        }
-        out
-    }
-
-    /// The regressor specs of one kind: one per alpha, or the one forest.
-    fn specs(&self, kind: RegressorKind) -> Vec<RegressorSpec> {
-        let alphas = if self.alphas.is_empty() {
-            vec![kind.default_alpha()]
-        } else {
-            self.alphas.clone()
-        };
-        match kind {
-            RegressorKind::RandomForest => vec![RegressorSpec::RandomForest(self.forest.clone())],
-            RegressorKind::Ridge => alphas
-                .into_iter()
-                .map(|alpha| RegressorSpec::Ridge { alpha })
-                .collect(),
-            RegressorKind::Lasso => alphas
-                .into_iter()
-                .map(|alpha| RegressorSpec::Lasso {
-                    alpha,
-                    max_iter: self.max_iter,
-                    tol: self.tol,
-                })
-                .collect(),
-            RegressorKind::ElasticNet => alphas
-                .into_iter()
-                .map(|alpha| RegressorSpec::ElasticNet {
-                    alpha,
-                    l1_ratio: self.l1_ratio,
-                    max_iter: self.max_iter,
-                    tol: self.tol,
-                })
-                .collect(),
-        }
-    }
-}
-
-/// One encoder + regressor combination to train.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ModelConfig {
-    pub encoder: EncoderSpec,
-    pub regressor: RegressorSpec,
-}
-
-/// Train one or more models (a small grid) on one stored series. The feature matrix, split and
-/// scaler are built once and shared by every configuration.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TrainRequest {
-    pub symbol: String,
-    pub timeframe: Timeframe,
-    pub features: FeatureSpec,
-    pub targets: TargetSpec,
-    pub split: SplitSpec,
-    pub models: Vec<ModelConfig>,
-    pub device: DevicePreference,
-    /// "Use GPU (if available)": run on the CPU instead of failing when no GPU is usable.
-    pub gpu_if_available: bool,
-}
-
-/// Error measures of the naive forecast (no change: a log return of 0) on the same rows. It has
-/// no direction, so no directional accuracy.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct BaselineMetrics {
-    pub mae: f64,
-    pub rmse: f64,
-    pub r2: f64,
-}
-
-/// Validation and test metrics of one horizon, beside the naive baseline's.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct HorizonMetrics {
-    pub horizon: u32,
-    pub validation: RegressionMetrics,
-    pub test: RegressionMetrics,
-    pub baseline_validation: BaselineMetrics,
-    pub baseline_test: BaselineMetrics,
-}
-
-/// Time ranges (bar times, inclusive) of the rows each split part used.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SplitTimes {
-    pub train: (i64, i64),
-    pub validation: (i64, i64),
-    pub test: (i64, i64),
-}
-
-/// What a stored model is: everything in its manifest but the payload layout.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ModelInfo {
-    pub id: String,
-    /// Version of the app that wrote the file.
-    pub app_version: String,
-    pub created_ts: i64,
-    pub symbol: String,
-    pub timeframe: Timeframe,
-    pub features: FeatureSpec,
-    pub horizons: Vec<u32>,
-    /// Feature columns the model reads.
-    pub n_features: usize,
-    pub encoder: EncoderSpec,
-    pub regressor: RegressorSpec,
-    pub split: SplitTimes,
-    pub train_rows: usize,
-    pub metrics: Vec<HorizonMetrics>,
-    /// Where the encoder and regressor were fitted.
-    pub device: ResolvedDevice,
-    /// Why the CPU ran instead of the requested GPU.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub fell_back: Option<String>,
-    pub fit_ms: f64,
-}
-
-/// The models one training call produced.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TrainReport {
-    pub symbol: String,
-    pub timeframe: Timeframe,
-    pub rows: usize,
-    pub n_features: usize,
-    pub features_ms: f64,
-    pub elapsed_ms: f64,
-    pub models: Vec<StoredModel>,
-}
-
-/// A model and the file it is stored in.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct StoredModel {
-    pub path: String,
-    pub format_version: u32,
-    pub info: ModelInfo,
-}
-
-/// How the predictions of an ensemble's models are combined.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Combine {
-    #[default]
-    Mean,
-    Median,
-    /// Weights proportional to 1 / validation MSE, per horizon.
-    Weighted,
-}
-
-/// Which stored models to run, and where.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ModelSelection {
-    /// Model ids; empty means every stored model of `symbol` / `timeframe`.
-    pub ids: Vec<String>,
-    /// With ids: a check that the models are of this series. Without: required.
-    pub symbol: Option<String>,
-    pub timeframe: Option<Timeframe>,
-    pub combine: Combine,
-    pub device: DevicePreference,
-    /// "GPU inference (if available)": the CPU runs, with a notice, when no GPU is usable.
-    pub gpu_if_available: bool,
-}
-
-/// Forecast from the latest bar, or from the last bar at or before `at_ts`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ForecastRequest {
-    pub selection: ModelSelection,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub at_ts: Option<i64>,
-}
-
-/// The combined forecast of one horizon. Bands are the 5 %, 50 % and 95 % quantiles of the
-/// mixture of every model's prediction plus its validation residuals.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct HorizonForecast {
-    pub horizon: u32,
-    /// Combined log return.
-    pub expected_return: f64,
-    pub price: f64,
-    pub q05: f64,
-    pub q50: f64,
-    pub q95: f64,
-    /// Each model's predicted log return, in the order of `Forecast::models`.
-    pub model_returns: Vec<f64>,
-    /// The naive forecast's band: the origin close moved by the validation returns' quantiles.
-    pub baseline_q05: f64,
-    pub baseline_q95: f64,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Forecast {
-    pub symbol: String,
-    pub timeframe: Timeframe,
-    /// The bar the forecast is made from.
-    pub origin_ts: i64,
-    pub origin_close: f64,
-    pub combine: Combine,
-    pub models: Vec<String>,
-    pub horizons: Vec<HorizonForecast>,
-    pub device: ResolvedDevice,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub fell_back: Option<String>,
-    /// Building the feature rows from the stored bars.
-    pub features_ms: f64,
-    /// Running the models and combining them (bands included).
-    pub inference_ms: f64,
-}
-
-/// Walk forward over a period, forecasting from every bar. By default the period is the test
-/// part of the selected models (from the latest test start among them).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct BacktestRequest {
-    pub selection: ModelSelection,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub from_ts: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub to_ts: Option<i64>,
-}
-
-/// Walk-forward results of one horizon, beside the naive baseline.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct BacktestHorizon {
-    pub horizon: u32,
-    /// Forecasts whose outcome is known.
-    pub n: usize,
-    /// Mean absolute error of the forecast price.
-    pub mae_price: f64,
-    pub baseline_mae_price: f64,
-    /// `1 − mae / baseline mae`: above 0 the model beats "no change".
-    pub skill: f64,
-    /// Share of forecasts whose predicted direction was right (zero moves left out).
-    pub directional_accuracy: f64,
-    /// Share of realized prices inside the q05–q95 band (0.90 is calibrated).
-    pub coverage: f64,
-    pub baseline_coverage: f64,
-    /// Mean width of the band relative to the price.
-    pub mean_band_width: f64,
-    pub baseline_mean_band_width: f64,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct BacktestReport {
-    pub symbol: String,
-    pub timeframe: Timeframe,
-    pub combine: Combine,
-    pub models: Vec<String>,
-    pub first_ts: i64,
-    pub last_ts: i64,
-    pub horizons: Vec<BacktestHorizon>,
-    pub device: ResolvedDevice,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub fell_back: Option<String>,
-    /// Features, models and scoring; loading the models and probing devices excluded.
-    pub elapsed_ms: f64,
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_grid_crosses_encoders_regressors_and_alphas() {
-        let grid = ModelGrid {
-            encoders: vec![
-                EncoderSpec::None,
-                EncoderSpec::Pca {
-                    n_components: 8,
-                    whiten: false,
-                },
-            ],
-            regressors: vec![RegressorKind::Ridge, RegressorKind::ElasticNet],
-            alphas: vec![0.1, 10.0],
-            ..ModelGrid::default()
-        };
-        let configs = grid.configs();
-        assert_eq!(configs.len(), 8);
-        assert_eq!(configs[1].regressor, RegressorSpec::Ridge { alpha: 10.0 });
-        assert!(matches!(
-            configs[3].regressor,
-            RegressorSpec::ElasticNet { l1_ratio, .. } if l1_ratio == 0.5
-        ));
-        // Without alphas, each regressor gets its default.
-        let defaults = ModelGrid {
-            regressors: vec![RegressorKind::Ridge, RegressorKind::Lasso],
-            ..ModelGrid::default()
-        }
-        .configs();
-        assert_eq!(defaults[0].regressor, RegressorSpec::Ridge { alpha: 1.0 });
-        assert!(
-            matches!(defaults[1].regressor, RegressorSpec::Lasso { alpha, .. } if alpha == 1e-5)
-        );
     }
 }

@@ -10,12 +10,12 @@
 //! be compiled on first use.
 //!
 //! cuBLAS is loaded at run time; a machine without it gets an error naming the library, and
-//! the caller falls back to the CPU (`DeviceManager::run_placed`).
+//! the caller falls back to the CPU (`DeviceManager::place`).
 
 use std::ops::Range;
 
-use crate::backend::ComputeDevice;
-use crate::manager::DeviceError;
+use forexgpt_device::ComputeDevice;
+use forexgpt_device::DeviceError;
 
 /// Writes rows `rows` of the operands, row-major, into `x` (`rows.len() × dx`) and `y`
 /// (`rows.len() × t`). Called once per chunk, in order, on the calling thread; it may use rayon.
@@ -318,7 +318,7 @@ mod imp {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::for_each_device;
+    use forexgpt_device::testing::for_each_device;
 
     fn value(r: usize, c: usize) -> f64 {
         ((r * 31 + c * 17) % 23) as f64 * 0.25 - 2.0 + (r as f64 * 1e-3)

@@ -8,8 +8,8 @@
 //! sums are exact the trees are the CPU's trees. What comes back is each tree's node arrays in
 //! the order the nodes were grown (the root first) and its raw impurity decreases per feature.
 
-use crate::backend::ComputeDevice;
-use crate::manager::DeviceError;
+use forexgpt_device::ComputeDevice;
+use forexgpt_device::DeviceError;
 
 /// The training data and the growth rules, as the CPU grower reads them.
 #[derive(Debug, Clone, Copy)]

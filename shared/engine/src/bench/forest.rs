@@ -16,7 +16,7 @@ use forexgpt_regressors::{Matrix, RandomForestModel};
 use rayon::prelude::*;
 
 use crate::bench::BenchCase;
-use crate::bench_models::{export_peer_files, max_rel_diff, write_f64};
+use crate::bench::models::{export_peer_files, max_rel_diff, write_f64};
 use crate::error::EngineError;
 
 /// The forest's random state in the benchmark (the peer uses it too).

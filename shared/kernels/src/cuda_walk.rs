@@ -12,8 +12,8 @@
 
 use std::ops::Range;
 
-use crate::backend::ComputeDevice;
-use crate::manager::DeviceError;
+use forexgpt_device::ComputeDevice;
+use forexgpt_device::DeviceError;
 
 /// Trees as flat arrays, nodes of all trees concatenated.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -517,7 +517,7 @@ extern "C" __global__ void forest_walk(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::for_each_device;
+    use forexgpt_device::testing::for_each_device;
 
     /// Two trees over two features, two outputs:
     /// tree 0 splits feature 1 at bin 3 into leaves 0 and 1; tree 1 is the single leaf 2.

@@ -6,15 +6,15 @@ use std::path::Path;
 use forexgpt_device::DeviceManager;
 use forexgpt_device::testing::test_devices;
 use forexgpt_protocol::{
-    BenchRequest, BenchResult, BenchRun, BenchSettings, BenchSuite, DevicePreference,
+    BenchRequest, BenchResult, BenchRun, BenchSettings, BenchSuite, DeviceRequest,
 };
 
 use crate::Workbench;
 use crate::bench::{BenchOptions, data_suite, run_suite};
-use crate::bench_encoders::encoder_cases;
-use crate::bench_forecast::{BATCH_BARS, ENSEMBLE_SIZES, forecast_cases};
-use crate::bench_forest::forest_cases;
-use crate::bench_models::regressor_cases;
+use crate::bench::encoders::encoder_cases;
+use crate::bench::forecast::{BATCH_BARS, ENSEMBLE_SIZES, forecast_cases};
+use crate::bench::forest::forest_cases;
+use crate::bench::models::regressor_cases;
 use crate::error::EngineError;
 use crate::progress::{CancelToken, ProgressSink};
 
@@ -109,10 +109,10 @@ pub fn bench_results(
 impl Workbench {
     /// The devices a suite needs: the data suite runs on the CPU only, so it probes no GPU.
     pub fn bench_devices(&self, suite: BenchSuite) -> &DeviceManager {
-        self.devices_for(if suite == BenchSuite::Data {
-            DevicePreference::Cpu
+        self.devices.for_request(if suite == BenchSuite::Data {
+            DeviceRequest::CPU
         } else {
-            DevicePreference::Auto
+            DeviceRequest::default()
         })
     }
 
@@ -181,7 +181,9 @@ mod tests {
         assert!(wb.bench_runs().unwrap().is_empty());
         let mut settings = tiny_data_run().settings();
         settings.suite = "everything".into();
-        let devices = wb.devices_for(forexgpt_protocol::DevicePreference::Cpu);
+        let devices = wb
+            .devices
+            .for_request(forexgpt_protocol::DeviceRequest::CPU);
         let err =
             bench_results(&settings, devices, None, &NoProgress, &CancelToken::new()).unwrap_err();
         assert!(err.to_string().contains("everything"), "{err}");

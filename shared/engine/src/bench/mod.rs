@@ -5,6 +5,13 @@
 //! separately; then `repeats` timed runs give median, min and max. Every run's output is
 //! checked, so a fast wrong answer fails instead of winning.
 
+pub mod encoders;
+pub mod forecast;
+pub mod forest;
+pub mod history;
+pub mod models;
+pub mod suite;
+
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex};
 
 use cudarc::driver::{CudaContext, CudaStream};
 
-use crate::manager::DeviceError;
-use crate::probe::wgpu_adapters::panic_message;
+use forexgpt_device::DeviceError;
+use forexgpt_device::probe::wgpu_adapters::panic_message;
 
 /// A stream on CUDA device `index` (its primary context, which burn's backend shares).
 pub(crate) fn new_stream(index: usize) -> Result<Arc<CudaStream>, String> {

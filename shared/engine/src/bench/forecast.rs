@@ -11,13 +11,13 @@ use std::time::Instant;
 use forexgpt_core::store::Store;
 use forexgpt_device::ComputeDevice;
 use forexgpt_protocol::{
-    Combine, DevicePreference, EncoderSpec, FeatureSpec, ModelConfig, RegressorSpec, SplitSpec,
+    Combine, DeviceRequest, EncoderSpec, FeatureSpec, ModelConfig, RegressorSpec, SplitSpec,
     TargetSpec, Timeframe, TrainRequest,
 };
 
 use crate::Workbench;
 use crate::bench::BenchCase;
-use crate::bench_models::max_rel_diff;
+use crate::bench::models::max_rel_diff;
 use crate::ensemble::{Ensemble, FeatureSets, combine, weights};
 use crate::error::EngineError;
 use crate::model::Model;
@@ -57,8 +57,7 @@ fn trained_models(dir: &Path, n: usize) -> Result<(Workbench, Vec<Model>), Engin
         targets: TargetSpec::default(),
         split: SplitSpec::default(),
         models: configs(n),
-        device: DevicePreference::Cpu,
-        gpu_if_available: false,
+        device: DeviceRequest::CPU,
     };
     let report = wb.train(&request, &NoProgress, &CancelToken::new())?;
     let models = report

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Autoencoder and VAE training: the 128-64-16 mirrored MLPs (ReLU, batch 64, Adam 1e-3) on
+# 10,000 × 128 rows of a curved 4-dimensional surface, validated on 2,000 more, on the CPU and
+# every GPU, against the same networks in PyTorch eager (CPU and CUDA, float32) on exactly the
+# exported rows, in one stored table.
+#
+# Reproduces docs/benchmarks.md:
+#   - "Autoencoder and VAE training (issue 5, issue 9)": the defaults (EPOCHS=20, REPEATS=2);
+#   - "Autoencoder and VAE at 100 epochs on the H100 (issue 5, issue 9)": EPOCHS=100 REPEATS=1
+#     (that table came from two device calls, ours and then PyTorch on the carried data; this
+#     script makes both in one).
+#
+# Run on the GPU machine: bash bench/device/encoders.sh [FOREXGPT_BIN]
+#   e.g. EPOCHS=100 REPEATS=1 bash bench/device/encoders.sh target/release/forexgpt
+#   FOREXGPT_BIN: release binary built with cargo build --release -p forexgpt-cli --features cuda;
+#   default $FOREXGPT_BIN, else `forexgpt` on PATH.
+#   Env: EPOCHS (default 20), REPEATS (timed runs of ours and of PyTorch, default 2),
+#   FOREXGPT_TEST_DEVICES. Needs python3 with numpy and torch.
+#   Each finished case is logged on stderr (FOREXGPT_LOG=forexgpt_engine=info), so a run
+#   that is stopped still leaves its numbers there.
+set -euo pipefail
+source "$(dirname "$0")/common.sh"
+
+epochs="${EPOCHS:-20}"
+repeats="${REPEATS:-2}"
+export FOREXGPT_LOG="${FOREXGPT_LOG:-forexgpt_engine=info}"
+dir="$tmp/enc"
+
+heading "forexgpt bench --suite encoders --size seed --epochs $epochs --repeats $repeats --export-data DIR"
+fx bench --suite encoders --size seed --epochs "$epochs" --repeats "$repeats" --export-data "$dir"
+
+heading "PyTorch peer"
+python3 "$(dirname "$0")/../peers/encoders_torch.py" "$dir" "$repeats"
+fx bench add-peers 1 "$dir/torch_encoders_results.json" >/dev/null
+
+heading "bench show 1 --format markdown"
+fx bench show 1 --format markdown

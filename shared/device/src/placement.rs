@@ -1,0 +1,244 @@
+//! The one placement path. Every fit, encode, forecast and backtest hands its
+//! [`DeviceRequest`] (unchanged from the checkbox or `--device`), what the job can run on, and
+//! the work to [`DeviceManager::place`], which resolves the request, runs the work, moves it to
+//! the CPU where the request allows (saying why), and returns where it ran.
+//!
+//! The rules, the same for every job:
+//! - an explicit device (`cuda`, `wgpu`, `cpu`) that is missing or cannot serve the job is an
+//!   error naming the reason;
+//! - "if available" and `auto` run on the CPU instead, with the reason, when the GPU is
+//!   missing, cannot serve the job, or fails mid-way (the work then reruns on the CPU).
+
+use std::sync::{Arc, OnceLock};
+
+use forexgpt_protocol::{BackendKind, CudaStatus, DevicePreference, DeviceRequest, WgpuStatus};
+
+use crate::compute_device::ComputeDevice;
+use crate::error::DeviceError;
+use crate::manager::DeviceManager;
+
+/// What a job has GPU implementations for; every job runs on the CPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JobSupport {
+    /// The job as the user would name it, e.g. "growing a random forest".
+    pub job: &'static str,
+    pub cuda: bool,
+    pub wgpu: bool,
+}
+
+impl JobSupport {
+    /// A job with a path on every backend.
+    pub const fn everywhere(job: &'static str) -> JobSupport {
+        JobSupport {
+            job,
+            cuda: true,
+            wgpu: true,
+        }
+    }
+
+    /// A job whose GPU path exists for CUDA only.
+    pub const fn cuda_only(job: &'static str) -> JobSupport {
+        JobSupport {
+            job,
+            cuda: true,
+            wgpu: false,
+        }
+    }
+
+    pub fn serves(&self, backend: BackendKind) -> bool {
+        match backend {
+            BackendKind::Cpu => true,
+            BackendKind::Cuda => self.cuda,
+            BackendKind::Wgpu => self.wgpu,
+        }
+    }
+
+    fn where_it_runs(&self) -> &'static str {
+        match (self.cuda, self.wgpu) {
+            (true, true) => "CUDA, wgpu or the CPU",
+            (true, false) => "CUDA or the CPU",
+            (false, true) => "wgpu or the CPU",
+            (false, false) => "the CPU only",
+        }
+    }
+}
+
+/// Work placed by a request: its result, where it ran, and why that is not the device the
+/// request named (a GPU missing or unable to serve the job, or one that failed mid-way).
+#[derive(Debug, Clone)]
+pub struct Placed<T> {
+    pub value: T,
+    pub device: ComputeDevice,
+    pub fell_back: Option<String>,
+}
+
+impl<T> Placed<T> {
+    /// The same placement around another form of the value.
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Placed<U> {
+        Placed {
+            value: f(self.value),
+            device: self.device,
+            fell_back: self.fell_back,
+        }
+    }
+}
+
+impl DeviceManager {
+    /// Where `request` sends `job` before anything runs: the device, and why it is the CPU
+    /// when a GPU was wanted. An explicit device that is missing or cannot serve the job is an
+    /// error.
+    pub fn placement(
+        &self,
+        request: DeviceRequest,
+        job: JobSupport,
+    ) -> Result<(ComputeDevice, Option<String>), DeviceError> {
+        let device = match request.preference {
+            DevicePreference::Auto => self.resolve_auto(request.gpu_if_available),
+            preference => match self.resolve(preference) {
+                Ok(device) => device,
+                Err(e) if request.may_fall_back() => {
+                    return Ok(self.fallback(format!("running on the CPU: {e}")));
+                }
+                Err(e) => return Err(e),
+            },
+        };
+        if device.is_gpu() && !job.serves(device.backend()) {
+            let unsupported = DeviceError::Unsupported {
+                job: job.job.to_string(),
+                device: device.label().to_string(),
+                why: format!("it runs on {}", job.where_it_runs()),
+            };
+            if !request.may_fall_back() {
+                return Err(unsupported);
+            }
+            return Ok(self.fallback(format!("running on the CPU: {unsupported}")));
+        }
+        let why = device
+            .resolved
+            .fell_back
+            .then(|| device.resolved.notice.clone())
+            .flatten();
+        Ok((device, why))
+    }
+
+    /// Runs `work` where `request` places `job` ([`placement`](Self::placement)). Under
+    /// "if available" or `auto`, a GPU whose backend fails (`device_error` finds a
+    /// [`DeviceError`] in the error) hands the work to the CPU and records why; any other
+    /// error, and any error of an explicit device, is returned as it is.
+    pub fn place<T, E>(
+        &self,
+        request: DeviceRequest,
+        job: JobSupport,
+        mut work: impl FnMut(&ComputeDevice) -> Result<T, E>,
+        device_error: impl Fn(&E) -> Option<&DeviceError>,
+    ) -> Result<Placed<T>, E>
+    where
+        E: From<DeviceError>,
+    {
+        let (device, fell_back) = self.placement(request, job)?;
+        match work(&device) {
+            Ok(value) => Ok(Placed {
+                value,
+                device,
+                fell_back,
+            }),
+            Err(e) if request.may_fall_back() && device.is_gpu() => {
+                let Some(failure) = device_error(&e) else {
+                    return Err(e);
+                };
+                let reason = format!("{} failed ({failure}); ran on the CPU", device.label());
+                tracing::warn!("{reason}");
+                let (cpu, _) = self.fallback(reason.clone());
+                Ok(Placed {
+                    value: work(&cpu)?,
+                    device: cpu,
+                    fell_back: Some(reason),
+                })
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The CPU, marked as standing in for a wanted GPU, and why.
+    fn fallback(&self, why: String) -> (ComputeDevice, Option<String>) {
+        let mut cpu = self.cpu();
+        cpu.resolved.fell_back = true;
+        cpu.resolved.notice = Some(why.clone());
+        (cpu, Some(why))
+    }
+}
+
+/// The machine's devices, probed once when first needed: a request for the CPU alone never
+/// probes a GPU. Clones share the probe, so the app starts it in the background at start-up
+/// and every job reuses it.
+#[derive(Debug, Clone, Default)]
+pub struct Devices {
+    probed: Arc<OnceLock<DeviceManager>>,
+    cpu_only: Arc<OnceLock<DeviceManager>>,
+}
+
+impl Devices {
+    /// Devices not probed yet.
+    pub fn new() -> Devices {
+        Devices::default()
+    }
+
+    /// Devices described by an already built manager (tests; machines described by hand).
+    pub fn from_manager(manager: DeviceManager) -> Devices {
+        Devices {
+            probed: Arc::new(OnceLock::from(manager)),
+            cpu_only: Arc::default(),
+        }
+    }
+
+    /// Starts probing on a background thread (probing CUDA and wgpu takes seconds).
+    pub fn probe_in_background(&self) {
+        let probed = Arc::clone(&self.probed);
+        std::thread::spawn(move || {
+            probed.get_or_init(DeviceManager::probe);
+        });
+    }
+
+    /// Every device of the machine; probes (or waits for the probe) on first use.
+    pub fn probed(&self) -> &DeviceManager {
+        self.probed.get_or_init(DeviceManager::probe)
+    }
+
+    /// The devices `request` is resolved against: the probed ones, or, for a CPU request when
+    /// nothing was probed yet, a description of the CPU alone.
+    pub fn for_request(&self, request: DeviceRequest) -> &DeviceManager {
+        match (request.preference, self.probed.get()) {
+            (_, Some(probed)) => probed,
+            (DevicePreference::Cpu, None) => self.cpu_only.get_or_init(|| {
+                let not_probed = Some("not probed: the CPU was requested".to_string());
+                DeviceManager::from_parts(
+                    CudaStatus {
+                        reason: not_probed.clone(),
+                        ..CudaStatus::default()
+                    },
+                    WgpuStatus {
+                        reason: not_probed,
+                        ..WgpuStatus::default()
+                    },
+                    None,
+                )
+            }),
+            _ => self.probed(),
+        }
+    }
+
+    /// [`DeviceManager::place`] on the devices of `request`.
+    pub fn place<T, E>(
+        &self,
+        request: DeviceRequest,
+        job: JobSupport,
+        work: impl FnMut(&ComputeDevice) -> Result<T, E>,
+        device_error: impl Fn(&E) -> Option<&DeviceError>,
+    ) -> Result<Placed<T>, E>
+    where
+        E: From<DeviceError>,
+    {
+        self.for_request(request)
+            .place(request, job, work, device_error)
+    }
+}

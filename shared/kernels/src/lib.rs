@@ -1,0 +1,19 @@
+//! Our own GPU kernels and their host glue, apart from the device manager (the way candle keeps
+//! candle-kernels apart from candle-core): the device crate finds and places devices, this one
+//! holds the algorithms that run on them.
+//!
+//! - [`cublas`]: float64 `XᵀX` / `XᵀY` through cuBLAS, rows streamed through pinned buffers
+//!   (linear models and PCA on CUDA).
+//! - [`cuda_grow`]: random-forest trees grown on the GPU, one thread block per tree, with the
+//!   CPU builder's algorithm and random streams (`src/kernels/grow_trees.cu`).
+//! - [`cuda_walk`]: a forest's batched prediction walk, rows binned on the device.
+//!
+//! Every entry point takes a resolved [`forexgpt_device::ComputeDevice`] and answers with a
+//! [`forexgpt_device::DeviceError`] the placement layer can fall back on. Builds without the
+//! `cuda` feature keep the same API and answer "not built with cuda support".
+
+pub mod cublas;
+#[cfg(feature = "cuda")]
+mod cuda_common;
+pub mod cuda_grow;
+pub mod cuda_walk;

@@ -71,7 +71,7 @@ pub async fn series_candles(
 ) -> Result<Vec<Candle>, AppError> {
     blocking(app, "loading candles", move |s| {
         let mut candles = s
-            .workbench(false)?
+            .workbench()?
             .candles(&request.symbol, request.timeframe)
             .map_err(from_engine)?;
         let skip = candles.len().saturating_sub(request.last);

@@ -14,6 +14,37 @@ use forexgpt_protocol::{BenchRequest, BenchSettings, BenchSize, BenchSuite};
 use crate::output;
 use crate::progress::{BarProgress, ctrl_c_token};
 
+#[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    action: Option<BenchAction>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Subcommand, Debug)]
+enum BenchAction {
+    /// Stored runs, newest first.
+    List,
+    /// One stored run as a table, markdown (with speedups over the CPU), CSV or JSON.
+    Show {
+        id: i64,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+    /// The operations two runs share, side by side, with B's speedup over A.
+    Compare { a: i64, b: i64 },
+    /// Add a peer script's results (bench/peers/*.py writes them) to a stored run.
+    AddPeers {
+        id: i64,
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Delete a stored run.
+    Delete { id: i64 },
+}
+
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
     Table,

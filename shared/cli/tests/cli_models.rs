@@ -207,7 +207,15 @@ fn naming_a_device_that_cannot_serve_a_model_is_an_error_for_every_model() {
     if has_wgpu(dir.path()) {
         // wgpu has no tree builder: named, it is an error; "if available", the CPU grows it.
         forexgpt(dir.path())
-            .args(["train", "--regressor", "rf", "--trees", "2", "--device", "wgpu"])
+            .args([
+                "train",
+                "--regressor",
+                "rf",
+                "--trees",
+                "2",
+                "--device",
+                "wgpu",
+            ])
             .assert()
             .failure()
             .stderr(predicates::str::contains(

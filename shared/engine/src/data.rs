@@ -1,19 +1,17 @@
 //! The data jobs: import CSV files, list and delete series, store resampled series, and
 //! summarise feature matrices.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use forexgpt_core::candle::Candle;
 use forexgpt_core::features::{FeatureMatrix, Targets, build_features, build_targets};
 use forexgpt_core::gaps::{find_gaps, summarize_gaps};
-use forexgpt_core::import::{parse_candles_csv, read_candles_csv};
+use forexgpt_core::import::read_candles_csv;
 use forexgpt_core::resample::resample;
-use forexgpt_core::sample::SAMPLE_SERIES;
 use forexgpt_core::split::{chronological_split, default_purge};
-use forexgpt_core::store::{ImportSource, SeedSeries, Store, StoreError};
+use forexgpt_core::store::{ImportSource, StoreError};
 use forexgpt_core::timestamp::format_ts;
-use forexgpt_device::Devices;
 use forexgpt_protocol::{
     ColumnSummary, CsvFormat, FeatureSpec, FeatureSummary, Gap, ImportReport, ImportRequest,
     ProgressEvent, SeriesInfo, SplitSpec, SplitSummary, Stage, TargetSpec, Timeframe,
@@ -22,7 +20,6 @@ use forexgpt_protocol::{
 use crate::Workbench;
 use crate::error::EngineError;
 use crate::progress::{CancelToken, ProgressSink};
-
 
 /// Symbols are names like `EURUSD`, `XAUUSD`, `EUR-USD` or `US500.cash`.
 pub fn normalize_symbol(symbol: &str) -> Result<String, EngineError> {
@@ -70,7 +67,6 @@ pub struct FeatureRequest {
 }
 
 impl Workbench {
-
     /// Imports one CSV file: everything or nothing.
     pub fn import_csv(
         &mut self,
@@ -270,6 +266,7 @@ mod tests {
 
     use super::*;
     use crate::progress::NoProgress;
+    use forexgpt_core::store::Store;
 
     fn request(path: &Path, symbol: &str) -> ImportRequest {
         ImportRequest {

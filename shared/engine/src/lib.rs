@@ -16,6 +16,6 @@ pub mod train;
 mod workbench;
 
 pub use data::FeatureRequest;
-pub use workbench::{MODELS_DIR_ENV, Workbench};
 pub use error::EngineError;
 pub use progress::{CancelToken, NoProgress, ProgressSink};
+pub use workbench::{MODELS_DIR_ENV, Workbench};

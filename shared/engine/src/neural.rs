@@ -14,12 +14,12 @@ use burn::module::AutodiffModule;
 use burn::optim::{AdamConfig, GradientsParams, Optimizer};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Int, Tensor, TensorData};
-use forexgpt_random::SplitMix64;
 use forexgpt_device::{BackendJob, ComputeDevice, JobSupport, run_job};
 use forexgpt_models::{
     Autoencoder, AutoencoderConfig, EncoderNetwork, NetworkWeights, Vae, VaeConfig,
 };
 use forexgpt_protocol::{EncoderSpec, EpochProgress, NeuralEncoderSpec, ProgressEvent, Stage};
+use forexgpt_random::SplitMix64;
 use forexgpt_regressors::Matrix;
 use serde::{Deserialize, Serialize};
 

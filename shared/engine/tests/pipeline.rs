@@ -458,7 +458,11 @@ fn a_gpu_failing_mid_forecast_hands_it_to_the_cpu_if_available() {
     let dir = tempfile::tempdir().unwrap();
     let mut wb = workbench(dir.path());
     let report = wb
-        .train(&train_request(every_kind()), &NoProgress, &CancelToken::new())
+        .train(
+            &train_request(every_kind()),
+            &NoProgress,
+            &CancelToken::new(),
+        )
         .unwrap();
     let ids: Vec<String> = report.models.iter().map(|m| m.info.id.clone()).collect();
     let on_cpu = wb

@@ -5,8 +5,8 @@ use burn::config::Config;
 use burn::module::Module;
 use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
-use forexgpt_random::SplitMix64;
 use forexgpt_protocol::{Activation, NeuralEncoderSpec};
+use forexgpt_random::SplitMix64;
 
 use crate::mlp::{Mlp, MlpShape};
 use crate::weights::{NetworkWeights, WeightsError};

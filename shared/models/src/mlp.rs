@@ -5,8 +5,8 @@ use burn::nn::{Dropout, DropoutConfig, Linear};
 use burn::tensor::Tensor;
 use burn::tensor::activation::{gelu, leaky_relu, relu, tanh};
 use burn::tensor::backend::Backend;
-use forexgpt_random::SplitMix64;
 use forexgpt_protocol::Activation;
+use forexgpt_random::SplitMix64;
 
 use crate::weights::{DenseWeights, WeightsError};
 

@@ -11,8 +11,8 @@ use burn::module::Module;
 use burn::nn::Linear;
 use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
-use forexgpt_random::SplitMix64;
 use forexgpt_protocol::{Activation, NeuralEncoderSpec};
+use forexgpt_random::SplitMix64;
 
 use crate::mlp::{Mlp, MlpShape};
 use crate::weights::{DenseWeights, NetworkWeights, WeightsError};

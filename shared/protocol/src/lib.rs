@@ -35,13 +35,13 @@ pub use forecast::{
     BacktestHorizon, BacktestReport, BacktestRequest, Combine, Forecast, ForecastRequest,
     HorizonForecast, ModelSelection,
 };
+pub use progress::{EpochProgress, ProgressEvent, Stage};
 pub use spec::{
     Activation, EncoderSpec, ForestSpec, MaxFeatures, NeuralEncoderSpec, RegressorKind,
     RegressorSpec,
 };
+pub use timeframe::{ParseTimeframeError, Timeframe};
 pub use train::{
     BaselineMetrics, HorizonMetrics, ModelConfig, ModelGrid, ModelInfo, SplitTimes, StoredModel,
     TrainReport, TrainRequest,
 };
-pub use progress::{EpochProgress, ProgressEvent, Stage};
-pub use timeframe::{ParseTimeframeError, Timeframe};

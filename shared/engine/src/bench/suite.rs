@@ -10,11 +10,11 @@ use forexgpt_protocol::{
 };
 
 use crate::Workbench;
-use crate::bench::{BenchOptions, data_suite, run_suite};
 use crate::bench::encoders::encoder_cases;
 use crate::bench::forecast::{BATCH_BARS, ENSEMBLE_SIZES, forecast_cases};
 use crate::bench::forest::forest_cases;
 use crate::bench::models::regressor_cases;
+use crate::bench::{BenchOptions, data_suite, run_suite};
 use crate::error::EngineError;
 use crate::progress::{CancelToken, ProgressSink};
 

@@ -10,8 +10,8 @@
 //! on the order in which nodes are grown, so the GPU builder, which grows many nodes of a tree
 //! at once, grows the same trees.
 
-use forexgpt_random::SplitMix64;
 use forexgpt_kernels::cuda_grow::GrownTree;
+use forexgpt_random::SplitMix64;
 
 use super::trees::{LEAF, Tree};
 

@@ -180,10 +180,43 @@ pub fn app() -> Result<()> {
     run(Command::new(binary))
 }
 
+/// The `gui` test executable that `cargo test --workspace` built (asked of cargo with the same
+/// selection, so it is the same build: another selection would resolve other features and
+/// compile everything again).
+fn gui_test_executable() -> Result<PathBuf> {
+    let out = cargo()
+        .args([
+            "test",
+            "--workspace",
+            "--locked",
+            "--no-run",
+            "--message-format=json",
+        ])
+        .output()
+        .context("asking cargo for the test executables")?;
+    if !out.status.success() {
+        bail!(
+            "cargo test --no-run failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // One JSON message per line; the gui test's artifact names its target and executable.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    stdout
+        .lines()
+        .filter(|l| l.contains(r#""reason":"compiler-artifact""#))
+        .filter(|l| l.contains(r#""kind":["test"]"#) && l.contains(r#""name":"gui""#))
+        .find_map(|l| {
+            let start = l.find(r#""executable":""#)? + r#""executable":""#.len();
+            let end = start + l[start..].find('"')?;
+            Some(PathBuf::from(&l[start..end]))
+        })
+        .context("cargo built no `gui` test executable")
+}
+
 /// The GUI end-to-end tests: the app under Xvfb, driven by tauri-driver and WebKitWebDriver.
-/// They drive the binary `cargo test --workspace` built (the dev profile, which optimises
-/// dependencies): selecting the test with `--workspace` keeps the features of that build, so
-/// nothing is compiled again.
+/// They run the test executable and drive the app binary that `cargo test --workspace` built
+/// (the dev profile, which optimises dependencies), so nothing is compiled again.
 pub fn gui_tests() -> Result<()> {
     if !cfg!(target_os = "linux") {
         eprintln!("xtask: the GUI end-to-end tests run on Linux only (Xvfb + WebKitWebDriver)");
@@ -194,19 +227,12 @@ pub fn gui_tests() -> Result<()> {
         bail!("WebKitWebDriver is missing (Debian package webkit2gtk-driver; `cargo xtask setup`)");
     }
     let screenshots = target_dir().join("gui-screenshots");
+    let executable = gui_test_executable()?;
     let mut test = Command::new("xvfb-run");
     test.args(["-a", "-s", "-screen 0 1280x800x24"])
-        .arg(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args([
-            "test",
-            "--locked",
-            "--workspace",
-            "--test",
-            "gui",
-            "--",
-            "--ignored",
-            "--nocapture",
-        ])
+        .arg(&executable)
+        .args(["--ignored", "--nocapture"])
+        .current_dir(workspace_root().join("src-tauri"))
         .env("TAURI_DRIVER", &driver)
         .env("FOREXGPT_SCREENSHOTS", &screenshots);
     run(test)?;

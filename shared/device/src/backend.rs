@@ -9,7 +9,7 @@
 //! [`DeviceError::BackendFailed`] instead of crossing into the UI.
 
 use burn::tensor::backend::Backend;
-use forexgpt_protocol::{AdapterType, BackendKind};
+use forexgpt_protocol::AdapterType;
 
 use crate::compute_device::{ComputeDevice, Target};
 use crate::error::DeviceError;
@@ -84,7 +84,7 @@ fn run_wgpu<J: BackendJob>(
     _: usize,
     _: J,
 ) -> Result<J::Output, DeviceError> {
-    Err(DeviceError::NotBuilt(BackendKind::Wgpu))
+    Err(DeviceError::NotBuilt(forexgpt_protocol::BackendKind::Wgpu))
 }
 
 #[cfg(feature = "cuda")]
@@ -95,5 +95,5 @@ fn run_cuda<J: BackendJob>(label: &str, index: usize, job: J) -> Result<J::Outpu
 
 #[cfg(not(feature = "cuda"))]
 fn run_cuda<J: BackendJob>(_: &str, _: usize, _: J) -> Result<J::Output, DeviceError> {
-    Err(DeviceError::NotBuilt(BackendKind::Cuda))
+    Err(DeviceError::NotBuilt(forexgpt_protocol::BackendKind::Cuda))
 }

@@ -2,7 +2,9 @@
 //! exists (lavapipe included, so CI exercises the GPU code path), CUDA when it is usable.
 //! Skipped devices are printed with the reason. `FOREXGPT_TEST_DEVICES=cpu,wgpu` limits the set.
 
-use forexgpt_protocol::{BackendKind, DevicePreference};
+use forexgpt_protocol::{
+    AdapterType, BackendKind, CudaStatus, DevicePreference, WgpuAdapterInfo, WgpuStatus,
+};
 
 use crate::compute_device::ComputeDevice;
 use crate::manager::DeviceManager;
@@ -45,4 +47,34 @@ pub fn for_each_device(mut body: impl FnMut(&ComputeDevice)) {
         eprintln!("running on {}", device.label());
         body(device);
     }
+}
+
+/// A machine described by hand, for placement tests: no CUDA ("no NVIDIA driver"), and with
+/// `gpu` one hardware wgpu adapter, `wgpu:0 (Test GPU, Vulkan)`; without, no adapter ("no
+/// adapter"). Add [`DeviceManager::with_failing_gpus`] for a GPU that fails every job.
+pub fn described_machine(gpu: bool) -> DeviceManager {
+    let cuda = CudaStatus {
+        built: true,
+        reason: Some("no NVIDIA driver".into()),
+        ..CudaStatus::default()
+    };
+    let adapters = if gpu {
+        vec![WgpuAdapterInfo {
+            index: 0,
+            name: "Test GPU".into(),
+            api: "Vulkan".into(),
+            adapter_type: AdapterType::DiscreteGpu,
+            vendor_id: 0,
+            driver: String::new(),
+        }]
+    } else {
+        Vec::new()
+    };
+    let wgpu = WgpuStatus {
+        built: true,
+        available: gpu,
+        adapters,
+        reason: (!gpu).then(|| "no adapter".into()),
+    };
+    DeviceManager::from_parts(cuda, wgpu, None)
 }

@@ -67,6 +67,12 @@ pub struct FeatureRequest {
 }
 
 impl Workbench {
+    /// The bars of a series (stored, or resampled from a finer stored one), in time order.
+    pub fn candles(&self, symbol: &str, timeframe: Timeframe) -> Result<Vec<Candle>, EngineError> {
+        let symbol = normalize_symbol(symbol)?;
+        Ok(self.store.load_or_resample(&symbol, timeframe)?.0)
+    }
+
     /// Imports one CSV file: everything or nothing.
     pub fn import_csv(
         &mut self,

@@ -123,9 +123,12 @@ impl Workbench {
         Ok(models)
     }
 
-    /// The selected models as an ensemble, and their features built from the stored bars of
-    /// their series.
-    fn prepare(&self, selection: &ModelSelection) -> Result<Prepared, EngineError> {
+    /// The selected models as an ensemble, their features built from the stored bars of their
+    /// series, and how long loading the bars and building the features took (ms).
+    fn prepare(
+        &self,
+        selection: &ModelSelection,
+    ) -> Result<(Ensemble, FeatureSets, f64), EngineError> {
         let ensemble = Ensemble::new(self.select_models(selection)?)?;
         let started = Instant::now();
         let first = &ensemble.models[0].info;
@@ -133,21 +136,13 @@ impl Workbench {
             .store
             .load_or_resample(&first.symbol, first.timeframe)?;
         let features = FeatureSets::build(&ensemble, &candles)?;
-        Ok(Prepared {
-            ensemble,
-            features,
-            features_ms: started.elapsed().as_secs_f64() * 1e3,
-        })
+        Ok((ensemble, features, started.elapsed().as_secs_f64() * 1e3))
     }
 
     /// Forecast from the latest bar (or the last bar at or before `at_ts`).
     pub fn forecast(&self, request: &ForecastRequest) -> Result<Forecast, EngineError> {
         let selection = &request.selection;
-        let Prepared {
-            ensemble,
-            features,
-            features_ms,
-        } = self.prepare(selection)?;
+        let (ensemble, features, features_ms) = self.prepare(selection)?;
         let first = &ensemble.models[0].info;
         let rows = features.shortest();
         let origin = match request.at_ts {
@@ -210,11 +205,7 @@ impl Workbench {
         cancel: &CancelToken,
     ) -> Result<BacktestReport, EngineError> {
         let selection = &request.selection;
-        let Prepared {
-            ensemble,
-            features,
-            features_ms,
-        } = self.prepare(selection)?;
+        let (ensemble, features, features_ms) = self.prepare(selection)?;
         let first = &ensemble.models[0].info;
         let started = Instant::now();
         let rows = features.shortest();
@@ -307,13 +298,6 @@ impl Workbench {
             EngineError::device_failure,
         )
     }
-}
-
-struct Prepared {
-    ensemble: Ensemble,
-    features: FeatureSets,
-    /// Loading the bars and building the features (model loading and device probing excluded).
-    features_ms: f64,
 }
 
 /// Running sums of one horizon's backtest.

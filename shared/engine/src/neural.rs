@@ -16,7 +16,7 @@ use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Int, Tensor, TensorData};
 use forexgpt_device::{BackendJob, ComputeDevice, JobSupport, run_job};
 use forexgpt_models::{
-    Autoencoder, AutoencoderConfig, EncoderNetwork, NetworkWeights, Vae, VaeConfig,
+    Autoencoder, AutoencoderConfig, EncoderNetwork, NetworkConfig, NetworkWeights, Vae, VaeConfig,
 };
 use forexgpt_protocol::{EncoderSpec, EpochProgress, NeuralEncoderSpec, ProgressEvent, Stage};
 use forexgpt_random::SplitMix64;

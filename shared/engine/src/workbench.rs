@@ -4,14 +4,11 @@
 
 use std::path::{Path, PathBuf};
 
-use forexgpt_core::candle::Candle;
 use forexgpt_core::import::parse_candles_csv;
 use forexgpt_core::sample::SAMPLE_SERIES;
 use forexgpt_core::store::{ImportSource, SeedSeries, Store};
 use forexgpt_device::Devices;
-use forexgpt_protocol::Timeframe;
 
-use crate::data::normalize_symbol;
 use crate::error::EngineError;
 
 /// Metadata key set once the sample series were imported, so a user who deletes them does
@@ -57,12 +54,6 @@ impl Workbench {
         };
         wb.seed_samples()?;
         Ok(wb)
-    }
-
-    /// The bars of a series (stored, or resampled from a finer stored one), in time order.
-    pub fn candles(&self, symbol: &str, timeframe: Timeframe) -> Result<Vec<Candle>, EngineError> {
-        let symbol = normalize_symbol(symbol)?;
-        Ok(self.store.load_or_resample(&symbol, timeframe)?.0)
     }
 
     /// Keeps model files in `dir` (created when the first model is saved).

@@ -3,21 +3,21 @@
 //! training through `Workbench::train` (cancellation, model files, ensembles).
 #![allow(clippy::unwrap_used)]
 
-use std::sync::Mutex;
+mod common;
 
-use forexgpt_core::store::Store;
 use forexgpt_device::ComputeDevice;
 use forexgpt_device::testing::for_each_device;
 use forexgpt_engine::bench::encoders::{MANIFOLD_DIM, manifold_split};
 use forexgpt_engine::model::Model;
 use forexgpt_engine::neural::{NetworkKind, NeuralEncoder, TrainRun};
-use forexgpt_engine::{CancelToken, EngineError, NoProgress, ProgressSink, Workbench};
+use forexgpt_engine::{CancelToken, EngineError, NoProgress};
 use forexgpt_protocol::{
-    Combine, DeviceRequest, EncoderSpec, FeatureSpec, ForecastRequest, ModelConfig, ModelSelection,
-    NeuralEncoderSpec, ProgressEvent, RegressorSpec, SplitSpec, Stage, TargetSpec, Timeframe,
-    TrainRequest,
+    Combine, DeviceRequest, EncoderSpec, ForecastRequest, ModelConfig, ModelSelection,
+    NeuralEncoderSpec, RegressorSpec, Stage, TrainRequest,
 };
 use forexgpt_regressors::{Matrix, Pca};
+
+use common::{CancelAt, train_request, workbench};
 
 const VAE: NetworkKind = NetworkKind::Vae {
     kl_weight: 1.0,
@@ -201,28 +201,16 @@ fn the_same_seed_trains_the_same_network_and_early_stopping_keeps_the_best_epoch
     assert_ne!(a.weights, other.weights);
 }
 
-fn workbench(dir: &std::path::Path) -> Workbench {
-    let mut wb = Workbench::with_store(Store::open_in_memory().unwrap()).unwrap();
-    wb.set_models_dir(dir.join("models"));
-    wb
-}
-
 fn request(encoders: &[EncoderSpec]) -> TrainRequest {
-    TrainRequest {
-        symbol: "EURUSD".into(),
-        timeframe: Timeframe::H1,
-        features: FeatureSpec::default(),
-        targets: TargetSpec::default(),
-        split: SplitSpec::default(),
-        models: encoders
+    train_request(
+        encoders
             .iter()
             .map(|e| ModelConfig {
                 encoder: e.clone(),
                 regressor: RegressorSpec::Ridge { alpha: 1.0 },
             })
             .collect(),
-        device: DeviceRequest::CPU,
-    }
+    )
 }
 
 fn small_net() -> NeuralEncoderSpec {
@@ -234,32 +222,11 @@ fn small_net() -> NeuralEncoderSpec {
     }
 }
 
-/// Records epoch events and cancels the job at the second one.
-struct CancelAtEpoch {
-    cancel: CancelToken,
-    epochs: Mutex<Vec<ProgressEvent>>,
-}
-
-impl ProgressSink for CancelAtEpoch {
-    fn report(&self, event: ProgressEvent) {
-        if event.stage == Stage::Encoder {
-            let mut epochs = self.epochs.lock().unwrap();
-            epochs.push(event);
-            if epochs.len() == 2 {
-                self.cancel.cancel();
-            }
-        }
-    }
-}
-
 #[test]
 fn a_cancelled_encoder_training_keeps_no_model_and_reports_epochs_until_then() {
     let dir = tempfile::tempdir().unwrap();
     let wb = workbench(dir.path());
-    let sink = CancelAtEpoch {
-        cancel: CancelToken::new(),
-        epochs: Mutex::new(Vec::new()),
-    };
+    let sink = CancelAt::new(Stage::Encoder, 2);
     let encoders = [
         EncoderSpec::None,
         EncoderSpec::Autoencoder { net: small_net() },
@@ -269,7 +236,7 @@ fn a_cancelled_encoder_training_keeps_no_model_and_reports_epochs_until_then() {
         .unwrap_err();
     assert!(matches!(err, EngineError::Cancelled), "{err}");
     assert!(wb.list_models().unwrap().0.is_empty());
-    let epochs = sink.epochs.lock().unwrap();
+    let epochs = sink.events.lock().unwrap();
     assert_eq!(epochs.len(), 2);
     let first = epochs[0].epoch.unwrap();
     assert_eq!((first.epoch, first.epochs), (1, 4));

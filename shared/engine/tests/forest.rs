@@ -4,25 +4,20 @@
 //! nothing.
 #![allow(clippy::unwrap_used)]
 
-use std::path::Path;
-use std::sync::Mutex;
+mod common;
 
-use forexgpt_core::store::Store;
+use std::path::Path;
+
 use forexgpt_device::testing::for_each_device;
 use forexgpt_engine::model::{Model, RegressorState};
-use forexgpt_engine::{CancelToken, EngineError, NoProgress, ProgressSink, Workbench};
+use forexgpt_engine::{CancelToken, EngineError, NoProgress};
 use forexgpt_protocol::{
     Combine, DeviceRequest, EncoderSpec, FeatureSpec, ForecastRequest, ForestSpec, MaxFeatures,
-    ModelConfig, ModelSelection, ProgressEvent, RegressorSpec, SplitSpec, Stage, TargetSpec,
-    Timeframe, TrainRequest,
+    ModelConfig, ModelSelection, RegressorSpec, Stage, Timeframe, TrainRequest,
 };
 use forexgpt_regressors::Matrix;
 
-fn workbench(dir: &Path) -> Workbench {
-    let mut wb = Workbench::with_store(Store::open_in_memory().unwrap()).unwrap();
-    wb.set_models_dir(dir.join("models"));
-    wb
-}
+use common::{CancelAt, train_request, workbench};
 
 fn forest() -> ForestSpec {
     ForestSpec {
@@ -35,21 +30,15 @@ fn forest() -> ForestSpec {
 }
 
 fn request(regressors: Vec<RegressorSpec>) -> TrainRequest {
-    TrainRequest {
-        symbol: "EURUSD".into(),
-        timeframe: Timeframe::H1,
-        features: FeatureSpec::default(),
-        targets: TargetSpec::default(),
-        split: SplitSpec::default(),
-        models: regressors
+    train_request(
+        regressors
             .into_iter()
             .map(|regressor| ModelConfig {
                 encoder: EncoderSpec::None,
                 regressor,
             })
             .collect(),
-        device: DeviceRequest::CPU,
-    }
+    )
 }
 
 #[test]
@@ -138,32 +127,11 @@ fn a_forest_trains_saves_loads_and_forecasts_beside_a_linear_model() {
     );
 }
 
-/// Records tree events and cancels the job at the third one.
-struct CancelAtTree {
-    cancel: CancelToken,
-    trees: Mutex<Vec<ProgressEvent>>,
-}
-
-impl ProgressSink for CancelAtTree {
-    fn report(&self, event: ProgressEvent) {
-        if event.stage == Stage::Regressor {
-            let mut trees = self.trees.lock().unwrap();
-            trees.push(event);
-            if trees.len() == 3 {
-                self.cancel.cancel();
-            }
-        }
-    }
-}
-
 #[test]
 fn cancelling_while_trees_grow_keeps_no_model() {
     let dir = tempfile::tempdir().unwrap();
     let wb = workbench(dir.path());
-    let sink = CancelAtTree {
-        cancel: CancelToken::new(),
-        trees: Mutex::new(Vec::new()),
-    };
+    let sink = CancelAt::new(Stage::Regressor, 3);
     let err = wb
         .train(
             &request(vec![
@@ -179,7 +147,7 @@ fn cancelling_while_trees_grow_keeps_no_model() {
         .unwrap_err();
     assert!(matches!(err, EngineError::Cancelled), "{err}");
     assert!(wb.list_models().unwrap().0.is_empty());
-    let trees = sink.trees.lock().unwrap();
+    let trees = sink.events.lock().unwrap();
     assert!(trees.len() >= 3 && trees.len() < 200, "{}", trees.len());
     assert_eq!(trees[0].total, Some(200));
 }

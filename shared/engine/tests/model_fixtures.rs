@@ -6,6 +6,8 @@
 //! files already there are never rewritten.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use forexgpt_core::features::build_features;
@@ -14,11 +16,12 @@ use forexgpt_engine::artifact::MODEL_FORMAT_VERSION;
 use forexgpt_engine::model::Model;
 use forexgpt_engine::{CancelToken, NoProgress, Workbench};
 use forexgpt_protocol::{
-    DeviceRequest, EncoderSpec, FeatureSpec, ForestSpec, ModelConfig, NeuralEncoderSpec,
-    RegressorSpec, SplitSpec, TargetSpec, Timeframe, TrainRequest,
+    EncoderSpec, FeatureSpec, ForestSpec, ModelConfig, NeuralEncoderSpec, RegressorSpec, Timeframe,
 };
 use forexgpt_regressors::Matrix;
 use serde::{Deserialize, Serialize};
+
+use common::train_request;
 
 #[derive(Serialize, Deserialize)]
 struct Expected {
@@ -131,15 +134,7 @@ fn sample_rows(wb: &Workbench, ts: &[i64]) -> Matrix {
 fn write_fixtures(dir: &Path) {
     let scratch = tempfile::tempdir().unwrap();
     let wb = workbench(scratch.path());
-    let request = TrainRequest {
-        symbol: "EURUSD".into(),
-        timeframe: Timeframe::H1,
-        features: FeatureSpec::default(),
-        targets: TargetSpec::default(),
-        split: SplitSpec::default(),
-        models: configs().into_iter().map(|(_, c)| c).collect(),
-        device: DeviceRequest::CPU,
-    };
+    let request = train_request(configs().into_iter().map(|(_, c)| c).collect());
     let report = wb
         .train(&request, &NoProgress, &CancelToken::new())
         .unwrap();

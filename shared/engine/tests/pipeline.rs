@@ -2,23 +2,20 @@
 //! batched ensemble against model-by-model prediction on every device.
 #![allow(clippy::unwrap_used)]
 
-use forexgpt_core::store::Store;
+mod common;
+
 use forexgpt_device::testing::for_each_device;
 use forexgpt_engine::artifact::ArtifactError;
 use forexgpt_engine::ensemble::{Ensemble, FeatureSets};
 use forexgpt_engine::model::Model;
-use forexgpt_engine::{CancelToken, EngineError, NoProgress, Workbench};
+use forexgpt_engine::{CancelToken, EngineError, NoProgress};
 use forexgpt_protocol::{
-    BacktestRequest, Combine, DeviceRequest, EncoderSpec, FeatureSpec, ForecastRequest,
-    ModelConfig, ModelSelection, RegressorSpec, SplitSpec, TargetSpec, Timeframe, TrainRequest,
+    BacktestRequest, Combine, DeviceRequest, EncoderSpec, ForecastRequest, ModelConfig,
+    RegressorSpec, Timeframe,
 };
 use forexgpt_regressors::Matrix;
 
-fn workbench(dir: &std::path::Path) -> Workbench {
-    let mut wb = Workbench::with_store(Store::open_in_memory().unwrap()).unwrap();
-    wb.set_models_dir(dir.join("models"));
-    wb
-}
+use common::{selection, train_request, workbench};
 
 fn grid() -> Vec<ModelConfig> {
     let pca = EncoderSpec::Pca {
@@ -52,28 +49,6 @@ fn grid() -> Vec<ModelConfig> {
             },
         },
     ]
-}
-
-fn train_request(models: Vec<ModelConfig>) -> TrainRequest {
-    TrainRequest {
-        symbol: "eurusd".into(),
-        timeframe: Timeframe::H1,
-        features: FeatureSpec::default(),
-        targets: TargetSpec::default(),
-        split: SplitSpec::default(),
-        models,
-        device: DeviceRequest::CPU,
-    }
-}
-
-fn selection(ids: Vec<String>) -> ModelSelection {
-    ModelSelection {
-        ids,
-        symbol: Some("EURUSD".into()),
-        timeframe: Some(Timeframe::H1),
-        combine: Combine::Mean,
-        device: DeviceRequest::CPU,
-    }
 }
 
 #[test]
@@ -328,34 +303,9 @@ fn the_batched_ensemble_matches_model_by_model_prediction_on_every_device() {
     });
 }
 
-/// One machine description for the placement tests: no CUDA; with `gpu`, one hardware wgpu
-/// adapter (which fails every job when `failing`).
+/// No CUDA; with `gpu`, one hardware wgpu adapter, which fails every job when `failing`.
 fn machine(gpu: bool, failing: bool) -> forexgpt_device::Devices {
-    use forexgpt_protocol::{AdapterType, CudaStatus, WgpuAdapterInfo, WgpuStatus};
-    let cuda = CudaStatus {
-        built: true,
-        reason: Some("no NVIDIA driver".into()),
-        ..CudaStatus::default()
-    };
-    let adapters = if gpu {
-        vec![WgpuAdapterInfo {
-            index: 0,
-            name: "Test GPU".into(),
-            api: "Vulkan".into(),
-            adapter_type: AdapterType::DiscreteGpu,
-            vendor_id: 0,
-            driver: String::new(),
-        }]
-    } else {
-        Vec::new()
-    };
-    let wgpu = WgpuStatus {
-        built: true,
-        available: gpu,
-        adapters,
-        reason: (!gpu).then(|| "no adapter".into()),
-    };
-    let manager = forexgpt_device::DeviceManager::from_parts(cuda, wgpu, None);
+    let manager = forexgpt_device::testing::described_machine(gpu);
     forexgpt_device::Devices::from_manager(if failing {
         manager.with_failing_gpus()
     } else {

@@ -66,24 +66,23 @@ pub fn cuda_cross_products_in_chunks(
             message: "cuBLAS products need a CUDA device".into(),
         });
     };
-    imp::cross_products(device.label(), index, rows, dx, t, chunk.max(1), fill)
-}
-
-#[cfg(not(feature = "cuda"))]
-mod imp {
-    use super::*;
-    use forexgpt_protocol::BackendKind;
-
-    pub(super) fn cross_products(
-        _: &str,
-        _: usize,
-        _: usize,
-        _: usize,
-        _: usize,
-        _: usize,
-        _: &FillRows<'_>,
-    ) -> Result<CrossProducts, DeviceError> {
-        Err(DeviceError::NotBuilt(BackendKind::Cuda))
+    if rows == 0 || dx == 0 {
+        return Ok(CrossProducts {
+            xtx: vec![0.0; dx * dx],
+            xty: vec![0.0; dx * t],
+        });
+    }
+    // cudarc panics when a library cannot be loaded; `guarded` makes that an error.
+    #[cfg(feature = "cuda")]
+    {
+        crate::cuda_common::guarded(&imp::SESSION, device.label(), "cuBLAS products", |slot| {
+            imp::run(slot, index, rows, dx, t, chunk.max(1), fill)
+        })
+    }
+    #[cfg(not(feature = "cuda"))]
+    {
+        let _ = (index, rows, dx, t, chunk, fill);
+        Err(crate::NOT_BUILT)
     }
 }
 
@@ -98,11 +97,11 @@ mod imp {
     use cudarc::driver::{CudaEvent, CudaSlice, CudaStream, DevicePtrMut, PinnedHostSlice, result};
 
     use super::*;
-    use crate::cuda_common::{guarded, new_stream};
+    use crate::cuda_common::new_stream;
 
     /// One device's stream, cuBLAS handle and buffers, kept between calls: pinned allocations
     /// cost milliseconds each, and fits on one dataset come in series (grids, repeats).
-    struct Session {
+    pub(super) struct Session {
         index: usize,
         stream: Arc<CudaStream>,
         blas: CudaBlas,
@@ -121,28 +120,7 @@ mod imp {
         uploaded: [Option<CudaEvent>; 2],
     }
 
-    static SESSION: Mutex<Option<Session>> = Mutex::new(None);
-
-    pub(super) fn cross_products(
-        label: &str,
-        index: usize,
-        rows: usize,
-        dx: usize,
-        t: usize,
-        chunk: usize,
-        fill: &FillRows<'_>,
-    ) -> Result<CrossProducts, DeviceError> {
-        if rows == 0 || dx == 0 {
-            return Ok(CrossProducts {
-                xtx: vec![0.0; dx * dx],
-                xty: vec![0.0; dx * t],
-            });
-        }
-        // cudarc panics when a library cannot be loaded; `guarded` makes that an error.
-        guarded(&SESSION, label, "cuBLAS products", |slot| {
-            run(slot, index, rows, dx, t, chunk, fill)
-        })
-    }
+    pub(super) static SESSION: Mutex<Option<Session>> = Mutex::new(None);
 
     fn session(slot: &mut Option<Session>, index: usize) -> Result<&mut Session, String> {
         if slot.as_ref().is_none_or(|s| s.index != index) {
@@ -210,7 +188,7 @@ mod imp {
         }
     }
 
-    fn run(
+    pub(super) fn run(
         slot: &mut Option<Session>,
         index: usize,
         rows: usize,

@@ -11,21 +11,28 @@
 use forexgpt_device::ComputeDevice;
 use forexgpt_device::DeviceError;
 
-/// The training data and the growth rules, as the CPU grower reads them.
+/// The binned training rows, as the CPU grower and this builder both read them.
 #[derive(Debug, Clone, Copy)]
-pub struct GrowData<'a> {
+pub struct BinnedRows<'a> {
     /// Column-major bins: `bins[f·n + r]`.
     pub bins: &'a [u8],
     pub n: usize,
     pub d: usize,
-    /// Row-major targets, `n × k`.
+    /// Row-major targets, `n × k`: `y[r·k + j]`.
     pub y: &'a [f64],
     pub k: usize,
     /// Bins per feature (≤ 256).
     pub n_bins: &'a [usize],
+}
+
+/// When a node may split, as the CPU grower and this builder both apply it (scikit-learn's
+/// parameters, checked).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GrowLimits {
     pub max_depth: usize,
     pub min_samples_split: usize,
     pub min_samples_leaf: usize,
+    /// Non-constant features to evaluate per node.
     pub max_features: usize,
 }
 
@@ -61,7 +68,8 @@ pub struct GrownTree {
 /// `Ok(None)`.
 pub fn cuda_grow_trees(
     device: &ComputeDevice,
-    data: &GrowData<'_>,
+    data: &BinnedRows<'_>,
+    limits: &GrowLimits,
     n_trees: usize,
     start: &(dyn Fn(usize) -> TreeStart + Sync),
     observe: &(dyn Fn(usize) -> bool + Sync),
@@ -85,23 +93,19 @@ pub fn cuda_grow_trees(
     let Some(index) = device.cuda_index() else {
         return Err(fail("growing trees on CUDA needs a CUDA device".into()));
     };
-    imp::grow(device.label(), index, data, n_trees, start, observe)
-}
-
-#[cfg(not(feature = "cuda"))]
-mod imp {
-    use super::*;
-    use forexgpt_protocol::BackendKind;
-
-    pub(super) fn grow(
-        _: &str,
-        _: usize,
-        _: &GrowData<'_>,
-        _: usize,
-        _: &(dyn Fn(usize) -> TreeStart + Sync),
-        _: &(dyn Fn(usize) -> bool + Sync),
-    ) -> Result<Option<Vec<GrownTree>>, DeviceError> {
-        Err(DeviceError::NotBuilt(BackendKind::Cuda))
+    if n_trees == 0 || data.n == 0 {
+        return Ok(Some(Vec::new()));
+    }
+    #[cfg(feature = "cuda")]
+    {
+        crate::cuda_common::guarded(&imp::SESSION, device.label(), "growing trees", |slot| {
+            imp::run(slot, index, data, limits, n_trees, start, observe)
+        })
+    }
+    #[cfg(not(feature = "cuda"))]
+    {
+        let _ = (index, limits, n_trees, start, observe);
+        Err(crate::NOT_BUILT)
     }
 }
 
@@ -118,7 +122,7 @@ mod imp {
     };
 
     use super::*;
-    use crate::cuda_common::{guarded, new_stream};
+    use crate::cuda_common::new_stream;
 
     const SOURCE: &str = include_str!("kernels/grow_trees.cu");
     /// Device memory for one batch of trees' working arrays.
@@ -142,7 +146,7 @@ mod imp {
         shared: usize,
     }
 
-    struct Session {
+    pub(super) struct Session {
         index: usize,
         stream: Arc<CudaStream>,
         /// One compiled kernel per (outputs, features).
@@ -169,23 +173,7 @@ mod imp {
         kept.as_mut().ok_or_else(|| "no pinned memory".to_string())
     }
 
-    static SESSION: Mutex<Option<Session>> = Mutex::new(None);
-
-    pub(super) fn grow(
-        label: &str,
-        index: usize,
-        data: &GrowData<'_>,
-        n_trees: usize,
-        start: &(dyn Fn(usize) -> TreeStart + Sync),
-        observe: &(dyn Fn(usize) -> bool + Sync),
-    ) -> Result<Option<Vec<GrownTree>>, DeviceError> {
-        if n_trees == 0 || data.n == 0 {
-            return Ok(Some(Vec::new()));
-        }
-        guarded(&SESSION, label, "growing trees", |slot| {
-            run(slot, index, data, n_trees, start, observe)
-        })
-    }
+    pub(super) static SESSION: Mutex<Option<Session>> = Mutex::new(None);
 
     /// Shared bytes per warp: a big node's histogram of one feature, or a small subtree's
     /// staging (its stack, rows, weights, targets and feature draws), whichever is larger.
@@ -262,10 +250,11 @@ mod imp {
         Ok(compiled)
     }
 
-    fn run(
+    pub(super) fn run(
         slot: &mut Option<Session>,
         index: usize,
-        data: &GrowData<'_>,
+        data: &BinnedRows<'_>,
+        limits: &GrowLimits,
         n_trees: usize,
         start: &(dyn Fn(usize) -> TreeStart + Sync),
         observe: &(dyn Fn(usize) -> bool + Sync),
@@ -305,10 +294,10 @@ mod imp {
         let batch = (BATCH_BYTES / per_tree).clamp(1, n_trees);
         let clamp = |v: usize| i32::try_from(v.min(i32::MAX as usize)).unwrap_or(i32::MAX);
         let rules = [
-            clamp(data.max_depth),
-            clamp(data.min_samples_split),
-            clamp(data.min_samples_leaf),
-            clamp(data.max_features),
+            clamp(limits.max_depth),
+            clamp(limits.min_samples_split),
+            clamp(limits.min_samples_leaf),
+            clamp(limits.max_features),
         ];
         let n_i = n as i32;
         let mut grown = Vec::with_capacity(n_trees);
@@ -524,20 +513,23 @@ mod imp {
 mod tests {
     use super::*;
 
-    fn data<'a>(bins: &'a [u8], y: &'a [f64], n_bins: &'a [usize]) -> GrowData<'a> {
-        GrowData {
+    fn data<'a>(bins: &'a [u8], y: &'a [f64], n_bins: &'a [usize]) -> BinnedRows<'a> {
+        BinnedRows {
             bins,
             n: 4,
             d: 1,
             y,
             k: 1,
             n_bins,
-            max_depth: usize::MAX,
-            min_samples_split: 2,
-            min_samples_leaf: 1,
-            max_features: 1,
         }
     }
+
+    const LIMITS: GrowLimits = GrowLimits {
+        max_depth: usize::MAX,
+        min_samples_split: 2,
+        min_samples_leaf: 1,
+        max_features: 1,
+    };
 
     #[test]
     fn refuses_other_devices_and_inconsistent_data_by_name() {
@@ -548,12 +540,21 @@ mod tests {
             seed: 1,
         };
         let cpu = ComputeDevice::cpu("test cpu");
-        let err =
-            cuda_grow_trees(&cpu, &data(&bins, &y, &n_bins), 2, &start, &|_| true).unwrap_err();
+        let err = cuda_grow_trees(&cpu, &data(&bins, &y, &n_bins), &LIMITS, 2, &start, &|_| {
+            true
+        })
+        .unwrap_err();
         assert!(err.to_string().contains("test cpu"), "{err}");
         let short = [1.0, 2.0];
-        let err =
-            cuda_grow_trees(&cpu, &data(&bins, &short, &n_bins), 2, &start, &|_| true).unwrap_err();
+        let err = cuda_grow_trees(
+            &cpu,
+            &data(&bins, &short, &n_bins),
+            &LIMITS,
+            2,
+            &start,
+            &|_| true,
+        )
+        .unwrap_err();
         assert!(
             err.to_string().contains("inconsistent forest data"),
             "{err}"

@@ -136,26 +136,19 @@ pub fn cuda_tree_walk_in_chunks(
         return Err(refuse(problem));
     }
     let sizes = (chunk.max(1), walk_chunks.max(1));
-    imp::walk(device.label(), index, trees, edges, rows, d, sizes, fill)
-}
-
-#[cfg(not(feature = "cuda"))]
-mod imp {
-    use super::*;
-    use forexgpt_protocol::BackendKind;
-
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn walk(
-        _: &str,
-        _: usize,
-        _: &WalkTrees<'_>,
-        _: &FlatEdges,
-        _: usize,
-        _: usize,
-        _: (usize, usize),
-        _: &FillRows<'_>,
-    ) -> Result<Vec<f32>, DeviceError> {
-        Err(DeviceError::NotBuilt(BackendKind::Cuda))
+    if rows == 0 {
+        return Ok(Vec::new());
+    }
+    #[cfg(feature = "cuda")]
+    {
+        crate::cuda_common::guarded(&imp::SESSION, device.label(), "forest walk", |slot| {
+            imp::run(slot, index, trees, edges, rows, d, sizes, fill)
+        })
+    }
+    #[cfg(not(feature = "cuda"))]
+    {
+        let _ = (index, rows, sizes, fill);
+        Err(crate::NOT_BUILT)
     }
 }
 
@@ -171,7 +164,7 @@ mod imp {
     };
 
     use super::*;
-    use crate::cuda_common::{guarded, new_stream};
+    use crate::cuda_common::new_stream;
 
     /// The kernels; `K` (outputs per leaf) is defined in front of them, so the walk's sums
     /// stay in registers.
@@ -240,7 +233,7 @@ extern "C" __global__ void forest_walk(
         uploaded: [Option<CudaEvent>; 2],
     }
 
-    struct Session {
+    pub(super) struct Session {
         index: usize,
         stream: Arc<CudaStream>,
         /// The two kernels per number of outputs.
@@ -249,26 +242,7 @@ extern "C" __global__ void forest_walk(
         slots: Option<Slots>,
     }
 
-    static SESSION: Mutex<Option<Session>> = Mutex::new(None);
-
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn walk(
-        label: &str,
-        index: usize,
-        trees: &WalkTrees<'_>,
-        edges: &FlatEdges,
-        rows: usize,
-        d: usize,
-        sizes: (usize, usize),
-        fill: &FillRows<'_>,
-    ) -> Result<Vec<f32>, DeviceError> {
-        if rows == 0 {
-            return Ok(Vec::new());
-        }
-        guarded(&SESSION, label, "forest walk", |slot| {
-            run(slot, index, trees, edges, rows, d, sizes, fill)
-        })
-    }
+    pub(super) static SESSION: Mutex<Option<Session>> = Mutex::new(None);
 
     fn session(slot: &mut Option<Session>, index: usize) -> Result<&mut Session, String> {
         if slot.as_ref().is_none_or(|s| s.index != index) {
@@ -376,7 +350,7 @@ extern "C" __global__ void forest_walk(
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn run(
+    pub(super) fn run(
         slot: &mut Option<Session>,
         index: usize,
         trees: &WalkTrees<'_>,

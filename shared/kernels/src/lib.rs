@@ -12,8 +12,15 @@
 //! [`forexgpt_device::DeviceError`] the placement layer can fall back on. Builds without the
 //! `cuda` feature keep the same API and answer "not built with cuda support".
 
+use forexgpt_device::DeviceError;
+use forexgpt_protocol::BackendKind;
+
 pub mod cublas;
 #[cfg(feature = "cuda")]
 mod cuda_common;
 pub mod cuda_grow;
 pub mod cuda_walk;
+
+/// What every entry point answers in a build without the `cuda` feature.
+#[cfg_attr(feature = "cuda", allow(dead_code))]
+pub(crate) const NOT_BUILT: DeviceError = DeviceError::NotBuilt(BackendKind::Cuda);

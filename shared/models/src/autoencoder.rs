@@ -5,29 +5,15 @@ use burn::config::Config;
 use burn::module::Module;
 use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
-use forexgpt_protocol::{Activation, NeuralEncoderSpec};
-use forexgpt_random::SplitMix64;
+use forexgpt_protocol::NeuralEncoderSpec;
 
-use crate::mlp::{Mlp, MlpShape};
+use crate::mlp::{Mlp, MlpShape, NetworkShape};
 use crate::weights::{NetworkWeights, WeightsError};
-use crate::{EncoderNetwork, Objective};
+use crate::{EncoderNetwork, NetworkConfig, Objective};
 
 #[derive(Config, Debug)]
 pub struct AutoencoderConfig {
-    /// Feature columns.
-    pub d_input: usize,
-    /// Encoder hidden widths; the decoder mirrors them.
-    #[config(default = "vec![128, 64]")]
-    pub hidden: Vec<usize>,
-    #[config(default = 16)]
-    pub latent: usize,
-    #[config(default = "Activation::Relu")]
-    pub activation: Activation,
-    #[config(default = 0.0)]
-    pub dropout: f64,
-    /// Seeds the initial weights.
-    #[config(default = 42)]
-    pub seed: u64,
+    pub shape: NetworkShape,
 }
 
 #[derive(Module, Debug)]
@@ -38,49 +24,30 @@ pub struct Autoencoder<B: Backend> {
 
 impl AutoencoderConfig {
     pub fn from_spec(d_input: usize, spec: &NeuralEncoderSpec) -> Self {
-        AutoencoderConfig::new(d_input)
-            .with_hidden(spec.hidden.clone())
-            .with_latent(spec.latent)
-            .with_activation(spec.activation)
-            .with_dropout(spec.dropout)
-            .with_seed(spec.seed)
+        AutoencoderConfig::new(NetworkShape::from_spec(d_input, spec))
     }
 
     fn shapes(&self) -> (MlpShape, MlpShape) {
-        let mut widths = vec![self.d_input];
-        widths.extend(&self.hidden);
-        widths.push(self.latent);
-        let encoder = MlpShape {
-            widths: widths.clone(),
-            activation: self.activation,
-            dropout: self.dropout,
-            activate_last: false,
-        };
-        widths.reverse();
-        let decoder = MlpShape {
-            widths,
-            ..encoder.clone()
-        };
+        let (mut encoder, decoder) = self.shape.halves(false);
+        encoder.widths.push(self.shape.latent);
         (encoder, decoder)
     }
+}
 
-    /// The seeded initial weights: the same numbers on every device.
-    pub fn seeded_weights(&self) -> NetworkWeights {
-        let mut rng = SplitMix64::new(self.seed);
+impl NetworkConfig for AutoencoderConfig {
+    type Network<B: Backend> = Autoencoder<B>;
+
+    fn layer_sizes(&self) -> Vec<(usize, usize)> {
         let (encoder, decoder) = self.shapes();
-        let mut layers = encoder.seeded_weights(&mut rng);
-        layers.extend(decoder.seeded_weights(&mut rng));
-        NetworkWeights { layers }
+        encoder.layer_sizes().chain(decoder.layer_sizes()).collect()
     }
 
-    /// A new network with the seeded initial weights.
-    pub fn init<B: Backend>(&self, device: &B::Device) -> Autoencoder<B> {
-        self.load(&self.seeded_weights(), device)
-            .unwrap_or_else(|e| unreachable!("seeded weights fit their own config: {e}"))
+    fn seed(&self) -> u64 {
+        self.shape.seed
     }
 
     /// The network with `weights` (from [`EncoderNetwork::weights`] or a model file).
-    pub fn load<B: Backend>(
+    fn load<B: Backend>(
         &self,
         weights: &NetworkWeights,
         device: &B::Device,

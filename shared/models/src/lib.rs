@@ -12,6 +12,7 @@ use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
 
 pub use autoencoder::{Autoencoder, AutoencoderConfig};
+pub use mlp::NetworkShape;
 pub use vae::{Vae, VaeConfig};
 pub use weights::{DenseWeights, NetworkWeights, WeightsError};
 
@@ -44,4 +45,41 @@ pub trait EncoderNetwork<B: Backend> {
 
     /// The weights on the host.
     fn weights(&self) -> NetworkWeights;
+}
+
+/// What builds an encoder network of one kind: its seeded initial weights, and the network
+/// from weights.
+pub trait NetworkConfig {
+    type Network<B: Backend>: EncoderNetwork<B>;
+
+    /// Inputs and outputs of every dense layer, in the order the weights are stored.
+    fn layer_sizes(&self) -> Vec<(usize, usize)>;
+
+    /// The seed of the initial weights.
+    fn seed(&self) -> u64;
+
+    /// The seeded initial weights, layer by layer from one stream: the same numbers on every
+    /// device (PyTorch's `nn.Linear` rule, [`DenseWeights::seeded`]).
+    fn seeded_weights(&self) -> NetworkWeights {
+        let mut rng = forexgpt_random::SplitMix64::new(self.seed());
+        let layers = self
+            .layer_sizes()
+            .into_iter()
+            .map(|(inputs, outputs)| DenseWeights::seeded(inputs, outputs, &mut rng))
+            .collect();
+        NetworkWeights { layers }
+    }
+
+    /// The network with `weights` (from [`EncoderNetwork::weights`] or a model file).
+    fn load<B: Backend>(
+        &self,
+        weights: &NetworkWeights,
+        device: &B::Device,
+    ) -> Result<Self::Network<B>, WeightsError>;
+
+    /// A new network with the seeded initial weights.
+    fn init<B: Backend>(&self, device: &B::Device) -> Self::Network<B> {
+        self.load(&self.seeded_weights(), device)
+            .unwrap_or_else(|e| unreachable!("seeded weights fit their own config: {e}"))
+    }
 }

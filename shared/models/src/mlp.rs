@@ -1,12 +1,12 @@
 //! A stack of dense layers with one activation between them: the body of both encoders.
 
+use burn::config::Config;
 use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig, Linear};
 use burn::tensor::Tensor;
 use burn::tensor::activation::{gelu, leaky_relu, relu, tanh};
 use burn::tensor::backend::Backend;
-use forexgpt_protocol::Activation;
-use forexgpt_random::SplitMix64;
+use forexgpt_protocol::{Activation, NeuralEncoderSpec};
 
 use crate::weights::{DenseWeights, WeightsError};
 
@@ -34,6 +34,62 @@ pub struct Mlp<B: Backend> {
     activate_last: bool,
 }
 
+/// The shape the autoencoder and the VAE share, as burn config: input width, the encoder's
+/// hidden widths (the decoder mirrors them), latent size, activation, dropout and the seed of
+/// the initial weights.
+#[derive(Config, Debug)]
+pub struct NetworkShape {
+    /// Feature columns.
+    pub d_input: usize,
+    /// Encoder hidden widths; the decoder mirrors them.
+    #[config(default = "vec![128, 64]")]
+    pub hidden: Vec<usize>,
+    #[config(default = 16)]
+    pub latent: usize,
+    #[config(default = "Activation::Relu")]
+    pub activation: Activation,
+    #[config(default = 0.0)]
+    pub dropout: f64,
+    /// Seeds the initial weights.
+    #[config(default = 42)]
+    pub seed: u64,
+}
+
+impl NetworkShape {
+    /// The shape a stored or requested encoder spec describes, for `d_input` features.
+    pub fn from_spec(d_input: usize, spec: &NeuralEncoderSpec) -> Self {
+        NetworkShape::new(d_input)
+            .with_hidden(spec.hidden.clone())
+            .with_latent(spec.latent)
+            .with_activation(spec.activation)
+            .with_dropout(spec.dropout)
+            .with_seed(spec.seed)
+    }
+
+    /// The encoder's layers from the input through the hidden widths (`activate_last` says
+    /// whether the last of them is activated too), and its widths' mirror image ending at
+    /// the input: the decoder from the latent size.
+    pub(crate) fn halves(&self, activate_last: bool) -> (MlpShape, MlpShape) {
+        let mut widths = vec![self.d_input];
+        widths.extend(&self.hidden);
+        let encoder = MlpShape {
+            widths: widths.clone(),
+            activation: self.activation,
+            dropout: self.dropout,
+            activate_last,
+        };
+        widths.push(self.latent);
+        widths.reverse();
+        let decoder = MlpShape {
+            widths,
+            activation: self.activation,
+            dropout: self.dropout,
+            activate_last: false,
+        };
+        (encoder, decoder)
+    }
+}
+
 /// How an [`Mlp`] is built: its widths, activation and dropout.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MlpShape {
@@ -44,12 +100,9 @@ pub struct MlpShape {
 }
 
 impl MlpShape {
-    /// Seeded initial weights, PyTorch's `nn.Linear` rule: `U(-k, k)`, `k = 1/√inputs`.
-    pub fn seeded_weights(&self, rng: &mut SplitMix64) -> Vec<DenseWeights> {
-        self.widths
-            .windows(2)
-            .map(|w| DenseWeights::seeded(w[0], w[1], rng))
-            .collect()
+    /// Inputs and outputs of each layer.
+    pub fn layer_sizes(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
+        self.widths.windows(2).map(|w| (w[0], w[1]))
     }
 
     /// The network with these weights on `device`; the weights must have this shape.

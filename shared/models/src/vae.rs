@@ -11,29 +11,15 @@ use burn::module::Module;
 use burn::nn::Linear;
 use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
-use forexgpt_protocol::{Activation, NeuralEncoderSpec};
-use forexgpt_random::SplitMix64;
+use forexgpt_protocol::NeuralEncoderSpec;
 
-use crate::mlp::{Mlp, MlpShape};
+use crate::mlp::{Mlp, MlpShape, NetworkShape};
 use crate::weights::{DenseWeights, NetworkWeights, WeightsError};
-use crate::{EncoderNetwork, Objective};
+use crate::{EncoderNetwork, NetworkConfig, Objective};
 
 #[derive(Config, Debug)]
 pub struct VaeConfig {
-    /// Feature columns.
-    pub d_input: usize,
-    /// Encoder hidden widths; the decoder mirrors them.
-    #[config(default = "vec![128, 64]")]
-    pub hidden: Vec<usize>,
-    #[config(default = 16)]
-    pub latent: usize,
-    #[config(default = "Activation::Relu")]
-    pub activation: Activation,
-    #[config(default = 0.0)]
-    pub dropout: f64,
-    /// Seeds the initial weights.
-    #[config(default = 42)]
-    pub seed: u64,
+    pub shape: NetworkShape,
 }
 
 #[derive(Module, Debug)]
@@ -53,53 +39,34 @@ pub struct Posterior<B: Backend> {
 
 impl VaeConfig {
     pub fn from_spec(d_input: usize, spec: &NeuralEncoderSpec) -> Self {
-        VaeConfig::new(d_input)
-            .with_hidden(spec.hidden.clone())
-            .with_latent(spec.latent)
-            .with_activation(spec.activation)
-            .with_dropout(spec.dropout)
-            .with_seed(spec.seed)
+        VaeConfig::new(NetworkShape::from_spec(d_input, spec))
     }
 
     fn shapes(&self) -> (MlpShape, usize, MlpShape) {
-        let mut widths = vec![self.d_input];
-        widths.extend(&self.hidden);
-        let last = *widths.last().unwrap_or(&self.d_input);
-        let body = MlpShape {
-            widths: widths.clone(),
-            activation: self.activation,
-            dropout: self.dropout,
-            activate_last: true,
-        };
-        widths.push(self.latent);
-        widths.reverse();
-        let decoder = MlpShape {
-            widths,
-            activate_last: false,
-            ..body.clone()
-        };
+        let (body, decoder) = self.shape.halves(true);
+        let last = body.widths.last().copied().unwrap_or(self.shape.d_input);
         (body, last, decoder)
     }
+}
 
-    /// The seeded initial weights: the same numbers on every device.
-    pub fn seeded_weights(&self) -> NetworkWeights {
-        let mut rng = SplitMix64::new(self.seed);
+impl NetworkConfig for VaeConfig {
+    type Network<B: Backend> = Vae<B>;
+
+    fn layer_sizes(&self) -> Vec<(usize, usize)> {
         let (body, last, decoder) = self.shapes();
-        let mut layers = body.seeded_weights(&mut rng);
-        layers.push(DenseWeights::seeded(last, self.latent, &mut rng));
-        layers.push(DenseWeights::seeded(last, self.latent, &mut rng));
-        layers.extend(decoder.seeded_weights(&mut rng));
-        NetworkWeights { layers }
+        let heads = [(last, self.shape.latent); 2];
+        body.layer_sizes()
+            .chain(heads)
+            .chain(decoder.layer_sizes())
+            .collect()
     }
 
-    /// A new network with the seeded initial weights.
-    pub fn init<B: Backend>(&self, device: &B::Device) -> Vae<B> {
-        self.load(&self.seeded_weights(), device)
-            .unwrap_or_else(|e| unreachable!("seeded weights fit their own config: {e}"))
+    fn seed(&self) -> u64 {
+        self.shape.seed
     }
 
     /// The network with `weights`: body layers, μ head, log σ² head, decoder layers.
-    pub fn load<B: Backend>(
+    fn load<B: Backend>(
         &self,
         weights: &NetworkWeights,
         device: &B::Device,
@@ -116,8 +83,8 @@ impl VaeConfig {
         }
         Ok(Vae {
             body: body.build(&l[..n_body], 0, device)?,
-            mu: l[n_body].to_linear(n_body, last, self.latent, device)?,
-            log_var: l[n_body + 1].to_linear(n_body + 1, last, self.latent, device)?,
+            mu: l[n_body].to_linear(n_body, last, self.shape.latent, device)?,
+            log_var: l[n_body + 1].to_linear(n_body + 1, last, self.shape.latent, device)?,
             decoder: decoder.build(&l[n_body + 2..], n_body + 2, device)?,
         })
     }

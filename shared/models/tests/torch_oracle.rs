@@ -13,7 +13,8 @@ use burn::tensor::{Tensor, TensorData};
 use forexgpt_device::testing::for_each_device;
 use forexgpt_device::{BackendJob, run_job};
 use forexgpt_models::{
-    Autoencoder, AutoencoderConfig, EncoderNetwork, NetworkWeights, Vae, VaeConfig,
+    Autoencoder, AutoencoderConfig, EncoderNetwork, NetworkConfig, NetworkShape, NetworkWeights,
+    Vae, VaeConfig,
 };
 use forexgpt_protocol::Activation;
 use serde::Deserialize;
@@ -96,17 +97,21 @@ fn flat(rows: &[Vec<f32>]) -> Vec<f32> {
 }
 
 fn ae_config(o: &Oracle, c: &Case) -> AutoencoderConfig {
-    AutoencoderConfig::new(o.d)
-        .with_hidden(o.hidden.clone())
-        .with_latent(o.latent)
-        .with_activation(c.activation)
+    AutoencoderConfig::new(
+        NetworkShape::new(o.d)
+            .with_hidden(o.hidden.clone())
+            .with_latent(o.latent)
+            .with_activation(c.activation),
+    )
 }
 
 fn vae_config(o: &Oracle, c: &Case) -> VaeConfig {
-    VaeConfig::new(o.d)
-        .with_hidden(o.hidden.clone())
-        .with_latent(o.latent)
-        .with_activation(c.activation)
+    VaeConfig::new(
+        NetworkShape::new(o.d)
+            .with_hidden(o.hidden.clone())
+            .with_latent(o.latent)
+            .with_activation(c.activation),
+    )
 }
 
 fn weights(c: &Case) -> NetworkWeights {

@@ -108,44 +108,19 @@ pub fn fit_forest(
 
 #[cfg(test)]
 mod tests {
-    use forexgpt_protocol::{
-        AdapterType, BackendKind, CudaStatus, DevicePreference, WgpuAdapterInfo, WgpuStatus,
-    };
+    use forexgpt_device::testing::described_machine;
+    use forexgpt_protocol::{BackendKind, DevicePreference};
 
     use super::*;
     use crate::{Pca, RandomForest, Ridge};
 
     fn no_gpu() -> DeviceManager {
-        let cuda = CudaStatus {
-            built: true,
-            reason: Some("no NVIDIA driver".into()),
-            ..CudaStatus::default()
-        };
-        let wgpu = WgpuStatus {
-            built: true,
-            reason: Some("no adapter".into()),
-            ..WgpuStatus::default()
-        };
-        DeviceManager::from_parts(cuda, wgpu, None)
+        described_machine(false)
     }
 
     /// A machine whose only GPU is a hardware wgpu adapter that fails every job.
     fn failing_wgpu() -> DeviceManager {
-        let adapter = WgpuAdapterInfo {
-            index: 0,
-            name: "Test GPU".into(),
-            api: "Vulkan".into(),
-            adapter_type: AdapterType::DiscreteGpu,
-            vendor_id: 0,
-            driver: String::new(),
-        };
-        let wgpu = WgpuStatus {
-            built: true,
-            available: true,
-            adapters: vec![adapter],
-            reason: None,
-        };
-        DeviceManager::from_parts(no_gpu().info().cuda.clone(), wgpu, None).with_failing_gpus()
+        described_machine(true).with_failing_gpus()
     }
 
     fn data() -> (Matrix, Matrix) {
@@ -154,15 +129,15 @@ mod tests {
         (x, y)
     }
 
+    /// Where a fit ran, and why that is not where it was asked to.
+    type Where = (ResolvedDevice, Option<String>);
+
     /// Every regressor family and PCA through its entry point; the outcome's device and
     /// fallback reason.
     fn fit_each(
         manager: &DeviceManager,
         request: DeviceRequest,
-    ) -> Vec<(
-        &'static str,
-        Result<(ResolvedDevice, Option<String>), FitError>,
-    )> {
+    ) -> Vec<(&'static str, Result<Where, FitError>)> {
         let (x, y) = data();
         let ridge = Ridge::params().check().unwrap();
         let pca = Pca::params(1).check().unwrap();

@@ -7,6 +7,21 @@
 //! and eigendecompositions run on the CPU in float64, where they are cheapest. The random
 //! forest ([`forest`]) grows histogram trees on the CPU and predicts on the CPU or a GPU.
 
+/// Setters of a parameter builder that wraps its parameters (`Builder(params)`): each
+/// `name(value)` sets `params.name` and returns the builder, linfa's style.
+macro_rules! param_setters {
+    ($builder:ty { $($name:ident: $ty:ty),* $(,)? }) => {
+        impl $builder {
+            $(
+                pub fn $name(mut self, value: $ty) -> Self {
+                    self.0.$name = value;
+                    self
+                }
+            )*
+        }
+    };
+}
+
 pub mod error;
 pub mod fit;
 pub mod forest;

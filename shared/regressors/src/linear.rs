@@ -90,28 +90,15 @@ impl ElasticNet {
 #[derive(Debug, Clone)]
 pub struct LinearParamsBuilder(LinearParams);
 
-impl LinearParamsBuilder {
-    pub fn alpha(mut self, alpha: f64) -> Self {
-        self.0.alpha = alpha;
-        self
-    }
-    pub fn l1_ratio(mut self, l1_ratio: f64) -> Self {
-        self.0.l1_ratio = l1_ratio;
-        self
-    }
-    pub fn fit_intercept(mut self, fit_intercept: bool) -> Self {
-        self.0.fit_intercept = fit_intercept;
-        self
-    }
-    pub fn max_iter(mut self, max_iter: usize) -> Self {
-        self.0.max_iter = max_iter;
-        self
-    }
-    pub fn tol(mut self, tol: f64) -> Self {
-        self.0.tol = tol;
-        self
-    }
+param_setters!(LinearParamsBuilder {
+    alpha: f64,
+    l1_ratio: f64,
+    fit_intercept: bool,
+    max_iter: usize,
+    tol: f64,
+});
 
+impl LinearParamsBuilder {
     pub fn check(self) -> Result<ValidLinearParams, FitError> {
         let p = self.0;
         let bad = |name: &'static str, reason: String| Err(FitError::InvalidParam { name, reason });

@@ -33,12 +33,9 @@ impl Pca {
 #[derive(Debug, Clone)]
 pub struct PcaParamsBuilder(PcaParams);
 
-impl PcaParamsBuilder {
-    pub fn whiten(mut self, whiten: bool) -> Self {
-        self.0.whiten = whiten;
-        self
-    }
+param_setters!(PcaParamsBuilder { whiten: bool });
 
+impl PcaParamsBuilder {
     pub fn check(self) -> Result<ValidPcaParams, FitError> {
         if self.0.n_components == 0 {
             return Err(FitError::InvalidParam {

@@ -4,7 +4,7 @@
 //! agreeing, stored trees refused when damaged.
 #![allow(clippy::unwrap_used)] // test helpers: a failed unwrap is a failed test
 
-use std::path::PathBuf;
+mod common;
 
 use forexgpt_device::testing::for_each_device;
 use forexgpt_protocol::MaxFeatures;
@@ -12,6 +12,8 @@ use forexgpt_regressors::forest::trees::Trees;
 use forexgpt_regressors::forest::{RandomForest, gpu};
 use forexgpt_regressors::{FitError, Matrix};
 use serde::Deserialize;
+
+use common::{fixture, matrix};
 
 #[derive(Deserialize)]
 struct Oracle {
@@ -36,22 +38,7 @@ struct Case {
 }
 
 fn oracle() -> Oracle {
-    // Cargo's value when it runs the test first: a binary reused from a build in another
-    // checkout (a shared target cache) must not read that checkout's files.
-    let path = PathBuf::from(
-        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
-    )
-    .join("../../tests/fixtures/forest_oracle.json");
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
-fn matrix(rows: &[Vec<f64>]) -> Matrix {
-    Matrix::new(
-        rows.len(),
-        rows[0].len(),
-        rows.iter().flatten().copied().collect(),
-    )
-    .unwrap()
+    fixture("forest_oracle.json")
 }
 
 /// R² and MAE averaged over outputs (scikit-learn's `uniform_average`).

@@ -2,12 +2,14 @@
 //! on the float64 CPU path and on every test device (float32 products; lavapipe in CI).
 #![allow(clippy::unwrap_used)] // test helpers: a failed unwrap is a failed test
 
-use std::path::PathBuf;
+mod common;
 
 use forexgpt_device::testing::for_each_device;
 use forexgpt_regressors::linear::LinearParamsBuilder;
 use forexgpt_regressors::{ElasticNet, FitError, Lasso, Matrix, Pca, Ridge};
 use serde::Deserialize;
+
+use common::{fixture, matrix};
 
 /// Float64 CPU path: both sides reach the optimum (tol 1e-12), so only rounding differs.
 const CPU_TOL: f64 = 1e-6;
@@ -46,22 +48,7 @@ struct PcaCase {
 }
 
 fn oracle() -> Oracle {
-    // Cargo's value when it runs the test first: a binary reused from a build in another
-    // checkout (a shared target cache) must not read that checkout's files.
-    let path = PathBuf::from(
-        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
-    )
-    .join("../../tests/fixtures/regressors_oracle.json");
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
-fn matrix(rows: &[Vec<f64>]) -> Matrix {
-    Matrix::new(
-        rows.len(),
-        rows[0].len(),
-        rows.iter().flatten().copied().collect(),
-    )
-    .unwrap()
+    fixture("regressors_oracle.json")
 }
 
 fn assert_close(what: &str, got: &[f64], want: &[f64], tol: f64) {

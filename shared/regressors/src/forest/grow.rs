@@ -10,29 +10,18 @@
 //! on the order in which nodes are grown, so the GPU builder, which grows many nodes of a tree
 //! at once, grows the same trees.
 
-use forexgpt_kernels::cuda_grow::GrownTree;
+use forexgpt_kernels::cuda_grow::{BinnedRows, GrowLimits, GrownTree};
 use forexgpt_random::SplitMix64;
 
 use super::trees::{LEAF, Tree};
 
-/// The training data as the grower reads it.
-pub(crate) struct Data<'a> {
-    /// Column-major bins: `bins[f·n + r]`.
-    pub bins: &'a [u8],
-    pub n: usize,
-    pub d: usize,
-    /// Row-major targets: `y[r·k + j]`.
-    pub y: &'a [f64],
-    pub k: usize,
-    pub n_bins: &'a [usize],
-}
+/// The training data as the grower reads it (the CUDA builder reads the same).
+pub(crate) type Data<'a> = BinnedRows<'a>;
 
 /// The checked growth parameters.
 pub(crate) struct Rules {
-    pub max_depth: usize,
-    pub min_samples_split: usize,
-    pub min_samples_leaf: usize,
-    pub max_features: usize,
+    /// When a node may split (shared with the CUDA builder).
+    pub limits: GrowLimits,
     pub bootstrap: bool,
     pub n_draws: usize,
     /// Whether the out-of-bag leaves are wanted (`oob_score` with bootstrap).
@@ -193,9 +182,9 @@ pub(crate) fn grow(data: &Data, rules: &Rules, seed: u64) -> Grown {
         tree.depth = tree.depth.max(node.depth as u32);
         let m = slice.len();
         let splittable = !pure
-            && node.depth < rules.max_depth
-            && m >= rules.min_samples_split
-            && m >= 2 * rules.min_samples_leaf;
+            && node.depth < rules.limits.max_depth
+            && m >= rules.limits.min_samples_split
+            && m >= 2 * rules.limits.min_samples_leaf;
         let best = if splittable {
             best_split(data, rules, &weight, slice, &sums, node.seed, &mut scratch)
         } else {
@@ -286,7 +275,7 @@ fn best_split(
     // scikit-learn's sampling: draw features without replacement until `max_features`
     // non-constant ones were evaluated; constant ones do not count.
     for i in 0..data.d {
-        if visited >= rules.max_features {
+        if visited >= rules.limits.max_features {
             break;
         }
         let j = i + (rng.next_u64() % (data.d - i) as u64) as usize;
@@ -378,10 +367,10 @@ fn scan(k: usize, rules: &Rules, m: usize, total: &[f64], o: &Occupied) -> Optio
             .iter_mut()
             .zip(&o.sums[i * k..(i + 1) * k])
             .for_each(|(a, s)| *a += s);
-        if left_n < rules.min_samples_leaf {
+        if left_n < rules.limits.min_samples_leaf {
             continue;
         }
-        if m - left_n < rules.min_samples_leaf {
+        if m - left_n < rules.limits.min_samples_leaf {
             break;
         }
         // Σₖ L²/W_L + Σₖ R²/W_R with one division per side (the CUDA builder's `proxy`).
@@ -521,10 +510,12 @@ mod tests {
             n_bins: &[11, 11],
         };
         let rules = Rules {
-            max_depth: usize::MAX,
-            min_samples_split: 2,
-            min_samples_leaf: 1,
-            max_features: 2,
+            limits: GrowLimits {
+                max_depth: usize::MAX,
+                min_samples_split: 2,
+                min_samples_leaf: 1,
+                max_features: 2,
+            },
             bootstrap: true,
             n_draws: n,
             out_of_bag: false,

@@ -20,7 +20,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use forexgpt_device::{ComputeDevice, DeviceError};
-use forexgpt_kernels::cuda_grow::{GrowData, TreeStart, cuda_grow_trees};
+use forexgpt_kernels::cuda_grow::{GrowLimits, TreeStart, cuda_grow_trees};
 use forexgpt_protocol::{ForestSpec, MaxFeatures};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -50,56 +50,6 @@ impl ForestParamsBuilder {
         ForestParamsBuilder(spec)
     }
 
-    pub fn n_estimators(mut self, n: usize) -> Self {
-        self.0.n_estimators = n;
-        self
-    }
-
-    pub fn max_depth(mut self, depth: Option<usize>) -> Self {
-        self.0.max_depth = depth;
-        self
-    }
-
-    pub fn min_samples_split(mut self, n: usize) -> Self {
-        self.0.min_samples_split = n;
-        self
-    }
-
-    pub fn min_samples_leaf(mut self, n: usize) -> Self {
-        self.0.min_samples_leaf = n;
-        self
-    }
-
-    pub fn max_features(mut self, m: MaxFeatures) -> Self {
-        self.0.max_features = m;
-        self
-    }
-
-    pub fn bootstrap(mut self, on: bool) -> Self {
-        self.0.bootstrap = on;
-        self
-    }
-
-    pub fn max_samples(mut self, share: Option<f64>) -> Self {
-        self.0.max_samples = share;
-        self
-    }
-
-    pub fn random_state(mut self, seed: u64) -> Self {
-        self.0.random_state = seed;
-        self
-    }
-
-    pub fn max_bins(mut self, bins: usize) -> Self {
-        self.0.max_bins = bins;
-        self
-    }
-
-    pub fn oob_score(mut self, on: bool) -> Self {
-        self.0.oob_score = on;
-        self
-    }
-
     pub fn check(self) -> Result<ValidForestParams, FitError> {
         self.0.check().map_err(|reason| FitError::InvalidParam {
             name: "random forest",
@@ -108,6 +58,19 @@ impl ForestParamsBuilder {
         Ok(ValidForestParams(self.0))
     }
 }
+
+param_setters!(ForestParamsBuilder {
+    n_estimators: usize,
+    max_depth: Option<usize>,
+    min_samples_split: usize,
+    min_samples_leaf: usize,
+    max_features: MaxFeatures,
+    bootstrap: bool,
+    max_samples: Option<f64>,
+    random_state: u64,
+    max_bins: usize,
+    oob_score: bool,
+});
 
 /// Checked parameters: the only way to a fitted forest.
 #[derive(Debug, Clone, PartialEq)]
@@ -140,14 +103,7 @@ impl ValidForestParams {
         device: Option<&ComputeDevice>,
         observe: &(dyn Fn(usize) -> bool + Sync),
     ) -> Result<RandomForestModel, FitError> {
-        x.check("X")?;
-        y.check("y")?;
-        if x.rows != y.rows {
-            return Err(FitError::ShapeMismatch(format!(
-                "X has {} rows but y has {}",
-                x.rows, y.rows
-            )));
-        }
+        crate::linear::check_xy(x, y)?;
         if x.cols >= trees::LEAF as usize {
             return Err(FitError::ShapeMismatch(format!(
                 "{} features; a forest takes at most {}",
@@ -172,10 +128,12 @@ impl ValidForestParams {
             .max_samples
             .map_or(x.rows, |s| ((s * x.rows as f64).round() as usize).max(1));
         let rules = Rules {
-            max_depth: spec.max_depth.unwrap_or(usize::MAX),
-            min_samples_split: spec.min_samples_split,
-            min_samples_leaf: spec.min_samples_leaf,
-            max_features: spec.max_features.resolve(x.cols),
+            limits: GrowLimits {
+                max_depth: spec.max_depth.unwrap_or(usize::MAX),
+                min_samples_split: spec.min_samples_split,
+                min_samples_leaf: spec.min_samples_leaf,
+                max_features: spec.max_features.resolve(x.cols),
+            },
             bootstrap: spec.bootstrap,
             n_draws,
             out_of_bag: spec.oob_score,
@@ -255,23 +213,19 @@ fn grow_on_cuda(
     spec: &ForestSpec,
     observe: &(dyn Fn(usize) -> bool + Sync),
 ) -> Result<Vec<grow::Grown>, FitError> {
-    let input = GrowData {
-        bins: data.bins,
-        n: data.n,
-        d: data.d,
-        y: data.y,
-        k: data.k,
-        n_bins: data.n_bins,
-        max_depth: rules.max_depth,
-        min_samples_split: rules.min_samples_split,
-        min_samples_leaf: rules.min_samples_leaf,
-        max_features: rules.max_features,
-    };
     let start = |t: usize| {
         let (weight, rows, seed) = grow::bootstrap(data.n, rules, tree_seed(spec.random_state, t));
         TreeStart { weight, rows, seed }
     };
-    let Some(grown) = cuda_grow_trees(device, &input, spec.n_estimators, &start, observe)? else {
+    let Some(grown) = cuda_grow_trees(
+        device,
+        data,
+        &rules.limits,
+        spec.n_estimators,
+        &start,
+        observe,
+    )?
+    else {
         return Err(FitError::Cancelled);
     };
     grown

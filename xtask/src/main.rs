@@ -101,7 +101,13 @@ pub(crate) fn cargo() -> Command {
 pub(crate) fn run(mut cmd: Command) -> Result<()> {
     let shown = format!("{cmd:?}");
     eprintln!("xtask: running {shown}");
+    let started = std::time::Instant::now();
     let status = cmd.status().with_context(|| format!("starting {shown}"))?;
+    // Each phase's time, so a slow test command shows where the time goes.
+    eprintln!(
+        "xtask: {:.0} s for {shown}",
+        started.elapsed().as_secs_f64()
+    );
     if !status.success() {
         bail!("{shown} failed with {status}");
     }

@@ -13,6 +13,18 @@ def result(operation, size, device, first_ms, times_ms, items, diff=None):
                 max_rel_diff_vs_cpu=diff)
 
 
+def ours_difference(d, name, coef):
+    """The largest difference between `coef` and ForexGPT's CPU coefficients of `name` (written
+    by `forexgpt bench --export-data d`), relative to the largest of ours; None without them."""
+    import numpy as np
+
+    ours_path = d / f"ours_cpu_{name}.f64"
+    if not ours_path.exists():
+        return None
+    ours = np.fromfile(ours_path, dtype="<f8").reshape(coef.shape)
+    return float(np.max(np.abs(ours - coef)) / np.max(np.abs(ours)))
+
+
 def write(path, results):
     path.write_text(json.dumps(results, indent=1, ensure_ascii=False) + "\n")
 

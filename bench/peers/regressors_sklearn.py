@@ -59,11 +59,7 @@ def main():
                 row *= np.sign(row[np.argmax(np.abs(row))])
         else:
             coef = m.coef_
-        ours_path = d / f"ours_cpu_{name}.f64"
-        diff = None
-        if ours_path.exists():
-            ours = np.fromfile(ours_path, dtype="<f8").reshape(coef.shape)
-            diff = float(np.max(np.abs(ours - coef)) / np.max(np.abs(coef)))
+        diff = peer_results.ours_difference(d, name, coef)
         # The size string matches ForexGPT's regressor cases; the difference is scikit-learn's
         # coefficients against ForexGPT's CPU ones.
         results.append(peer_results.result(name, f"{n}\u00d7{p}\u2192{t}", device, first, times, n, diff))

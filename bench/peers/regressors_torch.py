@@ -93,11 +93,7 @@ def main():
                 else:
                     times.append(elapsed)
             coef = coef.double().cpu().numpy()
-            diff = None
-            ours_path = d / f"ours_cpu_{name}.f64"
-            if ours_path.exists():
-                ours = np.fromfile(ours_path, dtype="<f8").reshape(coef.shape)
-                diff = float(np.max(np.abs(ours - coef)) / np.max(np.abs(ours)))
+            diff = peer_results.ours_difference(d, name, coef)
             results.append(peer_results.result(name, f"{n}\u00d7{p}\u2192{t}", label, first, times, n, diff))
     peer_results.write(d / "torch_results.json", results)
     peer_results.print_table(results, name_width=8)

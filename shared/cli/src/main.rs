@@ -5,6 +5,7 @@
 mod output;
 mod bench;
 mod commands;
+mod dataset;
 mod devices;
 mod encoders;
 mod models;

@@ -11,7 +11,7 @@ use forexgpt_protocol::{
     RegressorKind, StoredModel, Timeframe, TrainReport, TrainRequest,
 };
 
-use crate::commands::{DatasetArgs, SeriesArgs};
+use crate::dataset::{DatasetArgs, SeriesArgs};
 use crate::encoders::EncoderArgs;
 use crate::progress::{BarProgress, ctrl_c_token};
 

@@ -242,3 +242,111 @@ impl Devices {
             .place(request, job, work, device_error)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use forexgpt_protocol::BackendKind;
+
+    use super::*;
+    use crate::testing::described_machine;
+
+    const ANY: JobSupport = JobSupport::everywhere("the test job");
+    const CUDA: JobSupport = JobSupport::cuda_only("the CUDA job");
+
+    /// Places an empty burn job (a failing GPU fails it like any other), counting the runs.
+    fn place(
+        machine: &DeviceManager,
+        request: DeviceRequest,
+        job: JobSupport,
+    ) -> Result<Placed<()>, DeviceError> {
+        let mut runs = 0;
+        let placed = machine.place(
+            request,
+            job,
+            |device| {
+                runs += 1;
+                crate::run_job(device, Probe)
+            },
+            |e| Some(e),
+        );
+        assert!(runs <= 2, "a job runs at most twice (GPU, then the CPU)");
+        placed
+    }
+
+    /// A burn job that does nothing.
+    struct Probe;
+
+    impl crate::BackendJob for Probe {
+        type Output = ();
+
+        fn run<B: burn::tensor::backend::Backend>(self, _: &B::Device) {}
+    }
+
+    #[test]
+    fn explicit_devices_that_cannot_serve_a_job_are_errors() {
+        let none = described_machine(false);
+        let cuda = DeviceRequest::exactly(DevicePreference::Cuda(None));
+        assert_eq!(
+            place(&none, cuda, ANY).unwrap_err(),
+            DeviceError::CudaUnavailable("no NVIDIA driver".into())
+        );
+        let gpu = described_machine(true);
+        let wgpu = DeviceRequest::exactly(DevicePreference::Wgpu(Some(0)));
+        let err = place(&gpu, wgpu, CUDA).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "the CUDA job cannot run on wgpu:0 (Test GPU, Vulkan): it runs on CUDA or the CPU"
+        );
+    }
+
+    #[test]
+    fn if_available_and_auto_fall_back_to_the_cpu_and_say_why() {
+        let none = described_machine(false);
+        let placed = place(&none, DeviceRequest::GPU_IF_AVAILABLE, ANY).unwrap();
+        assert_eq!(placed.device.backend(), BackendKind::Cpu);
+        assert!(placed.device.resolved.fell_back);
+        assert!(placed.fell_back.unwrap().contains("no NVIDIA driver"));
+        // Plain `auto` without a GPU is simply the CPU: nothing fell back.
+        let placed = place(&none, DeviceRequest::default(), ANY).unwrap();
+        assert!(placed.fell_back.is_none());
+        // A GPU without a path for the job: the CPU, with the reason.
+        let gpu = described_machine(true);
+        for request in [DeviceRequest::GPU_IF_AVAILABLE, DeviceRequest::default()] {
+            let placed = place(&gpu, request, CUDA).unwrap();
+            assert_eq!(placed.device.backend(), BackendKind::Cpu);
+            assert!(
+                placed
+                    .fell_back
+                    .unwrap()
+                    .contains("runs on CUDA or the CPU")
+            );
+        }
+    }
+
+    #[test]
+    fn a_gpu_failing_mid_job_reruns_it_on_the_cpu_unless_named() {
+        let failing = described_machine(true).with_failing_gpus();
+        let placed = place(&failing, DeviceRequest::GPU_IF_AVAILABLE, ANY).unwrap();
+        assert_eq!(placed.device.backend(), BackendKind::Cpu);
+        assert_eq!(
+            placed.fell_back.as_deref(),
+            Some(
+                "wgpu:0 (Test GPU, Vulkan) failed (the wgpu:0 (Test GPU, Vulkan) backend \
+                 failed: simulated GPU fault); ran on the CPU"
+            )
+        );
+        let named = DeviceRequest::exactly(DevicePreference::Wgpu(None));
+        assert!(matches!(
+            place(&failing, named, ANY),
+            Err(DeviceError::BackendFailed { .. })
+        ));
+        // An error that is not a device failure is the job's own answer.
+        let own = failing.place(
+            DeviceRequest::GPU_IF_AVAILABLE,
+            ANY,
+            |_| Err::<(), _>(DeviceError::NoSuchAdapter { index: 9, count: 1 }),
+            |_| None,
+        );
+        assert!(matches!(own, Err(DeviceError::NoSuchAdapter { .. })));
+    }
+}

@@ -55,15 +55,10 @@ impl NetworkConfig for AutoencoderConfig {
         let (encoder, decoder) = self.shapes();
         let n_enc = encoder.widths.len() - 1;
         let n_dec = decoder.widths.len() - 1;
-        if weights.layers.len() != n_enc + n_dec {
-            return Err(WeightsError::LayerCount {
-                expected: n_enc + n_dec,
-                found: weights.layers.len(),
-            });
-        }
+        let l = weights.expect_layers(n_enc + n_dec)?;
         Ok(Autoencoder {
-            encoder: encoder.build(&weights.layers[..n_enc], 0, device)?,
-            decoder: decoder.build(&weights.layers[n_enc..], n_enc, device)?,
+            encoder: encoder.build(&l[..n_enc], 0, device)?,
+            decoder: decoder.build(&l[n_enc..], n_enc, device)?,
         })
     }
 }

@@ -74,13 +74,7 @@ impl NetworkConfig for VaeConfig {
         let (body, last, decoder) = self.shapes();
         let n_body = body.widths.len() - 1;
         let n_dec = decoder.widths.len() - 1;
-        let l = &weights.layers;
-        if l.len() != n_body + 2 + n_dec {
-            return Err(WeightsError::LayerCount {
-                expected: n_body + 2 + n_dec,
-                found: l.len(),
-            });
-        }
+        let l = weights.expect_layers(n_body + 2 + n_dec)?;
         Ok(Vae {
             body: body.build(&l[..n_body], 0, device)?,
             mu: l[n_body].to_linear(n_body, last, self.shape.latent, device)?,

@@ -116,6 +116,18 @@ impl DenseWeights {
 }
 
 impl NetworkWeights {
+    /// The layers, when there are `expected` of them; else the error that says how many.
+    pub fn expect_layers(&self, expected: usize) -> Result<&[DenseWeights], WeightsError> {
+        if self.layers.len() == expected {
+            Ok(&self.layers)
+        } else {
+            Err(WeightsError::LayerCount {
+                expected,
+                found: self.layers.len(),
+            })
+        }
+    }
+
     /// Number of trainable values.
     pub fn parameters(&self) -> usize {
         self.layers

@@ -30,7 +30,12 @@ pub enum FitError {
     #[error(transparent)]
     Device(#[from] DeviceError),
     #[error(transparent)]
-    Forest(#[from] crate::forest::trees::TreesError),
+    Forest(#[from] TreesError),
     #[error("cancelled")]
     Cancelled,
 }
+
+/// Why stored trees were refused.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("invalid forest: {0}")]
+pub struct TreesError(pub String);

@@ -69,10 +69,7 @@ pub struct Trees {
     pub depth: u32,
 }
 
-/// Why stored trees were refused.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("invalid forest: {0}")]
-pub struct TreesError(pub String);
+pub use crate::error::TreesError;
 
 const MAGIC: &[u8; 4] = b"FXRF";
 const VERSION: u32 = 1;

@@ -1,6 +1,7 @@
 """Results in the shape of ForexGPT's benchmark results, shared by the peer scripts."""
 
 import json
+import pathlib
 import statistics
 
 
@@ -11,6 +12,20 @@ def result(operation, size, device, first_ms, times_ms, items, diff=None):
                 median_ms=median, min_ms=min(times_ms), max_ms=max(times_ms),
                 repeats=len(times_ms), throughput_per_s=items / (median / 1e3),
                 max_rel_diff_vs_cpu=diff)
+
+
+def exported_regressor_data(argv):
+    """The data `forexgpt bench --suite regressors --export-data DIR` wrote, from the command
+    line `SCRIPT DIR [REPEATS]`: (dir, repeats, meta, x, y), x and y as float64 arrays."""
+    import numpy as np
+
+    d = pathlib.Path(argv[1])
+    repeats = int(argv[2]) if len(argv) > 2 else 3
+    meta = json.loads((d / "meta.json").read_text())
+    n, p, t = meta["rows"], meta["cols"], meta["targets"]
+    x = np.fromfile(d / "x.f64", dtype="<f8").reshape(n, p)
+    y = np.fromfile(d / "y.f64", dtype="<f8").reshape(n, t)
+    return d, repeats, meta, x, y
 
 
 def ours_difference(d, name, coef):

@@ -11,7 +11,6 @@ ForexGPT's benchmark results, so that `forexgpt bench add-peers RUN DIR/sklearn_
     python3 bench/peers/regressors_sklearn.py DIR [REPEATS]
 """
 
-import json
 import os
 import pathlib
 import sys
@@ -27,12 +26,8 @@ import peer_results  # noqa: E402
 
 
 def main():
-    d = pathlib.Path(sys.argv[1])
-    repeats = int(sys.argv[2]) if len(sys.argv) > 2 else 3
-    meta = json.loads((d / "meta.json").read_text())
-    n, p, t = meta["rows"], meta["cols"], meta["targets"]
-    x = np.fromfile(d / "x.f64", dtype="<f8").reshape(n, p)
-    y = np.fromfile(d / "y.f64", dtype="<f8").reshape(n, t)
+    d, repeats, meta, x, y = peer_results.exported_regressor_data(sys.argv)
+    (n, p), t = x.shape, y.shape[1]
     models = {
         "ridge": lambda: Ridge(alpha=meta["ridge_alpha"]),
         "lasso": lambda: Lasso(alpha=meta["lasso_alpha"]),

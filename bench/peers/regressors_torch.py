@@ -16,13 +16,11 @@ ForexGPT's CPU coefficients (DIR/ours_cpu_<model>.f64).
     python3 bench/peers/regressors_torch.py DIR [REPEATS]
 """
 
-import json
 import os
 import pathlib
 import sys
 import time
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
@@ -54,12 +52,8 @@ def sync(device):
 
 
 def main():
-    d = pathlib.Path(sys.argv[1])
-    repeats = int(sys.argv[2]) if len(sys.argv) > 2 else 3
-    meta = json.loads((d / "meta.json").read_text())
-    n, p, t = meta["rows"], meta["cols"], meta["targets"]
-    x_np = np.fromfile(d / "x.f64", dtype="<f8").reshape(n, p)
-    y_np = np.fromfile(d / "y.f64", dtype="<f8").reshape(n, t)
+    d, repeats, meta, x_np, y_np = peer_results.exported_regressor_data(sys.argv)
+    (n, p), t = x_np.shape, y_np.shape[1]
     torch.backends.cuda.matmul.allow_tf32 = False
     devices = [(torch.device("cpu"), torch.float64)]
     if torch.cuda.is_available():

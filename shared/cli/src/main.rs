@@ -80,6 +80,29 @@ fn init_logging(verbose: u8) {
         .init();
 }
 
+/// A command line clap refused: with `--json` anywhere on it, the error as `{"error": …}` on
+/// stdout like every other error (exit status 2, clap's); help and version print as usual.
+fn usage_error(e: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    let shows_text = matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    );
+    let json = std::env::args_os().skip(1).any(|a| a == "--json");
+    if shows_text || !json {
+        e.exit();
+    }
+    let message = e.render().to_string();
+    let message = message.trim().trim_start_matches("error: ");
+    output::write_line(format_args!(
+        "{}",
+        serde_json::json!({ "error": message, "kind": "usage" })
+    ));
+    ExitCode::from(2)
+}
+
 #[allow(unsafe_code)] // one environment change before any thread exists
 fn main() -> ExitCode {
     // SAFETY: first thing in `main`: no other thread exists yet.
@@ -88,7 +111,10 @@ fn main() -> ExitCode {
             forexgpt_device::kernel_cache::cuda_bundle_dir().as_deref(),
         )
     };
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(&e),
+    };
     init_logging(cli.verbose);
     let json = cli.json;
     match commands::run(cli) {

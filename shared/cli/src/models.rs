@@ -313,9 +313,37 @@ fn print_train(r: &TrainReport) {
         r.models.len(),
         r.elapsed_ms
     );
+    // Why models ran on the CPU, once per distinct reason instead of once per model.
+    let mut reasons: Vec<(&str, usize)> = Vec::new();
+    for reason in r.models.iter().filter_map(|m| m.info.fell_back.as_deref()) {
+        match reasons.iter_mut().find(|(known, _)| *known == reason) {
+            Some((_, count)) => *count += 1,
+            None => reasons.push((reason, 1)),
+        }
+    }
+    for (reason, count) in reasons {
+        let models = if count == 1 { "model" } else { "models" };
+        outln!(
+            "note: {count} {models} ran on the CPU: {}",
+            short_reason(reason)
+        );
+    }
     for m in &r.models {
         outln!("");
         print_model(m);
+    }
+}
+
+/// A fallback reason for a one-line note: "no usable GPU" stands for the probe's long account
+/// of every backend, which `forexgpt devices` shows in full.
+fn short_reason(reason: &str) -> String {
+    let reason = reason
+        .strip_prefix("running on the CPU: ")
+        .unwrap_or(reason);
+    if reason.starts_with("no usable GPU") {
+        "no usable GPU (`forexgpt devices` says why)".to_string()
+    } else {
+        reason.to_string()
     }
 }
 
@@ -332,9 +360,6 @@ fn print_model(m: &StoredModel) {
         i.device.label,
         i.fit_ms
     );
-    if let Some(reason) = &i.fell_back {
-        outln!("  note: {reason}");
-    }
     outln!(
         "  train {} → {}, validation {} → {}, test {} → {} (UTC)",
         format_ts(i.split.train.0),
@@ -422,7 +447,7 @@ fn print_forecast(f: &Forecast) {
         f.inference_ms
     );
     if let Some(reason) = &f.fell_back {
-        outln!("note: {reason}");
+        outln!("note: ran on the CPU: {}", short_reason(reason));
     }
     outln!(
         "{:>7} {:>11} {:>10} {:>10} {:>10} {:>10}   {:>10} {:>10}",
@@ -463,7 +488,7 @@ fn print_backtest(r: &BacktestReport) {
         r.elapsed_ms
     );
     if let Some(reason) = &r.fell_back {
-        outln!("note: {reason}");
+        outln!("note: ran on the CPU: {}", short_reason(reason));
     }
     outln!(
         "{:>7} {:>6} {:>11} {:>11} {:>8} {:>8} {:>9} {:>9} {:>9} {:>9}",

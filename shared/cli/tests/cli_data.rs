@@ -349,3 +349,28 @@ fn devices_reports_the_cpu_and_what_auto_picks() {
     assert!(!checks.is_empty());
     assert!(checks.iter().all(|c| c["passed"] == true), "{checks:?}");
 }
+
+#[test]
+fn argument_errors_are_json_with_json() {
+    let dir = tempfile::tempdir().unwrap();
+    for (args, names) in [
+        (&["--json", "train", "--bogus"][..], "--bogus"),
+        (&["data", "show", "--timeframe", "7x", "--json"][..], "7x"),
+        (&["--json", "train", "--regressor", "tree"][..], "tree"),
+    ] {
+        let out = forexgpt(dir.path()).args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let reply: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {out:?}"));
+        let error = reply["error"].as_str().unwrap();
+        assert!(error.contains(names), "{args:?}: {error}");
+        assert_eq!(reply["kind"], "usage");
+    }
+    // Without --json, clap's own text on stderr.
+    forexgpt(dir.path())
+        .args(["train", "--bogus"])
+        .assert()
+        .code(2)
+        .stdout("")
+        .stderr(predicates::str::contains("--bogus"));
+}

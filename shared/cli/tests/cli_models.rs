@@ -244,3 +244,32 @@ fn naming_a_device_that_cannot_serve_a_model_is_an_error_for_every_model() {
         eprintln!("skipped the wgpu half: no adapter");
     }
 }
+
+#[test]
+fn a_cpu_fallback_is_noted_once_per_command_and_briefly() {
+    let dir = tempfile::tempdir().unwrap();
+    let devices = json(forexgpt(dir.path()).arg("devices"));
+    if devices["auto"]["backend"] != "cpu" {
+        eprintln!("skipped: this machine has a usable GPU, so nothing falls back");
+        return;
+    }
+    let out = forexgpt(dir.path())
+        .args(["train", "--regressor", "ridge,lasso", "--use-gpu"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let notes: Vec<&str> = stdout.lines().filter(|l| l.contains("note:")).collect();
+    assert_eq!(
+        notes,
+        ["note: 2 models ran on the CPU: no usable GPU (`forexgpt devices` says why)"],
+        "{stdout}"
+    );
+    // The model files keep the whole reason.
+    let listed = json(forexgpt(dir.path()).arg("models"));
+    let reason = listed["models"][0]["info"]["fell_back"].as_str().unwrap();
+    assert!(
+        reason.contains("CUDA:") && reason.contains("wgpu:"),
+        "{reason}"
+    );
+}

@@ -60,6 +60,14 @@ fn tool(bin: &str, krate: &str, version: &str, locked: bool) -> Result<PathBuf> 
             .args(["install", "--force", "--root"])
             .arg(&root)
             .args([krate, "--version", &format!("={version}")]);
+        // xtask runs the tool by its path; with its folder on PATH cargo does not ask the user
+        // to add it there.
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        let mut dirs = vec![root.join("bin")];
+        dirs.extend(std::env::split_paths(&path));
+        if let Ok(joined) = std::env::join_paths(dirs) {
+            install.env("PATH", joined);
+        }
         // wasm-bindgen-cli's lock file names a crate version the registry no longer has.
         if locked {
             install.arg("--locked");
@@ -173,11 +181,23 @@ pub fn has_display() -> bool {
         .any(|v| std::env::var_os(v).is_some_and(|d| !d.is_empty()))
 }
 
-/// Builds and starts the app; returns when its window is closed.
+/// Builds and starts the app; returns when its window is closed or the app is stopped by a
+/// signal (Ctrl-C, `kill`), which is a normal way to stop it, not an error.
 pub fn app() -> Result<()> {
     let binary = build_app()?;
     eprintln!("xtask: starting {}", binary.display());
-    run(Command::new(binary))
+    let status = Command::new(&binary)
+        .status()
+        .with_context(|| format!("starting {}", binary.display()))?;
+    if status.success() {
+        return Ok(());
+    }
+    #[cfg(unix)]
+    if let Some(signal) = std::os::unix::process::ExitStatusExt::signal(&status) {
+        eprintln!("xtask: the app was stopped by signal {signal}");
+        return Ok(());
+    }
+    bail!("{} exited with {status}", binary.display())
 }
 
 /// The `gui` test executable that `cargo test --workspace` built (asked of cargo with the same

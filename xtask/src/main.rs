@@ -243,8 +243,9 @@ fn cli_walkthrough() -> Result<()> {
         ]))?;
     }
     run(forexgpt(&["models"]))?;
+    // The same combination for both: weights from each model's validation error.
     run(forexgpt(&["forecast", "--combine", "weighted"]))?;
-    run(forexgpt(&["backtest"]))
+    run(forexgpt(&["backtest", "--combine", "weighted"]))
 }
 
 fn bench(rest: &[String]) -> Result<()> {

@@ -369,6 +369,7 @@ fn print_model(m: &StoredModel) {
         format_ts(i.split.test.0),
         format_ts(i.split.test.1)
     );
+    outln!("  errors in log-return units (the target); naive: the no-change forecast");
     outln!(
         "  {:>7} {:>11} {:>11} {:>8} {:>8} {:>11} {:>11} {:>8}",
         "horizon",
@@ -519,6 +520,8 @@ fn print_backtest(r: &BacktestReport) {
         );
     }
     outln!(
-        "skill = 1 − MAE / naive MAE (above 0: better than \"no change\"); coverage of the q05–q95 band (0.90 is calibrated)"
+        "MAE in price units, widths in % of price; skill = 1 − MAE / naive MAE: below 0 is no \
+         better than \"no change\" (common for FX); coverage of the q05–q95 band (0.90 is \
+         calibrated)"
     );
 }

@@ -67,7 +67,7 @@ pub fn BenchTab() -> impl IntoView {
                         .collect_view()}
                 </select>
             </label>
-            <span class="hint">"small: under a minute on a 2-core CPU; large: issue 6's 1M × 128 (GPU machines)"</span>
+            <span class="hint">"small: under a minute on a 2-core CPU; large: regressors on 1M × 128 (for GPU machines)"</span>
             <button class="primary" data-test="bench-button" on:click=run
                 prop:disabled=move || job.is_running()>"Run"</button>
             <button on:click=move |_| job.cancel() prop:disabled=move || !job.is_running()>"Cancel"</button>

@@ -1,6 +1,6 @@
 //! cubecl's persistent kernel and autotune caches in a per-user cache directory.
 //!
-//! Measured on the H100 (ARCHITECTURE.md): the first CUDA run spent over two minutes
+//! Measured on the H100 (docs/benchmarks.md): the first CUDA run spent over two minutes
 //! compiling and autotuning kernels, a restart with warm caches 0.5 s. cubecl reads its
 //! configuration once, so it is set here before any GPU work; where the cache directory is
 //! still empty the caller shows "compiling GPU kernels (first run)".

@@ -340,6 +340,7 @@ fn short_reason(reason: &str) -> String {
     let reason = reason
         .strip_prefix("running on the CPU: ")
         .unwrap_or(reason);
+    let reason = reason.strip_suffix("; ran on the CPU").unwrap_or(reason);
     if reason.starts_with("no usable GPU") {
         "no usable GPU (`forexgpt devices` says why)".to_string()
     } else {

@@ -393,7 +393,7 @@ pub fn BenchBars(results: Vec<BenchResult>) -> impl IntoView {
         for r in rows {
             let speedup = match cpu {
                 Some(c) if r.device != "cpu" && r.median_ms > 0.0 => {
-                    format!("  {} vs cpu", format::ratio(c / r.median_ms))
+                    format!("  {}", format::vs_cpu(c / r.median_ms))
                 }
                 _ => String::new(),
             };

@@ -59,6 +59,16 @@ pub fn ratio(value: f64) -> String {
     }
 }
 
+/// A device's speed against the CPU's, as a person says it: `12.3× faster`, `350× slower`
+/// (`speedup` is the CPU's time over the device's).
+pub fn vs_cpu(speedup: f64) -> String {
+    if speedup >= 1.0 {
+        format!("{} faster than cpu", ratio(speedup))
+    } else {
+        format!("{} slower than cpu", ratio(1.0 / speedup))
+    }
+}
+
 pub fn percent(share: f64) -> String {
     format!("{:.1} %", share * 100.0)
 }
@@ -117,6 +127,9 @@ mod tests {
         assert_eq!(ratio(12.34), "12.3×");
         assert_eq!(ratio(1.151), "1.15×");
         assert_eq!(ratio(0.0039), "3.90e-3×");
+        assert_eq!(vs_cpu(12.34), "12.3× faster than cpu");
+        assert_eq!(vs_cpu(1.0 / 350.0), "350.0× slower than cpu");
+        assert_eq!(vs_cpu(0.8), "1.25× slower than cpu");
     }
 
     #[test]

@@ -206,22 +206,7 @@ fn naming_a_device_that_cannot_serve_a_model_is_an_error_for_every_model() {
     }
     if has_wgpu(dir.path()) {
         // wgpu has no tree builder: named, it is an error; "if available", the CPU grows it.
-        forexgpt(dir.path())
-            .args([
-                "train",
-                "--regressor",
-                "rf",
-                "--trees",
-                "2",
-                "--device",
-                "wgpu",
-            ])
-            .assert()
-            .failure()
-            .stderr(predicates::str::contains(
-                "growing a random forest cannot run on wgpu",
-            ));
-        let trained = json(forexgpt(dir.path()).args([
+        let rf_on_wgpu = [
             "train",
             "--regressor",
             "rf",
@@ -229,8 +214,15 @@ fn naming_a_device_that_cannot_serve_a_model_is_an_error_for_every_model() {
             "2",
             "--device",
             "wgpu",
-            "--use-gpu",
-        ]));
+        ];
+        forexgpt(dir.path())
+            .args(rf_on_wgpu)
+            .assert()
+            .failure()
+            .stderr(predicates::str::contains(
+                "growing a random forest cannot run on wgpu",
+            ));
+        let trained = json(forexgpt(dir.path()).args(rf_on_wgpu).arg("--use-gpu"));
         let info = &trained["models"][0]["info"];
         assert_eq!(info["device"]["backend"], "cpu");
         assert!(

@@ -53,6 +53,15 @@ impl JobSupport {
         }
     }
 
+    /// Why `device` cannot serve this job: the error for a request that names it.
+    pub fn refusal(&self, device: &ComputeDevice) -> DeviceError {
+        DeviceError::Unsupported {
+            job: self.job.to_string(),
+            device: device.label().to_string(),
+            why: format!("it runs on {}", self.where_it_runs()),
+        }
+    }
+
     fn where_it_runs(&self) -> &'static str {
         match (self.cuda, self.wgpu) {
             (true, true) => "CUDA, wgpu or the CPU",
@@ -103,11 +112,7 @@ impl DeviceManager {
             },
         };
         if device.is_gpu() && !job.serves(device.backend()) {
-            let unsupported = DeviceError::Unsupported {
-                job: job.job.to_string(),
-                device: device.label().to_string(),
-                why: format!("it runs on {}", job.where_it_runs()),
-            };
+            let unsupported = job.refusal(&device);
             if !request.may_fall_back() {
                 return Err(unsupported);
             }

@@ -136,7 +136,7 @@ struct Encoded {
 
 /// Where and how encoders are fitted in one training call.
 struct EncoderContext<'a> {
-    devices: &'a DeviceManager,
+    manager: &'a DeviceManager,
     request: DeviceRequest,
     progress: &'a dyn ProgressSink,
     cancel: &'a CancelToken,
@@ -165,7 +165,7 @@ fn encode_neural(
         cancel: ctx.cancel,
     };
     // Trained and encoded in one placement: a GPU failing in either reruns both on the CPU.
-    let placed = ctx.devices.place(
+    let placed = ctx.manager.place(
         ctx.request,
         NEURAL_TRAINING,
         |device| {
@@ -200,7 +200,7 @@ fn encode(
     data: &Prepared,
 ) -> Result<Encoded, EngineError> {
     let started = Instant::now();
-    let (manager, request) = (ctx.devices, ctx.request);
+    let (manager, request) = (ctx.manager, ctx.request);
     match *spec {
         EncoderSpec::None => Ok(Encoded {
             spec: spec.clone(),
@@ -367,7 +367,7 @@ impl Workbench {
         let created_ts = unix_now();
         let total = request.models.len() as u64;
         let context = EncoderContext {
-            devices: manager,
+            manager,
             request: device_request,
             progress,
             cancel,

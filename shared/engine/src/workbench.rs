@@ -74,11 +74,6 @@ impl Workbench {
         self.devices = devices;
     }
 
-    /// The machine's devices, probed on first need.
-    pub fn devices(&self) -> &Devices {
-        &self.devices
-    }
-
     pub fn db_path(&self) -> &str {
         self.store.path()
     }

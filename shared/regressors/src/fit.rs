@@ -15,8 +15,7 @@ use crate::pca::{FittedPca, ValidPcaParams};
 /// The linear models' and PCA's products run on CUDA (cuBLAS) and wgpu (burn).
 pub const LINEAR_FIT: JobSupport = JobSupport::everywhere("fitting a linear model");
 pub const PCA_FIT: JobSupport = JobSupport::everywhere("fitting PCA");
-/// Trees are grown by our CUDA kernel or on the CPU; wgpu has no tree builder yet.
-pub const FOREST_FIT: JobSupport = JobSupport::cuda_only("growing a random forest");
+pub use crate::forest::FOREST_FIT;
 
 /// A fitted model and where it was fitted.
 #[derive(Debug, Clone, PartialEq)]

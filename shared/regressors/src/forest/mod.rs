@@ -19,7 +19,7 @@ pub mod trees;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use forexgpt_device::{ComputeDevice, DeviceError};
+use forexgpt_device::{ComputeDevice, DeviceError, JobSupport};
 use forexgpt_kernels::cuda_grow::{GrowLimits, TreeStart, cuda_grow_trees};
 use forexgpt_protocol::{ForestSpec, MaxFeatures};
 use rayon::prelude::*;
@@ -30,6 +30,9 @@ use crate::matrix::Matrix;
 use bins::BinEdges;
 use grow::{Data, Rules};
 use trees::Trees;
+
+/// Trees are grown by our CUDA kernel or on the CPU; wgpu has no tree builder yet.
+pub const FOREST_FIT: JobSupport = JobSupport::cuda_only("growing a random forest");
 
 /// `RandomForest::params()`: scikit-learn's defaults (100 trees, fully grown, every feature
 /// at every split, bootstrap) with 256 bins and `random_state` 42.
@@ -143,13 +146,7 @@ impl ValidForestParams {
             Some(device) if device.cuda_index().is_some() => {
                 grow_on_cuda(device, &data, &rules, spec, observe)?
             }
-            Some(device) => {
-                return Err(FitError::Device(DeviceError::Unsupported {
-                    job: "growing a random forest".into(),
-                    device: device.label().to_string(),
-                    why: "trees grow on CUDA or the CPU".into(),
-                }));
-            }
+            Some(device) => return Err(FitError::Device(FOREST_FIT.refusal(device))),
             None => grow_on_cpu(&data, &rules, spec, observe)?,
         };
         let grown_at = started.elapsed();

@@ -1,13 +1,14 @@
 //! SVG charts: candles with zoom and pan, a forecast path with its quantile band over recent
 //! candles, loss curves of network training, and benchmark bars on a logarithmic time axis.
 
-use forexgpt_protocol::{BenchResult, Candle, EpochProgress, Forecast};
+use forexgpt_protocol::{BenchResult, Candle, EpochProgress, Forecast, counted};
 use leptos::prelude::*;
 
 use crate::format;
 
 const WIDTH: f64 = 1000.0;
-const HEIGHT: f64 = 360.0;
+/// Low enough that the Data tab's chart fits the default 1280×800 window.
+const HEIGHT: f64 = 300.0;
 /// Room for the price axis on the right and the time axis below.
 const AXIS_RIGHT: f64 = 72.0;
 const AXIS_BOTTOM: f64 = 22.0;
@@ -184,10 +185,11 @@ pub fn CandleChart(#[prop(into)] candles: Signal<Vec<Candle>>) -> impl IntoView 
         candles.with(
             |all| match (all.get(start), all.get((start + count).saturating_sub(1))) {
                 (Some(first), Some(last)) => format!(
-                    "{count} of {} bars: {} – {}",
-                    all.len(),
+                    "showing {} – {} ({} of the {} loaded)",
                     format::ts(first.ts),
-                    format::ts(last.ts)
+                    format::ts(last.ts),
+                    counted(count, "bar", "bars"),
+                    all.len()
                 ),
                 _ => String::new(),
             },
@@ -379,8 +381,10 @@ pub fn BenchBars(results: Vec<BenchResult>) -> impl IntoView {
         .log10()
         .ceil()
         .max(lo + 1.0);
-    const LABEL_W: f64 = 300.0;
-    const VALUE_W: f64 = 170.0;
+    // Room for a 36-character device label (see `short_device`) and for the longest value
+    // label ("1719 ms  350× slower than cpu") after the longest bar.
+    const LABEL_W: f64 = 250.0;
+    const VALUE_W: f64 = 210.0;
     const ROW: f64 = 18.0;
     let bar_w = WIDTH - LABEL_W - VALUE_W;
     let length = |ms: f64| ((ms.max(1e-4).log10() - lo) / (hi - lo) * bar_w).max(2.0);
@@ -393,16 +397,16 @@ pub fn BenchBars(results: Vec<BenchResult>) -> impl IntoView {
         for r in rows {
             let speedup = match cpu {
                 Some(c) if r.device != "cpu" && r.median_ms > 0.0 => {
-                    format!("  {}", format::vs_cpu(c / r.median_ms))
+                    format!(" · {}", format::vs_cpu(c / r.median_ms))
                 }
                 _ => String::new(),
             };
             let class = format!("bar {}", device_class(&r.device));
-            let device: String = r.device.chars().take(44).collect();
             marks.push(
                 view! {
                     <g class=class>
-                        <text class="device" x="12" y=y + 13.0>{device}</text>
+                        <title>{r.device.clone()}</title>
+                        <text class="device" x="12" y=y + 13.0>{short_device(&r.device)}</text>
                         <rect x=LABEL_W y=y + 3.0 width=length(r.median_ms) height=ROW - 6.0 />
                         <text class="value" x=LABEL_W + length(r.median_ms) + 6.0 y=y + 13.0>
                             {format!("{}{speedup}", format::ms(r.median_ms))}
@@ -429,6 +433,30 @@ pub fn BenchBars(results: Vec<BenchResult>) -> impl IntoView {
             {decades}
             {marks}
         </svg>
+    }
+}
+
+/// A device's label short enough for the bars' label column: its id and the adapter's name,
+/// without the driver details (`wgpu:0 (llvmpipe (LLVM 15.0.6, 256 bits), Vulkan, software)` →
+/// `wgpu:0 llvmpipe`). The full name is the bar's tooltip and is in the table below.
+fn short_device(device: &str) -> String {
+    const MAX_CHARS: usize = 36;
+    let label = match device.split_once(" (") {
+        Some((id, rest)) => {
+            let name = rest
+                .split([',', '(', ')'])
+                .next()
+                .unwrap_or_default()
+                .trim();
+            format!("{id} {name}")
+        }
+        None => device.to_string(),
+    };
+    if label.chars().count() > MAX_CHARS {
+        let cut: String = label.chars().take(MAX_CHARS - 1).collect();
+        format!("{}…", cut.trim_end())
+    } else {
+        label
     }
 }
 
@@ -468,6 +496,25 @@ mod tests {
         assert_eq!(pan_window(10, 100, 1000, -50.0), 0);
         assert_eq!(pan_window(850, 100, 1000, 500.0), 900);
         assert_eq!(pan_window(500, 100, 1000, 20.4), 520);
+    }
+
+    #[test]
+    fn device_labels_keep_the_id_and_the_adapter_name() {
+        assert_eq!(
+            short_device("wgpu:0 (llvmpipe (LLVM 15.0.6, 256 bits), Vulkan, software)"),
+            "wgpu:0 llvmpipe"
+        );
+        assert_eq!(
+            short_device("cuda:0 (NVIDIA H100 80GB HBM3)"),
+            "cuda:0 NVIDIA H100 80GB HBM3"
+        );
+        assert_eq!(
+            short_device("wgpu:1 (NVIDIA H100 80GB HBM3, Vulkan)"),
+            "wgpu:1 NVIDIA H100 80GB HBM3"
+        );
+        assert_eq!(short_device("cpu"), "cpu");
+        let long = short_device("wgpu:0 (A very long adapter name that goes on and on and on)");
+        assert!(long.ends_with('…') && long.chars().count() <= 36, "{long}");
     }
 
     #[test]

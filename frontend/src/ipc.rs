@@ -153,7 +153,7 @@ impl JobControl {
             let result = call::<Reply>(cmd, Args::new().with("request", &request).job(&job)).await;
             drop(job);
             self.running.set(None);
-            self.progress.finish();
+            self.progress.finish(result.is_ok());
             match result {
                 Ok(reply) => done(reply),
                 Err(e) => self.error.set(Some(e)),

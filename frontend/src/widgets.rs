@@ -49,12 +49,15 @@ pub fn ProgressBar(#[prop(into)] progress: Signal<Option<ProgressEvent>>) -> imp
 }
 
 /// The progress of one job: the latest event for the bar, and one line per stage it went
-/// through, which stays after the job ends so the user can see what ran.
+/// through. A job that ends well leaves no progress text behind (its result says it is done);
+/// one that fails or is cancelled keeps the stages, so the user sees where it stopped.
 #[derive(Clone, Copy)]
 pub struct JobProgress {
     current: RwSignal<Option<ProgressEvent>>,
     log: RwSignal<Vec<ProgressEvent>>,
     running: RwSignal<bool>,
+    /// Set when the job ended without its result.
+    stopped: RwSignal<bool>,
     /// Epoch losses of each network the job trained, by its label: the loss curves.
     pub epochs: RwSignal<Vec<(String, Vec<EpochProgress>)>>,
 }
@@ -71,6 +74,7 @@ impl JobProgress {
             current: RwSignal::new(None),
             log: RwSignal::new(Vec::new()),
             running: RwSignal::new(false),
+            stopped: RwSignal::new(false),
             epochs: RwSignal::new(Vec::new()),
         }
     }
@@ -79,10 +83,12 @@ impl JobProgress {
         self.current.set(None);
         self.log.set(Vec::new());
         self.epochs.set(Vec::new());
+        self.stopped.set(false);
         self.running.set(true);
     }
 
-    /// Events may arrive just after the job's reply; they update the log, not the bar.
+    /// Events may arrive just after the job's reply: they still add to the loss curves, but
+    /// no longer to the bar or the stages.
     pub fn report(self, event: ProgressEvent) {
         if let Some(point) = event.epoch {
             let label = event.message.clone().unwrap_or_default();
@@ -93,18 +99,24 @@ impl JobProgress {
                 },
             );
         }
-        if self.running.get_untracked() {
-            self.current.set(Some(event.clone()));
+        if !self.running.get_untracked() {
+            return;
         }
+        self.current.set(Some(event.clone()));
         self.log.update(|log| match log.last_mut() {
             Some(last) if last.stage == event.stage => *last = event,
             _ => log.push(event),
         });
     }
 
-    pub fn finish(self) {
+    /// Ends the job: `completed` clears the stages, otherwise they stay as "stopped at …".
+    pub fn finish(self, completed: bool) {
         self.running.set(false);
         self.current.set(None);
+        self.stopped.set(!completed);
+        if completed {
+            self.log.set(Vec::new());
+        }
     }
 }
 
@@ -112,7 +124,7 @@ impl JobProgress {
 #[component]
 pub fn JobProgressView(progress: JobProgress, test_id: &'static str) -> impl IntoView {
     let steps = move || {
-        progress.log.with(|log| {
+        let stages = progress.log.with(|log| {
             log.iter()
                 .map(|e| match e.total {
                     Some(t) => format!("{} {}/{t}", e.stage.label(), e.done),
@@ -120,11 +132,23 @@ pub fn JobProgressView(progress: JobProgress, test_id: &'static str) -> impl Int
                 })
                 .collect::<Vec<_>>()
                 .join(" → ")
-        })
+        });
+        if progress.stopped.get() && !stages.is_empty() {
+            format!("stopped at: {stages}")
+        } else {
+            stages
+        }
     };
     view! {
         <ProgressBar progress=progress.current />
         <p class="hint progress-log" data-test=test_id>{steps}</p>
+    }
+}
+
+/// The one row of an empty table: what would be listed there and how to get it.
+pub fn empty_row(columns: u32, test_id: &'static str, text: String) -> impl IntoView {
+    view! {
+        <tr class="empty"><td colspan=columns data-test=test_id>{text}</td></tr>
     }
 }
 

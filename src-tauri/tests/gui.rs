@@ -155,6 +155,36 @@ impl Session {
         );
     }
 
+    /// Records every text `css` shows from now on, for [`Session::seen`]: progress lines
+    /// change faster than a test can poll them, and are cleared when the job ends.
+    fn watch(&self, css: &str) {
+        self.find(css, Duration::from_secs(30));
+        self.script(
+            "const e = document.querySelector(arguments[0]); \
+             window.__seen = window.__seen || {}; \
+             const log = window.__seen[arguments[0]] = []; \
+             new MutationObserver(() => log.push(e.textContent)) \
+                 .observe(e, {childList: true, subtree: true, characterData: true});",
+            json!([css]),
+        );
+    }
+
+    /// Every text `css` showed since [`Session::watch`], joined by newlines.
+    fn seen(&self, css: &str) -> String {
+        self.script(
+            "return ((window.__seen || {})[arguments[0]] || []).join('\\n');",
+            json!([css]),
+        )
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+    }
+
+    /// Whether `css` exists (without waiting).
+    fn exists(&self, css: &str) -> bool {
+        self.count(css) > 0
+    }
+
     fn count(&self, css: &str) -> u64 {
         self.script(
             "return document.querySelectorAll(arguments[0]).length;",
@@ -247,6 +277,15 @@ fn the_app_works_as_a_person_uses_it() {
     let db = home.path().join("forexgpt.sqlite");
     let _driver = Driver::start(&db);
     let ui = Session::new(&app, screenshots);
+    // The window size the app opens with (tauri.conf.json), set explicitly: every screenshot
+    // and layout check below is of a 1280×800 window.
+    ui.send(
+        "POST",
+        "/window/rect",
+        Some(json!({"width": 1280, "height": 800})),
+    );
+    let viewport = ui.script("return [window.innerWidth, window.innerHeight];", json!([]));
+    eprintln!("viewport: {viewport}");
 
     // Devices: the CPU is listed, `auto` says what it runs on, and without a usable GPU the
     // Training tab's GPU checkbox is disabled with the reason next to it.
@@ -260,12 +299,30 @@ fn the_app_works_as_a_person_uses_it() {
         let reason = ui.text("[data-test=gpu-unavailable]");
         assert!(reason.contains("No GPU is used"), "{reason}");
     }
+    // An empty device list says what would be there, instead of showing headers only.
+    let cuda_reason = ui.text("[data-test=cuda-reason]");
+    if cuda_reason != "—" {
+        let empty = ui.text("[data-test=cuda-devices-empty]");
+        assert!(empty.starts_with("No CUDA devices:"), "{empty}");
+    }
 
     // Data: the sample series are listed and the chart draws candles.
     ui.click("[data-test=tab-data]");
     ui.wait_text("[data-test=series-table]", LONG, |t| t.contains("EURUSD"));
-    ui.wait_text("[data-test=chart-caption]", LONG, |t| t.contains("bars"));
+    let caption = ui.wait_text("[data-test=chart-caption]", LONG, |t| t.contains("bars"));
+    assert!(caption.contains("of the 500 loaded"), "{caption}");
     assert!(ui.count("[data-test=candle-chart] .candle") >= 100);
+    // The chart fits the window without scrolling.
+    let overflow = ui.script(
+        "window.scrollTo(0, 0); \
+         return document.querySelector('[data-test=candle-chart]').getBoundingClientRect().bottom \
+             - window.innerHeight;",
+        json!([]),
+    );
+    assert!(
+        overflow.as_f64().is_some_and(|o| o <= 0.0),
+        "the candle chart runs {overflow} px past the window's bottom"
+    );
     ui.screenshot("data");
 
     // A bad CSV: the error names the line and field, and nothing is stored.
@@ -305,6 +362,8 @@ fn the_app_works_as_a_person_uses_it() {
         assert!(reason.starts_with("Unavailable:"), "{reason}");
     }
     ui.wait_text("[data-test=train-series]", LONG, |t| t.contains("EURUSD"));
+    let empty = ui.wait_text("[data-test=models-empty]", LONG, |t| !t.is_empty());
+    assert!(empty.starts_with("No stored models."), "{empty}");
     ui.type_into("[data-test=train-horizons]", "1, 4, 12");
     ui.click("[data-test=regressor-lasso]");
     ui.click("[data-test=encoder-ae]");
@@ -314,19 +373,25 @@ fn the_app_works_as_a_person_uses_it() {
     ui.click("[data-test=regressor-rf]");
     ui.type_into("[data-test=rf-trees]", "5");
     ui.type_into("[data-test=rf-depth]", "6");
+    ui.watch("[data-test=train-progress]");
     ui.click("[data-test=train-button]");
     let report = ui.wait_text("[data-test=train-report]", LONG, |t| t.contains("Trained"));
-    assert!(report.contains("Trained 6 model(s)"), "{report}");
-    let steps = ui.wait_text("[data-test=train-progress]", LONG, |t| {
-        t.contains("saving models 6/6")
-    });
+    assert!(report.contains("Trained 6 models"), "{report}");
+    // Progress went through the stages while it ran, and is gone once the models are shown.
+    let steps = ui.seen("[data-test=train-progress]");
     assert!(steps.contains("training encoder 3/3"), "progress: {steps}");
     assert!(steps.contains("growing trees 5/5"), "progress: {steps}");
-    assert!(steps.contains("training 6/6"), "progress: {steps}");
+    ui.wait_text("[data-test=train-progress]", LONG, str::is_empty);
     let loss = ui.text("[data-test=loss-label]");
     assert!(loss.starts_with("ae4: epoch 3/3"), "{loss}");
     assert_eq!(ui.count("[data-test=loss-chart] polyline"), 2);
+    // One group of rows per model: its id once, beside its three horizons; the unit named.
+    assert_eq!(ui.count("[data-test=train-model-id]"), 6);
+    assert_eq!(ui.count("[data-test=train-results] tbody tr"), 18);
+    let header = ui.text("[data-test=train-results] thead");
+    assert!(header.contains("val. MAE (log return)"), "{header}");
     ui.wait_text("[data-test=model-table]", LONG, |t| t.contains("ae4"));
+    assert!(!ui.exists("[data-test=models-empty]"));
     let table = ui.text("[data-test=model-table]");
     assert!(table.contains("rf(trees=5,max_depth=6"), "{table}");
     ui.screenshot("training");
@@ -335,7 +400,7 @@ fn the_app_works_as_a_person_uses_it() {
     ui.click("[data-test=tab-forecast]");
     ui.click("[data-test=forecast-button]");
     ui.wait_text("[data-test=forecast-summary]", LONG, |t| {
-        t.contains("6 model(s)")
+        t.contains("6 models")
     });
     assert_eq!(ui.count("[data-test=forecast-table] tbody tr"), 3);
     assert_eq!(ui.count("[data-test=forecast-chart] .band"), 1);
@@ -343,23 +408,54 @@ fn the_app_works_as_a_person_uses_it() {
     ui.screenshot("forecast");
 
     // Backtest of the same ensemble over the test period, with its progress.
+    ui.watch("[data-test=backtest-progress]");
     ui.click("[data-test=backtest-button]");
     let summary = ui.wait_text("[data-test=backtest-summary]", LONG, |t| {
         t.contains("Backtest")
     });
-    assert!(summary.contains("6 model(s)"), "{summary}");
-    let steps = ui.wait_text("[data-test=backtest-progress]", LONG, |t| !t.is_empty());
+    assert!(summary.contains("6 models"), "{summary}");
+    let steps = ui.seen("[data-test=backtest-progress]");
     assert!(steps.contains("backtesting"), "progress: {steps}");
+    ui.wait_text("[data-test=backtest-progress]", LONG, str::is_empty);
 
     // Benchmark: a small run of the forecast suite shows its bars and is kept in the history.
     ui.click("[data-test=tab-benchmark]");
+    let empty = ui.wait_text("[data-test=bench-history-empty]", LONG, |t| !t.is_empty());
+    assert!(empty.starts_with("No benchmark runs yet."), "{empty}");
     ui.choose("[data-test=bench-suite]", "forecast");
     ui.choose("[data-test=bench-size]", "small");
+    ui.watch("[data-test=bench-progress]");
     ui.click("[data-test=bench-button]");
     ui.wait_text("[data-test=bench-run-header]", LONG, |t| {
         t.contains("Run #1")
     });
     assert!(ui.count("[data-test=bench-chart] .bar") >= 4);
+    let steps = ui.seen("[data-test=bench-progress]");
+    assert!(steps.contains("benchmarking"), "progress: {steps}");
+    // No progress text once the run is shown, and no "1 model(s)".
+    ui.wait_text("[data-test=bench-progress]", LONG, str::is_empty);
+    let table = ui.text("[data-test=bench-table]");
+    assert!(
+        table.contains("1 model, 1 bar") && !table.contains("(s)"),
+        "{table}"
+    );
+    // Every label of the chart is whole: device names end before their bar starts, times and
+    // speedups end inside the chart.
+    let clipped = ui.script(
+        "const svg = document.querySelector('[data-test=bench-chart]'); \
+         const width = svg.viewBox.baseVal.width; \
+         return Array.from(svg.querySelectorAll('.bar')).flatMap(g => { \
+             const device = g.querySelector('text.device').getBBox(); \
+             const value = g.querySelector('text.value').getBBox(); \
+             const bar = g.querySelector('rect').x.baseVal.value; \
+             const out = []; \
+             if (device.x + device.width > bar - 2) { out.push(g.querySelector('text.device').textContent); } \
+             if (value.x + value.width > width) { out.push(g.querySelector('text.value').textContent); } \
+             return out; });",
+        json!([]),
+    );
+    assert_eq!(clipped, json!([]), "clipped chart labels");
+    assert!(!ui.exists("[data-test=bench-history-empty]"));
     let history = ui.text("[data-test=bench-history]");
     assert!(history.contains("#1"), "{history}");
     ui.screenshot("benchmark");

@@ -8,7 +8,7 @@ use leptos::task::spawn_local;
 use crate::charts::BenchBars;
 use crate::format;
 use crate::ipc::{Args, JobControl, call};
-use crate::widgets::{ErrorBox, JobProgressView};
+use crate::widgets::{ErrorBox, JobProgressView, empty_row};
 
 #[component]
 pub fn BenchTab() -> impl IntoView {
@@ -187,7 +187,15 @@ fn History(
         <ErrorBox error=error />
         <table class="list" data-test="bench-history">
             <thead><tr><th>"run"</th><th>"when"</th><th>"suite"</th><th>"results"</th><th>"devices"</th><th>"A"</th><th>"B"</th><th></th></tr></thead>
-            <tbody>{move || runs.get().into_iter().map(row).collect_view()}</tbody>
+            <tbody>{move || {
+                let list = runs.get();
+                if list.is_empty() {
+                    return empty_row(8, "bench-history-empty",
+                        "No benchmark runs yet. Press Run above: every run is kept here with its machine, \
+                         devices and version, and two runs can be compared.".into()).into_any();
+                }
+                list.into_iter().map(row).collect_view().into_any()
+            }}</tbody>
         </table>
         <button on:click=compare prop:disabled=move || a.get().is_none() || b.get().is_none()>"Compare A and B"</button>
         {move || comparison.get().map(|(ra, rb, rows)| {

@@ -11,7 +11,7 @@ use crate::app::Shared;
 use crate::charts::CandleChart;
 use crate::format;
 use crate::ipc::{Args, JobControl, call};
-use crate::widgets::{ErrorBox, JobProgressView, SeriesSelect, parse_series_key};
+use crate::widgets::{ErrorBox, JobProgressView, SeriesSelect, empty_row, parse_series_key};
 
 /// How many of the latest bars the chart loads.
 const CHART_BARS: [usize; 3] = [500, 2_000, 10_000];
@@ -49,8 +49,12 @@ pub fn DataTab() -> impl IntoView {
             </thead>
             <tbody>
                 {move || {
-                    series
-                        .get()
+                    let list = series.get();
+                    if list.is_empty() && shared.series.get().is_some() {
+                        return empty_row(7, "series-empty",
+                            "No series stored. Import a CSV file of candles below (MetaTrader, HistData, Dukascopy or plain OHLCV).".into()).into_any();
+                    }
+                    list
                         .into_iter()
                         .map(|s| {
                             let key = crate::widgets::series_key(&s.symbol, s.timeframe);
@@ -70,15 +74,15 @@ pub fn DataTab() -> impl IntoView {
                             }
                         })
                         .collect_view()
+                        .into_any()
                 }}
             </tbody>
         </table>
-        <ImportForm />
         <h2>"Chart"</h2>
         <div class="row">
             <SeriesSelect series=series selected=selected test_id="chart-series" />
             <label>
-                "latest "
+                "load the latest "
                 <select on:change=move |ev| {
                     if let Ok(n) = event_target_value(&ev).parse() {
                         chart_bars.set(n);
@@ -92,6 +96,7 @@ pub fn DataTab() -> impl IntoView {
         </div>
         <ErrorBox error=candle_error />
         <CandleChart candles=bars />
+        <ImportForm />
     }
 }
 

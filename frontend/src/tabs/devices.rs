@@ -6,7 +6,7 @@ use leptos::prelude::*;
 
 use crate::app::Shared;
 use crate::format;
-use crate::widgets::gpu_unavailable;
+use crate::widgets::{empty_row, gpu_unavailable};
 
 fn yes_no(value: bool) -> &'static str {
     if value { "yes" } else { "no" }
@@ -25,6 +25,22 @@ fn adapter_type(t: AdapterType) -> &'static str {
 fn device_tables(info: DeviceInfo) -> impl IntoView {
     let gpu_note = gpu_unavailable(&info).map(|reason| {
         view! { <p class="notice" data-test="gpu-unavailable">"No GPU is used: "{reason}</p> }
+    });
+    let no_cuda = info.cuda.devices.is_empty().then(|| {
+        let why = if info.cuda.built {
+            "No CUDA devices: NVIDIA GPUs appear here once the driver, NVRTC and the CUDA headers are found (see “why not” above)."
+        } else {
+            "No CUDA devices: this build has no CUDA support; a build with CUDA lists NVIDIA GPUs here."
+        };
+        empty_row(4, "cuda-devices-empty", why.into())
+    });
+    let no_adapters = info.wgpu.adapters.is_empty().then(|| {
+        let why = if info.wgpu.built {
+            "No wgpu adapters: no Vulkan, Metal or DX12 driver answered (see “why not” above)."
+        } else {
+            "No wgpu adapters: this build has no wgpu support."
+        };
+        empty_row(5, "wgpu-adapters-empty", why.into())
     });
     let cuda_devices = info
         .cuda
@@ -80,7 +96,7 @@ fn device_tables(info: DeviceInfo) -> impl IntoView {
         </table>
         <table class="list">
             <thead><tr><th>"device"</th><th>"name"</th><th>"memory"</th><th>"compute capability"</th></tr></thead>
-            <tbody>{cuda_devices}</tbody>
+            <tbody>{cuda_devices}{no_cuda}</tbody>
         </table>
         <h2>"wgpu (Vulkan, Metal, DX12)"</h2>
         <table class="kv">
@@ -90,7 +106,7 @@ fn device_tables(info: DeviceInfo) -> impl IntoView {
         </table>
         <table class="list">
             <thead><tr><th>"adapter"</th><th>"name"</th><th>"API"</th><th>"type"</th><th>"driver"</th></tr></thead>
-            <tbody>{adapters}</tbody>
+            <tbody>{adapters}{no_adapters}</tbody>
         </table>
     }
 }

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 
 use forexgpt_protocol::{
     AppError, BacktestReport, BacktestRequest, Candle, CandlesRequest, Combine, DeviceRequest,
-    Forecast, ForecastRequest, ModelList, ModelSelection,
+    Forecast, ForecastRequest, ModelList, ModelSelection, counted,
 };
 use leptos::prelude::*;
 use leptos::task::spawn_local;
@@ -177,12 +177,12 @@ pub fn ForecastTab() -> impl IntoView {
 #[component]
 fn ForecastView(candles: Vec<Candle>, forecast: Forecast) -> impl IntoView {
     let summary = format!(
-        "{} {} from {} (close {}): {} model(s), {:?}, on {} — features {}, inference {}.",
+        "{} {} from {} (close {}): {}, {:?}, on {} — features {}, inference {}.",
         forecast.symbol,
         forecast.timeframe,
         format::ts(forecast.origin_ts),
         format::price(forecast.origin_close),
-        forecast.models.len(),
+        counted(forecast.models.len(), "model", "models"),
         forecast.combine,
         forecast.device.label,
         format::ms(forecast.features_ms),
@@ -230,10 +230,10 @@ fn ForecastView(candles: Vec<Candle>, forecast: Forecast) -> impl IntoView {
 #[component]
 fn BacktestView(report: BacktestReport) -> impl IntoView {
     let summary = format!(
-        "Backtest {} – {}: {} model(s) on {}, {}.",
+        "Backtest {} – {}: {} on {}, {}.",
         format::ts(report.first_ts),
         format::ts(report.last_ts),
-        report.models.len(),
+        counted(report.models.len(), "model", "models"),
         report.device.label,
         format::ms(report.elapsed_ms)
     );
@@ -258,8 +258,10 @@ fn BacktestView(report: BacktestReport) -> impl IntoView {
         <h2>"Backtest"</h2>
         <p class="success" data-test="backtest-summary">{summary}</p>
         <table class="list">
-            <thead><tr><th>"horizon"</th><th>"forecasts"</th><th>"MAE"</th><th>"naive MAE"</th><th>"skill"</th><th>"direction"</th><th>"band coverage (naive)"</th></tr></thead>
+            <thead><tr><th>"horizon"</th><th>"forecasts"</th><th>"MAE (price)"</th><th>"naive MAE (price)"</th><th>"skill"</th><th>"direction"</th><th>"band coverage (naive)"</th></tr></thead>
             <tbody>{rows}</tbody>
         </table>
+        <p class="hint">"MAE of the forecast price in the quote currency; skill = 1 − MAE / naive MAE: below 0 is no better than \
+            forecasting no change, as is usual for FX."</p>
     }
 }

@@ -3,9 +3,9 @@
 //! the stored models.
 
 use forexgpt_protocol::{
-    AppError, DeviceRequest, EncoderSpec, FeatureSpec, ForestSpec, MaxFeatures, ModelGrid,
-    ModelList, NeuralEncoderSpec, RegressorKind, SplitSpec, StoredModel, TargetSpec, TrainReport,
-    TrainRequest,
+    AppError, DeviceRequest, EncoderSpec, ErrorUnit, FeatureSpec, ForestSpec, MaxFeatures,
+    ModelGrid, ModelList, NeuralEncoderSpec, RegressorKind, SplitSpec, StoredModel, TargetSpec,
+    TrainReport, TrainRequest, counted,
 };
 use leptos::prelude::*;
 use leptos::task::spawn_local;
@@ -14,7 +14,9 @@ use crate::app::Shared;
 use crate::charts::LossChart;
 use crate::format::{self, parse_list};
 use crate::ipc::{Args, JobControl, call};
-use crate::widgets::{ErrorBox, GpuCheckbox, JobProgressView, SeriesSelect, parse_series_key};
+use crate::widgets::{
+    ErrorBox, GpuCheckbox, JobProgressView, SeriesSelect, empty_row, parse_series_key,
+};
 
 /// What the form holds, read into a request when Train is pressed.
 #[derive(Clone, Copy)]
@@ -317,12 +319,13 @@ pub fn TrainingTab() -> impl IntoView {
     }
 }
 
-/// Validation metrics of each trained model, per horizon, beside the naive forecast.
+/// Validation metrics of each trained model, per horizon, beside the naive forecast: one group
+/// of rows per model, its id and device once.
 #[component]
 fn TrainResult(report: TrainReport) -> impl IntoView {
     let summary = format!(
-        "Trained {} model(s) on {} {}: {} rows × {} features in {} (features {}).",
-        report.models.len(),
+        "Trained {} on {} {}: {} rows × {} features in {} (features {}).",
+        counted(report.models.len(), "model", "models"),
         report.symbol,
         report.timeframe,
         report.rows,
@@ -330,18 +333,28 @@ fn TrainResult(report: TrainReport) -> impl IntoView {
         format::ms(report.elapsed_ms),
         format::ms(report.features_ms)
     );
+    let unit = report
+        .models
+        .first()
+        .and_then(|m| m.info.metrics.first())
+        .map_or(ErrorUnit::LogReturn, |h| h.unit);
     let rows = report
         .models
         .iter()
         .flat_map(|m| {
             let info = m.info.clone();
+            let span = info.metrics.len().max(1).to_string();
             info.metrics
                 .iter()
-                .map(|h| {
+                .enumerate()
+                .map(|(k, h)| {
+                    let head = (k == 0).then(|| view! {
+                        <td class="group-cell" rowspan=span.clone() data-test="train-model-id">{info.id.clone()}</td>
+                        <td class="group-cell" rowspan=span.clone()>{info.device.label.clone()}</td>
+                    });
                     view! {
-                        <tr>
-                            <td>{info.id.clone()}</td>
-                            <td>{info.device.label.clone()}</td>
+                        <tr class:group-start=k == 0>
+                            {head}
                             <td>{h.horizon}</td>
                             <td>{format!("{:.3e}", h.validation.mae)}</td>
                             <td>{format!("{:.3e}", h.baseline_validation.mae)}</td>
@@ -362,10 +375,14 @@ fn TrainResult(report: TrainReport) -> impl IntoView {
     view! {
         <p class="success" data-test="train-report">{summary}</p>
         {notices}
-        <table class="list">
-            <thead><tr><th>"model"</th><th>"device"</th><th>"horizon"</th><th>"val. MAE"</th><th>"naive MAE"</th><th>"val. R²"</th><th>"direction"</th></tr></thead>
+        <table class="list" data-test="train-results">
+            <thead><tr><th>"model"</th><th>"device"</th><th>"horizon"</th>
+                <th>{format!("val. MAE ({})", unit.label())}</th><th>{format!("naive MAE ({})", unit.label())}</th>
+                <th>"val. R²"</th><th>"direction"</th></tr></thead>
             <tbody>{rows}</tbody>
         </table>
+        <p class="hint">"Errors of the log return over each horizon (1e-3 ≈ a 0.1 % move), on the validation rows. \
+            A MAE above the naive one, or an R² below 0, means no better than forecasting no change: usual for FX, not a fault."</p>
     }
 }
 
@@ -413,7 +430,11 @@ fn ModelTable() -> impl IntoView {
             Some(Ok(list)) => view! {
                 <table class="list" data-test="model-table">
                     <thead><tr><th>"id"</th><th>"series"</th><th>"encoder"</th><th>"regressor"</th><th>"fitted on"</th><th>"fit"</th><th>"val. R²"</th><th>"created"</th><th></th></tr></thead>
-                    <tbody>{list.models.into_iter().map(row).collect_view()}</tbody>
+                    <tbody>
+                        {list.models.is_empty().then(|| empty_row(9, "models-empty",
+                            "No stored models. Choose encoders and regressors above and press Train: every model is kept here and can be used in the Forecast tab.".into()))}
+                        {list.models.into_iter().map(row).collect_view()}
+                    </tbody>
                 </table>
                 {list.unreadable.into_iter().map(|u| view! { <p class="notice">"Unreadable model file: "{u}</p> }).collect_view()}
             }.into_any(),

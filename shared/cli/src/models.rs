@@ -8,7 +8,7 @@ use forexgpt_engine::Workbench;
 use forexgpt_protocol::{
     BacktestReport, BacktestRequest, Combine, DevicePreference, DeviceRequest, Forecast,
     ForecastRequest, ForestSpec, MaxFeatures, ModelConfig, ModelGrid, ModelSelection,
-    RegressorKind, StoredModel, Timeframe, TrainReport, TrainRequest,
+    RegressorKind, StoredModel, Timeframe, TrainReport, TrainRequest, counted,
 };
 
 use crate::dataset::{DatasetArgs, SeriesArgs};
@@ -304,15 +304,22 @@ pub fn backtest(wb: &Workbench, json: bool, args: BacktestArgs) -> Result<()> {
 
 fn print_train(r: &TrainReport) {
     outln!(
-        "{} {}: {} rows × {} features (built in {:.0} ms); {} model(s) in {:.0} ms",
+        "{} {}: {} rows × {} features (built in {:.0} ms); {} in {:.0} ms",
         r.symbol,
         r.timeframe,
         r.rows,
         r.n_features,
         r.features_ms,
-        r.models.len(),
+        counted(r.models.len(), "model", "models"),
         r.elapsed_ms
     );
+    if let Some(dir) = r
+        .models
+        .first()
+        .and_then(|m| std::path::Path::new(&m.path).parent())
+    {
+        outln!("saved in {}", dir.display());
+    }
     // Why models ran on the CPU, once per distinct reason instead of once per model.
     let mut reasons: Vec<(&str, usize)> = Vec::new();
     for reason in r.models.iter().filter_map(|m| m.info.fell_back.as_deref()) {
@@ -432,17 +439,21 @@ fn print_model_list(models: &[StoredModel], dir: &std::path::Path) {
             format_ts(i.created_ts)
         );
     }
-    outln!("{} model(s) in {}", models.len(), dir.display());
+    outln!(
+        "{} in {}",
+        counted(models.len(), "model", "models"),
+        dir.display()
+    );
 }
 
 fn print_forecast(f: &Forecast) {
     outln!(
-        "{} {} from {} UTC, close {:.5}; {} model(s), {:?}; features {:.1} ms, models on {} {:.3} ms",
+        "{} {} from {} UTC, close {:.5}; {}, {:?}; features {:.1} ms, models on {} {:.3} ms",
         f.symbol,
         f.timeframe,
         format_ts(f.origin_ts),
         f.origin_close,
-        f.models.len(),
+        counted(f.models.len(), "model", "models"),
         f.combine,
         f.features_ms,
         f.device.label,
@@ -479,12 +490,12 @@ fn print_forecast(f: &Forecast) {
 
 fn print_backtest(r: &BacktestReport) {
     outln!(
-        "{} {}: forecasts from {} to {} UTC; {} model(s), {:?}; on {} in {:.0} ms",
+        "{} {}: forecasts from {} to {} UTC; {}, {:?}; on {} in {:.0} ms",
         r.symbol,
         r.timeframe,
         format_ts(r.first_ts),
         format_ts(r.last_ts),
-        r.models.len(),
+        counted(r.models.len(), "model", "models"),
         r.combine,
         r.device.label,
         r.elapsed_ms

@@ -3,7 +3,7 @@
 use anyhow::Result;
 use forexgpt_core::timestamp::format_ts;
 use forexgpt_protocol::{
-    BenchResult, FeatureSummary, Gap, GapKind, GapSummary, ImportReport, SeriesInfo,
+    BenchResult, FeatureSummary, Gap, GapKind, GapSummary, ImportReport, SeriesInfo, counted,
 };
 use serde::Serialize;
 
@@ -34,8 +34,11 @@ pub fn print_json<T: Serialize + ?Sized>(value: &T) -> Result<()> {
 
 fn gap_line(g: &GapSummary) -> String {
     format!(
-        "{} weekend, {} holiday, {} in-session hole(s) ({} bars missing)",
-        g.weekend_gaps, g.holiday_gaps, g.session_hole_count, g.missing_bars_in_holes
+        "{} weekend, {} holiday, {} ({} missing)",
+        g.weekend_gaps,
+        g.holiday_gaps,
+        counted(g.session_hole_count, "in-session hole", "in-session holes"),
+        counted(g.missing_bars_in_holes, "bar", "bars")
     )
 }
 
@@ -86,10 +89,10 @@ fn describe_gap(g: &Gap) -> String {
         GapKind::SessionHole => "in session",
     };
     format!(
-        "{} → {}  {} bar(s) missing  ({kind})",
+        "{} → {}  {} missing  ({kind})",
         format_ts(g.after_ts),
         format_ts(g.before_ts),
-        g.missing_bars
+        counted(g.missing_bars, "bar", "bars")
     )
 }
 

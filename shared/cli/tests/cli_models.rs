@@ -33,9 +33,17 @@ fn train_list_forecast_backtest_and_delete_from_the_command_line() {
     let models = trained["models"].as_array().unwrap();
     assert_eq!(models.len(), 4);
     for m in models {
-        assert!(Path::new(m["path"].as_str().unwrap()).starts_with(dir.path().join("models")));
+        // Beside the database, in a folder named after it (store.sqlite → store.models).
+        let path = Path::new(m["path"].as_str().unwrap());
+        assert_eq!(path.parent().unwrap(), dir.path().join("store.models"));
         assert_eq!(m["info"]["device"]["backend"], "cpu");
-        assert_eq!(m["info"]["metrics"].as_array().unwrap().len(), 4);
+        let metrics = m["info"]["metrics"].as_array().unwrap();
+        assert_eq!(metrics.len(), 4);
+        // Training errors are in log returns, and the JSON says so beside the numbers.
+        assert!(
+            metrics.iter().all(|h| h["unit"] == "log_return"),
+            "{metrics:?}"
+        );
     }
     let id = models[0]["info"]["id"].as_str().unwrap().to_string();
 
@@ -257,6 +265,14 @@ fn a_cpu_fallback_is_noted_once_per_command_and_briefly() {
         ["note: 2 models ran on the CPU: no usable GPU (`forexgpt devices` says why)"],
         "{stdout}"
     );
+    // The tables name their unit, and the output says where the models went.
+    assert!(stdout.contains("errors in log-return units"), "{stdout}");
+    let saved = format!("saved in {}", dir.path().join("store.models").display());
+    assert!(stdout.contains(&saved), "{stdout}");
+    let backtest = forexgpt(dir.path()).arg("backtest").output().unwrap();
+    assert!(backtest.status.success(), "{backtest:?}");
+    let stdout = String::from_utf8_lossy(&backtest.stdout);
+    assert!(stdout.contains("MAE in price units"), "{stdout}");
     // The model files keep the whole reason.
     let listed = json(forexgpt(dir.path()).arg("models"));
     let reason = listed["models"][0]["info"]["fell_back"].as_str().unwrap();

@@ -10,7 +10,7 @@ use forexgpt_core::metrics::regression_metrics;
 use forexgpt_core::scaler::StandardScaler;
 use forexgpt_device::DeviceManager;
 use forexgpt_protocol::{
-    BaselineMetrics, DeviceRequest, EncoderSpec, HorizonMetrics, ModelConfig, ModelInfo,
+    BaselineMetrics, DeviceRequest, EncoderSpec, ErrorUnit, HorizonMetrics, ModelConfig, ModelInfo,
     ProgressEvent, RegressionMetrics, RegressorSpec, ResolvedDevice, SplitSummary, SplitTimes,
     Stage, TrainReport, TrainRequest,
 };
@@ -285,6 +285,7 @@ fn evaluate(
         let validation = metric(&val, &pv)?;
         out.metrics.push(HorizonMetrics {
             horizon,
+            unit: ErrorUnit::LogReturn,
             validation,
             test: metric(&test, &pt)?,
             baseline_validation: baseline(&val),

@@ -15,8 +15,38 @@ use crate::error::EngineError;
 /// not get them back on the next start.
 const SAMPLES_SEEDED_KEY: &str = "samples_seeded";
 
-/// Overrides where model files are kept (default: `models/` beside the database).
+/// Overrides where model files are kept (default: `<database name>.models/` beside the
+/// database).
 pub const MODELS_DIR_ENV: &str = "FOREXGPT_MODELS_DIR";
+
+/// Where models of the database at `db` are kept: a folder named after it, beside it
+/// (`/tmp/x.sqlite` → `/tmp/x.models`), so two databases in one folder never share models.
+pub(crate) fn models_dir_beside(db: &Path) -> PathBuf {
+    let stem = db
+        .file_stem()
+        .map_or_else(|| "forexgpt".into(), |s| s.to_string_lossy().into_owned());
+    db.with_file_name(format!("{stem}.models"))
+}
+
+/// Earlier builds kept models in `models/` beside the database. In the app's own data
+/// directory that folder can only be ours, so it is renamed once; anywhere else it may belong
+/// to other files and is left alone (the README says how to move it).
+fn adopt_legacy_models_dir(db: &Path, dir: &Path, app_data_dir: Option<&Path>) {
+    let Some(parent) = db.parent() else { return };
+    let legacy = parent.join("models");
+    let ours = app_data_dir.is_some_and(|d| d == parent);
+    if ours
+        && legacy.is_dir()
+        && !dir.exists()
+        && let Err(e) = std::fs::rename(&legacy, dir)
+    {
+        tracing::warn!(
+            "could not move {} to {}: {e}",
+            legacy.display(),
+            dir.display()
+        );
+    }
+}
 
 /// The engine's handle on one store, its model directory and the machine's devices.
 pub struct Workbench {
@@ -35,8 +65,9 @@ impl Workbench {
         };
         let mut wb = Workbench::with_store(Store::open(&path)?)?;
         if wb.models_dir.is_none() {
-            let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
-            wb.models_dir = Some(dir.unwrap_or(Path::new(".")).join("models"));
+            let dir = models_dir_beside(&path);
+            adopt_legacy_models_dir(&path, &dir, Store::app_data_dir().as_deref());
+            wb.models_dir = Some(dir);
         }
         Ok(wb)
     }
@@ -115,5 +146,37 @@ impl Workbench {
             tracing::info!(symbol = sample.symbol, timeframe = %sample.timeframe, bars = outcome.inserted, "imported sample series");
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn models_live_in_a_folder_named_after_the_database() {
+        assert_eq!(
+            models_dir_beside(Path::new("/tmp/x.sqlite")),
+            Path::new("/tmp/x.models")
+        );
+        assert_eq!(models_dir_beside(Path::new("db")), Path::new("db.models"));
+    }
+
+    #[test]
+    fn the_old_models_folder_is_adopted_only_in_the_apps_own_directory() {
+        let tmp = tempfile::tempdir().unwrap();
+        let db = tmp.path().join("forexgpt.sqlite");
+        let legacy = tmp.path().join("models");
+        std::fs::create_dir(&legacy).unwrap();
+        std::fs::write(legacy.join("a.fxm"), b"model").unwrap();
+        let dir = models_dir_beside(&db);
+
+        // Elsewhere `models/` may be anyone's: left alone.
+        adopt_legacy_models_dir(&db, &dir, Some(Path::new("/somewhere/else")));
+        assert!(legacy.join("a.fxm").is_file() && !dir.exists());
+
+        adopt_legacy_models_dir(&db, &dir, Some(tmp.path()));
+        assert!(!legacy.exists());
+        assert_eq!(std::fs::read(dir.join("a.fxm")).unwrap(), b"model");
     }
 }

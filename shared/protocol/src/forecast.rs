@@ -92,7 +92,8 @@ pub struct BacktestHorizon {
     pub horizon: u32,
     /// Forecasts whose outcome is known.
     pub n: usize,
-    /// Mean absolute error of the forecast price.
+    /// Mean absolute error of the forecast price, in the quote currency (the field names say
+    /// the unit; training metrics are in log returns instead).
     pub mae_price: f64,
     pub baseline_mae_price: f64,
     /// `1 − mae / baseline mae`: above 0 the model beats "no change".

@@ -41,7 +41,43 @@ pub use spec::{
     RegressorSpec,
 };
 pub use timeframe::{ParseTimeframeError, Timeframe};
+
+/// `1 model`, `6 models`: a count with its noun in the right number.
+pub fn counted<N>(n: N, singular: &str, plural: &str) -> String
+where
+    N: std::fmt::Display + PartialEq + From<u8>,
+{
+    if n == N::from(1) {
+        format!("1 {singular}")
+    } else {
+        format!("{n} {plural}")
+    }
+}
 pub use train::{
-    BaselineMetrics, HorizonMetrics, ModelConfig, ModelGrid, ModelInfo, SplitTimes, StoredModel,
-    TrainReport, TrainRequest,
+    BaselineMetrics, ErrorUnit, HorizonMetrics, ModelConfig, ModelGrid, ModelInfo, SplitTimes,
+    StoredModel, TrainReport, TrainRequest,
 };
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_take_the_right_number() {
+        assert_eq!(counted(1, "model", "models"), "1 model");
+        assert_eq!(counted(0, "model", "models"), "0 models");
+        assert_eq!(counted(50, "bar", "bars"), "50 bars");
+    }
+
+    #[test]
+    fn metrics_without_a_unit_are_log_returns() {
+        let old = r#"{"horizon":1,"validation":{"mae":1e-3,"rmse":2e-3,"r2":0.0,"directional_accuracy":0.5,"n":10},
+            "test":{"mae":1e-3,"rmse":2e-3,"r2":0.0,"directional_accuracy":0.5,"n":10},
+            "baseline_validation":{"mae":1e-3,"rmse":2e-3,"r2":0.0},
+            "baseline_test":{"mae":1e-3,"rmse":2e-3,"r2":0.0}}"#;
+        let m: HorizonMetrics = serde_json::from_str(old).unwrap();
+        assert_eq!(m.unit, ErrorUnit::LogReturn);
+        let text = serde_json::to_string(&m).unwrap();
+        assert!(text.contains(r#""unit":"log_return""#), "{text}");
+    }
+}

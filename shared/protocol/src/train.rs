@@ -119,10 +119,34 @@ pub struct BaselineMetrics {
     pub r2: f64,
 }
 
+/// What a model's error measures are in: the training targets are log returns, a backtest
+/// scores prices. Serialised beside the numbers so a JSON reader knows without the docs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorUnit {
+    /// `ln(close[t+h] / close[t])`: 1e-3 is a move of about 0.1 %.
+    #[default]
+    LogReturn,
+    /// The quote currency's price (e.g. USD per EUR).
+    Price,
+}
+
+impl ErrorUnit {
+    pub fn label(self) -> &'static str {
+        match self {
+            ErrorUnit::LogReturn => "log return",
+            ErrorUnit::Price => "price",
+        }
+    }
+}
+
 /// Validation and test metrics of one horizon, beside the naive baseline's.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HorizonMetrics {
     pub horizon: u32,
+    /// The unit of every MAE and RMSE here (files written before it existed: log returns).
+    #[serde(default)]
+    pub unit: ErrorUnit,
     pub validation: RegressionMetrics,
     pub test: RegressionMetrics,
     pub baseline_validation: BaselineMetrics,

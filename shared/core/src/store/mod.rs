@@ -80,9 +80,15 @@ impl Store {
         if let Some(p) = std::env::var_os(DB_ENV).filter(|p| !p.is_empty()) {
             return Ok(PathBuf::from(p));
         }
-        let dirs =
-            directories::ProjectDirs::from("", "", "forexgpt").ok_or(StoreError::NoDataDir)?;
-        Ok(dirs.data_dir().join("forexgpt.sqlite"))
+        Ok(Store::app_data_dir()
+            .ok_or(StoreError::NoDataDir)?
+            .join("forexgpt.sqlite"))
+    }
+
+    /// The app's own data directory (`~/.local/share/forexgpt` on Linux), where the default
+    /// database lives; `None` when the system names no home directory.
+    pub fn app_data_dir() -> Option<PathBuf> {
+        directories::ProjectDirs::from("", "", "forexgpt").map(|d| d.data_dir().to_path_buf())
     }
 
     /// Opens (creating if needed) the database at `path` and migrates it.

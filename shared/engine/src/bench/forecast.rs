@@ -12,7 +12,7 @@ use forexgpt_core::store::Store;
 use forexgpt_device::ComputeDevice;
 use forexgpt_protocol::{
     Combine, DeviceRequest, EncoderSpec, FeatureSpec, ModelConfig, RegressorSpec, SplitSpec,
-    TargetSpec, Timeframe, TrainRequest,
+    TargetSpec, Timeframe, TrainRequest, counted,
 };
 
 use crate::Workbench;
@@ -112,11 +112,11 @@ pub fn forecast_cases(
         let ts: Vec<i64> = fm.ts[fm.rows() - bars..].to_vec();
         let reference = Arc::new(forecast(&ensemble, &features, &ts, &cpu)?);
         let shared = Arc::new((ensemble, features, ts));
-        let size = if bars == 1 {
-            format!("{n} model(s), 1 bar")
-        } else {
-            format!("{n} models, {bars} bars")
-        };
+        let size = format!(
+            "{}, {}",
+            counted(n, "model", "models"),
+            counted(bars, "bar", "bars")
+        );
         for device in std::iter::once(None).chain(devices.iter().filter(|d| d.is_gpu()).map(Some)) {
             let device = device.cloned().unwrap_or_else(|| cpu.clone());
             let shared = Arc::clone(&shared);

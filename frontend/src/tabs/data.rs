@@ -193,6 +193,9 @@ fn ImportForm() -> impl IntoView {
                     r.symbol, r.timeframe, r.rows_read, r.inserted, r.unchanged,
                     format::ts(r.first_ts), format::ts(r.last_ts), r.format, r.gaps.session_hole_count
                 )}
+                {r.replaced_sample.then(|| format!(
+                    " {} {} held only the built-in sample: your file replaced it.", r.symbol, r.timeframe
+                ))}
             </p>
         })}
     }

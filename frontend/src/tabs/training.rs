@@ -372,9 +372,23 @@ fn TrainResult(report: TrainReport) -> impl IntoView {
         .filter_map(|m| m.info.fell_back.clone())
         .next()
         .map(|n| view! { <p class="notice">"Ran on the CPU: "{n}</p> });
+    let dropped = report
+        .models
+        .first()
+        .map(|m| m.info.dropped_columns.clone())
+        .filter(|d| !d.is_empty())
+        .map(|d| {
+            view! {
+                <p class="notice" data-test="train-dropped">
+                    {format!("Left out {} constant on the training rows (nothing to learn from): {}.",
+                        counted(d.len(), "feature column", "feature columns"), d.join(", "))}
+                </p>
+            }
+        });
     view! {
         <p class="success" data-test="train-report">{summary}</p>
         {notices}
+        {dropped}
         <table class="list" data-test="train-results">
             <thead><tr><th>"model"</th><th>"device"</th><th>"horizon"</th>
                 <th>{format!("val. MAE ({})", unit.label())}</th><th>{format!("naive MAE ({})", unit.label())}</th>

@@ -377,6 +377,12 @@ fn print_model(m: &StoredModel) {
         format_ts(i.split.test.0),
         format_ts(i.split.test.1)
     );
+    if !i.dropped_columns.is_empty() {
+        outln!(
+            "  left out (constant on the training rows): {}",
+            i.dropped_columns.join(", ")
+        );
+    }
     outln!("  errors in log-return units (the target); naive: the no-change forecast");
     outln!(
         "  {:>7} {:>11} {:>11} {:>8} {:>8} {:>11} {:>11} {:>8}",

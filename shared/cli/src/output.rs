@@ -69,8 +69,21 @@ pub fn print_import(r: &ImportReport) {
         r.format,
         r.inserted,
         r.unchanged,
-        if r.replaced { ", series replaced" } else { "" }
+        if r.replaced_sample {
+            ""
+        } else if r.replaced {
+            ", series replaced"
+        } else {
+            ""
+        }
     );
+    if r.replaced_sample {
+        outln!(
+            "  note: {} {} held only the built-in sample; your file replaced it",
+            r.symbol,
+            r.timeframe
+        );
+    }
     outln!(
         "  range {} → {} UTC",
         format_ts(r.first_ts),

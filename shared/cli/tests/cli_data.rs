@@ -106,6 +106,52 @@ fn reimporting_the_same_file_changes_nothing_and_a_conflict_is_refused() {
     assert_eq!(shown["series"]["bars"], 150);
 }
 
+#[test]
+fn the_users_own_eurusd_file_replaces_the_sample_on_first_import() {
+    // A fresh database holds the sample as EURUSD 1h. The user's hourly EURUSD file is their
+    // data: it is imported without --replace, and the output says the sample made way.
+    let dir = tempfile::tempdir().unwrap();
+    let file = fixture("mt5_export.csv");
+    let out = forexgpt(dir.path())
+        .args(["import", "--symbol", "EURUSD", "--timeframe", "1h"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("EURUSD 1h held only the built-in sample; your file replaced it"),
+        "{stdout}"
+    );
+    let shown = json(forexgpt(dir.path()).args(["data", "show", "--symbol", "EURUSD"]));
+    assert_eq!(shown["series"]["bars"], 150);
+    assert!(
+        shown["series"]["source"]
+            .as_str()
+            .unwrap()
+            .ends_with("mt5_export.csv"),
+        "{shown}"
+    );
+    // From then on the series is the user's, protected as any other.
+    let changed = dir.path().join("changed.csv");
+    let text = std::fs::read_to_string(fixture("pandas_to_csv.csv")).unwrap();
+    std::fs::write(&changed, text.replace("1.05227,143.54", "1.05228,143.54")).unwrap();
+    let refused = forexgpt(dir.path())
+        .args(["import", "--json", "--symbol", "EURUSD", "--timeframe", "1h"])
+        .arg(&changed)
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let reply: serde_json::Value = serde_json::from_slice(&refused.stdout).unwrap();
+    assert!(
+        reply["error"]
+            .as_str()
+            .unwrap()
+            .contains("stored with different values"),
+        "{reply}"
+    );
+}
+
 /// Writes the pandas fixture with line `line` (1-based, header = 1) replaced.
 fn with_bad_line(dir: &Path, name: &str, source: &str, line: usize, replacement: &str) -> PathBuf {
     let text = std::fs::read_to_string(fixture(source)).unwrap();
@@ -286,6 +332,20 @@ fn features_and_resampling_on_the_sample() {
     let report = json(forexgpt(dir.path()).args(["data", "resample", "--to", "1d"]));
     assert_eq!(report["inserted"], 312);
     assert_eq!(stored_symbols(dir.path()), vec!["EURUSD 1h", "EURUSD 1d"]);
+    // The stored daily series trains: no hour columns on daily bars, nothing constant.
+    let trained = json(forexgpt(dir.path()).args([
+        "train",
+        "--timeframe",
+        "1d",
+        "--regressor",
+        "ridge,lasso",
+        "--device",
+        "cpu",
+    ]));
+    for m in trained["models"].as_array().unwrap() {
+        assert_eq!(m["info"]["features"]["hour_of_day"], false, "{m}");
+        assert!(m["info"].get("dropped_columns").is_none(), "{m}");
+    }
     forexgpt(dir.path())
         .args(["data", "delete", "--timeframe", "1d"])
         .assert()

@@ -172,8 +172,10 @@ fn indicator_jobs<'a>(
         let hour = |t: &DateTime<chrono::Utc>| TAU * f64::from(t.hour()) / 24.0;
         let weekday =
             |t: &DateTime<chrono::Utc>| TAU * f64::from(t.weekday().num_days_from_monday()) / 7.0;
-        jobs.push(("hour_sin".into(), Box::new(move || angle(hour, f64::sin))));
-        jobs.push(("hour_cos".into(), Box::new(move || angle(hour, f64::cos))));
+        if spec.hour_of_day {
+            jobs.push(("hour_sin".into(), Box::new(move || angle(hour, f64::sin))));
+            jobs.push(("hour_cos".into(), Box::new(move || angle(hour, f64::cos))));
+        }
         jobs.push((
             "weekday_sin".into(),
             Box::new(move || angle(weekday, f64::sin)),
@@ -359,6 +361,7 @@ pub fn build_targets(features: &FeatureMatrix, spec: &TargetSpec) -> Result<Targ
 mod tests {
     use super::*;
     use crate::synthetic;
+    use forexgpt_protocol::Timeframe;
 
     #[test]
     fn default_spec_shape_and_warmup() {
@@ -375,11 +378,26 @@ mod tests {
     }
 
     #[test]
+    fn daily_bars_get_no_hour_columns() {
+        let candles = synthetic::random_walk_hourly(500, 7);
+        let hourly = FeatureSpec::default().fitted_to(Timeframe::H1);
+        let daily = FeatureSpec::default().fitted_to(Timeframe::D1);
+        assert!(hourly.hour_of_day && !daily.hour_of_day && daily.calendar);
+        let with = build_features(&candles, &hourly).unwrap();
+        let without = build_features(&candles, &daily).unwrap();
+        assert!(with.columns.iter().any(|c| c == "hour_sin"));
+        assert!(!without.columns.iter().any(|c| c.starts_with("hour_")));
+        assert!(without.columns.iter().any(|c| c == "weekday_sin"));
+        assert_eq!(with.n_columns(), without.n_columns() + 2);
+    }
+
+    #[test]
     fn lag_features_and_targets_are_log_ratios() {
         let candles = synthetic::random_walk_hourly(200, 3);
         let spec = FeatureSpec {
             window: 3,
             calendar: false,
+            hour_of_day: false,
             volatility_periods: vec![],
             rsi_periods: vec![],
             atr_periods: vec![],

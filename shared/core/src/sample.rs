@@ -17,6 +17,11 @@ pub struct SampleSeries {
     pub attribution: &'static str,
 }
 
+/// How the store names the source of a shipped series (`sample:EURUSD_1h_2017.csv`): a series
+/// whose every import has such a name holds only the sample, and the user's own file replaces
+/// it instead of being refused for differing from it.
+pub const SAMPLE_SOURCE_PREFIX: &str = "sample:";
+
 pub const SAMPLE_SERIES: &[SampleSeries] = &[SampleSeries {
     symbol: "EURUSD",
     timeframe: Timeframe::H1,
@@ -29,3 +34,17 @@ pub const SAMPLE_SERIES: &[SampleSeries] = &[SampleSeries {
 /// The series the CLI and the app use when none is named.
 pub const DEFAULT_SYMBOL: &str = "EURUSD";
 pub const DEFAULT_TIMEFRAME: Timeframe = Timeframe::H1;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_sample_is_named_as_a_sample() {
+        assert!(
+            SAMPLE_SERIES
+                .iter()
+                .all(|s| s.file_name.starts_with(SAMPLE_SOURCE_PREFIX))
+        );
+    }
+}

@@ -126,7 +126,8 @@ impl Workbench {
             rows_read: parsed.candles.len() as u64,
             inserted: outcome.inserted,
             unchanged: outcome.unchanged,
-            replaced: replace,
+            replaced: replace || outcome.replaced_sample,
+            replaced_sample: outcome.replaced_sample,
             first_ts: first.ts,
             last_ts: last.ts,
             gaps,
@@ -205,6 +206,7 @@ impl Workbench {
             inserted: outcome.inserted,
             unchanged: outcome.unchanged,
             replaced: true,
+            replaced_sample: outcome.replaced_sample,
             first_ts: bars.first().map_or(0, |c| c.ts),
             last_ts: bars.last().map_or(0, |c| c.ts),
             gaps: summarize_gaps(&find_gaps(&bars, to)),
@@ -216,12 +218,9 @@ impl Workbench {
         let symbol = normalize_symbol(&request.symbol)?;
         let (candles, _) = self.store.load_or_resample(&symbol, request.timeframe)?;
         let started = Instant::now();
-        let (fm, targets, split) = labelled_features(
-            &candles,
-            &request.features,
-            &request.targets,
-            &request.split,
-        )?;
+        let feature_spec = request.features.clone().fitted_to(request.timeframe);
+        let (fm, targets, split) =
+            labelled_features(&candles, &feature_spec, &request.targets, &request.split)?;
         let elapsed_ms = started.elapsed().as_secs_f64() * 1e3;
         tracing::debug!(from = %format_ts(fm.ts[0]), rows = fm.rows(), "built features");
         let columns = fm

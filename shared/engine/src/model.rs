@@ -128,8 +128,12 @@ impl Model {
     /// Predicted log returns, with a neural encoder running on `device`.
     pub fn predict_on(&self, raw: &Matrix, device: &ComputeDevice) -> Result<Matrix, EngineError> {
         raw.check_features(self.info.n_features)?;
-        let mut scaled = raw.clone();
-        self.state.scaler.transform(&mut scaled.values)?;
+        let scaler = &self.state.scaler;
+        let scaled = Matrix {
+            rows: raw.rows,
+            cols: scaler.n_out(),
+            values: scaler.transform(&raw.values)?,
+        };
         let encoded = match &self.state.encoder {
             EncoderState::None => scaled,
             EncoderState::Pca(pca) => pca.transform(&scaled)?,
@@ -231,20 +235,31 @@ impl Model {
                 s.scaler.mean.len()
             ));
         }
+        let dropped = &s.scaler.dropped;
+        if dropped.windows(2).any(|w| w[0] >= w[1]) || dropped.last().is_some_and(|&j| j >= d) {
+            return Err(format!(
+                "the scaler's dropped columns {dropped:?} are not ascending columns below {d}"
+            ));
+        }
+        // What the encoder reads: the features without the dropped columns.
+        let kept = s.scaler.n_out();
         let encoded = match &s.encoder {
-            EncoderState::None => d,
-            EncoderState::Pca(p) if p.components.cols == d && p.mean.len() == d => {
+            EncoderState::None => kept,
+            EncoderState::Pca(p) if p.components.cols == kept && p.mean.len() == kept => {
                 p.components.rows
             }
             EncoderState::Pca(p) => {
                 return Err(format!(
-                    "the PCA reads {} columns, not {d}",
+                    "the PCA reads {} columns, not {kept}",
                     p.components.cols
                 ));
             }
             EncoderState::Autoencoder(e) | EncoderState::Vae(e) => {
-                if e.d_input != d {
-                    return Err(format!("the encoder reads {} columns, not {d}", e.d_input));
+                if e.d_input != kept {
+                    return Err(format!(
+                        "the encoder reads {} columns, not {kept}",
+                        e.d_input
+                    ));
                 }
                 let kind = match s.encoder {
                     EncoderState::Vae(_) => NetworkKind::VAE_ENCODING,

@@ -86,12 +86,19 @@ impl Prepared {
         split: SplitSummary,
     ) -> Result<Self, EngineError> {
         let d = features.n_columns();
-        let scaler = StandardScaler::fit(&features.values, d, split.train.0..split.train.1)?;
+        // A column constant on the training rows (an hour column of a series whose bars all
+        // open at one hour, say) carries nothing to learn: it is left out, and the models say so.
+        let scaler = StandardScaler::fit_dropping_constant(
+            &features.values,
+            d,
+            split.train.0..split.train.1,
+        )?;
         let parts = [split.train, split.validation, split.test];
         let h = targets.horizons.len();
         let mut x = parts.map(|p| rows_of(&features.values, d, p));
         for m in &mut x {
-            scaler.transform(&mut m.values)?;
+            m.values = scaler.transform(&m.values)?;
+            m.cols = scaler.n_out();
         }
         let y = parts.map(|p| rows_of(&targets.values, h, p));
         Ok(Prepared {
@@ -102,6 +109,15 @@ impl Prepared {
             x,
             y,
         })
+    }
+
+    /// The names of the feature columns the scaler leaves out.
+    fn dropped_columns(&self) -> Vec<String> {
+        self.scaler
+            .dropped
+            .iter()
+            .map(|&j| self.features.columns[j].clone())
+            .collect()
     }
 
     fn split_times(&self) -> SplitTimes {
@@ -354,12 +370,9 @@ impl Workbench {
             Some(format!("{symbol} {}", request.timeframe)),
         ));
         let (candles, _) = self.store.load_or_resample(&symbol, request.timeframe)?;
-        let (features, targets, split) = labelled_features(
-            &candles,
-            &request.features,
-            &request.targets,
-            &request.split,
-        )?;
+        let feature_spec = request.features.clone().fitted_to(request.timeframe);
+        let (features, targets, split) =
+            labelled_features(&candles, &feature_spec, &request.targets, &request.split)?;
         let data = Prepared::new(features, targets, split)?;
         let features_ms = started.elapsed().as_secs_f64() * 1e3;
 
@@ -440,7 +453,8 @@ impl Workbench {
                 created_ts,
                 symbol: symbol.clone(),
                 timeframe: request.timeframe,
-                features: request.features.clone(),
+                features: feature_spec.clone(),
+                dropped_columns: data.dropped_columns(),
                 horizons: data.targets.horizons.clone(),
                 n_features: data.features.n_columns(),
                 encoder: config.encoder.clone(),

@@ -129,6 +129,10 @@ pub struct ImportReport {
     pub unchanged: u64,
     /// Whether an existing series was replaced (`--replace`).
     pub replaced: bool,
+    /// The series held only the built-in sample, which this import replaced (the sample is
+    /// not the user's data, so no `--replace` is needed for it).
+    #[serde(default)]
+    pub replaced_sample: bool,
     pub first_ts: i64,
     pub last_ts: i64,
     pub gaps: GapSummary,

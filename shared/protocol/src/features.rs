@@ -19,6 +19,9 @@ pub struct FeatureSpec {
     pub window: u32,
     /// Hour-of-day and weekday as sin/cos pairs (UTC).
     pub calendar: bool,
+    /// With `calendar`: the hour-of-day pair. Off for daily bars, which all open at one hour
+    /// ([`FeatureSpec::fitted_to`] decides; files without the field had it on).
+    pub hour_of_day: bool,
     /// Realized volatility `sqrt(mean(r²))` of log returns over each lookback.
     pub volatility_periods: Vec<u32>,
     /// Wilder RSI, scaled to 0..1.
@@ -38,6 +41,7 @@ impl Default for FeatureSpec {
         FeatureSpec {
             window: 16,
             calendar: true,
+            hour_of_day: true,
             volatility_periods: vec![12, 24, 48],
             rsi_periods: vec![7, 14, 28],
             atr_periods: vec![7, 14, 28],
@@ -49,6 +53,18 @@ impl Default for FeatureSpec {
                 signal: 9,
             }],
         }
+    }
+}
+
+impl FeatureSpec {
+    /// The spec as it applies to bars of `timeframe`: no hour-of-day columns on daily bars,
+    /// where they would be constant. Training stores the fitted spec with the model, so a
+    /// forecast rebuilds the same columns.
+    pub fn fitted_to(mut self, timeframe: crate::Timeframe) -> FeatureSpec {
+        if timeframe.seconds() >= 86_400 {
+            self.hour_of_day = false;
+        }
+        self
     }
 }
 

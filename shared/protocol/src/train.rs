@@ -171,6 +171,10 @@ pub struct ModelInfo {
     pub symbol: String,
     pub timeframe: Timeframe,
     pub features: FeatureSpec,
+    /// Feature columns that were constant on the training rows, left out of the model (it
+    /// reads them but ignores them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dropped_columns: Vec<String>,
     pub horizons: Vec<u32>,
     /// Feature columns the model reads.
     pub n_features: usize,

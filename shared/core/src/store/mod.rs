@@ -322,6 +322,48 @@ mod tests {
     }
 
     #[test]
+    fn the_users_file_replaces_a_series_that_holds_only_the_sample() {
+        let mut store = Store::open_in_memory().unwrap();
+        let sample = ImportSource {
+            file: "sample:EURUSD_1h_2017.csv",
+            format: "dukascopy",
+            replace: false,
+        };
+        store
+            .import_candles(
+                "EURUSD",
+                Timeframe::H1,
+                &bars(1_704_067_200, 10, 1.1),
+                &sample,
+            )
+            .unwrap();
+        // The user's own bars differ from the sample's at the same times: not a conflict,
+        // the sample goes, theirs stay, and the outcome says so.
+        let theirs = bars(1_704_067_200 + 5 * 3600, 8, 1.2);
+        let out = store
+            .import_candles("EURUSD", Timeframe::H1, &theirs, &SRC)
+            .unwrap();
+        assert_eq!(
+            out,
+            MergeOutcome {
+                inserted: 8,
+                unchanged: 0,
+                replaced_sample: true,
+            }
+        );
+        assert_eq!(store.load_candles("EURUSD", Timeframe::H1).unwrap(), theirs);
+        // From now on the series is the user's data: a differing file is refused again.
+        let clash = bars(1_704_067_200 + 5 * 3600, 2, 1.3);
+        let err = store
+            .import_candles("EURUSD", Timeframe::H1, &clash, &SRC)
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Conflict { .. }), "{err}");
+        assert_eq!(store.load_candles("EURUSD", Timeframe::H1).unwrap(), theirs);
+        // Another series of the same symbol is not touched by any of this.
+        assert!(store.load_candles("EURUSD", Timeframe::H4).is_err());
+    }
+
+    #[test]
     fn import_merge_and_conflict() {
         let mut store = Store::open_in_memory().unwrap();
         let first = bars(1_704_067_200, 10, 1.1);
@@ -332,7 +374,8 @@ mod tests {
             out,
             MergeOutcome {
                 inserted: 10,
-                unchanged: 0
+                unchanged: 0,
+                replaced_sample: false,
             }
         );
         // Overlapping, identical bars plus 5 new ones.
@@ -344,7 +387,8 @@ mod tests {
             out,
             MergeOutcome {
                 inserted: 5,
-                unchanged: 5
+                unchanged: 5,
+                replaced_sample: false,
             }
         );
         // Different values for a stored bar: refused, nothing changes.

@@ -7,12 +7,15 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::{Store, StoreError, sqlite_error, write_transaction};
 use crate::candle::Candle;
 use crate::resample::resample;
+use crate::sample::SAMPLE_SOURCE_PREFIX;
 
 /// How an import met the bars already stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct MergeOutcome {
     pub inserted: u64,
     pub unchanged: u64,
+    /// The series held only the shipped sample, which the import replaced.
+    pub replaced_sample: bool,
 }
 
 /// One series to seed with [`Store::import_once`].
@@ -292,7 +295,9 @@ fn load_range(
 }
 
 /// Merges `candles` into their series inside `tx`: new bars are inserted, equal ones counted,
-/// and a bar that differs from the stored one is a conflict. The import is logged.
+/// and a bar that differs from the stored one is a conflict. A series that holds only the
+/// shipped sample is replaced by a file of the user's instead: the sample is not their data.
+/// The import is logged.
 fn merge_candles(
     tx: &rusqlite::Transaction<'_>,
     path: &str,
@@ -303,6 +308,9 @@ fn merge_candles(
 ) -> Result<MergeOutcome, StoreError> {
     let wrap = |cause| sqlite_error(path, cause);
     let now = chrono::Utc::now().timestamp();
+    let replaces_sample = !source.file.starts_with(SAMPLE_SOURCE_PREFIX)
+        && holds_only_the_sample(tx, symbol, timeframe).map_err(wrap)?;
+    let replace = source.replace || replaces_sample;
     tx.execute(
         "INSERT INTO series (symbol, timeframe, source, updated_ts) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT (symbol, timeframe) DO UPDATE SET source = excluded.source, updated_ts = excluded.updated_ts",
@@ -316,19 +324,19 @@ fn merge_candles(
             |r| r.get(0),
         )
         .map_err(wrap)?;
-    if source.replace {
+    if replace {
         tx.execute("DELETE FROM candles WHERE series_id = ?1", [series_id])
             .map_err(wrap)?;
     }
-    let existing = match (candles.first(), candles.last(), source.replace) {
+    let existing = match (candles.first(), candles.last(), replace) {
         (Some(first), Some(last), false) => {
             load_range(tx, series_id, first.ts, last.ts).map_err(wrap)?
         }
         _ => Vec::new(),
     };
     let mut outcome = MergeOutcome {
-        inserted: 0,
-        unchanged: 0,
+        replaced_sample: replaces_sample,
+        ..MergeOutcome::default()
     };
     let mut fresh: Vec<&Candle> = Vec::with_capacity(candles.len());
     let mut stored = existing.iter().peekable();
@@ -356,4 +364,20 @@ fn merge_candles(
     )
     .map_err(wrap)?;
     Ok(outcome)
+}
+
+/// Whether the series exists and every import into it was a shipped sample.
+fn holds_only_the_sample(
+    tx: &rusqlite::Transaction<'_>,
+    symbol: &str,
+    timeframe: Timeframe,
+) -> rusqlite::Result<bool> {
+    let (imports, samples): (i64, i64) = tx.query_row(
+        "SELECT COUNT(i.id), COALESCE(SUM(substr(i.file, 1, length(?3)) = ?3), 0)
+         FROM series s JOIN imports i ON i.series_id = s.id
+         WHERE s.symbol = ?1 AND s.timeframe = ?2",
+        params![symbol, timeframe.as_str(), SAMPLE_SOURCE_PREFIX],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    Ok(imports > 0 && imports == samples)
 }

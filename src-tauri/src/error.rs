@@ -21,7 +21,11 @@ pub fn kind_of(error: &EngineError) -> AppErrorKind {
         | EngineError::UnknownModel { .. }
         | EngineError::NoModels(_) => AppErrorKind::NotFound,
         EngineError::Store(StoreError::Conflict { .. }) => AppErrorKind::InvalidInput,
+        EngineError::Export(forexgpt_core::export::ExportError::UnknownFormat { .. }) => {
+            AppErrorKind::InvalidInput
+        }
         EngineError::Store(_)
+        | EngineError::Export(_)
         | EngineError::Artifact(_)
         | EngineError::Network(_)
         | EngineError::Io { .. } => AppErrorKind::Storage,

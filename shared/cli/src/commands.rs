@@ -68,6 +68,10 @@ pub struct FeatureArgs {
     /// Show every column (default: the first and last few).
     #[arg(long)]
     all_columns: bool,
+    /// Write the matrix to FILE instead (`.csv` or `.parquet`): times, closes, every feature,
+    /// the targets and each row's split part, for pandas or scikit-learn.
+    #[arg(long, value_name = "FILE")]
+    export: Option<PathBuf>,
 }
 
 pub fn run(cli: Cli) -> Result<()> {
@@ -183,6 +187,29 @@ fn features(db: Option<PathBuf>, json: bool, args: FeatureArgs) -> Result<()> {
         targets,
         split,
     };
+    if let Some(path) = args.export {
+        let written = wb
+            .export_features(&request, &path)
+            .with_context(|| format!("exporting features to {}", path.display()))?;
+        if json {
+            return output::print_json(&written);
+        }
+        outln!(
+            "wrote {} rows × {} columns of {} {} to {} ({}) in {:.0} ms",
+            written.rows,
+            written.columns.len(),
+            request.symbol,
+            request.timeframe,
+            written.path,
+            written.format,
+            written.elapsed_ms
+        );
+        outln!(
+            "  columns: time (UTC), close, the features, target_h… (log returns; empty where \
+             not yet known), split (train / validation / test; empty: purged or unlabelled)"
+        );
+        return Ok(());
+    }
     let summary = wb.feature_summary(&request)?;
     if json {
         return output::print_json(&summary);

@@ -137,7 +137,14 @@ fn the_users_own_eurusd_file_replaces_the_sample_on_first_import() {
     let text = std::fs::read_to_string(fixture("pandas_to_csv.csv")).unwrap();
     std::fs::write(&changed, text.replace("1.05227,143.54", "1.05228,143.54")).unwrap();
     let refused = forexgpt(dir.path())
-        .args(["import", "--json", "--symbol", "EURUSD", "--timeframe", "1h"])
+        .args([
+            "import",
+            "--json",
+            "--symbol",
+            "EURUSD",
+            "--timeframe",
+            "1h",
+        ])
         .arg(&changed)
         .output()
         .unwrap();
@@ -329,6 +336,43 @@ fn features_and_resampling_on_the_sample() {
     ]));
     assert_eq!(h4["columns"].as_array().unwrap().len(), 88 - 8 * 4);
     assert_eq!(h4["horizons"], serde_json::json!([1, 6]));
+    // The matrix goes to a file for pandas: CSV and Parquet by the name, the same columns.
+    for name in ["f.csv", "f.parquet"] {
+        let path = dir.path().join(name);
+        let written = json(
+            forexgpt(dir.path())
+                .args([
+                    "features",
+                    "--timeframe",
+                    "4h",
+                    "--horizons",
+                    "1,6",
+                    "--export",
+                ])
+                .arg(&path),
+        );
+        assert_eq!(written["rows"], h4["rows"], "{written}");
+        let columns = written["columns"].as_array().unwrap();
+        // time and close, the 88 default features, two targets, the split label.
+        assert_eq!(columns.len(), 2 + 88 + 2 + 1, "{written}");
+        assert_eq!(columns.last().unwrap(), "split");
+        assert!(path.is_file());
+    }
+    let csv = std::fs::read_to_string(dir.path().join("f.csv")).unwrap();
+    assert!(
+        csv.starts_with("time,close,ln_open_lag0,"),
+        "{}",
+        &csv[..80]
+    );
+    assert_eq!(
+        &std::fs::read(dir.path().join("f.parquet")).unwrap()[..4],
+        b"PAR1"
+    );
+    forexgpt(dir.path())
+        .args(["features", "--export", "f.xlsx"])
+        .assert()
+        .failure()
+        .stderr(predicates::str::contains("name it .csv or .parquet"));
     let report = json(forexgpt(dir.path()).args(["data", "resample", "--to", "1d"]));
     assert_eq!(report["inserted"], 312);
     assert_eq!(stored_symbols(dir.path()), vec!["EURUSD 1h", "EURUSD 1d"]);

@@ -4,6 +4,7 @@
 //! No GPU code and no UI here; `engine` puts these pieces together into jobs.
 
 pub mod candle;
+pub mod export;
 pub mod features;
 pub mod gaps;
 pub mod import;

@@ -13,8 +13,9 @@ use forexgpt_core::split::{chronological_split, default_purge};
 use forexgpt_core::store::{ImportSource, StoreError};
 use forexgpt_core::timestamp::format_ts;
 use forexgpt_protocol::{
-    ColumnSummary, CsvFormat, FeatureSpec, FeatureSummary, Gap, ImportReport, ImportRequest,
-    ProgressEvent, SeriesInfo, SplitSpec, SplitSummary, Stage, TargetSpec, Timeframe,
+    ColumnSummary, CsvFormat, FeatureExport, FeatureSpec, FeatureSummary, Gap, ImportReport,
+    ImportRequest, ProgressEvent, SeriesInfo, SplitSpec, SplitSummary, Stage, TargetSpec,
+    Timeframe,
 };
 
 use crate::Workbench;
@@ -210,6 +211,31 @@ impl Workbench {
             first_ts: bars.first().map_or(0, |c| c.ts),
             last_ts: bars.last().map_or(0, |c| c.ts),
             gaps: summarize_gaps(&find_gaps(&bars, to)),
+        })
+    }
+
+    /// Writes the feature matrix, targets and split labels of a stored series to `path` (CSV
+    /// or Parquet by its extension), all or nothing.
+    pub fn export_features(
+        &self,
+        request: &FeatureRequest,
+        path: &Path,
+    ) -> Result<FeatureExport, EngineError> {
+        let symbol = normalize_symbol(&request.symbol)?;
+        // Checked before any work: a wrong file name should not cost a feature build.
+        forexgpt_core::export::ExportFormat::of(path)?;
+        let (candles, _) = self.store.load_or_resample(&symbol, request.timeframe)?;
+        let started = Instant::now();
+        let feature_spec = request.features.clone().fitted_to(request.timeframe);
+        let (fm, targets, split) =
+            labelled_features(&candles, &feature_spec, &request.targets, &request.split)?;
+        let written = forexgpt_core::export::export_features(path, &fm, &targets, &split)?;
+        Ok(FeatureExport {
+            path: path.display().to_string(),
+            format: written.format.as_str().to_string(),
+            rows: written.rows,
+            columns: written.columns,
+            elapsed_ms: started.elapsed().as_secs_f64() * 1e3,
         })
     }
 

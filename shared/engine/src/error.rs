@@ -1,5 +1,6 @@
 //! The one error type front ends show to users.
 
+use forexgpt_core::export::ExportError;
 use forexgpt_core::features::FeatureError;
 use forexgpt_core::import::ImportError;
 use forexgpt_core::resample::ResampleError;
@@ -21,6 +22,8 @@ pub enum EngineError {
     Scaler(#[from] ScalerError),
     #[error(transparent)]
     Resample(#[from] ResampleError),
+    #[error(transparent)]
+    Export(#[from] ExportError),
     #[error("invalid symbol '{0}': use 1–20 letters, digits, '.', '_' or '-' (e.g. EURUSD)")]
     InvalidSymbol(String),
     #[error(transparent)]

@@ -143,6 +143,18 @@ pub struct FeatureSummary {
     pub elapsed_ms: f64,
 }
 
+/// What `features --export` wrote: the matrix with times, closes, targets and split labels.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FeatureExport {
+    pub path: String,
+    /// `csv` or `parquet`.
+    pub format: String,
+    pub rows: usize,
+    /// Every column in file order: `time`, `close`, the features, `target_h…`, `split`.
+    pub columns: Vec<String>,
+    pub elapsed_ms: f64,
+}
+
 /// Error measures of a forecast of log returns for one horizon.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct RegressionMetrics {

@@ -28,8 +28,8 @@ pub use device::{
     DeviceRequest, ParseDeviceError, ResolvedDevice, WgpuAdapterInfo, WgpuStatus,
 };
 pub use features::{
-    ColumnSummary, FeatureSpec, FeatureSummary, MacdSpec, RegressionMetrics, SplitSpec,
-    SplitSummary, TargetSpec,
+    ColumnSummary, FeatureExport, FeatureSpec, FeatureSummary, MacdSpec, RegressionMetrics,
+    SplitSpec, SplitSummary, TargetSpec,
 };
 pub use forecast::{
     BacktestHorizon, BacktestReport, BacktestRequest, Combine, Forecast, ForecastRequest,

@@ -6,10 +6,6 @@
 #[allow(unsafe_code)] // one environment change before any thread exists
 fn main() {
     // SAFETY: first thing in `main`: no other thread exists yet.
-    unsafe {
-        forexgpt_device::probe::cuda_driver::export_cuda_path(
-            forexgpt_device::kernel_cache::cuda_bundle_dir().as_deref(),
-        )
-    };
+    unsafe { forexgpt_device::probe::prepare_environment() };
     forexgpt_app::run();
 }

@@ -106,11 +106,7 @@ fn usage_error(e: &clap::Error) -> ExitCode {
 #[allow(unsafe_code)] // one environment change before any thread exists
 fn main() -> ExitCode {
     // SAFETY: first thing in `main`: no other thread exists yet.
-    unsafe {
-        forexgpt_device::probe::cuda_driver::export_cuda_path(
-            forexgpt_device::kernel_cache::cuda_bundle_dir().as_deref(),
-        )
-    };
+    unsafe { forexgpt_device::probe::prepare_environment() };
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => return usage_error(&e),

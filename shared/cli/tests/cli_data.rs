@@ -424,6 +424,20 @@ fn human_output_lists_the_sample() {
 #[test]
 fn devices_reports_the_cpu_and_what_auto_picks() {
     let dir = tempfile::tempdir().unwrap();
+    // Outside a desktop session (no XDG_RUNTIME_DIR, as over SSH or in CI) probing prints
+    // nothing of the Vulkan drivers' own on stderr.
+    let headless = forexgpt(dir.path())
+        .arg("devices")
+        .env_remove("XDG_RUNTIME_DIR")
+        .env_remove("NODEVICE_SELECT")
+        .output()
+        .unwrap();
+    assert!(headless.status.success(), "{headless:?}");
+    let stderr = String::from_utf8_lossy(&headless.stderr);
+    assert!(
+        !stderr.contains("XDG_RUNTIME_DIR"),
+        "stray driver output: {stderr}"
+    );
     let info = json(forexgpt(dir.path()).arg("devices"));
     assert!(info["cpu_threads"].as_u64().unwrap() >= 1);
     assert!(info["cpu"]["model"].is_string());

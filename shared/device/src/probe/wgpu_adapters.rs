@@ -16,6 +16,29 @@ pub const NATIVE_API: &str = if cfg!(target_os = "macos") {
 /// How long adapter enumeration may take before it counts as hung.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// Mesa's Vulkan device-select layer, an implicit layer every Mesa install enables, asks the
+/// Wayland compositor for the default GPU whenever adapters are listed. Outside a desktop
+/// session (`XDG_RUNTIME_DIR` unset: a terminal over SSH, CI) libwayland then prints "error:
+/// XDG_RUNTIME_DIR is invalid or not set in the environment." to stderr, twice per command.
+/// Without a session there is no default GPU to learn, so the layer is switched off with its
+/// own documented switch (`NODEVICE_SELECT=1`); in a desktop session, or when the user set the
+/// switch either way, nothing changes. Returns whether it switched the layer off.
+///
+/// # Safety
+/// It may change the process environment: see [`super::prepare_environment`].
+#[allow(unsafe_code)]
+pub unsafe fn quiet_headless_vulkan() -> bool {
+    let in_session = std::env::var_os("XDG_RUNTIME_DIR")
+        .filter(|d| !d.is_empty())
+        .is_some_and(|d| std::path::Path::new(&d).is_dir());
+    if !cfg!(target_os = "linux") || in_session || std::env::var_os("NODEVICE_SELECT").is_some() {
+        return false;
+    }
+    // SAFETY: the caller guarantees that no other thread exists.
+    unsafe { std::env::set_var("NODEVICE_SELECT", "1") };
+    true
+}
+
 pub fn probe_wgpu(built: bool) -> WgpuStatus {
     if !built {
         return WgpuStatus {

@@ -232,7 +232,7 @@ fn bad_files_name_file_line_and_field_and_store_nothing() {
             "short.csv",
             "2017-01-03 12:00:00,1.04,1.05",
             "field row",
-            "expected at least 5",
+            "3 field(s) separated by ',' where line 1 has 6",
         ),
     ];
     for (name, bad, field, message) in cases {

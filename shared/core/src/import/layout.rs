@@ -22,6 +22,9 @@ pub(super) struct Layout {
     pub(super) time: TimeColumns,
     pub(super) prices: [usize; 4],
     pub(super) volume: Option<usize>,
+    /// Cells of the first line (the header, or the first row): every row has as many, so a
+    /// decimal comma or a stray separator cannot shift a price into the volume unnoticed.
+    pub(super) fields: usize,
 }
 
 impl Layout {
@@ -50,14 +53,16 @@ impl Layout {
             time,
             prices: [p, p + 1, p + 2, p + 3],
             volume: (n_fields > p + 4).then_some(p + 4),
+            fields: n_fields,
         }
     }
 }
 
+/// The first line with text; lines end at `\n`, `\r\n` or a lone `\r`, as the csv reader
+/// splits them.
 pub(super) fn first_nonblank_line(bytes: &[u8]) -> Option<&[u8]> {
     bytes
-        .split(|&b| b == b'\n')
-        .map(|line| line.strip_suffix(b"\r").unwrap_or(line))
+        .split(|&b| b == b'\n' || b == b'\r')
         .find(|line| line.iter().any(|b| !b.is_ascii_whitespace()))
 }
 
@@ -190,6 +195,7 @@ fn header_layout(
         time,
         prices,
         volume,
+        fields: cells.len(),
     })
 }
 

@@ -150,6 +150,22 @@ mod tests {
     const T0: i64 = 1_704_200_400; // 2024-01-02 13:00 UTC
 
     #[test]
+    fn errors_name_the_same_line_whatever_the_line_endings() {
+        // Found by the property tests: after CRLF endings every line was named one too low.
+        let rows = [
+            "time,open,high,low,close,volume",
+            "2017-01-02 13:00,1.1,1.2,1.0,1.1,5",
+            "",
+            "2017-01-02 14:00;1.1;1.2;1.0;1.1;5",
+            "2017-01-02 15:00,1.1,1.2,1.0,abc,5",
+        ];
+        for eol in ["\n", "\r\n", "\r"] {
+            let lines: Vec<u64> = invalid(&rows.join(eol)).iter().map(|e| e.line).collect();
+            assert_eq!(lines, [4, 5], "line endings {eol:?}");
+        }
+    }
+
+    #[test]
     fn metatrader5_tab_export() {
         let text = "<DATE>\t<TIME>\t<OPEN>\t<HIGH>\t<LOW>\t<CLOSE>\t<TICKVOL>\t<VOL>\t<SPREAD>\n\
                     2024.01.02\t13:00:00\t1.10\t1.12\t1.09\t1.11\t120\t0\t5\n\

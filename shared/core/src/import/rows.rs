@@ -42,6 +42,7 @@ impl<'a> RowParser<'a> {
         }
     }
 
+    /// Reads every row; each error names its line as an editor would number it.
     pub(super) fn parse_all(
         mut self,
         bytes: &[u8],
@@ -58,17 +59,19 @@ impl<'a> RowParser<'a> {
         let mut record = csv::ByteRecord::new();
         let mut skip_header = self.layout.has_header;
         let mut rows: u64 = 0;
+        let mut lines = LineCounter::new(bytes);
         loop {
-            let line = reader.position().line();
+            let at = reader.position().byte();
             match reader.read_byte_record(&mut record) {
                 Ok(false) => break,
                 Ok(true) => {}
                 Err(e) => {
+                    let line = lines.line_at(at);
                     self.fail(line, "row", format!("unreadable CSV: {e}"));
                     break;
                 }
             }
-            let line = record.position().map_or(line, csv::Position::line);
+            let line = lines.line_at(record.position().map_or(at, csv::Position::byte));
             if record.iter().all(|c| c.is_empty()) {
                 continue;
             }
@@ -101,12 +104,21 @@ impl<'a> RowParser<'a> {
     }
 
     fn parse_row(&mut self, line: u64, record: &csv::ByteRecord) -> Option<Candle> {
-        let needed = self.layout.min_fields();
-        if record.len() < needed {
+        // Every row has the first line's cells (empty ones at the end, from a trailing
+        // separator, do not count): a decimal comma or a stray separator must not shift a
+        // price into the volume unnoticed.
+        let used = record.len() - record.iter().rev().take_while(|c| c.is_empty()).count();
+        let expected = self.layout.fields;
+        if record.len() < self.layout.min_fields() || record.len() < expected || used > expected {
             self.fail(
                 line,
                 "row",
-                format!("{} field(s), expected at least {needed}", record.len()),
+                format!(
+                    "{} field(s) separated by '{}' where line 1 has {expected} \
+                     (a decimal comma, or a stray or missing separator?)",
+                    record.len(),
+                    char::from(self.layout.delimiter).escape_default()
+                ),
             );
             return None;
         }
@@ -202,4 +214,47 @@ fn parse_number(text: &str) -> Result<f64, String> {
     }
     text.parse::<f64>()
         .map_err(|_| format!("'{text}' is not a number"))
+}
+
+/// Line numbers of byte offsets, counted as editors do (`\n`, `\r\n` or a lone `\r` ends a
+/// line). The csv crate's own count lags behind after a `\r\n` ending (a record there starts
+/// at the `\n`, before it is counted), so every error of a CRLF file named the line above the
+/// one at fault, and it never counts lone `\r`s.
+struct LineCounter<'a> {
+    bytes: &'a [u8],
+    /// Offset up to which newlines are counted, and how many there were.
+    counted_to: usize,
+    newlines: u64,
+}
+
+impl<'a> LineCounter<'a> {
+    fn new(bytes: &'a [u8]) -> Self {
+        LineCounter {
+            bytes,
+            counted_to: 0,
+            newlines: 0,
+        }
+    }
+
+    /// The 1-based line of the record that begins at `offset` (any line ending in front of
+    /// it belongs to the line before). Offsets only grow, so the whole file is scanned once.
+    fn line_at(&mut self, offset: u64) -> u64 {
+        let mut start = usize::try_from(offset)
+            .unwrap_or(usize::MAX)
+            .min(self.bytes.len());
+        while start < self.bytes.len() && matches!(self.bytes[start], b'\r' | b'\n') {
+            start += 1;
+        }
+        // A line ends at `\n`, or at a `\r` that no `\n` follows (old Mac files).
+        for i in self.counted_to..start {
+            let next = self.bytes.get(i + 1);
+            match self.bytes[i] {
+                b'\n' => self.newlines += 1,
+                b'\r' if next != Some(&b'\n') => self.newlines += 1,
+                _ => {}
+            }
+        }
+        self.counted_to = self.counted_to.max(start);
+        self.newlines + 1
+    }
 }

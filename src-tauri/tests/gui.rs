@@ -155,6 +155,33 @@ impl Session {
         );
     }
 
+    /// Runs `script` in the page as an async script: its last argument is the callback that
+    /// returns the value.
+    fn script_async(&self, script: &str, args: Value) -> Value {
+        let reply = self.send(
+            "POST",
+            "/execute/async",
+            Some(json!({"script": script, "args": args})),
+        );
+        reply["value"].clone()
+    }
+
+    /// Calls an IPC command from the page as its own code would; `Ok` with the reply or `Err`
+    /// with the refusal.
+    fn invoke(&self, command: &str) -> Result<String, String> {
+        let reply = self.script_async(
+            "const done = arguments[arguments.length - 1]; \
+             window.__TAURI_INTERNALS__.invoke(arguments[0], {}) \
+                 .then(v => done({ok: JSON.stringify(v)}), e => done({err: String(e)}));",
+            json!([command]),
+        );
+        match (reply["ok"].as_str(), reply["err"].as_str()) {
+            (Some(ok), _) => Ok(ok.to_string()),
+            (_, Some(err)) => Err(err.to_string()),
+            _ => Err(format!("no reply: {reply}")),
+        }
+    }
+
     /// Records every text `css` shows from now on, for [`Session::seen`]: progress lines
     /// change faster than a test can poll them, and are cleared when the job ends.
     fn watch(&self, css: &str) {
@@ -305,6 +332,43 @@ fn the_app_works_as_a_person_uses_it() {
         let empty = ui.text("[data-test=cuda-devices-empty]");
         assert!(empty.starts_with("No CUDA devices:"), "{empty}");
     }
+
+    // The page's boundary: it may call the app's own commands and nothing else (no plugin,
+    // no core window command), and the CSP runs no inline, remote or eval'd script.
+    assert!(ui.invoke("list_series").is_ok(), "the app's own command");
+    for refused in [
+        "plugin:dialog|open",
+        "plugin:shell|open",
+        "plugin:fs|read_text_file",
+        "plugin:window|set_title",
+    ] {
+        let reply = ui.invoke(refused);
+        assert!(reply.is_err(), "{refused} was allowed: {reply:?}");
+    }
+    let ran = ui.script(
+        "window.__violations = []; \
+         document.addEventListener('securitypolicyviolation', \
+             e => window.__violations.push(e.violatedDirective)); \
+         const inline = document.createElement('script'); \
+         inline.textContent = 'window.__inlineRan = true;'; \
+         document.head.appendChild(inline); \
+         const remote = document.createElement('script'); \
+         remote.src = 'https://example.com/evil.js'; \
+         document.head.appendChild(remote); \
+         let evalRan = false; \
+         try { evalRan = window.eval('true'); } catch (e) {} \
+         return [window.__inlineRan === true, evalRan === true];",
+        json!([]),
+    );
+    assert_eq!(ran, json!([false, false]), "inline script, eval");
+    std::thread::sleep(Duration::from_millis(500));
+    let violations = ui.script("return window.__violations;", json!([]));
+    let blocked = violations.as_array().map_or(0, |v| {
+        v.iter()
+            .filter(|d| d.as_str().is_some_and(|d| d.starts_with("script-src")))
+            .count()
+    });
+    assert!(blocked >= 2, "CSP violations reported: {violations}");
 
     // Data: the sample series are listed and the chart draws candles.
     ui.click("[data-test=tab-data]");

@@ -162,9 +162,65 @@ pub fn encode(
     Ok(out)
 }
 
+/// Temporary files of unfinished writes start with this; a process killed mid-write leaves
+/// one behind, which [`remove_stale_partials`] clears later.
+pub const PARTIAL_PREFIX: &str = ".partial-";
+
+/// A file written and synced under a temporary name beside `path`, not yet visible there.
+/// Dropping it removes the temporary file.
+pub struct Staged {
+    tmp: tempfile::NamedTempFile,
+    path: PathBuf,
+}
+
+impl Staged {
+    /// Renames the file into place (atomic on one file system).
+    pub fn commit(self) -> Result<PathBuf, ArtifactError> {
+        let path = self.path;
+        self.tmp.persist(&path).map_err(|e| ArtifactError::Io {
+            context: "cannot rename into",
+            path: path.display().to_string(),
+            cause: e.error,
+        })?;
+        Ok(path)
+    }
+}
+
 /// Writes `bytes` to `path` atomically: a temporary file in the same directory, synced, then
 /// renamed over `path`.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ArtifactError> {
+    stage(path, bytes)?.commit().map(|_| ())
+}
+
+/// Removes temporary files that writes killed mid-way (power loss, SIGKILL) left in `dir`,
+/// once they are older than `age`: younger ones may belong to a write still under way in
+/// another process. Best effort; returns how many it removed.
+pub fn remove_stale_partials(dir: &Path, age: std::time::Duration) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let stale = entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with(PARTIAL_PREFIX)
+            && entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|elapsed| elapsed >= age);
+        if stale && std::fs::remove_file(entry.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
+}
+
+/// Writes `bytes` under a temporary name beside `path` and syncs them, without making them
+/// visible at `path` yet: several files can be staged, then committed together.
+pub fn stage(path: &Path, bytes: &[u8]) -> Result<Staged, ArtifactError> {
     let io = |context, cause| ArtifactError::Io {
         context,
         path: path.display().to_string(),
@@ -176,7 +232,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ArtifactError> {
         .unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| io("cannot create the directory of", e))?;
     let mut builder = tempfile::Builder::new();
-    builder.prefix(".partial-");
+    builder.prefix(PARTIAL_PREFIX);
     // Temporary files are private (0600); a saved model is an ordinary file.
     #[cfg(unix)]
     builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644));
@@ -186,9 +242,10 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ArtifactError> {
     tmp.write_all(bytes)
         .and_then(|()| tmp.as_file().sync_all())
         .map_err(|e| io("cannot write", e))?;
-    tmp.persist(path)
-        .map_err(|e| io("cannot rename into", e.error))?;
-    Ok(())
+    Ok(Staged {
+        tmp,
+        path: path.to_path_buf(),
+    })
 }
 
 fn u32_at(bytes: &[u8], at: usize) -> u32 {

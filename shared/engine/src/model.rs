@@ -181,6 +181,19 @@ impl Model {
 
     /// Writes the model to `dir/<id>.fxm` atomically and returns the path.
     pub fn save(&mut self, dir: &Path) -> Result<PathBuf, EngineError> {
+        let path = self.stage(dir)?.commit()?;
+        self.saved_at(path.clone());
+        Ok(path)
+    }
+
+    /// Records that the model now lives in `path` (written by this version).
+    pub fn saved_at(&mut self, path: PathBuf) {
+        self.path = Some(path);
+        self.format_version = MODEL_FORMAT_VERSION;
+    }
+
+    /// Writes the model under a temporary name in `dir`, to be committed as `dir/<id>.fxm`.
+    pub fn stage(&self, dir: &Path) -> Result<artifact::Staged, EngineError> {
         let path = dir.join(Model::file_name(&self.info.id));
         let state = serde_json::to_vec(&self.state).map_err(|e| EngineError::Io {
             context: "cannot serialize the model state".into(),
@@ -194,10 +207,7 @@ impl Model {
             context: "cannot serialize the model manifest".into(),
             cause: std::io::Error::other(e),
         })?;
-        artifact::write_atomic(&path, &bytes)?;
-        self.path = Some(path.clone());
-        self.format_version = MODEL_FORMAT_VERSION;
-        Ok(path)
+        Ok(artifact::stage(&path, &bytes)?)
     }
 
     /// Reads, verifies and checks a model file.

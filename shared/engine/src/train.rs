@@ -505,16 +505,30 @@ impl Workbench {
 }
 
 /// Saves every model or, if one save fails, removes the ones already written.
+/// Saves a training call's models together: every file is written and synced under a
+/// temporary name first (a failure there, a full disk say, leaves nothing), then all are
+/// renamed into place one after the other, so a crash can at most interrupt that short run
+/// of renames, and never leaves a partial file under a model's name. Temporary files that an
+/// earlier killed process left behind are cleared first.
 fn save_all(models: &mut [Model], dir: &std::path::Path) -> Result<(), EngineError> {
-    let mut written = Vec::new();
-    for model in models.iter_mut() {
-        match model.save(dir) {
-            Ok(path) => written.push(path),
+    const STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(3600);
+    crate::artifact::remove_stale_partials(dir, STALE_AFTER);
+    let staged = models
+        .iter()
+        .map(|m| m.stage(dir))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut committed = Vec::with_capacity(staged.len());
+    for (model, file) in models.iter_mut().zip(staged) {
+        match file.commit() {
+            Ok(path) => {
+                model.saved_at(path.clone());
+                committed.push(path);
+            }
             Err(e) => {
-                for path in written {
+                for path in committed {
                     let _ = std::fs::remove_file(path);
                 }
-                return Err(e);
+                return Err(e.into());
             }
         }
     }

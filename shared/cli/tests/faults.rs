@@ -18,6 +18,29 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+/// A 12-model training grid on the sample (the killed and the full-disk saves).
+const GRID: [&str; 9] = [
+    "train",
+    "--encoder",
+    "none,pca",
+    "--regressor",
+    "ridge,lasso,elasticnet",
+    "--alpha",
+    "1,10",
+    "--device",
+    "cpu",
+];
+/// The shortest benchmark run that is stored (the killed run and the concurrent one).
+const BENCH: [&str; 7] = [
+    "bench",
+    "--suite",
+    "data",
+    "--size",
+    "small",
+    "--repeats",
+    "1",
+];
+
 /// The CLI binary on the database `db`, nothing inherited that could point elsewhere.
 fn cli(db: &Path) -> Command {
     let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("forexgpt"));
@@ -166,17 +189,7 @@ fn a_killed_training_grid_leaves_only_whole_model_files() {
     let dir = tempfile::tempdir().unwrap();
     let train = |db: &Path| {
         let mut cmd = cli(db);
-        cmd.args([
-            "train",
-            "--encoder",
-            "none,pca",
-            "--regressor",
-            "ridge,lasso,elasticnet",
-            "--alpha",
-            "1,10",
-            "--device",
-            "cpu",
-        ]);
+        cmd.args(GRID);
         cmd
     };
     let full = time_of(&mut train(&dir.path().join("timing.sqlite")));
@@ -206,15 +219,7 @@ fn a_killed_benchmark_keeps_no_half_run() {
     let dir = tempfile::tempdir().unwrap();
     let bench = |db: &Path| {
         let mut cmd = cli(db);
-        cmd.args([
-            "bench",
-            "--suite",
-            "data",
-            "--size",
-            "small",
-            "--repeats",
-            "1",
-        ]);
+        cmd.args(BENCH);
         cmd
     };
     let timing_db = dir.path().join("timing.sqlite");
@@ -256,7 +261,8 @@ fn a_full_disk_is_a_clear_error_and_leaves_nothing_half_written() {
     // Models: a 64 KiB disk holds one linear model file, not a grid of twelve.
     let small = dir.path().join("small");
     let script = format!(
-        "'{bin}' --db '{db}' --models-dir '{small}' train --encoder none,pca --regressor ridge,lasso,elasticnet --alpha 1,10 --device cpu; echo \"rc=$?\"; ls -A '{small}'",
+        "'{bin}' --db '{db}' --models-dir '{small}' {grid}; echo \"rc=$?\"; ls -A '{small}'",
+        grid = GRID.join(" "),
         bin = bin.display(),
         db = db.display(),
         small = small.display(),
@@ -364,15 +370,7 @@ fn four_processes_share_one_database_without_locks_or_losses() {
                         format!("model {i}")
                     }
                     "bench" => {
-                        cmd.args([
-                            "bench",
-                            "--suite",
-                            "data",
-                            "--size",
-                            "small",
-                            "--repeats",
-                            "1",
-                        ]);
+                        cmd.args(BENCH);
                         format!("run {i}")
                     }
                     _ => {

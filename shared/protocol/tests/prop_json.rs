@@ -26,15 +26,7 @@ fn finite() -> impl Strategy<Value = f64> {
 }
 
 fn timeframe() -> impl Strategy<Value = Timeframe> {
-    prop::sample::select(vec![
-        Timeframe::M1,
-        Timeframe::M5,
-        Timeframe::M15,
-        Timeframe::M30,
-        Timeframe::H1,
-        Timeframe::H4,
-        Timeframe::D1,
-    ])
+    prop::sample::select(Timeframe::ALL.to_vec())
 }
 
 fn device() -> impl Strategy<Value = DeviceRequest> {

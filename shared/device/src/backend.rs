@@ -66,15 +66,24 @@ fn run_wgpu<J: BackendJob>(
     type_index: usize,
     job: J,
 ) -> Result<J::Output, DeviceError> {
+    let device = wgpu_device(adapter_type, type_index);
+    guarded(label, || job.run::<WgpuBackend>(&device))
+}
+
+/// The wgpu device (burn's and cubecl's, one type) of an adapter.
+#[cfg(feature = "wgpu")]
+pub(crate) fn wgpu_device(
+    adapter_type: AdapterType,
+    type_index: usize,
+) -> burn::backend::wgpu::WgpuDevice {
     use burn::backend::wgpu::WgpuDevice;
-    let device = match adapter_type {
+    match adapter_type {
         AdapterType::DiscreteGpu => WgpuDevice::DiscreteGpu(type_index),
         AdapterType::IntegratedGpu => WgpuDevice::IntegratedGpu(type_index),
         AdapterType::VirtualGpu => WgpuDevice::VirtualGpu(type_index),
         AdapterType::Cpu => WgpuDevice::Cpu,
         AdapterType::Other => WgpuDevice::DefaultDevice,
-    };
-    guarded(label, || job.run::<WgpuBackend>(&device))
+    }
 }
 
 #[cfg(not(feature = "wgpu"))]

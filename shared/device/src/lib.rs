@@ -8,6 +8,8 @@
 //! - [`manager`]: the probed machine and how a preference resolves.
 //! - [`placement`]: the one placement path every job goes through ([`DeviceManager::place`]).
 //! - [`backend`]: burn backends and [`run_job`], which runs a [`BackendJob`] on a device.
+//! - `cube` (with a GPU backend built): `run_cube_job`, which runs our own CubeCL kernels
+//!   on a device's cubecl runtime (the one under burn's backend there).
 //!
 //! Backends that are compiled out still appear, as "not built with X support". Our own GPU
 //! kernels live in the `forexgpt-kernels` crate.
@@ -15,6 +17,8 @@
 pub mod backend;
 pub mod check;
 pub mod compute_device;
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+pub mod cube;
 pub mod error;
 pub mod kernel_cache;
 pub mod manager;

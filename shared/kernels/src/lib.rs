@@ -7,6 +7,8 @@
 //! - [`cuda_grow`]: random-forest trees grown on the GPU, one thread block per tree, with the
 //!   CPU builder's algorithm and random streams (`src/kernels/grow_trees.cu`).
 //! - [`cuda_walk`]: a forest's batched prediction walk, rows binned on the device.
+//! - `fused_mlp` (CubeCL, CUDA and wgpu): whole Adam steps of small dense networks, one
+//!   workgroup per network, a grid of networks per launch (the autoencoder's training).
 //!
 //! Every entry point takes a resolved [`forexgpt_device::ComputeDevice`] and answers with a
 //! [`forexgpt_device::DeviceError`] the placement layer can fall back on. Builds without the
@@ -20,6 +22,8 @@ pub mod cublas;
 mod cuda_common;
 pub mod cuda_grow;
 pub mod cuda_walk;
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+pub mod fused_mlp;
 
 /// What every entry point answers in a build without the `cuda` feature.
 #[cfg_attr(feature = "cuda", allow(dead_code))]

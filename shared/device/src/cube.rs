@@ -1,0 +1,77 @@
+//! Running our own CubeCL kernels (`#[cube]`, one source for CUDA and wgpu) on a resolved
+//! device. A [`CubeJob`] is written once, generic over the cubecl runtime, and
+//! [`run_cube_job`] instantiates it for the device's runtime: `cubecl::wgpu::WgpuRuntime`
+//! (Vulkan, Metal, DX12) or `cubecl::cuda::CudaRuntime`. These are the runtimes under burn's
+//! backends, and clients are kept per device, so our kernels share burn's queue and memory
+//! pool on that device.
+//!
+//! The CPU has no cubecl runtime here: a job asked to run there is refused as unsupported
+//! and its caller runs its CPU path. A panic inside a runtime becomes
+//! [`DeviceError::BackendFailed`].
+
+pub use cubecl;
+
+use crate::compute_device::{ComputeDevice, Target};
+use crate::error::DeviceError;
+use crate::probe::wgpu_adapters::panic_message;
+
+/// Code generic over the cubecl runtime: our own kernels and their host glue.
+pub trait CubeJob {
+    type Output;
+
+    fn run<R: cubecl::Runtime>(self, device: &R::Device) -> Self::Output;
+}
+
+/// Runs `job` on `device`'s cubecl runtime. The CPU (and a backend compiled out) is refused
+/// with the reason.
+pub fn run_cube_job<J: CubeJob>(
+    device: &ComputeDevice,
+    job_name: &str,
+    job: J,
+) -> Result<J::Output, DeviceError> {
+    let label = device.label();
+    let guarded = |f: &mut dyn FnMut() -> J::Output| {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|panic| {
+            DeviceError::BackendFailed {
+                device: label.to_string(),
+                message: panic_message(&panic),
+            }
+        })
+    };
+    match device.target {
+        Target::Cpu => Err(DeviceError::Unsupported {
+            job: job_name.to_string(),
+            device: label.to_string(),
+            why: "it runs on CUDA or wgpu; the CPU has its own path".into(),
+        }),
+        Target::Failing => Err(DeviceError::BackendFailed {
+            device: label.to_string(),
+            message: "simulated GPU fault".into(),
+        }),
+        #[cfg(feature = "wgpu")]
+        Target::Wgpu {
+            adapter_type,
+            type_index,
+        } => {
+            let wgpu_device = crate::backend::wgpu_device(adapter_type, type_index);
+            let mut job = Some(job);
+            guarded(&mut || {
+                let job = job.take().unwrap_or_else(|| unreachable!("run once"));
+                job.run::<cubecl::wgpu::WgpuRuntime>(&wgpu_device)
+            })
+        }
+        #[cfg(not(feature = "wgpu"))]
+        Target::Wgpu { .. } => Err(DeviceError::NotBuilt(forexgpt_protocol::BackendKind::Wgpu)),
+        #[cfg(feature = "cuda")]
+        Target::Cuda { index } => {
+            let cuda_device = cubecl::cuda::CudaDevice::new(index);
+            let mut job = Some(job);
+            guarded(&mut || {
+                let job = job.take().unwrap_or_else(|| unreachable!("run once"));
+                job.run::<cubecl::cuda::CudaRuntime>(&cuda_device)
+            })
+        }
+        #[cfg(not(feature = "cuda"))]
+        Target::Cuda { .. } => Err(DeviceError::NotBuilt(forexgpt_protocol::BackendKind::Cuda)),
+    }
+}

@@ -1,0 +1,636 @@
+//! Fused training of small dense networks: one CubeCL kernel (one source for CUDA and wgpu:
+//! Vulkan, Metal, DX12) runs whole Adam steps of a chain of dense layers trained to reproduce
+//! its input (the autoencoder), one cube (workgroup) per network, so a grid of networks
+//! trains in the same launches.
+//!
+//! One dispatch runs up to [`STEPS_PER_DISPATCH`] steps of every network: gather the batch's
+//! rows in the epoch's order, forward through every layer, the MSE loss and its gradient,
+//! backward layer by layer (the gradient for the layer below first, with the weights before
+//! this step's update, then this layer's gradient and Adam update, fused), and the summed
+//! loss of the dispatch written once. Weights, Adam moments and activations stay in device
+//! memory; the host uploads one shuffled row order per network and epoch and reads back one
+//! loss per network and dispatch. Validation is the same kernel without the backward half.
+//!
+//! Numerics follow burn's path (`forexgpt-engine`'s reference trainer): burn's `Linear`
+//! layout (`weight` is `inputs × outputs`, row-major, then the bias), PyTorch's `MSELoss`
+//! (mean over the batch's values), burn's Adam (`p -= lr·m·√(1−β₂ᵗ)/(1−β₁ᵗ) / (√v +
+//! ε·√(1−β₂ᵗ))`), the same activations (GELU exact, through erf; LeakyReLU slope 0.01).
+//! All arithmetic is f32; sums run in a fixed order, so results are deterministic on a given
+//! device.
+//!
+//! What this version leaves to burn's path: dropout, and the VAE.
+
+use cubecl::prelude::*;
+use cubecl::server::Handle;
+use forexgpt_protocol::Activation;
+
+/// Units (threads) of the cube that trains one network. 256 is what every wgpu adapter
+/// allows (WebGPU's guaranteed minimum).
+pub const CUBE_UNITS: u32 = 256;
+
+/// Training steps per dispatch: keeps each dispatch short (operating systems reset GPUs whose
+/// dispatches run for seconds) while amortising the launch.
+pub const STEPS_PER_DISPATCH: usize = 32;
+
+/// PyTorch's `LeakyReLU` default slope (as burn's path uses).
+const LEAKY_SLOPE: f32 = 0.01;
+
+/// The activation between layers, as the kernel is compiled for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Act {
+    Relu,
+    LeakyRelu,
+    Tanh,
+    Gelu,
+}
+
+impl From<Activation> for Act {
+    fn from(a: Activation) -> Act {
+        match a {
+            Activation::Relu => Act::Relu,
+            Activation::LeakyRelu => Act::LeakyRelu,
+            Activation::Tanh => Act::Tanh,
+            Activation::Gelu => Act::Gelu,
+        }
+    }
+}
+
+/// A chain of dense layers `widths[0] → widths[1] → … → widths[L]` whose last width is its
+/// first (it reproduces its input), layer `l` followed by the activation where
+/// `activated[l]`, trained on batches of `batch` rows.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ChainShape {
+    pub widths: Vec<usize>,
+    pub activated: Vec<bool>,
+    pub activation: Act,
+    pub batch: usize,
+}
+
+impl ChainShape {
+    fn layers(&self) -> usize {
+        self.widths.len().saturating_sub(1)
+    }
+
+    /// Trainable values of one network: every layer's weight, then its bias.
+    pub fn parameters(&self) -> usize {
+        self.widths.windows(2).map(|w| w[0] * w[1] + w[1]).sum()
+    }
+
+    /// Where each layer's weight starts in a network's parameters (its bias follows it).
+    fn param_offsets(&self) -> Vec<usize> {
+        let mut offsets = Vec::with_capacity(self.layers());
+        let mut at = 0;
+        for w in self.widths.windows(2) {
+            offsets.push(at);
+            at += w[0] * w[1] + w[1];
+        }
+        offsets
+    }
+
+    /// Where each layer boundary's batch of values starts in a network's activations.
+    fn activation_offsets(&self) -> Vec<usize> {
+        let mut offsets = Vec::with_capacity(self.widths.len());
+        let mut at = 0;
+        for &w in &self.widths {
+            offsets.push(at);
+            at += self.batch * w;
+        }
+        offsets
+    }
+
+    fn activations(&self) -> usize {
+        self.batch * self.widths.iter().sum::<usize>()
+    }
+
+    /// One of the two gradient buffers (`batch × widest layer`).
+    fn delta_half(&self) -> usize {
+        self.batch * self.widths.iter().copied().max().unwrap_or(0)
+    }
+
+    /// Why this shape cannot train here, if it cannot.
+    pub fn check(&self) -> Result<(), String> {
+        let l = self.layers();
+        if l == 0 || self.activated.len() != l {
+            return Err(format!(
+                "a chain of {} widths needs {} activation flags, not {}",
+                self.widths.len(),
+                l,
+                self.activated.len()
+            ));
+        }
+        if self.widths.first() != self.widths.last() {
+            return Err("the chain must end at its input width".into());
+        }
+        if self.widths.contains(&0) || self.batch == 0 {
+            return Err("every width and the batch size must be positive".into());
+        }
+        // Offsets are u32 in the kernel's configuration and indices stay below 2³² per buffer.
+        if self.parameters() > u32::MAX as usize / 4 || self.activations() > u32::MAX as usize / 4
+        {
+            return Err("the network is too large for the fused kernels".into());
+        }
+        Ok(())
+    }
+
+    fn config(&self, train: bool) -> KernelConfig {
+        let as_u32 = |v: &[usize]| v.iter().map(|&x| x as u32).collect::<Vec<u32>>();
+        KernelConfig {
+            widths: as_u32(&self.widths),
+            activated: self.activated.clone(),
+            act: self.activation,
+            batch: self.batch as u32,
+            param_offsets: as_u32(&self.param_offsets()),
+            activation_offsets: as_u32(&self.activation_offsets()),
+            parameters: self.parameters() as u32,
+            activations: self.activations() as u32,
+            delta_half: self.delta_half() as u32,
+            train,
+            units: CUBE_UNITS,
+        }
+    }
+}
+
+/// Everything the kernel is specialised for (compile-time in the kernel: one compiled kernel
+/// per network shape, activation and mode).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct KernelConfig {
+    widths: Vec<u32>,
+    activated: Vec<bool>,
+    act: Act,
+    batch: u32,
+    param_offsets: Vec<u32>,
+    activation_offsets: Vec<u32>,
+    parameters: u32,
+    activations: u32,
+    delta_half: u32,
+    train: bool,
+    units: u32,
+}
+
+#[cube]
+fn activate(x: f32, #[comptime] act: Act) -> f32 {
+    match act {
+        Act::Relu => x.max(0.0f32),
+        Act::LeakyRelu => select(x > 0.0f32, x, x * LEAKY_SLOPE),
+        Act::Tanh => x.tanh(),
+        Act::Gelu => 0.5f32 * x * (1.0f32 + Erf::erf(x * core::f32::consts::FRAC_1_SQRT_2)),
+    }
+}
+
+/// The activation's derivative at pre-activation `z` whose activation is `a`.
+#[cube]
+fn activation_slope(z: f32, a: f32, #[comptime] act: Act) -> f32 {
+    match act {
+        Act::Relu => select(z > 0.0f32, 1.0f32, 0.0f32),
+        Act::LeakyRelu => select(z > 0.0f32, 1.0f32, LEAKY_SLOPE),
+        Act::Tanh => 1.0f32 - a * a,
+        Act::Gelu => {
+            let cdf = 0.5f32 * (1.0f32 + Erf::erf(z * core::f32::consts::FRAC_1_SQRT_2));
+            // 1/√(2π)
+            let pdf = 0.398_942_3f32 * (-0.5f32 * z * z).exp();
+            cdf + z * pdf
+        }
+    }
+}
+
+/// `n_steps` training steps (or, without `train`, forward passes for the loss) of every
+/// active network, one cube each. Buffers hold every network's part one after the other.
+#[cube(launch)]
+#[allow(clippy::too_many_arguments)]
+fn chain_steps(
+    x: &Array<f32>,
+    order: &Array<u32>,
+    params: &mut Array<f32>,
+    moment1: &mut Array<f32>,
+    moment2: &mut Array<f32>,
+    acts: &mut Array<f32>,
+    pre: &mut Array<f32>,
+    delta: &mut Array<f32>,
+    losses: &mut Array<f32>,
+    active: &Array<u32>,
+    n_rows: u32,
+    first_step: u32,
+    n_steps: u32,
+    slots: u32,
+    slot: u32,
+    adam_steps_before: u32,
+    lr: f32,
+    beta1: f32,
+    beta2: f32,
+    eps: f32,
+    #[comptime] cfg: KernelConfig,
+) {
+    let net = CUBE_POS_X as usize;
+    if active[net] == 0u32 {
+        terminate!();
+    }
+    let tid = UNIT_POS as usize;
+    let units = CUBE_DIM as usize;
+    let n_layers = comptime![cfg.widths.len() - 1];
+    let batch = comptime![cfg.batch as usize];
+    let d = comptime![cfg.widths[0] as usize];
+    let p_base = net * comptime![cfg.parameters as usize];
+    let a_base = net * comptime![cfg.activations as usize];
+    let half = comptime![cfg.delta_half as usize];
+    let d_base = net * 2 * half;
+    let out_at = a_base + comptime![cfg.activation_offsets[cfg.widths.len() - 1] as usize];
+    let n = n_rows as usize;
+    let mut loss = 0.0f32;
+
+    for s in 0..n_steps {
+        let r0 = (first_step + s) as usize * batch;
+        let left = n - r0;
+        let rows = select(left < batch, left, batch);
+
+        // The batch's rows, in the network's order for this epoch.
+        for idx in range_stepped(tid, rows * d, units) {
+            let b = idx / d;
+            let i = idx % d;
+            let mut row = r0 + b;
+            if comptime![cfg.train] {
+                row = order[net * n + r0 + b] as usize;
+            }
+            acts[a_base + idx] = x[row * d + i];
+        }
+        sync_cube();
+
+        // Forward.
+        #[unroll]
+        for l in 0..n_layers {
+            let fin = comptime![cfg.widths[l] as usize];
+            let fout = comptime![cfg.widths[l + 1] as usize];
+            let w_at = p_base + comptime![cfg.param_offsets[l] as usize];
+            let b_at = w_at + fin * fout;
+            let in_at = a_base + comptime![cfg.activation_offsets[l] as usize];
+            let o_at = a_base + comptime![cfg.activation_offsets[l + 1] as usize];
+            let activated = comptime![cfg.activated[l]];
+            for idx in range_stepped(tid, rows * fout, units) {
+                let b = idx / fout;
+                let j = idx % fout;
+                let mut acc = params[b_at + j];
+                for i in 0..fin {
+                    acc += acts[in_at + b * fin + i] * params[w_at + i * fout + j];
+                }
+                pre[o_at + idx] = acc;
+                if activated {
+                    acts[o_at + idx] = activate(acc, cfg.act);
+                } else {
+                    acts[o_at + idx] = acc;
+                }
+            }
+            sync_cube();
+        }
+
+        // Loss, and its gradient with respect to the output (mean over the batch's values).
+        let scale = 2.0f32 / ((rows * d) as f32);
+        for idx in range_stepped(tid, rows * d, units) {
+            let diff = acts[out_at + idx] - acts[a_base + idx];
+            loss += diff * diff;
+            if comptime![cfg.train] {
+                delta[d_base + idx] = diff * scale;
+            }
+        }
+
+        if comptime![cfg.train] {
+            sync_cube();
+            let t = (adam_steps_before + s + 1) as f32;
+            let correction2 = (1.0f32 - beta2.powf(t)).sqrt();
+            let step_size = lr * correction2 / (1.0f32 - beta1.powf(t));
+            let eps_hat = eps * correction2;
+
+            // Backward, from the last layer down; the two gradient buffers alternate.
+            #[unroll]
+            for k in 0..n_layers {
+                let l = comptime![n_layers - 1 - k];
+                let fin = comptime![cfg.widths[l] as usize];
+                let fout = comptime![cfg.widths[l + 1] as usize];
+                let w_at = p_base + comptime![cfg.param_offsets[l] as usize];
+                let in_at = a_base + comptime![cfg.activation_offsets[l] as usize];
+                let cur = d_base + comptime![(k % 2) * cfg.delta_half as usize];
+                let below = d_base + comptime![((k + 1) % 2) * cfg.delta_half as usize];
+                let has_below = comptime![l > 0];
+                let below_activated = comptime![l > 0 && cfg.activated[l - 1]];
+
+                // The gradient for the layer below, with this layer's weights before the update.
+                if has_below {
+                    for idx in range_stepped(tid, rows * fin, units) {
+                        let b = idx / fin;
+                        let i = idx % fin;
+                        let mut acc = 0.0f32;
+                        for j in 0..fout {
+                            acc += delta[cur + b * fout + j] * params[w_at + i * fout + j];
+                        }
+                        if below_activated {
+                            acc *= activation_slope(pre[in_at + idx], acts[in_at + idx], cfg.act);
+                        }
+                        delta[below + idx] = acc;
+                    }
+                    sync_cube();
+                }
+
+                // This layer's gradient and Adam update (the bias follows the weight).
+                for idx in range_stepped(tid, fin * fout + fout, units) {
+                    let mut g = 0.0f32;
+                    if idx < fin * fout {
+                        let i = idx / fout;
+                        let j = idx % fout;
+                        for b in 0..rows {
+                            g += delta[cur + b * fout + j] * acts[in_at + b * fin + i];
+                        }
+                    } else {
+                        let j = idx - fin * fout;
+                        for b in 0..rows {
+                            g += delta[cur + b * fout + j];
+                        }
+                    }
+                    let p = w_at + idx;
+                    let m = beta1 * moment1[p] + (1.0f32 - beta1) * g;
+                    let v = beta2 * moment2[p] + (1.0f32 - beta2) * g * g;
+                    moment1[p] = m;
+                    moment2[p] = v;
+                    params[p] -= step_size * m / (v.sqrt() + eps_hat);
+                }
+                sync_cube();
+            }
+        } else {
+            sync_cube();
+        }
+    }
+
+    // The dispatch's summed loss (per value, summed over rows): one number per network.
+    let mut partial = SharedMemory::<f32>::new(comptime![cfg.units as usize]);
+    partial[tid] = loss / (d as f32);
+    sync_cube();
+    let mut stride = CUBE_DIM / 2;
+    while stride > 0 {
+        if UNIT_POS < stride {
+            let other = partial[(UNIT_POS + stride) as usize];
+            partial[tid] += other;
+        }
+        sync_cube();
+        stride /= 2;
+    }
+    if UNIT_POS == 0 {
+        losses[net * slots as usize + slot as usize] = partial[0];
+    }
+}
+
+fn array_arg<R: Runtime>(handle: &Handle, len: usize) -> ArrayArg<R> {
+    TensorBinding::<R> {
+        handle: handle.clone().binding(),
+        strides: cubecl::zspace::Strides::from([1usize]),
+        shape: cubecl::zspace::Shape::from([len]),
+        runtime: core::marker::PhantomData,
+    }
+    .into_array_arg()
+}
+
+/// Adam's constants (PyTorch's defaults but for the learning rate).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AdamConstants {
+    pub lr: f32,
+    pub beta1: f32,
+    pub beta2: f32,
+    pub eps: f32,
+}
+
+impl AdamConstants {
+    pub fn with_lr(lr: f32) -> AdamConstants {
+        AdamConstants {
+            lr,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+        }
+    }
+}
+
+/// A grid of networks of one [`ChainShape`] training together on one device: the training
+/// and validation rows, every network's parameters and Adam moments stay on the device.
+pub struct ChainTrainer<R: Runtime> {
+    client: ComputeClient<R>,
+    shape: ChainShape,
+    nets: usize,
+    train: Handle,
+    n_train: usize,
+    validation: Handle,
+    n_validation: usize,
+    params: Handle,
+    moment1: Handle,
+    moment2: Handle,
+    acts: Handle,
+    pre: Handle,
+    delta: Handle,
+    adam_steps: u32,
+}
+
+fn server_error(what: &str, e: impl std::fmt::Display) -> String {
+    format!("{what}: {e}")
+}
+
+impl<R: Runtime> ChainTrainer<R> {
+    /// Uploads the rows (`n × width`, row-major) and each network's initial parameters (in
+    /// [`ChainShape`]'s layout) to `device`.
+    pub fn new(
+        device: &R::Device,
+        shape: ChainShape,
+        train: &[f32],
+        validation: &[f32],
+        initial: &[Vec<f32>],
+    ) -> Result<ChainTrainer<R>, String> {
+        shape.check()?;
+        let d = shape.widths[0];
+        let nets = initial.len();
+        if nets == 0 {
+            return Err("no network to train".into());
+        }
+        if let Some(bad) = initial.iter().position(|p| p.len() != shape.parameters()) {
+            return Err(format!(
+                "network {bad} has {} parameters, its shape needs {}",
+                initial[bad].len(),
+                shape.parameters()
+            ));
+        }
+        if train.len() % d != 0 || validation.len() % d != 0 || train.is_empty() {
+            return Err(format!("the rows are not whole rows of {d} values"));
+        }
+        let client = R::client(device);
+        let hardware = &client.properties().hardware;
+        if hardware.max_units_per_cube < CUBE_UNITS {
+            return Err(format!(
+                "the device runs at most {} threads per workgroup; the fused kernels need {CUBE_UNITS}",
+                hardware.max_units_per_cube
+            ));
+        }
+        if nets > hardware.max_cube_count.0 as usize {
+            return Err(format!(
+                "{nets} networks at once; the device runs at most {} workgroups per launch",
+                hardware.max_cube_count.0
+            ));
+        }
+        let flat: Vec<f32> = initial.iter().flatten().copied().collect();
+        let zeros = vec![0.0f32; flat.len()];
+        let trainer = ChainTrainer {
+            train: client.create_from_slice(f32::as_bytes(train)),
+            validation: client.create_from_slice(f32::as_bytes(validation)),
+            params: client.create_from_slice(f32::as_bytes(&flat)),
+            moment1: client.create_from_slice(f32::as_bytes(&zeros)),
+            moment2: client.create_from_slice(f32::as_bytes(&zeros)),
+            acts: client.empty(nets * shape.activations() * 4),
+            pre: client.empty(nets * shape.activations() * 4),
+            delta: client.empty(nets * 2 * shape.delta_half() * 4),
+            n_train: train.len() / d,
+            n_validation: validation.len() / d,
+            client,
+            shape,
+            nets,
+            adam_steps: 0,
+        };
+        Ok(trainer)
+    }
+
+    pub fn networks(&self) -> usize {
+        self.nets
+    }
+
+    fn steps(&self, rows: usize) -> usize {
+        rows.div_ceil(self.shape.batch)
+    }
+
+    /// Runs the steps of one pass over `rows` rows (training with `orders`, else the
+    /// validation loss) and returns each network's summed per-value loss, or `None` when
+    /// `cancelled` says so between dispatches.
+    fn pass(
+        &mut self,
+        orders: Option<&[u32]>,
+        active: &[bool],
+        adam: AdamConstants,
+        cancelled: &dyn Fn() -> bool,
+    ) -> Result<Option<Vec<f64>>, String> {
+        let train = orders.is_some();
+        let (x, rows) = if train {
+            (&self.train, self.n_train)
+        } else {
+            (&self.validation, self.n_validation)
+        };
+        if rows == 0 {
+            return Ok(Some(vec![0.0; self.nets]));
+        }
+        let steps = self.steps(rows);
+        let slots = steps.div_ceil(STEPS_PER_DISPATCH);
+        let order = match orders {
+            Some(o) => {
+                if o.len() != self.nets * rows || o.iter().any(|&r| r as usize >= rows) {
+                    return Err(format!(
+                        "the row orders must be {} rows below {rows} per network",
+                        rows
+                    ));
+                }
+                self.client.create_from_slice(u32::as_bytes(o))
+            }
+            None => self.client.create_from_slice(u32::as_bytes(&[0u32])),
+        };
+        let order_len = orders.map_or(1, <[u32]>::len);
+        let flags: Vec<u32> = active.iter().map(|&a| u32::from(a)).collect();
+        if flags.len() != self.nets {
+            return Err(format!("{} activity flags for {} networks", flags.len(), self.nets));
+        }
+        let active_handle = self.client.create_from_slice(u32::as_bytes(&flags));
+        let losses = self
+            .client
+            .create_from_slice(f32::as_bytes(&vec![0.0f32; self.nets * slots]));
+        let config = self.shape.config(train);
+        let x_len = rows * self.shape.widths[0];
+        let p_len = self.nets * self.shape.parameters();
+        let a_len = self.nets * self.shape.activations();
+        let d_len = self.nets * 2 * self.shape.delta_half();
+        for slot in 0..slots {
+            if cancelled() {
+                return Ok(None);
+            }
+            let first = slot * STEPS_PER_DISPATCH;
+            let n_steps = STEPS_PER_DISPATCH.min(steps - first);
+            chain_steps::launch::<R>(
+                &self.client,
+                CubeCount::Static(self.nets as u32, 1, 1),
+                CubeDim::new_1d(CUBE_UNITS),
+                array_arg::<R>(x, x_len),
+                array_arg::<R>(&order, order_len),
+                array_arg::<R>(&self.params, p_len),
+                array_arg::<R>(&self.moment1, p_len),
+                array_arg::<R>(&self.moment2, p_len),
+                array_arg::<R>(&self.acts, a_len),
+                array_arg::<R>(&self.pre, a_len),
+                array_arg::<R>(&self.delta, d_len),
+                array_arg::<R>(&losses, self.nets * slots),
+                array_arg::<R>(&active_handle, self.nets),
+                rows as u32,
+                first as u32,
+                n_steps as u32,
+                slots as u32,
+                slot as u32,
+                self.adam_steps,
+                adam.lr,
+                adam.beta1,
+                adam.beta2,
+                adam.eps,
+                config.clone(),
+            );
+            if train {
+                self.adam_steps += n_steps as u32;
+            }
+            self.client
+                .flush()
+                .map_err(|e| server_error("running the fused training kernel", e))?;
+        }
+        let bytes = self
+            .client
+            .read_one(losses)
+            .map_err(|e| server_error("reading the losses", e))?;
+        let values = f32::from_bytes(&bytes);
+        Ok(Some(
+            values
+                .chunks(slots)
+                .map(|per_net| per_net.iter().map(|&v| f64::from(v)).sum::<f64>())
+                .collect(),
+        ))
+    }
+
+    /// One epoch: every active network's steps over the training rows in its order
+    /// (`orders` holds `networks × rows` row indices). Returns each network's mean training
+    /// loss (the batches' losses weighted by their rows, as burn's path reports it), or
+    /// `None` when cancelled between dispatches (the networks are then mid-epoch).
+    pub fn epoch(
+        &mut self,
+        orders: &[u32],
+        active: &[bool],
+        adam: AdamConstants,
+        cancelled: &dyn Fn() -> bool,
+    ) -> Result<Option<Vec<f64>>, String> {
+        let n = self.n_train as f64;
+        Ok(self
+            .pass(Some(orders), active, adam, cancelled)?
+            .map(|sums| sums.into_iter().map(|s| s / n).collect()))
+    }
+
+    /// Each network's mean loss over the validation rows (inactive networks read 0).
+    pub fn validation_loss(&mut self, active: &[bool]) -> Result<Vec<f64>, String> {
+        let n = self.n_validation.max(1) as f64;
+        let sums = self
+            .pass(None, active, AdamConstants::with_lr(0.0), &|| false)?
+            .unwrap_or_default();
+        Ok(sums.into_iter().map(|s| s / n).collect())
+    }
+
+    /// Every network's parameters, read back from the device.
+    pub fn parameters(&self) -> Result<Vec<Vec<f32>>, String> {
+        let bytes = self
+            .client
+            .read_one(self.params.clone())
+            .map_err(|e| server_error("reading the weights", e))?;
+        Ok(f32::from_bytes(&bytes)
+            .chunks(self.shape.parameters())
+            .map(<[f32]>::to_vec)
+            .collect())
+    }
+}

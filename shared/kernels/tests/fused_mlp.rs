@@ -1,0 +1,405 @@
+//! The fused network-training kernel against a plain float64 implementation of the same
+//! steps (written here, independently of the kernel), on every GPU this machine has:
+//! lavapipe's Vulkan in CI, CUDA where usable. Without a GPU the test says so and checks
+//! nothing (the engine's tests cover the CPU path).
+#![cfg(any(feature = "wgpu", feature = "cuda"))]
+
+use forexgpt_device::cube::{CubeJob, cubecl, run_cube_job};
+use forexgpt_device::testing::test_devices;
+use forexgpt_device::{ComputeDevice, DeviceManager};
+use forexgpt_kernels::fused_mlp::{Act, AdamConstants, ChainShape, ChainTrainer};
+use forexgpt_random::SplitMix64;
+
+/// A float64 reference: the chain's forward pass, MSE loss, backpropagation and burn's Adam.
+struct Reference {
+    shape: ChainShape,
+    params: Vec<f64>,
+    m1: Vec<f64>,
+    m2: Vec<f64>,
+    t: i32,
+}
+
+fn act(a: Act, z: f64) -> f64 {
+    match a {
+        Act::Relu => z.max(0.0),
+        Act::LeakyRelu => {
+            if z > 0.0 {
+                z
+            } else {
+                0.01 * z
+            }
+        }
+        Act::Tanh => z.tanh(),
+        Act::Gelu => 0.5 * z * (1.0 + erf(z / std::f64::consts::SQRT_2)),
+    }
+}
+
+fn slope(a: Act, z: f64) -> f64 {
+    match a {
+        Act::Relu => f64::from(u8::from(z > 0.0)),
+        Act::LeakyRelu => {
+            if z > 0.0 {
+                1.0
+            } else {
+                0.01
+            }
+        }
+        Act::Tanh => 1.0 - z.tanh().powi(2),
+        Act::Gelu => {
+            let pdf = (-0.5 * z * z).exp() / (2.0 * std::f64::consts::PI).sqrt();
+            0.5 * (1.0 + erf(z / std::f64::consts::SQRT_2)) + z * pdf
+        }
+    }
+}
+
+/// erf by its Taylor series (|x| ≤ 3) or continued-fraction tail: ample for f32 comparisons.
+fn erf(x: f64) -> f64 {
+    if x.abs() > 3.0 {
+        let t = 1.0 / (1.0 + 0.5 * x.abs());
+        let y = 1.0
+            - t * (-x * x - 1.265_512_23
+                + t * (1.000_023_68
+                    + t * (0.374_091_96
+                        + t * (0.096_784_18
+                            + t * (-0.186_288_06
+                                + t * (0.278_868_07
+                                    + t * (-1.135_203_98
+                                        + t * (1.488_515_87
+                                            + t * (-0.822_152_23 + t * 0.170_872_77)))))))))
+                .exp();
+        return y.copysign(x);
+    }
+    let mut term = x;
+    let mut sum = x;
+    for n in 1..200 {
+        term *= -x * x / n as f64;
+        let add = term / (2 * n + 1) as f64;
+        sum += add;
+        if add.abs() < 1e-17 {
+            break;
+        }
+    }
+    sum * 2.0 / std::f64::consts::PI.sqrt()
+}
+
+impl Reference {
+    fn new(shape: &ChainShape, params: &[f32]) -> Reference {
+        Reference {
+            shape: shape.clone(),
+            params: params.iter().map(|&v| f64::from(v)).collect(),
+            m1: vec![0.0; params.len()],
+            m2: vec![0.0; params.len()],
+            t: 0,
+        }
+    }
+
+    fn offsets(&self) -> Vec<usize> {
+        let mut at = 0;
+        self.shape
+            .widths
+            .windows(2)
+            .map(|w| {
+                let o = at;
+                at += w[0] * w[1] + w[1];
+                o
+            })
+            .collect()
+    }
+
+    /// Pre-activations and activations of every layer for `rows`.
+    fn forward(&self, rows: &[Vec<f64>]) -> (Vec<Vec<Vec<f64>>>, Vec<Vec<Vec<f64>>>) {
+        let offsets = self.offsets();
+        let mut a = vec![rows.to_vec()];
+        let mut z = vec![rows.to_vec()];
+        for (l, w) in self.shape.widths.windows(2).enumerate() {
+            let (fin, fout) = (w[0], w[1]);
+            let (wo, bo) = (offsets[l], offsets[l] + fin * fout);
+            let mut zl = Vec::new();
+            let mut al = Vec::new();
+            for prev in &a[l] {
+                let zr: Vec<f64> = (0..fout)
+                    .map(|j| {
+                        self.params[bo + j]
+                            + (0..fin)
+                                .map(|i| prev[i] * self.params[wo + i * fout + j])
+                                .sum::<f64>()
+                    })
+                    .collect();
+                let ar = zr
+                    .iter()
+                    .map(|&v| {
+                        if self.shape.activated[l] {
+                            act(self.shape.activation, v)
+                        } else {
+                            v
+                        }
+                    })
+                    .collect();
+                zl.push(zr);
+                al.push(ar);
+            }
+            z.push(zl);
+            a.push(al);
+        }
+        (z, a)
+    }
+
+    /// Summed per-value loss of `rows` (Σ diff² / width).
+    fn loss(&self, rows: &[Vec<f64>]) -> f64 {
+        let (_, a) = self.forward(rows);
+        let d = self.shape.widths[0] as f64;
+        let out = a.last().unwrap();
+        rows.iter()
+            .zip(out)
+            .map(|(x, y)| x.iter().zip(y).map(|(p, q)| (q - p).powi(2)).sum::<f64>() / d)
+            .sum()
+    }
+
+    /// One Adam step on `rows`; returns the batch's summed per-value loss.
+    fn step(&mut self, rows: &[Vec<f64>], lr: f64) -> f64 {
+        let loss = self.loss(rows);
+        let (z, a) = self.forward(rows);
+        let offsets = self.offsets();
+        let layers = self.shape.widths.len() - 1;
+        let d = self.shape.widths[0];
+        let scale = 2.0 / (rows.len() * d) as f64;
+        let mut delta: Vec<Vec<f64>> = a[layers]
+            .iter()
+            .zip(rows)
+            .map(|(y, x)| y.iter().zip(x).map(|(q, p)| (q - p) * scale).collect())
+            .collect();
+        let mut grad = vec![0.0; self.params.len()];
+        for l in (0..layers).rev() {
+            let (fin, fout) = (self.shape.widths[l], self.shape.widths[l + 1]);
+            let (wo, bo) = (offsets[l], offsets[l] + fin * fout);
+            for (b, dr) in delta.iter().enumerate() {
+                for j in 0..fout {
+                    grad[bo + j] += dr[j];
+                    for i in 0..fin {
+                        grad[wo + i * fout + j] += dr[j] * a[l][b][i];
+                    }
+                }
+            }
+            if l > 0 {
+                delta = delta
+                    .iter()
+                    .enumerate()
+                    .map(|(b, dr)| {
+                        (0..fin)
+                            .map(|i| {
+                                let g: f64 = (0..fout)
+                                    .map(|j| dr[j] * self.params[wo + i * fout + j])
+                                    .sum();
+                                if self.shape.activated[l - 1] {
+                                    g * slope(self.shape.activation, z[l][b][i])
+                                } else {
+                                    g
+                                }
+                            })
+                            .collect()
+                    })
+                    .collect();
+            }
+        }
+        self.t += 1;
+        let (b1, b2, eps) = (0.9f64, 0.999f64, 1e-8f64);
+        let c2 = (1.0 - b2.powi(self.t)).sqrt();
+        let step = lr * c2 / (1.0 - b1.powi(self.t));
+        for (p, g) in grad.iter().enumerate() {
+            self.m1[p] = b1 * self.m1[p] + (1.0 - b1) * g;
+            self.m2[p] = b2 * self.m2[p] + (1.0 - b2) * g * g;
+            self.params[p] -= step * self.m1[p] / (self.m2[p].sqrt() + eps * c2);
+        }
+        loss
+    }
+}
+
+struct Case {
+    shape: ChainShape,
+    train: Vec<f32>,
+    validation: Vec<f32>,
+    initial: Vec<Vec<f32>>,
+    orders: Vec<Vec<u32>>,
+    epochs: usize,
+    lr: f32,
+}
+
+fn case(activation: Act, nets: usize, n_train: usize, batch: usize) -> Case {
+    let widths = vec![7, 6, 3, 6, 7];
+    let shape = ChainShape {
+        widths: widths.clone(),
+        activated: vec![true, false, true, false],
+        activation,
+        batch,
+    };
+    let mut rng = SplitMix64::new(7);
+    let mut draw = |n: usize, k: f64| -> Vec<f32> {
+        (0..n)
+            .map(|_| ((2.0 * rng.uniform() - 1.0) * k) as f32)
+            .collect()
+    };
+    let train = draw(n_train * 7, 1.5);
+    let validation = draw(9 * 7, 1.5);
+    let initial = (0..nets).map(|_| draw(shape.parameters(), 0.4)).collect();
+    let epochs = 2;
+    let mut orders = Vec::new();
+    for _ in 0..epochs {
+        let mut all = Vec::new();
+        for _ in 0..nets {
+            let mut o: Vec<u32> = (0..n_train as u32).collect();
+            for i in (1..o.len()).rev() {
+                let j = (rng.next_u64() % (i as u64 + 1)) as usize;
+                o.swap(i, j);
+            }
+            all.extend(o);
+        }
+        orders.push(all);
+    }
+    Case {
+        shape,
+        train,
+        validation,
+        initial,
+        orders,
+        epochs,
+        lr: 0.01,
+    }
+}
+
+/// What the kernel produced: per epoch, each network's training and validation loss; then
+/// each network's parameters.
+type Trained = (Vec<(Vec<f64>, Vec<f64>)>, Vec<Vec<f32>>);
+
+struct TrainCase<'a> {
+    case: &'a Case,
+    only: Option<usize>,
+}
+
+impl CubeJob for TrainCase<'_> {
+    type Output = Result<Trained, String>;
+
+    fn run<R: cubecl::Runtime>(self, device: &R::Device) -> Self::Output {
+        let c = self.case;
+        let n = c.train.len() / 7;
+        let (initial, nets): (Vec<Vec<f32>>, Vec<usize>) = match self.only {
+            Some(k) => (vec![c.initial[k].clone()], vec![k]),
+            None => (c.initial.clone(), (0..c.initial.len()).collect()),
+        };
+        let mut trainer =
+            ChainTrainer::<R>::new(device, c.shape.clone(), &c.train, &c.validation, &initial)?;
+        let active = vec![true; nets.len()];
+        let mut losses = Vec::new();
+        for e in 0..c.epochs {
+            let orders: Vec<u32> = nets
+                .iter()
+                .flat_map(|&k| c.orders[e][k * n..(k + 1) * n].iter().copied())
+                .collect();
+            let train = trainer
+                .epoch(&orders, &active, AdamConstants::with_lr(c.lr), &|| false)?
+                .ok_or("cancelled")?;
+            let validation = trainer.validation_loss(&active)?;
+            losses.push((train, validation));
+        }
+        Ok((losses, trainer.parameters()?))
+    }
+}
+
+fn gpu_devices() -> Vec<ComputeDevice> {
+    let manager = DeviceManager::probe();
+    let (devices, skipped) = test_devices(&manager);
+    for reason in skipped {
+        eprintln!("skipped device {reason}");
+    }
+    let gpus: Vec<ComputeDevice> = devices.into_iter().filter(|d| d.is_gpu()).collect();
+    if gpus.is_empty() {
+        eprintln!("SKIPPED: no GPU (wgpu adapter or CUDA device) on this machine; the fused kernel was not run");
+    }
+    gpus
+}
+
+fn close(a: f64, b: f64, tol: f64) -> bool {
+    (a - b).abs() <= tol * (1.0 + b.abs())
+}
+
+fn check_against_reference(device: &ComputeDevice, c: &Case) {
+    let (losses, params) = run_cube_job(device, "test", TrainCase { case: c, only: None })
+        .unwrap()
+        .unwrap();
+    let n = c.train.len() / 7;
+    let rows = |x: &[f32]| -> Vec<Vec<f64>> {
+        x.chunks(7)
+            .map(|r| r.iter().map(|&v| f64::from(v)).collect())
+            .collect()
+    };
+    let train_rows = rows(&c.train);
+    let validation_rows = rows(&c.validation);
+    for (k, initial) in c.initial.iter().enumerate() {
+        let mut reference = Reference::new(&c.shape, initial);
+        for e in 0..c.epochs {
+            let order = &c.orders[e][k * n..(k + 1) * n];
+            let mut sum = 0.0;
+            for batch in order.chunks(c.shape.batch) {
+                let picked: Vec<Vec<f64>> =
+                    batch.iter().map(|&r| train_rows[r as usize].clone()).collect();
+                sum += reference.step(&picked, f64::from(c.lr));
+            }
+            let train = sum / n as f64;
+            let validation = reference.loss(&validation_rows) / validation_rows.len() as f64;
+            let (got_train, got_validation) = (losses[e].0[k], losses[e].1[k]);
+            assert!(
+                close(got_train, train, 1e-4),
+                "{}: network {k}, epoch {e}: training loss {got_train} vs reference {train}",
+                device.label()
+            );
+            assert!(
+                close(got_validation, validation, 1e-4),
+                "{}: network {k}, epoch {e}: validation loss {got_validation} vs reference {validation}",
+                device.label()
+            );
+        }
+        let worst = params[k]
+            .iter()
+            .zip(&reference.params)
+            .map(|(&g, &r)| (f64::from(g) - r).abs())
+            .fold(0.0, f64::max);
+        assert!(
+            worst < 2e-4,
+            "{}: network {k}: parameters differ from the reference by up to {worst}",
+            device.label()
+        );
+    }
+}
+
+#[test]
+fn every_activation_trains_as_the_float64_reference_does() {
+    for device in gpu_devices() {
+        for activation in [Act::Relu, Act::LeakyRelu, Act::Tanh, Act::Gelu] {
+            // 11 rows in batches of 4: two full batches and one of 3, over two epochs.
+            check_against_reference(&device, &case(activation, 2, 11, 4));
+        }
+        // 70 rows in batches of 2: 35 steps, more than one dispatch per epoch.
+        check_against_reference(&device, &case(Act::Tanh, 1, 70, 2));
+    }
+}
+
+#[test]
+fn a_grid_trained_together_gives_each_network_what_it_gets_alone() {
+    for device in gpu_devices() {
+        let c = case(Act::Gelu, 3, 23, 5);
+        let (together_losses, together) =
+            run_cube_job(&device, "test", TrainCase { case: &c, only: None })
+                .unwrap()
+                .unwrap();
+        for k in 0..3 {
+            let (alone_losses, alone) =
+                run_cube_job(&device, "test", TrainCase { case: &c, only: Some(k) })
+                    .unwrap()
+                    .unwrap();
+            assert_eq!(together[k], alone[0], "{}: network {k}", device.label());
+            for e in 0..c.epochs {
+                assert_eq!(together_losses[e].0[k], alone_losses[e].0[0]);
+                assert_eq!(together_losses[e].1[k], alone_losses[e].1[0]);
+            }
+        }
+    }
+}

@@ -214,6 +214,17 @@ fn encode_rows<B: Backend, M: EncoderNetwork<B>>(
 /// Encoder networks train (and encode) on CUDA, wgpu or the CPU through burn.
 pub const NEURAL_TRAINING: JobSupport = JobSupport::everywhere("training an encoder network");
 
+/// Which implementation trains a network on a GPU (the CPU always trains through burn).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum GpuTrainer {
+    /// Our fused kernels (`forexgpt_kernels::fused_mlp`) where they cover the network,
+    /// else burn: what training uses.
+    #[default]
+    Fused,
+    /// burn's general path: the reference the fused kernels are tested and measured against.
+    Burn,
+}
+
 /// What a training run needs besides the network.
 pub struct TrainRun<'a> {
     pub kind: NetworkKind,
@@ -225,6 +236,8 @@ pub struct TrainRun<'a> {
     pub label: String,
     pub progress: &'a dyn ProgressSink,
     pub cancel: &'a CancelToken,
+    /// The implementation on a GPU.
+    pub gpu_trainer: GpuTrainer,
 }
 
 impl TrainRun<'_> {
@@ -235,6 +248,12 @@ impl TrainRun<'_> {
                 "{}: the training and validation parts need rows",
                 self.label
             )));
+        }
+        if device.is_gpu() && self.gpu_trainer == GpuTrainer::Fused {
+            match crate::fused::not_covered(self) {
+                None => return crate::fused::train(self, device),
+                Some(why) => tracing::info!("{}: trained by burn ({why})", self.label),
+            }
         }
         run_job(device, TrainJob { run: self })?
     }
@@ -272,8 +291,14 @@ impl BackendJob for TrainJob<'_, '_> {
     }
 }
 
+/// The generator of a run's batch orders (and the VAE's noise): the same on every device
+/// and trainer.
+pub(crate) fn batch_order_rng(spec: &NeuralEncoderSpec) -> SplitMix64 {
+    SplitMix64::new(spec.seed ^ BATCH_ORDER_STREAM)
+}
+
 /// A Fisher–Yates shuffle of `0..n`.
-fn shuffled_rows(n: usize, rng: &mut SplitMix64) -> Vec<i32> {
+pub(crate) fn shuffled_rows(n: usize, rng: &mut SplitMix64) -> Vec<i32> {
     let mut order: Vec<i32> = (0..n as i32).collect();
     for i in (1..n).rev() {
         let j = (rng.next_u64() % (i as u64 + 1)) as usize;
@@ -328,6 +353,80 @@ fn validation_loss<B: Backend, M: EncoderNetwork<B>>(
 
 type Trained = (NetworkWeights, usize, Vec<EpochProgress>);
 
+/// The bookkeeping every trainer shares after each epoch: the history, progress, the
+/// divergence check, the best epoch's weights and early stopping.
+pub(crate) struct EpochBook<'a, W> {
+    run: &'a TrainRun<'a>,
+    history: Vec<EpochProgress>,
+    best: Option<(f64, usize, W)>,
+}
+
+impl<'a, W> EpochBook<'a, W> {
+    pub(crate) fn new(run: &'a TrainRun<'a>) -> Self {
+        EpochBook {
+            run,
+            history: Vec::with_capacity(run.spec.epochs),
+            best: None,
+        }
+    }
+
+    /// Records 1-based `epoch`; `weights` reads the network when this epoch is the best so
+    /// far. Returns whether training goes on (early stopping says when it does not).
+    pub(crate) fn record(
+        &mut self,
+        epoch: usize,
+        train_loss: f64,
+        validation_loss: f64,
+        seconds: f64,
+        weights: impl FnOnce() -> Result<W, EngineError>,
+    ) -> Result<bool, EngineError> {
+        let (run, spec) = (self.run, self.run.spec);
+        if !train_loss.is_finite() {
+            return Err(EngineError::InvalidRequest(format!(
+                "{}: the training loss became {train_loss} in epoch {epoch}; lower the learning rate",
+                run.label
+            )));
+        }
+        let point = EpochProgress {
+            epoch,
+            epochs: spec.epochs,
+            train_loss,
+            validation_loss,
+            samples_per_s: run.train.rows as f64 / seconds.max(1e-9),
+        };
+        self.history.push(point);
+        run.progress.report(ProgressEvent {
+            epoch: Some(point),
+            ..ProgressEvent::new(
+                Stage::Encoder,
+                epoch as u64,
+                Some(spec.epochs as u64),
+                Some(run.label.clone()),
+            )
+        });
+        let improved = self
+            .best
+            .as_ref()
+            .is_none_or(|(loss, _, _)| validation_loss < *loss);
+        if improved {
+            self.best = Some((validation_loss, epoch, weights()?));
+        } else if let (Some(patience), Some((_, best_epoch, _))) = (spec.patience, &self.best)
+            && epoch - best_epoch >= patience
+        {
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    /// The best epoch's weights, that epoch, and the history.
+    pub(crate) fn finish(self) -> Result<(W, usize, Vec<EpochProgress>), EngineError> {
+        let (_, best_epoch, weights) = self.best.ok_or_else(|| {
+            EngineError::InvalidRequest(format!("{}: no epoch was trained", self.run.label))
+        })?;
+        Ok((weights, best_epoch, self.history))
+    }
+}
+
 fn train_network<B, M>(
     mut net: M,
     run: &TrainRun<'_>,
@@ -343,9 +442,8 @@ where
     let train = upload::<B::InnerBackend>(run.train, 0..n, device);
     let validation = upload::<B::InnerBackend>(run.validation, 0..run.validation.rows, device);
     let mut optimizer = AdamConfig::new().with_epsilon(1e-8).init::<B, M>();
-    let mut rng = SplitMix64::new(spec.seed ^ BATCH_ORDER_STREAM);
-    let mut history = Vec::with_capacity(spec.epochs);
-    let mut best: Option<(f64, usize, M::InnerModule)> = None;
+    let mut rng = batch_order_rng(spec);
+    let mut book = EpochBook::new(run);
     for epoch in 1..=spec.epochs {
         let started = Instant::now();
         let kl_weight = run.kind.kl_weight(epoch);
@@ -388,43 +486,11 @@ where
         let seconds = started.elapsed().as_secs_f64();
         let inner = net.valid();
         let validation_loss = validation_loss(&inner, &validation, run.kind.full_kl_weight());
-        if !train_loss.is_finite() {
-            return Err(EngineError::InvalidRequest(format!(
-                "{}: the training loss became {train_loss} in epoch {epoch}; lower the learning rate",
-                run.label
-            )));
-        }
-        let point = EpochProgress {
-            epoch,
-            epochs: spec.epochs,
-            train_loss,
-            validation_loss,
-            samples_per_s: n as f64 / seconds.max(1e-9),
-        };
-        history.push(point);
-        run.progress.report(ProgressEvent {
-            epoch: Some(point),
-            ..ProgressEvent::new(
-                Stage::Encoder,
-                epoch as u64,
-                Some(spec.epochs as u64),
-                Some(run.label.clone()),
-            )
-        });
-        let improved = best
-            .as_ref()
-            .is_none_or(|(loss, _, _)| validation_loss < *loss);
-        if improved {
-            best = Some((validation_loss, epoch, inner));
-        } else if let (Some(patience), Some((_, best_epoch, _))) = (spec.patience, &best)
-            && epoch - best_epoch >= patience
-        {
+        if !book.record(epoch, train_loss, validation_loss, seconds, || Ok(inner))? {
             break;
         }
     }
-    let (_, best_epoch, best_net) = best.ok_or_else(|| {
-        EngineError::InvalidRequest(format!("{}: no epoch was trained", run.label))
-    })?;
+    let (best_net, best_epoch, history) = book.finish()?;
     Ok((best_net.weights(), best_epoch, history))
 }
 

@@ -22,7 +22,7 @@ use crate::Workbench;
 use crate::data::{labelled_features, normalize_symbol, unix_now};
 use crate::error::EngineError;
 use crate::model::{EncoderState, Model, ModelState, RegressorState, quantiles};
-use crate::neural::{NEURAL_TRAINING, NetworkKind, TrainRun};
+use crate::neural::{GpuTrainer, NEURAL_TRAINING, NetworkKind, TrainRun};
 use crate::progress::{CancelToken, ProgressSink};
 
 /// Checked regressor parameters, of either family.
@@ -179,6 +179,7 @@ fn encode_neural(
         label: spec.label(),
         progress: ctx.progress,
         cancel: ctx.cancel,
+        gpu_trainer: GpuTrainer::Fused,
     };
     // Trained and encoded in one placement: a GPU failing in either reruns both on the CPU.
     let placed = ctx.manager.place(

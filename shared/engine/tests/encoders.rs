@@ -9,10 +9,10 @@ use forexgpt_device::ComputeDevice;
 use forexgpt_device::testing::for_each_device;
 use forexgpt_engine::bench::encoders::{MANIFOLD_DIM, manifold_split};
 use forexgpt_engine::model::Model;
-use forexgpt_engine::neural::{NetworkKind, NeuralEncoder, TrainRun};
+use forexgpt_engine::neural::{GpuTrainer, NetworkKind, NeuralEncoder, TrainRun};
 use forexgpt_engine::{CancelToken, EngineError, NoProgress};
 use forexgpt_protocol::{
-    Combine, DeviceRequest, EncoderSpec, ForecastRequest, ModelConfig, ModelSelection,
+    Activation, Combine, DeviceRequest, EncoderSpec, ForecastRequest, ModelConfig, ModelSelection,
     NeuralEncoderSpec, RegressorSpec, Stage, TrainRequest,
 };
 use forexgpt_regressors::{Matrix, Pca};
@@ -41,6 +41,17 @@ fn train(
     v: &Matrix,
     device: &ComputeDevice,
 ) -> NeuralEncoder {
+    train_by(GpuTrainer::Fused, kind, spec, x, v, device)
+}
+
+fn train_by(
+    gpu_trainer: GpuTrainer,
+    kind: NetworkKind,
+    spec: &NeuralEncoderSpec,
+    x: &Matrix,
+    v: &Matrix,
+    device: &ComputeDevice,
+) -> NeuralEncoder {
     let cancel = CancelToken::new();
     TrainRun {
         kind,
@@ -50,6 +61,7 @@ fn train(
         label: "test".into(),
         progress: &NoProgress,
         cancel: &cancel,
+        gpu_trainer,
     }
     .fit_on(device)
     .unwrap()
@@ -158,6 +170,101 @@ fn every_device_gives_the_cpus_losses_for_the_first_epochs() {
                 }
             }
         });
+    }
+}
+
+/// The GPUs among the test devices; says loudly when there is none.
+fn test_gpus() -> Vec<ComputeDevice> {
+    let mut gpus = Vec::new();
+    for_each_device(|device| {
+        if device.is_gpu() {
+            gpus.push(device.clone());
+        }
+    });
+    if gpus.is_empty() {
+        eprintln!("SKIPPED: no GPU on this machine; the fused kernels were not compared with burn");
+    }
+    gpus
+}
+
+/// The fused kernels against burn's path on the same GPU, from the same weights and batches.
+/// GELU is left out here: burn differentiates its exact GELU with the tanh approximation's
+/// derivative, while the kernels use the exact one (as PyTorch does); the kernels' own test
+/// checks GELU against a float64 reference.
+#[test]
+fn the_fused_kernels_train_the_autoencoder_as_burns_path_does_on_every_gpu() {
+    // 640 rows in batches of 64: one epoch is 10 Adam steps.
+    let (x, v) = manifold_split(640, 128, 12, 9);
+    let gpus = test_gpus();
+    for activation in [Activation::Relu, Activation::LeakyRelu, Activation::Tanh] {
+        let spec = NeuralEncoderSpec {
+            hidden: vec![32, 16],
+            latent: 4,
+            activation,
+            epochs: 1,
+            patience: None,
+            ..NeuralEncoderSpec::default()
+        };
+        for device in &gpus {
+            let label = device.label();
+            let ae = NetworkKind::Autoencoder;
+            let fused = train_by(GpuTrainer::Fused, ae, &spec, &x, &v, device);
+            let burn = train_by(GpuTrainer::Burn, ae, &spec, &x, &v, device);
+            // After 10 Adam steps, layer by layer: the largest difference relative to the
+            // layer's largest weight (float32 on both paths).
+            for (l, (a, b)) in fused
+                .weights
+                .layers
+                .iter()
+                .zip(&burn.weights.layers)
+                .enumerate()
+            {
+                let scale = b.weight.iter().fold(0f32, |m, w| m.max(w.abs()));
+                let worst = a
+                    .weight
+                    .iter()
+                    .zip(&b.weight)
+                    .chain(a.bias.iter().zip(&b.bias))
+                    .fold(0f32, |m, (p, q)| m.max((p - q).abs()));
+                assert!(
+                    worst <= 1e-5 * scale,
+                    "{activation:?} on {label}: layer {l} differs from burn's by {worst} (largest weight {scale})"
+                );
+            }
+            let (p, q) = (fused.history[0], burn.history[0]);
+            for (a, b) in [
+                (p.train_loss, q.train_loss),
+                (p.validation_loss, q.validation_loss),
+            ] {
+                assert!(
+                    (a - b).abs() <= 1e-5 * b,
+                    "{activation:?} on {label}: {p:?} vs {q:?}"
+                );
+            }
+
+            // 100 epochs (1,000 steps): the validation loss within 1 % of burn's. Not for
+            // ReLU: at its kink, rounding differences switch units on and off and the two
+            // runs drift apart chaotically (measured: 1e-7 after one epoch, 1e-3 by epoch 40,
+            // 2.7 % at epoch 100 on this data; burn on the CPU and on wgpu agree exactly).
+            if activation == Activation::Relu {
+                continue;
+            }
+            let long = NeuralEncoderSpec {
+                epochs: 100,
+                ..spec.clone()
+            };
+            let fused = train_by(GpuTrainer::Fused, ae, &long, &x, &v, device);
+            let burn = train_by(GpuTrainer::Burn, ae, &long, &x, &v, device);
+            let last = |e: &NeuralEncoder| e.history.last().unwrap().validation_loss;
+            let (p, q) = (last(&fused), last(&burn));
+            eprintln!(
+                "{activation:?} on {label}: validation loss after 100 epochs: fused {p:.6}, burn {q:.6}"
+            );
+            assert!(
+                (p - q).abs() <= 0.01 * q,
+                "{activation:?} on {label}: {p} vs burn's {q}"
+            );
+        }
     }
 }
 

@@ -125,8 +125,7 @@ impl ChainShape {
             return Err("every width and the batch size must be positive".into());
         }
         // Offsets are u32 in the kernel's configuration and indices stay below 2³² per buffer.
-        if self.parameters() > u32::MAX as usize / 4 || self.activations() > u32::MAX as usize / 4
-        {
+        if self.parameters() > u32::MAX as usize / 4 || self.activations() > u32::MAX as usize / 4 {
             return Err("the network is too large for the fused kernels".into());
         }
         Ok(())
@@ -267,10 +266,11 @@ fn chain_steps(
             for idx in range_stepped(tid, rows * fout, units) {
                 let b = idx / fout;
                 let j = idx % fout;
-                let mut acc = params[b_at + j];
+                let mut acc = 0.0f32;
                 for i in 0..fin {
                     acc += acts[in_at + b * fin + i] * params[w_at + i * fout + j];
                 }
+                acc += params[b_at + j];
                 pre[o_at + idx] = acc;
                 if activated {
                     acts[o_at + idx] = activate(acc, cfg.act);
@@ -533,7 +533,11 @@ impl<R: Runtime> ChainTrainer<R> {
         let order_len = orders.map_or(1, <[u32]>::len);
         let flags: Vec<u32> = active.iter().map(|&a| u32::from(a)).collect();
         if flags.len() != self.nets {
-            return Err(format!("{} activity flags for {} networks", flags.len(), self.nets));
+            return Err(format!(
+                "{} activity flags for {} networks",
+                flags.len(),
+                self.nets
+            ));
         }
         let active_handle = self.client.create_from_slice(u32::as_bytes(&flags));
         let losses = self

@@ -312,7 +312,9 @@ fn gpu_devices() -> Vec<ComputeDevice> {
     }
     let gpus: Vec<ComputeDevice> = devices.into_iter().filter(|d| d.is_gpu()).collect();
     if gpus.is_empty() {
-        eprintln!("SKIPPED: no GPU (wgpu adapter or CUDA device) on this machine; the fused kernel was not run");
+        eprintln!(
+            "SKIPPED: no GPU (wgpu adapter or CUDA device) on this machine; the fused kernel was not run"
+        );
     }
     gpus
 }
@@ -322,9 +324,16 @@ fn close(a: f64, b: f64, tol: f64) -> bool {
 }
 
 fn check_against_reference(device: &ComputeDevice, c: &Case) {
-    let (losses, params) = run_cube_job(device, "test", TrainCase { case: c, only: None })
-        .unwrap()
-        .unwrap();
+    let (losses, params) = run_cube_job(
+        device,
+        "test",
+        TrainCase {
+            case: c,
+            only: None,
+        },
+    )
+    .unwrap()
+    .unwrap();
     let n = c.train.len() / 7;
     let rows = |x: &[f32]| -> Vec<Vec<f64>> {
         x.chunks(7)
@@ -339,8 +348,10 @@ fn check_against_reference(device: &ComputeDevice, c: &Case) {
             let order = &c.orders[e][k * n..(k + 1) * n];
             let mut sum = 0.0;
             for batch in order.chunks(c.shape.batch) {
-                let picked: Vec<Vec<f64>> =
-                    batch.iter().map(|&r| train_rows[r as usize].clone()).collect();
+                let picked: Vec<Vec<f64>> = batch
+                    .iter()
+                    .map(|&r| train_rows[r as usize].clone())
+                    .collect();
                 sum += reference.step(&picked, f64::from(c.lr));
             }
             let train = sum / n as f64;
@@ -386,15 +397,27 @@ fn every_activation_trains_as_the_float64_reference_does() {
 fn a_grid_trained_together_gives_each_network_what_it_gets_alone() {
     for device in gpu_devices() {
         let c = case(Act::Gelu, 3, 23, 5);
-        let (together_losses, together) =
-            run_cube_job(&device, "test", TrainCase { case: &c, only: None })
-                .unwrap()
-                .unwrap();
+        let (together_losses, together) = run_cube_job(
+            &device,
+            "test",
+            TrainCase {
+                case: &c,
+                only: None,
+            },
+        )
+        .unwrap()
+        .unwrap();
         for k in 0..3 {
-            let (alone_losses, alone) =
-                run_cube_job(&device, "test", TrainCase { case: &c, only: Some(k) })
-                    .unwrap()
-                    .unwrap();
+            let (alone_losses, alone) = run_cube_job(
+                &device,
+                "test",
+                TrainCase {
+                    case: &c,
+                    only: Some(k),
+                },
+            )
+            .unwrap()
+            .unwrap();
             assert_eq!(together[k], alone[0], "{}: network {k}", device.label());
             for e in 0..c.epochs {
                 assert_eq!(together_losses[e].0[k], alone_losses[e].0[0]);

@@ -17,7 +17,7 @@ use rayon::prelude::*;
 use crate::bench::BenchCase;
 use crate::bench::models::{export_peer_files, write_f64};
 use crate::error::EngineError;
-use crate::neural::{NetworkKind, TrainRun};
+use crate::neural::{GpuTrainer, NetworkKind, TrainRun};
 use crate::progress::{CancelToken, NoProgress};
 
 /// Latent dimension of the generated data.
@@ -121,7 +121,8 @@ pub fn encoder_data(rows: usize, cols: usize) -> (Matrix, Matrix) {
 }
 
 /// One case per kind and device: the CPU first, then each GPU device, compared by final
-/// validation loss.
+/// validation loss. On a GPU the autoencoder is trained twice: by the fused kernels (the
+/// path training uses, `autoencoder_fit`) and by burn's general path (`autoencoder_fit_burn`).
 pub fn encoder_cases(
     rows: usize,
     cols: usize,
@@ -139,14 +140,25 @@ pub fn encoder_cases(
     let mut cases = Vec::new();
     for (operation, kind) in KINDS {
         let reference: Arc<Mutex<Option<f64>>> = Arc::new(Mutex::new(None));
-        for device in std::iter::once(&cpu).chain(devices.iter().filter(|d| d.is_gpu())) {
+        let mut runs = vec![(operation.to_string(), cpu.clone(), GpuTrainer::Fused)];
+        for device in devices.iter().filter(|d| d.is_gpu()) {
+            runs.push((operation.to_string(), device.clone(), GpuTrainer::Fused));
+            // burn's general path beside it, where the fused kernels cover the network.
+            if kind == NetworkKind::Autoencoder {
+                runs.push((
+                    format!("{operation}_burn"),
+                    device.clone(),
+                    GpuTrainer::Burn,
+                ));
+            }
+        }
+        for (name, device, gpu_trainer) in runs {
             let (data, spec, reference) = (data.clone(), spec.clone(), reference.clone());
             let export = export.clone();
-            let device = device.clone();
             let diff = Arc::new(Mutex::new(0.0));
             let diff_out = device.is_gpu().then(|| diff.clone());
             cases.push(BenchCase {
-                operation: operation.to_string(),
+                operation: name,
                 size: format!("{rows}×{cols}, {epochs} epochs"),
                 device: if device.is_gpu() {
                     device.label().to_string()
@@ -165,6 +177,7 @@ pub fn encoder_cases(
                         label: operation.to_string(),
                         progress: &NoProgress,
                         cancel: &cancel,
+                        gpu_trainer,
                     };
                     let started = Instant::now();
                     let trained = run.fit_on(&device)?;

@@ -84,23 +84,66 @@ fn unflatten(params: &[f32], sizes: &[(usize, usize)]) -> NetworkWeights {
 }
 
 /// Trains the run's network on `device` (a GPU) with the fused kernels.
-#[cfg(any(feature = "wgpu", feature = "cuda"))]
 pub(crate) fn train(
     run: &TrainRun<'_>,
     device: &ComputeDevice,
 ) -> Result<NeuralEncoder, EngineError> {
+    let mut trained = train_together(&[run], device)?;
+    Ok(trained.swap_remove(0))
+}
+
+/// Trains the networks of several runs together on `device`, one workgroup each in every
+/// launch. They share the training and validation rows, the network shape, the batch size
+/// and the learning rate (seeds, epochs and patience may differ: a network that stops early
+/// sits out the later launches). Each network gets what it would get trained alone.
+pub fn train_together(
+    runs: &[&TrainRun<'_>],
+    device: &ComputeDevice,
+) -> Result<Vec<NeuralEncoder>, EngineError> {
+    let Some(first) = runs.first() else {
+        return Ok(Vec::new());
+    };
+    for run in runs {
+        if let Some(why) = not_covered(run) {
+            return Err(EngineError::InvalidRequest(format!("{}: {why}", run.label)));
+        }
+        let same = std::ptr::eq(run.train, first.train)
+            && std::ptr::eq(run.validation, first.validation)
+            && run.spec.hidden == first.spec.hidden
+            && run.spec.latent == first.spec.latent
+            && run.spec.activation == first.spec.activation
+            && run.spec.batch_size == first.spec.batch_size
+            && run.spec.learning_rate == first.spec.learning_rate;
+        if !same {
+            return Err(EngineError::InvalidRequest(format!(
+                "{} cannot train together with {}: they differ in data, shape, batch size or learning rate",
+                run.label, first.label
+            )));
+        }
+    }
+    trained_on(runs, device)
+}
+
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+fn trained_on(
+    runs: &[&TrainRun<'_>],
+    device: &ComputeDevice,
+) -> Result<Vec<NeuralEncoder>, EngineError> {
     use forexgpt_device::cube::run_cube_job;
 
-    let job = FusedJob { run, device };
-    run_cube_job(device, "training an encoder network", job)?
+    run_cube_job(
+        device,
+        "training an encoder network",
+        FusedJob { runs, device },
+    )?
 }
 
 #[cfg(not(any(feature = "wgpu", feature = "cuda")))]
-pub(crate) fn train(
-    run: &TrainRun<'_>,
+fn trained_on(
+    runs: &[&TrainRun<'_>],
     device: &ComputeDevice,
-) -> Result<NeuralEncoder, EngineError> {
-    let _ = (run, device, flatten, unflatten);
+) -> Result<Vec<NeuralEncoder>, EngineError> {
+    let _ = (runs, device, flatten, unflatten);
     Err(EngineError::InvalidRequest(
         "this build has no GPU kernels".into(),
     ))
@@ -108,13 +151,13 @@ pub(crate) fn train(
 
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
 struct FusedJob<'a, 'b> {
-    run: &'a TrainRun<'b>,
+    runs: &'a [&'a TrainRun<'b>],
     device: &'a ComputeDevice,
 }
 
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
 impl forexgpt_device::cube::CubeJob for FusedJob<'_, '_> {
-    type Output = Result<NeuralEncoder, EngineError>;
+    type Output = Result<Vec<NeuralEncoder>, EngineError>;
 
     fn run<R: forexgpt_device::cube::cubecl::Runtime>(self, device: &R::Device) -> Self::Output {
         use std::time::Instant;
@@ -123,58 +166,82 @@ impl forexgpt_device::cube::CubeJob for FusedJob<'_, '_> {
 
         use crate::neural::{EpochBook, batch_order_rng, shuffled_rows};
 
-        let run = self.run;
+        let runs = self.runs;
+        let first = runs[0];
         let failed = |message: String| {
             EngineError::Device(forexgpt_device::DeviceError::BackendFailed {
                 device: self.device.label().to_string(),
                 message,
             })
         };
-        let (shape, initial, sizes) = chain(run);
+        let chains: Vec<_> = runs.iter().map(|run| chain(run)).collect();
+        let (shape, _, sizes) = chains[0].clone();
+        let initial: Vec<Vec<f32>> = chains.into_iter().map(|(_, weights, _)| weights).collect();
         let as_f32 = |values: &[f64]| values.iter().map(|&v| v as f32).collect::<Vec<f32>>();
         let mut trainer = ChainTrainer::<R>::new(
             device,
             shape,
-            &as_f32(&run.train.values),
-            &as_f32(&run.validation.values),
-            &[initial],
+            &as_f32(&first.train.values),
+            &as_f32(&first.validation.values),
+            &initial,
         )
         .map_err(failed)?;
-        let n = run.train.rows;
-        let adam = AdamConstants::with_lr(run.spec.learning_rate as f32);
-        let mut rng = batch_order_rng(run.spec);
-        let mut book = EpochBook::new(run);
-        let cancelled = || run.cancel.is_cancelled();
-        for epoch in 1..=run.spec.epochs {
+        let n = first.train.rows;
+        let adam = AdamConstants::with_lr(first.spec.learning_rate as f32);
+        let mut rngs: Vec<_> = runs.iter().map(|run| batch_order_rng(run.spec)).collect();
+        let mut books: Vec<_> = runs.iter().map(|run| EpochBook::new(run)).collect();
+        let mut active: Vec<bool> = runs.iter().map(|run| run.spec.epochs > 0).collect();
+        let cancelled = || runs.iter().any(|run| run.cancel.is_cancelled());
+        let mut epoch = 0;
+        while active.iter().any(|&a| a) {
+            epoch += 1;
             let started = Instant::now();
-            let order: Vec<u32> = shuffled_rows(n, &mut rng)
-                .into_iter()
-                .map(|r| r as u32)
+            let order: Vec<u32> = rngs
+                .iter_mut()
+                .flat_map(|rng| shuffled_rows(n, rng).into_iter().map(|r| r as u32))
                 .collect();
             let Some(train_loss) = trainer
-                .epoch(&order, &[true], adam, &cancelled)
+                .epoch(&order, &active, adam, &cancelled)
                 .map_err(failed)?
             else {
                 return Err(EngineError::Cancelled);
             };
-            let validation_loss = trainer.validation_loss(&[true]).map_err(failed)?;
+            let validation_loss = trainer.validation_loss(&active).map_err(failed)?;
             let seconds = started.elapsed().as_secs_f64();
-            let weights = || {
-                let mut all = trainer.parameters().map_err(failed)?;
-                Ok(all.swap_remove(0))
-            };
-            if !book.record(epoch, train_loss[0], validation_loss[0], seconds, weights)? {
-                break;
+            // Read back once per epoch, and only if some network improved.
+            let mut weights: Option<Vec<Vec<f32>>> = None;
+            for (k, book) in books.iter_mut().enumerate() {
+                if !active[k] {
+                    continue;
+                }
+                let mut read = || -> Result<Vec<f32>, EngineError> {
+                    if weights.is_none() {
+                        weights = Some(trainer.parameters().map_err(failed)?);
+                    }
+                    Ok(weights
+                        .as_ref()
+                        .map(|all| all[k].clone())
+                        .unwrap_or_default())
+                };
+                let goes_on =
+                    book.record(epoch, train_loss[k], validation_loss[k], seconds, &mut read)?;
+                active[k] = goes_on && epoch < runs[k].spec.epochs;
             }
         }
-        let (params, best_epoch, history) = book.finish()?;
-        Ok(NeuralEncoder {
-            d_input: run.train.cols,
-            net: run.spec.clone(),
-            weights: unflatten(&params, &sizes),
-            best_epoch,
-            history,
-        })
+        books
+            .into_iter()
+            .zip(runs)
+            .map(|(book, run)| {
+                let (params, best_epoch, history) = book.finish()?;
+                Ok(NeuralEncoder {
+                    d_input: run.train.cols,
+                    net: run.spec.clone(),
+                    weights: unflatten(&params, &sizes),
+                    best_epoch,
+                    history,
+                })
+            })
+            .collect()
     }
 }
 

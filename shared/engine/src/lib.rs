@@ -9,7 +9,7 @@ mod data;
 pub mod ensemble;
 mod error;
 mod forecast;
-mod fused;
+pub mod fused;
 pub mod model;
 pub mod neural;
 pub mod progress;

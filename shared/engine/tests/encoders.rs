@@ -8,6 +8,7 @@ mod common;
 use forexgpt_device::ComputeDevice;
 use forexgpt_device::testing::for_each_device;
 use forexgpt_engine::bench::encoders::{MANIFOLD_DIM, manifold_split};
+use forexgpt_engine::fused::train_together;
 use forexgpt_engine::model::Model;
 use forexgpt_engine::neural::{GpuTrainer, NetworkKind, NeuralEncoder, TrainRun};
 use forexgpt_engine::{CancelToken, EngineError, NoProgress};
@@ -265,6 +266,78 @@ fn the_fused_kernels_train_the_autoencoder_as_burns_path_does_on_every_gpu() {
                 "{activation:?} on {label}: {p} vs burn's {q}"
             );
         }
+    }
+}
+
+#[test]
+fn networks_trained_together_on_a_gpu_get_what_each_gets_alone() {
+    let (x, v) = manifold_split(300, 60, 8, 13);
+    let base = NeuralEncoderSpec {
+        hidden: vec![16],
+        latent: 3,
+        learning_rate: 0.02,
+        patience: None,
+        ..NeuralEncoderSpec::default()
+    };
+    // Different seeds, lengths and early stopping: networks leave the launches at different
+    // epochs.
+    let specs = [
+        NeuralEncoderSpec {
+            seed: 1,
+            epochs: 6,
+            ..base.clone()
+        },
+        NeuralEncoderSpec {
+            seed: 2,
+            epochs: 3,
+            ..base.clone()
+        },
+        NeuralEncoderSpec {
+            seed: 3,
+            epochs: 40,
+            patience: Some(1),
+            ..base.clone()
+        },
+    ];
+    let cancel = CancelToken::new();
+    for device in test_gpus() {
+        let runs: Vec<TrainRun<'_>> = specs
+            .iter()
+            .map(|spec| TrainRun {
+                kind: NetworkKind::Autoencoder,
+                spec,
+                train: &x,
+                validation: &v,
+                label: format!("seed {}", spec.seed),
+                progress: &NoProgress,
+                cancel: &cancel,
+                gpu_trainer: GpuTrainer::Fused,
+            })
+            .collect();
+        let together = train_together(&runs.iter().collect::<Vec<_>>(), &device).unwrap();
+        let losses = |e: &NeuralEncoder| -> Vec<(f64, f64)> {
+            e.history
+                .iter()
+                .map(|p| (p.train_loss, p.validation_loss))
+                .collect()
+        };
+        for (k, spec) in specs.iter().enumerate() {
+            let alone = train(NetworkKind::Autoencoder, spec, &x, &v, &device);
+            assert_eq!(
+                together[k].weights,
+                alone.weights,
+                "{}: seed {}",
+                device.label(),
+                spec.seed
+            );
+            assert_eq!(together[k].best_epoch, alone.best_epoch);
+            assert_eq!(losses(&together[k]), losses(&alone));
+        }
+        assert_eq!(together[1].history.len(), 3);
+        assert!(
+            together[2].history.len() < 40,
+            "patience 1 stopped the third network early"
+        );
     }
 }
 

@@ -3,13 +3,17 @@
 //! its input (the autoencoder), one cube (workgroup) per network, so a grid of networks
 //! trains in the same launches.
 //!
-//! One dispatch runs up to [`STEPS_PER_DISPATCH`] steps of every network: gather the batch's
-//! rows in the epoch's order, forward through every layer, the MSE loss and its gradient,
-//! backward layer by layer (the gradient for the layer below first, with the weights before
-//! this step's update, then this layer's gradient and Adam update, fused), and the summed
-//! loss of the dispatch written once. Weights, Adam moments and activations stay in device
-//! memory; the host uploads one shuffled row order per network and epoch and reads back one
-//! loss per network and dispatch. Validation is the same kernel without the backward half.
+//! One dispatch runs one whole step of every network: gather the batch's rows in the epoch's
+//! order, forward through every layer, the MSE loss and its gradient, backward layer by layer
+//! (the gradient for the layer below first, with the weights before this step's update, then
+//! this layer's gradient and Adam update, fused), and the batch's summed loss. Weights, Adam
+//! moments and activations stay in device memory; the host uploads one shuffled row order per
+//! network and epoch, queues the epoch's dispatches, and reads back the losses once.
+//! Validation is the same kernel without the backward half.
+//!
+//! One step per dispatch, not a loop of steps in one dispatch: a loop of steps gave wrong
+//! losses on lavapipe for the 128-64-16 network (4+ steps per dispatch; right with 1–3 and
+//! for smaller networks), and a dispatch per step keeps each one far below OS GPU watchdogs.
 //!
 //! Numerics follow burn's path (`forexgpt-engine`'s reference trainer): burn's `Linear`
 //! layout (`weight` is `inputs × outputs`, row-major, then the bias), PyTorch's `MSELoss`
@@ -28,9 +32,9 @@ use forexgpt_protocol::Activation;
 /// allows (WebGPU's guaranteed minimum).
 pub const CUBE_UNITS: u32 = 256;
 
-/// Training steps per dispatch: keeps each dispatch short (operating systems reset GPUs whose
-/// dispatches run for seconds) while amortising the launch.
-pub const STEPS_PER_DISPATCH: usize = 32;
+/// Steps queued between flushes (which submit the queued dispatches and surface errors) and
+/// cancellation checks.
+pub const STEPS_PER_FLUSH: usize = 32;
 
 /// PyTorch's `LeakyReLU` default slope (as burn's path uses).
 const LEAKY_SLOPE: f32 = 0.01;
@@ -192,11 +196,15 @@ fn activation_slope(z: f32, a: f32, #[comptime] act: Act) -> f32 {
     }
 }
 
-/// `n_steps` training steps (or, without `train`, forward passes for the loss) of every
+/// One training step (or, without `train`, one batch's forward pass for the loss) of every
 /// active network, one cube each. Buffers hold every network's part one after the other.
+///
+/// The units of a cube exchange values through device memory, so every phase ends with
+/// `sync_storage` (WGSL's `storageBarrier`; `__syncthreads` on CUDA): `sync_cube` orders only
+/// workgroup memory on WebGPU, and with it alone later phases read stale values.
 #[cube(launch)]
 #[allow(clippy::too_many_arguments)]
-fn chain_steps(
+fn chain_step(
     x: &Array<f32>,
     order: &Array<u32>,
     params: &mut Array<f32>,
@@ -208,11 +216,9 @@ fn chain_steps(
     losses: &mut Array<f32>,
     active: &Array<u32>,
     n_rows: u32,
-    first_step: u32,
-    n_steps: u32,
-    slots: u32,
-    slot: u32,
-    adam_steps_before: u32,
+    step: u32,
+    steps: u32,
+    adam_step: u32,
     lr: f32,
     beta1: f32,
     beta2: f32,
@@ -234,132 +240,131 @@ fn chain_steps(
     let d_base = net * 2 * half;
     let out_at = a_base + comptime![cfg.activation_offsets[cfg.widths.len() - 1] as usize];
     let n = n_rows as usize;
-    let mut loss = 0.0f32;
+    let mut partial = SharedMemory::<f32>::new(comptime![cfg.units as usize]);
 
-    for s in 0..n_steps {
-        let r0 = (first_step + s) as usize * batch;
-        let left = n - r0;
-        let rows = select(left < batch, left, batch);
+    let r0 = step as usize * batch;
+    let left = n - r0;
+    let rows = select(left < batch, left, batch);
 
-        // The batch's rows, in the network's order for this epoch.
-        for idx in range_stepped(tid, rows * d, units) {
-            let b = idx / d;
-            let i = idx % d;
-            let mut row = r0 + b;
-            if comptime![cfg.train] {
-                row = order[net * n + r0 + b] as usize;
-            }
-            acts[a_base + idx] = x[row * d + i];
+    // The batch's rows, in the network's order for this epoch.
+    for idx in range_stepped(tid, rows * d, units) {
+        let b = idx / d;
+        let i = idx % d;
+        let mut row = r0 + b;
+        if comptime![cfg.train] {
+            row = order[net * n + r0 + b] as usize;
         }
-        sync_cube();
+        acts[a_base + idx] = x[row * d + i];
+    }
+    sync_storage();
 
-        // Forward.
+    // Forward.
+    #[unroll]
+    for l in 0..n_layers {
+        let fin = comptime![cfg.widths[l] as usize];
+        let fout = comptime![cfg.widths[l + 1] as usize];
+        let w_at = p_base + comptime![cfg.param_offsets[l] as usize];
+        let b_at = w_at + fin * fout;
+        let in_at = a_base + comptime![cfg.activation_offsets[l] as usize];
+        let o_at = a_base + comptime![cfg.activation_offsets[l + 1] as usize];
+        let activated = comptime![cfg.activated[l]];
+        for idx in range_stepped(tid, rows * fout, units) {
+            let b = idx / fout;
+            let j = idx % fout;
+            let mut acc = 0.0f32;
+            for i in 0..fin {
+                acc += acts[in_at + b * fin + i] * params[w_at + i * fout + j];
+            }
+            acc += params[b_at + j];
+            pre[o_at + idx] = acc;
+            if activated {
+                acts[o_at + idx] = activate(acc, cfg.act);
+            } else {
+                acts[o_at + idx] = acc;
+            }
+        }
+        sync_storage();
+    }
+
+    // Loss, and its gradient with respect to the output (mean over the batch's values).
+    let scale = 2.0f32 / ((rows * d) as f32);
+    let mut step_loss = 0.0f32;
+    for idx in range_stepped(tid, rows * d, units) {
+        let diff = acts[out_at + idx] - acts[a_base + idx];
+        step_loss += diff * diff;
+        if comptime![cfg.train] {
+            delta[d_base + idx] = diff * scale;
+        }
+    }
+    partial[tid] = step_loss;
+
+    if comptime![cfg.train] {
+        sync_storage();
+        let t = adam_step as f32;
+        let correction2 = (1.0f32 - beta2.powf(t)).sqrt();
+        let step_size = lr * correction2 / (1.0f32 - beta1.powf(t));
+        let eps_hat = eps * correction2;
+
+        // Backward, from the last layer down; the two gradient buffers alternate.
         #[unroll]
-        for l in 0..n_layers {
+        for k in 0..n_layers {
+            let l = comptime![n_layers - 1 - k];
             let fin = comptime![cfg.widths[l] as usize];
             let fout = comptime![cfg.widths[l + 1] as usize];
             let w_at = p_base + comptime![cfg.param_offsets[l] as usize];
-            let b_at = w_at + fin * fout;
             let in_at = a_base + comptime![cfg.activation_offsets[l] as usize];
-            let o_at = a_base + comptime![cfg.activation_offsets[l + 1] as usize];
-            let activated = comptime![cfg.activated[l]];
-            for idx in range_stepped(tid, rows * fout, units) {
-                let b = idx / fout;
-                let j = idx % fout;
-                let mut acc = 0.0f32;
-                for i in 0..fin {
-                    acc += acts[in_at + b * fin + i] * params[w_at + i * fout + j];
+            let cur = d_base + comptime![(k % 2) * cfg.delta_half as usize];
+            let below = d_base + comptime![((k + 1) % 2) * cfg.delta_half as usize];
+            let has_below = comptime![l > 0];
+            let below_activated = comptime![l > 0 && cfg.activated[l - 1]];
+
+            // The gradient for the layer below, with this layer's weights before the update.
+            if has_below {
+                for idx in range_stepped(tid, rows * fin, units) {
+                    let b = idx / fin;
+                    let i = idx % fin;
+                    let mut acc = 0.0f32;
+                    for j in 0..fout {
+                        acc += delta[cur + b * fout + j] * params[w_at + i * fout + j];
+                    }
+                    if below_activated {
+                        acc *= activation_slope(pre[in_at + idx], acts[in_at + idx], cfg.act);
+                    }
+                    delta[below + idx] = acc;
                 }
-                acc += params[b_at + j];
-                pre[o_at + idx] = acc;
-                if activated {
-                    acts[o_at + idx] = activate(acc, cfg.act);
+                sync_storage();
+            }
+
+            // This layer's gradient and Adam update (the bias follows the weight).
+            for idx in range_stepped(tid, fin * fout + fout, units) {
+                let mut g = 0.0f32;
+                if idx < fin * fout {
+                    let i = idx / fout;
+                    let j = idx % fout;
+                    for b in 0..rows {
+                        g += delta[cur + b * fout + j] * acts[in_at + b * fin + i];
+                    }
                 } else {
-                    acts[o_at + idx] = acc;
-                }
-            }
-            sync_cube();
-        }
-
-        // Loss, and its gradient with respect to the output (mean over the batch's values).
-        let scale = 2.0f32 / ((rows * d) as f32);
-        for idx in range_stepped(tid, rows * d, units) {
-            let diff = acts[out_at + idx] - acts[a_base + idx];
-            loss += diff * diff;
-            if comptime![cfg.train] {
-                delta[d_base + idx] = diff * scale;
-            }
-        }
-
-        if comptime![cfg.train] {
-            sync_cube();
-            let t = (adam_steps_before + s + 1) as f32;
-            let correction2 = (1.0f32 - beta2.powf(t)).sqrt();
-            let step_size = lr * correction2 / (1.0f32 - beta1.powf(t));
-            let eps_hat = eps * correction2;
-
-            // Backward, from the last layer down; the two gradient buffers alternate.
-            #[unroll]
-            for k in 0..n_layers {
-                let l = comptime![n_layers - 1 - k];
-                let fin = comptime![cfg.widths[l] as usize];
-                let fout = comptime![cfg.widths[l + 1] as usize];
-                let w_at = p_base + comptime![cfg.param_offsets[l] as usize];
-                let in_at = a_base + comptime![cfg.activation_offsets[l] as usize];
-                let cur = d_base + comptime![(k % 2) * cfg.delta_half as usize];
-                let below = d_base + comptime![((k + 1) % 2) * cfg.delta_half as usize];
-                let has_below = comptime![l > 0];
-                let below_activated = comptime![l > 0 && cfg.activated[l - 1]];
-
-                // The gradient for the layer below, with this layer's weights before the update.
-                if has_below {
-                    for idx in range_stepped(tid, rows * fin, units) {
-                        let b = idx / fin;
-                        let i = idx % fin;
-                        let mut acc = 0.0f32;
-                        for j in 0..fout {
-                            acc += delta[cur + b * fout + j] * params[w_at + i * fout + j];
-                        }
-                        if below_activated {
-                            acc *= activation_slope(pre[in_at + idx], acts[in_at + idx], cfg.act);
-                        }
-                        delta[below + idx] = acc;
+                    let j = idx - fin * fout;
+                    for b in 0..rows {
+                        g += delta[cur + b * fout + j];
                     }
-                    sync_cube();
                 }
-
-                // This layer's gradient and Adam update (the bias follows the weight).
-                for idx in range_stepped(tid, fin * fout + fout, units) {
-                    let mut g = 0.0f32;
-                    if idx < fin * fout {
-                        let i = idx / fout;
-                        let j = idx % fout;
-                        for b in 0..rows {
-                            g += delta[cur + b * fout + j] * acts[in_at + b * fin + i];
-                        }
-                    } else {
-                        let j = idx - fin * fout;
-                        for b in 0..rows {
-                            g += delta[cur + b * fout + j];
-                        }
-                    }
-                    let p = w_at + idx;
-                    let m = beta1 * moment1[p] + (1.0f32 - beta1) * g;
-                    let v = beta2 * moment2[p] + (1.0f32 - beta2) * g * g;
-                    moment1[p] = m;
-                    moment2[p] = v;
-                    params[p] -= step_size * m / (v.sqrt() + eps_hat);
-                }
-                sync_cube();
+                let p = w_at + idx;
+                let m = beta1 * moment1[p] + (1.0f32 - beta1) * g;
+                let v = beta2 * moment2[p] + (1.0f32 - beta2) * g * g;
+                moment1[p] = m;
+                moment2[p] = v;
+                params[p] -= step_size * m / (v.sqrt() + eps_hat);
             }
-        } else {
-            sync_cube();
+            sync_storage();
         }
+    } else {
+        sync_storage();
     }
 
-    // The dispatch's summed loss (per value, summed over rows): one number per network.
-    let mut partial = SharedMemory::<f32>::new(comptime![cfg.units as usize]);
-    partial[tid] = loss / (d as f32);
+    // The step's summed loss (per value, summed over rows): one number per network.
+    partial[tid] /= d as f32;
     sync_cube();
     let mut stride = CUBE_DIM / 2;
     while stride > 0 {
@@ -371,7 +376,7 @@ fn chain_steps(
         stride /= 2;
     }
     if UNIT_POS == 0 {
-        losses[net * slots as usize + slot as usize] = partial[0];
+        losses[net * steps as usize + step as usize] = partial[0];
     }
 }
 
@@ -476,9 +481,11 @@ impl<R: Runtime> ChainTrainer<R> {
             params: client.create_from_slice(f32::as_bytes(&flat)),
             moment1: client.create_from_slice(f32::as_bytes(&zeros)),
             moment2: client.create_from_slice(f32::as_bytes(&zeros)),
-            acts: client.empty(nets * shape.activations() * 4),
-            pre: client.empty(nets * shape.activations() * 4),
-            delta: client.empty(nets * 2 * shape.delta_half() * 4),
+            acts: client
+                .create_from_slice(f32::as_bytes(&vec![0.0f32; nets * shape.activations()])),
+            pre: client.create_from_slice(f32::as_bytes(&vec![0.0f32; nets * shape.activations()])),
+            delta: client
+                .create_from_slice(f32::as_bytes(&vec![0.0f32; nets * 2 * shape.delta_half()])),
             n_train: train.len() / d,
             n_validation: validation.len() / d,
             client,
@@ -517,7 +524,6 @@ impl<R: Runtime> ChainTrainer<R> {
             return Ok(Some(vec![0.0; self.nets]));
         }
         let steps = self.steps(rows);
-        let slots = steps.div_ceil(STEPS_PER_DISPATCH);
         let order = match orders {
             Some(o) => {
                 if o.len() != self.nets * rows || o.iter().any(|&r| r as usize >= rows) {
@@ -542,19 +548,25 @@ impl<R: Runtime> ChainTrainer<R> {
         let active_handle = self.client.create_from_slice(u32::as_bytes(&flags));
         let losses = self
             .client
-            .create_from_slice(f32::as_bytes(&vec![0.0f32; self.nets * slots]));
+            .create_from_slice(f32::as_bytes(&vec![0.0f32; self.nets * steps]));
         let config = self.shape.config(train);
         let x_len = rows * self.shape.widths[0];
         let p_len = self.nets * self.shape.parameters();
         let a_len = self.nets * self.shape.activations();
         let d_len = self.nets * 2 * self.shape.delta_half();
-        for slot in 0..slots {
-            if cancelled() {
-                return Ok(None);
+        for step in 0..steps {
+            if step % STEPS_PER_FLUSH == 0 {
+                if cancelled() {
+                    return Ok(None);
+                }
+                self.client
+                    .flush()
+                    .map_err(|e| server_error("running the fused training kernel", e))?;
             }
-            let first = slot * STEPS_PER_DISPATCH;
-            let n_steps = STEPS_PER_DISPATCH.min(steps - first);
-            chain_steps::launch::<R>(
+            if train {
+                self.adam_steps += 1;
+            }
+            chain_step::launch::<R>(
                 &self.client,
                 CubeCount::Static(self.nets as u32, 1, 1),
                 CubeDim::new_1d(CUBE_UNITS),
@@ -566,13 +578,11 @@ impl<R: Runtime> ChainTrainer<R> {
                 array_arg::<R>(&self.acts, a_len),
                 array_arg::<R>(&self.pre, a_len),
                 array_arg::<R>(&self.delta, d_len),
-                array_arg::<R>(&losses, self.nets * slots),
+                array_arg::<R>(&losses, self.nets * steps),
                 array_arg::<R>(&active_handle, self.nets),
                 rows as u32,
-                first as u32,
-                n_steps as u32,
-                slots as u32,
-                slot as u32,
+                step as u32,
+                steps as u32,
                 self.adam_steps,
                 adam.lr,
                 adam.beta1,
@@ -580,13 +590,10 @@ impl<R: Runtime> ChainTrainer<R> {
                 adam.eps,
                 config.clone(),
             );
-            if train {
-                self.adam_steps += n_steps as u32;
-            }
-            self.client
-                .flush()
-                .map_err(|e| server_error("running the fused training kernel", e))?;
         }
+        self.client
+            .flush()
+            .map_err(|e| server_error("running the fused training kernel", e))?;
         let bytes = self
             .client
             .read_one(losses)
@@ -594,7 +601,7 @@ impl<R: Runtime> ChainTrainer<R> {
         let values = f32::from_bytes(&bytes);
         Ok(Some(
             values
-                .chunks(slots)
+                .chunks(steps)
                 .map(|per_net| per_net.iter().map(|&v| f64::from(v)).sum::<f64>())
                 .collect(),
         ))

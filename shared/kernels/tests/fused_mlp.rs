@@ -225,10 +225,19 @@ struct Case {
 }
 
 fn case(activation: Act, nets: usize, n_train: usize, batch: usize) -> Case {
-    let widths = vec![7, 6, 3, 6, 7];
+    case_w(activation, nets, n_train, batch, vec![7, 6, 3, 6, 7])
+}
+
+/// `nets` networks of `widths` (activated after every layer but the middle and the last one)
+/// on `n_train` random rows in batches of `batch`, for two epochs.
+fn case_w(activation: Act, nets: usize, n_train: usize, batch: usize, widths: Vec<usize>) -> Case {
+    let d = widths[0];
+    let layers = widths.len() - 1;
     let shape = ChainShape {
         widths: widths.clone(),
-        activated: vec![true, false, true, false],
+        activated: (0..layers)
+            .map(|l| l + 1 != layers / 2 && l + 1 != layers)
+            .collect(),
         activation,
         batch,
     };
@@ -238,8 +247,8 @@ fn case(activation: Act, nets: usize, n_train: usize, batch: usize) -> Case {
             .map(|_| ((2.0 * rng.uniform() - 1.0) * k) as f32)
             .collect()
     };
-    let train = draw(n_train * 7, 1.5);
-    let validation = draw(9 * 7, 1.5);
+    let train = draw(n_train * d, 1.5);
+    let validation = draw(9 * d, 1.5);
     let initial = (0..nets).map(|_| draw(shape.parameters(), 0.4)).collect();
     let epochs = 2;
     let mut orders = Vec::new();
@@ -280,7 +289,7 @@ impl CubeJob for TrainCase<'_> {
 
     fn run<R: cubecl::Runtime>(self, device: &R::Device) -> Self::Output {
         let c = self.case;
-        let n = c.train.len() / 7;
+        let n = c.train.len() / c.shape.widths[0];
         let (initial, nets): (Vec<Vec<f32>>, Vec<usize>) = match self.only {
             Some(k) => (vec![c.initial[k].clone()], vec![k]),
             None => (c.initial.clone(), (0..c.initial.len()).collect()),
@@ -334,9 +343,9 @@ fn check_against_reference(device: &ComputeDevice, c: &Case) {
     )
     .unwrap()
     .unwrap();
-    let n = c.train.len() / 7;
+    let n = c.train.len() / c.shape.widths[0];
     let rows = |x: &[f32]| -> Vec<Vec<f64>> {
-        x.chunks(7)
+        x.chunks(c.shape.widths[0])
             .map(|r| r.iter().map(|&v| f64::from(v)).collect())
             .collect()
     };
@@ -388,8 +397,12 @@ fn every_activation_trains_as_the_float64_reference_does() {
             // 11 rows in batches of 4: two full batches and one of 3, over two epochs.
             check_against_reference(&device, &case(activation, 2, 11, 4));
         }
-        // 70 rows in batches of 2: 35 steps, more than one dispatch per epoch.
+        // 70 rows in batches of 2: 35 steps, more than one flush per epoch.
         check_against_reference(&device, &case(Act::Tanh, 1, 70, 2));
+        // The default network (input 32 here) on 300 rows in batches of 64: a version that
+        // looped over steps inside one dispatch got this wrong on lavapipe.
+        let default_net = vec![32, 128, 64, 16, 64, 128, 32];
+        check_against_reference(&device, &case_w(Act::Tanh, 1, 300, 64, default_net));
     }
 }
 

@@ -122,7 +122,8 @@ pub fn encoder_data(rows: usize, cols: usize) -> (Matrix, Matrix) {
 
 /// One case per kind and device: the CPU first, then each GPU device, compared by final
 /// validation loss. On a GPU the autoencoder is trained twice: by the fused kernels (the
-/// path training uses, `autoencoder_fit`) and by burn's general path (`autoencoder_fit_burn`).
+/// path training uses, `autoencoder_fit`) and by burn's general path (`autoencoder_fit_burn`),
+/// and a grid of [`GRID`] autoencoders is trained together (`autoencoder_grid_fit`).
 pub fn encoder_cases(
     rows: usize,
     cols: usize,
@@ -203,8 +204,72 @@ pub fn encoder_cases(
                 }),
             });
         }
+        if kind == NetworkKind::Autoencoder {
+            for device in devices.iter().filter(|d| d.is_gpu()) {
+                cases.push(grid_case(&data, &spec, device, reference.clone(), GRID)?);
+            }
+        }
     }
     Ok(cases)
+}
+
+/// Networks in the grid case: the benchmark network with seeds 42, 43, ….
+pub const GRID: usize = 16;
+
+/// `grid` autoencoders of the benchmark shape (seeds 42, 43, …) trained together on a GPU by
+/// the fused kernels. The first network's seed is the single case's, so its final validation
+/// loss is compared with the CPU's.
+fn grid_case(
+    data: &Arc<(Matrix, Matrix)>,
+    spec: &Arc<NeuralEncoderSpec>,
+    device: &ComputeDevice,
+    reference: Arc<Mutex<Option<f64>>>,
+    grid: usize,
+) -> Result<BenchCase, EngineError> {
+    let (data, device) = (data.clone(), device.clone());
+    let specs: Vec<NeuralEncoderSpec> = (0..grid)
+        .map(|k| NeuralEncoderSpec {
+            seed: spec.seed + k as u64,
+            ..(**spec).clone()
+        })
+        .collect();
+    let (rows, cols) = (data.0.rows, data.0.cols);
+    let diff = Arc::new(Mutex::new(0.0));
+    Ok(BenchCase {
+        operation: "autoencoder_grid_fit".into(),
+        size: format!("{grid} networks, {rows}×{cols}, {} epochs", spec.epochs),
+        device: device.label().to_string(),
+        items: rows * spec.epochs * grid,
+        diff_vs_cpu: Some(diff.clone()),
+        run: Box::new(move || {
+            let cancel = CancelToken::new();
+            let runs: Vec<TrainRun<'_>> = specs
+                .iter()
+                .map(|spec| TrainRun {
+                    kind: NetworkKind::Autoencoder,
+                    spec,
+                    train: &data.0,
+                    validation: &data.1,
+                    label: format!("autoencoder seed {}", spec.seed),
+                    progress: &NoProgress,
+                    cancel: &cancel,
+                    gpu_trainer: GpuTrainer::Fused,
+                })
+                .collect();
+            let started = Instant::now();
+            let trained = crate::fused::train_together(&runs.iter().collect::<Vec<_>>(), &device)?;
+            let elapsed = started.elapsed();
+            let loss = trained[0]
+                .history
+                .last()
+                .map_or(f64::NAN, |e| e.validation_loss);
+            if let Some(cpu_loss) = *reference.lock().unwrap_or_else(|e| e.into_inner()) {
+                *diff.lock().unwrap_or_else(|e| e.into_inner()) =
+                    (loss - cpu_loss).abs() / cpu_loss.abs().max(f64::MIN_POSITIVE);
+            }
+            Ok(elapsed)
+        }),
+    })
 }
 
 /// Writes `encoder_train.f64`, `encoder_validation.f64` and `encoder_meta.json` for the

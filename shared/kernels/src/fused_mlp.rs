@@ -196,6 +196,28 @@ fn activation_slope(z: f32, a: f32, #[comptime] act: Act) -> f32 {
     }
 }
 
+/// Adam's update of parameter `p` with gradient `g`; `step_size` and `eps_hat` carry the
+/// bias corrections.
+#[cube]
+#[allow(clippy::too_many_arguments)]
+fn adam_update(
+    params: &mut Array<f32>,
+    moment1: &mut Array<f32>,
+    moment2: &mut Array<f32>,
+    p: usize,
+    g: f32,
+    beta1: f32,
+    beta2: f32,
+    step_size: f32,
+    eps_hat: f32,
+) {
+    let m = beta1 * moment1[p] + (1.0f32 - beta1) * g;
+    let v = beta2 * moment2[p] + (1.0f32 - beta2) * g * g;
+    moment1[p] = m;
+    moment2[p] = v;
+    params[p] -= step_size * m / (v.sqrt() + eps_hat);
+}
+
 /// One training step (or, without `train`, one batch's forward pass for the loss) of every
 /// active network, one cube each. Buffers hold every network's part one after the other.
 ///
@@ -268,19 +290,42 @@ fn chain_step(
         let in_at = a_base + comptime![cfg.activation_offsets[l] as usize];
         let o_at = a_base + comptime![cfg.activation_offsets[l + 1] as usize];
         let activated = comptime![cfg.activated[l]];
-        for idx in range_stepped(tid, rows * fout, units) {
-            let b = idx / fout;
-            let j = idx % fout;
-            let mut acc = 0.0f32;
-            for i in 0..fin {
-                acc += acts[in_at + b * fin + i] * params[w_at + i * fout + j];
-            }
-            acc += params[b_at + j];
-            pre[o_at + idx] = acc;
-            if activated {
-                acts[o_at + idx] = activate(acc, cfg.act);
-            } else {
-                acts[o_at + idx] = acc;
+        // Register blocking: a unit owns output column `j` for `tile` rows (`g`, `g + groups`,
+        // …), so each weight it loads serves `tile` rows.
+        let cols = comptime![fout.min(cfg.units as usize)];
+        let groups = comptime![cfg.units as usize / fout.min(cfg.units as usize)];
+        let tile = comptime![
+            (cfg.batch as usize).div_ceil(cfg.units as usize / fout.min(cfg.units as usize))
+        ];
+        if tid < groups * cols {
+            let g = tid / cols;
+            for j in range_stepped(tid % cols, fout, cols) {
+                let mut acc = Array::<f32>::new(tile);
+                #[unroll]
+                for r in 0..tile {
+                    acc[r] = 0.0f32;
+                }
+                for i in 0..fin {
+                    let w = params[w_at + i * fout + j];
+                    #[unroll]
+                    for r in 0..tile {
+                        acc[r] += acts[in_at + (g + r * groups) * fin + i] * w;
+                    }
+                }
+                let bias = params[b_at + j];
+                #[unroll]
+                for r in 0..tile {
+                    let b = g + r * groups;
+                    if b < rows {
+                        let z = acc[r] + bias;
+                        pre[o_at + b * fout + j] = z;
+                        if activated {
+                            acts[o_at + b * fout + j] = activate(z, cfg.act);
+                        } else {
+                            acts[o_at + b * fout + j] = z;
+                        }
+                    }
+                }
             }
         }
         sync_storage();
@@ -319,43 +364,103 @@ fn chain_step(
             let below_activated = comptime![l > 0 && cfg.activated[l - 1]];
 
             // The gradient for the layer below, with this layer's weights before the update.
+            // A unit owns input `i` for `tile` rows: each weight it loads serves them all.
             if has_below {
-                for idx in range_stepped(tid, rows * fin, units) {
-                    let b = idx / fin;
-                    let i = idx % fin;
-                    let mut acc = 0.0f32;
-                    for j in 0..fout {
-                        acc += delta[cur + b * fout + j] * params[w_at + i * fout + j];
+                let cols = comptime![fin.min(cfg.units as usize)];
+                let groups = comptime![cfg.units as usize / fin.min(cfg.units as usize)];
+                let tile = comptime![
+                    (cfg.batch as usize).div_ceil(cfg.units as usize / fin.min(cfg.units as usize))
+                ];
+                if tid < groups * cols {
+                    let g = tid / cols;
+                    for i in range_stepped(tid % cols, fin, cols) {
+                        let mut acc = Array::<f32>::new(tile);
+                        #[unroll]
+                        for r in 0..tile {
+                            acc[r] = 0.0f32;
+                        }
+                        for j in 0..fout {
+                            let w = params[w_at + i * fout + j];
+                            #[unroll]
+                            for r in 0..tile {
+                                acc[r] += delta[cur + (g + r * groups) * fout + j] * w;
+                            }
+                        }
+                        #[unroll]
+                        for r in 0..tile {
+                            let b = g + r * groups;
+                            if b < rows {
+                                let at = b * fin + i;
+                                let mut v = acc[r];
+                                if below_activated {
+                                    v *= activation_slope(
+                                        pre[in_at + at],
+                                        acts[in_at + at],
+                                        cfg.act,
+                                    );
+                                }
+                                delta[below + at] = v;
+                            }
+                        }
                     }
-                    if below_activated {
-                        acc *= activation_slope(pre[in_at + idx], acts[in_at + idx], cfg.act);
-                    }
-                    delta[below + idx] = acc;
                 }
                 sync_storage();
             }
 
-            // This layer's gradient and Adam update (the bias follows the weight).
-            for idx in range_stepped(tid, fin * fout + fout, units) {
-                let mut g = 0.0f32;
-                if idx < fin * fout {
-                    let i = idx / fout;
-                    let j = idx % fout;
-                    for b in 0..rows {
-                        g += delta[cur + b * fout + j] * acts[in_at + b * fin + i];
+            // This layer's gradient and Adam update (the bias follows the weight). A unit owns
+            // output column `j` for `tile` inputs, so each gradient value it loads serves them
+            // all; the first group also takes the bias.
+            let cols = comptime![fout.min(cfg.units as usize)];
+            let groups = comptime![cfg.units as usize / fout.min(cfg.units as usize)];
+            let tile = comptime![fin.div_ceil(cfg.units as usize / fout.min(cfg.units as usize))];
+            if tid < groups * cols {
+                let g = tid / cols;
+                for j in range_stepped(tid % cols, fout, cols) {
+                    let mut grad = Array::<f32>::new(tile);
+                    #[unroll]
+                    for q in 0..tile {
+                        grad[q] = 0.0f32;
                     }
-                } else {
-                    let j = idx - fin * fout;
+                    let mut grad_bias = 0.0f32;
                     for b in 0..rows {
-                        g += delta[cur + b * fout + j];
+                        let dv = delta[cur + b * fout + j];
+                        grad_bias += dv;
+                        #[unroll]
+                        for q in 0..tile {
+                            grad[q] += dv * acts[in_at + b * fin + g + q * groups];
+                        }
+                    }
+                    #[unroll]
+                    for q in 0..tile {
+                        let i = g + q * groups;
+                        if i < fin {
+                            adam_update(
+                                params,
+                                moment1,
+                                moment2,
+                                w_at + i * fout + j,
+                                grad[q],
+                                beta1,
+                                beta2,
+                                step_size,
+                                eps_hat,
+                            );
+                        }
+                    }
+                    if g == 0 {
+                        adam_update(
+                            params,
+                            moment1,
+                            moment2,
+                            w_at + fin * fout + j,
+                            grad_bias,
+                            beta1,
+                            beta2,
+                            step_size,
+                            eps_hat,
+                        );
                     }
                 }
-                let p = w_at + idx;
-                let m = beta1 * moment1[p] + (1.0f32 - beta1) * g;
-                let v = beta2 * moment2[p] + (1.0f32 - beta2) * g * g;
-                moment1[p] = m;
-                moment2[p] = v;
-                params[p] -= step_size * m / (v.sqrt() + eps_hat);
             }
             sync_storage();
         }

@@ -5,9 +5,9 @@
 //! with the reason logged ([`not_covered`]).
 
 use forexgpt_device::ComputeDevice;
-use forexgpt_models::NetworkWeights;
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
-use forexgpt_models::{AutoencoderConfig, NetworkConfig};
+use forexgpt_models::{AutoencoderConfig, NetworkConfig, VaeConfig};
+use forexgpt_models::{DenseWeights, NetworkWeights};
 
 use crate::error::EngineError;
 use crate::neural::{NetworkKind, NeuralEncoder, TrainRun};
@@ -18,68 +18,142 @@ pub(crate) fn not_covered(run: &TrainRun<'_>) -> Option<String> {
     if !cfg!(any(feature = "wgpu", feature = "cuda")) {
         return Some("this build has no GPU kernels".into());
     }
-    if run.kind != NetworkKind::Autoencoder {
-        return Some("the fused kernels train the autoencoder; the VAE is not in them yet".into());
-    }
     if run.spec.dropout > 0.0 {
         return Some("the fused kernels have no dropout yet".into());
     }
     None
 }
 
-/// The autoencoder as one chain of dense layers: the encoder's widths then the decoder's,
-/// every layer activated but the latent one and the output. With the seeded initial weights
-/// in the chain's parameter layout (each layer's `inputs × outputs` weight, then its bias).
+/// The network as one chain of dense layers, its seeded initial weights in the chain's
+/// parameter layout (each layer's `inputs × outputs` weight, then its bias), and where the
+/// VAE's μ head is among burn's layers.
+///
+/// - Autoencoder: the encoder's widths then the decoder's; every layer activated but the
+///   latent one and the output.
+/// - VAE: the body (every layer activated), the μ and log σ² heads as one layer of twice the
+///   latent width (`[μ | log σ²]` per row), then the decoder from the latent sample.
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
-fn chain(
-    run: &TrainRun<'_>,
-) -> (
-    forexgpt_kernels::fused_mlp::ChainShape,
-    Vec<f32>,
-    Vec<(usize, usize)>,
-) {
-    let config = AutoencoderConfig::from_spec(run.train.cols, run.spec);
-    let sizes = config.layer_sizes();
-    let mut widths = vec![run.train.cols];
-    widths.extend(sizes.iter().map(|&(_, outputs)| outputs));
-    let encoder_layers = run.spec.hidden.len() + 1;
-    let activated = (0..sizes.len())
-        .map(|l| l + 1 != encoder_layers && l + 1 != sizes.len())
-        .collect();
+fn chain(run: &TrainRun<'_>) -> (forexgpt_kernels::fused_mlp::ChainShape, Vec<f32>, Layout) {
+    let d = run.train.cols;
+    let (sizes, seeded, head) = match run.kind {
+        NetworkKind::Autoencoder => {
+            let config = AutoencoderConfig::from_spec(d, run.spec);
+            (config.layer_sizes(), config.seeded_weights(), None)
+        }
+        NetworkKind::Vae { .. } => {
+            let config = VaeConfig::from_spec(d, run.spec);
+            (
+                config.layer_sizes(),
+                config.seeded_weights(),
+                Some(run.spec.hidden.len()),
+            )
+        }
+    };
+    let layout = Layout { sizes, head };
+    let mut widths = vec![d];
+    let mut activated = Vec::new();
+    let mut l = 0;
+    while l < layout.sizes.len() {
+        if Some(l) == head {
+            widths.push(2 * run.spec.latent);
+            activated.push(false);
+            l += 2;
+            continue;
+        }
+        widths.push(layout.sizes[l].1);
+        let last_of_encoder = head.is_none() && l == run.spec.hidden.len();
+        activated.push(!last_of_encoder && l + 1 != layout.sizes.len());
+        l += 1;
+    }
     let shape = forexgpt_kernels::fused_mlp::ChainShape {
         widths,
         activated,
         activation: run.spec.activation.into(),
         batch: run.spec.batch_size,
+        vae_head: head,
     };
-    (shape, flatten(&config.seeded_weights()), sizes)
+    let params = flatten(&seeded, head);
+    (shape, params, layout)
 }
 
-fn flatten(weights: &NetworkWeights) -> Vec<f32> {
-    weights
-        .layers
-        .iter()
-        .flat_map(|l| l.weight.iter().chain(&l.bias).copied())
-        .collect()
+/// burn's layer sizes, and where the VAE's μ head is (its log σ² head follows it).
+#[derive(Debug, Clone)]
+struct Layout {
+    sizes: Vec<(usize, usize)>,
+    head: Option<usize>,
 }
 
-fn unflatten(params: &[f32], sizes: &[(usize, usize)]) -> NetworkWeights {
+/// burn's layers in the chain's parameter layout; the VAE's two heads become one layer whose
+/// weight rows are `[μ row | log σ² row]` and whose bias is `[μ bias | log σ² bias]`.
+fn flatten(weights: &NetworkWeights, head: Option<usize>) -> Vec<f32> {
+    let mut out = Vec::with_capacity(weights.parameters());
+    let mut l = 0;
+    while l < weights.layers.len() {
+        let layer = &weights.layers[l];
+        if Some(l) == head {
+            let log_var = &weights.layers[l + 1];
+            let latent = layer.outputs;
+            for i in 0..layer.inputs {
+                out.extend_from_slice(&layer.weight[i * latent..(i + 1) * latent]);
+                out.extend_from_slice(&log_var.weight[i * latent..(i + 1) * latent]);
+            }
+            out.extend_from_slice(&layer.bias);
+            out.extend_from_slice(&log_var.bias);
+            l += 2;
+        } else {
+            out.extend_from_slice(&layer.weight);
+            out.extend_from_slice(&layer.bias);
+            l += 1;
+        }
+    }
+    out
+}
+
+/// The inverse of [`flatten`].
+fn unflatten(params: &[f32], layout: &Layout) -> NetworkWeights {
     let mut at = 0;
-    let layers = sizes
-        .iter()
-        .map(|&(inputs, outputs)| {
-            let weight = params[at..at + inputs * outputs].to_vec();
-            at += inputs * outputs;
-            let bias = params[at..at + outputs].to_vec();
-            at += outputs;
-            forexgpt_models::DenseWeights {
+    let mut take = |n: usize| {
+        let part = params[at..at + n].to_vec();
+        at += n;
+        part
+    };
+    let mut layers = Vec::with_capacity(layout.sizes.len());
+    let mut l = 0;
+    while l < layout.sizes.len() {
+        let (inputs, outputs) = layout.sizes[l];
+        if Some(l) == layout.head {
+            let latent = outputs;
+            let (mut mu, mut log_var) = (Vec::new(), Vec::new());
+            for _ in 0..inputs {
+                mu.extend(take(latent));
+                log_var.extend(take(latent));
+            }
+            let (mu_bias, log_var_bias) = (take(latent), take(latent));
+            layers.push(DenseWeights {
+                inputs,
+                outputs,
+                weight: mu,
+                bias: mu_bias,
+            });
+            layers.push(DenseWeights {
+                inputs,
+                outputs,
+                weight: log_var,
+                bias: log_var_bias,
+            });
+            l += 2;
+        } else {
+            let weight = take(inputs * outputs);
+            let bias = take(outputs);
+            layers.push(DenseWeights {
                 inputs,
                 outputs,
                 weight,
                 bias,
-            }
-        })
-        .collect();
+            });
+            l += 1;
+        }
+    }
     NetworkWeights { layers }
 }
 
@@ -107,7 +181,8 @@ pub fn train_together(
         if let Some(why) = not_covered(run) {
             return Err(EngineError::InvalidRequest(format!("{}: {why}", run.label)));
         }
-        let same = std::ptr::eq(run.train, first.train)
+        let same = run.kind == first.kind
+            && std::ptr::eq(run.train, first.train)
             && std::ptr::eq(run.validation, first.validation)
             && run.spec.hidden == first.spec.hidden
             && run.spec.latent == first.spec.latent
@@ -116,7 +191,7 @@ pub fn train_together(
             && run.spec.learning_rate == first.spec.learning_rate;
         if !same {
             return Err(EngineError::InvalidRequest(format!(
-                "{} cannot train together with {}: they differ in data, shape, batch size or learning rate",
+                "{} cannot train together with {}: they differ in kind, data, shape, batch size, KL schedule or learning rate",
                 run.label, first.label
             )));
         }
@@ -143,7 +218,7 @@ fn trained_on(
     runs: &[&TrainRun<'_>],
     device: &ComputeDevice,
 ) -> Result<Vec<NeuralEncoder>, EngineError> {
-    let _ = (runs, device, flatten, unflatten);
+    let _ = (runs, device, flatten, unflatten, Layout::clone);
     Err(EngineError::InvalidRequest(
         "this build has no GPU kernels".into(),
     ))
@@ -164,7 +239,7 @@ impl forexgpt_device::cube::CubeJob for FusedJob<'_, '_> {
 
         use forexgpt_kernels::fused_mlp::{AdamConstants, ChainTrainer};
 
-        use crate::neural::{EpochBook, batch_order_rng, shuffled_rows};
+        use crate::neural::{EpochBook, batch_order_rng, normal_draws, shuffled_rows};
 
         let runs = self.runs;
         let first = runs[0];
@@ -175,8 +250,9 @@ impl forexgpt_device::cube::CubeJob for FusedJob<'_, '_> {
             })
         };
         let chains: Vec<_> = runs.iter().map(|run| chain(run)).collect();
-        let (shape, _, sizes) = chains[0].clone();
+        let (shape, _, layout) = chains[0].clone();
         let initial: Vec<Vec<f32>> = chains.into_iter().map(|(_, weights, _)| weights).collect();
+        let shape_latent = shape.latent();
         let as_f32 = |values: &[f64]| values.iter().map(|&v| v as f32).collect::<Vec<f32>>();
         let mut trainer = ChainTrainer::<R>::new(
             device,
@@ -189,6 +265,7 @@ impl forexgpt_device::cube::CubeJob for FusedJob<'_, '_> {
         let n = first.train.rows;
         let adam = AdamConstants::with_lr(first.spec.learning_rate as f32);
         let mut rngs: Vec<_> = runs.iter().map(|run| batch_order_rng(run.spec)).collect();
+        let latent = shape_latent;
         let mut books: Vec<_> = runs.iter().map(|run| EpochBook::new(run)).collect();
         let mut active: Vec<bool> = runs.iter().map(|run| run.spec.epochs > 0).collect();
         let cancelled = || runs.iter().any(|run| run.cancel.is_cancelled());
@@ -196,17 +273,26 @@ impl forexgpt_device::cube::CubeJob for FusedJob<'_, '_> {
         while active.iter().any(|&a| a) {
             epoch += 1;
             let started = Instant::now();
-            let order: Vec<u32> = rngs
-                .iter_mut()
-                .flat_map(|rng| shuffled_rows(n, rng).into_iter().map(|r| r as u32))
-                .collect();
+            // Each network's order, then its noise, from its own generator (as burn's path).
+            let mut order = Vec::with_capacity(runs.len() * n);
+            let mut noise = Vec::new();
+            for rng in &mut rngs {
+                order.extend(shuffled_rows(n, rng).into_iter().map(|r| r as u32));
+                if let Some(latent) = latent {
+                    noise.extend(normal_draws(n, latent, rng));
+                }
+            }
+            let kl_weight = first.kind.kl_weight(epoch) as f32;
+            let noise = latent.map(|_| noise.as_slice());
             let Some(train_loss) = trainer
-                .epoch(&order, &active, adam, &cancelled)
+                .epoch(&order, noise, &active, adam, kl_weight, &cancelled)
                 .map_err(failed)?
             else {
                 return Err(EngineError::Cancelled);
             };
-            let validation_loss = trainer.validation_loss(&active).map_err(failed)?;
+            let validation_loss = trainer
+                .validation_loss(&active, first.kind.full_kl_weight() as f32)
+                .map_err(failed)?;
             let seconds = started.elapsed().as_secs_f64();
             // Read back once per epoch, and only if some network improved.
             let mut weights: Option<Vec<Vec<f32>>> = None;
@@ -236,7 +322,7 @@ impl forexgpt_device::cube::CubeJob for FusedJob<'_, '_> {
                 Ok(NeuralEncoder {
                     d_input: run.train.cols,
                     net: run.spec.clone(),
-                    weights: unflatten(&params, &sizes),
+                    weights: unflatten(&params, &layout),
                     best_epoch,
                     history,
                 })
@@ -247,7 +333,7 @@ impl forexgpt_device::cube::CubeJob for FusedJob<'_, '_> {
 
 #[cfg(test)]
 mod tests {
-    use forexgpt_models::{AutoencoderConfig, NetworkConfig};
+    use forexgpt_models::{AutoencoderConfig, NetworkConfig, VaeConfig};
 
     use super::*;
 
@@ -260,8 +346,27 @@ mod tests {
         };
         let config = AutoencoderConfig::from_spec(7, &spec);
         let weights = config.seeded_weights();
-        let flat = flatten(&weights);
+        let layout = Layout {
+            sizes: config.layer_sizes(),
+            head: None,
+        };
+        let flat = flatten(&weights, None);
         assert_eq!(flat.len(), weights.parameters());
-        assert_eq!(unflatten(&flat, &config.layer_sizes()), weights);
+        assert_eq!(unflatten(&flat, &layout), weights);
+
+        // The VAE's two heads (layers 2 and 3 after a body of 2) become one layer.
+        let config = VaeConfig::from_spec(7, &spec);
+        let weights = config.seeded_weights();
+        let layout = Layout {
+            sizes: config.layer_sizes(),
+            head: Some(2),
+        };
+        let flat = flatten(&weights, Some(2));
+        assert_eq!(flat.len(), weights.parameters());
+        assert_eq!(unflatten(&flat, &layout), weights);
+        // Body: 7·5+5 + 5·3+3 = 58 values; then the first row of the combined head.
+        let (mu, log_var) = (&weights.layers[2], &weights.layers[3]);
+        assert_eq!(flat[58..60], mu.weight[..2]);
+        assert_eq!(flat[60..62], log_var.weight[..2]);
     }
 }

@@ -93,7 +93,7 @@ impl NetworkKind {
     }
 
     /// The weight validation losses are compared at: the final one.
-    fn full_kl_weight(self) -> f64 {
+    pub(crate) fn full_kl_weight(self) -> f64 {
         self.kl_weight(usize::MAX)
     }
 }
@@ -307,14 +307,9 @@ pub(crate) fn shuffled_rows(n: usize, rng: &mut SplitMix64) -> Vec<i32> {
     order
 }
 
-/// Standard normal draws (`rows × cols`) from the host generator: the VAE's sampling noise
-/// for one epoch, uploaded once, the same on every device.
-fn normal_noise<B: Backend>(
-    rows: usize,
-    cols: usize,
-    rng: &mut SplitMix64,
-    device: &B::Device,
-) -> Tensor<B, 2> {
+/// Standard normal draws (`rows × cols`, row-major) from the host generator: the VAE's
+/// sampling noise for one epoch, the same on every device and trainer.
+pub(crate) fn normal_draws(rows: usize, cols: usize, rng: &mut SplitMix64) -> Vec<f32> {
     let mut values = Vec::with_capacity(rows * cols + 1);
     while values.len() < rows * cols {
         // Box–Muller gives two independent draws per pair of uniforms.
@@ -325,7 +320,20 @@ fn normal_noise<B: Backend>(
         values.push((r * angle.sin()) as f32);
     }
     values.truncate(rows * cols);
-    Tensor::from_data(TensorData::new(values, [rows, cols]), device)
+    values
+}
+
+/// [`normal_draws`] on the device.
+fn normal_noise<B: Backend>(
+    rows: usize,
+    cols: usize,
+    rng: &mut SplitMix64,
+    device: &B::Device,
+) -> Tensor<B, 2> {
+    Tensor::from_data(
+        TensorData::new(normal_draws(rows, cols, rng), [rows, cols]),
+        device,
+    )
 }
 
 /// Mean validation objective (at the full KL weight, latent = posterior mean).

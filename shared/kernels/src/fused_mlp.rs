@@ -22,7 +22,9 @@
 //! All arithmetic is f32; sums run in a fixed order, so results are deterministic on a given
 //! device.
 //!
-//! What this version leaves to burn's path: dropout, and the VAE.
+//! The VAE is the same chain with one layer outputting `[μ | log σ²]`, a sampling phase
+//! (`z = μ + σ·ε` with the host's draws, the KL term) and its backward (see [`ChainShape`]).
+//! What this version leaves to burn's path: dropout.
 
 use cubecl::prelude::*;
 use cubecl::server::Handle;
@@ -59,15 +61,21 @@ impl From<Activation> for Act {
     }
 }
 
-/// A chain of dense layers `widths[0] → widths[1] → … → widths[L]` whose last width is its
-/// first (it reproduces its input), layer `l` followed by the activation where
-/// `activated[l]`, trained on batches of `batch` rows.
+/// A chain of dense layers trained to reproduce its input, on batches of `batch` rows:
+/// boundary widths `widths[0] → widths[1] → … → widths[L]` (the last is the first), layer `l`
+/// followed by the activation where `activated[l]`.
+///
+/// With `vae_head: Some(h)` the chain is a VAE: layer `h` outputs `[μ | log σ²]`
+/// (`widths[h + 1]` is twice the latent size), the next layer reads the sample
+/// `z = μ + σ·ε` (or `μ` when validating) of the latent size, and the loss is
+/// `½·SSE + w·KL(N(μ, σ²) ‖ N(0, 1))` per row, as burn's `Vae`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ChainShape {
     pub widths: Vec<usize>,
     pub activated: Vec<bool>,
     pub activation: Act,
     pub batch: usize,
+    pub vae_head: Option<usize>,
 }
 
 impl ChainShape {
@@ -75,40 +83,89 @@ impl ChainShape {
         self.widths.len().saturating_sub(1)
     }
 
+    /// The VAE's latent size.
+    pub fn latent(&self) -> Option<usize> {
+        self.vae_head.map(|h| self.widths[h + 1] / 2)
+    }
+
+    /// Inputs and outputs of layer `l`.
+    fn layer_io(&self, l: usize) -> (usize, usize) {
+        let fin = match self.vae_head {
+            Some(h) if l == h + 1 => self.widths[l] / 2,
+            _ => self.widths[l],
+        };
+        (fin, self.widths[l + 1])
+    }
+
     /// Trainable values of one network: every layer's weight, then its bias.
     pub fn parameters(&self) -> usize {
-        self.widths.windows(2).map(|w| w[0] * w[1] + w[1]).sum()
+        (0..self.layers())
+            .map(|l| {
+                let (fin, fout) = self.layer_io(l);
+                fin * fout + fout
+            })
+            .sum()
     }
 
     /// Where each layer's weight starts in a network's parameters (its bias follows it).
     fn param_offsets(&self) -> Vec<usize> {
         let mut offsets = Vec::with_capacity(self.layers());
         let mut at = 0;
-        for w in self.widths.windows(2) {
+        for l in 0..self.layers() {
             offsets.push(at);
-            at += w[0] * w[1] + w[1];
+            let (fin, fout) = self.layer_io(l);
+            at += fin * fout + fout;
         }
         offsets
     }
 
-    /// Where each layer boundary's batch of values starts in a network's activations.
-    fn activation_offsets(&self) -> Vec<usize> {
-        let mut offsets = Vec::with_capacity(self.widths.len());
+    /// Where each boundary's batch of values starts in a network's activations, then the
+    /// VAE's sample `z` (after the last boundary).
+    fn boundary_offsets(&self) -> Vec<usize> {
+        let mut offsets = Vec::with_capacity(self.widths.len() + 1);
         let mut at = 0;
         for &w in &self.widths {
             offsets.push(at);
             at += self.batch * w;
         }
+        offsets.push(at);
         offsets
     }
 
-    fn activations(&self) -> usize {
-        self.batch * self.widths.iter().sum::<usize>()
+    /// Where each layer reads its input and writes its output in the activations.
+    fn layer_offsets(&self) -> (Vec<usize>, Vec<usize>) {
+        let b = self.boundary_offsets();
+        let z_at = b[self.widths.len()];
+        (0..self.layers())
+            .map(|l| match self.vae_head {
+                Some(h) if l == h + 1 => (z_at, b[l + 1]),
+                _ => (b[l], b[l + 1]),
+            })
+            .unzip()
     }
 
-    /// One of the two gradient buffers (`batch × widest layer`).
+    fn activations(&self) -> usize {
+        self.batch * (self.widths.iter().sum::<usize>() + self.latent().unwrap_or(0))
+    }
+
+    /// One of the two gradient buffers (`batch × widest boundary`).
     fn delta_half(&self) -> usize {
         self.batch * self.widths.iter().copied().max().unwrap_or(0)
+    }
+
+    /// Which gradient buffer each layer reads its output gradient from (from the top: the
+    /// two alternate, except across the VAE's sampling, which turns the gradient for `z` back
+    /// into the layer-`h+1` buffer it came from).
+    fn gradient_buffers(&self) -> Vec<u32> {
+        let mut buffers = vec![0; self.layers()];
+        let mut current = 0;
+        for l in (0..self.layers()).rev() {
+            buffers[l] = current;
+            if self.vae_head != Some(l.wrapping_sub(1)) {
+                current = 1 - current;
+            }
+        }
+        buffers
     }
 
     /// Why this shape cannot train here, if it cannot.
@@ -128,6 +185,14 @@ impl ChainShape {
         if self.widths.contains(&0) || self.batch == 0 {
             return Err("every width and the batch size must be positive".into());
         }
+        if let Some(h) = self.vae_head
+            && (h + 2 >= self.widths.len() || self.widths[h + 1] % 2 != 0 || self.activated[h])
+        {
+            return Err(format!(
+                "layer {h} cannot be a VAE's head: it needs a following layer, an even, \
+                 unactivated output"
+            ));
+        }
         // Offsets are u32 in the kernel's configuration and indices stay below 2³² per buffer.
         if self.parameters() > u32::MAX as usize / 4 || self.activations() > u32::MAX as usize / 4 {
             return Err("the network is too large for the fused kernels".into());
@@ -137,13 +202,27 @@ impl ChainShape {
 
     fn config(&self, train: bool) -> KernelConfig {
         let as_u32 = |v: &[usize]| v.iter().map(|&x| x as u32).collect::<Vec<u32>>();
+        let (ins, outs): (Vec<usize>, Vec<usize>) =
+            (0..self.layers()).map(|l| self.layer_io(l)).unzip();
+        let (in_offsets, out_offsets) = self.layer_offsets();
+        let boundaries = self.boundary_offsets();
+        let head = self.vae_head.unwrap_or(0);
         KernelConfig {
-            widths: as_u32(&self.widths),
+            fins: as_u32(&ins),
+            fouts: as_u32(&outs),
             activated: self.activated.clone(),
             act: self.activation,
             batch: self.batch as u32,
             param_offsets: as_u32(&self.param_offsets()),
-            activation_offsets: as_u32(&self.activation_offsets()),
+            in_offsets: as_u32(&in_offsets),
+            out_offsets: as_u32(&out_offsets),
+            gradient_buffers: self.gradient_buffers(),
+            output_offset: boundaries[self.widths.len() - 1] as u32,
+            vae: self.vae_head.is_some(),
+            head: head as u32,
+            head_offset: boundaries[head + 1] as u32,
+            z_offset: boundaries[self.widths.len()] as u32,
+            latent: self.latent().unwrap_or(0) as u32,
             parameters: self.parameters() as u32,
             activations: self.activations() as u32,
             delta_half: self.delta_half() as u32,
@@ -157,12 +236,21 @@ impl ChainShape {
 /// per network shape, activation and mode).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct KernelConfig {
-    widths: Vec<u32>,
+    fins: Vec<u32>,
+    fouts: Vec<u32>,
     activated: Vec<bool>,
     act: Act,
     batch: u32,
     param_offsets: Vec<u32>,
-    activation_offsets: Vec<u32>,
+    in_offsets: Vec<u32>,
+    out_offsets: Vec<u32>,
+    gradient_buffers: Vec<u32>,
+    output_offset: u32,
+    vae: bool,
+    head: u32,
+    head_offset: u32,
+    z_offset: u32,
+    latent: u32,
     parameters: u32,
     activations: u32,
     delta_half: u32,
@@ -196,30 +284,31 @@ fn activation_slope(z: f32, a: f32, #[comptime] act: Act) -> f32 {
     }
 }
 
-/// Adam's update of parameter `p` with gradient `g`; `step_size` and `eps_hat` carry the
-/// bias corrections.
+/// Adam's update of parameter `p` (its second moment at `p + second`) with gradient `g`;
+/// `step_size` and `eps_hat` carry the bias corrections.
 #[cube]
 #[allow(clippy::too_many_arguments)]
 fn adam_update(
     params: &mut Array<f32>,
-    moment1: &mut Array<f32>,
-    moment2: &mut Array<f32>,
+    moments: &mut Array<f32>,
     p: usize,
+    second: usize,
     g: f32,
     beta1: f32,
     beta2: f32,
     step_size: f32,
     eps_hat: f32,
 ) {
-    let m = beta1 * moment1[p] + (1.0f32 - beta1) * g;
-    let v = beta2 * moment2[p] + (1.0f32 - beta2) * g * g;
-    moment1[p] = m;
-    moment2[p] = v;
+    let m = beta1 * moments[p] + (1.0f32 - beta1) * g;
+    let v = beta2 * moments[p + second] + (1.0f32 - beta2) * g * g;
+    moments[p] = m;
+    moments[p + second] = v;
     params[p] -= step_size * m / (v.sqrt() + eps_hat);
 }
 
 /// One training step (or, without `train`, one batch's forward pass for the loss) of every
-/// active network, one cube each. Buffers hold every network's part one after the other.
+/// active network, one cube each. Buffers hold every network's part one after the other
+/// (`moments`: all first moments, then all second moments).
 ///
 /// The units of a cube exchange values through device memory, so every phase ends with
 /// `sync_storage` (WGSL's `storageBarrier`; `__syncthreads` on CUDA): `sync_cube` orders only
@@ -229,9 +318,9 @@ fn adam_update(
 fn chain_step(
     x: &Array<f32>,
     order: &Array<u32>,
+    noise: &Array<f32>,
     params: &mut Array<f32>,
-    moment1: &mut Array<f32>,
-    moment2: &mut Array<f32>,
+    moments: &mut Array<f32>,
     acts: &mut Array<f32>,
     pre: &mut Array<f32>,
     delta: &mut Array<f32>,
@@ -245,6 +334,7 @@ fn chain_step(
     beta1: f32,
     beta2: f32,
     eps: f32,
+    kl_weight: f32,
     #[comptime] cfg: KernelConfig,
 ) {
     let net = CUBE_POS_X as usize;
@@ -253,20 +343,22 @@ fn chain_step(
     }
     let tid = UNIT_POS as usize;
     let units = CUBE_DIM as usize;
-    let n_layers = comptime![cfg.widths.len() - 1];
+    let n_layers = comptime![cfg.fins.len()];
     let batch = comptime![cfg.batch as usize];
-    let d = comptime![cfg.widths[0] as usize];
+    let d = comptime![cfg.fins[0] as usize];
+    let latent = comptime![cfg.latent as usize];
     let p_base = net * comptime![cfg.parameters as usize];
+    let second = CUBE_COUNT_X as usize * comptime![cfg.parameters as usize];
     let a_base = net * comptime![cfg.activations as usize];
-    let half = comptime![cfg.delta_half as usize];
-    let d_base = net * 2 * half;
-    let out_at = a_base + comptime![cfg.activation_offsets[cfg.widths.len() - 1] as usize];
+    let d_base = net * 2 * comptime![cfg.delta_half as usize];
+    let out_at = a_base + comptime![cfg.output_offset as usize];
     let n = n_rows as usize;
     let mut partial = SharedMemory::<f32>::new(comptime![cfg.units as usize]);
 
     let r0 = step as usize * batch;
     let left = n - r0;
     let rows = select(left < batch, left, batch);
+    let mut step_loss = 0.0f32;
 
     // The batch's rows, in the network's order for this epoch.
     for idx in range_stepped(tid, rows * d, units) {
@@ -283,12 +375,12 @@ fn chain_step(
     // Forward.
     #[unroll]
     for l in 0..n_layers {
-        let fin = comptime![cfg.widths[l] as usize];
-        let fout = comptime![cfg.widths[l + 1] as usize];
+        let fin = comptime![cfg.fins[l] as usize];
+        let fout = comptime![cfg.fouts[l] as usize];
         let w_at = p_base + comptime![cfg.param_offsets[l] as usize];
         let b_at = w_at + fin * fout;
-        let in_at = a_base + comptime![cfg.activation_offsets[l] as usize];
-        let o_at = a_base + comptime![cfg.activation_offsets[l + 1] as usize];
+        let in_at = a_base + comptime![cfg.in_offsets[l] as usize];
+        let o_at = a_base + comptime![cfg.out_offsets[l] as usize];
         let activated = comptime![cfg.activated[l]];
         // Register blocking: a unit owns output column `j` for `tile` rows (`g`, `g + groups`,
         // …), so each weight it loads serves `tile` rows.
@@ -329,17 +421,48 @@ fn chain_step(
             }
         }
         sync_storage();
+
+        // The VAE's sample z = μ + exp(½·log σ²)·ε (μ when validating) and its KL term.
+        if comptime![cfg.vae && l == cfg.head as usize] {
+            let head_at = a_base + comptime![cfg.head_offset as usize];
+            let z_at = a_base + comptime![cfg.z_offset as usize];
+            let mut kl = 0.0f32;
+            for idx in range_stepped(tid, rows * latent, units) {
+                let b = idx / latent;
+                let j = idx % latent;
+                let mu = acts[head_at + b * 2 * latent + j];
+                let log_var = acts[head_at + b * 2 * latent + latent + j];
+                let mut z = mu;
+                if comptime![cfg.train] {
+                    let e = noise[(net * n + r0 + b) * latent + j];
+                    z = mu + (0.5f32 * log_var).exp() * e;
+                }
+                acts[z_at + idx] = z;
+                kl += 1.0f32 + log_var - mu * mu - log_var.exp();
+            }
+            step_loss += -0.5f32 * kl_weight * kl;
+            sync_storage();
+        }
     }
 
-    // Loss, and its gradient with respect to the output (mean over the batch's values).
-    let scale = 2.0f32 / ((rows * d) as f32);
-    let mut step_loss = 0.0f32;
+    // Loss, and its gradient with respect to the output: the autoencoder's mean over the
+    // batch's values (PyTorch's MSELoss), the VAE's ½·SSE per row.
+    let mut scale = 2.0f32 / ((rows * d) as f32);
+    if comptime![cfg.vae] {
+        scale = 1.0f32 / (rows as f32);
+    }
+    let mut sse = 0.0f32;
     for idx in range_stepped(tid, rows * d, units) {
         let diff = acts[out_at + idx] - acts[a_base + idx];
-        step_loss += diff * diff;
+        sse += diff * diff;
         if comptime![cfg.train] {
             delta[d_base + idx] = diff * scale;
         }
+    }
+    if comptime![cfg.vae] {
+        step_loss += 0.5f32 * sse;
+    } else {
+        step_loss += sse / (d as f32);
     }
     partial[tid] = step_loss;
 
@@ -350,18 +473,21 @@ fn chain_step(
         let step_size = lr * correction2 / (1.0f32 - beta1.powf(t));
         let eps_hat = eps * correction2;
 
-        // Backward, from the last layer down; the two gradient buffers alternate.
+        // Backward, from the last layer down.
         #[unroll]
         for k in 0..n_layers {
             let l = comptime![n_layers - 1 - k];
-            let fin = comptime![cfg.widths[l] as usize];
-            let fout = comptime![cfg.widths[l + 1] as usize];
+            let fin = comptime![cfg.fins[l] as usize];
+            let fout = comptime![cfg.fouts[l] as usize];
             let w_at = p_base + comptime![cfg.param_offsets[l] as usize];
-            let in_at = a_base + comptime![cfg.activation_offsets[l] as usize];
-            let cur = d_base + comptime![(k % 2) * cfg.delta_half as usize];
-            let below = d_base + comptime![((k + 1) % 2) * cfg.delta_half as usize];
+            let in_at = a_base + comptime![cfg.in_offsets[l] as usize];
+            let cur =
+                d_base + comptime![cfg.gradient_buffers[l] as usize * cfg.delta_half as usize];
+            let below = d_base
+                + comptime![(1 - cfg.gradient_buffers[l] as usize) * cfg.delta_half as usize];
             let has_below = comptime![l > 0];
             let below_activated = comptime![l > 0 && cfg.activated[l - 1]];
+            let after_sample = comptime![cfg.vae && l == cfg.head as usize + 1];
 
             // The gradient for the layer below, with this layer's weights before the update.
             // A unit owns input `i` for `tile` rows: each weight it loads serves them all.
@@ -436,9 +562,9 @@ fn chain_step(
                         if i < fin {
                             adam_update(
                                 params,
-                                moment1,
-                                moment2,
+                                moments,
                                 w_at + i * fout + j,
+                                second,
                                 grad[q],
                                 beta1,
                                 beta2,
@@ -450,9 +576,9 @@ fn chain_step(
                     if g == 0 {
                         adam_update(
                             params,
-                            moment1,
-                            moment2,
+                            moments,
                             w_at + fin * fout + j,
+                            second,
                             grad_bias,
                             beta1,
                             beta2,
@@ -463,13 +589,32 @@ fn chain_step(
                 }
             }
             sync_storage();
+
+            // Through the VAE's sampling: the gradient for z (in `below`) becomes the head's
+            // gradient for [μ | log σ²] (in `cur`, free again), with the KL term's.
+            if after_sample {
+                let head_at = a_base + comptime![cfg.head_offset as usize];
+                let per_row = kl_weight / (rows as f32);
+                for idx in range_stepped(tid, rows * latent, units) {
+                    let b = idx / latent;
+                    let j = idx % latent;
+                    let mu = acts[head_at + b * 2 * latent + j];
+                    let log_var = acts[head_at + b * 2 * latent + latent + j];
+                    let dz = delta[below + idx];
+                    let e = noise[(net * n + r0 + b) * latent + j];
+                    let sigma = (0.5f32 * log_var).exp();
+                    delta[cur + b * 2 * latent + j] = dz + per_row * mu;
+                    delta[cur + b * 2 * latent + latent + j] =
+                        dz * e * 0.5f32 * sigma + per_row * 0.5f32 * (sigma * sigma - 1.0f32);
+                }
+                sync_storage();
+            }
         }
     } else {
         sync_storage();
     }
 
-    // The step's summed loss (per value, summed over rows): one number per network.
-    partial[tid] /= d as f32;
+    // The step's summed loss: one number per network.
     sync_cube();
     let mut stride = CUBE_DIM / 2;
     while stride > 0 {
@@ -526,8 +671,7 @@ pub struct ChainTrainer<R: Runtime> {
     validation: Handle,
     n_validation: usize,
     params: Handle,
-    moment1: Handle,
-    moment2: Handle,
+    moments: Handle,
     acts: Handle,
     pre: Handle,
     delta: Handle,
@@ -579,13 +723,12 @@ impl<R: Runtime> ChainTrainer<R> {
             ));
         }
         let flat: Vec<f32> = initial.iter().flatten().copied().collect();
-        let zeros = vec![0.0f32; flat.len()];
+        let zeros = vec![0.0f32; 2 * flat.len()];
         let trainer = ChainTrainer {
             train: client.create_from_slice(f32::as_bytes(train)),
             validation: client.create_from_slice(f32::as_bytes(validation)),
             params: client.create_from_slice(f32::as_bytes(&flat)),
-            moment1: client.create_from_slice(f32::as_bytes(&zeros)),
-            moment2: client.create_from_slice(f32::as_bytes(&zeros)),
+            moments: client.create_from_slice(f32::as_bytes(&zeros)),
             acts: client
                 .create_from_slice(f32::as_bytes(&vec![0.0f32; nets * shape.activations()])),
             pre: client.create_from_slice(f32::as_bytes(&vec![0.0f32; nets * shape.activations()])),
@@ -609,17 +752,20 @@ impl<R: Runtime> ChainTrainer<R> {
         rows.div_ceil(self.shape.batch)
     }
 
-    /// Runs the steps of one pass over `rows` rows (training with `orders`, else the
-    /// validation loss) and returns each network's summed per-value loss, or `None` when
-    /// `cancelled` says so between dispatches.
+    /// Runs the steps of one pass over `rows` rows (training with `orders` and, for a VAE,
+    /// its `noise`; else the validation loss) and returns each network's summed loss (per
+    /// value for the autoencoder, per row for the VAE), or `None` when `cancelled` says so
+    /// between dispatches.
     fn pass(
         &mut self,
-        orders: Option<&[u32]>,
+        orders: Option<(&[u32], Option<&[f32]>)>,
         active: &[bool],
         adam: AdamConstants,
+        kl_weight: f32,
         cancelled: &dyn Fn() -> bool,
     ) -> Result<Option<Vec<f64>>, String> {
         let train = orders.is_some();
+        let (orders, noise) = orders.map_or((None, None), |(o, n)| (Some(o), n));
         let (x, rows) = if train {
             (&self.train, self.n_train)
         } else {
@@ -642,6 +788,25 @@ impl<R: Runtime> ChainTrainer<R> {
             None => self.client.create_from_slice(u32::as_bytes(&[0u32])),
         };
         let order_len = orders.map_or(1, <[u32]>::len);
+        let latent = self.shape.latent().unwrap_or(0);
+        let (noise, noise_len) = match noise {
+            Some(values) if train && latent > 0 => {
+                if values.len() != self.nets * rows * latent
+                    || !values.iter().all(|v| v.is_finite())
+                {
+                    return Err(format!(
+                        "the VAE's noise must be {} finite values per network",
+                        rows * latent
+                    ));
+                }
+                (
+                    self.client.create_from_slice(f32::as_bytes(values)),
+                    values.len(),
+                )
+            }
+            None if train && latent > 0 => return Err("a VAE trains with noise".into()),
+            _ => (self.client.create_from_slice(f32::as_bytes(&[0.0f32])), 1),
+        };
         let flags: Vec<u32> = active.iter().map(|&a| u32::from(a)).collect();
         if flags.len() != self.nets {
             return Err(format!(
@@ -677,9 +842,9 @@ impl<R: Runtime> ChainTrainer<R> {
                 CubeDim::new_1d(CUBE_UNITS),
                 array_arg::<R>(x, x_len),
                 array_arg::<R>(&order, order_len),
+                array_arg::<R>(&noise, noise_len),
                 array_arg::<R>(&self.params, p_len),
-                array_arg::<R>(&self.moment1, p_len),
-                array_arg::<R>(&self.moment2, p_len),
+                array_arg::<R>(&self.moments, 2 * p_len),
                 array_arg::<R>(&self.acts, a_len),
                 array_arg::<R>(&self.pre, a_len),
                 array_arg::<R>(&self.delta, d_len),
@@ -693,6 +858,7 @@ impl<R: Runtime> ChainTrainer<R> {
                 adam.beta1,
                 adam.beta2,
                 adam.eps,
+                kl_weight,
                 config.clone(),
             );
         }
@@ -713,27 +879,38 @@ impl<R: Runtime> ChainTrainer<R> {
     }
 
     /// One epoch: every active network's steps over the training rows in its order
-    /// (`orders` holds `networks × rows` row indices). Returns each network's mean training
-    /// loss (the batches' losses weighted by their rows, as burn's path reports it), or
-    /// `None` when cancelled between dispatches (the networks are then mid-epoch).
+    /// (`orders` holds `networks × rows` row indices; a VAE's `noise` holds
+    /// `networks × rows × latent` standard normal draws, by position in the epoch, and
+    /// `kl_weight` is the epoch's). Returns each network's mean training loss (the batches'
+    /// losses weighted by their rows, as burn's path reports it), or `None` when cancelled
+    /// between dispatches (the networks are then mid-epoch).
     pub fn epoch(
         &mut self,
         orders: &[u32],
+        noise: Option<&[f32]>,
         active: &[bool],
         adam: AdamConstants,
+        kl_weight: f32,
         cancelled: &dyn Fn() -> bool,
     ) -> Result<Option<Vec<f64>>, String> {
         let n = self.n_train as f64;
         Ok(self
-            .pass(Some(orders), active, adam, cancelled)?
+            .pass(Some((orders, noise)), active, adam, kl_weight, cancelled)?
             .map(|sums| sums.into_iter().map(|s| s / n).collect()))
     }
 
-    /// Each network's mean loss over the validation rows (inactive networks read 0).
-    pub fn validation_loss(&mut self, active: &[bool]) -> Result<Vec<f64>, String> {
+    /// Each network's mean loss over the validation rows (a VAE's at `kl_weight`, with its
+    /// posterior mean as the sample); inactive networks read 0.
+    pub fn validation_loss(&mut self, active: &[bool], kl_weight: f32) -> Result<Vec<f64>, String> {
         let n = self.n_validation.max(1) as f64;
         let sums = self
-            .pass(None, active, AdamConstants::with_lr(0.0), &|| false)?
+            .pass(
+                None,
+                active,
+                AdamConstants::with_lr(0.0),
+                kl_weight,
+                &|| false,
+            )?
             .unwrap_or_default();
         Ok(sums.into_iter().map(|s| s / n).collect())
     }

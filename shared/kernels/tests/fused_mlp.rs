@@ -240,6 +240,7 @@ fn case_w(activation: Act, nets: usize, n_train: usize, batch: usize, widths: Ve
             .collect(),
         activation,
         batch,
+        vae_head: None,
     };
     let mut rng = SplitMix64::new(7);
     let mut draw = |n: usize, k: f64| -> Vec<f32> {
@@ -304,9 +305,16 @@ impl CubeJob for TrainCase<'_> {
                 .flat_map(|&k| c.orders[e][k * n..(k + 1) * n].iter().copied())
                 .collect();
             let train = trainer
-                .epoch(&orders, &active, AdamConstants::with_lr(c.lr), &|| false)?
+                .epoch(
+                    &orders,
+                    None,
+                    &active,
+                    AdamConstants::with_lr(c.lr),
+                    0.0,
+                    &|| false,
+                )?
                 .ok_or("cancelled")?;
-            let validation = trainer.validation_loss(&active)?;
+            let validation = trainer.validation_loss(&active, 0.0)?;
             losses.push((train, validation));
         }
         Ok((losses, trainer.parameters()?))

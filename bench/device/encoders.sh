@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Autoencoder and VAE training: the 128-64-16 mirrored MLPs (ReLU, batch 64, Adam 1e-3) on
 # 10,000 × 128 rows of a curved 4-dimensional surface, validated on 2,000 more, on the CPU and
-# every GPU, against the same networks in PyTorch eager (CPU and CUDA, float32) on exactly the
-# exported rows, in one stored table.
+# every GPU (our fused kernels; the autoencoder also through burn's general path,
+# `autoencoder_fit_burn`, and as a grid of 16 networks trained together,
+# `autoencoder_grid_fit`), against the same networks in PyTorch (CPU; CUDA eager and with each
+# step captured in a CUDA graph; float32) on exactly the exported rows, in one stored table.
 #
 # Reproduces docs/benchmarks.md:
-#   - "Autoencoder and VAE training (issue 5, issue 9)": the defaults (EPOCHS=20, REPEATS=2);
+#   - "Encoder training by our fused kernels (issue 20)": the defaults (EPOCHS=20, REPEATS=2);
+#   - "Autoencoder and VAE training (issue 5, issue 9)": the defaults, on the builds of then;
 #   - "Autoencoder and VAE at 100 epochs on the H100 (issue 5, issue 9)": EPOCHS=100 REPEATS=1
 #     (that table came from two device calls, ours and then PyTorch on the carried data; this
 #     script makes both in one).

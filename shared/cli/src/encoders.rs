@@ -49,9 +49,10 @@ pub struct EncoderArgs {
     /// Stop after this many epochs without a better validation loss (0: never stop early).
     #[arg(long, default_value_t = 10)]
     patience: usize,
-    /// Seeds the initial weights, batch order and dropout.
-    #[arg(long, default_value_t = 42)]
-    seed: u64,
+    /// Seeds the initial weights, batch order and dropout; several, comma separated, train one
+    /// network each (an ensemble; on a GPU they train together in the same launches).
+    #[arg(long, value_delimiter = ',', default_value = "42")]
+    seed: Vec<u64>,
     /// VAE: weight of the KL term.
     #[arg(long, default_value_t = 1.0)]
     kl_weight: f64,
@@ -61,7 +62,7 @@ pub struct EncoderArgs {
 }
 
 impl EncoderArgs {
-    fn network(&self) -> NeuralEncoderSpec {
+    fn network(&self, seed: u64) -> NeuralEncoderSpec {
         NeuralEncoderSpec {
             hidden: self.hidden.clone(),
             latent: self.latent,
@@ -71,7 +72,7 @@ impl EncoderArgs {
             batch_size: self.batch_size,
             learning_rate: self.lr,
             patience: (self.patience > 0).then_some(self.patience),
-            seed: self.seed,
+            seed,
         }
     }
 
@@ -81,27 +82,71 @@ impl EncoderArgs {
             .encoder
             .iter()
             .any(|e| matches!(e, EncoderKind::Ae | EncoderKind::Vae));
-        if neural && let Err(e) = self.network().check() {
+        let mut seen = std::collections::HashSet::new();
+        let seeds: Vec<u64> = self
+            .seed
+            .iter()
+            .copied()
+            .filter(|s| seen.insert(*s))
+            .collect();
+        if seeds.is_empty() {
+            bail!("--seed needs at least one seed");
+        }
+        if neural && let Err(e) = self.network(seeds[0]).check() {
             bail!("autoencoder settings: {e}");
         }
-        Ok(self
-            .encoder
-            .iter()
-            .map(|e| match e {
-                EncoderKind::None => EncoderSpec::None,
-                EncoderKind::Pca => EncoderSpec::Pca {
+        let mut specs = Vec::new();
+        for e in &self.encoder {
+            match e {
+                EncoderKind::None => specs.push(EncoderSpec::None),
+                EncoderKind::Pca => specs.push(EncoderSpec::Pca {
                     n_components: self.components,
                     whiten: self.whiten,
-                },
-                EncoderKind::Ae => EncoderSpec::Autoencoder {
-                    net: self.network(),
-                },
-                EncoderKind::Vae => EncoderSpec::Vae {
-                    net: self.network(),
+                }),
+                EncoderKind::Ae => {
+                    specs.extend(seeds.iter().map(|&seed| EncoderSpec::Autoencoder {
+                        net: self.network(seed),
+                    }))
+                }
+                EncoderKind::Vae => specs.extend(seeds.iter().map(|&seed| EncoderSpec::Vae {
+                    net: self.network(seed),
                     kl_weight: self.kl_weight,
                     kl_warmup_epochs: self.kl_warmup,
-                },
-            })
-            .collect())
+                })),
+            }
+        }
+        Ok(specs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        encoders: EncoderArgs,
+    }
+
+    fn specs(args: &[&str]) -> Vec<EncoderSpec> {
+        let mut all = vec!["train"];
+        all.extend(args);
+        Cli::parse_from(all).encoders.specs().unwrap()
+    }
+
+    #[test]
+    fn seeds_make_one_network_each_and_pca_once() {
+        let s = specs(&["--encoder", "pca,ae,vae", "--seed", "1,2,1,3"]);
+        let labels: Vec<String> = s.iter().map(EncoderSpec::label).collect();
+        assert_eq!(
+            labels,
+            [
+                "pca16", "ae16s1", "ae16s2", "ae16s3", "vae16s1", "vae16s2", "vae16s3"
+            ]
+        );
+        assert_eq!(specs(&["--encoder", "ae"])[0].label(), "ae16");
     }
 }

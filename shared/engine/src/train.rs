@@ -211,6 +211,112 @@ fn encode_neural(
     })
 }
 
+/// Neural encoders of a request that can train together (same kind, data, shape, batch
+/// size and learning rate, no dropout; e.g. an ensemble of seeds) do so on a GPU, in the same
+/// launches, and are encoded on the device they trained on. Groups of one are left to
+/// [`encode`]. On the CPU (or after a GPU failure under "if available") the members train
+/// one after the other. Each member's fit time is its share of the group's.
+fn encode_neural_groups(
+    ctx: &EncoderContext<'_>,
+    models: &[ModelConfig],
+    data: &Prepared,
+) -> Result<Vec<Encoded>, EngineError> {
+    let mut specs: Vec<&EncoderSpec> = Vec::new();
+    for config in models {
+        if config.encoder.neural().is_some() && !specs.contains(&&config.encoder) {
+            specs.push(&config.encoder);
+        }
+    }
+    // Members differ only in seed, epochs and patience.
+    let key = |spec: &EncoderSpec| -> Option<String> {
+        let (kind, net) = NetworkKind::of(spec).ok()??;
+        (net.dropout == 0.0).then(|| {
+            format!(
+                "{kind:?} {:?} {} {:?} {} {}",
+                net.hidden, net.latent, net.activation, net.batch_size, net.learning_rate
+            )
+        })
+    };
+    let mut groups: Vec<(String, Vec<&EncoderSpec>)> = Vec::new();
+    for spec in specs {
+        let Some(k) = key(spec) else { continue };
+        match groups.iter_mut().find(|(g, _)| *g == k) {
+            Some((_, members)) => members.push(spec),
+            None => groups.push((k, vec![spec])),
+        }
+    }
+    let mut encoded = Vec::new();
+    for (_, members) in groups.into_iter().filter(|(_, m)| m.len() > 1) {
+        if ctx.cancel.is_cancelled() {
+            return Err(EngineError::Cancelled);
+        }
+        let started = Instant::now();
+        let runs: Vec<(NetworkKind, TrainRun<'_>)> = members
+            .iter()
+            .filter_map(|spec| {
+                let (kind, net) = NetworkKind::of(spec).ok()??;
+                Some((
+                    kind,
+                    TrainRun {
+                        kind,
+                        spec: net,
+                        train: &data.x[0],
+                        validation: &data.x[1],
+                        label: format!("{} (seed {})", spec.label(), net.seed),
+                        progress: ctx.progress,
+                        cancel: ctx.cancel,
+                        gpu_trainer: GpuTrainer::Fused,
+                    },
+                ))
+            })
+            .collect();
+        let placed = ctx.manager.place(
+            ctx.request,
+            NEURAL_TRAINING,
+            |device| {
+                let trained = if device.is_gpu() {
+                    let refs: Vec<&TrainRun<'_>> = runs.iter().map(|(_, run)| run).collect();
+                    crate::fused::train_together(&refs, device)?
+                } else {
+                    runs.iter()
+                        .map(|(_, run)| run.fit_on(device))
+                        .collect::<Result<Vec<_>, _>>()?
+                };
+                trained
+                    .into_iter()
+                    .zip(&runs)
+                    .map(|(encoder, (kind, _))| {
+                        let z = [
+                            encoder.encode(*kind, &data.x[0], device)?,
+                            encoder.encode(*kind, &data.x[1], device)?,
+                            encoder.encode(*kind, &data.x[2], device)?,
+                        ];
+                        Ok((encoder, z))
+                    })
+                    .collect::<Result<Vec<_>, EngineError>>()
+            },
+            EngineError::device_failure,
+        )?;
+        let share = started.elapsed().as_secs_f64() * 1e3 / members.len() as f64;
+        for ((encoder, z), (spec, (kind, _))) in
+            placed.value.into_iter().zip(members.iter().zip(&runs))
+        {
+            encoded.push(Encoded {
+                spec: (*spec).clone(),
+                state: match kind {
+                    NetworkKind::Autoencoder => EncoderState::Autoencoder(encoder),
+                    NetworkKind::Vae { .. } => EncoderState::Vae(encoder),
+                },
+                z,
+                device: Some(placed.device.resolved.clone()),
+                fell_back: placed.fell_back.clone(),
+                fit_ms: share,
+            });
+        }
+    }
+    Ok(encoded)
+}
+
 fn encode(
     ctx: &EncoderContext<'_>,
     spec: &EncoderSpec,
@@ -387,7 +493,7 @@ impl Workbench {
             progress,
             cancel,
         };
-        let mut encoders: Vec<Encoded> = Vec::new();
+        let mut encoders = encode_neural_groups(&context, &request.models, &data)?;
         let mut models = Vec::with_capacity(request.models.len());
         for (i, config) in request.models.iter().enumerate() {
             if cancel.is_cancelled() {

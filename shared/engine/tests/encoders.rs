@@ -13,8 +13,9 @@ use forexgpt_engine::model::Model;
 use forexgpt_engine::neural::{GpuTrainer, NetworkKind, NeuralEncoder, TrainRun};
 use forexgpt_engine::{CancelToken, EngineError, NoProgress};
 use forexgpt_protocol::{
-    Activation, Combine, DeviceRequest, EncoderSpec, ForecastRequest, ModelConfig, ModelSelection,
-    NeuralEncoderSpec, RegressorSpec, Stage, TrainRequest,
+    Activation, BackendKind, Combine, DevicePreference, DeviceRequest, EncoderSpec,
+    ForecastRequest, ModelConfig, ModelSelection, NeuralEncoderSpec, RegressorSpec, Stage,
+    TrainRequest,
 };
 use forexgpt_regressors::{Matrix, Pca};
 
@@ -471,4 +472,51 @@ fn neural_models_save_load_and_forecast_beside_linear_ones() {
         assert!(h.q05 <= h.q50 && h.q50 <= h.q95, "{h:?}");
         assert!(h.price.is_finite());
     }
+}
+
+#[test]
+fn an_ensemble_of_seeds_trains_together_on_a_gpu_as_each_network_would_alone() {
+    if !test_gpus().iter().any(|d| d.backend() == BackendKind::Wgpu) {
+        eprintln!("SKIPPED: no wgpu adapter; the grouped training path was not run");
+        return;
+    }
+    let net = |seed: u64| EncoderSpec::Autoencoder {
+        net: NeuralEncoderSpec {
+            seed,
+            ..small_net()
+        },
+    };
+    let on_wgpu = |mut r: TrainRequest| {
+        r.device = DeviceRequest::exactly(DevicePreference::Wgpu(None));
+        r
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let wb = workbench(dir.path());
+    let together = wb
+        .train(
+            &on_wgpu(request(&[net(42), net(43), net(44)])),
+            &NoProgress,
+            &CancelToken::new(),
+        )
+        .unwrap();
+    let ids: Vec<&str> = together.models.iter().map(|m| m.info.id.as_str()).collect();
+    for label in ["-ae6-", "-ae6s43-", "-ae6s44-"] {
+        assert!(
+            ids.iter().any(|id| id.contains(label)),
+            "{label} in {ids:?}"
+        );
+    }
+    for m in &together.models {
+        assert_eq!(m.info.device.backend, BackendKind::Wgpu, "{}", m.info.id);
+    }
+    let alone = wb
+        .train(
+            &on_wgpu(request(&[net(43)])),
+            &NoProgress,
+            &CancelToken::new(),
+        )
+        .unwrap();
+    let metrics =
+        |m: &forexgpt_protocol::StoredModel| serde_json::to_string(&m.info.metrics).unwrap();
+    assert_eq!(metrics(&together.models[1]), metrics(&alone.models[0]));
 }

@@ -32,8 +32,8 @@ impl EncoderSpec {
                 n_components,
                 whiten,
             } => format!("pca{n_components}{}", if *whiten { "w" } else { "" }),
-            EncoderSpec::Autoencoder { net } => format!("ae{}", net.latent),
-            EncoderSpec::Vae { net, .. } => format!("vae{}", net.latent),
+            EncoderSpec::Autoencoder { net } => format!("ae{}{}", net.latent, seed_suffix(net)),
+            EncoderSpec::Vae { net, .. } => format!("vae{}{}", net.latent, seed_suffix(net)),
         }
     }
 
@@ -52,6 +52,15 @@ impl EncoderSpec {
             EncoderSpec::Autoencoder { net } | EncoderSpec::Vae { net, .. } => Some(net),
             EncoderSpec::None | EncoderSpec::Pca { .. } => None,
         }
+    }
+}
+
+/// `s<seed>` for a network not seeded with the default seed (ensembles of seeds), else empty.
+fn seed_suffix(net: &NeuralEncoderSpec) -> String {
+    if net.seed == NeuralEncoderSpec::default().seed {
+        String::new()
+    } else {
+        format!("s{}", net.seed)
     }
 }
 

@@ -38,12 +38,17 @@ fn the_small_suite_runs_is_stored_and_compares() {
     ] {
         assert!(ops.contains(&op), "{op} missing from {ops:?}");
     }
-    // On a GPU the autoencoder is also trained by burn's path, and as a grid of 16 at once.
+    // On a GPU the networks are also trained by burn's path, and the autoencoder as a grid of
+    // 16 at once.
     if results
         .iter()
         .any(|r| r["device"].as_str().unwrap().starts_with("wgpu"))
     {
-        for op in ["autoencoder_fit_burn", "autoencoder_grid_fit"] {
+        for op in [
+            "autoencoder_fit_burn",
+            "vae_fit_burn",
+            "autoencoder_grid_fit",
+        ] {
             assert!(ops.contains(&op), "{op} missing from {ops:?}");
         }
     }

@@ -186,7 +186,9 @@ impl ChainShape {
             return Err("every width and the batch size must be positive".into());
         }
         if let Some(h) = self.vae_head
-            && (h + 2 >= self.widths.len() || self.widths[h + 1] % 2 != 0 || self.activated[h])
+            && (h + 2 >= self.widths.len()
+                || !self.widths[h + 1].is_multiple_of(2)
+                || self.activated[h])
         {
             return Err(format!(
                 "layer {h} cannot be a VAE's head: it needs a following layer, an even, \
@@ -705,7 +707,8 @@ impl<R: Runtime> ChainTrainer<R> {
                 shape.parameters()
             ));
         }
-        if train.len() % d != 0 || validation.len() % d != 0 || train.is_empty() {
+        if !train.len().is_multiple_of(d) || !validation.len().is_multiple_of(d) || train.is_empty()
+        {
             return Err(format!("the rows are not whole rows of {d} values"));
         }
         let client = R::client(device);
@@ -825,7 +828,7 @@ impl<R: Runtime> ChainTrainer<R> {
         let a_len = self.nets * self.shape.activations();
         let d_len = self.nets * 2 * self.shape.delta_half();
         for step in 0..steps {
-            if step % STEPS_PER_FLUSH == 0 {
+            if step.is_multiple_of(STEPS_PER_FLUSH) {
                 if cancelled() {
                     return Ok(None);
                 }

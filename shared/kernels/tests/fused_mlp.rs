@@ -3,6 +3,7 @@
 //! lavapipe's Vulkan in CI, CUDA where usable. Without a GPU the test says so and checks
 //! nothing (the engine's tests cover the CPU path).
 #![cfg(any(feature = "wgpu", feature = "cuda"))]
+#![allow(clippy::unwrap_used)]
 
 use forexgpt_device::cube::{CubeJob, cubecl, run_cube_job};
 use forexgpt_device::testing::test_devices;
@@ -82,6 +83,9 @@ fn erf(x: f64) -> f64 {
     sum * 2.0 / std::f64::consts::PI.sqrt()
 }
 
+/// Per layer boundary, per row, the values.
+type Layers = Vec<Vec<Vec<f64>>>;
+
 impl Reference {
     fn new(shape: &ChainShape, params: &[f32]) -> Reference {
         Reference {
@@ -107,7 +111,7 @@ impl Reference {
     }
 
     /// Pre-activations and activations of every layer for `rows`.
-    fn forward(&self, rows: &[Vec<f64>]) -> (Vec<Vec<Vec<f64>>>, Vec<Vec<Vec<f64>>>) {
+    fn forward(&self, rows: &[Vec<f64>]) -> (Layers, Layers) {
         let offsets = self.offsets();
         let mut a = vec![rows.to_vec()];
         let mut z = vec![rows.to_vec()];
@@ -361,8 +365,8 @@ fn check_against_reference(device: &ComputeDevice, c: &Case) {
     let validation_rows = rows(&c.validation);
     for (k, initial) in c.initial.iter().enumerate() {
         let mut reference = Reference::new(&c.shape, initial);
-        for e in 0..c.epochs {
-            let order = &c.orders[e][k * n..(k + 1) * n];
+        for (e, orders) in c.orders.iter().enumerate() {
+            let order = &orders[k * n..(k + 1) * n];
             let mut sum = 0.0;
             for batch in order.chunks(c.shape.batch) {
                 let picked: Vec<Vec<f64>> = batch
@@ -428,7 +432,7 @@ fn a_grid_trained_together_gives_each_network_what_it_gets_alone() {
         )
         .unwrap()
         .unwrap();
-        for k in 0..3 {
+        for (k, together) in together.iter().enumerate() {
             let (alone_losses, alone) = run_cube_job(
                 &device,
                 "test",
@@ -439,10 +443,10 @@ fn a_grid_trained_together_gives_each_network_what_it_gets_alone() {
             )
             .unwrap()
             .unwrap();
-            assert_eq!(together[k], alone[0], "{}: network {k}", device.label());
-            for e in 0..c.epochs {
-                assert_eq!(together_losses[e].0[k], alone_losses[e].0[0]);
-                assert_eq!(together_losses[e].1[k], alone_losses[e].1[0]);
+            assert_eq!(*together, alone[0], "{}: network {k}", device.label());
+            for (t, a) in together_losses.iter().zip(&alone_losses) {
+                assert_eq!(t.0[k], a.0[0]);
+                assert_eq!(t.1[k], a.1[0]);
             }
         }
     }

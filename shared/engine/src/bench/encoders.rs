@@ -121,9 +121,10 @@ pub fn encoder_data(rows: usize, cols: usize) -> (Matrix, Matrix) {
 }
 
 /// One case per kind and device: the CPU first, then each GPU device, compared by final
-/// validation loss. On a GPU the autoencoder is trained twice: by the fused kernels (the
-/// path training uses, `autoencoder_fit`) and by burn's general path (`autoencoder_fit_burn`),
-/// and a grid of [`GRID`] autoencoders is trained together (`autoencoder_grid_fit`).
+/// validation loss. On a GPU each network is trained twice: by the fused kernels (the path
+/// training uses, `autoencoder_fit`, `vae_fit`) and by burn's general path
+/// (`autoencoder_fit_burn`, `vae_fit_burn`); and a grid of [`GRID`] autoencoders is trained
+/// together (`autoencoder_grid_fit`).
 pub fn encoder_cases(
     rows: usize,
     cols: usize,
@@ -144,14 +145,12 @@ pub fn encoder_cases(
         let mut runs = vec![(operation.to_string(), cpu.clone(), GpuTrainer::Fused)];
         for device in devices.iter().filter(|d| d.is_gpu()) {
             runs.push((operation.to_string(), device.clone(), GpuTrainer::Fused));
-            // burn's general path beside it, where the fused kernels cover the network.
-            if kind == NetworkKind::Autoencoder {
-                runs.push((
-                    format!("{operation}_burn"),
-                    device.clone(),
-                    GpuTrainer::Burn,
-                ));
-            }
+            // burn's general path beside it.
+            runs.push((
+                format!("{operation}_burn"),
+                device.clone(),
+                GpuTrainer::Burn,
+            ));
         }
         for (name, device, gpu_trainer) in runs {
             let (data, spec, reference) = (data.clone(), spec.clone(), reference.clone());

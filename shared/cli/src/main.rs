@@ -27,7 +27,7 @@ pub struct Cli {
     /// SQLite database file (default: forexgpt.sqlite in the user's data directory).
     #[arg(long, global = true, env = DB_ENV, value_name = "PATH")]
     db: Option<PathBuf>,
-    /// Directory of model files (default: `models/` beside the database).
+    /// Directory of model files (default: a folder named after the database, beside it: `x.sqlite` → `x.models/`).
     #[arg(long, global = true, env = forexgpt_engine::MODELS_DIR_ENV, value_name = "DIR")]
     models_dir: Option<PathBuf>,
     /// Print machine-readable JSON instead of tables.

@@ -74,16 +74,28 @@ class Vae(nn.Module):
         return 0.5 * x.shape[1] * mse + kl_weight * kl
 
 
-def train(kind, x_host, v_host, meta, device):
+def setup(kind, x_host, v_host, meta, device, capturable=False):
+    """The rows on the device, the seeded network and its Adam."""
     torch.manual_seed(42)
     x = x_host.to(device, non_blocking=True)
     v = v_host.to(device, non_blocking=True)
-    n, d = x.shape
+    d = x.shape[1]
     net = (Autoencoder if kind == "autoencoder_fit" else Vae)(d, meta["hidden"], meta["latent"]).to(device)
-    opt = torch.optim.Adam(net.parameters(), lr=meta["learning_rate"])
+    opt = torch.optim.Adam(net.parameters(), lr=meta["learning_rate"], capturable=capturable)
+    return x, v, net, opt
+
+
+def kl_weight_at(meta, epoch):
+    """The VAE's KL weight in 1-based `epoch`, rising over the warm-up."""
+    return meta["kl_weight"] * min(1.0, epoch / max(1, meta["kl_warmup_epochs"]))
+
+
+def train(kind, x_host, v_host, meta, device):
+    x, v, net, opt = setup(kind, x_host, v_host, meta, device)
+    n = x.shape[0]
     batch, val_loss = meta["batch_size"], float("nan")
     for epoch in range(1, meta["epochs"] + 1):
-        w = meta["kl_weight"] * min(1.0, epoch / max(1, meta["kl_warmup_epochs"]))
+        w = kl_weight_at(meta, epoch)
         perm = torch.randperm(n, device=device)
         total = torch.zeros((), device=device)
         net.train()
@@ -103,12 +115,8 @@ def train(kind, x_host, v_host, meta, device):
 
 def train_graphed(kind, x_host, v_host, meta, device):
     """The same training with each step replayed from a CUDA graph."""
-    torch.manual_seed(42)
-    x = x_host.to(device, non_blocking=True)
-    v = v_host.to(device, non_blocking=True)
-    n, d = x.shape
-    net = (Autoencoder if kind == "autoencoder_fit" else Vae)(d, meta["hidden"], meta["latent"]).to(device)
-    opt = torch.optim.Adam(net.parameters(), lr=meta["learning_rate"], capturable=True)
+    x, v, net, opt = setup(kind, x_host, v_host, meta, device, capturable=True)
+    n = x.shape[0]
     batch = meta["batch_size"]
     kl = torch.zeros((), device=device)
     total = torch.zeros((), device=device)
@@ -149,7 +157,7 @@ def train_graphed(kind, x_host, v_host, meta, device):
                     t.zero_()
     val_loss = float("nan")
     for epoch in range(1, meta["epochs"] + 1):
-        kl.fill_(meta["kl_weight"] * min(1.0, epoch / max(1, meta["kl_warmup_epochs"])))
+        kl.fill_(kl_weight_at(meta, epoch))
         total.zero_()
         perm = torch.randperm(n, device=device)
         net.train()

@@ -31,7 +31,8 @@ pub trait BackendJob {
     fn run<B: Backend>(self, device: &B::Device) -> Self::Output;
 }
 
-fn guarded<T>(label: &str, f: impl FnOnce() -> T) -> Result<T, DeviceError> {
+/// Runs `f`, turning a panic inside a backend into [`DeviceError::BackendFailed`] on `label`.
+pub(crate) fn guarded<T>(label: &str, f: impl FnOnce() -> T) -> Result<T, DeviceError> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|panic| {
         DeviceError::BackendFailed {
             device: label.to_string(),

@@ -11,9 +11,9 @@
 
 pub use cubecl;
 
+use crate::backend::guarded;
 use crate::compute_device::{ComputeDevice, Target};
 use crate::error::DeviceError;
-use crate::probe::wgpu_adapters::panic_message;
 
 /// Code generic over the cubecl runtime: our own kernels and their host glue.
 pub trait CubeJob {
@@ -30,14 +30,6 @@ pub fn run_cube_job<J: CubeJob>(
     job: J,
 ) -> Result<J::Output, DeviceError> {
     let label = device.label();
-    let guarded = |f: &mut dyn FnMut() -> J::Output| {
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|panic| {
-            DeviceError::BackendFailed {
-                device: label.to_string(),
-                message: panic_message(&panic),
-            }
-        })
-    };
     match device.target {
         Target::Cpu => Err(DeviceError::Unsupported {
             job: job_name.to_string(),
@@ -54,22 +46,14 @@ pub fn run_cube_job<J: CubeJob>(
             type_index,
         } => {
             let wgpu_device = crate::backend::wgpu_device(adapter_type, type_index);
-            let mut job = Some(job);
-            guarded(&mut || {
-                let job = job.take().unwrap_or_else(|| unreachable!("run once"));
-                job.run::<cubecl::wgpu::WgpuRuntime>(&wgpu_device)
-            })
+            guarded(label, || job.run::<cubecl::wgpu::WgpuRuntime>(&wgpu_device))
         }
         #[cfg(not(feature = "wgpu"))]
         Target::Wgpu { .. } => Err(DeviceError::NotBuilt(forexgpt_protocol::BackendKind::Wgpu)),
         #[cfg(feature = "cuda")]
         Target::Cuda { index } => {
             let cuda_device = cubecl::cuda::CudaDevice::new(index);
-            let mut job = Some(job);
-            guarded(&mut || {
-                let job = job.take().unwrap_or_else(|| unreachable!("run once"));
-                job.run::<cubecl::cuda::CudaRuntime>(&cuda_device)
-            })
+            guarded(label, || job.run::<cubecl::cuda::CudaRuntime>(&cuda_device))
         }
         #[cfg(not(feature = "cuda"))]
         Target::Cuda { .. } => Err(DeviceError::NotBuilt(forexgpt_protocol::BackendKind::Cuda)),

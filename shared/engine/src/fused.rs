@@ -10,18 +10,39 @@ use forexgpt_models::{AutoencoderConfig, NetworkConfig, VaeConfig};
 use forexgpt_models::{DenseWeights, NetworkWeights};
 
 use crate::error::EngineError;
+use forexgpt_protocol::NeuralEncoderSpec;
+
 use crate::neural::{NetworkKind, NeuralEncoder, TrainRun};
 
 /// Why the fused kernels cannot train this run's network (burn's path then does), or `None`
 /// when they can.
 pub(crate) fn not_covered(run: &TrainRun<'_>) -> Option<String> {
+    not_covered_spec(run.spec)
+}
+
+/// [`not_covered`] for a network spec.
+pub(crate) fn not_covered_spec(net: &NeuralEncoderSpec) -> Option<String> {
     if !cfg!(any(feature = "wgpu", feature = "cuda")) {
         return Some("this build has no GPU kernels".into());
     }
-    if run.spec.dropout > 0.0 {
+    if net.dropout > 0.0 {
         return Some("the fused kernels have no dropout yet".into());
     }
     None
+}
+
+/// Whether two networks can train in the same launches: the same kind (with its KL schedule),
+/// shape, activation, batch size and learning rate. Seeds, epochs and patience may differ.
+pub(crate) fn train_alike(
+    (kind_a, a): (NetworkKind, &NeuralEncoderSpec),
+    (kind_b, b): (NetworkKind, &NeuralEncoderSpec),
+) -> bool {
+    kind_a == kind_b
+        && a.hidden == b.hidden
+        && a.latent == b.latent
+        && a.activation == b.activation
+        && a.batch_size == b.batch_size
+        && a.learning_rate == b.learning_rate
 }
 
 /// The network as one chain of dense layers, its seeded initial weights in the chain's
@@ -181,14 +202,9 @@ pub fn train_together(
         if let Some(why) = not_covered(run) {
             return Err(EngineError::InvalidRequest(format!("{}: {why}", run.label)));
         }
-        let same = run.kind == first.kind
-            && std::ptr::eq(run.train, first.train)
+        let same = std::ptr::eq(run.train, first.train)
             && std::ptr::eq(run.validation, first.validation)
-            && run.spec.hidden == first.spec.hidden
-            && run.spec.latent == first.spec.latent
-            && run.spec.activation == first.spec.activation
-            && run.spec.batch_size == first.spec.batch_size
-            && run.spec.learning_rate == first.spec.learning_rate;
+            && train_alike((run.kind, run.spec), (first.kind, first.spec));
         if !same {
             return Err(EngineError::InvalidRequest(format!(
                 "{} cannot train together with {}: they differ in kind, data, shape, batch size, KL schedule or learning rate",

@@ -8,11 +8,11 @@ use std::time::Instant;
 use forexgpt_core::features::{FeatureMatrix, Targets};
 use forexgpt_core::metrics::regression_metrics;
 use forexgpt_core::scaler::StandardScaler;
-use forexgpt_device::DeviceManager;
+use forexgpt_device::{ComputeDevice, DeviceManager};
 use forexgpt_protocol::{
     BaselineMetrics, DeviceRequest, EncoderSpec, ErrorUnit, HorizonMetrics, ModelConfig, ModelInfo,
-    ProgressEvent, RegressionMetrics, RegressorSpec, ResolvedDevice, SplitSummary, SplitTimes,
-    Stage, TrainReport, TrainRequest,
+    NeuralEncoderSpec, ProgressEvent, RegressionMetrics, RegressorSpec, ResolvedDevice,
+    SplitSummary, SplitTimes, Stage, TrainReport, TrainRequest,
 };
 use forexgpt_regressors::forest::{ForestParamsBuilder, ValidForestParams};
 use forexgpt_regressors::linear::ValidLinearParams;
@@ -22,7 +22,7 @@ use crate::Workbench;
 use crate::data::{labelled_features, normalize_symbol, unix_now};
 use crate::error::EngineError;
 use crate::model::{EncoderState, Model, ModelState, RegressorState, quantiles};
-use crate::neural::{GpuTrainer, NEURAL_TRAINING, NetworkKind, TrainRun};
+use crate::neural::{GpuTrainer, NEURAL_TRAINING, NetworkKind, NeuralEncoder, TrainRun};
 use crate::progress::{CancelToken, ProgressSink};
 
 /// Checked regressor parameters, of either family.
@@ -187,23 +187,15 @@ fn encode_neural(
         NEURAL_TRAINING,
         |device| {
             let encoder = run.fit_on(device)?;
-            let z = [
-                encoder.encode(kind, &data.x[0], device)?,
-                encoder.encode(kind, &data.x[1], device)?,
-                encoder.encode(kind, &data.x[2], device)?,
-            ];
+            let z = encode_parts(&encoder, kind, data, device)?;
             Ok((encoder, z))
         },
         EngineError::device_failure,
     )?;
     let (encoder, z) = placed.value;
-    let state = match kind {
-        NetworkKind::Autoencoder => EncoderState::Autoencoder(encoder),
-        NetworkKind::Vae { .. } => EncoderState::Vae(encoder),
-    };
     Ok(Encoded {
         spec: spec.clone(),
-        state,
+        state: neural_state(kind, encoder),
         z,
         device: Some(placed.device.resolved),
         fell_back: placed.fell_back,
@@ -211,63 +203,73 @@ fn encode_neural(
     })
 }
 
-/// Neural encoders of a request that can train together (same kind, data, shape, batch
-/// size and learning rate, no dropout; e.g. an ensemble of seeds) do so on a GPU, in the same
-/// launches, and are encoded on the device they trained on. Groups of one are left to
-/// [`encode`]. On the CPU (or after a GPU failure under "if available") the members train
-/// one after the other. Each member's fit time is its share of the group's.
+/// The three split parts of `data` encoded by a trained network on `device`.
+fn encode_parts(
+    encoder: &NeuralEncoder,
+    kind: NetworkKind,
+    data: &Prepared,
+    device: &ComputeDevice,
+) -> Result<[Matrix; 3], EngineError> {
+    Ok([
+        encoder.encode(kind, &data.x[0], device)?,
+        encoder.encode(kind, &data.x[1], device)?,
+        encoder.encode(kind, &data.x[2], device)?,
+    ])
+}
+
+fn neural_state(kind: NetworkKind, encoder: NeuralEncoder) -> EncoderState {
+    match kind {
+        NetworkKind::Autoencoder => EncoderState::Autoencoder(encoder),
+        NetworkKind::Vae { .. } => EncoderState::Vae(encoder),
+    }
+}
+
+/// Neural encoders of a request that can train together ([`crate::fused::train_alike`], no
+/// dropout; e.g. an ensemble of seeds) do so on a GPU, in the same launches, and are encoded
+/// on the device they trained on. Groups of one are left to [`encode`]. On the CPU (or after
+/// a GPU failure under "if available") the members train one after the other. Each member's
+/// fit time is its share of the group's.
 fn encode_neural_groups(
     ctx: &EncoderContext<'_>,
     models: &[ModelConfig],
     data: &Prepared,
 ) -> Result<Vec<Encoded>, EngineError> {
-    let mut specs: Vec<&EncoderSpec> = Vec::new();
+    let mut groups: Vec<Vec<(&EncoderSpec, NetworkKind, &NeuralEncoderSpec)>> = Vec::new();
     for config in models {
-        if config.encoder.neural().is_some() && !specs.contains(&&config.encoder) {
-            specs.push(&config.encoder);
+        let spec = &config.encoder;
+        let Some((kind, net)) = NetworkKind::of(spec)? else {
+            continue;
+        };
+        if crate::fused::not_covered_spec(net).is_some()
+            || groups.iter().flatten().any(|(s, _, _)| *s == spec)
+        {
+            continue;
         }
-    }
-    // Members differ only in seed, epochs and patience.
-    let key = |spec: &EncoderSpec| -> Option<String> {
-        let (kind, net) = NetworkKind::of(spec).ok()??;
-        (net.dropout == 0.0).then(|| {
-            format!(
-                "{kind:?} {:?} {} {:?} {} {}",
-                net.hidden, net.latent, net.activation, net.batch_size, net.learning_rate
-            )
-        })
-    };
-    let mut groups: Vec<(String, Vec<&EncoderSpec>)> = Vec::new();
-    for spec in specs {
-        let Some(k) = key(spec) else { continue };
-        match groups.iter_mut().find(|(g, _)| *g == k) {
-            Some((_, members)) => members.push(spec),
-            None => groups.push((k, vec![spec])),
+        match groups
+            .iter_mut()
+            .find(|g| crate::fused::train_alike((g[0].1, g[0].2), (kind, net)))
+        {
+            Some(group) => group.push((spec, kind, net)),
+            None => groups.push(vec![(spec, kind, net)]),
         }
     }
     let mut encoded = Vec::new();
-    for (_, members) in groups.into_iter().filter(|(_, m)| m.len() > 1) {
+    for members in groups.into_iter().filter(|m| m.len() > 1) {
         if ctx.cancel.is_cancelled() {
             return Err(EngineError::Cancelled);
         }
         let started = Instant::now();
-        let runs: Vec<(NetworkKind, TrainRun<'_>)> = members
+        let runs: Vec<TrainRun<'_>> = members
             .iter()
-            .filter_map(|spec| {
-                let (kind, net) = NetworkKind::of(spec).ok()??;
-                Some((
-                    kind,
-                    TrainRun {
-                        kind,
-                        spec: net,
-                        train: &data.x[0],
-                        validation: &data.x[1],
-                        label: format!("{} (seed {})", spec.label(), net.seed),
-                        progress: ctx.progress,
-                        cancel: ctx.cancel,
-                        gpu_trainer: GpuTrainer::Fused,
-                    },
-                ))
+            .map(|&(spec, kind, net)| TrainRun {
+                kind,
+                spec: net,
+                train: &data.x[0],
+                validation: &data.x[1],
+                label: format!("{} (seed {})", spec.label(), net.seed),
+                progress: ctx.progress,
+                cancel: ctx.cancel,
+                gpu_trainer: GpuTrainer::Fused,
             })
             .collect();
         let placed = ctx.manager.place(
@@ -275,22 +277,17 @@ fn encode_neural_groups(
             NEURAL_TRAINING,
             |device| {
                 let trained = if device.is_gpu() {
-                    let refs: Vec<&TrainRun<'_>> = runs.iter().map(|(_, run)| run).collect();
-                    crate::fused::train_together(&refs, device)?
+                    crate::fused::train_together(&runs.iter().collect::<Vec<_>>(), device)?
                 } else {
                     runs.iter()
-                        .map(|(_, run)| run.fit_on(device))
+                        .map(|run| run.fit_on(device))
                         .collect::<Result<Vec<_>, _>>()?
                 };
                 trained
                     .into_iter()
                     .zip(&runs)
-                    .map(|(encoder, (kind, _))| {
-                        let z = [
-                            encoder.encode(*kind, &data.x[0], device)?,
-                            encoder.encode(*kind, &data.x[1], device)?,
-                            encoder.encode(*kind, &data.x[2], device)?,
-                        ];
+                    .map(|(encoder, run)| {
+                        let z = encode_parts(&encoder, run.kind, data, device)?;
                         Ok((encoder, z))
                     })
                     .collect::<Result<Vec<_>, EngineError>>()
@@ -298,15 +295,10 @@ fn encode_neural_groups(
             EngineError::device_failure,
         )?;
         let share = started.elapsed().as_secs_f64() * 1e3 / members.len() as f64;
-        for ((encoder, z), (spec, (kind, _))) in
-            placed.value.into_iter().zip(members.iter().zip(&runs))
-        {
+        for ((encoder, z), &(spec, kind, _)) in placed.value.into_iter().zip(&members) {
             encoded.push(Encoded {
-                spec: (*spec).clone(),
-                state: match kind {
-                    NetworkKind::Autoencoder => EncoderState::Autoencoder(encoder),
-                    NetworkKind::Vae { .. } => EncoderState::Vae(encoder),
-                },
+                spec: spec.clone(),
+                state: neural_state(kind, encoder),
                 z,
                 device: Some(placed.device.resolved.clone()),
                 fell_back: placed.fell_back.clone(),

@@ -260,6 +260,17 @@ pub struct KernelConfig {
     units: u32,
 }
 
+/// Register blocking of a phase over `width` columns with `span` items each (rows, or a
+/// layer's inputs), for `units` units: `(cols, groups, tile)`. Unit `u < groups · cols` owns
+/// column `u % cols` (and every `cols`-th after it, where the width exceeds the units) and
+/// items `u / cols + r · groups` for `r < tile`, so each value it loads for its column serves
+/// `tile` items.
+fn blocking(width: usize, span: u32, units: u32) -> (usize, usize, usize) {
+    let cols = width.min(units as usize);
+    let groups = units as usize / cols;
+    (cols, groups, (span as usize).div_ceil(groups))
+}
+
 #[cube]
 fn activate(x: f32, #[comptime] act: Act) -> f32 {
     match act {
@@ -386,11 +397,9 @@ fn chain_step(
         let activated = comptime![cfg.activated[l]];
         // Register blocking: a unit owns output column `j` for `tile` rows (`g`, `g + groups`,
         // …), so each weight it loads serves `tile` rows.
-        let cols = comptime![fout.min(cfg.units as usize)];
-        let groups = comptime![cfg.units as usize / fout.min(cfg.units as usize)];
-        let tile = comptime![
-            (cfg.batch as usize).div_ceil(cfg.units as usize / fout.min(cfg.units as usize))
-        ];
+        let cols = comptime![blocking(fout, cfg.batch, cfg.units).0];
+        let groups = comptime![blocking(fout, cfg.batch, cfg.units).1];
+        let tile = comptime![blocking(fout, cfg.batch, cfg.units).2];
         if tid < groups * cols {
             let g = tid / cols;
             for j in range_stepped(tid % cols, fout, cols) {
@@ -494,11 +503,9 @@ fn chain_step(
             // The gradient for the layer below, with this layer's weights before the update.
             // A unit owns input `i` for `tile` rows: each weight it loads serves them all.
             if has_below {
-                let cols = comptime![fin.min(cfg.units as usize)];
-                let groups = comptime![cfg.units as usize / fin.min(cfg.units as usize)];
-                let tile = comptime![
-                    (cfg.batch as usize).div_ceil(cfg.units as usize / fin.min(cfg.units as usize))
-                ];
+                let cols = comptime![blocking(fin, cfg.batch, cfg.units).0];
+                let groups = comptime![blocking(fin, cfg.batch, cfg.units).1];
+                let tile = comptime![blocking(fin, cfg.batch, cfg.units).2];
                 if tid < groups * cols {
                     let g = tid / cols;
                     for i in range_stepped(tid % cols, fin, cols) {
@@ -538,9 +545,9 @@ fn chain_step(
             // This layer's gradient and Adam update (the bias follows the weight). A unit owns
             // output column `j` for `tile` inputs, so each gradient value it loads serves them
             // all; the first group also takes the bias.
-            let cols = comptime![fout.min(cfg.units as usize)];
-            let groups = comptime![cfg.units as usize / fout.min(cfg.units as usize)];
-            let tile = comptime![fin.div_ceil(cfg.units as usize / fout.min(cfg.units as usize))];
+            let cols = comptime![blocking(fout, fin as u32, cfg.units).0];
+            let groups = comptime![blocking(fout, fin as u32, cfg.units).1];
+            let tile = comptime![blocking(fout, fin as u32, cfg.units).2];
             if tid < groups * cols {
                 let g = tid / cols;
                 for j in range_stepped(tid % cols, fout, cols) {

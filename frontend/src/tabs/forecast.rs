@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 
 use forexgpt_protocol::{
     AppError, BacktestReport, BacktestRequest, Candle, CandlesRequest, Combine, DeviceRequest,
-    Forecast, ForecastRequest, ModelList, ModelSelection, counted,
+    Forecast, ForecastRequest, ModelList, ModelSelection, ResolvedDevice, counted,
 };
 use leptos::prelude::*;
 use leptos::task::spawn_local;
@@ -188,10 +188,7 @@ fn ForecastView(candles: Vec<Candle>, forecast: Forecast) -> impl IntoView {
         format::ms(forecast.features_ms),
         format::ms(forecast.inference_ms),
     );
-    let notice = forecast
-        .fell_back
-        .clone()
-        .map(|n| view! { <p class="notice">"Ran on the CPU: "{n}</p> });
+    let notice = placement_note(forecast.fell_back.clone(), &forecast.device);
     let step = forecast.timeframe.seconds();
     let rows = forecast
         .horizons
@@ -227,6 +224,18 @@ fn ForecastView(candles: Vec<Candle>, forecast: Forecast) -> impl IntoView {
     }
 }
 
+/// Why a forecast or backtest ran where it did: the reason the CPU stood in for the GPU, else
+/// `auto`'s reason for its choice.
+fn placement_note(fell_back: Option<String>, device: &ResolvedDevice) -> Option<AnyView> {
+    match (fell_back, device.choice.clone()) {
+        (Some(n), _) => Some(view! { <p class="notice">"Ran on the CPU: "{n}</p> }.into_any()),
+        (None, Some(c)) => {
+            Some(view! { <p class="hint" data-test="device-choice">{c}</p> }.into_any())
+        }
+        (None, None) => None,
+    }
+}
+
 #[component]
 fn BacktestView(report: BacktestReport) -> impl IntoView {
     let summary = format!(
@@ -257,6 +266,7 @@ fn BacktestView(report: BacktestReport) -> impl IntoView {
     view! {
         <h2>"Backtest"</h2>
         <p class="success" data-test="backtest-summary">{summary}</p>
+        {placement_note(report.fell_back.clone(), &report.device)}
         <table class="list">
             <thead><tr><th>"horizon"</th><th>"forecasts"</th><th>"MAE (price)"</th><th>"naive MAE (price)"</th><th>"skill"</th><th>"direction"</th><th>"band coverage (naive)"</th></tr></thead>
             <tbody>{rows}</tbody>

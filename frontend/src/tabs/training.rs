@@ -350,7 +350,8 @@ fn TrainResult(report: TrainReport) -> impl IntoView {
                 .map(|(k, h)| {
                     let head = (k == 0).then(|| view! {
                         <td class="group-cell" rowspan=span.clone() data-test="train-model-id">{info.id.clone()}</td>
-                        <td class="group-cell" rowspan=span.clone()>{info.device.label.clone()}</td>
+                        <td class="group-cell" rowspan=span.clone()
+                            title=info.device.choice.clone().unwrap_or_default()>{info.device.label.clone()}</td>
                     });
                     view! {
                         <tr class:group-start=k == 0>
@@ -385,9 +386,26 @@ fn TrainResult(report: TrainReport) -> impl IntoView {
                 </p>
             }
         });
+    // `auto`'s reasons for the devices it chose (the models that fell back said theirs above).
+    let mut choices: Vec<String> = Vec::new();
+    for m in report.models.iter().filter(|m| m.info.fell_back.is_none()) {
+        if let Some(c) = &m.info.device.choice
+            && !choices.contains(c)
+        {
+            choices.push(c.clone());
+        }
+    }
+    let choices = (!choices.is_empty()).then(|| {
+        view! {
+            <ul class="hint" data-test="train-device-choice">
+                {choices.into_iter().map(|c| view! { <li>{c}</li> }).collect_view()}
+            </ul>
+        }
+    });
     view! {
         <p class="success" data-test="train-report">{summary}</p>
         {notices}
+        {choices}
         {dropped}
         <table class="list" data-test="train-results">
             <thead><tr><th>"model"</th><th>"device"</th><th>"horizon"</th>

@@ -162,4 +162,10 @@ fn print_info(info: &DeviceInfo) {
             .map(|n| format!("  ({n})"))
             .unwrap_or_default()
     );
+    outln!(
+        "{:<8} {}",
+        "",
+        "for a job of known size, auto (and --use-gpu) run it where it is expected to take least \
+         time, the CPU included; `forexgpt bench` fits the estimates to this machine"
+    );
 }

@@ -8,7 +8,7 @@ use forexgpt_engine::Workbench;
 use forexgpt_protocol::{
     BacktestReport, BacktestRequest, Combine, DevicePreference, DeviceRequest, Forecast,
     ForecastRequest, ForestSpec, MaxFeatures, ModelConfig, ModelGrid, ModelSelection,
-    RegressorKind, StoredModel, Timeframe, TrainReport, TrainRequest, counted,
+    RegressorKind, ResolvedDevice, StoredModel, Timeframe, TrainReport, TrainRequest, counted,
 };
 
 use crate::dataset::{DatasetArgs, SeriesArgs};
@@ -343,6 +343,16 @@ fn print_train(r: &TrainReport) {
 
 /// A fallback reason for a one-line note: "no usable GPU" stands for the probe's long account
 /// of every backend, which `forexgpt devices` shows in full.
+/// Why a forecast or backtest ran where it did: the reason the CPU stood in for a GPU, else
+/// `auto`'s reason for its choice.
+fn print_placement(fell_back: Option<&str>, device: &ResolvedDevice) {
+    match (fell_back, &device.choice) {
+        (Some(reason), _) => outln!("note: ran on the CPU: {}", short_reason(reason)),
+        (None, Some(choice)) => outln!("{choice}"),
+        (None, None) => {}
+    }
+}
+
 fn short_reason(reason: &str) -> String {
     let reason = reason
         .strip_prefix("running on the CPU: ")
@@ -368,6 +378,9 @@ fn print_model(m: &StoredModel) {
         i.device.label,
         i.fit_ms
     );
+    if let Some(choice) = &i.device.choice {
+        outln!("  {choice}");
+    }
     outln!(
         "  train {} → {}, validation {} → {}, test {} → {} (UTC)",
         format_ts(i.split.train.0),
@@ -465,9 +478,7 @@ fn print_forecast(f: &Forecast) {
         f.device.label,
         f.inference_ms
     );
-    if let Some(reason) = &f.fell_back {
-        outln!("note: ran on the CPU: {}", short_reason(reason));
-    }
+    print_placement(f.fell_back.as_deref(), &f.device);
     outln!(
         "{:>7} {:>11} {:>10} {:>10} {:>10} {:>10}   {:>10} {:>10}",
         "horizon",
@@ -506,9 +517,7 @@ fn print_backtest(r: &BacktestReport) {
         r.device.label,
         r.elapsed_ms
     );
-    if let Some(reason) = &r.fell_back {
-        outln!("note: ran on the CPU: {}", short_reason(reason));
-    }
+    print_placement(r.fell_back.as_deref(), &r.device);
     outln!(
         "{:>7} {:>6} {:>11} {:>11} {:>8} {:>8} {:>9} {:>9} {:>9} {:>9}",
         "horizon",

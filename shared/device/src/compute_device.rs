@@ -61,5 +61,6 @@ pub(crate) fn cpu_resolved(model: Option<&str>) -> ResolvedDevice {
         label: format!("cpu ({})", model.unwrap_or("CPU")),
         fell_back: false,
         notice: None,
+        choice: None,
     }
 }

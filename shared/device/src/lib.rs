@@ -17,6 +17,7 @@
 pub mod backend;
 pub mod check;
 pub mod compute_device;
+pub mod cost;
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
 pub mod cube;
 pub mod error;
@@ -30,6 +31,7 @@ pub mod testing;
 pub use backend::{BackendJob, CpuBackend, run_job};
 pub use check::{DeviceCheck, check_device};
 pub use compute_device::ComputeDevice;
+pub use cost::{CostModel, CostOp, Workload};
 pub use error::DeviceError;
 pub use forexgpt_protocol::DeviceRequest;
 pub use manager::{CUDA_BUILT, DeviceManager, WGPU_BUILT};

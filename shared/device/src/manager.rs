@@ -6,7 +6,10 @@ use forexgpt_protocol::{
     WgpuAdapterInfo, WgpuStatus,
 };
 
+use std::sync::{Arc, RwLock};
+
 use crate::compute_device::{ComputeDevice, Target, cpu_resolved};
+use crate::cost::CostModel;
 use crate::error::DeviceError;
 use crate::kernel_cache::{KernelCache, cuda_bundle_dir};
 use crate::probe::{probe_cpu, probe_cuda, probe_wgpu, wgpu_adapters::is_hardware};
@@ -23,6 +26,9 @@ pub struct DeviceManager {
     kernel_cache: Option<KernelCache>,
     /// Every GPU it resolves fails its jobs (fault-injection tests).
     failing_gpus: bool,
+    /// What `auto` expects each device to take for a job of a known size; shared with the
+    /// [`Devices`](crate::Devices) that made this manager, which recalibrates it.
+    costs: Arc<RwLock<CostModel>>,
 }
 
 impl DeviceManager {
@@ -63,6 +69,7 @@ impl DeviceManager {
             info,
             kernel_cache,
             failing_gpus: false,
+            costs: Arc::default(),
         };
         manager.info.auto = manager.resolve_auto(false).resolved;
         manager
@@ -93,6 +100,31 @@ impl DeviceManager {
     pub fn with_failing_gpus(mut self) -> DeviceManager {
         self.failing_gpus = true;
         self
+    }
+
+    /// Replaces the cost model `auto` weighs devices with (see [`crate::cost`]).
+    pub fn set_cost_model(&self, model: CostModel) {
+        *self.costs.write().unwrap_or_else(|e| e.into_inner()) = model;
+    }
+
+    /// The same machine, its cost model shared with `costs` (kept up to date by its owner).
+    pub(crate) fn sharing_costs(mut self, costs: Arc<RwLock<CostModel>>) -> DeviceManager {
+        self.costs = costs;
+        self
+    }
+
+    pub(crate) fn costs(&self) -> &Arc<RwLock<CostModel>> {
+        &self.costs
+    }
+
+    /// The GPUs `auto` may pick, in its order of preference: CUDA device 0, then the best
+    /// hardware wgpu adapter.
+    pub(crate) fn auto_gpus(&self) -> Vec<ComputeDevice> {
+        let mut gpus: Vec<ComputeDevice> = self.resolve_cuda(0).into_iter().collect();
+        if let Some(adapter) = best_adapter(&self.info.wgpu.adapters, false) {
+            gpus.push(self.failing_if_set(wgpu_device(&self.info.wgpu.adapters, adapter)));
+        }
+        gpus
     }
 
     /// This machine's CPU.
@@ -139,6 +171,7 @@ impl DeviceManager {
                 label: format!("cuda:{index} ({})", device.name),
                 fell_back: false,
                 notice: None,
+                choice: None,
             },
             target: self.target(Target::Cuda { index }),
         })
@@ -228,6 +261,7 @@ fn wgpu_device(adapters: &[WgpuAdapterInfo], adapter: &WgpuAdapterInfo) -> Compu
             fell_back: false,
             notice: software
                 .then(|| format!("{} is a software renderer: correct but slow", adapter.name)),
+            choice: None,
         },
         target: Target::Wgpu {
             adapter_type: adapter.adapter_type,

@@ -7,13 +7,17 @@
 //! - an explicit device (`cuda`, `wgpu`, `cpu`) that is missing or cannot serve the job is an
 //!   error naming the reason;
 //! - "if available" and `auto` run on the CPU instead, with the reason, when the GPU is
-//!   missing, cannot serve the job, or fails mid-way (the work then reruns on the CPU).
+//!   missing, cannot serve the job, or fails mid-way (the work then reruns on the CPU);
+//! - for a job that says its size ([`JobSupport::sized`]), `auto` (and "if available") run it
+//!   where the cost model ([`crate::cost`]) expects it to take least time, the CPU included,
+//!   and the device's notice says what was expected where.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use forexgpt_protocol::{BackendKind, CudaStatus, DevicePreference, DeviceRequest, WgpuStatus};
 
 use crate::compute_device::ComputeDevice;
+use crate::cost::{CostModel, Estimate, EstimateSource, Workload, format_ms};
 use crate::error::DeviceError;
 use crate::manager::DeviceManager;
 
@@ -24,6 +28,8 @@ pub struct JobSupport {
     pub job: &'static str,
     pub cuda: bool,
     pub wgpu: bool,
+    /// The job's size, when known: `auto` then weighs the devices by the cost model.
+    pub workload: Option<Workload>,
 }
 
 impl JobSupport {
@@ -33,6 +39,7 @@ impl JobSupport {
             job,
             cuda: true,
             wgpu: true,
+            workload: None,
         }
     }
 
@@ -42,6 +49,15 @@ impl JobSupport {
             job,
             cuda: true,
             wgpu: false,
+            workload: None,
+        }
+    }
+
+    /// The same job, of this size.
+    pub const fn sized(self, workload: Workload) -> JobSupport {
+        JobSupport {
+            workload: Some(workload),
+            ..self
         }
     }
 
@@ -102,7 +118,14 @@ impl DeviceManager {
         job: JobSupport,
     ) -> Result<(ComputeDevice, Option<String>), DeviceError> {
         let device = match request.preference {
-            DevicePreference::Auto => self.resolve_auto(request.gpu_if_available),
+            DevicePreference::Auto => {
+                if let Some(workload) = job.workload
+                    && let Some(chosen) = self.cheapest(request, job, workload)
+                {
+                    return Ok(chosen);
+                }
+                self.resolve_auto(request.gpu_if_available)
+            }
             preference => match self.resolve(preference) {
                 Ok(device) => device,
                 Err(e) if request.may_fall_back() => {
@@ -164,12 +187,79 @@ impl DeviceManager {
         }
     }
 
+    /// `auto`'s choice for a job of a known size: the device the cost model expects to take
+    /// least time, among the CPU and the GPUs `auto` may pick that can serve the job, with
+    /// the estimates in its notice. A GPU is picked only when it is expected to be faster.
+    /// `None` (today's order of preference then decides) when no such GPU has an estimate.
+    fn cheapest(
+        &self,
+        request: DeviceRequest,
+        job: JobSupport,
+        workload: Workload,
+    ) -> Option<(ComputeDevice, Option<String>)> {
+        let costs = self.costs().read().unwrap_or_else(|e| e.into_inner());
+        let threads = self.info().cpu.logical_threads;
+        let cpu = self.cpu();
+        let on_cpu = costs.estimate(workload, &cpu, threads)?;
+        let (mut gpu, on_gpu) = self
+            .auto_gpus()
+            .into_iter()
+            .filter(|d| job.serves(d.backend()))
+            .filter_map(|d| costs.estimate(workload, &d, threads).map(|e| (d, e)))
+            .min_by(|a, b| a.1.ms.total_cmp(&b.1.ms))?;
+        let what = format!("{} ({})", workload.op.name(), workload.describe());
+        let sources = sources_in_words(&on_gpu, &on_cpu);
+        if on_gpu.ms < on_cpu.ms {
+            gpu.resolved.choice = Some(format!(
+                "auto chose {} for the {what}: about {} there against {} on the CPU ({sources})",
+                gpu.label(),
+                format_ms(on_gpu.ms),
+                format_ms(on_cpu.ms),
+            ));
+            return Some((gpu, None));
+        }
+        let why = format!(
+            "auto chose the CPU for the {what}: about {} there against {} on {} ({sources})",
+            format_ms(on_cpu.ms),
+            format_ms(on_gpu.ms),
+            gpu.label(),
+        );
+        // Under "if available" the user asked for a GPU: the CPU stands in, and says why.
+        let (mut cpu, fell_back) = if request.gpu_if_available {
+            self.fallback(why.clone())
+        } else {
+            (cpu, None)
+        };
+        cpu.resolved.choice = Some(why);
+        Some((cpu, fell_back))
+    }
+
     /// The CPU, marked as standing in for a wanted GPU, and why.
     fn fallback(&self, why: String) -> (ComputeDevice, Option<String>) {
         let mut cpu = self.cpu();
         cpu.resolved.fell_back = true;
         cpu.resolved.notice = Some(why.clone());
         (cpu, Some(why))
+    }
+}
+
+/// Where two estimates came from, in words.
+fn sources_in_words(a: &Estimate, b: &Estimate) -> String {
+    let run = |e: &Estimate| match e.source {
+        EstimateSource::Benchmark { run } => Some(run),
+        EstimateSource::BuiltIn => None,
+    };
+    match (run(a), run(b)) {
+        (None, None) => "built-in estimates; `forexgpt bench` fits them to this machine".into(),
+        (Some(x), Some(y)) if x == y => {
+            format!("estimates from benchmark run #{x} on this machine")
+        }
+        (Some(x), Some(y)) => {
+            format!("estimates from benchmark runs #{x} and #{y} on this machine")
+        }
+        (Some(x), None) | (None, Some(x)) => {
+            format!("estimates from benchmark run #{x} on this machine and built-in ones")
+        }
     }
 }
 
@@ -180,6 +270,8 @@ impl DeviceManager {
 pub struct Devices {
     probed: Arc<OnceLock<DeviceManager>>,
     cpu_only: Arc<OnceLock<DeviceManager>>,
+    /// The cost model every manager made here weighs devices with.
+    costs: Arc<RwLock<CostModel>>,
 }
 
 impl Devices {
@@ -191,6 +283,7 @@ impl Devices {
     /// Devices described by an already built manager (tests; machines described by hand).
     pub fn from_manager(manager: DeviceManager) -> Devices {
         Devices {
+            costs: Arc::clone(manager.costs()),
             probed: Arc::new(OnceLock::from(manager)),
             cpu_only: Arc::default(),
         }
@@ -199,14 +292,27 @@ impl Devices {
     /// Starts probing on a background thread (probing CUDA and wgpu takes seconds).
     pub fn probe_in_background(&self) {
         let probed = Arc::clone(&self.probed);
+        let costs = Arc::clone(&self.costs);
         std::thread::spawn(move || {
-            probed.get_or_init(DeviceManager::probe);
+            probed.get_or_init(|| DeviceManager::probe().sharing_costs(costs));
         });
     }
 
     /// Every device of the machine; probes (or waits for the probe) on first use.
     pub fn probed(&self) -> &DeviceManager {
-        self.probed.get_or_init(DeviceManager::probe)
+        self.probed
+            .get_or_init(|| DeviceManager::probe().sharing_costs(Arc::clone(&self.costs)))
+    }
+
+    /// Replaces the cost model `auto` weighs devices with, for every job from now on
+    /// (the engine calibrates it from the database's benchmark runs).
+    pub fn set_cost_model(&self, model: CostModel) {
+        *self.costs.write().unwrap_or_else(|e| e.into_inner()) = model;
+    }
+
+    /// The cost model `auto` weighs devices with.
+    pub fn cost_model(&self) -> CostModel {
+        self.costs.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// The devices `request` is resolved against: the probed ones, or, for a CPU request when
@@ -302,6 +408,129 @@ mod tests {
             err,
             "the CUDA job cannot run on wgpu:0 (Test GPU, Vulkan): it runs on CUDA or the CPU"
         );
+    }
+
+    /// A run on `machine` that measured a ridge fit of 1M × 128 → 8 at `ms` on its wgpu
+    /// adapter (and nothing on its CPU).
+    fn wgpu_measured(machine: &DeviceManager, ms: f64) -> CostModel {
+        use forexgpt_protocol::{BenchMachine, BenchResult, BenchRun, BenchSettings};
+        let wgpu = machine.resolve(DevicePreference::Wgpu(Some(0))).unwrap();
+        let run = BenchRun {
+            id: 7,
+            created_ts: 0,
+            app_version: "test".into(),
+            git_rev: None,
+            machine: BenchMachine {
+                os: "linux".into(),
+                cpu: "elsewhere".into(),
+                cpu_threads: 1,
+                devices: vec![wgpu.label().to_string()],
+            },
+            settings: BenchSettings {
+                suite: "regressors".into(),
+                repeats: 1,
+                rows: 1_000_000,
+                features: 128,
+                targets: 8,
+                bars: 0,
+                csv_rows: 0,
+                encoder_rows: 0,
+                encoder_features: 0,
+                epochs: 0,
+                forest_rows: 0,
+                forest_features: 0,
+                trees: 0,
+                predict_rows: 0,
+            },
+            results: vec![BenchResult {
+                operation: "ridge".into(),
+                size: "1000000×128→8".into(),
+                device: wgpu.label().to_string(),
+                first_run_ms: ms,
+                median_ms: ms,
+                min_ms: ms,
+                max_ms: ms,
+                repeats: 1,
+                throughput_per_s: 0.0,
+                max_rel_diff_vs_cpu: None,
+            }],
+        };
+        CostModel::calibrated(&[run], &machine.info().cpu)
+    }
+
+    #[test]
+    fn auto_runs_a_sized_job_where_it_is_expected_to_take_least_time() {
+        let gpu = described_machine(true);
+        let linear = JobSupport::everywhere("fitting a linear model");
+        // The sample's fit: a few thousand rows. Built in, a wgpu fit costs 10 ms before it
+        // starts, the CPU's line ~1 ms plus a little: the CPU, with both estimates.
+        let small = linear.sized(Workload::linear_fit(4_000, 88, 4));
+        let (device, why) = gpu.placement(DeviceRequest::default(), small).unwrap();
+        assert_eq!(device.backend(), BackendKind::Cpu);
+        assert!(
+            why.is_none(),
+            "plain auto names no device, so nothing fell back"
+        );
+        let notice = device.resolved.choice.unwrap();
+        assert!(
+            notice.starts_with("auto chose the CPU for the linear fit (4,000 × 88 → 4): about ")
+                && notice.contains("on wgpu:0 (Test GPU, Vulkan) (built-in estimates"),
+            "{notice}"
+        );
+        // "Use GPU (if available)": the same choice, told as the reason the CPU ran.
+        let (device, why) = gpu
+            .placement(DeviceRequest::GPU_IF_AVAILABLE, small)
+            .unwrap();
+        assert_eq!(device.backend(), BackendKind::Cpu);
+        assert!(device.resolved.fell_back);
+        assert_eq!(why, device.resolved.choice);
+        assert!(why.unwrap().starts_with("auto chose the CPU"));
+        // This machine's benchmark says its GPU fits 1M × 128 in 2 ms: now the GPU, which
+        // says why and from which run.
+        gpu.set_cost_model(wgpu_measured(&gpu, 2.0));
+        let big = linear.sized(Workload::linear_fit(1_000_000, 128, 8));
+        let (device, why) = gpu.placement(DeviceRequest::GPU_IF_AVAILABLE, big).unwrap();
+        assert_eq!(device.backend(), BackendKind::Wgpu);
+        assert!(why.is_none() && !device.resolved.fell_back);
+        let notice = device.resolved.choice.unwrap();
+        assert!(
+            notice.starts_with("auto chose wgpu:0 (Test GPU, Vulkan) for the linear fit")
+                && notice.contains("about 2 ms there against")
+                && notice.contains("benchmark run #7 on this machine and built-in ones"),
+            "{notice}"
+        );
+        // Measured at ten minutes, the GPU loses again.
+        gpu.set_cost_model(wgpu_measured(&gpu, 600_000.0));
+        let (device, _) = gpu.placement(DeviceRequest::default(), big).unwrap();
+        assert_eq!(device.backend(), BackendKind::Cpu);
+        // Explicit devices are never second-guessed.
+        let wgpu = DeviceRequest::exactly(DevicePreference::Wgpu(None));
+        let (device, _) = gpu.placement(wgpu, big).unwrap();
+        assert_eq!(device.backend(), BackendKind::Wgpu);
+        assert!(device.resolved.choice.is_none());
+        // Nothing known of a GPU for the job (no wgpu grower): today's rules decide.
+        let forest = JobSupport::cuda_only("growing a random forest")
+            .sized(Workload::forest_fit(10_000, 64, 100));
+        let (device, why) = gpu
+            .placement(DeviceRequest::GPU_IF_AVAILABLE, forest)
+            .unwrap();
+        assert_eq!(device.backend(), BackendKind::Cpu);
+        assert!(why.unwrap().contains("runs on CUDA or the CPU"));
+    }
+
+    #[test]
+    fn a_cost_model_set_on_devices_reaches_every_job() {
+        let devices = Devices::from_manager(described_machine(true));
+        let job = JobSupport::everywhere("fitting a linear model")
+            .sized(Workload::linear_fit(1_000_000, 128, 8));
+        let fast = wgpu_measured(devices.probed(), 2.0);
+        devices.set_cost_model(fast.clone());
+        assert_eq!(devices.cost_model(), fast);
+        let (device, _) = devices
+            .probed()
+            .placement(DeviceRequest::default(), job)
+            .unwrap();
+        assert_eq!(device.backend(), BackendKind::Wgpu);
     }
 
     #[test]

@@ -5,10 +5,10 @@ use std::path::Path;
 use std::time::Instant;
 
 use forexgpt_core::timestamp::format_ts;
-use forexgpt_device::{JobSupport, Placed};
+use forexgpt_device::{JobSupport, Placed, Workload};
 use forexgpt_protocol::{
     BacktestHorizon, BacktestReport, BacktestRequest, Forecast, ForecastRequest, HorizonForecast,
-    ModelSelection, ProgressEvent, Stage, StoredModel,
+    ModelSelection, ProgressEvent, RegressorSpec, Stage, StoredModel,
 };
 
 use crate::Workbench;
@@ -281,6 +281,30 @@ impl Workbench {
     }
 }
 
+/// The size of predicting `bars` bars with `ensemble`, for the cost model: its forests' walk
+/// when it has forests (their trees outweigh any linear model), else its models' products.
+fn inference_workload(ensemble: &Ensemble, bars: usize) -> Workload {
+    let cols = ensemble
+        .models
+        .iter()
+        .map(|m| m.info.n_features)
+        .max()
+        .unwrap_or(0);
+    let trees: usize = ensemble
+        .models
+        .iter()
+        .filter_map(|m| match &m.info.regressor {
+            RegressorSpec::RandomForest(forest) => Some(forest.n_estimators),
+            _ => None,
+        })
+        .sum();
+    if trees > 0 {
+        Workload::forest_predict(bars, cols, trees)
+    } else {
+        Workload::inference(ensemble.models.len(), bars, cols)
+    }
+}
+
 impl Workbench {
     /// The ensemble's predictions at `ts`, where the selection places them (a GPU failing
     /// mid-way under "if available" or `auto` hands the batch to the CPU).
@@ -293,7 +317,7 @@ impl Workbench {
     ) -> Result<Placed<EnsemblePrediction>, EngineError> {
         self.devices.place(
             selection.device,
-            ENSEMBLE_INFERENCE,
+            ENSEMBLE_INFERENCE.sized(inference_workload(ensemble, ts.len())),
             |device| ensemble.predict(features, ts, device),
             EngineError::device_failure,
         )

@@ -14,7 +14,8 @@ use burn::module::AutodiffModule;
 use burn::optim::{AdamConfig, GradientsParams, Optimizer};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Int, Tensor, TensorData};
-use forexgpt_device::{BackendJob, ComputeDevice, JobSupport, run_job};
+use forexgpt_device::cost::mirrored_mlp_parameters;
+use forexgpt_device::{BackendJob, ComputeDevice, JobSupport, Workload, run_job};
 use forexgpt_models::{
     Autoencoder, AutoencoderConfig, EncoderNetwork, NetworkConfig, NetworkWeights, Vae, VaeConfig,
 };
@@ -238,6 +239,28 @@ pub struct TrainRun<'a> {
     pub cancel: &'a CancelToken,
     /// The implementation on a GPU.
     pub gpu_trainer: GpuTrainer,
+}
+
+/// The training of `runs` (networks trained together) as one job for placement, sized for the
+/// cost model: every network's rows, the longest run's epochs, the first network's size
+/// (networks train together only when they are alike).
+pub fn training_job(runs: &[&TrainRun<'_>]) -> JobSupport {
+    let Some(first) = runs.first() else {
+        return NEURAL_TRAINING;
+    };
+    let parameters = mirrored_mlp_parameters(
+        first.train.cols,
+        &first.spec.hidden,
+        first.spec.latent,
+        matches!(first.kind, NetworkKind::Vae { .. }),
+    );
+    let epochs = runs.iter().map(|r| r.spec.epochs).max().unwrap_or(0);
+    NEURAL_TRAINING.sized(Workload::encoder_training(
+        first.train.rows * runs.len(),
+        first.train.cols,
+        epochs,
+        parameters,
+    ))
 }
 
 impl TrainRun<'_> {

@@ -22,7 +22,7 @@ use crate::Workbench;
 use crate::data::{labelled_features, normalize_symbol, unix_now};
 use crate::error::EngineError;
 use crate::model::{EncoderState, Model, ModelState, RegressorState, quantiles};
-use crate::neural::{GpuTrainer, NEURAL_TRAINING, NetworkKind, NeuralEncoder, TrainRun};
+use crate::neural::{GpuTrainer, NetworkKind, NeuralEncoder, TrainRun, training_job};
 use crate::progress::{CancelToken, ProgressSink};
 
 /// Checked regressor parameters, of either family.
@@ -184,7 +184,7 @@ fn encode_neural(
     // Trained and encoded in one placement: a GPU failing in either reruns both on the CPU.
     let placed = ctx.manager.place(
         ctx.request,
-        NEURAL_TRAINING,
+        training_job(&[&run]),
         |device| {
             let encoder = run.fit_on(device)?;
             let z = encode_parts(&encoder, kind, data, device)?;
@@ -274,7 +274,7 @@ fn encode_neural_groups(
             .collect();
         let placed = ctx.manager.place(
             ctx.request,
-            NEURAL_TRAINING,
+            training_job(&runs.iter().collect::<Vec<_>>()),
             |device| {
                 let trained = if device.is_gpu() {
                     crate::fused::train_together(&runs.iter().collect::<Vec<_>>(), device)?
@@ -546,6 +546,12 @@ impl Workbench {
             let pred_test = regressor.predict(&encoded.z[2])?;
             let eval = evaluate(&data.targets.horizons, &data.y, &pred_val, &pred_test)?;
             let id = model_id(&dir, request, &symbol, config, created_ts, i + 1);
+            // The model names one device (the encoder's, when it had one); `auto`'s reasons
+            // for both placements travel with it.
+            let encoder_choice = encoded.device.as_ref().and_then(|d| d.choice.as_deref());
+            let choice = both_reasons(encoder_choice, fitted.device.choice.clone());
+            let mut device = encoded.device.clone().unwrap_or(fitted.device);
+            device.choice = choice;
             let info = ModelInfo {
                 id,
                 app_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -561,7 +567,7 @@ impl Workbench {
                 split: data.split_times(),
                 train_rows: data.x[0].rows,
                 metrics: eval.metrics,
-                device: encoded.device.clone().unwrap_or(fitted.device),
+                device,
                 fell_back: both_reasons(encoded.fell_back.as_deref(), fitted.fell_back),
                 fit_ms: encoded.fit_ms + fit_started.elapsed().as_secs_f64() * 1e3,
             };

@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use forexgpt_core::import::parse_candles_csv;
 use forexgpt_core::sample::SAMPLE_SERIES;
 use forexgpt_core::store::{ImportSource, SeedSeries, Store};
-use forexgpt_device::Devices;
+use forexgpt_device::probe::probe_cpu;
+use forexgpt_device::{CostModel, Devices};
 
 use crate::error::EngineError;
 
@@ -84,7 +85,25 @@ impl Workbench {
             devices: Devices::new(),
         };
         wb.seed_samples()?;
+        wb.calibrate_costs();
         Ok(wb)
+    }
+
+    /// Fits `auto`'s cost model to the benchmark runs stored in this database
+    /// (`forexgpt_device::cost`); with none, or when they cannot be read, the built-in
+    /// estimates stay (logged, never an error: placement works without them).
+    pub fn calibrate_costs(&self) {
+        match self.store.bench_runs(None) {
+            Ok(runs) => self
+                .devices
+                .set_cost_model(CostModel::calibrated(&runs, &probe_cpu())),
+            Err(e) => {
+                tracing::warn!(
+                    "auto keeps its built-in estimates: reading the benchmark runs failed: {e}"
+                );
+                self.devices.set_cost_model(CostModel::built_in());
+            }
+        }
     }
 
     /// Keeps model files in `dir` (created when the first model is saved).
@@ -103,6 +122,7 @@ impl Workbench {
     /// Shares `devices` (the app probes once, in the background from start-up).
     pub fn set_devices(&mut self, devices: Devices) {
         self.devices = devices;
+        self.calibrate_costs();
     }
 
     pub fn db_path(&self) -> &str {

@@ -404,6 +404,76 @@ fn gpu_if_available_falls_back_with_the_reason_for_every_model() {
 }
 
 #[test]
+fn auto_keeps_small_jobs_on_the_cpu_and_says_why() {
+    // A GPU that never gets a job here: by the built-in estimates, every fit of the sample
+    // (a few thousand rows) takes less time on the CPU than the GPU's fixed costs.
+    let dir = tempfile::tempdir().unwrap();
+    let mut wb = workbench(dir.path());
+    wb.set_devices(machine(true, false));
+    let mut request = train_request(every_kind());
+    request.device = DeviceRequest::GPU_IF_AVAILABLE;
+    let report = wb
+        .train(&request, &NoProgress, &CancelToken::new())
+        .unwrap();
+    assert_eq!(report.models.len(), 8);
+    for stored in &report.models {
+        let info = &stored.info;
+        assert_eq!(info.device.backend.as_str(), "cpu", "{}", info.id);
+        let why = info.fell_back.as_deref().unwrap_or_default();
+        if matches!(info.regressor, RegressorSpec::RandomForest(_)) {
+            // No wgpu grower: nothing to weigh, the forest's own reason.
+            assert!(
+                why.contains("growing a random forest cannot run on wgpu:0"),
+                "{why}"
+            );
+        } else {
+            assert!(
+                why.contains("auto chose the CPU for the linear fit ("),
+                "{why}"
+            );
+            let choice = info.device.choice.as_deref().unwrap_or_default();
+            assert!(
+                choice.contains("auto chose the CPU for the linear fit (")
+                    && choice.contains("on wgpu:0 (Test GPU, Vulkan) (built-in estimates"),
+                "{}: {choice}",
+                info.id
+            );
+        }
+        if matches!(
+            info.encoder,
+            EncoderSpec::Autoencoder { .. } | EncoderSpec::Vae { .. }
+        ) {
+            assert!(
+                why.contains("auto chose the CPU for the encoder training ("),
+                "{why}"
+            );
+        }
+    }
+    // The stored model keeps the reason.
+    let first = &report.models[0].info;
+    let (stored, _) = wb.list_models().unwrap();
+    let again = stored.iter().find(|m| m.info.id == first.id).unwrap();
+    assert_eq!(again.info.device.choice, first.device.choice);
+    assert!(again.info.device.choice.is_some());
+    // A forecast of one bar: the CPU, and why.
+    let mut gpu = selection(vec![first.id.clone()]);
+    gpu.device = DeviceRequest::GPU_IF_AVAILABLE;
+    let forecast = wb
+        .forecast(&ForecastRequest {
+            selection: gpu,
+            at_ts: None,
+        })
+        .unwrap();
+    assert_eq!(forecast.device.backend.as_str(), "cpu");
+    assert!(
+        forecast
+            .fell_back
+            .unwrap()
+            .starts_with("auto chose the CPU for the model inference (1 model on 1 bar)")
+    );
+}
+
+#[test]
 fn a_gpu_failing_mid_forecast_hands_it_to_the_cpu_if_available() {
     let dir = tempfile::tempdir().unwrap();
     let mut wb = workbench(dir.path());

@@ -234,6 +234,10 @@ pub struct ResolvedDevice {
     pub fell_back: bool,
     /// Why the device differs from what was asked for, for the user to see.
     pub notice: Option<String>,
+    /// Why `auto` picked this device for the job: what the cost model expected here and on
+    /// the other candidate (absent for explicit devices and for jobs of unknown size).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub choice: Option<String>,
 }
 
 /// Everything `forexgpt devices` and the app's Devices tab show.

@@ -3,7 +3,7 @@
 //! request resolves to a GPU that has one, the CPU path otherwise, and says where the fit ran
 //! and why that is not the device asked for.
 
-use forexgpt_device::{ComputeDevice, DeviceManager, JobSupport, Placed};
+use forexgpt_device::{ComputeDevice, DeviceManager, JobSupport, Placed, Workload};
 use forexgpt_protocol::{DeviceRequest, ResolvedDevice};
 
 use crate::error::FitError;
@@ -75,9 +75,8 @@ pub fn fit_linear(
     x: &Matrix,
     y: &Matrix,
 ) -> Result<FitOutcome<LinearModel>, FitError> {
-    fit_with(manager, request, LINEAR_FIT, |device| {
-        params.fit(x, y, device)
-    })
+    let job = LINEAR_FIT.sized(Workload::linear_fit(x.rows, x.cols, y.cols));
+    fit_with(manager, request, job, |device| params.fit(x, y, device))
 }
 
 pub fn fit_pca(
@@ -86,7 +85,8 @@ pub fn fit_pca(
     params: &ValidPcaParams,
     x: &Matrix,
 ) -> Result<FitOutcome<FittedPca>, FitError> {
-    fit_with(manager, request, PCA_FIT, |device| params.fit(x, device))
+    let job = PCA_FIT.sized(Workload::pca_fit(x.rows, x.cols, params.n_components()));
+    fit_with(manager, request, job, |device| params.fit(x, device))
 }
 
 /// Grows a random forest on a CUDA device or the CPU ([`FOREST_FIT`]); `observe` sees the
@@ -100,7 +100,9 @@ pub fn fit_forest(
     y: &Matrix,
     observe: &(dyn Fn(usize) -> bool + Sync),
 ) -> Result<FitOutcome<RandomForestModel>, FitError> {
-    fit_with(manager, request, FOREST_FIT, |device| {
+    let trees = params.spec().n_estimators;
+    let job = FOREST_FIT.sized(Workload::forest_fit(x.rows, x.cols, trees));
+    fit_with(manager, request, job, |device| {
         params.fit_on(x, y, device, observe)
     })
 }

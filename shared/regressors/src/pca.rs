@@ -61,6 +61,10 @@ pub struct FittedPca {
 }
 
 impl ValidPcaParams {
+    pub fn n_components(&self) -> usize {
+        self.0.n_components
+    }
+
     pub fn fit(&self, x: &Matrix, device: Option<&ComputeDevice>) -> Result<FittedPca, FitError> {
         let started = std::time::Instant::now();
         x.check("X")?;

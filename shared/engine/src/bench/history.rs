@@ -37,6 +37,7 @@ impl Workbench {
             results,
         };
         run.id = self.store.insert_bench_run(&run)?;
+        self.calibrate_costs();
         Ok(run)
     }
 
@@ -70,7 +71,9 @@ impl Workbench {
     }
 
     pub fn delete_bench_run(&self, id: i64) -> Result<bool, EngineError> {
-        Ok(self.store.delete_bench_run(id)?)
+        let deleted = self.store.delete_bench_run(id)?;
+        self.calibrate_costs();
+        Ok(deleted)
     }
 
     /// The operations (same name, size and device) that both runs measured.

@@ -1,7 +1,7 @@
 //! SVG charts: candles with zoom and pan, a forecast path with its quantile band over recent
 //! candles, loss curves of network training, and benchmark bars on a logarithmic time axis.
 
-use forexgpt_protocol::{BenchResult, Candle, EpochProgress, Forecast, counted};
+use forexgpt_protocol::{BenchResult, Candle, EpochProgress, Forecast, auto_prefers_cpu, counted};
 use leptos::prelude::*;
 
 use crate::format;
@@ -402,10 +402,17 @@ pub fn BenchBars(results: Vec<BenchResult>) -> impl IntoView {
                 _ => String::new(),
             };
             let class = format!("bar {}", device_class(&r.device));
+            let title = match cpu {
+                Some(c) if r.device != "cpu" && auto_prefers_cpu(r, c) => format!(
+                    "{}: slower than the CPU here, so \"Use GPU\" runs this job on the CPU",
+                    r.device
+                ),
+                _ => r.device.clone(),
+            };
             marks.push(
                 view! {
                     <g class=class>
-                        <title>{r.device.clone()}</title>
+                        <title>{title}</title>
                         <text class="device" x="12" y=y + 13.0>{short_device(&r.device)}</text>
                         <rect x=LABEL_W y=y + 3.0 width=length(r.median_ms) height=ROW - 6.0 />
                         <text class="value" x=LABEL_W + length(r.median_ms) + 6.0 y=y + 13.0>

@@ -687,6 +687,22 @@ mod tests {
     }
 
     #[test]
+    fn the_protocol_lists_exactly_the_benchmark_operations_auto_weighs() {
+        for op in forexgpt_protocol::AUTO_WEIGHED_OPERATIONS {
+            assert!(CostOp::of_benchmark(op).is_some(), "{op}");
+        }
+        for op in [
+            "autoencoder_fit_burn",
+            "autoencoder_grid_fit",
+            "features",
+            "import_csv",
+        ] {
+            assert!(CostOp::of_benchmark(op).is_none(), "{op}");
+            assert!(!forexgpt_protocol::AUTO_WEIGHED_OPERATIONS.contains(&op));
+        }
+    }
+
+    #[test]
     fn times_read_in_words() {
         assert_eq!(format_ms(0.85), "850 µs");
         assert_eq!(format_ms(12.4), "12 ms");

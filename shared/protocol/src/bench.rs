@@ -191,6 +191,28 @@ pub struct BenchResult {
     pub max_rel_diff_vs_cpu: Option<f64>,
 }
 
+/// The benchmark operations whose time is a job's that `auto` weighs (the device crate's cost
+/// model): on a machine whose run shows such a GPU row slower than the CPU row, `auto` runs
+/// that job on the CPU.
+pub const AUTO_WEIGHED_OPERATIONS: &[&str] = &[
+    "ridge",
+    "lasso",
+    "elasticnet",
+    "pca",
+    "rf_fit",
+    "rf_predict",
+    "autoencoder",
+    "vae",
+    "forecast",
+];
+
+/// Whether `auto` would run `gpu_row`'s job on the CPU on the machine that measured it: a
+/// weighed operation whose GPU median is above the CPU median of the same size.
+pub fn auto_prefers_cpu(gpu_row: &BenchResult, cpu_median_ms: f64) -> bool {
+    AUTO_WEIGHED_OPERATIONS.contains(&gpu_row.operation.as_str())
+        && gpu_row.median_ms > cpu_median_ms
+}
+
 /// What a benchmark run was asked to do.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BenchSettings {

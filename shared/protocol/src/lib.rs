@@ -16,8 +16,8 @@ mod train;
 
 pub use app::{AppError, AppErrorKind, JobId, ModelList};
 pub use bench::{
-    BenchComparison, BenchMachine, BenchRequest, BenchResult, BenchRun, BenchSettings, BenchSize,
-    BenchSuite,
+    AUTO_WEIGHED_OPERATIONS, BenchComparison, BenchMachine, BenchRequest, BenchResult, BenchRun,
+    BenchSettings, BenchSize, BenchSuite, auto_prefers_cpu,
 };
 pub use data::{
     Candle, CandlesRequest, CsvFormat, Gap, GapKind, GapSummary, ImportReport, ImportRequest,

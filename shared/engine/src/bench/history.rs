@@ -2,7 +2,9 @@
 //! settings, so runs can be listed, shown, exported and compared side by side.
 
 use forexgpt_device::probe::probe_cpu;
-use forexgpt_protocol::{BenchComparison, BenchMachine, BenchResult, BenchRun, BenchSettings};
+use forexgpt_protocol::{
+    BenchComparison, BenchMachine, BenchResult, BenchRun, BenchSettings, auto_prefers_cpu,
+};
 
 use crate::Workbench;
 use crate::error::EngineError;
@@ -116,7 +118,8 @@ pub fn read_peers(path: &std::path::Path) -> Result<Vec<BenchResult>, EngineErro
 }
 
 /// A markdown table of a run with, for every GPU row, its speedup over the CPU row of the same
-/// operation and size.
+/// operation and size, and "auto: cpu" where that job is one `auto` weighs and the GPU was
+/// slower (so on the machine that measured it, `auto` runs it on the CPU).
 pub fn markdown(run: &BenchRun) -> String {
     let mut out = format!(
         "Run #{} — {} — ForexGPT {}{} — {} ({} threads)\n\n",
@@ -136,9 +139,15 @@ pub fn markdown(run: &BenchRun) -> String {
             c.operation == r.operation && c.size == r.size && c.device.starts_with("cpu")
         });
         let speedup = match cpu {
-            Some(c) if !r.device.starts_with("cpu") => {
-                format!("{:.2}×", c.median_ms / r.median_ms.max(f64::MIN_POSITIVE))
-            }
+            Some(c) if !r.device.starts_with("cpu") => format!(
+                "{:.2}×{}",
+                c.median_ms / r.median_ms.max(f64::MIN_POSITIVE),
+                if auto_prefers_cpu(r, c.median_ms) {
+                    " (auto: cpu)"
+                } else {
+                    ""
+                }
+            ),
             _ => String::new(),
         };
         let diff = r
@@ -237,9 +246,25 @@ mod tests {
         assert_eq!(cmp[0].speedup_b_over_a, 2.0);
         let md = markdown(&a);
         assert!(
-            md.contains("| ridge | 10×2→1 | wgpu:0 (x) |") && md.contains("2.50×"),
+            md.contains("| ridge | 10×2→1 | wgpu:0 (x) |") && md.contains("2.50× |"),
             "{md}"
         );
+        // A GPU slower than the CPU at a job `auto` weighs: the table says auto runs it on the CPU.
+        let slow = wb
+            .record_bench_run(
+                settings(),
+                vec![result("cpu", 5.0), result("wgpu:0 (x)", 20.0)],
+                None,
+            )
+            .unwrap();
+        assert!(
+            markdown(&slow).contains("| 0.25× (auto: cpu) |"),
+            "{}",
+            markdown(&slow)
+        );
+        assert!(wb.delete_bench_run(slow.id).unwrap());
+        // Stored runs of this machine fit `auto`'s estimates (the CPU rows: same CPU).
+        assert!(wb.devices.cost_model().is_calibrated());
         assert_eq!(csv(&a).lines().count(), 3);
         assert!(wb.bench_run(999).is_err());
         let dir = tempfile::tempdir().unwrap();

@@ -188,7 +188,7 @@ fn test() -> Result<()> {
             "--all-targets",
             "--locked",
             "--features",
-            "forexgpt-engine/cuda",
+            "forexgpt-engine/cuda,forexgpt-regressors/linfa",
             "--",
             "-D",
             "warnings",
@@ -196,7 +196,15 @@ fn test() -> Result<()> {
         .env("CUDARC_CUDA_VERSION", "13000");
     run(clippy)?;
     let mut test = cargo();
-    test.args(["test", "--workspace", "--locked"]);
+    // linfa's traits for our estimators are a feature (nothing in the app needs them); their
+    // tests, with linfa as a second oracle, run here.
+    test.args([
+        "test",
+        "--workspace",
+        "--locked",
+        "--features",
+        "forexgpt-regressors/linfa",
+    ]);
     run(test)?;
     // The GUI tests drive the app binary the test build above already made (same profile,
     // same features), so nothing is built a second time.

@@ -33,6 +33,9 @@ pub enum FitError {
     Forest(#[from] TreesError),
     #[error("cancelled")]
     Cancelled,
+    /// An error linfa reported while we were called through its traits (feature `linfa`).
+    #[error("linfa: {0}")]
+    Linfa(String),
 }
 
 /// Why stored trees were refused.

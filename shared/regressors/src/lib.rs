@@ -27,6 +27,8 @@ pub mod fit;
 pub mod forest;
 pub mod linalg;
 pub mod linear;
+#[cfg(feature = "linfa")]
+pub mod linfa_bridge;
 pub mod matrix;
 pub mod moments;
 pub mod pca;
@@ -35,5 +37,7 @@ pub use error::FitError;
 pub use fit::{FitOutcome, fit_forest, fit_linear, fit_pca};
 pub use forest::{RandomForest, RandomForestModel};
 pub use linear::{ElasticNet, Lasso, LinearKind, LinearModel, LinearParams, Ridge};
+#[cfg(feature = "linfa")]
+pub use linfa_bridge::{LinfaEstimator, LinfaFitted};
 pub use matrix::Matrix;
 pub use pca::{FittedPca, Pca};

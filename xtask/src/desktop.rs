@@ -77,11 +77,12 @@ fn tool(bin: &str, krate: &str, version: &str, locked: bool) -> Result<PathBuf> 
     Ok(path)
 }
 
-fn ensure_wasm_target() -> Result<()> {
+/// Installs the standard library of `target` with rustup unless it is there.
+pub fn ensure_target(target: &str) -> Result<()> {
     let installed = output_of("rustup", &["target", "list", "--installed"]).unwrap_or_default();
-    if !installed.lines().any(|l| l.trim() == WASM_TARGET) {
+    if !installed.lines().any(|l| l.trim() == target) {
         let mut add = Command::new("rustup");
-        add.args(["target", "add", WASM_TARGET]);
+        add.args(["target", "add", target]);
         run(add)?;
     }
     Ok(())
@@ -89,7 +90,7 @@ fn ensure_wasm_target() -> Result<()> {
 
 /// Builds `frontend/dist`: the wasm module, its JS glue, and the static files.
 pub fn frontend() -> Result<()> {
-    ensure_wasm_target()?;
+    ensure_target(WASM_TARGET)?;
     let wasm_bindgen = tool(
         "wasm-bindgen",
         "wasm-bindgen-cli",

@@ -2,8 +2,8 @@
 //!
 //! - `setup`  installs what a fresh Debian/Ubuntu machine lacks (idempotent: checks first)
 //! - `test`   setup, then rustfmt check, clippy with warnings denied (also over the CUDA-only
-//!   code), every test, and the GUI end-to-end tests of the app (the test build's binary)
-//!   under Xvfb
+//!   code), a type check of the Metal paths for Apple Silicon, every test, and the GUI
+//!   end-to-end tests of the app (the test build's binary) under Xvfb
 //! - `app`    setup, then builds and starts the desktop app on the built-in sample data; with
 //!   `--cli` (or when there is no display) walks through the same work with the CLI instead
 //! - `frontend` builds the leptos UI to WebAssembly into `frontend/dist`
@@ -195,6 +195,7 @@ fn test() -> Result<()> {
         ])
         .env("CUDARC_CUDA_VERSION", "13000");
     run(clippy)?;
+    apple_check()?;
     let mut test = cargo();
     // linfa's traits for our estimators are a feature (nothing in the app needs them); their
     // tests, with linfa as a second oracle, run here.
@@ -209,6 +210,36 @@ fn test() -> Result<()> {
     // The GUI tests drive the app binary the test build above already made (same profile,
     // same features), so nothing is built a second time.
     desktop::gui_tests()
+}
+
+/// Apple Silicon, which we cannot run here: its GPU is reached through wgpu's Metal backend.
+const APPLE_TARGET: &str = "aarch64-apple-darwin";
+
+/// Type-checks for Apple Silicon the crates that hold the Metal paths: the device crate with
+/// wgpu (its Metal backend and the adapter probe), our CubeCL kernels for wgpu, and the
+/// regressors and networks that run on them. Not checkable without Apple's SDK: the crates
+/// that compile C for the target (the bundled SQLite under core, and so the engine, the CLI
+/// and the app), and nothing can run or link.
+fn apple_check() -> Result<()> {
+    desktop::ensure_target(APPLE_TARGET)?;
+    let mut check = cargo();
+    check.args([
+        "check",
+        "--locked",
+        "--target",
+        APPLE_TARGET,
+        "-p",
+        "forexgpt-device",
+        "-p",
+        "forexgpt-kernels",
+        "-p",
+        "forexgpt-regressors",
+        "-p",
+        "forexgpt-models",
+        "--features",
+        "forexgpt-device/wgpu,forexgpt-kernels/wgpu",
+    ]);
+    run(check)
 }
 
 /// `cargo run --release -p forexgpt-cli -- ARGS`.

@@ -33,6 +33,7 @@ struct Form {
     latent: RwSignal<String>,
     epochs: RwSignal<String>,
     learning_rate: RwSignal<String>,
+    seeds: RwSignal<String>,
     regressors: [RwSignal<bool>; 4],
     trees: RwSignal<String>,
     max_depth: RwSignal<String>,
@@ -57,6 +58,7 @@ impl Form {
             latent: RwSignal::new("16".into()),
             epochs: RwSignal::new("100".into()),
             learning_rate: RwSignal::new("0.001".into()),
+            seeds: RwSignal::new("42".into()),
             regressors: [
                 RwSignal::new(true),
                 RwSignal::new(false),
@@ -154,13 +156,13 @@ impl Form {
             });
         }
         if self.use_ae.get_untracked() || self.use_vae.get_untracked() {
-            let net = self.network()?;
-            if self.use_ae.get_untracked() {
-                encoders.push(EncoderSpec::Autoencoder { net: net.clone() });
-            }
-            if self.use_vae.get_untracked() {
-                encoders.push(EncoderSpec::vae(net));
-            }
+            let seeds = parse_seeds(&self.seeds.get_untracked())?;
+            encoders.extend(networks(
+                &self.network()?,
+                &seeds,
+                self.use_ae.get_untracked(),
+                self.use_vae.get_untracked(),
+            ));
         }
         if encoders.is_empty() {
             return Err("choose at least one encoder".into());
@@ -213,6 +215,38 @@ impl Form {
             device: DeviceRequest::from_checkbox(use_gpu),
         })
     }
+}
+
+/// The seeds field: one network per seed, each seed once.
+fn parse_seeds(text: &str) -> Result<Vec<u64>, String> {
+    let seeds = parse_list::<u64>(text, "seeds")?;
+    for (i, seed) in seeds.iter().enumerate() {
+        if seeds[..i].contains(seed) {
+            return Err(format!("seeds: {seed} is given twice"));
+        }
+    }
+    Ok(seeds)
+}
+
+/// The autoencoders and VAEs to train: one network of `net`'s shape per seed (a seed
+/// ensemble; on a GPU the networks train together, in the same launches).
+fn networks(net: &NeuralEncoderSpec, seeds: &[u64], ae: bool, vae: bool) -> Vec<EncoderSpec> {
+    let seeded = |seed: u64| NeuralEncoderSpec {
+        seed,
+        ..net.clone()
+    };
+    let mut specs: Vec<EncoderSpec> = Vec::new();
+    if ae {
+        specs.extend(
+            seeds
+                .iter()
+                .map(|&s| EncoderSpec::Autoencoder { net: seeded(s) }),
+        );
+    }
+    if vae {
+        specs.extend(seeds.iter().map(|&s| EncoderSpec::vae(seeded(s))));
+    }
+    specs
 }
 
 fn text_input(value: RwSignal<String>, test_id: &'static str, size: &'static str) -> impl IntoView {
@@ -278,7 +312,9 @@ pub fn TrainingTab() -> impl IntoView {
             <label>"latent " {text_input(form.latent, "net-latent", "4")}</label>
             <label>"epochs " {text_input(form.epochs, "net-epochs", "4")}</label>
             <label>"learning rate " {text_input(form.learning_rate, "net-lr", "6")}</label>
-            <span class="hint">"(Adam, batch 64, early stopping after 10 epochs without a better validation loss)"</span>
+            <label>"seeds " {text_input(form.seeds, "net-seeds", "10")}</label>
+            <span class="hint">"(Adam, batch 64, early stopping after 10 epochs without a better validation loss; \
+                a list of seeds trains one network each, together on a GPU)"</span>
         </div>
         <div class="form">
             <span class="group-label">"regressors"</span>
@@ -471,5 +507,38 @@ fn ModelTable() -> impl IntoView {
                 {list.unreadable.into_iter().map(|u| view! { <p class="notice">"Unreadable model file: "{u}</p> }).collect_view()}
             }.into_any(),
         }}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_list_of_seeds_makes_one_network_per_seed_and_kind() {
+        let net = NeuralEncoderSpec::default();
+        let seeds = parse_seeds("42, 43,44").unwrap();
+        let specs = networks(&net, &seeds, true, true);
+        assert_eq!(specs.len(), 6);
+        let labels: Vec<String> = specs.iter().map(EncoderSpec::label).collect();
+        assert_eq!(labels[0], "ae16");
+        assert_eq!(labels[1], "ae16s43");
+        assert!(labels[3].starts_with("vae16"), "{labels:?}");
+        assert!(labels[5].ends_with("s44"), "{labels:?}");
+        assert_eq!(networks(&net, &seeds, false, false).len(), 0);
+        assert_eq!(
+            parse_seeds("42, 42").unwrap_err(),
+            "seeds: 42 is given twice"
+        );
+        assert!(
+            parse_seeds("")
+                .unwrap_err()
+                .contains("give at least one value")
+        );
+        assert!(
+            parse_seeds("-1")
+                .unwrap_err()
+                .contains("'-1' is not a valid number")
+        );
     }
 }

@@ -206,11 +206,14 @@ pub const AUTO_WEIGHED_OPERATIONS: &[&str] = &[
     "forecast",
 ];
 
-/// Whether `auto` would run `gpu_row`'s job on the CPU on the machine that measured it: a
-/// weighed operation whose GPU median is above the CPU median of the same size.
-pub fn auto_prefers_cpu(gpu_row: &BenchResult, cpu_median_ms: f64) -> bool {
-    AUTO_WEIGHED_OPERATIONS.contains(&gpu_row.operation.as_str())
-        && gpu_row.median_ms > cpu_median_ms
+/// Whether `auto` would run `row`'s job on the CPU on the machine that measured it: a row of
+/// one of our GPUs (not a peer's) at a weighed operation, slower than the CPU row of the same
+/// size.
+pub fn auto_prefers_cpu(row: &BenchResult, cpu_median_ms: f64) -> bool {
+    let ours_on_a_gpu = row.device.starts_with("cuda:") || row.device.starts_with("wgpu:");
+    ours_on_a_gpu
+        && AUTO_WEIGHED_OPERATIONS.contains(&row.operation.as_str())
+        && row.median_ms > cpu_median_ms
 }
 
 /// What a benchmark run was asked to do.

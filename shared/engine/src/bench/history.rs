@@ -262,6 +262,19 @@ mod tests {
             "{}",
             markdown(&slow)
         );
+        // A peer slower than our CPU is not something auto places.
+        let peer = wb
+            .record_bench_run(
+                settings(),
+                vec![
+                    result("cpu", 5.0),
+                    result("scikit-learn 1.5.2 (2 threads)", 20.0),
+                ],
+                None,
+            )
+            .unwrap();
+        assert!(!markdown(&peer).contains("auto"), "{}", markdown(&peer));
+        assert!(wb.delete_bench_run(peer.id).unwrap());
         assert!(wb.delete_bench_run(slow.id).unwrap());
         // Stored runs of this machine fit `auto`'s estimates (the CPU rows: same CPU).
         assert!(wb.devices.cost_model().is_calibrated());

@@ -10,7 +10,7 @@
 //!   missing, cannot serve the job, or fails mid-way (the work then reruns on the CPU);
 //! - for a job that says its size ([`JobSupport::sized`]), `auto` (and "if available") run it
 //!   where the cost model ([`crate::cost`]) expects it to take least time, the CPU included,
-//!   and the device's notice says what was expected where.
+//!   and the device's `choice` says what was expected where.
 
 use std::sync::{Arc, OnceLock, RwLock};
 
@@ -189,7 +189,7 @@ impl DeviceManager {
 
     /// `auto`'s choice for a job of a known size: the device the cost model expects to take
     /// least time, among the CPU and the GPUs `auto` may pick that can serve the job, with
-    /// the estimates in its notice. A GPU is picked only when it is expected to be faster.
+    /// the estimates in its `choice`. A GPU is picked only when it is expected to be faster.
     /// `None` (today's order of preference then decides) when no such GPU has an estimate.
     fn cheapest(
         &self,

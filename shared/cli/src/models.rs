@@ -135,10 +135,11 @@ pub struct SelectionArgs {
     /// How an ensemble's predictions are combined.
     #[arg(long, value_enum, default_value = "mean")]
     combine: Combine,
-    /// auto, cuda, cuda:N, wgpu, wgpu:N or cpu (GPU inference).
-    #[arg(long, default_value = "cpu")]
-    device: DevicePreference,
-    /// GPU inference if a GPU is usable, else the CPU with a notice.
+    /// auto, cuda, cuda:N, wgpu, wgpu:N or cpu (GPU inference). Default: cpu, or auto with
+    /// --use-gpu.
+    #[arg(long)]
+    device: Option<DevicePreference>,
+    /// GPU inference if a GPU is usable (and expected to be faster), else the CPU with a notice.
     #[arg(long)]
     use_gpu: bool,
 }
@@ -179,8 +180,13 @@ impl SelectionArgs {
             symbol: (!named || self.symbol != DEFAULT_SYMBOL).then_some(self.symbol),
             timeframe: (!named || self.timeframe != DEFAULT_TIMEFRAME).then_some(self.timeframe),
             combine: self.combine,
+            // `--use-gpu` alone means "a GPU if available": `auto`, not the CPU default.
             device: DeviceRequest {
-                preference: self.device,
+                preference: self.device.unwrap_or(if self.use_gpu {
+                    DevicePreference::Auto
+                } else {
+                    DevicePreference::Cpu
+                }),
                 gpu_if_available: self.use_gpu,
             },
         }

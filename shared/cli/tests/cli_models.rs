@@ -273,6 +273,18 @@ fn a_cpu_fallback_is_noted_once_per_command_and_briefly() {
     assert!(backtest.status.success(), "{backtest:?}");
     let stdout = String::from_utf8_lossy(&backtest.stdout);
     assert!(stdout.contains("MAE in price units"), "{stdout}");
+    // `--use-gpu` alone asks for GPU inference too (not the CPU default), and says why the
+    // CPU ran.
+    let forecast = forexgpt(dir.path())
+        .args(["forecast", "--use-gpu"])
+        .output()
+        .unwrap();
+    assert!(forecast.status.success(), "{forecast:?}");
+    let stdout = String::from_utf8_lossy(&forecast.stdout);
+    assert!(
+        stdout.contains("note: ran on the CPU: no usable GPU"),
+        "{stdout}"
+    );
     // The model files keep the whole reason.
     let listed = json(forexgpt(dir.path()).arg("models"));
     let reason = listed["models"][0]["info"]["fell_back"].as_str().unwrap();

@@ -242,8 +242,8 @@ pub struct TrainRun<'a> {
 }
 
 /// The training of `runs` (networks trained together) as one job for placement, sized for the
-/// cost model: every network's rows, the longest run's epochs, the first network's size
-/// (networks train together only when they are alike).
+/// cost model: the number of networks, the longest run's epochs, the first network's rows and
+/// size (networks train together only when they are alike).
 pub fn training_job(runs: &[&TrainRun<'_>]) -> JobSupport {
     let Some(first) = runs.first() else {
         return NEURAL_TRAINING;
@@ -256,10 +256,11 @@ pub fn training_job(runs: &[&TrainRun<'_>]) -> JobSupport {
     );
     let epochs = runs.iter().map(|r| r.spec.epochs).max().unwrap_or(0);
     NEURAL_TRAINING.sized(Workload::encoder_training(
-        first.train.rows * runs.len(),
+        first.train.rows,
         first.train.cols,
         epochs,
         parameters,
+        runs.len(),
     ))
 }
 

@@ -347,8 +347,6 @@ fn print_train(r: &TrainReport) {
     }
 }
 
-/// A fallback reason for a one-line note: "no usable GPU" stands for the probe's long account
-/// of every backend, which `forexgpt devices` shows in full.
 /// Why a forecast or backtest ran where it did: the reason the CPU stood in for a GPU, else
 /// `auto`'s reason for its choice.
 fn print_placement(fell_back: Option<&str>, device: &ResolvedDevice) {
@@ -359,6 +357,8 @@ fn print_placement(fell_back: Option<&str>, device: &ResolvedDevice) {
     }
 }
 
+/// A fallback reason for a one-line note: "no usable GPU" stands for the probe's long account
+/// of every backend, which `forexgpt devices` shows in full.
 fn short_reason(reason: &str) -> String {
     let reason = reason
         .strip_prefix("running on the CPU: ")

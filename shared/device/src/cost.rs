@@ -664,15 +664,7 @@ mod tests {
                 rows: 0,
                 features: 0,
                 targets: 0,
-                bars: 0,
-                csv_rows: 0,
-                encoder_rows: 0,
-                encoder_features: 0,
-                epochs: 0,
-                forest_rows: 0,
-                forest_features: 0,
-                trees: 0,
-                predict_rows: 0,
+                ..BenchSettings::default()
             },
             results,
         }

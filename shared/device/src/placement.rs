@@ -432,15 +432,7 @@ mod tests {
                 rows: 1_000_000,
                 features: 128,
                 targets: 8,
-                bars: 0,
-                csv_rows: 0,
-                encoder_rows: 0,
-                encoder_features: 0,
-                epochs: 0,
-                forest_rows: 0,
-                forest_features: 0,
-                trees: 0,
-                predict_rows: 0,
+                ..BenchSettings::default()
             },
             results: vec![BenchResult {
                 operation: "ridge".into(),

@@ -216,8 +216,8 @@ pub fn auto_prefers_cpu(row: &BenchResult, cpu_median_ms: f64) -> bool {
         && row.median_ms > cpu_median_ms
 }
 
-/// What a benchmark run was asked to do.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// What a benchmark run was asked to do (the default: nothing, for runs built by hand).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BenchSettings {
     /// `data`, `regressors`, `forecast` or `all`.
     pub suite: String,

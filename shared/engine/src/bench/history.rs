@@ -214,15 +214,7 @@ mod tests {
             rows: 10,
             features: 2,
             targets: 1,
-            bars: 0,
-            csv_rows: 0,
-            encoder_rows: 0,
-            encoder_features: 0,
-            epochs: 0,
-            forest_rows: 0,
-            forest_features: 0,
-            trees: 0,
-            predict_rows: 0,
+            ..BenchSettings::default()
         }
     }
 

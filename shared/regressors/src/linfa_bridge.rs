@@ -65,6 +65,13 @@ impl<P> LinfaEstimator<P> {
             ..self
         }
     }
+    /// `model`, fitted by this estimator, predicting where it was fitted.
+    fn fitted<M>(&self, model: M) -> LinfaFitted<M> {
+        LinfaFitted {
+            model,
+            device: self.device.clone(),
+        }
+    }
 }
 
 /// A model fitted through linfa; `model` is ours, with every inherent method.
@@ -118,10 +125,7 @@ where
         let model = self
             .params
             .fit(&x, &data.targets.columns(), self.device.as_ref())?;
-        Ok(LinfaFitted {
-            model,
-            device: self.device.clone(),
-        })
+        Ok(self.fitted(model))
     }
 }
 
@@ -135,10 +139,7 @@ where
         let model = self
             .params
             .fit(&matrix(&data.records), self.device.as_ref())?;
-        Ok(LinfaFitted {
-            model,
-            device: self.device.clone(),
-        })
+        Ok(self.fitted(model))
     }
 }
 
@@ -154,10 +155,7 @@ where
         let model =
             self.params
                 .fit_on(&x, &data.targets.columns(), self.device.as_ref(), &|_| true)?;
-        Ok(LinfaFitted {
-            model,
-            device: self.device.clone(),
-        })
+        Ok(self.fitted(model))
     }
 }
 

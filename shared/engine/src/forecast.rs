@@ -315,6 +315,7 @@ impl Workbench {
         features: &FeatureSets,
         ts: &[i64],
     ) -> Result<Placed<EnsemblePrediction>, EngineError> {
+        self.calibrate_costs_for(selection.device);
         self.devices.place(
             selection.device,
             ENSEMBLE_INFERENCE.sized(inference_workload(ensemble, ts.len())),

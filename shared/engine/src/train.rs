@@ -476,6 +476,7 @@ impl Workbench {
         let features_ms = started.elapsed().as_secs_f64() * 1e3;
 
         let device_request = request.device;
+        self.calibrate_costs_for(device_request);
         let manager = self.devices.for_request(device_request);
         let created_ts = unix_now();
         let total = request.models.len() as u64;

@@ -9,6 +9,7 @@ use forexgpt_core::sample::SAMPLE_SERIES;
 use forexgpt_core::store::{ImportSource, SeedSeries, Store};
 use forexgpt_device::probe::probe_cpu;
 use forexgpt_device::{CostModel, Devices};
+use forexgpt_protocol::{DevicePreference, DeviceRequest};
 
 use crate::error::EngineError;
 
@@ -85,8 +86,16 @@ impl Workbench {
             devices: Devices::new(),
         };
         wb.seed_samples()?;
-        wb.calibrate_costs();
         Ok(wb)
+    }
+
+    /// Before a job placed by `request`: fits `auto`'s cost model to this database's
+    /// benchmark runs when `auto` will weigh devices, so no other command (and no start-up)
+    /// reads them, and a run stored or deleted counts from the next job on.
+    pub(crate) fn calibrate_costs_for(&self, request: DeviceRequest) {
+        if request.preference == DevicePreference::Auto {
+            self.calibrate_costs();
+        }
     }
 
     /// Fits `auto`'s cost model to the benchmark runs stored in this database
@@ -122,7 +131,6 @@ impl Workbench {
     /// Shares `devices` (the app probes once, in the background from start-up).
     pub fn set_devices(&mut self, devices: Devices) {
         self.devices = devices;
-        self.calibrate_costs();
     }
 
     pub fn db_path(&self) -> &str {

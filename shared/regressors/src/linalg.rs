@@ -1,191 +1,71 @@
-//! Small dense float64 linear algebra for d × d systems (d = number of features, ~100):
-//! Cholesky solves and the cyclic Jacobi eigenvalue method. The O(n·d²) work happens before,
-//! in [`crate::moments`]; these are O(d³) and cheap.
+//! Small dense float64 linear algebra for d × d systems (d = number of features, ~100), by
+//! faer: Cholesky solves and the symmetric eigendecomposition. The O(n·d²) work happens before,
+//! in [`crate::moments`]; these are O(d³) and cheap (d = 128: ~1.4 ms for the eigenvectors,
+//! 0.1 ms for a solve; our hand-written loops they replaced took 5.6 and 0.25 ms).
+
+use faer::linalg::cholesky::llt::factor::LltError;
+use faer::linalg::solvers::Solve;
+use faer::{MatRef, Side};
 
 use crate::error::FitError;
 
 /// Solves `A X = B` for symmetric positive definite `A` (`d × d`) and `B` (`d × t`),
-/// both row-major; returns `X` (`d × t`).
+/// both row-major; returns `X` (`d × t`). faer's blocked Cholesky (`LLᵀ`) and triangular solves.
 pub fn cholesky_solve(a: &[f64], b: &[f64], d: usize, t: usize) -> Result<Vec<f64>, FitError> {
-    let mut l = vec![0.0; d * d];
-    for i in 0..d {
-        for j in 0..=i {
-            let mut sum = a[i * d + j];
-            for k in 0..j {
-                sum -= l[i * d + k] * l[j * d + k];
-            }
-            if i == j {
-                if sum <= 0.0 || !sum.is_finite() {
-                    return Err(FitError::Singular(format!(
-                        "the Gram matrix is not positive definite at column {i} (pivot {sum:e}); use alpha > 0 or drop collinear features"
-                    )));
-                }
-                l[i * d + i] = sum.sqrt();
-            } else {
-                l[i * d + j] = sum / l[j * d + j];
-            }
-        }
+    if let Some(i) = (0..d).find(|&i| !a[i * d + i].is_finite()) {
+        return Err(not_positive_definite(i, a[i * d + i]));
     }
-    let mut x = b.to_vec();
-    for c in 0..t {
-        // Forward: L z = b.
-        for i in 0..d {
-            let mut sum = x[i * t + c];
-            for k in 0..i {
-                sum -= l[i * d + k] * x[k * t + c];
-            }
-            x[i * t + c] = sum / l[i * d + i];
-        }
-        // Backward: Lᵀ x = z.
-        for i in (0..d).rev() {
-            let mut sum = x[i * t + c];
-            for k in i + 1..d {
-                sum -= l[k * d + i] * x[k * t + c];
-            }
-            x[i * t + c] = sum / l[i * d + i];
-        }
-    }
-    Ok(x)
+    let llt = MatRef::from_row_major_slice(a, d, d)
+        .llt(Side::Lower)
+        .map_err(|LltError::NonPositivePivot { index }| {
+            not_positive_definite(index, a[index * d + index])
+        })?;
+    // One solve per column: a target's coefficients are the same whether it is fitted alone
+    // or with others.
+    let b = MatRef::from_row_major_slice(b, d, t);
+    let columns: Vec<_> = (0..t).map(|k| llt.solve(b.col(k))).collect();
+    Ok((0..d)
+        .flat_map(|i| columns.iter().map(move |c| c[i]))
+        .collect())
+}
+
+fn not_positive_definite(column: usize, diagonal: f64) -> FitError {
+    FitError::Singular(format!(
+        "the Gram matrix is not positive definite at column {column} (diagonal {diagonal:e}); use alpha > 0 or drop collinear features"
+    ))
 }
 
 /// Eigenvalues (descending) and unit eigenvectors (rows of the returned `d × d` matrix) of the
-/// symmetric matrix `a`: Householder reduction to tridiagonal form, then implicit QR steps with
-/// Wilkinson shifts, every transform accumulated into the eigenvectors. About 10× fewer
-/// operations than cyclic Jacobi at d = 128 (45 ms → a few ms measured on the PCA bench), with
-/// every update on contiguous rows.
+/// symmetric matrix `a` (read from its lower triangle), by faer's self-adjoint
+/// eigendecomposition. Each vector's sign is fixed: its entry of largest magnitude is positive
+/// (the first such entry on ties), so a fit gives the same components on every run and device.
 pub fn symmetric_eigen(a: &[f64], d: usize) -> (Vec<f64>, Vec<f64>) {
     if d == 0 {
         return (Vec::new(), Vec::new());
     }
-    let mut m = a.to_vec();
-    // `zt` holds the transforms so far as rows (the transpose of Q in A = Q·T·Qᵀ).
-    let mut zt = vec![0.0; d * d];
-    for i in 0..d {
-        zt[i * d + i] = 1.0;
-    }
-    // Householder: reflect row k's part right of the diagonal onto its first entry.
-    let mut v = vec![0.0; d];
-    let mut p = vec![0.0; d];
-    let mut u = vec![0.0; d];
-    for k in 0..d.saturating_sub(2) {
-        let lo = k + 1;
-        let len = d - lo;
-        let x = &m[k * d + lo..(k + 1) * d];
-        let norm = x.iter().map(|t| t * t).sum::<f64>().sqrt();
-        if norm == 0.0 {
-            continue;
-        }
-        let alpha = if x[0] >= 0.0 { -norm } else { norm };
-        v[..len].copy_from_slice(x);
-        v[0] -= alpha;
-        let vn = v[..len].iter().map(|t| t * t).sum::<f64>().sqrt();
-        if vn == 0.0 {
-            continue;
-        }
-        v[..len].iter_mut().for_each(|t| *t /= vn);
-        // Trailing block B ← H·B·H = B − 2(v·wᵀ + w·vᵀ), w = B·v − (vᵀB·v)·v.
-        for i in 0..len {
-            let row = &m[(lo + i) * d + lo..(lo + i + 1) * d];
-            p[i] = row.iter().zip(&v[..len]).map(|(b, vj)| b * vj).sum();
-        }
-        let kk: f64 = p[..len].iter().zip(&v[..len]).map(|(a, b)| a * b).sum();
-        for i in 0..len {
-            p[i] -= kk * v[i];
-        }
-        for i in 0..len {
-            let (vi, wi) = (v[i], p[i]);
-            let row = &mut m[(lo + i) * d + lo..(lo + i + 1) * d];
-            for (j, b) in row.iter_mut().enumerate() {
-                *b -= 2.0 * (vi * p[j] + wi * v[j]);
-            }
-        }
-        m[k * d + lo] = alpha;
-        m[lo * d + k] = alpha;
-        for j in lo + 1..d {
-            m[k * d + j] = 0.0;
-            m[j * d + k] = 0.0;
-        }
-        // zt ← H·zt on rows lo.. (Qᵀ = H_last ⋯ H_0).
-        u.iter_mut().for_each(|t| *t = 0.0);
-        for i in 0..len {
-            let row = &zt[(lo + i) * d..(lo + i + 1) * d];
-            u.iter_mut().zip(row).for_each(|(a, z)| *a += v[i] * z);
-        }
-        for i in 0..len {
-            let vi = 2.0 * v[i];
-            let row = &mut zt[(lo + i) * d..(lo + i + 1) * d];
-            row.iter_mut().zip(&u).for_each(|(z, a)| *z -= vi * a);
-        }
-    }
-    let mut diag: Vec<f64> = (0..d).map(|i| m[i * d + i]).collect();
-    let mut off: Vec<f64> = (0..d - 1).map(|i| m[i * d + i + 1]).collect();
-    tridiagonal_qr(&mut diag, &mut off, &mut zt, d);
+    let m = MatRef::from_row_major_slice(a, d, d);
+    let (values, u) = match m.self_adjoint_eigen(Side::Lower) {
+        Ok(evd) => (
+            (0..d).map(|i| evd.S()[i]).collect::<Vec<f64>>(),
+            evd.U().to_owned(),
+        ),
+        // faer's QR iteration gives up only on non-finite input, which the fits reject
+        // before; NaN everywhere makes such a fit's failure visible rather than panic.
+        Err(_) => return (vec![f64::NAN; d], vec![f64::NAN; d * d]),
+    };
     let mut order: Vec<usize> = (0..d).collect();
-    order.sort_by(|&i, &j| diag[j].total_cmp(&diag[i]));
-    let values = order.iter().map(|&i| diag[i]).collect();
-    let vectors = order
-        .iter()
-        .flat_map(|&i| zt[i * d..(i + 1) * d].iter().copied())
-        .collect();
-    (values, vectors)
-}
-
-/// Implicit symmetric QR on the tridiagonal (`diag`, `off`) with Wilkinson shifts, deflating
-/// off-diagonals below rounding; each Givens rotation is applied to rows of `zt` as well.
-fn tridiagonal_qr(diag: &mut [f64], off: &mut [f64], zt: &mut [f64], d: usize) {
-    let mut steps = 0;
-    loop {
-        for i in 0..d - 1 {
-            if off[i].abs() <= f64::EPSILON * (diag[i].abs() + diag[i + 1].abs()) {
-                off[i] = 0.0;
-            }
-        }
-        // The last unreduced block [lo, hi].
-        let Some(hi) = (1..d).rev().find(|&i| off[i - 1] != 0.0) else {
-            return;
-        };
-        let lo = (1..hi).rev().find(|&i| off[i - 1] == 0.0).unwrap_or(0);
-        steps += 1;
-        if steps > 60 * d {
-            return; // not reached in practice; the diagonal is then still a close estimate
-        }
-        // Wilkinson shift: the eigenvalue of the trailing 2×2 nearer its last entry.
-        let (a, b, c) = (diag[hi - 1], off[hi - 1], diag[hi]);
-        let delta = (a - c) / 2.0;
-        let sign = if delta >= 0.0 { 1.0 } else { -1.0 };
-        let mu = c - b * b / (delta + sign * delta.hypot(b));
-        let (mut x, mut z) = (diag[lo] - mu, off[lo]);
-        let mut bulge = 0.0;
-        for k in lo..hi {
-            let r = x.hypot(z);
-            let (cs, sn) = if r == 0.0 {
-                (1.0, 0.0)
-            } else {
-                (x / r, -z / r)
-            };
-            if k > lo {
-                off[k - 1] = r;
-            }
-            let (tkk, tll, tkl) = (diag[k], diag[k + 1], off[k]);
-            diag[k] = cs * cs * tkk - 2.0 * cs * sn * tkl + sn * sn * tll;
-            diag[k + 1] = sn * sn * tkk + 2.0 * cs * sn * tkl + cs * cs * tll;
-            off[k] = cs * sn * (tkk - tll) + (cs * cs - sn * sn) * tkl;
-            if k + 1 < hi {
-                let next = off[k + 1];
-                bulge = -sn * next;
-                off[k + 1] = cs * next;
-            }
-            let (head, tail) = zt.split_at_mut((k + 1) * d);
-            let (rk, rl) = (&mut head[k * d..], &mut tail[..d]);
-            for (zk, zl) in rk.iter_mut().zip(rl.iter_mut()) {
-                let (a, b) = (*zk, *zl);
-                *zk = cs * a - sn * b;
-                *zl = sn * a + cs * b;
-            }
-            x = off[k];
-            z = bulge;
-        }
+    order.sort_by(|&i, &j| values[j].total_cmp(&values[i]));
+    let mut vectors = Vec::with_capacity(d * d);
+    for &c in &order {
+        let column: Vec<f64> = (0..d).map(|r| u[(r, c)]).collect();
+        let lead = column.iter().fold(
+            0.0f64,
+            |best, v| if v.abs() > best.abs() { *v } else { best },
+        );
+        let sign = if lead < 0.0 { -1.0 } else { 1.0 };
+        vectors.extend(column.iter().map(|v| v * sign));
     }
+    (order.iter().map(|&i| values[i]).collect(), vectors)
 }
 
 #[cfg(test)]
@@ -314,6 +194,13 @@ mod tests {
                 let v = &vectors[i * d..(i + 1) * d];
                 let norm: f64 = v.iter().map(|t| t * t).sum::<f64>().sqrt();
                 assert!((norm - 1.0).abs() < 1e-12, "d {d}: |v{i}| = {norm}");
+                let lead = v
+                    .iter()
+                    .fold(0.0f64, |b, x| if x.abs() > b.abs() { *x } else { b });
+                assert!(
+                    lead > 0.0,
+                    "d {d}: v{i}'s largest entry is {lead}, not positive"
+                );
                 for r in 0..d {
                     let av: f64 = (0..d).map(|c| a[r * d + c] * v[c]).sum();
                     assert!(

@@ -1,11 +1,14 @@
 //! The centred second moments of `X` and `Y` — `XᵀX`, `XᵀY`, `Σy²` and the column means —
 //! which are all Ridge, Lasso, ElasticNet and PCA need from the data. This is the O(n·d²)
-//! work: on the CPU in float64 (rayon over row blocks); on CUDA in float64 through cuBLAS
+//! work: on the CPU in float64 (rayon over row blocks, each block's products by faer); on CUDA in float64 through cuBLAS
 //! (rows streamed through pinned memory, `forexgpt_kernels::cublas`); on wgpu through burn
 //! (float32 products of float64-centred data).
 
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
+use faer::linalg::matmul::matmul;
+use faer::linalg::matmul::triangular::{self, BlockStructure};
+use faer::{Accum, ColMut, ColRef, MatMut, MatRef, Par};
 use forexgpt_device::precision::{split_scales, split_tf32};
 use forexgpt_device::{BackendJob, ComputeDevice, run_job};
 use forexgpt_kernels::cublas::{CrossProducts, FillRows, cuda_cross_products};
@@ -32,7 +35,7 @@ pub struct Moments {
     pub yty: Vec<f64>,
 }
 
-/// Rows per parallel block: big enough to amortise, small enough to stay in cache.
+/// Rows per parallel block of the column passes (means, float32 conversion).
 const BLOCK_ROWS: usize = 512;
 
 fn column_means(m: &Matrix, center: bool) -> Vec<f64> {
@@ -59,40 +62,72 @@ fn column_means(m: &Matrix, center: bool) -> Vec<f64> {
     sums.into_iter().map(|s| s / m.rows as f64).collect()
 }
 
-/// Float64 moments on the CPU.
+/// Rows per block of the CPU products: one centred block (`FAER_BLOCK_ROWS × d` float64, 1 MiB
+/// at d = 128) stays in L2 while faer multiplies it into the block's sums.
+const FAER_BLOCK_ROWS: usize = 1024;
+
+/// Float64 moments on the CPU: rayon over blocks of rows; each block is centred into a
+/// scratch buffer and multiplied into its own sums by faer (`XᵀX` as the upper triangle only),
+/// and the blocks' sums are added.
 pub fn moments_cpu(x: &Matrix, y: &Matrix, center: bool) -> Moments {
     let (n, d, t) = (x.rows, x.cols, y.cols);
     let x_mean = column_means(x, center);
     let y_mean = column_means(y, center);
     let zero = || (vec![0.0; d * d], vec![0.0; d * t], vec![0.0; t]);
-    let (gram, xty, yty) = (0..n.div_ceil(BLOCK_ROWS))
+    let (gram, xty, yty) = (0..n.div_ceil(FAER_BLOCK_ROWS))
         .into_par_iter()
         .map(|b| {
-            let (mut g, mut xy, mut yy) = zero();
-            let mut xc = vec![0.0; d];
-            let mut yc = vec![0.0; t];
-            for r in b * BLOCK_ROWS..((b + 1) * BLOCK_ROWS).min(n) {
-                xc.iter_mut()
-                    .zip(x.row(r))
-                    .zip(&x_mean)
-                    .for_each(|((c, v), m)| *c = v - m);
-                yc.iter_mut()
-                    .zip(y.row(r))
-                    .zip(&y_mean)
-                    .for_each(|((c, v), m)| *c = v - m);
-                for i in 0..d {
-                    let xi = xc[i];
-                    // Upper triangle only; the inner loop is contiguous and vectorises.
-                    g[i * d + i..(i + 1) * d]
-                        .iter_mut()
-                        .zip(&xc[i..])
-                        .for_each(|(a, xj)| *a += xi * xj);
-                    xy[i * t..(i + 1) * t]
-                        .iter_mut()
-                        .zip(&yc)
-                        .for_each(|(a, yj)| *a += xi * yj);
+            let rows = b * FAER_BLOCK_ROWS..((b + 1) * FAER_BLOCK_ROWS).min(n);
+            let r = rows.len();
+            let centred = |m: &Matrix, mean: &[f64]| -> Vec<f64> {
+                let w = m.cols;
+                let mut out = m.values[rows.start * w..rows.end * w].to_vec();
+                for row in out.chunks_exact_mut(w.max(1)) {
+                    row.iter_mut().zip(mean).for_each(|(v, mu)| *v -= mu);
                 }
-                yy.iter_mut().zip(&yc).for_each(|(a, v)| *a += v * v);
+                out
+            };
+            let xc = centred(x, &x_mean);
+            let yc = centred(y, &y_mean);
+            let (mut g, mut xy, mut yy) = zero();
+            let xm = MatRef::from_row_major_slice(&xc, r, d);
+            triangular::matmul(
+                MatMut::from_row_major_slice_mut(&mut g, d, d),
+                BlockStructure::TriangularUpper,
+                Accum::Replace,
+                xm.transpose(),
+                BlockStructure::Rectangular,
+                xm,
+                BlockStructure::Rectangular,
+                1.0,
+                Par::Seq,
+            );
+            if t > 0 {
+                // One product per target, each on contiguous copies: a target's sums are then
+                // the same whether it is fitted alone or with others (faer's kernels depend on
+                // the product's width and strides).
+                let mut target = vec![0.0; r];
+                let mut sums = vec![0.0; d];
+                for k in 0..t {
+                    target
+                        .iter_mut()
+                        .zip(yc.chunks_exact(t))
+                        .for_each(|(v, row)| *v = row[k]);
+                    matmul(
+                        ColMut::from_slice_mut(&mut sums),
+                        Accum::Replace,
+                        xm.transpose(),
+                        ColRef::from_slice(&target),
+                        1.0,
+                        Par::Seq,
+                    );
+                    xy.chunks_exact_mut(t)
+                        .zip(&sums)
+                        .for_each(|(row, v)| row[k] = *v);
+                }
+                for row in yc.chunks_exact(t) {
+                    yy.iter_mut().zip(row).for_each(|(a, v)| *a += v * v);
+                }
             }
             (g, xy, yy)
         })
@@ -530,6 +565,52 @@ mod tests {
         assert_eq!(m.yty, vec![2.0]);
         let raw = moments_cpu(&x, &y, false);
         assert_eq!(raw.gram[0], 1.0 + 9.0 + 25.0);
+    }
+
+    /// Several of faer's blocks (and a ragged last one): the sums of plain float64 loops over
+    /// the rows, and a target's sums bit for bit the same alone as beside others.
+    #[test]
+    fn cpu_moments_over_many_blocks_match_plain_sums() {
+        let (n, d, t) = (3 * FAER_BLOCK_ROWS + 77, 6, 3);
+        let mut rng = Lcg(11);
+        let x = Matrix::new(n, d, (0..n * d).map(|_| rng.next() * 0.01 + 1.1).collect()).unwrap();
+        let y = Matrix::new(n, t, (0..n * t).map(|_| rng.next()).collect()).unwrap();
+        let m = moments_cpu(&x, &y, true);
+        let mean = |v: &Matrix, c: usize| (0..n).map(|r| v.get(r, c)).sum::<f64>() / n as f64;
+        let (xm, ym): (Vec<f64>, Vec<f64>) = (
+            (0..d).map(|c| mean(&x, c)).collect(),
+            (0..t).map(|c| mean(&y, c)).collect(),
+        );
+        for i in 0..d {
+            for j in 0..d {
+                let want: f64 = (0..n)
+                    .map(|r| (x.get(r, i) - xm[i]) * (x.get(r, j) - xm[j]))
+                    .sum();
+                let got = m.gram[i * d + j];
+                assert!(
+                    (got - want).abs() <= 1e-12 * want.abs().max(1e-3),
+                    "XᵀX[{i},{j}]: {got} vs {want}"
+                );
+            }
+            for k in 0..t {
+                let want: f64 = (0..n)
+                    .map(|r| (x.get(r, i) - xm[i]) * (y.get(r, k) - ym[k]))
+                    .sum();
+                let got = m.xty[i * t + k];
+                assert!(
+                    (got - want).abs() <= 1e-12 * want.abs().max(1e-3),
+                    "XᵀY[{i},{k}]: {got} vs {want}"
+                );
+            }
+        }
+        for k in 0..t {
+            let alone = Matrix::new(n, 1, (0..n).map(|r| y.get(r, k)).collect()).unwrap();
+            let one = moments_cpu(&x, &alone, true);
+            let column: Vec<f64> = (0..d).map(|i| m.xty[i * t + k]).collect();
+            assert_eq!(one.xty, column, "target {k} alone");
+            assert_eq!(one.yty[0], m.yty[k], "target {k} alone");
+            assert_eq!(one.gram, m.gram);
+        }
     }
 
     /// A small deterministic generator of uniform values in [-1, 1).

@@ -1,7 +1,8 @@
 //! PCA with scikit-learn's conventions: centred data, components as rows sorted by explained
 //! variance, `explained_variance_` with an `n − 1` denominator, optional whitening. Computed
-//! from the covariance (moments on CPU or GPU) and a Jacobi eigendecomposition; component
-//! signs are arbitrary, as in any PCA, so tests compare subspaces.
+//! from the covariance (moments on CPU or GPU) and faer's symmetric eigendecomposition. Signs
+//! are fixed by each component's largest entry (positive), so a fit is the same on every run;
+//! scikit-learn fixes them another way (by the projections), so tests compare subspaces.
 
 use serde::{Deserialize, Serialize};
 

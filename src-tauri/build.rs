@@ -3,6 +3,7 @@
 
 const COMMANDS: &[&str] = &[
     "device_info",
+    "fetch_cuda_runtime",
     "list_series",
     "series_candles",
     "pick_csv_file",

@@ -2,11 +2,13 @@
 //! the engine on a blocking thread and maps its error; jobs that take long report progress over
 //! `on_progress` and stop when `cancel_job` is called with their id.
 
+use forexgpt_engine::cuda_runtime;
 use forexgpt_engine::{CancelToken, EngineError, Workbench};
 use forexgpt_protocol::{
     AppError, BacktestReport, BacktestRequest, BenchComparison, BenchRequest, BenchRun, Candle,
-    CandlesRequest, DeviceInfo, Forecast, ForecastRequest, ImportReport, ImportRequest, JobId,
-    ModelList, ProgressEvent, SeriesInfo, TrainReport, TrainRequest,
+    CandlesRequest, CudaFetchReport, CudaFetchRequest, DeviceInfo, Forecast, ForecastRequest,
+    ImportReport, ImportRequest, JobId, ModelList, ProgressEvent, SeriesInfo, TrainReport,
+    TrainRequest,
 };
 use tauri::ipc::Channel;
 use tauri::{AppHandle, Manager, State};
@@ -54,6 +56,30 @@ async fn long_job<T: Send + 'static>(
 #[tauri::command(rename_all = "snake_case")]
 pub async fn device_info(app: AppHandle) -> Result<DeviceInfo, AppError> {
     blocking(app, "probing devices", |s| Ok(s.devices().info().clone())).await
+}
+
+/// Downloads NVRTC and the CUDA headers for this user (the Devices tab's button); CUDA uses
+/// them from the next start (the CUDA backend reads their location only before any thread
+/// exists). Cancel stops it with nothing installed.
+#[tauri::command(rename_all = "snake_case")]
+pub async fn fetch_cuda_runtime(
+    app: AppHandle,
+    request: CudaFetchRequest,
+    job: JobId,
+    on_progress: Channel<ProgressEvent>,
+) -> Result<CudaFetchReport, AppError> {
+    blocking(app, "fetching the CUDA runtime", move |s| {
+        let running = s.jobs.start(job);
+        let progress = ChannelProgress::new(on_progress);
+        let fetched = cuda_runtime::cuda_version_for(
+            request.cuda_version.as_deref(),
+            &s.devices().info().cuda,
+        )
+        .and_then(|cuda| cuda_runtime::fetch_for_user(&cuda, &progress, &running.token));
+        let (plan, nvrtc) = fetched.map_err(|e| from_engine(e.into()))?;
+        Ok(cuda_runtime::report(&plan, &nvrtc))
+    })
+    .await
 }
 
 #[tauri::command(rename_all = "snake_case")]

@@ -3,6 +3,7 @@
 
 use forexgpt_core::store::StoreError;
 use forexgpt_engine::EngineError;
+use forexgpt_engine::cuda_runtime::CudaFetchError;
 use forexgpt_protocol::{AppError, AppErrorKind};
 
 /// The kind of failure an engine error is, from the user's side.
@@ -30,7 +31,14 @@ pub fn kind_of(error: &EngineError) -> AppErrorKind {
         | EngineError::Network(_)
         | EngineError::Io { .. } => AppErrorKind::Storage,
         EngineError::Device(_) => AppErrorKind::Device,
-        EngineError::Cancelled => AppErrorKind::Cancelled,
+        EngineError::Cancelled | EngineError::CudaFetch(CudaFetchError::Cancelled) => {
+            AppErrorKind::Cancelled
+        }
+        EngineError::CudaFetch(CudaFetchError::Io { .. } | CudaFetchError::NoDataDir) => {
+            AppErrorKind::Storage
+        }
+        EngineError::CudaFetch(CudaFetchError::BadCudaVersion(_)) => AppErrorKind::InvalidInput,
+        EngineError::CudaFetch(_) => AppErrorKind::Device,
     }
 }
 

@@ -71,6 +71,7 @@ pub fn run() {
         .manage(state)
         .invoke_handler(tauri::generate_handler![
             commands::device_info,
+            commands::fetch_cuda_runtime,
             commands::list_series,
             commands::series_candles,
             commands::pick_csv_file,

@@ -281,6 +281,12 @@ pub fn bundle(rest: &[String]) -> Result<()> {
         };
         build.args(["--bundles", native]);
     }
+    // The installed app carries CUDA (loaded at run time: machines without NVIDIA still run,
+    // and the Devices tab fetches NVRTC and the headers where a driver exists). No toolkit is
+    // needed to build it (.cargo/config.toml tells cudarc the CUDA API version).
+    if !rest.iter().any(|a| a == "--features" || a == "-f") {
+        build.args(["--features", "cuda"]);
+    }
     build.args(rest);
     run(build)?;
     eprintln!(

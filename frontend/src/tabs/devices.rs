@@ -1,12 +1,13 @@
 //! The Devices tab: what the machine has and what `auto` picks, with the reason for every GPU
 //! that cannot be used.
 
-use forexgpt_protocol::{AdapterType, DeviceInfo};
+use forexgpt_protocol::{AdapterType, CudaFetchReport, CudaFetchRequest, DeviceInfo};
 use leptos::prelude::*;
 
 use crate::app::Shared;
 use crate::format;
-use crate::widgets::{empty_row, gpu_unavailable};
+use crate::ipc::JobControl;
+use crate::widgets::{ErrorBox, JobProgressView, empty_row, gpu_unavailable};
 
 fn yes_no(value: bool) -> &'static str {
     if value { "yes" } else { "no" }
@@ -74,6 +75,9 @@ fn device_tables(info: DeviceInfo) -> impl IntoView {
         })
         .collect_view();
     let reason = |r: &Option<String>| r.clone().unwrap_or_else(|| "—".into());
+    // A CUDA build that lacks NVRTC or the headers can fetch them.
+    let fetch = (info.cuda.built && (info.cuda.nvrtc.is_none() || info.cuda.include_dir.is_none()))
+        .then(|| view! { <CudaFetch driver=info.cuda.driver_version.clone() /> });
     view! {
         <h2>"This machine"</h2>
         <table class="kv" data-test="device-summary">
@@ -98,6 +102,7 @@ fn device_tables(info: DeviceInfo) -> impl IntoView {
             <thead><tr><th>"device"</th><th>"name"</th><th>"memory"</th><th>"compute capability"</th></tr></thead>
             <tbody>{cuda_devices}{no_cuda}</tbody>
         </table>
+        {fetch}
         <h2>"wgpu (Vulkan, Metal, DX12)"</h2>
         <table class="kv">
             <tr><th>"built with wgpu"</th><td>{yes_no(info.wgpu.built)}</td></tr>
@@ -108,6 +113,53 @@ fn device_tables(info: DeviceInfo) -> impl IntoView {
             <thead><tr><th>"adapter"</th><th>"name"</th><th>"API"</th><th>"type"</th><th>"driver"</th></tr></thead>
             <tbody>{adapters}{no_adapters}</tbody>
         </table>
+    }
+}
+
+/// Downloads NVRTC and the CUDA headers for the driver's CUDA version (NVIDIA's packages,
+/// checksums verified), with progress and Cancel; CUDA uses them from the next start.
+#[component]
+fn CudaFetch(driver: Option<String>) -> impl IntoView {
+    let job = JobControl::new();
+    let report = RwSignal::new(None::<CudaFetchReport>);
+    let has_driver = driver.is_some();
+    let what = match &driver {
+        Some(v) => format!(
+            "CUDA needs NVRTC and the CUDA headers at run time, and they are not installed. Fetch NVIDIA's redistributable packages for CUDA {v} (about 70 MB from PyPI, SHA-256 checked) into your data folder. Until then the GPU is used through wgpu (Vulkan) where it can be."
+        ),
+        None => "CUDA needs the NVIDIA driver first (see “why not” above); NVRTC and the CUDA headers can be fetched once it is installed.".to_string(),
+    };
+    let fetch = move |_| {
+        report.set(None);
+        job.run(
+            "fetch_cuda_runtime",
+            CudaFetchRequest::default(),
+            move |r: CudaFetchReport| {
+                report.set(Some(r));
+            },
+        );
+    };
+    view! {
+        <div class="form" data-test="cuda-fetch">
+            <p class="hint" data-test="cuda-fetch-hint">{what}</p>
+            <button class="primary" data-test="cuda-fetch-button" on:click=fetch
+                prop:disabled=move || !has_driver || job.is_running()>
+                "Fetch NVRTC and headers"
+            </button>
+            <button on:click=move |_| job.cancel() prop:disabled=move || !job.is_running()>"Cancel"</button>
+        </div>
+        <JobProgressView progress=job.progress test_id="cuda-fetch-progress" />
+        <ErrorBox error=job.error test_id="cuda-fetch-error" />
+        {move || report.get().map(|r| view! {
+            <p class="success" data-test="cuda-fetch-report">
+                {format!(
+                    "Installed the CUDA {} runtime pieces ({}; {}). Restart ForexGPT to use CUDA.",
+                    r.cuda_version,
+                    r.packages.iter().map(|p| format!("{} {}", p.package, p.version)).collect::<Vec<_>>().join(", "),
+                    r.nvrtc
+                )}
+            </p>
+        })}
     }
 }
 

@@ -90,7 +90,12 @@ pub fn run(cli: Cli) -> Result<()> {
             crate::models::backtest(&open_with_models(&cli_dirs)?, json, args)
         }
         Command::Bench(args) => crate::bench::bench(&open(cli.db)?, json, args),
-        Command::Devices { check } => crate::devices::devices(json, check),
+        Command::Devices {
+            fetch_cuda: true,
+            cuda_version,
+            ..
+        } => crate::devices::fetch_cuda(json, cuda_version.as_deref()),
+        Command::Devices { check, .. } => crate::devices::devices(json, check),
     }
 }
 

@@ -5,10 +5,44 @@ use forexgpt_device::testing::test_devices;
 use forexgpt_device::{DeviceCheck, DeviceManager, check_device};
 use forexgpt_protocol::DeviceInfo;
 
+use forexgpt_engine::cuda_runtime;
+
 use crate::output;
+use crate::progress::{BarProgress, ctrl_c_token};
 
 /// Matrix size of the self-check.
 const CHECK_SIZE: usize = 64;
+
+/// `devices --fetch-cuda`: NVRTC and the CUDA headers for this user, with a progress bar;
+/// Ctrl-C cancels and installs nothing.
+pub fn fetch_cuda(json: bool, requested: Option<&str>) -> Result<()> {
+    let manager = DeviceManager::probe();
+    let cuda = cuda_runtime::cuda_version_for(requested, &manager.info().cuda)?;
+    if !json {
+        outln!("fetching NVRTC and the CUDA headers for CUDA {cuda} from PyPI…");
+    }
+    let progress = BarProgress::new(json);
+    let cancel = ctrl_c_token();
+    let fetched = cuda_runtime::fetch_for_user(&cuda, &progress, &cancel);
+    progress.finish();
+    let (plan, nvrtc) = fetched?;
+    if json {
+        return output::print_json(&cuda_runtime::report(&plan, &nvrtc));
+    }
+    for w in &plan.wheels {
+        outln!(
+            "{:<22} {:<12} {:>6.1} MB  sha256 ok",
+            w.package,
+            w.version,
+            w.size as f64 / 1e6
+        );
+    }
+    outln!(
+        "installed: {} (CUDA is used from the next start)",
+        nvrtc.display()
+    );
+    Ok(())
+}
 
 pub fn devices(json: bool, check: bool) -> Result<()> {
     let manager = DeviceManager::probe();

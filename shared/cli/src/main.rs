@@ -63,6 +63,14 @@ enum Command {
         /// Also run a small matmul and elementwise check on every usable device.
         #[arg(long)]
         check: bool,
+        /// Download NVRTC and the CUDA headers that CUDA needs at run time (NVIDIA's
+        /// redistributable packages from PyPI, ~70 MB, SHA-256 checked) into this user's data
+        /// directory, for the driver's CUDA version; used from the next start.
+        #[arg(long)]
+        fetch_cuda: bool,
+        /// The CUDA version to fetch for (default: the driver's), e.g. 13.0.
+        #[arg(long, requires = "fetch_cuda", value_name = "X.Y")]
+        cuda_version: Option<String>,
     },
 }
 

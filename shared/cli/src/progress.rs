@@ -39,7 +39,7 @@ impl ProgressSink for BarProgress {
         if *stage != Some(event.stage) {
             *stage = Some(event.stage);
             let template = match event.stage {
-                Stage::ReadCsv => {
+                Stage::ReadCsv | Stage::Download => {
                     "{msg:>18} [{bar:40}] {binary_bytes}/{binary_total_bytes} ({eta})"
                 }
                 Stage::Encoder => "{msg:>18} [{bar:30}] epoch {pos}/{len} {prefix} {elapsed}",

@@ -468,6 +468,52 @@ fn devices_reports_the_cpu_and_what_auto_picks() {
     assert!(checks.iter().all(|c| c["passed"] == true), "{checks:?}");
 }
 
+/// `devices --fetch-cuda` refuses what it cannot fetch before any download, by name; the
+/// download itself is tested against a local stand-in for PyPI (engine tests, cuda_fetch).
+#[test]
+fn fetching_the_cuda_runtime_refuses_unknown_and_unsupported_versions() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    for (version, expect) in [
+        (Some("12.4"), "CUDA 12.4 is not supported"),
+        (Some("thirteen"), "'thirteen' is not MAJOR.MINOR"),
+        // This machine's driver decides when no version is named; without one, that is said.
+        (None, ""),
+    ] {
+        let mut cmd = forexgpt(dir.path());
+        cmd.args(["devices", "--fetch-cuda"])
+            .env("XDG_DATA_HOME", &data)
+            .env("HOME", dir.path());
+        if let Some(v) = version {
+            cmd.args(["--cuda-version", v]);
+        }
+        let info = json(forexgpt(dir.path()).arg("devices"));
+        let out = cmd.output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if version.is_none() && info["cuda"]["driver_version"].is_string() {
+            // A machine with an NVIDIA driver would download for real: not here.
+            continue;
+        }
+        assert!(!out.status.success(), "{version:?}: {stderr}");
+        let expect = if version.is_none() {
+            "the NVIDIA driver's CUDA version is unknown"
+        } else {
+            expect
+        };
+        assert!(stderr.contains(expect), "{version:?}: {stderr}");
+        assert!(
+            !data.join("forexgpt").exists(),
+            "nothing was created: {version:?}"
+        );
+    }
+    // The version flag belongs to the fetch.
+    let out = forexgpt(dir.path())
+        .args(["devices", "--cuda-version", "13.0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
 #[test]
 fn argument_errors_are_json_with_json() {
     let dir = tempfile::tempdir().unwrap();

@@ -28,11 +28,15 @@ pub fn cache_root() -> Option<PathBuf> {
         .or_else(|| project_dirs().map(|d| d.cache_dir().to_path_buf()))
 }
 
-/// Where `cargo xtask cuda-runtime` puts NVRTC and the CUDA headers for this user.
+/// Where the app's CUDA-runtime fetch (and `cargo xtask cuda-runtime`) put NVRTC and the
+/// CUDA headers for this user, whether or not they are there yet.
+pub fn cuda_bundle_target() -> Option<PathBuf> {
+    project_dirs().map(|d| d.data_dir().join("cuda-runtime"))
+}
+
+/// The per-user CUDA bundle, when it exists.
 pub fn cuda_bundle_dir() -> Option<PathBuf> {
-    project_dirs()
-        .map(|d| d.data_dir().join("cuda-runtime"))
-        .filter(|p| p.is_dir())
+    cuda_bundle_target().filter(|p| p.is_dir())
 }
 
 fn is_empty_dir(dir: &Path) -> bool {

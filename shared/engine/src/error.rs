@@ -44,6 +44,9 @@ pub enum EngineError {
     ModelMismatch(String),
     #[error("cancelled")]
     Cancelled,
+    /// Fetching NVRTC and the CUDA headers failed (nothing was installed).
+    #[error(transparent)]
+    CudaFetch(#[from] crate::cuda_runtime::CudaFetchError),
     #[error("{context}: {cause}")]
     Io {
         context: String,

@@ -5,6 +5,7 @@
 
 pub mod artifact;
 pub mod bench;
+pub mod cuda_runtime;
 mod data;
 pub mod ensemble;
 mod error;

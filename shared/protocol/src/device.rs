@@ -182,6 +182,32 @@ pub struct CudaStatus {
     pub reason: Option<String>,
 }
 
+/// The Devices tab's "Fetch NVRTC and the CUDA headers".
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CudaFetchRequest {
+    /// e.g. `13.0`; `None` fetches for the driver's CUDA version.
+    #[serde(default)]
+    pub cuda_version: Option<String>,
+}
+
+/// One package a CUDA-runtime fetch installed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FetchedPackage {
+    pub package: String,
+    pub version: String,
+    pub bytes: u64,
+    pub sha256: String,
+}
+
+/// What a CUDA-runtime fetch installed; CUDA uses it from the app's next start.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CudaFetchReport {
+    pub cuda_version: String,
+    pub packages: Vec<FetchedPackage>,
+    /// The installed NVRTC library.
+    pub nvrtc: String,
+}
+
 /// What kind of adapter wgpu reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]

@@ -24,8 +24,9 @@ pub use data::{
     SeriesInfo,
 };
 pub use device::{
-    AdapterType, BackendKind, CpuInfo, CudaDeviceInfo, CudaStatus, DeviceInfo, DevicePreference,
-    DeviceRequest, ParseDeviceError, ResolvedDevice, WgpuAdapterInfo, WgpuStatus,
+    AdapterType, BackendKind, CpuInfo, CudaDeviceInfo, CudaFetchReport, CudaFetchRequest,
+    CudaStatus, DeviceInfo, DevicePreference, DeviceRequest, FetchedPackage, ParseDeviceError,
+    ResolvedDevice, WgpuAdapterInfo, WgpuStatus,
 };
 pub use features::{
     ColumnSummary, FeatureExport, FeatureSpec, FeatureSummary, MacdSpec, RegressionMetrics,

@@ -19,6 +19,8 @@ pub enum Stage {
     Forecast,
     Backtest,
     Benchmark,
+    /// Bytes of a download (the CUDA runtime pieces).
+    Download,
 }
 
 impl Stage {
@@ -35,6 +37,7 @@ impl Stage {
             Stage::Forecast => "forecasting",
             Stage::Backtest => "backtesting",
             Stage::Benchmark => "benchmarking",
+            Stage::Download => "downloading",
         }
     }
 }

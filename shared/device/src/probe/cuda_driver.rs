@@ -164,6 +164,22 @@ pub fn cuda_roots(bundle: Option<&Path>) -> Vec<PathBuf> {
 /// when it lives outside the library search path (the per-user bundle).
 static NVRTC: std::sync::OnceLock<libloading::Library> = std::sync::OnceLock::new();
 
+/// The NVRTC library file in a bundle's `lib/` or `bin/` folder, found without loading it
+/// (the app's CUDA-runtime fetch checks its result before installing it).
+pub fn find_nvrtc_file(root: &Path) -> Result<PathBuf, String> {
+    [root.join("lib"), root.join("bin")]
+        .iter()
+        .flat_map(|dir| NVRTC_NAMES.iter().map(move |name| dir.join(name)))
+        .find(|path| path.is_file())
+        .ok_or_else(|| {
+            format!(
+                "NVRTC ({}) not found in {}/lib or bin",
+                NVRTC_NAMES.join(", "),
+                root.display()
+            )
+        })
+}
+
 /// Loads NVRTC and asks its version; returns "path (version)".
 pub fn probe_nvrtc(roots: &[PathBuf]) -> Result<String, String> {
     let dirs: Vec<PathBuf> = roots

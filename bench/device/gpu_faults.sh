@@ -10,12 +10,14 @@
 #
 # Run on the GPU machine: bash bench/device/gpu_faults.sh [FOREXGPT_BIN]
 #   FOREXGPT_BIN: release binary built with cargo build --release -p forexgpt-cli --features cuda.
-#   Env: FREE_MIB (memory left to forexgpt, default 600), TREES (default 100).
+#   Env: FREE_MIB (memory left to forexgpt, default 600), FOREST_FREE_MIB (left for the
+#   forest cases, default 150: the sample's forest fits in 600), TREES (default 100).
 #   Needs python3 with torch (the program that takes the memory).
 set -uo pipefail
 source "$(dirname "$0")/common.sh"
 
 free_mib="${FREE_MIB:-600}"
+forest_free_mib="${FOREST_FREE_MIB:-150}"
 trees="${TREES:-100}"
 export FOREXGPT_LOG="${FOREXGPT_LOG:-forexgpt_device=info,forexgpt_engine=info}"
 
@@ -53,7 +55,7 @@ run() {
   local status=$?
   echo "exit status: $status"
   echo "stderr (warnings and errors):"
-  grep -v -E '^\s*$' "$tmp/stderr" | grep -i -E 'warn|error|fail|memory|cpu' | cut -c1-400 | head -12
+  grep -v -E '^\s*$' "$tmp/stderr" | grep -i -E 'warn|error|fail|memory|cpu|panick' | cut -c1-400 | sort | uniq -c | sort -rn | head -12
   return 0
 }
 
@@ -61,26 +63,39 @@ heading "setup"
 fx data >/dev/null
 nvidia-smi --query-gpu=name,memory.total,memory.used --format=csv
 
-python3 "$tmp/hog.py" "$free_mib" "$tmp/hog.ready" &
-hog=$!
-for _ in $(seq 1 120); do [[ -s "$tmp/hog.ready" ]] && break; sleep 0.5; done
-if [[ ! -s "$tmp/hog.ready" ]]; then
-  echo "the memory hog did not start" >&2
-  kill "$hog" 2>/dev/null
-  exit 2
-fi
-nvidia-smi --query-gpu=memory.total,memory.used,memory.free --format=csv
+# take FREE: starts the hog leaving FREE MiB of the GPU's memory, waits until it holds it.
+take() {
+  rm -f "$tmp/hog.ready"
+  python3 "$tmp/hog.py" "$1" "$tmp/hog.ready" &
+  hog=$!
+  for _ in $(seq 1 120); do [[ -s "$tmp/hog.ready" ]] && break; sleep 0.5; done
+  if [[ ! -s "$tmp/hog.ready" ]]; then
+    echo "the memory hog did not start" >&2
+    kill "$hog" 2>/dev/null
+    exit 2
+  fi
+  nvidia-smi --query-gpu=memory.total,memory.used,memory.free --format=csv
+}
+release() {
+  kill "$hog"
+  wait "$hog" 2>/dev/null
+}
 
+heading "$free_mib MiB left to forexgpt"
+take "$free_mib"
 run "devices while the memory is taken" devices
+run "ridge, explicit cuda (expect a typed error)" train --encoder none --regressor ridge --device cuda
+run "autoencoder, explicit cuda (expect a typed error)" train --encoder ae --regressor ridge --epochs 3 --device cuda
+run "autoencoder, cuda if available (expect a rerun on the CPU, saved)" train --encoder ae --regressor ridge --epochs 3 --device cuda --use-gpu
+release
+
+# A forest of the sample needs little memory (it fitted in 600 MiB): leave it less.
+heading "$forest_free_mib MiB left to forexgpt"
+take "$forest_free_mib"
 run "forest, explicit cuda (expect a typed error)" train --encoder none --regressor rf --trees "$trees" --device cuda
 run "forest, cuda if available (expect a rerun on the CPU, saved)" train --encoder none --regressor rf --trees "$trees" --device cuda --use-gpu
-run "ridge, explicit cuda" train --encoder none --regressor ridge --device cuda
-run "autoencoder, explicit cuda" train --encoder ae --regressor ridge --epochs 3 --device cuda
-run "autoencoder, cuda if available" train --encoder ae --regressor ridge --epochs 3 --device cuda --use-gpu
-run "forest bench, small (expect the GPU rows to fail by name, the CPU row to stand)" bench --suite forest --size small --repeats 1 --no-store
-
-kill "$hog"
-wait "$hog" 2>/dev/null
+run "forest bench, small (expect the GPU rows to fail by name, the CPU rows to stand)" bench --suite forest --size small --repeats 1 --no-store
+release
 heading "memory free again"
 nvidia-smi --query-gpu=memory.total,memory.used,memory.free --format=csv
 run "forest, explicit cuda, after the fault" train --encoder none --regressor rf --trees "$trees" --device cuda

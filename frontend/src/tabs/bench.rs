@@ -112,6 +112,20 @@ fn RunView(run: BenchRun) -> impl IntoView {
             }
         })
         .collect_view();
+    let failures = (!run.machine.failures.is_empty()).then(|| {
+        let items = run
+            .machine
+            .failures
+            .iter()
+            .map(|f| view! { <li>{f.clone()}</li> })
+            .collect_view();
+        view! {
+            <div class="notice" data-test="bench-failures">
+                "Failed on their GPU (not in the table):"
+                <ul>{items}</ul>
+            </div>
+        }
+    });
     view! {
         <h2>"Results"</h2>
         <p class="success" data-test="bench-run-header">{header}</p>
@@ -120,6 +134,7 @@ fn RunView(run: BenchRun) -> impl IntoView {
             <thead><tr><th>"operation"</th><th>"size"</th><th>"device"</th><th>"median"</th><th>"range"</th><th>"first (cold) run"</th><th>"max rel. diff vs CPU"</th></tr></thead>
             <tbody>{rows}</tbody>
         </table>
+        {failures}
     }
 }
 

@@ -7,6 +7,7 @@ use anyhow::{Result, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use forexgpt_core::timestamp::format_ts;
 use forexgpt_engine::Workbench;
+use forexgpt_engine::bench::BenchOutcome;
 use forexgpt_engine::bench::history::{csv, markdown, read_peers};
 use forexgpt_engine::bench::suite::bench_results;
 use forexgpt_protocol::{BenchRequest, BenchSettings, BenchSize, BenchSuite};
@@ -246,20 +247,33 @@ fn run(wb: &Workbench, json: bool, args: &RunArgs) -> Result<()> {
         &cancel,
     );
     progress.finish();
-    let mut results = results?;
+    let BenchOutcome {
+        mut results,
+        failures,
+    } = results?;
     results.extend(peers);
+    let print_failures = || {
+        for f in &failures {
+            eprintln!("failed on its GPU (not in the table): {f}");
+        }
+    };
     if args.no_store {
         if json {
-            return output::print_json(&results);
+            return output::print_json(&serde_json::json!({
+                "results": results,
+                "failures": failures,
+            }));
         }
         output::print_bench(&results);
+        print_failures();
         return Ok(());
     }
-    let stored = wb.record_bench_run(settings, results, GIT_REV)?;
+    let stored = wb.record_bench_run(settings, results, failures.clone(), GIT_REV)?;
     if json {
         return output::print_json(&stored);
     }
     output::print_bench(&stored.results);
+    print_failures();
     outln!(
         "stored as run #{} (`forexgpt bench show {} --format markdown`)",
         stored.id,

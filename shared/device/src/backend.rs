@@ -33,12 +33,12 @@ pub trait BackendJob {
 
 /// Runs `f`, turning a panic inside a backend into [`DeviceError::BackendFailed`] on `label`.
 pub(crate) fn guarded<T>(label: &str, f: impl FnOnce() -> T) -> Result<T, DeviceError> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|panic| {
-        DeviceError::BackendFailed {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| crate::panics::caught(f))).map_err(
+        |panic| DeviceError::BackendFailed {
             device: label.to_string(),
             message: panic_message(&panic),
-        }
-    })
+        },
+    )
 }
 
 /// Runs `job` on `device`'s backend.

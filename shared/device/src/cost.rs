@@ -657,6 +657,7 @@ mod tests {
                 cpu: cpu.into(),
                 cpu_threads: 16,
                 devices: Vec::new(),
+                failures: Vec::new(),
             },
             settings: BenchSettings {
                 suite: "regressors".into(),

@@ -23,6 +23,7 @@ pub mod cube;
 pub mod error;
 pub mod kernel_cache;
 pub mod manager;
+pub mod panics;
 pub mod placement;
 pub mod precision;
 pub mod probe;

@@ -425,6 +425,7 @@ mod tests {
                 cpu: "elsewhere".into(),
                 cpu_threads: 1,
                 devices: vec![wgpu.label().to_string()],
+                failures: Vec::new(),
             },
             settings: BenchSettings {
                 suite: "regressors".into(),

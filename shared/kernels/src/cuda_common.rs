@@ -29,7 +29,9 @@ pub(crate) fn guarded<S, T>(
         *state = None;
         state
     });
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(&mut guard)));
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        forexgpt_device::panics::caught(|| work(&mut guard))
+    }));
     let message = match outcome {
         Ok(Ok(value)) => return Ok(value),
         Ok(Err(message)) => message,

@@ -256,6 +256,10 @@ pub struct BenchMachine {
     pub cpu_threads: usize,
     /// Every device the run measured, as labelled in the results.
     pub devices: Vec<String>,
+    /// GPU cases that failed on their device (e.g. out of memory), each with the device and
+    /// the reason; the run kept its other rows.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failures: Vec<String>,
 }
 
 /// One stored benchmark run: when, where, with which build and settings, and its results.

@@ -258,6 +258,7 @@ mod tests {
                 cpu: "test".into(),
                 cpu_threads: 2,
                 devices: vec!["cpu".into()],
+                failures: Vec::new(),
             },
             settings: forexgpt_protocol::BenchSettings {
                 suite: "data".into(),

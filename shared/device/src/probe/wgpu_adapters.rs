@@ -96,7 +96,7 @@ fn list_adapters_guarded(timeout: Duration) -> Result<Vec<WgpuAdapterInfo>, Stri
     let spawned = std::thread::Builder::new()
         .name("wgpu-probe".into())
         .spawn(move || {
-            let result = std::panic::catch_unwind(list_adapters);
+            let result = std::panic::catch_unwind(|| crate::panics::caught(list_adapters));
             let _ = tx.send(result);
         });
     if let Err(e) = spawned {

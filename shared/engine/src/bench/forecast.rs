@@ -164,7 +164,8 @@ mod tests {
             &NoProgress,
             &CancelToken::new(),
         )
-        .unwrap();
+        .unwrap()
+        .results;
         assert!(results.iter().all(|r| r.median_ms > 0.0));
         assert_eq!(results[2].size, "4 models, 20 bars");
     }

@@ -216,7 +216,8 @@ mod tests {
             &NoProgress,
             &CancelToken::new(),
         )
-        .unwrap();
+        .unwrap()
+        .results;
         assert_eq!(results[0].operation, "rf_fit");
         assert!(results.iter().all(|r| r.median_ms > 0.0));
         assert_eq!(

@@ -15,6 +15,7 @@ impl Workbench {
         &self,
         settings: BenchSettings,
         results: Vec<BenchResult>,
+        failures: Vec<String>,
         git_rev: Option<&str>,
     ) -> Result<BenchRun, EngineError> {
         let cpu = probe_cpu();
@@ -34,6 +35,7 @@ impl Workbench {
                 cpu: cpu.model,
                 cpu_threads: cpu.logical_threads,
                 devices,
+                failures,
             },
             settings,
             results,
@@ -155,6 +157,12 @@ pub fn markdown(run: &BenchRun) -> String {
             r.operation, r.size, r.device, r.first_run_ms, r.median_ms, r.min_ms, r.max_ms
         ));
     }
+    if !run.machine.failures.is_empty() {
+        out.push_str("\nFailed on their GPU (not in the table):\n\n");
+        for f in &run.machine.failures {
+            out.push_str(&format!("- {f}\n"));
+        }
+    }
     out
 }
 
@@ -222,11 +230,17 @@ mod tests {
             .record_bench_run(
                 settings(),
                 vec![result("cpu", 10.0), result("wgpu:0 (x)", 4.0)],
+                Vec::new(),
                 None,
             )
             .unwrap();
         let b = wb
-            .record_bench_run(settings(), vec![result("cpu", 5.0)], Some("abc"))
+            .record_bench_run(
+                settings(),
+                vec![result("cpu", 5.0)],
+                Vec::new(),
+                Some("abc"),
+            )
             .unwrap();
         assert_eq!(wb.bench_runs().unwrap().len(), 2);
         assert_eq!(wb.bench_run(b.id).unwrap().git_rev.as_deref(), Some("abc"));
@@ -243,6 +257,7 @@ mod tests {
             .record_bench_run(
                 settings(),
                 vec![result("cpu", 5.0), result("wgpu:0 (x)", 20.0)],
+                Vec::new(),
                 None,
             )
             .unwrap();
@@ -259,6 +274,7 @@ mod tests {
                     result("cpu", 5.0),
                     result("scikit-learn 1.5.2 (2 threads)", 20.0),
                 ],
+                Vec::new(),
                 None,
             )
             .unwrap();

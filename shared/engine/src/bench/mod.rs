@@ -121,15 +121,26 @@ pub fn run_case(case: &mut BenchCase, options: BenchOptions) -> Result<BenchResu
     })
 }
 
-/// Runs every case in order, reporting progress; stops early when cancelled.
+/// What a suite measured, and the GPU cases that failed on their device.
+#[derive(Debug, Default)]
+pub struct BenchOutcome {
+    pub results: Vec<BenchResult>,
+    /// "operation (size) on device: reason", one per GPU case its device failed.
+    pub failures: Vec<String>,
+}
+
+/// Runs every case in order, reporting progress; stops early when cancelled. A case whose GPU
+/// fails (out of memory, a lost device) becomes a failure of the outcome and the suite goes
+/// on; any other error, and every error on the CPU, ends it.
 pub fn run_suite(
     cases: &mut [BenchCase],
     options: BenchOptions,
     progress: &dyn ProgressSink,
     cancel: &CancelToken,
-) -> Result<Vec<BenchResult>, EngineError> {
+) -> Result<BenchOutcome, EngineError> {
     let total = cases.len() as u64;
     let mut results = Vec::with_capacity(cases.len());
+    let mut failures = Vec::new();
     for (i, case) in cases.iter_mut().enumerate() {
         if cancel.is_cancelled() {
             return Err(EngineError::Cancelled);
@@ -140,7 +151,16 @@ pub fn run_suite(
             Some(total),
             Some(format!("{} ({})", case.operation, case.size)),
         ));
-        let result = run_case(case, options)?;
+        let result = match run_case(case, options) {
+            Ok(result) => result,
+            Err(e) if !case.device.starts_with("cpu") && e.device_failure().is_some() => {
+                let failure = format!("{} ({}) on {}: {e}", case.operation, case.size, case.device);
+                tracing::warn!("benchmark case failed on its GPU: {failure}");
+                failures.push(failure);
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         // Logged as it finishes, so a run that is stopped part-way still leaves its numbers.
         tracing::info!(
             "{} ({}) on {}: median {:.2} ms, cold {:.2} ms, {:.0} items/s",
@@ -159,7 +179,7 @@ pub fn run_suite(
         Some(total),
         None,
     ));
-    Ok(results)
+    Ok(BenchOutcome { results, failures })
 }
 
 fn check(ok: bool, what: impl FnOnce() -> String) -> Result<(), EngineError> {
@@ -333,7 +353,8 @@ mod tests {
             &NoProgress,
             &CancelToken::new(),
         )
-        .unwrap();
+        .unwrap()
+        .results;
         assert_eq!(results.len(), 4);
         for r in &results {
             assert_eq!(r.repeats, 3);

@@ -234,7 +234,8 @@ mod tests {
             &NoProgress,
             &CancelToken::new(),
         )
-        .unwrap();
+        .unwrap()
+        .results;
         assert!(
             results
                 .iter()

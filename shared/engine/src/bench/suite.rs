@@ -5,16 +5,14 @@ use std::path::Path;
 
 use forexgpt_device::DeviceManager;
 use forexgpt_device::testing::test_devices;
-use forexgpt_protocol::{
-    BenchRequest, BenchResult, BenchRun, BenchSettings, BenchSuite, DeviceRequest,
-};
+use forexgpt_protocol::{BenchRequest, BenchRun, BenchSettings, BenchSuite, DeviceRequest};
 
 use crate::Workbench;
 use crate::bench::encoders::encoder_cases;
 use crate::bench::forecast::{BATCH_BARS, ENSEMBLE_SIZES, forecast_cases};
 use crate::bench::forest::forest_cases;
 use crate::bench::models::regressor_cases;
-use crate::bench::{BenchOptions, data_suite, run_suite};
+use crate::bench::{BenchOptions, BenchOutcome, data_suite, run_suite};
 use crate::error::EngineError;
 use crate::progress::{CancelToken, ProgressSink};
 
@@ -27,7 +25,7 @@ pub fn bench_results(
     export_data: Option<&Path>,
     progress: &dyn ProgressSink,
     cancel: &CancelToken,
-) -> Result<Vec<BenchResult>, EngineError> {
+) -> Result<BenchOutcome, EngineError> {
     let suite = BenchSuite::parse(&settings.suite).ok_or_else(|| {
         EngineError::InvalidRequest(format!(
             "unknown benchmark suite '{}'; expected data, regressors, forecast, encoders, forest or all",
@@ -126,8 +124,8 @@ impl Workbench {
     ) -> Result<BenchRun, EngineError> {
         let settings = request.settings();
         let devices = self.bench_devices(request.suite);
-        let results = bench_results(&settings, devices, None, progress, cancel)?;
-        self.record_bench_run(settings, results, git_rev)
+        let outcome = bench_results(&settings, devices, None, progress, cancel)?;
+        self.record_bench_run(settings, outcome.results, outcome.failures, git_rev)
     }
 }
 
@@ -167,6 +165,50 @@ mod tests {
         assert!(run.results.iter().all(|r| r.device == "cpu"));
         assert_eq!(run.git_rev.as_deref(), Some("abc123"));
         assert_eq!(wb.bench_runs().unwrap(), vec![run]);
+    }
+
+    /// A GPU that fails every job (as one out of memory does): its rows are reported as
+    /// failures by device and case, the CPU rows stand, and the stored run keeps both.
+    #[test]
+    fn gpu_rows_that_fail_are_named_and_the_cpu_rows_stand() {
+        let wb = Workbench::with_store(Store::open_in_memory().unwrap()).unwrap();
+        let manager = forexgpt_device::testing::described_machine(true).with_failing_gpus();
+        let settings = BenchRequest {
+            suite: BenchSuite::Regressors,
+            size: BenchSize::Small,
+            rows: Some(400),
+            features: Some(6),
+            targets: Some(2),
+            repeats: Some(1),
+            ..BenchRequest::default()
+        }
+        .settings();
+        let outcome =
+            bench_results(&settings, &manager, None, &NoProgress, &CancelToken::new()).unwrap();
+        assert!(!outcome.results.is_empty());
+        assert!(
+            outcome.results.iter().all(|r| r.device == "cpu"),
+            "{:?}",
+            outcome.results
+        );
+        assert_eq!(
+            outcome.failures.len(),
+            outcome.results.len(),
+            "one GPU row per CPU row"
+        );
+        for f in &outcome.failures {
+            assert!(
+                f.contains("on wgpu:0 (Test GPU, Vulkan)") && f.contains("simulated GPU fault"),
+                "{f}"
+            );
+        }
+        let run = wb
+            .record_bench_run(settings, outcome.results, outcome.failures, None)
+            .unwrap();
+        let stored = wb.bench_run(run.id).unwrap();
+        assert_eq!(stored.machine.failures, run.machine.failures);
+        let table = crate::bench::history::markdown(&stored);
+        assert!(table.contains("Failed on their GPU"), "{table}");
     }
 
     #[test]

@@ -161,11 +161,44 @@ fn parse_cuda(cuda: &str) -> Result<(u64, u64), CudaFetchError> {
 }
 
 fn agent() -> ureq::Agent {
+    // The system's trust store (and its verifier), not a bundled one: behind a company proxy
+    // that re-signs HTTPS, only the system knows the proxy's certificate.
+    let tls = ureq::tls::TlsConfig::builder()
+        .root_certs(ureq::tls::RootCerts::PlatformVerifier)
+        .build();
     ureq::Agent::config_builder()
+        .tls_config(tls)
         .timeout_connect(Some(Duration::from_secs(20)))
         .timeout_recv_response(Some(Duration::from_secs(60)))
         .build()
         .into()
+}
+
+/// `reference` (a file's URL from the index) resolved against `base` (the index page's URL), as
+/// a browser would: absolute URLs stay, `/path` keeps the base's host, and anything else is
+/// relative to the base's folder (`../` climbs). PyPI gives absolute URLs; mirrors often don't.
+fn resolve_url(base: &str, reference: &str) -> String {
+    if reference.contains("://") {
+        return reference.to_string();
+    }
+    let (scheme, rest) = base.split_once("://").unwrap_or(("https", base));
+    let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+    if let Some(absolute) = reference.strip_prefix('/') {
+        return format!("{scheme}://{host}/{absolute}");
+    }
+    let mut parts: Vec<&str> = path.split('/').collect();
+    parts.pop(); // the base's own file name
+    for segment in reference.split('/') {
+        match segment {
+            ".." => {
+                parts.pop();
+            }
+            "." | "" => {}
+            s => parts.push(s),
+        }
+    }
+    let parts: Vec<&str> = parts.into_iter().filter(|p| !p.is_empty()).collect();
+    format!("{scheme}://{host}/{}", parts.join("/"))
 }
 
 fn http_error(url: &str, e: ureq::Error) -> CudaFetchError {
@@ -234,7 +267,7 @@ pub fn plan(api: &str, cuda: &str, platform: &str) -> Result<FetchPlan, CudaFetc
             package: package.to_string(),
             version: version.clone(),
             file: file.filename.clone(),
-            url: file.url.clone(),
+            url: resolve_url(&url, &file.url),
             sha256: file.digests.sha256.to_ascii_lowercase(),
             size: file.size,
         });
@@ -539,6 +572,33 @@ mod tests {
                 "{entry}"
             );
         }
+    }
+
+    #[test]
+    fn file_urls_resolve_against_the_index_page() {
+        let base = "https://pypi.org/pypi/nvidia-cuda-nvrtc/json";
+        for (reference, want) in [
+            ("https://files.example/a.whl", "https://files.example/a.whl"),
+            (
+                "../../packages/packages/c3/x.whl",
+                "https://pypi.org/packages/packages/c3/x.whl",
+            ),
+            ("/files/x.whl", "https://pypi.org/files/x.whl"),
+            ("x.whl", "https://pypi.org/pypi/nvidia-cuda-nvrtc/x.whl"),
+            (
+                "./sub/../x.whl",
+                "https://pypi.org/pypi/nvidia-cuda-nvrtc/x.whl",
+            ),
+        ] {
+            assert_eq!(resolve_url(base, reference), want, "{reference}");
+        }
+        assert_eq!(
+            resolve_url(
+                "http://127.0.0.1:8080/nvidia-cuda-crt/json",
+                "../files/w.whl"
+            ),
+            "http://127.0.0.1:8080/files/w.whl"
+        );
     }
 
     #[test]

@@ -85,9 +85,15 @@ fn stand_in(wheels: &HashMap<&'static str, Vec<u8>>, lie: Option<&str>) -> Strin
             } else {
                 sha256(data)
             };
+            // PyPI gives absolute URLs, mirrors often relative ones: both kinds are here.
+            let url = if package.ends_with("nvrtc") || package.ends_with("crt") {
+                format!("../files/{name}")
+            } else {
+                format!("{base}/files/{name}")
+            };
             serde_json::json!({
                 "filename": name,
-                "url": format!("{base}/files/{name}"),
+                "url": url,
                 "size": data.len(),
                 "digests": { "sha256": digest },
                 "yanked": false,

@@ -238,7 +238,7 @@ fn the_newest_release_for_the_drivers_cuda_is_installed_whole() {
         "progress ends at the total"
     );
     // The device probe finds the headers there.
-    forexgpt_device::probe::cuda_driver::find_include_dir(&[dest.clone()])
+    forexgpt_device::probe::cuda_driver::find_include_dir(std::slice::from_ref(&dest))
         .expect("the probe finds the bundle's headers");
 }
 

@@ -592,9 +592,9 @@ mod tests {
                     "XᵀX[{i},{j}]: {got} vs {want}"
                 );
             }
-            for k in 0..t {
+            for (k, y_mean) in ym.iter().enumerate() {
                 let want: f64 = (0..n)
-                    .map(|r| (x.get(r, i) - xm[i]) * (y.get(r, k) - ym[k]))
+                    .map(|r| (x.get(r, i) - xm[i]) * (y.get(r, k) - y_mean))
                     .sum();
                 let got = m.xty[i * t + k];
                 assert!(

@@ -94,4 +94,27 @@ mod tests {
         let bad = from_engine(EngineError::InvalidRequest("no horizons".into()));
         assert_eq!(bad.kind, AppErrorKind::InvalidInput);
     }
+
+    #[test]
+    fn cuda_fetch_failures_keep_their_kind_and_message() {
+        let cancelled = from_engine(CudaFetchError::Cancelled.into());
+        assert_eq!(cancelled.kind, AppErrorKind::Cancelled);
+        let corrupt = from_engine(
+            CudaFetchError::Checksum {
+                file: "nvidia_cuda_crt-13.0.88.whl".into(),
+                want: "aa".into(),
+                got: "bb".into(),
+            }
+            .into(),
+        );
+        assert_eq!(corrupt.kind, AppErrorKind::Device);
+        assert!(
+            corrupt.message.contains("nvidia_cuda_crt-13.0.88.whl")
+                && corrupt.message.contains("nothing was installed"),
+            "{}",
+            corrupt.message
+        );
+        let version = from_engine(CudaFetchError::BadCudaVersion("x".into()).into());
+        assert_eq!(version.kind, AppErrorKind::InvalidInput);
+    }
 }

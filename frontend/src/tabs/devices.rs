@@ -125,7 +125,7 @@ fn CudaFetch(driver: Option<String>) -> impl IntoView {
     let has_driver = driver.is_some();
     let what = match &driver {
         Some(v) => format!(
-            "CUDA needs NVRTC and the CUDA headers at run time, and they are not installed. Fetch NVIDIA's redistributable packages for CUDA {v} (about 70 MB from PyPI, SHA-256 checked) into your data folder. Until then the GPU is used through wgpu (Vulkan) where it can be."
+            "CUDA needs NVRTC and the CUDA headers at run time, and they are not installed. Fetch NVIDIA's redistributable packages for CUDA {v} (60–100 MB from PyPI, SHA-256 checked) into your data folder. Until then the GPU is used through wgpu (Vulkan) where it can be."
         ),
         None => "CUDA needs the NVIDIA driver first (see “why not” above); NVRTC and the CUDA headers can be fetched once it is installed.".to_string(),
     };

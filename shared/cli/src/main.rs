@@ -64,7 +64,7 @@ enum Command {
         #[arg(long)]
         check: bool,
         /// Download NVRTC and the CUDA headers that CUDA needs at run time (NVIDIA's
-        /// redistributable packages from PyPI, ~70 MB, SHA-256 checked) into this user's data
+        /// redistributable packages from PyPI, 60–100 MB, SHA-256 checked) into this user's data
         /// directory, for the driver's CUDA version; used from the next start.
         #[arg(long)]
         fetch_cuda: bool,

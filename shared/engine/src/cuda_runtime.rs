@@ -241,7 +241,10 @@ pub fn plan(api: &str, cuda: &str, platform: &str) -> Result<FetchPlan, CudaFetc
             })
             .filter_map(|(n, v, files)| {
                 let file = files.iter().find(|f| {
-                    !f.yanked
+                    // A plain file name: it names the download in our scratch folder.
+                    let plain = !f.filename.contains(['/', '\\']) && !f.filename.starts_with('.');
+                    plain
+                        && !f.yanked
                         && f.filename.ends_with(".whl")
                         && tags.iter().all(|t| f.filename.contains(t))
                 })?;

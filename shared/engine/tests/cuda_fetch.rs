@@ -106,6 +106,13 @@ fn stand_in(wheels: &HashMap<&'static str, Vec<u8>>, lie: Option<&str>) -> Strin
                 "13.0.88": [file("13.0.88", "win_amd64"), file("13.0.88", linux)],
                 "13.1.80": [file("13.1.80", linux)],
                 "13.4.46rc1": [file("13.4.46rc1", linux)],
+                // A file name that would leave the download folder: never chosen.
+                "13.0.99": [{
+                    "filename": format!("../../{stem}-13.0.99-py3-none-{linux}.whl"),
+                    "url": format!("{base}/files/evil.whl"),
+                    "size": data.len(),
+                    "digests": { "sha256": sha256(data) },
+                }],
                 "0.0.1.dev4": [],
             }
         });
@@ -188,7 +195,7 @@ fn the_newest_release_for_the_drivers_cuda_is_installed_whole() {
     assert_eq!(plan.wheels.len(), PACKAGES.len());
     for w in &plan.wheels {
         // 13.0.88 beats 13.0.48; 13.1 and the pre-release are for other CUDA versions; the
-        // Windows wheel of 13.0.88 is not this platform's.
+        // Windows wheel of 13.0.88 is not this platform's; 13.0.99's file name has a path.
         assert_eq!(w.version, "13.0.88", "{}", w.package);
         assert!(w.file.contains("manylinux"), "{}", w.file);
     }

@@ -71,10 +71,13 @@ pub async fn fetch_cuda_runtime(
     blocking(app, "fetching the CUDA runtime", move |s| {
         let running = s.jobs.start(job);
         let progress = ChannelProgress::new(on_progress);
-        let fetched = cuda_runtime::cuda_version_for(
-            request.cuda_version.as_deref(),
-            &s.devices().info().cuda,
-        )
+        // The driver's version comes from the app's own device probe (already made).
+        let fetched = cuda_runtime::cuda_version_for(request.cuda_version.as_deref(), || {
+            let cuda = &s.devices().info().cuda;
+            cuda.driver_version
+                .clone()
+                .ok_or_else(|| cuda.reason.clone().unwrap_or_default())
+        })
         .and_then(|cuda| cuda_runtime::fetch_for_user(&cuda, &progress, &running.token));
         let (plan, nvrtc) = fetched.map_err(|e| from_engine(e.into()))?;
         Ok(cuda_runtime::report(&plan, &nvrtc))

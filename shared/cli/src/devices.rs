@@ -1,6 +1,7 @@
 //! `forexgpt devices`: what this machine offers for computing, and an optional self-check.
 
 use anyhow::Result;
+use forexgpt_device::probe::cuda_driver::query_driver;
 use forexgpt_device::testing::test_devices;
 use forexgpt_device::{DeviceCheck, DeviceManager, check_device};
 use forexgpt_protocol::DeviceInfo;
@@ -16,8 +17,10 @@ const CHECK_SIZE: usize = 64;
 /// `devices --fetch-cuda`: NVRTC and the CUDA headers for this user, with a progress bar;
 /// Ctrl-C cancels and installs nothing.
 pub fn fetch_cuda(json: bool, requested: Option<&str>) -> Result<()> {
-    let manager = DeviceManager::probe();
-    let cuda = cuda_runtime::cuda_version_for(requested, &manager.info().cuda)?;
+    // Only the driver is asked (and only without a named version): no whole device probe.
+    let cuda = cuda_runtime::cuda_version_for(requested, || {
+        query_driver().map(|report| report.driver_version)
+    })?;
     if !json {
         outln!("fetching NVRTC and the CUDA headers for CUDA {cuda} from PyPI…");
     }

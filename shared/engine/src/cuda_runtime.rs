@@ -281,20 +281,17 @@ pub fn plan(api: &str, cuda: &str, platform: &str) -> Result<FetchPlan, CudaFetc
     })
 }
 
-/// The CUDA version to fetch for: `requested`, else the driver's; an error that says why
-/// neither is known.
+/// The CUDA version to fetch for: `requested`, else the driver's (`driver` is asked only
+/// then: the driver's CUDA version, or why it is unknown).
 pub fn cuda_version_for(
     requested: Option<&str>,
-    driver: &forexgpt_protocol::CudaStatus,
+    driver: impl FnOnce() -> Result<String, String>,
 ) -> Result<String, CudaFetchError> {
     if let Some(v) = requested {
         let (major, minor) = parse_cuda(v)?;
         return Ok(format!("{major}.{minor}"));
     }
-    driver
-        .driver_version
-        .clone()
-        .ok_or_else(|| CudaFetchError::NoDriver(driver.reason.clone().unwrap_or_default()))
+    driver().map_err(CudaFetchError::NoDriver)
 }
 
 /// Plans and installs the bundle for this user (`forexgpt_device::kernel_cache`): what the
@@ -467,7 +464,7 @@ fn download(
             got,
         });
     }
-    let digest: String = hash.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    let digest = crate::artifact::hex(&hash.finalize());
     if digest != wheel.sha256 {
         return Err(CudaFetchError::Checksum {
             file: wheel.file.clone(),

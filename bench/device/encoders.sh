@@ -18,7 +18,9 @@
 #   FOREXGPT_BIN: release binary built with cargo build --release -p forexgpt-cli --features cuda;
 #   default $FOREXGPT_BIN, else `forexgpt` on PATH.
 #   Env: EPOCHS (default 20), REPEATS (timed runs of ours and of PyTorch, default 2),
-#   FOREXGPT_TEST_DEVICES. Needs python3 with numpy and torch.
+#   FOREXGPT_TEST_DEVICES, OPERATIONS (only these of ours, e.g.
+#   autoencoder_fit,vae_fit,autoencoder_grid_fit: without burn's path, whose first CUDA run
+#   compiles for minutes). Needs python3 with numpy and torch.
 #   Each finished case is logged on stderr (FOREXGPT_LOG=forexgpt_engine=info), so a run
 #   that is stopped still leaves its numbers there.
 set -euo pipefail
@@ -30,7 +32,8 @@ export FOREXGPT_LOG="${FOREXGPT_LOG:-forexgpt_engine=info}"
 dir="$tmp/enc"
 
 heading "forexgpt bench --suite encoders --size seed --epochs $epochs --repeats $repeats --export-data DIR"
-fx bench --suite encoders --size seed --epochs "$epochs" --repeats "$repeats" --export-data "$dir"
+fx bench --suite encoders --size seed --epochs "$epochs" --repeats "$repeats" --export-data "$dir" \
+  ${OPERATIONS:+--operations "$OPERATIONS"}
 
 heading "PyTorch peer"
 python3 "$(dirname "$0")/../peers/encoders_torch.py" "$dir" "$repeats"

@@ -104,6 +104,10 @@ pub struct RunArgs {
     /// Do not store the run in the database.
     #[arg(long)]
     no_store: bool,
+    /// Time only these operations of the suite (comma-separated names as the table shows
+    /// them, e.g. autoencoder_fit,autoencoder_grid_fit).
+    #[arg(long, value_delimiter = ',')]
+    operations: Vec<String>,
 }
 
 impl RunArgs {
@@ -122,6 +126,7 @@ impl RunArgs {
             forest_rows: self.forest_rows,
             trees: self.trees,
             predict_rows: self.predict_rows,
+            operations: self.operations.clone(),
         }
         .settings()
     }

@@ -330,6 +330,15 @@ impl forexgpt_device::cube::CubeJob for FusedJob<'_, '_> {
                 active[k] = goes_on && epoch < runs[k].spec.epochs;
             }
         }
+        let timing = trainer.timing();
+        tracing::info!(
+            networks = runs.len(),
+            units = trainer.units(),
+            dispatches = timing.dispatches,
+            queuing_ms = timing.queuing.as_secs_f64() * 1e3,
+            waiting_ms = timing.waiting.as_secs_f64() * 1e3,
+            "fused training: the host queued the steps for queuing_ms and waited for the device for waiting_ms"
+        );
         books
             .into_iter()
             .zip(runs)

@@ -30,9 +30,21 @@ use cubecl::prelude::*;
 use cubecl::server::Handle;
 use forexgpt_protocol::Activation;
 
-/// Units (threads) of the cube that trains one network. 256 is what every wgpu adapter
-/// allows (WebGPU's guaranteed minimum).
-pub const CUBE_UNITS: u32 = 256;
+/// Most units (threads) of the cube that trains one network: a cube takes the largest power
+/// of two up to this that the device allows (CUDA, Vulkan and Metal adapters allow 1,024;
+/// WebGPU guarantees 256). Each step is a chain of small products whose every phase waits
+/// for the slowest unit, so more units per network means shorter phases.
+pub const MAX_CUBE_UNITS: u32 = 1024;
+
+/// Fewest units the kernel runs with (the loss reduction assumes a power of two).
+pub const MIN_CUBE_UNITS: u32 = 64;
+
+/// The units a cube gets on a device that allows `max_units` per cube, if it can run the
+/// kernel at all.
+pub fn cube_units(max_units: u32) -> Option<u32> {
+    let units = max_units.min(MAX_CUBE_UNITS);
+    (units >= MIN_CUBE_UNITS).then(|| 1u32 << (31 - units.leading_zeros()))
+}
 
 /// Steps queued between flushes (which submit the queued dispatches and surface errors) and
 /// cancellation checks.
@@ -119,6 +131,21 @@ impl ChainShape {
         offsets
     }
 
+    /// A network's parameters with each layer's weight stored `outputs × inputs` (the
+    /// kernel's `transposed` copy; biases as they are).
+    fn transposed(&self, params: &[f32]) -> Vec<f32> {
+        let mut out = params.to_vec();
+        for (l, &at) in self.param_offsets().iter().enumerate() {
+            let (fin, fout) = self.layer_io(l);
+            for i in 0..fin {
+                for j in 0..fout {
+                    out[at + j * fin + i] = params[at + i * fout + j];
+                }
+            }
+        }
+        out
+    }
+
     /// Where each boundary's batch of values starts in a network's activations, then the
     /// VAE's sample `z` (after the last boundary).
     fn boundary_offsets(&self) -> Vec<usize> {
@@ -202,7 +229,7 @@ impl ChainShape {
         Ok(())
     }
 
-    fn config(&self, train: bool) -> KernelConfig {
+    fn config(&self, train: bool, units: u32) -> KernelConfig {
         let as_u32 = |v: &[usize]| v.iter().map(|&x| x as u32).collect::<Vec<u32>>();
         let (ins, outs): (Vec<usize>, Vec<usize>) =
             (0..self.layers()).map(|l| self.layer_io(l)).unzip();
@@ -229,7 +256,7 @@ impl ChainShape {
             activations: self.activations() as u32,
             delta_half: self.delta_half() as u32,
             train,
-            units: CUBE_UNITS,
+            units,
         }
     }
 }
@@ -298,7 +325,7 @@ fn activation_slope(z: f32, a: f32, #[comptime] act: Act) -> f32 {
 }
 
 /// Adam's update of parameter `p` (its second moment at `p + second`) with gradient `g`;
-/// `step_size` and `eps_hat` carry the bias corrections.
+/// `step_size` and `eps_hat` carry the bias corrections. Returns the new value.
 #[cube]
 #[allow(clippy::too_many_arguments)]
 fn adam_update(
@@ -311,28 +338,38 @@ fn adam_update(
     beta2: f32,
     step_size: f32,
     eps_hat: f32,
-) {
+) -> f32 {
     let m = beta1 * moments[p] + (1.0f32 - beta1) * g;
     let v = beta2 * moments[p + second] + (1.0f32 - beta2) * g * g;
     moments[p] = m;
     moments[p + second] = v;
-    params[p] -= step_size * m / (v.sqrt() + eps_hat);
+    let value = params[p] - step_size * m / (v.sqrt() + eps_hat);
+    params[p] = value;
+    value
 }
 
 /// One training step (or, without `train`, one batch's forward pass for the loss) of every
 /// active network, one cube each. Buffers hold every network's part one after the other
-/// (`moments`: all first moments, then all second moments).
+/// (`moments`: all first moments, then all second moments). `transposed` mirrors `params`
+/// with each weight stored `outputs × inputs` (biases unused), kept in step by the Adam
+/// phase, so the backward pass reads the weights along its units' inputs in order (one
+/// memory transaction per warp instead of one per unit).
+///
+/// Launched unchecked: every index stays inside its buffer by construction (rows past a
+/// short last batch read the batch-sized buffers' stale values, and their results are
+/// discarded).
 ///
 /// The units of a cube exchange values through device memory, so every phase ends with
 /// `sync_storage` (WGSL's `storageBarrier`; `__syncthreads` on CUDA): `sync_cube` orders only
 /// workgroup memory on WebGPU, and with it alone later phases read stale values.
-#[cube(launch)]
+#[cube(launch_unchecked)]
 #[allow(clippy::too_many_arguments)]
 fn chain_step(
     x: &Array<f32>,
     order: &Array<u32>,
     noise: &Array<f32>,
     params: &mut Array<f32>,
+    transposed: &mut Array<f32>,
     moments: &mut Array<f32>,
     acts: &mut Array<f32>,
     pre: &mut Array<f32>,
@@ -515,7 +552,7 @@ fn chain_step(
                             acc[r] = 0.0f32;
                         }
                         for j in 0..fout {
-                            let w = params[w_at + i * fout + j];
+                            let w = transposed[w_at + j * fin + i];
                             #[unroll]
                             for r in 0..tile {
                                 acc[r] += delta[cur + (g + r * groups) * fout + j] * w;
@@ -569,7 +606,7 @@ fn chain_step(
                     for q in 0..tile {
                         let i = g + q * groups;
                         if i < fin {
-                            adam_update(
+                            let value = adam_update(
                                 params,
                                 moments,
                                 w_at + i * fout + j,
@@ -580,6 +617,7 @@ fn chain_step(
                                 step_size,
                                 eps_hat,
                             );
+                            transposed[w_at + j * fin + i] = value;
                         }
                     }
                     if g == 0 {
@@ -669,6 +707,16 @@ impl AdamConstants {
     }
 }
 
+/// Where a trainer's time went: dispatches queued, the host's time queuing them (and
+/// submitting them at flushes), and its time waiting for the device's results. Queuing
+/// close to the total means the host bounds the steps; waiting close to it, the device.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct TrainerTiming {
+    pub dispatches: u64,
+    pub queuing: std::time::Duration,
+    pub waiting: std::time::Duration,
+}
+
 /// A grid of networks of one [`ChainShape`] training together on one device: the training
 /// and validation rows, every network's parameters and Adam moments stay on the device.
 pub struct ChainTrainer<R: Runtime> {
@@ -680,11 +728,16 @@ pub struct ChainTrainer<R: Runtime> {
     validation: Handle,
     n_validation: usize,
     params: Handle,
+    transposed: Handle,
     moments: Handle,
     acts: Handle,
     pre: Handle,
     delta: Handle,
     adam_steps: u32,
+    units: u32,
+    acts_len: usize,
+    delta_len: usize,
+    timing: TrainerTiming,
 }
 
 fn server_error(what: &str, e: impl std::fmt::Display) -> String {
@@ -720,12 +773,12 @@ impl<R: Runtime> ChainTrainer<R> {
         }
         let client = R::client(device);
         let hardware = &client.properties().hardware;
-        if hardware.max_units_per_cube < CUBE_UNITS {
+        let Some(units) = cube_units(hardware.max_units_per_cube) else {
             return Err(format!(
-                "the device runs at most {} threads per workgroup; the fused kernels need {CUBE_UNITS}",
+                "the device runs at most {} threads per workgroup; the fused kernels need {MIN_CUBE_UNITS}",
                 hardware.max_units_per_cube
             ));
-        }
+        };
         if nets > hardware.max_cube_count.0 as usize {
             return Err(format!(
                 "{nets} networks at once; the device runs at most {} workgroups per launch",
@@ -733,29 +786,49 @@ impl<R: Runtime> ChainTrainer<R> {
             ));
         }
         let flat: Vec<f32> = initial.iter().flatten().copied().collect();
+        let transposed: Vec<f32> = initial.iter().flat_map(|p| shape.transposed(p)).collect();
         let zeros = vec![0.0f32; 2 * flat.len()];
+        // The register tiles run past a batch's last row (and a weight-gradient tile past a
+        // row's last input) by less than one group of units: this much slack at the end of
+        // the batch-sized buffers keeps the last network's reads inside them.
+        let slack = units as usize * shape.widths.iter().copied().max().unwrap_or(0);
+        let acts_len = nets * shape.activations() + slack;
+        let delta_len = nets * 2 * shape.delta_half() + slack;
         let trainer = ChainTrainer {
             train: client.create_from_slice(f32::as_bytes(train)),
             validation: client.create_from_slice(f32::as_bytes(validation)),
             params: client.create_from_slice(f32::as_bytes(&flat)),
+            transposed: client.create_from_slice(f32::as_bytes(&transposed)),
             moments: client.create_from_slice(f32::as_bytes(&zeros)),
-            acts: client
-                .create_from_slice(f32::as_bytes(&vec![0.0f32; nets * shape.activations()])),
-            pre: client.create_from_slice(f32::as_bytes(&vec![0.0f32; nets * shape.activations()])),
-            delta: client
-                .create_from_slice(f32::as_bytes(&vec![0.0f32; nets * 2 * shape.delta_half()])),
+            acts: client.create_from_slice(f32::as_bytes(&vec![0.0f32; acts_len])),
+            pre: client.create_from_slice(f32::as_bytes(&vec![0.0f32; acts_len])),
+            delta: client.create_from_slice(f32::as_bytes(&vec![0.0f32; delta_len])),
             n_train: train.len() / d,
             n_validation: validation.len() / d,
             client,
             shape,
             nets,
             adam_steps: 0,
+            units,
+            acts_len,
+            delta_len,
+            timing: TrainerTiming::default(),
         };
         Ok(trainer)
     }
 
     pub fn networks(&self) -> usize {
         self.nets
+    }
+
+    /// Where this trainer's time went so far.
+    pub fn timing(&self) -> TrainerTiming {
+        self.timing
+    }
+
+    /// The units (threads) each network's cube runs with on this device.
+    pub fn units(&self) -> u32 {
+        self.units
     }
 
     fn steps(&self, rows: usize) -> usize {
@@ -829,11 +902,12 @@ impl<R: Runtime> ChainTrainer<R> {
         let losses = self
             .client
             .create_from_slice(f32::as_bytes(&vec![0.0f32; self.nets * steps]));
-        let config = self.shape.config(train);
+        let config = self.shape.config(train, self.units);
         let x_len = rows * self.shape.widths[0];
         let p_len = self.nets * self.shape.parameters();
-        let a_len = self.nets * self.shape.activations();
-        let d_len = self.nets * 2 * self.shape.delta_half();
+        let a_len = self.acts_len;
+        let d_len = self.delta_len;
+        let queuing = std::time::Instant::now();
         for step in 0..steps {
             if step.is_multiple_of(STEPS_PER_FLUSH) {
                 if cancelled() {
@@ -846,39 +920,50 @@ impl<R: Runtime> ChainTrainer<R> {
             if train {
                 self.adam_steps += 1;
             }
-            chain_step::launch::<R>(
-                &self.client,
-                CubeCount::Static(self.nets as u32, 1, 1),
-                CubeDim::new_1d(CUBE_UNITS),
-                array_arg::<R>(x, x_len),
-                array_arg::<R>(&order, order_len),
-                array_arg::<R>(&noise, noise_len),
-                array_arg::<R>(&self.params, p_len),
-                array_arg::<R>(&self.moments, 2 * p_len),
-                array_arg::<R>(&self.acts, a_len),
-                array_arg::<R>(&self.pre, a_len),
-                array_arg::<R>(&self.delta, d_len),
-                array_arg::<R>(&losses, self.nets * steps),
-                array_arg::<R>(&active_handle, self.nets),
-                rows as u32,
-                step as u32,
-                steps as u32,
-                self.adam_steps,
-                adam.lr,
-                adam.beta1,
-                adam.beta2,
-                adam.eps,
-                kl_weight,
-                config.clone(),
-            );
+            // SAFETY: the kernel's indices stay inside the buffers bound here (see
+            // `chain_step`): every buffer is sized from the same shape and network count the
+            // configuration is compiled for, and the orders were checked above.
+            #[allow(unsafe_code)]
+            unsafe {
+                chain_step::launch_unchecked::<R>(
+                    &self.client,
+                    CubeCount::Static(self.nets as u32, 1, 1),
+                    CubeDim::new_1d(self.units),
+                    array_arg::<R>(x, x_len),
+                    array_arg::<R>(&order, order_len),
+                    array_arg::<R>(&noise, noise_len),
+                    array_arg::<R>(&self.params, p_len),
+                    array_arg::<R>(&self.transposed, p_len),
+                    array_arg::<R>(&self.moments, 2 * p_len),
+                    array_arg::<R>(&self.acts, a_len),
+                    array_arg::<R>(&self.pre, a_len),
+                    array_arg::<R>(&self.delta, d_len),
+                    array_arg::<R>(&losses, self.nets * steps),
+                    array_arg::<R>(&active_handle, self.nets),
+                    rows as u32,
+                    step as u32,
+                    steps as u32,
+                    self.adam_steps,
+                    adam.lr,
+                    adam.beta1,
+                    adam.beta2,
+                    adam.eps,
+                    kl_weight,
+                    config.clone(),
+                );
+            }
         }
         self.client
             .flush()
             .map_err(|e| server_error("running the fused training kernel", e))?;
+        let waiting = std::time::Instant::now();
         let bytes = self
             .client
             .read_one(losses)
             .map_err(|e| server_error("reading the losses", e))?;
+        self.timing.dispatches += steps as u64;
+        self.timing.queuing += waiting.duration_since(queuing);
+        self.timing.waiting += waiting.elapsed();
         let values = f32::from_bytes(&bytes);
         Ok(Some(
             values

@@ -113,6 +113,10 @@ pub struct BenchRequest {
     /// Rows the forest predicts.
     #[serde(default)]
     pub predict_rows: Option<usize>,
+    /// Time only these operations of the suite (by name, e.g. `autoencoder_fit`); empty:
+    /// every one.
+    #[serde(default)]
+    pub operations: Vec<String>,
 }
 
 impl BenchRequest {
@@ -152,6 +156,7 @@ impl BenchRequest {
             forest_features: self.features.unwrap_or(forest.1),
             trees: self.trees.unwrap_or(forest.2),
             predict_rows: self.predict_rows.unwrap_or(forest.3),
+            operations: self.operations.clone(),
         }
     }
 }
@@ -246,6 +251,10 @@ pub struct BenchSettings {
     pub trees: usize,
     #[serde(default)]
     pub predict_rows: usize,
+    /// The operations timed, where the run was asked for only some of the suite's (empty:
+    /// every one).
+    #[serde(default)]
+    pub operations: Vec<String>,
 }
 
 /// The machine a run was measured on.

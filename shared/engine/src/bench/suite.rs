@@ -98,6 +98,26 @@ pub fn bench_results(
             export_data,
         )?);
     }
+    if !settings.operations.is_empty() {
+        if let Some(unknown) = settings
+            .operations
+            .iter()
+            .find(|name| !cases.iter().any(|c| &c.operation == *name))
+        {
+            let mut known: Vec<&str> = Vec::new();
+            for case in &cases {
+                if !known.contains(&case.operation.as_str()) {
+                    known.push(&case.operation);
+                }
+            }
+            return Err(EngineError::InvalidRequest(format!(
+                "the {} suite has no operation '{unknown}'; it has {}",
+                settings.suite,
+                known.join(", ")
+            )));
+        }
+        cases.retain(|c| settings.operations.contains(&c.operation));
+    }
     let options = BenchOptions {
         repeats: settings.repeats,
     };
@@ -165,6 +185,38 @@ mod tests {
         assert!(run.results.iter().all(|r| r.device == "cpu"));
         assert_eq!(run.git_rev.as_deref(), Some("abc123"));
         assert_eq!(wb.bench_runs().unwrap(), vec![run]);
+    }
+
+    #[test]
+    fn a_run_can_time_only_some_operations_and_names_unknown_ones() {
+        let wb = Workbench::with_store(Store::open_in_memory().unwrap()).unwrap();
+        let all = wb
+            .run_benchmark(&tiny_data_run(), None, &NoProgress, &CancelToken::new())
+            .unwrap();
+        let wanted = all.results[1].operation.clone();
+        let request = BenchRequest {
+            operations: vec![wanted.clone()],
+            ..tiny_data_run()
+        };
+        let run = wb
+            .run_benchmark(&request, None, &NoProgress, &CancelToken::new())
+            .unwrap();
+        assert_eq!(
+            run.results.iter().map(|r| &r.operation).collect::<Vec<_>>(),
+            vec![&wanted]
+        );
+        assert_eq!(run.settings.operations, vec![wanted]);
+
+        let request = BenchRequest {
+            operations: vec!["no_such_thing".into()],
+            ..tiny_data_run()
+        };
+        let err = wb
+            .run_benchmark(&request, None, &NoProgress, &CancelToken::new())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no operation 'no_such_thing'"), "{err}");
+        assert!(err.contains(&all.results[0].operation), "{err}");
     }
 
     /// A GPU that fails every job (as one out of memory does): its rows are reported as

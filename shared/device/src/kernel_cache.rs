@@ -73,7 +73,11 @@ fn set_cubecl_config(dir: &Path) -> bool {
         );
         return false;
     }
-    let mut config = CubeClRuntimeConfig::default();
+    // Starting from what cubecl itself would read keeps a `cubecl.toml` and its debugging
+    // variables working (`CUBECL_DEBUG_LOG=FILE` logs each kernel's generated source).
+    let mut config =
+        std::panic::catch_unwind(|| CubeClRuntimeConfig::from_current_dir().override_from_env())
+            .unwrap_or_default();
     config.compilation.cache = Some(CacheConfig::File(dir.to_path_buf()));
     config.autotune.cache = CacheConfig::File(dir.to_path_buf());
     // `set` panics when the configuration was already read (GPU work ran before the device

@@ -294,8 +294,18 @@ pub struct KernelConfig {
 /// `tile` items.
 fn blocking(width: usize, span: u32, units: u32) -> (usize, usize, usize) {
     let cols = width.min(units as usize);
-    let groups = units as usize / cols;
+    let groups = (units as usize / cols).min(span as usize).max(1);
     (cols, groups, (span as usize).div_ceil(groups))
+}
+
+/// How many iterations of a product's inner loop of `len` run as one unrolled block: the
+/// largest of 4, 2, 1 that divides it. Unrolled, a unit issues the loads of several
+/// iterations before it needs the first (latency hidden) and addresses become offsets.
+fn unroll_by(len: usize) -> usize {
+    [4, 2, 1]
+        .into_iter()
+        .find(|u| len.is_multiple_of(*u))
+        .unwrap_or(1)
 }
 
 #[cube]
@@ -445,11 +455,16 @@ fn chain_step(
                 for r in 0..tile {
                     acc[r] = 0.0f32;
                 }
-                for i in 0..fin {
-                    let w = params[w_at + i * fout + j];
+                let unroll = comptime![unroll_by(fin)];
+                for i_block in 0..comptime![fin / unroll_by(fin)] {
                     #[unroll]
-                    for r in 0..tile {
-                        acc[r] += acts[in_at + (g + r * groups) * fin + i] * w;
+                    for u in 0..unroll {
+                        let i = i_block * unroll + u;
+                        let w = params[w_at + i * fout + j];
+                        #[unroll]
+                        for r in 0..tile {
+                            acc[r] += acts[in_at + (g + r * groups) * fin + i] * w;
+                        }
                     }
                 }
                 let bias = params[b_at + j];
@@ -551,11 +566,16 @@ fn chain_step(
                         for r in 0..tile {
                             acc[r] = 0.0f32;
                         }
-                        for j in 0..fout {
-                            let w = transposed[w_at + j * fin + i];
+                        let unroll = comptime![unroll_by(fout)];
+                        for j_block in 0..comptime![fout / unroll_by(fout)] {
                             #[unroll]
-                            for r in 0..tile {
-                                acc[r] += delta[cur + (g + r * groups) * fout + j] * w;
+                            for u in 0..unroll {
+                                let j = j_block * unroll + u;
+                                let w = transposed[w_at + j * fin + i];
+                                #[unroll]
+                                for r in 0..tile {
+                                    acc[r] += delta[cur + (g + r * groups) * fout + j] * w;
+                                }
                             }
                         }
                         #[unroll]
@@ -594,12 +614,21 @@ fn chain_step(
                         grad[q] = 0.0f32;
                     }
                     let mut grad_bias = 0.0f32;
-                    for b in 0..rows {
-                        let dv = delta[cur + b * fout + j];
-                        grad_bias += dv;
+                    // Over the whole batch, unrolled; a short last batch's missing rows count
+                    // zero (their stale values are finite unless the network has diverged,
+                    // which the epoch's loss reports, so the sums are unchanged).
+                    let unroll = comptime![unroll_by(cfg.batch as usize)];
+                    for b_block in 0..comptime![cfg.batch as usize / unroll_by(cfg.batch as usize)]
+                    {
                         #[unroll]
-                        for q in 0..tile {
-                            grad[q] += dv * acts[in_at + b * fin + g + q * groups];
+                        for u in 0..unroll {
+                            let b = b_block * unroll + u;
+                            let dv = select(b < rows, delta[cur + b * fout + j], 0.0f32);
+                            grad_bias += dv;
+                            #[unroll]
+                            for q in 0..tile {
+                                grad[q] += dv * acts[in_at + b * fin + g + q * groups];
+                            }
                         }
                     }
                     #[unroll]

@@ -39,6 +39,21 @@ pub const MAX_CUBE_UNITS: u32 = 1024;
 /// Fewest units the kernel runs with (the loss reduction assumes a power of two).
 pub const MIN_CUBE_UNITS: u32 = 64;
 
+/// Most workgroup memory a cube stages its products' inputs through, in f32 values (32 KiB:
+/// what Metal and lavapipe allow; CUDA and Vulkan on NVIDIA allow 48 KiB).
+pub const MAX_STAGE: u32 = 8192;
+
+/// The staging values a cube gets on a device with `max_bytes` of workgroup memory: the
+/// largest power of two that fits, up to [`MAX_STAGE`].
+pub fn stage_values(max_bytes: usize) -> u32 {
+    let values = (max_bytes / 4).min(MAX_STAGE as usize) as u32;
+    if values == 0 {
+        0
+    } else {
+        1u32 << (31 - values.leading_zeros())
+    }
+}
+
 /// The units a cube gets on a device that allows `max_units` per cube, if it can run the
 /// kernel at all.
 pub fn cube_units(max_units: u32) -> Option<u32> {
@@ -229,7 +244,7 @@ impl ChainShape {
         Ok(())
     }
 
-    fn config(&self, train: bool, units: u32) -> KernelConfig {
+    fn config(&self, train: bool, units: u32, stage: u32) -> KernelConfig {
         let as_u32 = |v: &[usize]| v.iter().map(|&x| x as u32).collect::<Vec<u32>>();
         let (ins, outs): (Vec<usize>, Vec<usize>) =
             (0..self.layers()).map(|l| self.layer_io(l)).unzip();
@@ -257,7 +272,37 @@ impl ChainShape {
             delta_half: self.delta_half() as u32,
             train,
             units,
+            stage,
         }
+    }
+
+    /// Why this shape cannot train with cubes of `units` units and `stage` values of
+    /// workgroup memory, if it cannot: every product's chunk must hold at least one input
+    /// column of its padded rows (or one padded row of inputs).
+    fn check_stage(&self, units: u32, stage: u32) -> Result<(), String> {
+        let stage = stage as usize;
+        if stage < units as usize {
+            return Err(format!(
+                "{stage} values of workgroup memory cannot hold the loss of {units} units"
+            ));
+        }
+        for l in 0..self.layers() {
+            let (fin, fout) = self.layer_io(l);
+            let (_, groups, tile) = blocking(fout, self.batch as u32, units);
+            let (_, below_groups, below_tile) = blocking(fin, self.batch as u32, units);
+            let (_, grad_groups, grad_tile) = blocking(fout, fin as u32, units);
+            if chunk_of(fin, groups * tile, stage) == 0
+                || (l > 0 && chunk_of(fout, below_groups * below_tile, stage) == 0)
+                || chunk_of(self.batch, grad_groups * grad_tile, stage) == 0
+            {
+                return Err(format!(
+                    "layer {l} ({fin} → {fout}, batch {}) does not fit {} KiB of workgroup memory",
+                    self.batch,
+                    stage * 4 / 1024
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -285,6 +330,7 @@ pub struct KernelConfig {
     delta_half: u32,
     train: bool,
     units: u32,
+    stage: u32,
 }
 
 /// Register blocking of a phase over `width` columns with `span` items each (rows, or a
@@ -296,6 +342,34 @@ fn blocking(width: usize, span: u32, units: u32) -> (usize, usize, usize) {
     let cols = width.min(units as usize);
     let groups = (units as usize / cols).min(span as usize).max(1);
     (cols, groups, (span as usize).div_ceil(groups))
+}
+
+/// The most of `len` (a divisor of it) that fit workgroup memory of `stage` values at `per`
+/// values each; 0 when not even one does.
+fn chunk_of(len: usize, per: usize, stage: usize) -> usize {
+    (1..=len)
+        .rev()
+        .find(|d| len.is_multiple_of(*d) && d * per <= stage)
+        .unwrap_or(0)
+}
+
+/// Copies `rows` rows of `width` values from `src` (the first at `at`, rows `stride` apart)
+/// into workgroup memory, rows `stage_stride` apart. Every unit takes part.
+#[cube]
+fn stage_rows(
+    src: &Array<f32>,
+    stage: &mut SharedMemory<f32>,
+    at: usize,
+    stride: usize,
+    #[comptime] rows: usize,
+    #[comptime] width: usize,
+    #[comptime] stage_stride: usize,
+) {
+    for idx in range_stepped(UNIT_POS as usize, rows * width, CUBE_DIM as usize) {
+        let b = idx / width;
+        let k = idx % width;
+        stage[b * stage_stride + k] = src[at + b * stride + k];
+    }
 }
 
 /// How many iterations of a product's inner loop of `len` run as one unrolled block: the
@@ -413,7 +487,8 @@ fn chain_step(
     let d_base = net * 2 * comptime![cfg.delta_half as usize];
     let out_at = a_base + comptime![cfg.output_offset as usize];
     let n = n_rows as usize;
-    let mut partial = SharedMemory::<f32>::new(comptime![cfg.units as usize]);
+    // Workgroup memory: each product's inputs in chunks, and at the end the loss's sum.
+    let mut stage = SharedMemory::<f32>::new(comptime![cfg.stage as usize]);
 
     let r0 = step as usize * batch;
     let left = n - r0;
@@ -444,29 +519,49 @@ fn chain_step(
         let activated = comptime![cfg.activated[l]];
         // Register blocking: a unit owns output column `j` for `tile` rows (`g`, `g + groups`,
         // …), so each weight it loads serves `tile` rows.
+        // The batch's inputs pass through workgroup memory, `chunk` inputs of every row at a
+        // time.
         let cols = comptime![blocking(fout, cfg.batch, cfg.units).0];
         let groups = comptime![blocking(fout, cfg.batch, cfg.units).1];
         let tile = comptime![blocking(fout, cfg.batch, cfg.units).2];
-        if tid < groups * cols {
-            let g = tid / cols;
-            for j in range_stepped(tid % cols, fout, cols) {
-                let mut acc = Array::<f32>::new(tile);
-                #[unroll]
-                for r in 0..tile {
-                    acc[r] = 0.0f32;
-                }
-                let unroll = comptime![unroll_by(fin)];
-                for i_block in 0..comptime![fin / unroll_by(fin)] {
-                    #[unroll]
-                    for u in 0..unroll {
-                        let i = i_block * unroll + u;
-                        let w = params[w_at + i * fout + j];
+        let chunk = comptime![chunk_of(fin, groups * tile, cfg.stage as usize)];
+        let working = tid < groups * cols;
+        let g = tid / cols;
+        for pass in 0..comptime![fout.div_ceil(cols)] {
+            let j = pass * cols + tid % cols;
+            let mut acc = Array::<f32>::new(tile);
+            #[unroll]
+            for r in 0..tile {
+                acc[r] = 0.0f32;
+            }
+            for c in 0..comptime![fin / chunk] {
+                sync_cube();
+                stage_rows(
+                    acts,
+                    &mut stage,
+                    in_at + c * chunk,
+                    fin,
+                    batch,
+                    chunk,
+                    chunk,
+                );
+                sync_cube();
+                if working && j < fout {
+                    let unroll = comptime![unroll_by(chunk)];
+                    for k_block in 0..comptime![chunk / unroll_by(chunk)] {
                         #[unroll]
-                        for r in 0..tile {
-                            acc[r] += acts[in_at + (g + r * groups) * fin + i] * w;
+                        for u in 0..unroll {
+                            let k = k_block * unroll + u;
+                            let w = params[w_at + (c * chunk + k) * fout + j];
+                            #[unroll]
+                            for r in 0..tile {
+                                acc[r] += stage[(g + r * groups) * chunk + k] * w;
+                            }
                         }
                     }
                 }
+            }
+            if working && j < fout {
                 let bias = params[b_at + j];
                 #[unroll]
                 for r in 0..tile {
@@ -527,7 +622,6 @@ fn chain_step(
     } else {
         step_loss += sse / (d as f32);
     }
-    partial[tid] = step_loss;
 
     if comptime![cfg.train] {
         sync_storage();
@@ -558,26 +652,44 @@ fn chain_step(
                 let cols = comptime![blocking(fin, cfg.batch, cfg.units).0];
                 let groups = comptime![blocking(fin, cfg.batch, cfg.units).1];
                 let tile = comptime![blocking(fin, cfg.batch, cfg.units).2];
-                if tid < groups * cols {
-                    let g = tid / cols;
-                    for i in range_stepped(tid % cols, fin, cols) {
-                        let mut acc = Array::<f32>::new(tile);
-                        #[unroll]
-                        for r in 0..tile {
-                            acc[r] = 0.0f32;
-                        }
-                        let unroll = comptime![unroll_by(fout)];
-                        for j_block in 0..comptime![fout / unroll_by(fout)] {
-                            #[unroll]
-                            for u in 0..unroll {
-                                let j = j_block * unroll + u;
-                                let w = transposed[w_at + j * fin + i];
+                let chunk = comptime![chunk_of(fout, groups * tile, cfg.stage as usize)];
+                let working = tid < groups * cols;
+                let g = tid / cols;
+                for pass in 0..comptime![fin.div_ceil(cols)] {
+                    let i = pass * cols + tid % cols;
+                    let mut acc = Array::<f32>::new(tile);
+                    #[unroll]
+                    for r in 0..tile {
+                        acc[r] = 0.0f32;
+                    }
+                    for c in 0..comptime![fout / chunk] {
+                        sync_cube();
+                        stage_rows(
+                            delta,
+                            &mut stage,
+                            cur + c * chunk,
+                            fout,
+                            batch,
+                            chunk,
+                            chunk,
+                        );
+                        sync_cube();
+                        if working && i < fin {
+                            let unroll = comptime![unroll_by(chunk)];
+                            for k_block in 0..comptime![chunk / unroll_by(chunk)] {
                                 #[unroll]
-                                for r in 0..tile {
-                                    acc[r] += delta[cur + (g + r * groups) * fout + j] * w;
+                                for u in 0..unroll {
+                                    let k = k_block * unroll + u;
+                                    let w = transposed[w_at + (c * chunk + k) * fin + i];
+                                    #[unroll]
+                                    for r in 0..tile {
+                                        acc[r] += stage[(g + r * groups) * chunk + k] * w;
+                                    }
                                 }
                             }
                         }
+                    }
+                    if working && i < fin {
                         #[unroll]
                         for r in 0..tile {
                             let b = g + r * groups;
@@ -602,35 +714,56 @@ fn chain_step(
             // This layer's gradient and Adam update (the bias follows the weight). A unit owns
             // output column `j` for `tile` inputs, so each gradient value it loads serves them
             // all; the first group also takes the bias.
+            // The layer's inputs pass through workgroup memory, `chunk` rows at a time (each
+            // row padded to `groups · tile` values, the inputs a column's units cover). The
+            // sum runs over the whole batch; a short last batch's missing rows count zero
+            // (their stale values are finite unless the network has diverged, which the
+            // epoch's loss reports, so the sums are unchanged).
             let cols = comptime![blocking(fout, fin as u32, cfg.units).0];
             let groups = comptime![blocking(fout, fin as u32, cfg.units).1];
             let tile = comptime![blocking(fout, fin as u32, cfg.units).2];
-            if tid < groups * cols {
-                let g = tid / cols;
-                for j in range_stepped(tid % cols, fout, cols) {
-                    let mut grad = Array::<f32>::new(tile);
-                    #[unroll]
-                    for q in 0..tile {
-                        grad[q] = 0.0f32;
-                    }
-                    let mut grad_bias = 0.0f32;
-                    // Over the whole batch, unrolled; a short last batch's missing rows count
-                    // zero (their stale values are finite unless the network has diverged,
-                    // which the epoch's loss reports, so the sums are unchanged).
-                    let unroll = comptime![unroll_by(cfg.batch as usize)];
-                    for b_block in 0..comptime![cfg.batch as usize / unroll_by(cfg.batch as usize)]
-                    {
-                        #[unroll]
-                        for u in 0..unroll {
-                            let b = b_block * unroll + u;
-                            let dv = select(b < rows, delta[cur + b * fout + j], 0.0f32);
-                            grad_bias += dv;
+            let padded = comptime![groups * tile];
+            let chunk = comptime![chunk_of(cfg.batch as usize, padded, cfg.stage as usize)];
+            let working = tid < groups * cols;
+            let g = tid / cols;
+            for pass in 0..comptime![fout.div_ceil(cols)] {
+                let j = pass * cols + tid % cols;
+                let mut grad = Array::<f32>::new(tile);
+                #[unroll]
+                for q in 0..tile {
+                    grad[q] = 0.0f32;
+                }
+                let mut grad_bias = 0.0f32;
+                for c in 0..comptime![cfg.batch as usize / chunk] {
+                    sync_cube();
+                    stage_rows(
+                        acts,
+                        &mut stage,
+                        in_at + c * chunk * fin,
+                        fin,
+                        chunk,
+                        fin,
+                        padded,
+                    );
+                    sync_cube();
+                    if working && j < fout {
+                        let unroll = comptime![unroll_by(chunk)];
+                        for b_block in 0..comptime![chunk / unroll_by(chunk)] {
                             #[unroll]
-                            for q in 0..tile {
-                                grad[q] += dv * acts[in_at + b * fin + g + q * groups];
+                            for u in 0..unroll {
+                                let bb = b_block * unroll + u;
+                                let b = c * chunk + bb;
+                                let dv = select(b < rows, delta[cur + b * fout + j], 0.0f32);
+                                grad_bias += dv;
+                                #[unroll]
+                                for q in 0..tile {
+                                    grad[q] += dv * stage[bb * padded + g + q * groups];
+                                }
                             }
                         }
                     }
+                }
+                if working && j < fout {
                     #[unroll]
                     for q in 0..tile {
                         let i = g + q * groups;
@@ -692,17 +825,19 @@ fn chain_step(
 
     // The step's summed loss: one number per network.
     sync_cube();
+    stage[tid] = step_loss;
+    sync_cube();
     let mut stride = CUBE_DIM / 2;
     while stride > 0 {
         if UNIT_POS < stride {
-            let other = partial[(UNIT_POS + stride) as usize];
-            partial[tid] += other;
+            let other = stage[(UNIT_POS + stride) as usize];
+            stage[tid] += other;
         }
         sync_cube();
         stride /= 2;
     }
     if UNIT_POS == 0 {
-        losses[net * steps as usize + step as usize] = partial[0];
+        losses[net * steps as usize + step as usize] = stage[0];
     }
 }
 
@@ -764,6 +899,7 @@ pub struct ChainTrainer<R: Runtime> {
     delta: Handle,
     adam_steps: u32,
     units: u32,
+    stage: u32,
     acts_len: usize,
     delta_len: usize,
     timing: TrainerTiming,
@@ -814,6 +950,8 @@ impl<R: Runtime> ChainTrainer<R> {
                 hardware.max_cube_count.0
             ));
         }
+        let stage = stage_values(hardware.max_shared_memory_size);
+        shape.check_stage(units, stage)?;
         let flat: Vec<f32> = initial.iter().flatten().copied().collect();
         let transposed: Vec<f32> = initial.iter().flat_map(|p| shape.transposed(p)).collect();
         let zeros = vec![0.0f32; 2 * flat.len()];
@@ -839,6 +977,7 @@ impl<R: Runtime> ChainTrainer<R> {
             nets,
             adam_steps: 0,
             units,
+            stage,
             acts_len,
             delta_len,
             timing: TrainerTiming::default(),
@@ -931,7 +1070,7 @@ impl<R: Runtime> ChainTrainer<R> {
         let losses = self
             .client
             .create_from_slice(f32::as_bytes(&vec![0.0f32; self.nets * steps]));
-        let config = self.shape.config(train, self.units);
+        let config = self.shape.config(train, self.units, self.stage);
         let x_len = rows * self.shape.widths[0];
         let p_len = self.nets * self.shape.parameters();
         let a_len = self.acts_len;

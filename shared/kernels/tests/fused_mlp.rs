@@ -389,11 +389,20 @@ fn check_against_reference(device: &ComputeDevice, c: &Case) {
                 device.label()
             );
         }
-        let worst = params[k]
+        let (worst, at) = params[k]
             .iter()
             .zip(&reference.params)
             .map(|(&g, &r)| (f64::from(g) - r).abs())
-            .fold(0.0, f64::max);
+            .enumerate()
+            .fold(
+                (0.0, 0),
+                |(w, a), (i, d)| if d > w { (d, i) } else { (w, a) },
+            );
+        eprintln!(
+            "{:?}: worst {worst:e} at {at} of {}",
+            c.shape.widths,
+            params[k].len()
+        );
         assert!(
             worst < 2e-4,
             "{}: network {k}: parameters differ from the reference by up to {worst}",
@@ -415,6 +424,13 @@ fn every_activation_trains_as_the_float64_reference_does() {
         // looped over steps inside one dispatch got this wrong on lavapipe.
         let default_net = vec![32, 128, 64, 16, 64, 128, 32];
         check_against_reference(&device, &case_w(Act::Tanh, 1, 300, 64, default_net));
+        // Products whose inputs pass through workgroup memory in several chunks (300 inputs
+        // of 64 rows, 300 rows' worth of gradients; at most 32 KiB a chunk), with a short
+        // last batch of 8 rows.
+        let wide = vec![300, 40, 8, 40, 300];
+        check_against_reference(&device, &case_w(Act::Tanh, 1, 200, 64, wide));
+        // Layers wider than a cube's units: each unit takes several output columns.
+        check_against_reference(&device, &case_w(Act::Tanh, 1, 10, 4, vec![1100, 8, 1100]));
     }
 }
 

@@ -17,8 +17,20 @@ use crate::neural::{NetworkKind, NeuralEncoder, TrainRun};
 /// Why the fused kernels cannot train this run's network (burn's path then does), or `None`
 /// when they can.
 pub(crate) fn not_covered(run: &TrainRun<'_>) -> Option<String> {
-    not_covered_spec(run.spec)
+    not_covered_spec(run.spec).or_else(|| {
+        (run.train.cols > FUSED_MAX_WIDTH).then(|| {
+            format!(
+                "the fused kernels take inputs up to {FUSED_MAX_WIDTH} wide, not {}",
+                run.train.cols
+            )
+        })
+    })
 }
+
+/// The widest layer and batch the fused kernels take: any device with the 16 KiB of
+/// workgroup memory WebGPU guarantees stages a padded column of such a batch and a padded row
+/// of such a layer's inputs (`fused_mlp`'s chunks).
+pub(crate) const FUSED_MAX_WIDTH: usize = 2048;
 
 /// [`not_covered`] for a network spec.
 pub(crate) fn not_covered_spec(net: &NeuralEncoderSpec) -> Option<String> {
@@ -27,6 +39,17 @@ pub(crate) fn not_covered_spec(net: &NeuralEncoderSpec) -> Option<String> {
     }
     if net.dropout > 0.0 {
         return Some("the fused kernels have no dropout yet".into());
+    }
+    if net.batch_size > FUSED_MAX_WIDTH {
+        return Some(format!(
+            "the fused kernels take batches up to {FUSED_MAX_WIDTH} rows, not {}",
+            net.batch_size
+        ));
+    }
+    if let Some(&w) = net.hidden.iter().find(|&&w| w > FUSED_MAX_WIDTH) {
+        return Some(format!(
+            "the fused kernels take layers up to {FUSED_MAX_WIDTH} wide, not {w}"
+        ));
     }
     None
 }
@@ -361,6 +384,20 @@ mod tests {
     use forexgpt_models::{AutoencoderConfig, NetworkConfig, VaeConfig};
 
     use super::*;
+
+    #[test]
+    #[cfg(any(feature = "wgpu", feature = "cuda"))]
+    fn wide_batches_and_layers_are_left_to_burns_path_with_a_reason() {
+        let mut spec = forexgpt_protocol::NeuralEncoderSpec::default();
+        assert_eq!(not_covered_spec(&spec), None);
+        spec.batch_size = FUSED_MAX_WIDTH + 1;
+        let why = not_covered_spec(&spec).unwrap();
+        assert!(why.contains("batches up to 2048 rows, not 2049"), "{why}");
+        spec.batch_size = 64;
+        spec.hidden = vec![64, 3000];
+        let why = not_covered_spec(&spec).unwrap();
+        assert!(why.contains("layers up to 2048 wide, not 3000"), "{why}");
+    }
 
     #[test]
     fn weights_flatten_into_the_chain_layout_and_back() {

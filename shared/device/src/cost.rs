@@ -69,8 +69,8 @@ impl CostOp {
     /// 100 trees on 10,000 × 64 → 4 and 100,000 predicted rows, "Random forest on CUDA,
     /// second design", third round (CPU 1,269 / 121 ms, CUDA 60 / 5.4 ms, Vulkan walk 36 ms);
     /// the 128-64-16 autoencoder, 20 epochs of 10,000 × 128, from "Encoder training by our
-    /// fused kernels (issue 20)" on the H100 (CPU 2,971 ms, fused CUDA 2,684 ms, fused Vulkan
-    /// 2,771 ms); 50 models × 1,000 bars from "Full table, one call" (CPU 149 ms, CUDA
+    /// fused kernels, third version" on an H200 (CPU 2,485 ms, fused CUDA 812 ms, fused
+    /// Vulkan 1,062 ms; kernel compilation, a first run's, is not in the line); 50 models × 1,000 bars from "Full table, one call" (CPU 149 ms, CUDA
     /// 141 ms, Vulkan 91 ms).
     fn line(self, class: DeviceClass) -> Option<(f64, f64)> {
         use CostOp::*;
@@ -87,9 +87,9 @@ impl CostOp {
             (ForestPredict, Cpu) => (0.2, 120.0),
             (ForestPredict, Cuda) => (1.0, 4.5),
             (ForestPredict, Wgpu) => (2.0, 34.0),
-            (EncoderTraining, Cpu) => (2.0, 2_970.0),
-            (EncoderTraining, Cuda) => (20.0, 2_660.0),
-            (EncoderTraining, Wgpu) => (20.0, 2_750.0),
+            (EncoderTraining, Cpu) => (2.0, 2_490.0),
+            (EncoderTraining, Cuda) => (20.0, 800.0),
+            (EncoderTraining, Wgpu) => (20.0, 1_050.0),
             (EnsembleInference, Cpu) => (0.01, 150.0),
             (EnsembleInference, Cuda) => (0.9, 140.0),
             (EnsembleInference, Wgpu) => (0.6, 90.0),
@@ -114,8 +114,9 @@ impl CostOp {
 const REFERENCE_THREADS: f64 = 16.0;
 
 /// Networks of one shape a GPU trains in about the time of one (a workgroup each, in the same
-/// launches): 16 autoencoders took 1.05× one on the H100, through CUDA and through Vulkan
-/// ("Encoder training by our fused kernels (issue 20)"). The CPU trains them one by one.
+/// launches): 16 autoencoders took 1.05× one on the H100 with the first version of the
+/// kernels, 1.17× (CUDA) and 1.11× (Vulkan) one on an H200 with the third ("Encoder training
+/// by our fused kernels, third version"). The CPU trains them one by one.
 const GPU_NETWORKS_AT_ONCE: usize = 16;
 
 /// The devices whose built-in lines differ. Software wgpu adapters (lavapipe) have none:

@@ -372,6 +372,35 @@ fn stage_rows(
     }
 }
 
+/// One staged chunk of a product: `acc[r] += Σₖ stage[row_r · chunk + k] · weights[at + k ·
+/// stride]` for the unit's rows `row_r = g + r · groups`, the inner loop unrolled.
+#[cube]
+#[allow(clippy::too_many_arguments)]
+fn accumulate_chunk(
+    acc: &mut Array<f32>,
+    stage: &SharedMemory<f32>,
+    weights: &Array<f32>,
+    at: usize,
+    #[comptime] stride: usize,
+    g: usize,
+    #[comptime] groups: usize,
+    #[comptime] tile: usize,
+    #[comptime] chunk: usize,
+) {
+    let unroll = comptime![unroll_by(chunk)];
+    for k_block in 0..comptime![chunk / unroll_by(chunk)] {
+        #[unroll]
+        for u in 0..unroll {
+            let k = k_block * unroll + u;
+            let w = weights[at + k * stride];
+            #[unroll]
+            for r in 0..tile {
+                acc[r] += stage[(g + r * groups) * chunk + k] * w;
+            }
+        }
+    }
+}
+
 /// How many iterations of a product's inner loop of `len` run as one unrolled block: the
 /// largest of 4, 2, 1 that divides it. Unrolled, a unit issues the loads of several
 /// iterations before it needs the first (latency hidden) and addresses become offsets.
@@ -547,18 +576,8 @@ fn chain_step(
                 );
                 sync_cube();
                 if working && j < fout {
-                    let unroll = comptime![unroll_by(chunk)];
-                    for k_block in 0..comptime![chunk / unroll_by(chunk)] {
-                        #[unroll]
-                        for u in 0..unroll {
-                            let k = k_block * unroll + u;
-                            let w = params[w_at + (c * chunk + k) * fout + j];
-                            #[unroll]
-                            for r in 0..tile {
-                                acc[r] += stage[(g + r * groups) * chunk + k] * w;
-                            }
-                        }
-                    }
+                    let at = w_at + c * chunk * fout + j;
+                    accumulate_chunk(&mut acc, &stage, params, at, fout, g, groups, tile, chunk);
                 }
             }
             if working && j < fout {
@@ -675,18 +694,10 @@ fn chain_step(
                         );
                         sync_cube();
                         if working && i < fin {
-                            let unroll = comptime![unroll_by(chunk)];
-                            for k_block in 0..comptime![chunk / unroll_by(chunk)] {
-                                #[unroll]
-                                for u in 0..unroll {
-                                    let k = k_block * unroll + u;
-                                    let w = transposed[w_at + (c * chunk + k) * fin + i];
-                                    #[unroll]
-                                    for r in 0..tile {
-                                        acc[r] += stage[(g + r * groups) * chunk + k] * w;
-                                    }
-                                }
-                            }
+                            let at = w_at + c * chunk * fin + i;
+                            accumulate_chunk(
+                                &mut acc, &stage, transposed, at, fin, g, groups, tile, chunk,
+                            );
                         }
                     }
                     if working && i < fin {

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{forexgpt, json};
+use common::{forexgpt, json, stdout_of};
 
 use std::path::{Path, PathBuf};
 
@@ -112,13 +112,11 @@ fn the_users_own_eurusd_file_replaces_the_sample_on_first_import() {
     // data: it is imported without --replace, and the output says the sample made way.
     let dir = tempfile::tempdir().unwrap();
     let file = fixture("mt5_export.csv");
-    let out = forexgpt(dir.path())
-        .args(["import", "--symbol", "EURUSD", "--timeframe", "1h"])
-        .arg(&file)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = stdout_of(
+        forexgpt(dir.path())
+            .args(["import", "--symbol", "EURUSD", "--timeframe", "1h"])
+            .arg(&file),
+    );
     assert!(
         stdout.contains("EURUSD 1h held only the built-in sample; your file replaced it"),
         "{stdout}"

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{forexgpt, json};
+use common::{forexgpt, json, stdout_of};
 
 use std::path::Path;
 
@@ -253,12 +253,8 @@ fn a_cpu_fallback_is_noted_once_per_command_and_briefly() {
         eprintln!("skipped: this machine has a usable GPU, so nothing falls back");
         return;
     }
-    let out = forexgpt(dir.path())
-        .args(["train", "--regressor", "ridge,lasso", "--use-gpu"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout =
+        stdout_of(forexgpt(dir.path()).args(["train", "--regressor", "ridge,lasso", "--use-gpu"]));
     let notes: Vec<&str> = stdout.lines().filter(|l| l.contains("note:")).collect();
     assert_eq!(
         notes,
@@ -269,18 +265,11 @@ fn a_cpu_fallback_is_noted_once_per_command_and_briefly() {
     assert!(stdout.contains("errors in log-return units"), "{stdout}");
     let saved = format!("saved in {}", dir.path().join("store.models").display());
     assert!(stdout.contains(&saved), "{stdout}");
-    let backtest = forexgpt(dir.path()).arg("backtest").output().unwrap();
-    assert!(backtest.status.success(), "{backtest:?}");
-    let stdout = String::from_utf8_lossy(&backtest.stdout);
+    let stdout = stdout_of(forexgpt(dir.path()).arg("backtest"));
     assert!(stdout.contains("MAE in price units"), "{stdout}");
     // `--use-gpu` alone asks for GPU inference too (not the CPU default), and says why the
     // CPU ran.
-    let forecast = forexgpt(dir.path())
-        .args(["forecast", "--use-gpu"])
-        .output()
-        .unwrap();
-    assert!(forecast.status.success(), "{forecast:?}");
-    let stdout = String::from_utf8_lossy(&forecast.stdout);
+    let stdout = stdout_of(forexgpt(dir.path()).args(["forecast", "--use-gpu"]));
     assert!(
         stdout.contains("note: ran on the CPU: no usable GPU"),
         "{stdout}"

@@ -17,6 +17,18 @@ pub fn forexgpt(dir: &Path) -> Command {
     cmd
 }
 
+/// Runs `cmd`, which must succeed, and returns its standard output.
+#[allow(dead_code)] // not every test file reads plain output
+pub fn stdout_of(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// Runs `cmd --json`, which must succeed, and parses its output.
 pub fn json(cmd: &mut Command) -> Value {
     let out = cmd.arg("--json").output().unwrap();

@@ -40,7 +40,8 @@ pub const MAX_CUBE_UNITS: u32 = 1024;
 pub const MIN_CUBE_UNITS: u32 = 64;
 
 /// Most workgroup memory a cube stages its products' inputs through, in f32 values (32 KiB:
-/// what Metal and lavapipe allow; CUDA and Vulkan on NVIDIA allow 48 KiB).
+/// what Metal allows; CUDA and Vulkan on NVIDIA allow 48 KiB; a device with less gets
+/// smaller chunks).
 pub const MAX_STAGE: u32 = 8192;
 
 /// The staging values a cube gets on a device with `max_bytes` of workgroup memory: the

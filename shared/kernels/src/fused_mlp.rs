@@ -47,19 +47,19 @@ pub const MAX_STAGE: u32 = 8192;
 /// The staging values a cube gets on a device with `max_bytes` of workgroup memory: the
 /// largest power of two that fits, up to [`MAX_STAGE`].
 pub fn stage_values(max_bytes: usize) -> u32 {
-    let values = (max_bytes / 4).min(MAX_STAGE as usize) as u32;
-    if values == 0 {
-        0
-    } else {
-        1u32 << (31 - values.leading_zeros())
-    }
+    floor_power_of_two((max_bytes / 4).min(MAX_STAGE as usize) as u32)
+}
+
+/// The largest power of two up to `x` (0 for 0).
+fn floor_power_of_two(x: u32) -> u32 {
+    x.checked_ilog2().map_or(0, |log| 1 << log)
 }
 
 /// The units a cube gets on a device that allows `max_units` per cube, if it can run the
 /// kernel at all.
 pub fn cube_units(max_units: u32) -> Option<u32> {
     let units = max_units.min(MAX_CUBE_UNITS);
-    (units >= MIN_CUBE_UNITS).then(|| 1u32 << (31 - units.leading_zeros()))
+    (units >= MIN_CUBE_UNITS).then(|| floor_power_of_two(units))
 }
 
 /// Steps queued between flushes (which submit the queued dispatches and surface errors) and
@@ -373,30 +373,46 @@ fn stage_rows(
     }
 }
 
-/// One staged chunk of a product: `acc[r] += Σₖ stage[row_r · chunk + k] · weights[at + k ·
-/// stride]` for the unit's rows `row_r = g + r · groups`, the inner loop unrolled.
+/// A product's register tile: `acc[r] += Σₖ src[at + row_r · len + k] · weights[w_at + k ·
+/// w_stride]` over the `len` inputs of the unit's rows `row_r = g + r · groups`. The batch's
+/// rows pass through workgroup memory `chunk` inputs at a time; the inner loop is unrolled.
+/// Every unit takes part (the chunks are copied between barriers); only `active` ones
+/// accumulate.
 #[cube]
 #[allow(clippy::too_many_arguments)]
-fn accumulate_chunk(
+fn staged_product(
     acc: &mut Array<f32>,
-    stage: &SharedMemory<f32>,
-    weights: &Array<f32>,
+    src: &Array<f32>,
     at: usize,
-    #[comptime] stride: usize,
+    stage: &mut SharedMemory<f32>,
+    weights: &Array<f32>,
+    w_at: usize,
+    active: bool,
     g: usize,
+    #[comptime] len: usize,
+    #[comptime] w_stride: usize,
+    #[comptime] batch: usize,
     #[comptime] groups: usize,
     #[comptime] tile: usize,
     #[comptime] chunk: usize,
 ) {
-    let unroll = comptime![unroll_by(chunk)];
-    for k_block in 0..comptime![chunk / unroll_by(chunk)] {
-        #[unroll]
-        for u in 0..unroll {
-            let k = k_block * unroll + u;
-            let w = weights[at + k * stride];
-            #[unroll]
-            for r in 0..tile {
-                acc[r] += stage[(g + r * groups) * chunk + k] * w;
+    for c in 0..comptime![len / chunk] {
+        sync_cube();
+        stage_rows(src, stage, at + c * chunk, len, batch, chunk, chunk);
+        sync_cube();
+        if active {
+            let base = w_at + c * chunk * w_stride;
+            let unroll = comptime![unroll_by(chunk)];
+            for k_block in 0..comptime![chunk / unroll_by(chunk)] {
+                #[unroll]
+                for u in 0..unroll {
+                    let k = k_block * unroll + u;
+                    let w = weights[base + k * w_stride];
+                    #[unroll]
+                    for r in 0..tile {
+                        acc[r] += stage[(g + r * groups) * chunk + k] * w;
+                    }
+                }
             }
         }
     }
@@ -564,23 +580,22 @@ fn chain_step(
             for r in 0..tile {
                 acc[r] = 0.0f32;
             }
-            for c in 0..comptime![fin / chunk] {
-                sync_cube();
-                stage_rows(
-                    acts,
-                    &mut stage,
-                    in_at + c * chunk,
-                    fin,
-                    batch,
-                    chunk,
-                    chunk,
-                );
-                sync_cube();
-                if working && j < fout {
-                    let at = w_at + c * chunk * fout + j;
-                    accumulate_chunk(&mut acc, &stage, params, at, fout, g, groups, tile, chunk);
-                }
-            }
+            staged_product(
+                &mut acc,
+                acts,
+                in_at,
+                &mut stage,
+                params,
+                w_at + j,
+                working && j < fout,
+                g,
+                fin,
+                fout,
+                batch,
+                groups,
+                tile,
+                chunk,
+            );
             if working && j < fout {
                 let bias = params[b_at + j];
                 #[unroll]
@@ -682,25 +697,22 @@ fn chain_step(
                     for r in 0..tile {
                         acc[r] = 0.0f32;
                     }
-                    for c in 0..comptime![fout / chunk] {
-                        sync_cube();
-                        stage_rows(
-                            delta,
-                            &mut stage,
-                            cur + c * chunk,
-                            fout,
-                            batch,
-                            chunk,
-                            chunk,
-                        );
-                        sync_cube();
-                        if working && i < fin {
-                            let at = w_at + c * chunk * fin + i;
-                            accumulate_chunk(
-                                &mut acc, &stage, transposed, at, fin, g, groups, tile, chunk,
-                            );
-                        }
-                    }
+                    staged_product(
+                        &mut acc,
+                        delta,
+                        cur,
+                        &mut stage,
+                        transposed,
+                        w_at + i,
+                        working && i < fin,
+                        g,
+                        fout,
+                        fin,
+                        batch,
+                        groups,
+                        tile,
+                        chunk,
+                    );
                     if working && i < fin {
                         #[unroll]
                         for r in 0..tile {
@@ -1200,5 +1212,24 @@ impl<R: Runtime> ChainTrainer<R> {
             .chunks(self.shape.parameters())
             .map(<[f32]>::to_vec)
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cubes_and_staging_take_the_largest_power_of_two_the_device_allows() {
+        assert_eq!(cube_units(1024), Some(1024));
+        assert_eq!(cube_units(1536), Some(1024));
+        assert_eq!(cube_units(1000), Some(512));
+        assert_eq!(cube_units(256), Some(256));
+        assert_eq!(cube_units(MIN_CUBE_UNITS - 1), None);
+        // 48 KiB (NVIDIA) is capped at 32 KiB; 16 KiB (WebGPU's minimum) gives 4,096 values.
+        assert_eq!(stage_values(49_152), MAX_STAGE);
+        assert_eq!(stage_values(16_384), 4096);
+        assert_eq!(stage_values(12_000), 2048);
+        assert_eq!(stage_values(0), 0);
     }
 }

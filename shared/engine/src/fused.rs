@@ -357,6 +357,7 @@ impl forexgpt_device::cube::CubeJob for FusedJob<'_, '_> {
         tracing::info!(
             networks = runs.len(),
             units = trainer.units(),
+            cubes_per_network = trainer.cubes_per_network(),
             dispatches = timing.dispatches,
             queuing_ms = timing.queuing.as_secs_f64() * 1e3,
             waiting_ms = timing.waiting.as_secs_f64() * 1e3,

@@ -1,19 +1,28 @@
 //! Fused training of small dense networks: one CubeCL kernel (one source for CUDA and wgpu:
 //! Vulkan, Metal, DX12) runs whole Adam steps of a chain of dense layers trained to reproduce
-//! its input (the autoencoder), one cube (workgroup) per network, so a grid of networks
+//! its input (the autoencoder), a few cubes (workgroups) per network, so a grid of networks
 //! trains in the same launches.
 //!
-//! One dispatch runs one whole step of every network: gather the batch's rows in the epoch's
-//! order, forward through every layer, the MSE loss and its gradient, backward layer by layer
-//! (the gradient for the layer below first, with the weights before this step's update, then
-//! this layer's gradient and Adam update, fused), and the batch's summed loss. Weights, Adam
-//! moments and activations stay in device memory; the host uploads one shuffled row order per
-//! network and epoch, queues the epoch's dispatches, and reads back the losses once.
-//! Validation is the same kernel without the backward half.
+//! Each step's batch is split into slices of a few rows ([`CubePlan`]), one cube each. A
+//! cube gathers its rows in the epoch's order, runs them forward through every layer, takes
+//! the MSE loss and its gradient, and runs backward layer by layer (the gradient for the
+//! layer below, then this layer's gradient over its rows), adding up its slice's loss. A
+//! second dispatch sums the slices' gradients and applies Adam ([`chain_adam`]); with the
+//! batch in one cube, that cube applies Adam itself in the same dispatch. Weights, Adam
+//! moments and activations stay in device memory; the host uploads one shuffled row order
+//! per network and epoch, queues the epoch's dispatches, and reads back the losses once.
+//! Validation is the same kernel without the backward half, every batch's slices in one
+//! dispatch (they are independent).
 //!
-//! One step per dispatch, not a loop of steps in one dispatch: a loop of steps gave wrong
-//! losses on lavapipe for the 128-64-16 network (4+ steps per dispatch; right with 1–3 and
-//! for smaller networks), and a dispatch per step keeps each one far below OS GPU watchdogs.
+//! Why split: one cube runs a step as ~15 dependent phases (a product each), every one
+//! waiting for its slowest unit; a cube of 1,024 units on one streaming multiprocessor took
+//! 292 µs a step on an H200 with the GPU otherwise idle. Slices make each phase shorter and
+//! put several multiprocessors on one network.
+//!
+//! One step per dispatch (or pair), not a loop of steps in one dispatch: a loop of steps gave
+//! wrong losses on lavapipe for the 128-64-16 network (4+ steps per dispatch; right with 1–3
+//! and for smaller networks), and a dispatch per step keeps each one far below OS GPU
+//! watchdogs.
 //!
 //! Numerics follow burn's path (`forexgpt-engine`'s reference trainer): burn's `Linear`
 //! layout (`weight` is `inputs × outputs`, row-major, then the bias), PyTorch's `MSELoss`
@@ -245,7 +254,23 @@ impl ChainShape {
         Ok(())
     }
 
-    fn config(&self, train: bool, units: u32, stage: u32) -> KernelConfig {
+    /// The kernel's configuration for cubes of `slice` rows (the batch's rows split among
+    /// `parts` cubes per network; the layout of a cube's activations is that of a batch of
+    /// `slice` rows).
+    fn config(&self, train: bool, units: u32, stage: u32, slice: usize) -> KernelConfig {
+        let full_batch = self.batch;
+        let parts = full_batch.div_ceil(slice);
+        let sliced = ChainShape {
+            batch: slice,
+            ..self.clone()
+        };
+        let mut config = sliced.slice_config(train, units, stage);
+        config.full_batch = full_batch as u32;
+        config.parts = parts as u32;
+        config
+    }
+
+    fn slice_config(&self, train: bool, units: u32, stage: u32) -> KernelConfig {
         let as_u32 = |v: &[usize]| v.iter().map(|&x| x as u32).collect::<Vec<u32>>();
         let (ins, outs): (Vec<usize>, Vec<usize>) =
             (0..self.layers()).map(|l| self.layer_io(l)).unzip();
@@ -258,6 +283,8 @@ impl ChainShape {
             activated: self.activated.clone(),
             act: self.activation,
             batch: self.batch as u32,
+            full_batch: self.batch as u32,
+            parts: 1,
             param_offsets: as_u32(&self.param_offsets()),
             in_offsets: as_u32(&in_offsets),
             out_offsets: as_u32(&out_offsets),
@@ -315,7 +342,11 @@ pub struct KernelConfig {
     fouts: Vec<u32>,
     activated: Vec<bool>,
     act: Act,
+    /// Rows of the batch one cube takes (its slice).
     batch: u32,
+    /// Rows of a whole batch, split among `parts` cubes.
+    full_batch: u32,
+    parts: u32,
     param_offsets: Vec<u32>,
     in_offsets: Vec<u32>,
     out_offsets: Vec<u32>,
@@ -478,12 +509,20 @@ fn adam_update(
     value
 }
 
-/// One training step (or, without `train`, one batch's forward pass for the loss) of every
-/// active network, one cube each. Buffers hold every network's part one after the other
-/// (`moments`: all first moments, then all second moments). `transposed` mirrors `params`
-/// with each weight stored `outputs × inputs` (biases unused), kept in step by the Adam
-/// phase, so the backward pass reads the weights along its units' inputs in order (one
+/// One training step (or, without `train`, batches' forward passes for the loss) of every
+/// active network. Each network's batch is split among `parts` cubes of `batch` rows each
+/// (cube `(net, q)`: network `net`, slice `q % parts` of step `step + q / parts`; a
+/// validation dispatch runs several steps' batches at once, a training one a single step).
+/// Buffers hold every network's part one after the other (`moments`: all first moments, then
+/// all second moments; `acts`, `pre` and `delta`: one region per cube). `transposed` mirrors
+/// `params` with each weight stored `outputs × inputs` (biases unused), kept in step by the
+/// Adam phase, so the backward pass reads the weights along its units' inputs in order (one
 /// memory transaction per warp instead of one per unit).
+///
+/// With one part, the cube applies Adam itself (one dispatch per step). With several, each
+/// cube writes its slice's gradient to `grads` (one full copy of the parameters per part)
+/// and [`chain_adam`] sums them and applies Adam in a second dispatch: cubes cannot wait for
+/// each other inside a dispatch (WGSL has no such barrier).
 ///
 /// Launched unchecked: every index stays inside its buffer by construction (rows past a
 /// short last batch read the batch-sized buffers' stale values, and their results are
@@ -501,13 +540,14 @@ fn chain_step(
     params: &mut Array<f32>,
     transposed: &mut Array<f32>,
     moments: &mut Array<f32>,
+    grads: &mut Array<f32>,
     acts: &mut Array<f32>,
     pre: &mut Array<f32>,
     delta: &mut Array<f32>,
     losses: &mut Array<f32>,
     active: &Array<u32>,
     n_rows: u32,
-    step: u32,
+    first_step: u32,
     steps: u32,
     adam_step: u32,
     lr: f32,
@@ -518,27 +558,39 @@ fn chain_step(
     #[comptime] cfg: KernelConfig,
 ) {
     let net = CUBE_POS_X as usize;
-    if active[net] == 0u32 {
+    let slot = CUBE_POS_Y as usize;
+    let parts = comptime![cfg.parts as usize];
+    let part = slot % parts;
+    let step = first_step as usize + slot / parts;
+    if active[net] == 0u32 || step >= steps as usize {
         terminate!();
     }
     let tid = UNIT_POS as usize;
     let units = CUBE_DIM as usize;
     let n_layers = comptime![cfg.fins.len()];
     let batch = comptime![cfg.batch as usize];
+    let full_batch = comptime![cfg.full_batch as usize];
     let d = comptime![cfg.fins[0] as usize];
     let latent = comptime![cfg.latent as usize];
-    let p_base = net * comptime![cfg.parameters as usize];
-    let second = CUBE_COUNT_X as usize * comptime![cfg.parameters as usize];
-    let a_base = net * comptime![cfg.activations as usize];
-    let d_base = net * 2 * comptime![cfg.delta_half as usize];
+    let n_params = comptime![cfg.parameters as usize];
+    let p_base = net * n_params;
+    let second = CUBE_COUNT_X as usize * n_params;
+    let cube = net * CUBE_COUNT_Y as usize + slot;
+    let a_base = cube * comptime![cfg.activations as usize];
+    let d_base = cube * 2 * comptime![cfg.delta_half as usize];
     let out_at = a_base + comptime![cfg.output_offset as usize];
     let n = n_rows as usize;
     // Workgroup memory: each product's inputs in chunks, and at the end the loss's sum.
     let mut stage = SharedMemory::<f32>::new(comptime![cfg.stage as usize]);
 
-    let r0 = step as usize * batch;
-    let left = n - r0;
-    let rows = select(left < batch, left, batch);
+    // The whole batch's rows (the loss is its mean), and this cube's slice of them.
+    let batch_start = step * full_batch;
+    let batch_left = n - batch_start;
+    let batch_rows = select(batch_left < full_batch, batch_left, full_batch);
+    let before = part * batch;
+    let r0 = batch_start + before;
+    let slice_left = select(batch_rows > before, batch_rows - before, 0);
+    let rows = select(slice_left < batch, slice_left, batch);
     let mut step_loss = 0.0f32;
 
     // The batch's rows, in the network's order for this epoch.
@@ -640,9 +692,9 @@ fn chain_step(
 
     // Loss, and its gradient with respect to the output: the autoencoder's mean over the
     // batch's values (PyTorch's MSELoss), the VAE's ½·SSE per row.
-    let mut scale = 2.0f32 / ((rows * d) as f32);
+    let mut scale = 2.0f32 / ((batch_rows * d) as f32);
     if comptime![cfg.vae] {
-        scale = 1.0f32 / (rows as f32);
+        scale = 1.0f32 / (batch_rows as f32);
     }
     let mut sse = 0.0f32;
     for idx in range_stepped(tid, rows * d, units) {
@@ -788,36 +840,51 @@ fn chain_step(
                     }
                 }
                 if working && j < fout {
-                    #[unroll]
-                    for q in 0..tile {
-                        let i = g + q * groups;
-                        if i < fin {
-                            let value = adam_update(
+                    if comptime![cfg.parts == 1] {
+                        #[unroll]
+                        for q in 0..tile {
+                            let i = g + q * groups;
+                            if i < fin {
+                                let value = adam_update(
+                                    params,
+                                    moments,
+                                    w_at + i * fout + j,
+                                    second,
+                                    grad[q],
+                                    beta1,
+                                    beta2,
+                                    step_size,
+                                    eps_hat,
+                                );
+                                transposed[w_at + j * fin + i] = value;
+                            }
+                        }
+                        if g == 0 {
+                            adam_update(
                                 params,
                                 moments,
-                                w_at + i * fout + j,
+                                w_at + fin * fout + j,
                                 second,
-                                grad[q],
+                                grad_bias,
                                 beta1,
                                 beta2,
                                 step_size,
                                 eps_hat,
                             );
-                            transposed[w_at + j * fin + i] = value;
                         }
-                    }
-                    if g == 0 {
-                        adam_update(
-                            params,
-                            moments,
-                            w_at + fin * fout + j,
-                            second,
-                            grad_bias,
-                            beta1,
-                            beta2,
-                            step_size,
-                            eps_hat,
-                        );
+                    } else {
+                        // This slice's share of the gradient; `chain_adam` sums the parts.
+                        let g_at = part * second + w_at;
+                        #[unroll]
+                        for q in 0..tile {
+                            let i = g + q * groups;
+                            if i < fin {
+                                grads[g_at + i * fout + j] = grad[q];
+                            }
+                        }
+                        if g == 0 {
+                            grads[g_at + fin * fout + j] = grad_bias;
+                        }
                     }
                 }
             }
@@ -827,7 +894,7 @@ fn chain_step(
             // gradient for [μ | log σ²] (in `cur`, free again), with the KL term's.
             if after_sample {
                 let head_at = a_base + comptime![cfg.head_offset as usize];
-                let per_row = kl_weight / (rows as f32);
+                let per_row = kl_weight / (batch_rows as f32);
                 for idx in range_stepped(tid, rows * latent, units) {
                     let b = idx / latent;
                     let j = idx % latent;
@@ -861,7 +928,66 @@ fn chain_step(
         stride /= 2;
     }
     if UNIT_POS == 0 {
-        losses[net * steps as usize + step as usize] = stage[0];
+        losses[(net * steps as usize + step) * parts + part] = stage[0];
+    }
+}
+
+/// The second dispatch of a step whose batch was split among several cubes per network: one
+/// unit per parameter (cube `(c, net)`) sums the parts' gradients in `grads` in a fixed order
+/// and applies Adam, keeping `transposed` in step (see [`chain_step`]).
+#[cube(launch_unchecked)]
+#[allow(clippy::too_many_arguments)]
+fn chain_adam(
+    params: &mut Array<f32>,
+    transposed: &mut Array<f32>,
+    moments: &mut Array<f32>,
+    grads: &Array<f32>,
+    active: &Array<u32>,
+    adam_step: u32,
+    lr: f32,
+    beta1: f32,
+    beta2: f32,
+    eps: f32,
+    #[comptime] cfg: KernelConfig,
+) {
+    let net = CUBE_POS_Y as usize;
+    let local = (CUBE_POS_X * CUBE_DIM_X + UNIT_POS_X) as usize;
+    let n_params = comptime![cfg.parameters as usize];
+    if active[net] == 0u32 || local >= n_params {
+        terminate!();
+    }
+    let p = net * n_params + local;
+    let second = CUBE_COUNT_Y as usize * n_params;
+    let mut g = 0.0f32;
+    #[unroll]
+    for part in 0..comptime![cfg.parts as usize] {
+        g += grads[part * second + p];
+    }
+    let t = adam_step as f32;
+    let correction2 = (1.0f32 - beta2.powf(t)).sqrt();
+    let step_size = lr * correction2 / (1.0f32 - beta1.powf(t));
+    let value = adam_update(
+        params,
+        moments,
+        p,
+        second,
+        g,
+        beta1,
+        beta2,
+        step_size,
+        eps * correction2,
+    );
+    // A weight's transposed copy (biases have none).
+    #[unroll]
+    for l in 0..comptime![cfg.fins.len()] {
+        let at = comptime![cfg.param_offsets[l] as usize];
+        let fin = comptime![cfg.fins[l] as usize];
+        let fout = comptime![cfg.fouts[l] as usize];
+        if local >= at && local < at + fin * fout {
+            let i = (local - at) / fout;
+            let j = (local - at) % fout;
+            transposed[net * n_params + at + j * fin + i] = value;
+        }
     }
 }
 
@@ -918,16 +1044,53 @@ pub struct ChainTrainer<R: Runtime> {
     params: Handle,
     transposed: Handle,
     moments: Handle,
+    grads: Handle,
     acts: Handle,
     pre: Handle,
     delta: Handle,
     adam_steps: u32,
     units: u32,
     stage: u32,
+    /// Rows of a batch each cube takes, and the cubes a batch is split among.
+    slice: usize,
+    parts: usize,
+    /// Cubes per network the activations are laid out for (a validation dispatch runs
+    /// `slots / parts` batches at once).
+    slots: usize,
     acts_len: usize,
     delta_len: usize,
+    grads_len: usize,
     timing: TrainerTiming,
 }
+
+/// How a step is laid out on the device: each network's batch is split into slices of
+/// `rows_per_cube` rows, one cube of `units` units each (capped at what the device allows).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CubePlan {
+    pub rows_per_cube: usize,
+    pub units: u32,
+}
+
+impl CubePlan {
+    /// The plan for batches of `batch` rows: [`PLAN_ROWS`] rows a cube (fewer for a smaller
+    /// batch), [`MAX_CUBE_UNITS`] units.
+    pub fn for_batch(batch: usize) -> CubePlan {
+        CubePlan {
+            rows_per_cube: batch.clamp(1, PLAN_ROWS),
+            units: MAX_CUBE_UNITS,
+        }
+    }
+}
+
+/// Rows of a batch one cube takes by default (see [`CubePlan::for_batch`]).
+pub const PLAN_ROWS: usize = 8;
+
+/// Most activation values (per buffer) a validation dispatch lays out for its batches run
+/// together (64 MiB of f32); at least one step's batch always runs.
+const MAX_VALIDATION_VALUES: usize = 16 << 20;
+
+/// Units of the cubes that apply Adam after a split step.
+const ADAM_UNITS: u32 = 256;
 
 fn server_error(what: &str, e: impl std::fmt::Display) -> String {
     format!("{what}: {e}")
@@ -935,13 +1098,26 @@ fn server_error(what: &str, e: impl std::fmt::Display) -> String {
 
 impl<R: Runtime> ChainTrainer<R> {
     /// Uploads the rows (`n × width`, row-major) and each network's initial parameters (in
-    /// [`ChainShape`]'s layout) to `device`.
+    /// [`ChainShape`]'s layout) to `device`, with the default [`CubePlan`].
     pub fn new(
         device: &R::Device,
         shape: ChainShape,
         train: &[f32],
         validation: &[f32],
         initial: &[Vec<f32>],
+    ) -> Result<ChainTrainer<R>, String> {
+        let plan = CubePlan::for_batch(shape.batch);
+        Self::with_plan(device, shape, train, validation, initial, plan)
+    }
+
+    /// As [`ChainTrainer::new`], with the steps laid out by `plan`.
+    pub fn with_plan(
+        device: &R::Device,
+        shape: ChainShape,
+        train: &[f32],
+        validation: &[f32],
+        initial: &[Vec<f32>],
+        plan: CubePlan,
     ) -> Result<ChainTrainer<R>, String> {
         shape.check()?;
         let d = shape.widths[0];
@@ -962,20 +1138,38 @@ impl<R: Runtime> ChainTrainer<R> {
         }
         let client = R::client(device);
         let hardware = &client.properties().hardware;
-        let Some(units) = cube_units(hardware.max_units_per_cube) else {
+        let Some(units) = cube_units(hardware.max_units_per_cube.min(plan.units)) else {
             return Err(format!(
-                "the device runs at most {} threads per workgroup; the fused kernels need {MIN_CUBE_UNITS}",
-                hardware.max_units_per_cube
+                "the device runs at most {} threads per workgroup (the plan {}); the fused \
+                 kernels need {MIN_CUBE_UNITS}",
+                hardware.max_units_per_cube, plan.units
             ));
         };
-        if nets > hardware.max_cube_count.0 as usize {
+        let slice = plan.rows_per_cube.clamp(1, shape.batch);
+        let parts = shape.batch.div_ceil(slice);
+        let (max_x, max_y) = (
+            hardware.max_cube_count.0 as usize,
+            hardware.max_cube_count.1 as usize,
+        );
+        if nets > max_x.min(max_y) || parts > max_y {
             return Err(format!(
-                "{nets} networks at once; the device runs at most {} workgroups per launch",
-                hardware.max_cube_count.0
+                "{nets} networks of {parts} workgroups each at once; the device runs at most \
+                 {max_x} × {max_y} workgroups per launch"
             ));
         }
         let stage = stage_values(hardware.max_shared_memory_size);
-        shape.check_stage(units, stage)?;
+        let sliced = ChainShape {
+            batch: slice,
+            ..shape.clone()
+        };
+        sliced.check_stage(units, stage)?;
+        let n_validation = validation.len() / d;
+        let validation_steps = n_validation.div_ceil(shape.batch).max(1);
+        let per_step = nets * parts * sliced.activations();
+        let together = (MAX_VALIDATION_VALUES / per_step.max(1))
+            .clamp(1, validation_steps)
+            .min(max_y / parts);
+        let slots = parts * together.max(1);
         let flat: Vec<f32> = initial.iter().flatten().copied().collect();
         let transposed: Vec<f32> = initial.iter().flat_map(|p| shape.transposed(p)).collect();
         let zeros = vec![0.0f32; 2 * flat.len()];
@@ -983,27 +1177,34 @@ impl<R: Runtime> ChainTrainer<R> {
         // row's last input) by less than one group of units: this much slack at the end of
         // the batch-sized buffers keeps the last network's reads inside them.
         let slack = units as usize * shape.widths.iter().copied().max().unwrap_or(0);
-        let acts_len = nets * shape.activations() + slack;
-        let delta_len = nets * 2 * shape.delta_half() + slack;
+        let acts_len = nets * slots * sliced.activations() + slack;
+        let delta_len = nets * parts * 2 * sliced.delta_half() + slack;
+        // One gradient per part when the batch is split (else unused).
+        let grads_len = if parts > 1 { parts * flat.len() } else { 1 };
         let trainer = ChainTrainer {
             train: client.create_from_slice(f32::as_bytes(train)),
             validation: client.create_from_slice(f32::as_bytes(validation)),
             params: client.create_from_slice(f32::as_bytes(&flat)),
             transposed: client.create_from_slice(f32::as_bytes(&transposed)),
             moments: client.create_from_slice(f32::as_bytes(&zeros)),
+            grads: client.create_from_slice(f32::as_bytes(&vec![0.0f32; grads_len])),
             acts: client.create_from_slice(f32::as_bytes(&vec![0.0f32; acts_len])),
             pre: client.create_from_slice(f32::as_bytes(&vec![0.0f32; acts_len])),
             delta: client.create_from_slice(f32::as_bytes(&vec![0.0f32; delta_len])),
             n_train: train.len() / d,
-            n_validation: validation.len() / d,
+            n_validation,
             client,
             shape,
             nets,
             adam_steps: 0,
             units,
             stage,
+            slice,
+            parts,
+            slots,
             acts_len,
             delta_len,
+            grads_len,
             timing: TrainerTiming::default(),
         };
         Ok(trainer)
@@ -1018,9 +1219,14 @@ impl<R: Runtime> ChainTrainer<R> {
         self.timing
     }
 
-    /// The units (threads) each network's cube runs with on this device.
+    /// The units (threads) each cube runs with on this device.
     pub fn units(&self) -> u32 {
         self.units
+    }
+
+    /// The cubes (workgroups) each network's batch is split among.
+    pub fn cubes_per_network(&self) -> usize {
+        self.parts
     }
 
     fn steps(&self, rows: usize) -> usize {
@@ -1091,17 +1297,22 @@ impl<R: Runtime> ChainTrainer<R> {
             ));
         }
         let active_handle = self.client.create_from_slice(u32::as_bytes(&flags));
+        let parts = self.parts;
+        let losses_len = self.nets * steps * parts;
         let losses = self
             .client
-            .create_from_slice(f32::as_bytes(&vec![0.0f32; self.nets * steps]));
-        let config = self.shape.config(train, self.units, self.stage);
+            .create_from_slice(f32::as_bytes(&vec![0.0f32; losses_len]));
+        let config = self.shape.config(train, self.units, self.stage, self.slice);
         let x_len = rows * self.shape.widths[0];
         let p_len = self.nets * self.shape.parameters();
-        let a_len = self.acts_len;
-        let d_len = self.delta_len;
+        // A training dispatch runs one step; a validation one as many batches as the
+        // activations are laid out for.
+        let per_dispatch = if train { 1 } else { self.slots / parts };
+        let adam_cubes = (self.shape.parameters() as u32).div_ceil(ADAM_UNITS);
         let queuing = std::time::Instant::now();
-        for step in 0..steps {
-            if step.is_multiple_of(STEPS_PER_FLUSH) {
+        let mut dispatches = 0u64;
+        for (k, first) in (0..steps).step_by(per_dispatch).enumerate() {
+            if k.is_multiple_of(STEPS_PER_FLUSH) {
                 if cancelled() {
                     return Ok(None);
                 }
@@ -1112,14 +1323,16 @@ impl<R: Runtime> ChainTrainer<R> {
             if train {
                 self.adam_steps += 1;
             }
-            // SAFETY: the kernel's indices stay inside the buffers bound here (see
-            // `chain_step`): every buffer is sized from the same shape and network count the
-            // configuration is compiled for, and the orders were checked above.
+            let cubes = (per_dispatch.min(steps - first) * parts) as u32;
+            // SAFETY: the kernels' indices stay inside the buffers bound here (see
+            // `chain_step` and `chain_adam`): every buffer is sized from the same shape, plan
+            // and network count the configuration is compiled for, a dispatch runs at most
+            // the cubes the activations are laid out for, and the orders were checked above.
             #[allow(unsafe_code)]
             unsafe {
                 chain_step::launch_unchecked::<R>(
                     &self.client,
-                    CubeCount::Static(self.nets as u32, 1, 1),
+                    CubeCount::Static(self.nets as u32, cubes, 1),
                     CubeDim::new_1d(self.units),
                     array_arg::<R>(x, x_len),
                     array_arg::<R>(&order, order_len),
@@ -1127,13 +1340,14 @@ impl<R: Runtime> ChainTrainer<R> {
                     array_arg::<R>(&self.params, p_len),
                     array_arg::<R>(&self.transposed, p_len),
                     array_arg::<R>(&self.moments, 2 * p_len),
-                    array_arg::<R>(&self.acts, a_len),
-                    array_arg::<R>(&self.pre, a_len),
-                    array_arg::<R>(&self.delta, d_len),
-                    array_arg::<R>(&losses, self.nets * steps),
+                    array_arg::<R>(&self.grads, self.grads_len),
+                    array_arg::<R>(&self.acts, self.acts_len),
+                    array_arg::<R>(&self.pre, self.acts_len),
+                    array_arg::<R>(&self.delta, self.delta_len),
+                    array_arg::<R>(&losses, losses_len),
                     array_arg::<R>(&active_handle, self.nets),
                     rows as u32,
-                    step as u32,
+                    first as u32,
                     steps as u32,
                     self.adam_steps,
                     adam.lr,
@@ -1143,6 +1357,26 @@ impl<R: Runtime> ChainTrainer<R> {
                     kl_weight,
                     config.clone(),
                 );
+                dispatches += 1;
+                if train && parts > 1 {
+                    chain_adam::launch_unchecked::<R>(
+                        &self.client,
+                        CubeCount::Static(adam_cubes, self.nets as u32, 1),
+                        CubeDim::new_1d(ADAM_UNITS),
+                        array_arg::<R>(&self.params, p_len),
+                        array_arg::<R>(&self.transposed, p_len),
+                        array_arg::<R>(&self.moments, 2 * p_len),
+                        array_arg::<R>(&self.grads, self.grads_len),
+                        array_arg::<R>(&active_handle, self.nets),
+                        self.adam_steps,
+                        adam.lr,
+                        adam.beta1,
+                        adam.beta2,
+                        adam.eps,
+                        config.clone(),
+                    );
+                    dispatches += 1;
+                }
             }
         }
         self.client
@@ -1153,13 +1387,13 @@ impl<R: Runtime> ChainTrainer<R> {
             .client
             .read_one(losses)
             .map_err(|e| server_error("reading the losses", e))?;
-        self.timing.dispatches += steps as u64;
+        self.timing.dispatches += dispatches;
         self.timing.queuing += waiting.duration_since(queuing);
         self.timing.waiting += waiting.elapsed();
         let values = f32::from_bytes(&bytes);
         Ok(Some(
             values
-                .chunks(steps)
+                .chunks(steps * parts)
                 .map(|per_net| per_net.iter().map(|&v| f64::from(v)).sum::<f64>())
                 .collect(),
         ))

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The fused encoder-training kernel under each cube plan (rows of a batch per workgroup,
+# units per workgroup): the reference autoencoder (128-128-64-16 mirrored, batch 64) on
+# 10,000 × 128 rows, one network and a grid of 16, on every GPU (CUDA and wgpu), each plan
+# timed over whole epochs after a warm-up epoch that compiles its kernels.
+#
+# Reproduces docs/benchmarks.md, "Fused kernels: a batch split among workgroups".
+#
+# Run on the GPU machine: bash bench/device/fused_plans.sh [FUSED_PLANS_BIN] [EPOCHS]
+#   FUSED_PLANS_BIN: the example built with
+#     cargo build --release -p forexgpt-kernels --features cuda,wgpu --example fused_plans
+#   (target/release/examples/fused_plans); EPOCHS defaults to 20.
+#   Env: FOREXGPT_TEST_DEVICES (e.g. cuda,wgpu).
+set -euo pipefail
+bin="${1:-target/release/examples/fused_plans}"
+if [[ ! -x "$bin" ]]; then
+  echo "fused_plans binary not found: '$bin' (build it with: cargo build --release" >&2
+  echo "-p forexgpt-kernels --features cuda,wgpu --example fused_plans)" >&2
+  exit 2
+fi
+"$bin" "${2:-20}"

@@ -1,0 +1,185 @@
+//! How the fused training kernel's speed depends on its [`CubePlan`] (rows of a batch per
+//! cube, units per cube), on every GPU of this machine: the reference autoencoder of
+//! docs/benchmarks.md (128-128-64-16 mirrored, ReLU, batch 64, Adam 1e-3) on 10,000 × 128
+//! random rows (validation on 2,000), one network and a grid of 16, each plan timed over
+//! whole epochs (training steps and the validation pass, as the engine runs them) after a
+//! one-epoch warm-up that compiles the kernels.
+//!
+//! cargo run --release -p forexgpt-kernels --features cuda,wgpu --example fused_plans [EPOCHS]
+//! (bench/device/fused_plans.sh runs it on the GPU machine.)
+
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+fn main() {
+    plans::main();
+}
+
+#[cfg(not(any(feature = "wgpu", feature = "cuda")))]
+fn main() {
+    eprintln!("built without GPU support: rebuild with --features cuda and/or wgpu");
+    std::process::exit(2);
+}
+
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+mod plans {
+    use std::time::{Duration, Instant};
+
+    use forexgpt_device::cube::{CubeJob, cubecl, run_cube_job};
+    use forexgpt_device::testing::test_devices;
+    use forexgpt_device::{ComputeDevice, DeviceManager};
+    use forexgpt_kernels::fused_mlp::{Act, AdamConstants, ChainShape, ChainTrainer, CubePlan};
+    use forexgpt_random::SplitMix64;
+
+    const ROWS: usize = 10_000;
+    const VALIDATION: usize = 2_000;
+    const WIDTH: usize = 128;
+
+    struct Data {
+        shape: ChainShape,
+        train: Vec<f32>,
+        validation: Vec<f32>,
+        initial: Vec<f32>,
+    }
+
+    fn data() -> Data {
+        let widths = vec![WIDTH, 128, 64, 16, 64, 128, WIDTH];
+        let shape = ChainShape {
+            activated: vec![true, true, false, true, true, false],
+            widths,
+            activation: Act::Relu,
+            batch: 64,
+            vae_head: None,
+        };
+        let mut rng = SplitMix64::new(11);
+        let mut draw = |n: usize, k: f64| -> Vec<f32> {
+            (0..n)
+                .map(|_| ((2.0 * rng.uniform() - 1.0) * k) as f32)
+                .collect()
+        };
+        Data {
+            train: draw(ROWS * WIDTH, 1.0),
+            validation: draw(VALIDATION * WIDTH, 1.0),
+            initial: draw(shape.parameters(), 0.1),
+            shape,
+        }
+    }
+
+    struct Timed<'a> {
+        data: &'a Data,
+        plan: CubePlan,
+        nets: usize,
+        epochs: usize,
+    }
+
+    /// (time of the timed epochs, the last epoch's mean training loss, dispatches, cubes
+    /// per network, units per cube)
+    type Outcome = (Duration, f64, u64, usize, u32);
+
+    impl CubeJob for Timed<'_> {
+        type Output = Result<Outcome, String>;
+
+        fn run<R: cubecl::Runtime>(self, device: &R::Device) -> Self::Output {
+            let d = self.data;
+            let initial = vec![d.initial.clone(); self.nets];
+            let mut trainer = ChainTrainer::<R>::with_plan(
+                device,
+                d.shape.clone(),
+                &d.train,
+                &d.validation,
+                &initial,
+                self.plan,
+            )?;
+            let active = vec![true; self.nets];
+            let adam = AdamConstants::with_lr(1e-3);
+            let mut rng = SplitMix64::new(5);
+            let mut epoch = |trainer: &mut ChainTrainer<R>| -> Result<f64, String> {
+                let mut order = Vec::with_capacity(self.nets * ROWS);
+                for _ in 0..self.nets {
+                    let mut o: Vec<u32> = (0..ROWS as u32).collect();
+                    for i in (1..o.len()).rev() {
+                        o.swap(i, (rng.next_u64() % (i as u64 + 1)) as usize);
+                    }
+                    order.extend(o);
+                }
+                let loss = trainer
+                    .epoch(&order, None, &active, adam, 0.0, &|| false)?
+                    .ok_or("cancelled")?;
+                trainer.validation_loss(&active, 0.0)?;
+                Ok(loss[0])
+            };
+            epoch(&mut trainer)?;
+            let warm = trainer.timing().dispatches;
+            let started = Instant::now();
+            let mut loss = 0.0;
+            for _ in 0..self.epochs {
+                loss = epoch(&mut trainer)?;
+            }
+            Ok((
+                started.elapsed(),
+                loss,
+                trainer.timing().dispatches - warm,
+                trainer.cubes_per_network(),
+                trainer.units(),
+            ))
+        }
+    }
+
+    fn gpus() -> Vec<ComputeDevice> {
+        let manager = DeviceManager::probe();
+        let (devices, skipped) = test_devices(&manager);
+        for reason in skipped {
+            eprintln!("skipped device {reason}");
+        }
+        devices.into_iter().filter(|d| d.is_gpu()).collect()
+    }
+
+    pub fn main() {
+        let epochs: usize = std::env::args()
+            .nth(1)
+            .and_then(|a| a.parse().ok())
+            .unwrap_or(20);
+        let data = data();
+        let devices = gpus();
+        if devices.is_empty() {
+            eprintln!("no GPU on this machine: nothing measured");
+            std::process::exit(1);
+        }
+        println!(
+            "| device | rows per cube | units | cubes per network | networks | {epochs} epochs (ms) | dispatches | last loss |"
+        );
+        println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+        for device in &devices {
+            let mut runs: Vec<(usize, u32, usize)> = Vec::new();
+            for rows in [64, 32, 16, 8, 4, 2] {
+                for units in [1024, 256] {
+                    runs.push((rows, units, 1));
+                }
+            }
+            for rows in [64, 16, 8, 4] {
+                runs.push((rows, 256, 16));
+            }
+            for (rows, units, nets) in runs {
+                let plan = CubePlan {
+                    rows_per_cube: rows,
+                    units,
+                };
+                let job = Timed {
+                    data: &data,
+                    plan,
+                    nets,
+                    epochs,
+                };
+                match run_cube_job(device, "fused plans", job) {
+                    Ok(Ok((time, loss, dispatches, parts, units))) => println!(
+                        "| {} | {rows} | {units} | {parts} | {nets} | {:.0} | {dispatches} | {loss:.5} |",
+                        device.label(),
+                        time.as_secs_f64() * 1e3
+                    ),
+                    Ok(Err(e)) => {
+                        println!("| {} | {rows} | {units} | failed: {e} |", device.label())
+                    }
+                    Err(e) => println!("| {} | {rows} | {units} | failed: {e} |", device.label()),
+                }
+            }
+        }
+    }
+}

@@ -3,7 +3,7 @@
 //! its input (the autoencoder), a few cubes (workgroups) per network, so a grid of networks
 //! trains in the same launches.
 //!
-//! Each step's batch is split into slices of a few rows ([`CubePlan`]), one cube each. A
+//! Each step's batch can be split into slices of a few rows ([`CubePlan`]), one cube each. A
 //! cube gathers its rows in the epoch's order, runs them forward through every layer, takes
 //! the MSE loss and its gradient, and runs backward layer by layer (the gradient for the
 //! layer below, then this layer's gradient over its rows), adding up its slice's loss. A
@@ -17,7 +17,8 @@
 //! Why split: one cube runs a step as ~15 dependent phases (a product each), every one
 //! waiting for its slowest unit; a cube of 1,024 units on one streaming multiprocessor took
 //! 292 µs a step on an H200 with the GPU otherwise idle. Slices make each phase shorter and
-//! put several multiprocessors on one network.
+//! put several multiprocessors on one network. Until a GPU measurement says the split pays,
+//! the default plan keeps the whole batch in one cube ([`CubePlan::for_batch`]).
 //!
 //! One step per dispatch (or pair), not a loop of steps in one dispatch: a loop of steps gave
 //! wrong losses on lavapipe for the 128-64-16 network (4+ steps per dispatch; right with 1–3
@@ -511,8 +512,9 @@ fn adam_update(
 
 /// One training step (or, without `train`, batches' forward passes for the loss) of every
 /// active network. Each network's batch is split among `parts` cubes of `batch` rows each
-/// (cube `(net, q)`: network `net`, slice `q % parts` of step `step + q / parts`; a
-/// validation dispatch runs several steps' batches at once, a training one a single step).
+/// (cube `(net, slot)`: network `net`, slice `slot % parts` of step
+/// `first_step + slot / parts`; a validation dispatch runs several steps' batches at once, a
+/// training one a single step).
 /// Buffers hold every network's part one after the other (`moments`: all first moments, then
 /// all second moments; `acts`, `pre` and `delta`: one region per cube). `transposed` mirrors
 /// `params` with each weight stored `outputs × inputs` (biases unused), kept in step by the
@@ -1072,18 +1074,18 @@ pub struct CubePlan {
 }
 
 impl CubePlan {
-    /// The plan for batches of `batch` rows: [`PLAN_ROWS`] rows a cube (fewer for a smaller
-    /// batch), [`MAX_CUBE_UNITS`] units.
+    /// The plan for batches of `batch` rows: the whole batch in one cube of
+    /// [`MAX_CUBE_UNITS`] units, the layout measured fastest on a GPU so far. A split batch
+    /// (fewer rows per cube) is correct on every device tested (lavapipe, against the
+    /// float64 reference) but its speed on a GPU is not yet measured
+    /// (`bench/device/fused_plans.sh` times each plan).
     pub fn for_batch(batch: usize) -> CubePlan {
         CubePlan {
-            rows_per_cube: batch.clamp(1, PLAN_ROWS),
+            rows_per_cube: batch.max(1),
             units: MAX_CUBE_UNITS,
         }
     }
 }
-
-/// Rows of a batch one cube takes by default (see [`CubePlan::for_batch`]).
-pub const PLAN_ROWS: usize = 8;
 
 /// Most activation values (per buffer) a validation dispatch lays out for its batches run
 /// together (64 MiB of f32); at least one step's batch always runs.

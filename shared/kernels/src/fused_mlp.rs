@@ -259,16 +259,18 @@ impl ChainShape {
     /// `parts` cubes per network; the layout of a cube's activations is that of a batch of
     /// `slice` rows).
     fn config(&self, train: bool, units: u32, stage: u32, slice: usize) -> KernelConfig {
-        let full_batch = self.batch;
-        let parts = full_batch.div_ceil(slice);
-        let sliced = ChainShape {
-            batch: slice,
-            ..self.clone()
-        };
-        let mut config = sliced.slice_config(train, units, stage);
-        config.full_batch = full_batch as u32;
-        config.parts = parts as u32;
+        let mut config = self.sliced(slice).slice_config(train, units, stage);
+        config.full_batch = self.batch as u32;
+        config.parts = self.batch.div_ceil(slice) as u32;
         config
+    }
+
+    /// This shape with batches of `rows` rows: one cube's slice of a split batch.
+    fn sliced(&self, rows: usize) -> ChainShape {
+        ChainShape {
+            batch: rows,
+            ..self.clone()
+        }
     }
 
     fn slice_config(&self, train: bool, units: u32, stage: u32) -> KernelConfig {
@@ -484,6 +486,18 @@ fn activation_slope(z: f32, a: f32, #[comptime] act: Act) -> f32 {
             cdf + z * pdf
         }
     }
+}
+
+/// Adam's bias corrections at step `adam_step`, folded as burn does: the step size
+/// `lr·√(1−β₂ᵗ)/(1−β₁ᵗ)` and `ε·√(1−β₂ᵗ)`.
+#[cube]
+fn adam_scales(adam_step: u32, lr: f32, beta1: f32, beta2: f32, eps: f32) -> (f32, f32) {
+    let t = adam_step as f32;
+    let correction2 = (1.0f32 - beta2.powf(t)).sqrt();
+    (
+        lr * correction2 / (1.0f32 - beta1.powf(t)),
+        eps * correction2,
+    )
 }
 
 /// Adam's update of parameter `p` (its second moment at `p + second`) with gradient `g`;
@@ -714,10 +728,7 @@ fn chain_step(
 
     if comptime![cfg.train] {
         sync_storage();
-        let t = adam_step as f32;
-        let correction2 = (1.0f32 - beta2.powf(t)).sqrt();
-        let step_size = lr * correction2 / (1.0f32 - beta1.powf(t));
-        let eps_hat = eps * correction2;
+        let (step_size, eps_hat) = adam_scales(adam_step, lr, beta1, beta2, eps);
 
         // Backward, from the last layer down.
         #[unroll]
@@ -965,19 +976,9 @@ fn chain_adam(
     for part in 0..comptime![cfg.parts as usize] {
         g += grads[part * second + p];
     }
-    let t = adam_step as f32;
-    let correction2 = (1.0f32 - beta2.powf(t)).sqrt();
-    let step_size = lr * correction2 / (1.0f32 - beta1.powf(t));
+    let (step_size, eps_hat) = adam_scales(adam_step, lr, beta1, beta2, eps);
     let value = adam_update(
-        params,
-        moments,
-        p,
-        second,
-        g,
-        beta1,
-        beta2,
-        step_size,
-        eps * correction2,
+        params, moments, p, second, g, beta1, beta2, step_size, eps_hat,
     );
     // A weight's transposed copy (biases have none).
     #[unroll]
@@ -1160,10 +1161,7 @@ impl<R: Runtime> ChainTrainer<R> {
             ));
         }
         let stage = stage_values(hardware.max_shared_memory_size);
-        let sliced = ChainShape {
-            batch: slice,
-            ..shape.clone()
-        };
+        let sliced = shape.sliced(slice);
         sliced.check_stage(units, stage)?;
         let n_validation = validation.len() / d;
         let validation_steps = n_validation.div_ceil(shape.batch).max(1);
@@ -1171,7 +1169,7 @@ impl<R: Runtime> ChainTrainer<R> {
         let together = (MAX_VALIDATION_VALUES / per_step.max(1))
             .clamp(1, validation_steps)
             .min(max_y / parts);
-        let slots = parts * together.max(1);
+        let slots = parts * together;
         let flat: Vec<f32> = initial.iter().flatten().copied().collect();
         let transposed: Vec<f32> = initial.iter().flat_map(|p| shape.transposed(p)).collect();
         let zeros = vec![0.0f32; 2 * flat.len()];

@@ -1,10 +1,11 @@
 //! Running many models at once. Models whose whole pipeline is affine (scaler, PCA, linear
 //! regressors) are stacked into one `features × (models·horizons)` matrix per feature spec,
 //! so an ensemble of any size is one matrix product: on the CPU (float64, rayon over rows)
-//! or on a GPU (float32, one burn matmul). Models with a neural encoder or a random forest are
-//! not affine: each runs its own pipeline, with the encoder and the forest's tree walk on the
-//! ensemble's device. (Stacking their layer weights into one batched network, or their trees
-//! into one walk, is the next step for large non-linear ensembles.)
+//! or on a GPU (float32, one burn matmul). Models with a neural encoder and a linear
+//! regressor are chains of dense layers ([`crate::chains`]): on a GPU, every member of one
+//! shape runs in one dispatch of our forward kernel, the members kept on the device; on the
+//! CPU each runs its own pipeline in float64. Models with a random forest run one by one,
+//! the encoder and the forest's tree walk on the ensemble's device.
 
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
@@ -16,6 +17,7 @@ use forexgpt_protocol::{BackendKind, Combine, FeatureSpec};
 use forexgpt_regressors::Matrix;
 use rayon::prelude::*;
 
+use crate::chains::{ChainGroup, chain_of};
 use crate::error::EngineError;
 use crate::model::{Model, QUANTILE_LEVELS};
 
@@ -27,7 +29,12 @@ pub struct Ensemble {
     columns: Vec<Vec<usize>>,
     /// Affine models sharing a feature spec, stacked once when the ensemble is built.
     groups: Vec<Group>,
-    /// Models that are not affine, run one by one.
+    /// Neural-encoder models with a linear regressor, grouped by features and shape.
+    chain_groups: Vec<ChainGroup>,
+    /// Each chain group's members on the devices they ran on.
+    #[cfg(any(feature = "wgpu", feature = "cuda"))]
+    resident: Vec<crate::chains::gpu::Resident>,
+    /// The other models that are not affine (forests), run one by one.
     nonlinear: Vec<usize>,
 }
 
@@ -117,10 +124,34 @@ impl Ensemble {
             horizons,
             columns,
             groups: Vec::new(),
+            chain_groups: Vec::new(),
+            #[cfg(any(feature = "wgpu", feature = "cuda"))]
+            resident: Vec::new(),
             nonlinear: Vec::new(),
         };
         let mut members: Vec<(FeatureSpec, Vec<usize>)> = Vec::new();
         for (i, m) in ensemble.models.iter().enumerate() {
+            if let Some(chain) = chain_of(m, &ensemble.columns[i]) {
+                let same = |g: &&mut ChainGroup| {
+                    g.spec == m.info.features
+                        && g.widths == chain.widths
+                        && g.activation == chain.activation
+                };
+                match ensemble.chain_groups.iter_mut().find(same) {
+                    Some(group) => {
+                        group.members.push(i);
+                        group.chains.push(chain);
+                    }
+                    None => ensemble.chain_groups.push(ChainGroup {
+                        spec: m.info.features.clone(),
+                        widths: chain.widths.clone(),
+                        activation: chain.activation,
+                        members: vec![i],
+                        chains: vec![chain],
+                    }),
+                }
+                continue;
+            }
             if !m.is_affine() {
                 ensemble.nonlinear.push(i);
                 continue;
@@ -138,7 +169,20 @@ impl Ensemble {
                 stacked,
             });
         }
+        #[cfg(any(feature = "wgpu", feature = "cuda"))]
+        ensemble
+            .resident
+            .resize_with(ensemble.chain_groups.len(), Default::default);
         Ok(ensemble)
+    }
+
+    /// The models a GPU runs as chains, one dispatch per group (a neural encoder with a
+    /// linear regressor; grouped by features and network shape).
+    pub fn chained(&self) -> Vec<Vec<usize>> {
+        self.chain_groups
+            .iter()
+            .map(|g| g.members.clone())
+            .collect()
     }
 
     /// Predictions of every model for the rows of `features` at bar times `ts` (every time
@@ -157,9 +201,7 @@ impl Ensemble {
             stacked,
         } in &self.groups
         {
-            let fm = features
-                .get(spec)
-                .ok_or_else(|| EngineError::InvalidRequest("features were not built".into()))?;
+            let fm = features.get(spec).ok_or_else(not_built)?;
             let x = rows_at(fm, ts)?;
             let out = match device.backend() {
                 BackendKind::Cpu => stacked.apply_cpu(&x),
@@ -175,19 +217,27 @@ impl Ensemble {
                 per_model[m] = Some(pm);
             }
         }
-        for &m in &self.nonlinear {
-            let model = &self.models[m];
-            let fm = features
-                .get(&model.info.features)
-                .ok_or_else(|| EngineError::InvalidRequest("features were not built".into()))?;
-            let own = model.predict_on(&rows_at(fm, ts)?, device)?;
-            let mut pm = Matrix::zeros(own.rows, h);
-            for r in 0..own.rows {
-                for (j, &col) in self.columns[m].iter().enumerate() {
-                    pm.values[r * h + j] = own.get(r, col);
+        for (g, group) in self.chain_groups.iter().enumerate() {
+            if !device.is_gpu() {
+                for &m in &group.members {
+                    per_model[m] = Some(self.predict_one(m, features, ts, device)?);
                 }
+                continue;
             }
-            per_model[m] = Some(pm);
+            let x = rows_at(features.get(&group.spec).ok_or_else(not_built)?, ts)?;
+            let out = self.run_chains(g, &x, device)?;
+            let k = group.members.len();
+            for (slot, &m) in group.members.iter().enumerate() {
+                let mut pm = Matrix::zeros(x.rows, h);
+                for r in 0..x.rows {
+                    pm.values[r * h..(r + 1) * h]
+                        .copy_from_slice(&out[(r * k + slot) * h..(r * k + slot + 1) * h]);
+                }
+                per_model[m] = Some(pm);
+            }
+        }
+        for &m in &self.nonlinear {
+            per_model[m] = Some(self.predict_one(m, features, ts, device)?);
         }
         Ok(EnsemblePrediction {
             per_model: per_model
@@ -195,6 +245,56 @@ impl Ensemble {
                 .map(|m| m.unwrap_or_else(|| Matrix::zeros(0, 0)))
                 .collect(),
         })
+    }
+
+    /// Model `m`'s own pipeline at `ts`, its outputs in ensemble horizon order.
+    fn predict_one(
+        &self,
+        m: usize,
+        features: &FeatureSets,
+        ts: &[i64],
+        device: &ComputeDevice,
+    ) -> Result<Matrix, EngineError> {
+        let model = &self.models[m];
+        let fm = features.get(&model.info.features).ok_or_else(not_built)?;
+        let own = model.predict_on(&rows_at(fm, ts)?, device)?;
+        let h = self.horizons.len();
+        let mut pm = Matrix::zeros(own.rows, h);
+        for r in 0..own.rows {
+            for (j, &col) in self.columns[m].iter().enumerate() {
+                pm.values[r * h + j] = own.get(r, col);
+            }
+        }
+        Ok(pm)
+    }
+
+    /// Chain group `g`'s members over `x` on a GPU, in one dispatch: `rows × members ×
+    /// horizons`.
+    #[cfg(any(feature = "wgpu", feature = "cuda"))]
+    fn run_chains(
+        &self,
+        g: usize,
+        x: &Matrix,
+        device: &ComputeDevice,
+    ) -> Result<Vec<f64>, EngineError> {
+        crate::chains::gpu::run(&self.chain_groups[g], &self.resident[g], x, device)
+    }
+
+    #[cfg(not(any(feature = "wgpu", feature = "cuda")))]
+    fn run_chains(
+        &self,
+        g: usize,
+        x: &Matrix,
+        device: &ComputeDevice,
+    ) -> Result<Vec<f64>, EngineError> {
+        let _ = (g, x);
+        Err(EngineError::Device(
+            forexgpt_device::DeviceError::Unsupported {
+                job: "running an ensemble of encoder models".into(),
+                device: device.label().to_string(),
+                why: "this build has no GPU kernels".into(),
+            },
+        ))
     }
 
     /// One affine map for `members` (all reading the same features), horizons in ensemble
@@ -226,6 +326,10 @@ impl Ensemble {
             center: first.state.scaler.mean.clone(),
         })
     }
+}
+
+fn not_built() -> EngineError {
+    EngineError::InvalidRequest("features were not built".into())
 }
 
 /// The feature rows at bar times `ts`.

@@ -201,6 +201,36 @@ fn unflatten(params: &[f32], layout: &Layout) -> NetworkWeights {
     NetworkWeights { layers }
 }
 
+/// The environment variable that overrides the fused kernels' cube plan: `ROWS,UNITS`
+/// (rows of a batch per workgroup, units per workgroup; e.g. `8,256`). For timing a plan
+/// through the whole pipeline on a GPU machine (`bench/device/encoders.sh`); unset, training
+/// uses the kernels' default ([`forexgpt_kernels::fused_mlp::CubePlan::for_batch`]).
+pub const FUSED_PLAN_ENV: &str = "FOREXGPT_FUSED_PLAN";
+
+/// `ROWS,UNITS` as a plan: rows ≥ 1, units ≥ 64.
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+fn parse_plan(text: &str) -> Option<forexgpt_kernels::fused_mlp::CubePlan> {
+    let (rows, units) = text.split_once(',')?;
+    Some(forexgpt_kernels::fused_mlp::CubePlan {
+        rows_per_cube: rows.trim().parse().ok().filter(|&r| r > 0)?,
+        units: units.trim().parse().ok().filter(|&u| u >= 64)?,
+    })
+}
+
+/// The plan for batches of `batch` rows: [`FUSED_PLAN_ENV`]'s when set, else the default.
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+fn cube_plan(batch: usize) -> Result<forexgpt_kernels::fused_mlp::CubePlan, EngineError> {
+    match std::env::var(FUSED_PLAN_ENV) {
+        Err(_) => Ok(forexgpt_kernels::fused_mlp::CubePlan::for_batch(batch)),
+        Ok(text) => parse_plan(&text).ok_or_else(|| {
+            EngineError::InvalidRequest(format!(
+                "{FUSED_PLAN_ENV}={text:?}: expected ROWS,UNITS (rows of a batch per \
+                 workgroup ≥ 1, units ≥ 64; e.g. 8,256)"
+            ))
+        }),
+    }
+}
+
 /// Trains the run's network on `device` (a GPU) with the fused kernels.
 pub(crate) fn train(
     run: &TrainRun<'_>,
@@ -293,12 +323,14 @@ impl forexgpt_device::cube::CubeJob for FusedJob<'_, '_> {
         let initial: Vec<Vec<f32>> = chains.into_iter().map(|(_, weights, _)| weights).collect();
         let shape_latent = shape.latent();
         let as_f32 = |values: &[f64]| values.iter().map(|&v| v as f32).collect::<Vec<f32>>();
-        let mut trainer = ChainTrainer::<R>::new(
+        let plan = cube_plan(shape.batch)?;
+        let mut trainer = ChainTrainer::<R>::with_plan(
             device,
             shape,
             &as_f32(&first.train.values),
             &as_f32(&first.validation.values),
             &initial,
+            plan,
         )
         .map_err(failed)?;
         let n = first.train.rows;
@@ -398,6 +430,16 @@ mod tests {
         spec.hidden = vec![64, 3000];
         let why = not_covered_spec(&spec).unwrap();
         assert!(why.contains("layers up to 2048 wide, not 3000"), "{why}");
+    }
+
+    #[test]
+    #[cfg(any(feature = "wgpu", feature = "cuda"))]
+    fn a_plan_override_reads_rows_and_units() {
+        let plan = parse_plan(" 8, 256").unwrap();
+        assert_eq!((plan.rows_per_cube, plan.units), (8, 256));
+        for bad in ["8", "0,256", "8,32", "x,256", "8,1024,2", ""] {
+            assert!(parse_plan(bad).is_none(), "{bad}");
+        }
     }
 
     #[test]

@@ -5,6 +5,7 @@
 
 pub mod artifact;
 pub mod bench;
+mod chains;
 pub mod cuda_runtime;
 mod data;
 pub mod ensemble;

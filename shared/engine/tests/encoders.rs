@@ -520,3 +520,92 @@ fn an_ensemble_of_seeds_trains_together_on_a_gpu_as_each_network_would_alone() {
         |m: &forexgpt_protocol::StoredModel| serde_json::to_string(&m.info.metrics).unwrap();
     assert_eq!(metrics(&together.models[1]), metrics(&alone.models[0]));
 }
+
+/// An ensemble of encoder models: on a GPU, every autoencoder/VAE model with a linear
+/// regressor of one shape runs in one dispatch of the forward kernel; on every device the
+/// ensemble gives what each model gives alone on the CPU (float64).
+#[test]
+fn an_ensemble_of_encoder_models_runs_one_dispatch_per_shape_as_each_model_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let wb = workbench(dir.path());
+    let spec = |seed: u64, hidden: Vec<usize>, activation: Activation| NeuralEncoderSpec {
+        hidden,
+        latent: 4,
+        epochs: 2,
+        seed,
+        activation,
+        ..NeuralEncoderSpec::default()
+    };
+    let model = |encoder: EncoderSpec, regressor: RegressorSpec| ModelConfig { encoder, regressor };
+    let ridge = RegressorSpec::Ridge { alpha: 1.0 };
+    let lasso = RegressorSpec::Lasso {
+        alpha: 1e-5,
+        max_iter: 1000,
+        tol: 1e-4,
+    };
+    let forest = RegressorSpec::RandomForest(forexgpt_protocol::ForestSpec {
+        n_estimators: 3,
+        max_depth: Some(4),
+        ..Default::default()
+    });
+    let ae = |seed, hidden, activation| EncoderSpec::Autoencoder {
+        net: spec(seed, hidden, activation),
+    };
+    let configs = vec![
+        model(EncoderSpec::None, ridge.clone()),
+        model(ae(1, vec![24], Activation::Relu), ridge.clone()),
+        model(ae(2, vec![24], Activation::Relu), lasso),
+        model(
+            EncoderSpec::vae(spec(3, vec![24], Activation::Relu)),
+            ridge.clone(),
+        ),
+        model(ae(4, vec![16, 8], Activation::Tanh), ridge),
+        model(ae(5, vec![24], Activation::Relu), forest),
+    ];
+    let report = wb
+        .train(&train_request(configs), &NoProgress, &CancelToken::new())
+        .unwrap();
+    let models: Vec<Model> = report
+        .models
+        .iter()
+        .map(|m| wb.load_model(&m.info.id).unwrap())
+        .collect();
+    let ensemble = forexgpt_engine::ensemble::Ensemble::new(models.clone()).unwrap();
+    // The ReLU 24-wide networks (autoencoders and the VAE) together, the tanh one alone;
+    // the raw-feature ridge is affine and the forest is not a chain.
+    assert_eq!(ensemble.chained(), vec![vec![1, 2, 3], vec![4]]);
+    let candles = wb
+        .candles("EURUSD", forexgpt_protocol::Timeframe::H1)
+        .unwrap();
+    let features = forexgpt_engine::ensemble::FeatureSets::build(&ensemble, &candles).unwrap();
+    let fm = features.shortest();
+    let n = 40;
+    let d = fm.n_columns();
+    let ts: Vec<i64> = fm.ts[fm.rows() - n..].to_vec();
+    let raw = Matrix::new(n, d, fm.values[(fm.rows() - n) * d..].to_vec()).unwrap();
+    let expected: Vec<Matrix> = models.iter().map(|m| m.predict(&raw).unwrap()).collect();
+    for_each_device(|device| {
+        let got = ensemble.predict(&features, &ts, device).unwrap();
+        // Our kernel sums in f32 (no tensor cores); the forest's encoder runs through burn,
+        // whose CUDA products use TF32.
+        let tol = match device.backend() {
+            BackendKind::Cpu => 1e-12,
+            BackendKind::Wgpu => 1e-4,
+            BackendKind::Cuda => 3e-3,
+        };
+        for (k, (g, e)) in got.per_model.iter().zip(&expected).enumerate() {
+            let scale = e.values.iter().fold(0.0f64, |a, v| a.max(v.abs()));
+            let worst = g
+                .values
+                .iter()
+                .zip(&e.values)
+                .fold(0.0f64, |a, (x, y)| a.max((x - y).abs()));
+            assert_eq!(g.values.len(), e.values.len());
+            assert!(
+                worst <= tol * scale,
+                "{}: model {k}: worst {worst:e} vs scale {scale:e}",
+                device.label()
+            );
+        }
+    });
+}

@@ -463,7 +463,7 @@ fn unroll_by(len: usize) -> usize {
 }
 
 #[cube]
-fn activate(x: f32, #[comptime] act: Act) -> f32 {
+pub(crate) fn activate(x: f32, #[comptime] act: Act) -> f32 {
     match act {
         Act::Relu => x.max(0.0f32),
         Act::LeakyRelu => select(x > 0.0f32, x, x * LEAKY_SLOPE),
@@ -994,7 +994,7 @@ fn chain_adam(
     }
 }
 
-fn array_arg<R: Runtime>(handle: &Handle, len: usize) -> ArrayArg<R> {
+pub(crate) fn array_arg<R: Runtime>(handle: &Handle, len: usize) -> ArrayArg<R> {
     TensorBinding::<R> {
         handle: handle.clone().binding(),
         strides: cubecl::zspace::Strides::from([1usize]),

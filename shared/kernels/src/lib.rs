@@ -9,6 +9,8 @@
 //! - [`cuda_walk`]: a forest's batched prediction walk, rows binned on the device.
 //! - `fused_mlp` (CubeCL, CUDA and wgpu): whole Adam steps of small dense networks, one
 //!   workgroup per network, a grid of networks per launch (the autoencoder's training).
+//! - `fused_forward` (CubeCL, CUDA and wgpu): forward passes of many small networks in one
+//!   dispatch, members resident on the device (an ensemble of autoencoder models).
 //!
 //! Every entry point takes a resolved [`forexgpt_device::ComputeDevice`] and answers with a
 //! [`forexgpt_device::DeviceError`] the placement layer can fall back on. Builds without the
@@ -22,6 +24,8 @@ pub mod cublas;
 mod cuda_common;
 pub mod cuda_grow;
 pub mod cuda_walk;
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+pub mod fused_forward;
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
 pub mod fused_mlp;
 

@@ -9,7 +9,9 @@ use forexgpt_protocol::{BenchRequest, BenchRun, BenchSettings, BenchSuite, Devic
 
 use crate::Workbench;
 use crate::bench::encoders::encoder_cases;
-use crate::bench::forecast::{BATCH_BARS, ENSEMBLE_SIZES, forecast_cases};
+use crate::bench::forecast::{
+    BATCH_BARS, ENSEMBLE_KINDS, ENSEMBLE_SIZES, forecast_cases, kind_operations,
+};
 use crate::bench::forest::forest_cases;
 use crate::bench::models::regressor_cases;
 use crate::bench::{BenchOptions, BenchOutcome, data_suite, run_suite};
@@ -70,10 +72,23 @@ pub fn bench_results(
             export_data,
         )?);
     }
+    // The ensemble kinds asked for (each trains its models before the clock starts).
+    let kinds: Vec<&str> = ENSEMBLE_KINDS
+        .iter()
+        .copied()
+        .filter(|k| {
+            settings.operations.is_empty()
+                || settings
+                    .operations
+                    .iter()
+                    .any(|o| kind_operations(k).contains(&o.as_str()))
+        })
+        .collect();
     if suite.includes(BenchSuite::Forecast) {
         cases.extend(forecast_cases(
             &devices,
             &scratch.path().join("models"),
+            &kinds,
             ENSEMBLE_SIZES,
             BATCH_BARS,
         )?);
@@ -105,6 +120,9 @@ pub fn bench_results(
             .find(|name| !cases.iter().any(|c| &c.operation == *name))
         {
             let mut known: Vec<&str> = Vec::new();
+            if suite.includes(BenchSuite::Forecast) {
+                known.extend(ENSEMBLE_KINDS.iter().flat_map(|k| kind_operations(k)));
+            }
             for case in &cases {
                 if !known.contains(&case.operation.as_str()) {
                     known.push(&case.operation);

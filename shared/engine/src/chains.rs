@@ -1,0 +1,431 @@
+//! Neural-encoder models with a linear regressor as chains of dense layers, so that an
+//! ensemble of them runs on a GPU in one dispatch per shape
+//! (`forexgpt_kernels::fused_forward`) instead of model after model.
+//!
+//! A model's pipeline is scaler → encoder layers → latent layer → linear regressor. The
+//! latent layer has no activation, so it and the regressor are one affine map: folding the
+//! regressor's coefficients into the latent layer (in float64) leaves a chain
+//! `features → hidden… → horizons`. The scaler stays a per-column `(x − shift) · inv_scale`
+//! that the kernel applies (folding it into the first layer would scale the raw values in
+//! float32 before the centring, and lose digits on price-like columns); the rows are centred
+//! on the first member's means in float64 on the host, so each member's shift is small.
+//! Columns a scaler dropped read 0 through a zero scale.
+
+use forexgpt_core::scaler::StandardScaler;
+use forexgpt_models::DenseWeights;
+use forexgpt_protocol::{Activation, FeatureSpec};
+use forexgpt_regressors::LinearModel;
+
+use crate::model::{Model, RegressorState};
+use crate::neural::NeuralEncoder;
+
+/// The layers of one member, in float32 as the kernel reads them.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Chain {
+    /// `features → hidden… → horizons`.
+    pub widths: Vec<usize>,
+    pub activation: Activation,
+    /// The scaler's means (raw columns).
+    pub mean: Vec<f64>,
+    /// `1 / scale` of each raw column, 0 for a dropped one.
+    pub inv_scale: Vec<f64>,
+    /// Each layer's `inputs × outputs` weight, then its bias.
+    pub params: Vec<f32>,
+}
+
+/// Members that run together: the same features and chain shape.
+pub(crate) struct ChainGroup {
+    pub spec: FeatureSpec,
+    pub widths: Vec<usize>,
+    pub activation: Activation,
+    /// Models of the ensemble, in member order.
+    pub members: Vec<usize>,
+    pub chains: Vec<Chain>,
+}
+
+impl ChainGroup {
+    /// Where the host centres the rows: the first member's means.
+    pub fn center(&self) -> &[f64] {
+        &self.chains[0].mean
+    }
+}
+
+/// The model's pipeline as a chain, with its regressor's outputs `columns` (the ensemble's
+/// horizons) as the chain's outputs; `None` when it is not a neural encoder with a linear
+/// regressor.
+pub(crate) fn chain_of(model: &Model, columns: &[usize]) -> Option<Chain> {
+    let state = &model.state;
+    let (_, encoder) = state.encoder.network()?;
+    let RegressorState::Linear(linear) = &state.regressor else {
+        return None;
+    };
+    chain(&state.scaler, encoder, linear, columns)
+}
+
+/// The chain of a scaler, a neural encoder (autoencoder or VAE) and a linear regressor;
+/// `None` when their shapes do not fit together.
+fn chain(
+    scaler: &StandardScaler,
+    encoder: &NeuralEncoder,
+    linear: &LinearModel,
+    columns: &[usize],
+) -> Option<Chain> {
+    let hidden = encoder.net.hidden.len();
+    // The autoencoder's encoder layers and the VAE's body then μ head: the first
+    // `hidden + 1` layers in both.
+    let layers: &[DenseWeights] = encoder.weights.layers.get(..=hidden)?;
+    let d = scaler.mean.len();
+    let mut kept = vec![true; d];
+    for &j in &scaler.dropped {
+        *kept.get_mut(j)? = false;
+    }
+    let raw_columns: Vec<usize> = (0..d).filter(|&j| kept[j]).collect();
+    let mut widths = vec![d];
+    let mut params = Vec::new();
+    for (l, layer) in layers.iter().enumerate() {
+        let (fin, fout) = (layer.inputs, layer.outputs);
+        if l == 0 {
+            // The first layer over every raw column, zero rows for the dropped ones.
+            if fin != raw_columns.len() {
+                return None;
+            }
+            let mut w = vec![0.0f32; d * fout];
+            for (k, &j) in raw_columns.iter().enumerate() {
+                w[j * fout..(j + 1) * fout]
+                    .copy_from_slice(&layer.weight[k * fout..(k + 1) * fout]);
+            }
+            if l + 1 < layers.len() {
+                params.extend(w);
+                params.extend(&layer.bias);
+                widths.push(fout);
+                continue;
+            }
+            // A network without hidden layers: its one layer is the latent one.
+            let folded = fold(&w, &layer.bias, d, fout, linear, columns)?;
+            params.extend(folded);
+            widths.push(columns.len());
+        } else if l + 1 < layers.len() {
+            params.extend(&layer.weight);
+            params.extend(&layer.bias);
+            widths.push(fout);
+        } else {
+            let folded = fold(&layer.weight, &layer.bias, fin, fout, linear, columns)?;
+            params.extend(folded);
+            widths.push(columns.len());
+        }
+    }
+    let inv_scale = (0..d)
+        .map(|j| if kept[j] { 1.0 / scaler.scale[j] } else { 0.0 })
+        .collect();
+    Some(Chain {
+        widths,
+        activation: encoder.net.activation,
+        mean: scaler.mean.clone(),
+        inv_scale,
+        params,
+    })
+}
+
+/// The latent layer (`fin × latent` weight, bias) followed by the regressor, as one layer
+/// `fin × columns` (weight then bias), in float64 then rounded once.
+fn fold(
+    weight: &[f32],
+    bias: &[f32],
+    fin: usize,
+    latent: usize,
+    linear: &LinearModel,
+    columns: &[usize],
+) -> Option<Vec<f32>> {
+    if linear.coef.cols != latent {
+        return None;
+    }
+    let h = columns.len();
+    let mut out = vec![0.0f32; fin * h + h];
+    for (j, &col) in columns.iter().enumerate() {
+        let coef = linear.coef.row(col);
+        for i in 0..fin {
+            let w = &weight[i * latent..(i + 1) * latent];
+            out[i * h + j] = w
+                .iter()
+                .zip(coef)
+                .map(|(&w, c)| f64::from(w) * c)
+                .sum::<f64>() as f32;
+        }
+        out[fin * h + j] = (linear.intercept[col]
+            + bias
+                .iter()
+                .zip(coef)
+                .map(|(&b, c)| f64::from(b) * c)
+                .sum::<f64>()) as f32;
+    }
+    Some(out)
+}
+
+/// Runs a group's members over `rows` (raw features, `n × features`) on a GPU, keeping the
+/// members resident on the device between calls.
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+pub(crate) mod gpu {
+    use std::any::Any;
+    use std::sync::Mutex;
+
+    use forexgpt_device::ComputeDevice;
+    use forexgpt_device::cube::{CubeJob, cubecl, run_cube_job};
+    use forexgpt_kernels::fused_forward::{ForwardEnsemble, ForwardMember, ForwardShape};
+    use forexgpt_regressors::Matrix;
+
+    use super::ChainGroup;
+    use crate::error::EngineError;
+
+    /// A group's members uploaded to each device they ran on (by device label).
+    #[derive(Default)]
+    pub(crate) struct Resident {
+        on: Mutex<Vec<(String, Box<dyn Any + Send>)>>,
+    }
+
+    struct ForwardJob<'a> {
+        group: &'a ChainGroup,
+        resident: &'a Resident,
+        label: &'a str,
+        rows: Vec<f32>,
+    }
+
+    impl CubeJob for ForwardJob<'_> {
+        type Output = Result<Vec<f32>, String>;
+
+        fn run<R: cubecl::Runtime>(self, device: &R::Device) -> Self::Output {
+            let mut on = self.resident.on.lock().unwrap_or_else(|e| e.into_inner());
+            let found = on
+                .iter()
+                .position(|(label, e)| label == self.label && e.is::<ForwardEnsemble<R>>());
+            let at = match found {
+                Some(at) => at,
+                None => {
+                    let ensemble =
+                        ForwardEnsemble::<R>::new(device, shape(self.group), &members(self.group))?;
+                    on.push((self.label.to_string(), Box::new(ensemble)));
+                    on.len() - 1
+                }
+            };
+            let ensemble = on[at]
+                .1
+                .downcast_ref::<ForwardEnsemble<R>>()
+                .ok_or("the resident ensemble changed type")?;
+            ensemble.run(&self.rows)
+        }
+    }
+
+    fn shape(group: &ChainGroup) -> ForwardShape {
+        ForwardShape {
+            widths: group.widths.clone(),
+            activation: group.activation.into(),
+        }
+    }
+
+    fn members(group: &ChainGroup) -> Vec<ForwardMember> {
+        let center = group.center();
+        group
+            .chains
+            .iter()
+            .map(|c| ForwardMember {
+                shift: c
+                    .mean
+                    .iter()
+                    .zip(center)
+                    .zip(&c.inv_scale)
+                    .map(|((m, c), &k)| if k == 0.0 { 0.0 } else { (m - c) as f32 })
+                    .collect(),
+                inv_scale: c.inv_scale.iter().map(|&k| k as f32).collect(),
+                params: c.params.clone(),
+            })
+            .collect()
+    }
+
+    /// Every member's outputs for `x`: `n × members × horizons`.
+    pub(crate) fn run(
+        group: &ChainGroup,
+        resident: &Resident,
+        x: &Matrix,
+        device: &ComputeDevice,
+    ) -> Result<Vec<f64>, EngineError> {
+        let center = group.center();
+        let rows: Vec<f32> = x
+            .values
+            .chunks_exact(x.cols)
+            .flat_map(|row| row.iter().zip(center).map(|(v, c)| (v - c) as f32))
+            .collect();
+        let out = run_cube_job(
+            device,
+            "running an ensemble of encoder models",
+            ForwardJob {
+                group,
+                resident,
+                label: device.label(),
+                rows,
+            },
+        )?
+        .map_err(|message| {
+            EngineError::Device(forexgpt_device::DeviceError::BackendFailed {
+                device: device.label().to_string(),
+                message,
+            })
+        })?;
+        Ok(out.into_iter().map(f64::from).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use forexgpt_device::ComputeDevice;
+    use forexgpt_models::{AutoencoderConfig, NetworkConfig, VaeConfig};
+    use forexgpt_protocol::NeuralEncoderSpec;
+    use forexgpt_random::SplitMix64;
+    use forexgpt_regressors::{LinearKind, LinearParams, Matrix};
+
+    use super::*;
+    use crate::neural::NetworkKind;
+
+    /// The chain's forward pass in float64.
+    fn eval(chain: &Chain, row: &[f64]) -> Vec<f64> {
+        let mut a: Vec<f64> = row
+            .iter()
+            .zip(&chain.mean)
+            .zip(&chain.inv_scale)
+            .map(|((x, m), k)| (x - m) * k)
+            .collect();
+        let mut at = 0;
+        let layers = chain.widths.len() - 1;
+        for (l, w) in chain.widths.windows(2).enumerate() {
+            let (fin, fout) = (w[0], w[1]);
+            let p = &chain.params[at..at + fin * fout + fout];
+            at += fin * fout + fout;
+            a = (0..fout)
+                .map(|j| {
+                    let z = f64::from(p[fin * fout + j])
+                        + (0..fin)
+                            .map(|i| a[i] * f64::from(p[i * fout + j]))
+                            .sum::<f64>();
+                    if l + 1 < layers { z.tanh() } else { z }
+                })
+                .collect();
+        }
+        a
+    }
+
+    #[test]
+    fn a_chain_computes_the_models_pipeline_for_either_network_and_dropped_columns() {
+        let mut rng = SplitMix64::new(5);
+        let mut draw = |n: usize, lo: f64, hi: f64| -> Vec<f64> {
+            (0..n).map(|_| lo + (hi - lo) * rng.uniform()).collect()
+        };
+        // Six raw columns, two of them dropped (constant when the scaler was fit).
+        let scaler = StandardScaler {
+            mean: draw(6, 0.5, 1.5),
+            scale: draw(6, 0.01, 2.0),
+            dropped: vec![1, 4],
+        };
+        let linear = LinearModel {
+            params: LinearParams {
+                kind: LinearKind::Ridge,
+                alpha: 1.0,
+                l1_ratio: 0.0,
+                fit_intercept: true,
+                max_iter: 1000,
+                tol: 1e-4,
+            },
+            coef: Matrix::new(3, 2, draw(6, -1.0, 1.0)).unwrap(),
+            intercept: draw(3, -0.1, 0.1),
+            n_iter: vec![0; 3],
+            not_converged: Vec::new(),
+        };
+        let raw = Matrix::new(5, 6, draw(30, 0.0, 2.0)).unwrap();
+        // The ensemble's horizons are the regressor's third and first outputs.
+        let columns = [2, 0];
+        let cpu = ComputeDevice::cpu("CPU");
+        for (vae, hidden) in [(false, vec![5, 3]), (true, vec![5]), (false, vec![])] {
+            let spec = NeuralEncoderSpec {
+                hidden: hidden.clone(),
+                latent: 2,
+                activation: Activation::Tanh,
+                ..NeuralEncoderSpec::default()
+            };
+            let (kind, weights) = if vae {
+                let config = VaeConfig::from_spec(4, &spec);
+                (NetworkKind::VAE_ENCODING, config.seeded_weights())
+            } else {
+                let config = AutoencoderConfig::from_spec(4, &spec);
+                (NetworkKind::Autoencoder, config.seeded_weights())
+            };
+            let encoder = NeuralEncoder {
+                d_input: 4,
+                net: spec,
+                weights,
+                best_epoch: 1,
+                history: Vec::new(),
+            };
+            let chain = chain(&scaler, &encoder, &linear, &columns).unwrap();
+            let mut widths = vec![6];
+            widths.extend(&hidden);
+            widths.push(2);
+            assert_eq!(chain.widths, widths);
+            let scaled = Matrix::new(5, 4, scaler.transform(&raw.values).unwrap()).unwrap();
+            let encoded = encoder.encode(kind, &scaled, &cpu).unwrap();
+            let want = linear.predict(&encoded).unwrap();
+            for r in 0..5 {
+                let got = eval(&chain, raw.row(r));
+                for (j, &col) in columns.iter().enumerate() {
+                    let w = want.get(r, col);
+                    // The folded layer is rounded to f32 once; burn's encoder runs in f32.
+                    assert!(
+                        (got[j] - w).abs() <= 1e-5 * (1.0 + w.abs()),
+                        "vae {vae}, hidden {hidden:?}, row {r}, horizon {j}: {} vs {w}",
+                        got[j]
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn models_that_are_not_an_encoder_and_a_linear_regressor_are_not_chains() {
+        let scaler = StandardScaler {
+            mean: vec![0.0; 3],
+            scale: vec![1.0; 3],
+            dropped: Vec::new(),
+        };
+        let spec = NeuralEncoderSpec {
+            hidden: vec![4],
+            latent: 2,
+            ..NeuralEncoderSpec::default()
+        };
+        let encoder = NeuralEncoder {
+            d_input: 3,
+            weights: AutoencoderConfig::from_spec(3, &spec).seeded_weights(),
+            net: spec,
+            best_epoch: 1,
+            history: Vec::new(),
+        };
+        let linear = |latent: usize| LinearModel {
+            params: LinearParams {
+                kind: LinearKind::Ridge,
+                alpha: 1.0,
+                l1_ratio: 0.0,
+                fit_intercept: true,
+                max_iter: 1000,
+                tol: 1e-4,
+            },
+            coef: Matrix::new(1, latent, vec![1.0; latent]).unwrap(),
+            intercept: vec![0.0],
+            n_iter: vec![0],
+            not_converged: Vec::new(),
+        };
+        assert!(chain(&scaler, &encoder, &linear(2), &[0]).is_some());
+        // A regressor that reads another latent size, an encoder that reads other columns.
+        assert!(chain(&scaler, &encoder, &linear(3), &[0]).is_none());
+        let wider = StandardScaler {
+            mean: vec![0.0; 4],
+            scale: vec![1.0; 4],
+            dropped: Vec::new(),
+        };
+        assert!(chain(&wider, &encoder, &linear(2), &[0]).is_none());
+    }
+}

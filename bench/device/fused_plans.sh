@@ -4,8 +4,8 @@
 # 10,000 × 128 rows, one network and a grid of 16, on every GPU (CUDA and wgpu), each plan
 # timed over whole epochs after a warm-up epoch that compiles its kernels.
 #
-# Its table is meant for docs/benchmarks.md (not yet run on a GPU: no GPU machine could be
-# started in the session that wrote it); the best plan becomes CubePlan::for_batch.
+# Reproduces docs/benchmarks.md, "Fused kernels: a batch split among workgroups (issue 20)"
+# (EPOCHS=10); its fastest plans set CubePlan::for_grid, the default.
 #
 # Run on the GPU machine: bash bench/device/fused_plans.sh [FUSED_PLANS_BIN] [EPOCHS]
 #   FUSED_PLANS_BIN: the example built with

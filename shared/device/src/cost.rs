@@ -68,10 +68,12 @@ impl CostOp {
     /// Vulkan 1,228–1,322 ms); the forest's
     /// 100 trees on 10,000 × 64 → 4 and 100,000 predicted rows, "Random forest on CUDA,
     /// second design", third round (CPU 1,269 / 121 ms, CUDA 60 / 5.4 ms, Vulkan walk 36 ms);
-    /// the 128-64-16 autoencoder, 20 epochs of 10,000 × 128, from "Encoder training by our
-    /// fused kernels, third version" on an H200 (CPU 2,485 ms, fused CUDA 812 ms, fused
-    /// Vulkan 1,062 ms; kernel compilation, a first run's, is not in the line); 50 models × 1,000 bars from "Full table, one call" (CPU 149 ms, CUDA
-    /// 141 ms, Vulkan 91 ms).
+    /// the 128-64-16 autoencoder, 20 epochs of 10,000 × 128: the CPU from "Encoder training
+    /// by our fused kernels, third version" on an H200 (2,485 ms), the GPUs from "Fused
+    /// kernels: a batch split among workgroups" on an H100 (the batch in 32 cubes of 2 rows:
+    /// CUDA 154 ms, Vulkan 336 ms; kernel compilation, a first run's, is not in the line);
+    /// 50 models × 1,000 bars from "Full table, one call" (CPU 149 ms, CUDA 141 ms, Vulkan
+    /// 91 ms).
     fn line(self, class: DeviceClass) -> Option<(f64, f64)> {
         use CostOp::*;
         use DeviceClass::*;
@@ -88,8 +90,8 @@ impl CostOp {
             (ForestPredict, Cuda) => (1.0, 4.5),
             (ForestPredict, Wgpu) => (2.0, 34.0),
             (EncoderTraining, Cpu) => (2.0, 2_490.0),
-            (EncoderTraining, Cuda) => (20.0, 800.0),
-            (EncoderTraining, Wgpu) => (20.0, 1_050.0),
+            (EncoderTraining, Cuda) => (20.0, 155.0),
+            (EncoderTraining, Wgpu) => (20.0, 340.0),
             (EnsembleInference, Cpu) => (0.01, 150.0),
             (EnsembleInference, Cuda) => (0.9, 140.0),
             (EnsembleInference, Wgpu) => (0.6, 90.0),
@@ -113,11 +115,12 @@ impl CostOp {
 /// The threads of the CPU the built-in CPU lines were measured on.
 const REFERENCE_THREADS: f64 = 16.0;
 
-/// Networks of one shape a GPU trains in about the time of one (a workgroup each, in the same
-/// launches): 16 autoencoders took 1.05× one on the H100 with the first version of the
-/// kernels, 1.17× (CUDA) and 1.11× (Vulkan) one on an H200 with the third ("Encoder training
-/// by our fused kernels, third version"). The CPU trains them one by one.
-const GPU_NETWORKS_AT_ONCE: usize = 16;
+/// Networks of one shape a GPU trains in about the time of one (side by side in the same
+/// launches). With a network's batch split among 32 workgroups, one network already fills
+/// much of the GPU: 16 autoencoders took 2.7× one on CUDA and 1.7× on Vulkan on the H100
+/// ("Fused kernels: a batch split among workgroups"), so about 6 train in the time of one.
+/// The CPU trains them one by one.
+const GPU_NETWORKS_AT_ONCE: usize = 6;
 
 /// The devices whose built-in lines differ. Software wgpu adapters (lavapipe) have none:
 /// `auto` never picks them.
@@ -572,16 +575,17 @@ mod tests {
         let reference = Workload::encoder_training(10_000, 128, 20, 51_728, 1);
         assert_eq!(mirrored_mlp_parameters(128, &[128, 64], 16, false), 51_728);
         assert!((reference.relative_size() - 1.0).abs() < 1e-12);
-        // Sixteen networks together: sixteen times one on the CPU, about one on a GPU.
+        // Sixteen networks together: sixteen times one on the CPU, about three on a GPU.
         let grid = Workload::encoder_training(10_000, 128, 20, 51_728, 16);
         let one_cpu = model.estimate(reference, &cpu, 16).unwrap().ms;
         assert_eq!(
             model.estimate(grid, &cpu, 16).unwrap().ms,
             2.0 + 16.0 * (one_cpu - 2.0)
         );
+        let one_wgpu = model.estimate(reference, &wgpu, 16).unwrap().ms;
         assert_eq!(
             model.estimate(grid, &wgpu, 16).unwrap().ms,
-            model.estimate(reference, &wgpu, 16).unwrap().ms
+            20.0 + 3.0 * (one_wgpu - 20.0)
         );
         assert!(
             grid.describe()

@@ -52,7 +52,8 @@ impl ChainGroup {
 
 /// The model's pipeline as a chain, with its regressor's outputs `columns` (the ensemble's
 /// horizons) as the chain's outputs; `None` when it is not a neural encoder with a linear
-/// regressor.
+/// regressor, or has a boundary wider than the kernels take (such a model runs its own
+/// pipeline).
 pub(crate) fn chain_of(model: &Model, columns: &[usize]) -> Option<Chain> {
     let state = &model.state;
     let (_, encoder) = state.encoder.network()?;
@@ -60,6 +61,9 @@ pub(crate) fn chain_of(model: &Model, columns: &[usize]) -> Option<Chain> {
         return None;
     };
     chain(&state.scaler, encoder, linear, columns)
+        // The forward kernel keeps a row of every boundary in workgroup memory, twice: the
+        // widths the fused kernels take fit the 16 KiB every device has.
+        .filter(|c| c.widths.iter().all(|&w| w <= crate::fused::FUSED_MAX_WIDTH))
 }
 
 /// The chain of a scaler, a neural encoder (autoencoder or VAE) and a linear regressor;

@@ -204,7 +204,7 @@ fn unflatten(params: &[f32], layout: &Layout) -> NetworkWeights {
 /// The environment variable that overrides the fused kernels' cube plan: `ROWS,UNITS`
 /// (rows of a batch per workgroup, units per workgroup; e.g. `8,256`). For timing a plan
 /// through the whole pipeline on a GPU machine (`bench/device/encoders.sh`); unset, training
-/// uses the kernels' default ([`forexgpt_kernels::fused_mlp::CubePlan::for_batch`]).
+/// uses the kernels' default ([`forexgpt_kernels::fused_mlp::CubePlan::for_grid`]).
 pub const FUSED_PLAN_ENV: &str = "FOREXGPT_FUSED_PLAN";
 
 /// `ROWS,UNITS` as a plan: rows ≥ 1, units ≥ 64.
@@ -217,11 +217,17 @@ fn parse_plan(text: &str) -> Option<forexgpt_kernels::fused_mlp::CubePlan> {
     })
 }
 
-/// The plan for batches of `batch` rows: [`FUSED_PLAN_ENV`]'s when set, else the default.
+/// The plan for `networks` networks in batches of `batch` rows: [`FUSED_PLAN_ENV`]'s when
+/// set, else the default.
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
-fn cube_plan(batch: usize) -> Result<forexgpt_kernels::fused_mlp::CubePlan, EngineError> {
+fn cube_plan(
+    batch: usize,
+    networks: usize,
+) -> Result<forexgpt_kernels::fused_mlp::CubePlan, EngineError> {
     match std::env::var(FUSED_PLAN_ENV) {
-        Err(_) => Ok(forexgpt_kernels::fused_mlp::CubePlan::for_batch(batch)),
+        Err(_) => Ok(forexgpt_kernels::fused_mlp::CubePlan::for_grid(
+            batch, networks,
+        )),
         Ok(text) => parse_plan(&text).ok_or_else(|| {
             EngineError::InvalidRequest(format!(
                 "{FUSED_PLAN_ENV}={text:?}: expected ROWS,UNITS (rows of a batch per \
@@ -323,7 +329,7 @@ impl forexgpt_device::cube::CubeJob for FusedJob<'_, '_> {
         let initial: Vec<Vec<f32>> = chains.into_iter().map(|(_, weights, _)| weights).collect();
         let shape_latent = shape.latent();
         let as_f32 = |values: &[f64]| values.iter().map(|&v| v as f32).collect::<Vec<f32>>();
-        let plan = cube_plan(shape.batch)?;
+        let plan = cube_plan(shape.batch, initial.len())?;
         let mut trainer = ChainTrainer::<R>::with_plan(
             device,
             shape,

@@ -352,7 +352,7 @@ fn close(a: f64, b: f64, tol: f64) -> bool {
 }
 
 fn check_against_reference(device: &ComputeDevice, c: &Case) {
-    check_with_plan(device, c, CubePlan::for_batch(c.shape.batch));
+    check_with_plan(device, c, CubePlan::whole_batch(c.shape.batch));
 }
 
 fn check_with_plan(device: &ComputeDevice, c: &Case, plan: CubePlan) {

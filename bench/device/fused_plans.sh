@@ -11,7 +11,9 @@
 #   FUSED_PLANS_BIN: the example built with
 #     cargo build --release -p forexgpt-kernels --features cuda,wgpu --example fused_plans
 #   (target/release/examples/fused_plans); EPOCHS defaults to 20.
-#   Env: FOREXGPT_TEST_DEVICES (e.g. cuda,wgpu).
+#   Env: FOREXGPT_TEST_DEVICES (e.g. cuda,wgpu); FUSED_PLANS=ROWS,UNITS,NETWORKS;… times only
+#   those plans (e.g. "2,256,1;8,1024,16"; default: the sweep of the table, and grids of 16 at
+#   1,024 units too).
 set -euo pipefail
 bin="${1:-target/release/examples/fused_plans}"
 if [[ ! -x "$bin" ]]; then

@@ -49,6 +49,23 @@ pub fn for_each_device(mut body: impl FnMut(&ComputeDevice)) {
     }
 }
 
+/// The GPUs (wgpu adapters, CUDA devices) tests should run on, skipped devices printed with
+/// the reason; with none, a loud `SKIPPED` line that names what was not run (`what`).
+pub fn test_gpus(what: &str) -> Vec<ComputeDevice> {
+    let manager = DeviceManager::probe();
+    let (devices, skipped) = test_devices(&manager);
+    for reason in skipped {
+        eprintln!("skipped device {reason}");
+    }
+    let gpus: Vec<ComputeDevice> = devices.into_iter().filter(|d| d.is_gpu()).collect();
+    if gpus.is_empty() {
+        eprintln!(
+            "SKIPPED: no GPU (wgpu adapter or CUDA device) on this machine; {what} was not run"
+        );
+    }
+    gpus
+}
+
 /// A machine described by hand, for placement tests: no CUDA ("no NVIDIA driver"), and with
 /// `gpu` one hardware wgpu adapter, `wgpu:0 (Test GPU, Vulkan)`; without, no adapter ("no
 /// adapter"). Add [`DeviceManager::with_failing_gpus`] for a GPU that fails every job.

@@ -79,6 +79,9 @@ fn chain(
     // `hidden + 1` layers in both.
     let layers: &[DenseWeights] = encoder.weights.layers.get(..=hidden)?;
     let d = scaler.mean.len();
+    if scaler.scale.len() != d {
+        return None;
+    }
     let mut kept = vec![true; d];
     for &j in &scaler.dropped {
         *kept.get_mut(j)? = false;
@@ -88,6 +91,12 @@ fn chain(
     let mut params = Vec::new();
     for (l, layer) in layers.iter().enumerate() {
         let (fin, fout) = (layer.inputs, layer.outputs);
+        if layer.weight.len() != fin * fout || layer.bias.len() != fout {
+            return None;
+        }
+        if l > 0 && widths.last() != Some(&fin) {
+            return None;
+        }
         if l == 0 {
             // The first layer over every raw column, zero rows for the dropped ones.
             if fin != raw_columns.len() {
@@ -140,7 +149,8 @@ fn fold(
     linear: &LinearModel,
     columns: &[usize],
 ) -> Option<Vec<f32>> {
-    if linear.coef.cols != latent {
+    let outputs = linear.coef.rows.min(linear.intercept.len());
+    if linear.coef.cols != latent || columns.iter().any(|&c| c >= outputs) {
         return None;
     }
     let h = columns.len();
@@ -288,6 +298,25 @@ mod tests {
     use super::*;
     use crate::neural::NetworkKind;
 
+    /// A fitted ridge with these coefficients (`horizons × latent`) and intercepts.
+    fn ridge(coef: Matrix, intercept: Vec<f64>) -> LinearModel {
+        let horizons = intercept.len();
+        LinearModel {
+            params: LinearParams {
+                kind: LinearKind::Ridge,
+                alpha: 1.0,
+                l1_ratio: 0.0,
+                fit_intercept: true,
+                max_iter: 1000,
+                tol: 1e-4,
+            },
+            coef,
+            intercept,
+            n_iter: vec![0; horizons],
+            not_converged: Vec::new(),
+        }
+    }
+
     /// The chain's forward pass in float64.
     fn eval(chain: &Chain, row: &[f64]) -> Vec<f64> {
         let mut a: Vec<f64> = row
@@ -327,20 +356,10 @@ mod tests {
             scale: draw(6, 0.01, 2.0),
             dropped: vec![1, 4],
         };
-        let linear = LinearModel {
-            params: LinearParams {
-                kind: LinearKind::Ridge,
-                alpha: 1.0,
-                l1_ratio: 0.0,
-                fit_intercept: true,
-                max_iter: 1000,
-                tol: 1e-4,
-            },
-            coef: Matrix::new(3, 2, draw(6, -1.0, 1.0)).unwrap(),
-            intercept: draw(3, -0.1, 0.1),
-            n_iter: vec![0; 3],
-            not_converged: Vec::new(),
-        };
+        let linear = ridge(
+            Matrix::new(3, 2, draw(6, -1.0, 1.0)).unwrap(),
+            draw(3, -0.1, 0.1),
+        );
         let raw = Matrix::new(5, 6, draw(30, 0.0, 2.0)).unwrap();
         // The ensemble's horizons are the regressor's third and first outputs.
         let columns = [2, 0];
@@ -408,19 +427,11 @@ mod tests {
             best_epoch: 1,
             history: Vec::new(),
         };
-        let linear = |latent: usize| LinearModel {
-            params: LinearParams {
-                kind: LinearKind::Ridge,
-                alpha: 1.0,
-                l1_ratio: 0.0,
-                fit_intercept: true,
-                max_iter: 1000,
-                tol: 1e-4,
-            },
-            coef: Matrix::new(1, latent, vec![1.0; latent]).unwrap(),
-            intercept: vec![0.0],
-            n_iter: vec![0],
-            not_converged: Vec::new(),
+        let linear = |latent: usize| {
+            ridge(
+                Matrix::new(1, latent, vec![1.0; latent]).unwrap(),
+                vec![0.0],
+            )
         };
         assert!(chain(&scaler, &encoder, &linear(2), &[0]).is_some());
         // A regressor that reads another latent size, an encoder that reads other columns.
@@ -431,5 +442,7 @@ mod tests {
             dropped: Vec::new(),
         };
         assert!(chain(&wider, &encoder, &linear(2), &[0]).is_none());
+        // A horizon the regressor does not have.
+        assert!(chain(&scaler, &encoder, &linear(2), &[1]).is_none());
     }
 }

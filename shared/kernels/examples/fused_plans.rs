@@ -6,6 +6,7 @@
 //! one-epoch warm-up that compiles the kernels.
 //!
 //! cargo run --release -p forexgpt-kernels --features cuda,wgpu --example fused_plans [EPOCHS]
+//! `FUSED_PLANS=ROWS,UNITS,NETWORKS;…` times only those plans (e.g. `2,256,1;8,1024,16`).
 //! (bench/device/fused_plans.sh runs it on the GPU machine.)
 
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
@@ -24,8 +25,7 @@ mod plans {
     use std::time::{Duration, Instant};
 
     use forexgpt_device::cube::{CubeJob, cubecl, run_cube_job};
-    use forexgpt_device::testing::test_devices;
-    use forexgpt_device::{ComputeDevice, DeviceManager};
+    use forexgpt_device::testing::test_gpus;
     use forexgpt_kernels::fused_mlp::{Act, AdamConstants, ChainShape, ChainTrainer, CubePlan};
     use forexgpt_random::SplitMix64;
 
@@ -123,13 +123,34 @@ mod plans {
         }
     }
 
-    fn gpus() -> Vec<ComputeDevice> {
-        let manager = DeviceManager::probe();
-        let (devices, skipped) = test_devices(&manager);
-        for reason in skipped {
-            eprintln!("skipped device {reason}");
+    /// The sweep's plans: (rows per cube, units, networks).
+    fn default_runs() -> Vec<(usize, u32, usize)> {
+        let mut runs = Vec::new();
+        for rows in [64, 32, 16, 8, 4, 2] {
+            for units in [1024, 256] {
+                runs.push((rows, units, 1));
+            }
         }
-        devices.into_iter().filter(|d| d.is_gpu()).collect()
+        for rows in [64, 16, 8, 4] {
+            for units in [1024, 256] {
+                runs.push((rows, units, 16));
+            }
+        }
+        runs
+    }
+
+    /// `ROWS,UNITS,NETWORKS;…` (FUSED_PLANS: a few plans only, e.g. under a profiler).
+    fn parse_runs(list: &str) -> Option<Vec<(usize, u32, usize)>> {
+        list.split(';')
+            .filter(|p| !p.trim().is_empty())
+            .map(|p| {
+                let v: Vec<&str> = p.split(',').map(str::trim).collect();
+                match v[..] {
+                    [r, u, n] => Some((r.parse().ok()?, u.parse().ok()?, n.parse().ok()?)),
+                    _ => None,
+                }
+            })
+            .collect()
     }
 
     pub fn main() {
@@ -138,7 +159,7 @@ mod plans {
             .and_then(|a| a.parse().ok())
             .unwrap_or(20);
         let data = data();
-        let devices = gpus();
+        let devices = test_gpus("the plan sweep");
         if devices.is_empty() {
             eprintln!("no GPU on this machine: nothing measured");
             std::process::exit(1);
@@ -147,17 +168,20 @@ mod plans {
             "| device | rows per cube | units | cubes per network | networks | {epochs} epochs (ms) | dispatches | last loss |"
         );
         println!("|---|---:|---:|---:|---:|---:|---:|---:|");
-        for device in &devices {
-            let mut runs: Vec<(usize, u32, usize)> = Vec::new();
-            for rows in [64, 32, 16, 8, 4, 2] {
-                for units in [1024, 256] {
-                    runs.push((rows, units, 1));
+        let runs = match std::env::var("FUSED_PLANS") {
+            Ok(list) => match parse_runs(&list) {
+                Some(runs) => runs,
+                None => {
+                    eprintln!(
+                        "FUSED_PLANS='{list}': expected ROWS,UNITS,NETWORKS;… (e.g. 2,256,1;8,256,16)"
+                    );
+                    std::process::exit(2);
                 }
-            }
-            for rows in [64, 16, 8, 4] {
-                runs.push((rows, 256, 16));
-            }
-            for (rows, units, nets) in runs {
+            },
+            Err(_) => default_runs(),
+        };
+        for device in &devices {
+            for &(rows, units, nets) in &runs {
                 let plan = CubePlan {
                     rows_per_cube: rows,
                     units,

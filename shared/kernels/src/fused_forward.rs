@@ -82,10 +82,15 @@ impl ForwardShape {
         Ok(())
     }
 
+    /// The widest boundary: the values a row needs in each activation buffer.
+    fn span(&self) -> usize {
+        self.widths.iter().copied().max().unwrap_or(0)
+    }
+
     /// The rows a cube takes with `stage` values of workgroup memory (two buffers of a row
     /// per boundary's widest), or why the shape does not fit.
     fn rows_per_cube(&self, stage: usize) -> Result<usize, String> {
-        let span = self.widths.iter().copied().max().unwrap_or(0);
+        let span = self.span();
         let rows = stage / (2 * span).max(1);
         if rows == 0 {
             return Err(format!(
@@ -102,7 +107,7 @@ impl ForwardShape {
             widths: as_u32(&self.widths),
             param_offsets: as_u32(&self.param_offsets()),
             parameters: self.parameters() as u32,
-            span: self.widths.iter().copied().max().unwrap_or(0) as u32,
+            span: self.span() as u32,
             rows: rows as u32,
             act: self.activation,
         }

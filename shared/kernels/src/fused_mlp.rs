@@ -806,9 +806,8 @@ fn chain_step(
             // all; the first group also takes the bias.
             // The layer's inputs pass through workgroup memory, `chunk` rows at a time (each
             // row padded to `groups · tile` values, the inputs a column's units cover). The
-            // sum runs over the whole batch; a short last batch's missing rows count zero
-            // (their stale values are finite unless the network has diverged, which the
-            // epoch's loss reports, so the sums are unchanged).
+            // sum runs over the slice's rows only: past them the buffers hold stale values, or
+            // nothing ever written (CUDA does not clear new buffers).
             let cols = comptime![blocking(fout, fin as u32, cfg.units).0];
             let groups = comptime![blocking(fout, fin as u32, cfg.units).1];
             let tile = comptime![blocking(fout, fin as u32, cfg.units).2];
@@ -843,11 +842,14 @@ fn chain_step(
                             for u in 0..unroll {
                                 let bb = b_block * unroll + u;
                                 let b = c * chunk + bb;
-                                let dv = select(b < rows, delta[cur + b * fout + j], 0.0f32);
-                                grad_bias += dv;
-                                #[unroll]
-                                for q in 0..tile {
-                                    grad[q] += dv * stage[bb * padded + g + q * groups];
+                                // The same for every unit of the cube: no divergence.
+                                if b < rows {
+                                    let dv = delta[cur + b * fout + j];
+                                    grad_bias += dv;
+                                    #[unroll]
+                                    for q in 0..tile {
+                                        grad[q] += dv * stage[bb * padded + g + q * groups];
+                                    }
                                 }
                             }
                         }
@@ -1218,10 +1220,12 @@ impl<R: Runtime> ChainTrainer<R> {
             params: client.create_from_slice(f32::as_bytes(&flat)),
             transposed: client.create_from_slice(f32::as_bytes(&transposed)),
             moments: client.create_from_slice(f32::as_bytes(&zeros)),
-            grads: client.create_from_slice(f32::as_bytes(&vec![0.0f32; grads_len])),
-            acts: client.create_from_slice(f32::as_bytes(&vec![0.0f32; acts_len])),
-            pre: client.create_from_slice(f32::as_bytes(&vec![0.0f32; acts_len])),
-            delta: client.create_from_slice(f32::as_bytes(&vec![0.0f32; delta_len])),
+            // Scratch, written before it is read: allocated, not uploaded (a grid's validation
+            // buffers take up to 2 × 64 MiB, which took ~0.5 s to upload as zeros on an H100).
+            grads: client.empty(4 * grads_len),
+            acts: client.empty(4 * acts_len),
+            pre: client.empty(4 * acts_len),
+            delta: client.empty(4 * delta_len),
             n_train: train.len() / d,
             n_validation,
             client,
@@ -1465,6 +1469,22 @@ impl<R: Runtime> ChainTrainer<R> {
             )?
             .unwrap_or_default();
         Ok(sums.into_iter().map(|s| s / n).collect())
+    }
+
+    /// Fills the scratch buffers (activations, pre-activations, the backward pass's
+    /// gradients, the parts' weight gradients) with `value`. With NaN, tests show that no
+    /// step reads a scratch value it did not write first: new buffers are not cleared on
+    /// CUDA (wgpu clears them, so lavapipe alone would not tell).
+    #[doc(hidden)]
+    pub fn fill_scratch(&mut self, value: f32) {
+        let filled = |len: usize| {
+            self.client
+                .create_from_slice(f32::as_bytes(&vec![value; len]))
+        };
+        self.grads = filled(self.grads_len);
+        self.acts = filled(self.acts_len);
+        self.pre = filled(self.acts_len);
+        self.delta = filled(self.delta_len);
     }
 
     /// Every network's parameters, read back from the device.

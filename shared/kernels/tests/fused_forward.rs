@@ -5,9 +5,8 @@
 #![allow(clippy::unwrap_used)]
 
 use forexgpt_device::ComputeDevice;
-use forexgpt_device::DeviceManager;
 use forexgpt_device::cube::{CubeJob, cubecl, run_cube_job};
-use forexgpt_device::testing::test_devices;
+use forexgpt_device::testing::test_gpus;
 use forexgpt_kernels::fused_forward::{ForwardEnsemble, ForwardMember, ForwardShape};
 use forexgpt_kernels::fused_mlp::Act;
 use forexgpt_random::SplitMix64;
@@ -107,18 +106,7 @@ impl CubeJob for Run<'_> {
 }
 
 fn gpu_devices() -> Vec<ComputeDevice> {
-    let manager = DeviceManager::probe();
-    let (devices, skipped) = test_devices(&manager);
-    for reason in skipped {
-        eprintln!("skipped device {reason}");
-    }
-    let gpus: Vec<ComputeDevice> = devices.into_iter().filter(|d| d.is_gpu()).collect();
-    if gpus.is_empty() {
-        eprintln!(
-            "SKIPPED: no GPU (wgpu adapter or CUDA device) on this machine; the forward kernel was not run"
-        );
-    }
-    gpus
+    test_gpus("the forward kernel")
 }
 
 /// Every member's outputs for every row agree with the float64 pass within `tol` of the

@@ -5,9 +5,9 @@
 #![cfg(any(feature = "wgpu", feature = "cuda"))]
 #![allow(clippy::unwrap_used)]
 
+use forexgpt_device::ComputeDevice;
 use forexgpt_device::cube::{CubeJob, cubecl, run_cube_job};
-use forexgpt_device::testing::test_devices;
-use forexgpt_device::{ComputeDevice, DeviceManager};
+use forexgpt_device::testing::test_gpus;
 use forexgpt_kernels::fused_mlp::{Act, AdamConstants, ChainShape, ChainTrainer, CubePlan};
 use forexgpt_random::SplitMix64;
 
@@ -288,6 +288,9 @@ struct TrainCase<'a> {
     case: &'a Case,
     only: Option<usize>,
     plan: CubePlan,
+    /// Fill the trainer's scratch buffers with NaN first (as if the device handed them out
+    /// uninitialised, as CUDA does).
+    poisoned: bool,
 }
 
 impl CubeJob for TrainCase<'_> {
@@ -308,6 +311,9 @@ impl CubeJob for TrainCase<'_> {
             &initial,
             self.plan,
         )?;
+        if self.poisoned {
+            trainer.fill_scratch(f32::NAN);
+        }
         let active = vec![true; nets.len()];
         let mut losses = Vec::new();
         for e in 0..c.epochs {
@@ -333,18 +339,7 @@ impl CubeJob for TrainCase<'_> {
 }
 
 fn gpu_devices() -> Vec<ComputeDevice> {
-    let manager = DeviceManager::probe();
-    let (devices, skipped) = test_devices(&manager);
-    for reason in skipped {
-        eprintln!("skipped device {reason}");
-    }
-    let gpus: Vec<ComputeDevice> = devices.into_iter().filter(|d| d.is_gpu()).collect();
-    if gpus.is_empty() {
-        eprintln!(
-            "SKIPPED: no GPU (wgpu adapter or CUDA device) on this machine; the fused kernel was not run"
-        );
-    }
-    gpus
+    test_gpus("the fused kernel")
 }
 
 fn close(a: f64, b: f64, tol: f64) -> bool {
@@ -356,6 +351,10 @@ fn check_against_reference(device: &ComputeDevice, c: &Case) {
 }
 
 fn check_with_plan(device: &ComputeDevice, c: &Case, plan: CubePlan) {
+    check_with(device, c, plan, false);
+}
+
+fn check_with(device: &ComputeDevice, c: &Case, plan: CubePlan, poisoned: bool) {
     let (losses, params) = run_cube_job(
         device,
         "test",
@@ -363,6 +362,7 @@ fn check_with_plan(device: &ComputeDevice, c: &Case, plan: CubePlan) {
             case: c,
             only: None,
             plan,
+            poisoned,
         },
     )
     .unwrap()
@@ -471,6 +471,29 @@ fn a_batch_split_among_cubes_trains_as_the_reference_does() {
     }
 }
 
+/// Scratch memory is allocated without being cleared: with every scratch value NaN at the
+/// start, training still matches the reference, so no step reads a value it did not write.
+/// The cases are those where rows go missing: short last batches, cubes of a split left
+/// without rows, and fewer training rows than one batch.
+#[test]
+fn no_step_reads_scratch_memory_it_did_not_write() {
+    for device in gpu_devices() {
+        let plan = |rows_per_cube, units| CubePlan {
+            rows_per_cube,
+            units,
+        };
+        let c = case(Act::Gelu, 2, 11, 4);
+        check_with(&device, &c, CubePlan::whole_batch(4), true);
+        check_with(&device, &c, plan(3, 64), true);
+        let few = case(Act::Tanh, 1, 3, 4);
+        check_with(&device, &few, CubePlan::whole_batch(4), true);
+        check_with(&device, &few, plan(1, 64), true);
+        let default_net = vec![32, 128, 64, 16, 64, 128, 32];
+        let c = case_w(Act::Gelu, 2, 300, 64, default_net);
+        check_with(&device, &c, plan(16, 64), true);
+    }
+}
+
 #[test]
 fn a_grid_trained_together_gives_each_network_what_it_gets_alone() {
     for device in gpu_devices() {
@@ -487,6 +510,7 @@ fn a_grid_trained_together_gives_each_network_what_it_gets_alone() {
                 case: &c,
                 only: None,
                 plan: split,
+                poisoned: false,
             },
         )
         .unwrap()
@@ -499,6 +523,7 @@ fn a_grid_trained_together_gives_each_network_what_it_gets_alone() {
                     case: &c,
                     only: Some(k),
                     plan: split,
+                    poisoned: false,
                 },
             )
             .unwrap()

@@ -141,6 +141,12 @@ impl BenchRequest {
             BenchSize::Seed => (10_000, 64, 100, 100_000),
             BenchSize::Large => (100_000, 64, 100, 1_000_000),
         };
+        // Ensembles: the most models of the forecast suite (the seed's table goes to 50; the
+        // small size stops at 10, which keeps training them short).
+        let ensemble_models = match self.size {
+            BenchSize::Small => 10,
+            BenchSize::Seed | BenchSize::Large => 50,
+        };
         BenchSettings {
             suite: self.suite.name().to_string(),
             rows: self.rows.unwrap_or(preset.0),
@@ -156,6 +162,7 @@ impl BenchRequest {
             forest_features: self.features.unwrap_or(forest.1),
             trees: self.trees.unwrap_or(forest.2),
             predict_rows: self.predict_rows.unwrap_or(forest.3),
+            ensemble_models,
             operations: self.operations.clone(),
         }
     }
@@ -251,6 +258,10 @@ pub struct BenchSettings {
     pub trees: usize,
     #[serde(default)]
     pub predict_rows: usize,
+    /// Forecast suite: the largest ensemble timed (0 in runs stored before it was set; they
+    /// went to 50).
+    #[serde(default)]
+    pub ensemble_models: usize,
     /// The operations timed, where the run was asked for only some of the suite's (empty:
     /// every one).
     #[serde(default)]
@@ -299,6 +310,13 @@ mod tests {
         let settings = request.settings();
         assert_eq!(settings.suite, "regressors");
         assert_eq!((settings.rows, settings.features), (1_000, 32));
+        // The forecast suite's ensembles stop at 10 models when small, 50 otherwise.
+        assert_eq!(settings.ensemble_models, 10);
+        let seed = BenchRequest {
+            size: BenchSize::Seed,
+            ..request
+        };
+        assert_eq!(seed.settings().ensemble_models, 50);
         assert_eq!(BenchSuite::parse("all"), Some(BenchSuite::All));
         assert!(BenchSuite::All.includes(BenchSuite::Forecast));
         assert!(!BenchSuite::Data.includes(BenchSuite::Forecast));

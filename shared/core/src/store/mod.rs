@@ -275,6 +275,7 @@ mod tests {
                 forest_features: 0,
                 trees: 0,
                 predict_rows: 0,
+                ensemble_models: 0,
                 operations: Vec::new(),
             },
             results: Vec::new(),

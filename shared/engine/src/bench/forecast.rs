@@ -1,5 +1,6 @@
 //! Benchmarks of ensemble inference: 1, 10 and 50 trained models forecasting from one bar, and
-//! 50 models over a batch of bars, on the CPU and every GPU device, for two kinds of ensemble:
+//! 50 models over a batch of bars (10 at the small size, which stops there), on the CPU and
+//! every GPU device, for two kinds of ensemble:
 //!
 //! - `forecast`: ridge on the raw features and on 16 PCA components (affine models: one
 //!   stacked product);

@@ -85,11 +85,23 @@ pub fn bench_results(
         })
         .collect();
     if suite.includes(BenchSuite::Forecast) {
+        // The seed's ensemble sizes up to the run's largest (0: a run stored before that
+        // setting, which went to the last).
+        let largest = match settings.ensemble_models {
+            0 => ENSEMBLE_SIZES[ENSEMBLE_SIZES.len() - 1],
+            n => n,
+        };
+        let sizes: Vec<usize> = ENSEMBLE_SIZES
+            .iter()
+            .copied()
+            .filter(|&n| n < largest)
+            .chain([largest])
+            .collect();
         cases.extend(forecast_cases(
             &devices,
             &scratch.path().join("models"),
             &kinds,
-            ENSEMBLE_SIZES,
+            &sizes,
             BATCH_BARS,
         )?);
     }

@@ -20,7 +20,8 @@
 #   Env: EPOCHS (default 20), REPEATS (timed runs of ours and of PyTorch, default 2),
 #   FOREXGPT_TEST_DEVICES, OPERATIONS (only these of ours, e.g.
 #   autoencoder_fit,vae_fit,autoencoder_grid_fit: without burn's path, whose first CUDA run
-#   compiles for minutes). Needs python3 with numpy and torch.
+#   compiles for minutes), PEERS=0 (ours only, without the PyTorch peer). Needs python3 with
+#   numpy and torch (unless PEERS=0).
 #   FOREXGPT_FUSED_PLAN=ROWS,UNITS trains every GPU network under that cube plan of the fused
 #   kernels (rows of a batch per workgroup, units per workgroup) instead of the default, to
 #   time a plan of bench/device/fused_plans.sh through the whole pipeline.
@@ -38,9 +39,11 @@ heading "forexgpt bench --suite encoders --size seed --epochs $epochs --repeats 
 fx bench --suite encoders --size seed --epochs "$epochs" --repeats "$repeats" --export-data "$dir" \
   ${OPERATIONS:+--operations "$OPERATIONS"}
 
-heading "PyTorch peer"
-python3 "$(dirname "$0")/../peers/encoders_torch.py" "$dir" "$repeats"
-fx bench add-peers 1 "$dir/torch_encoders_results.json" >/dev/null
+if [[ "${PEERS:-1}" != 0 ]]; then
+  heading "PyTorch peer"
+  python3 "$(dirname "$0")/../peers/encoders_torch.py" "$dir" "$repeats"
+  fx bench add-peers 1 "$dir/torch_encoders_results.json" >/dev/null
+fi
 
 heading "bench show 1 --format markdown"
 fx bench show 1 --format markdown

@@ -66,6 +66,38 @@ pub(crate) fn chain_of(model: &Model, columns: &[usize]) -> Option<Chain> {
         .filter(|c| c.widths.iter().all(|&w| w <= crate::fused::FUSED_MAX_WIDTH))
 }
 
+/// The encoder half of an autoencoder (of a VAE: its body and μ head, the posterior mean)
+/// as a chain over scaled features, for encoding on a GPU by the forward kernel; `None` when
+/// its layers do not fit together or a boundary is wider than the kernels take.
+pub(crate) fn encoder_chain(encoder: &NeuralEncoder) -> Option<Chain> {
+    let hidden = encoder.net.hidden.len();
+    let layers: &[DenseWeights] = encoder.weights.layers.get(..=hidden)?;
+    let d = encoder.d_input;
+    let mut widths = vec![d];
+    let mut params = Vec::new();
+    for layer in layers {
+        let fits = widths.last() == Some(&layer.inputs)
+            && layer.weight.len() == layer.inputs * layer.outputs
+            && layer.bias.len() == layer.outputs;
+        if !fits {
+            return None;
+        }
+        params.extend(&layer.weight);
+        params.extend(&layer.bias);
+        widths.push(layer.outputs);
+    }
+    if widths.iter().any(|&w| w > crate::fused::FUSED_MAX_WIDTH) {
+        return None;
+    }
+    Some(Chain {
+        widths,
+        activation: encoder.net.activation,
+        mean: vec![0.0; d],
+        inv_scale: vec![1.0; d],
+        params,
+    })
+}
+
 /// The chain of a scaler, a neural encoder (autoencoder or VAE) and a linear regressor;
 /// `None` when their shapes do not fit together.
 fn chain(
@@ -254,6 +286,36 @@ pub(crate) mod gpu {
             .collect()
     }
 
+    /// One chain's outputs for `x` (`n × outputs`), its layers uploaded for this call only:
+    /// a trained encoder's latent code.
+    pub(crate) fn encode(
+        chain: super::Chain,
+        x: &Matrix,
+        device: &ComputeDevice,
+    ) -> Result<Matrix, EngineError> {
+        let cols = chain.widths.last().copied().unwrap_or(0);
+        if x.rows == 0 {
+            return Ok(Matrix {
+                rows: 0,
+                cols,
+                values: Vec::new(),
+            });
+        }
+        let group = ChainGroup {
+            spec: forexgpt_protocol::FeatureSpec::default(),
+            widths: chain.widths.clone(),
+            activation: chain.activation,
+            members: vec![0],
+            chains: vec![chain],
+        };
+        let values = run(&group, &Resident::default(), x, device)?;
+        Ok(Matrix {
+            rows: x.rows,
+            cols,
+            values,
+        })
+    }
+
     /// Every member's outputs for `x`: `n × members × horizons`.
     pub(crate) fn run(
         group: &ChainGroup,
@@ -404,6 +466,63 @@ mod tests {
                         got[j]
                     );
                 }
+            }
+        }
+    }
+
+    /// A trained encoder's latent code on a GPU (the forward kernel) against burn's on the
+    /// CPU: autoencoders and a VAE (its posterior mean), with and without hidden layers.
+    #[test]
+    #[cfg(any(feature = "wgpu", feature = "cuda"))]
+    fn encoding_on_a_gpu_gives_burns_latent_code() {
+        let gpus = forexgpt_device::testing::test_gpus("encoding by the forward kernel");
+        let cpu = ComputeDevice::cpu("CPU");
+        let mut rng = SplitMix64::new(9);
+        let x = Matrix::new(
+            37,
+            6,
+            (0..37 * 6).map(|_| 4.0 * rng.uniform() - 2.0).collect(),
+        )
+        .unwrap();
+        for (vae, hidden, activation) in [
+            (false, vec![5, 3], Activation::Relu),
+            (true, vec![5], Activation::Tanh),
+            (false, vec![], Activation::Gelu),
+        ] {
+            let spec = NeuralEncoderSpec {
+                hidden: hidden.clone(),
+                latent: 2,
+                activation,
+                ..NeuralEncoderSpec::default()
+            };
+            let (kind, weights) = if vae {
+                let config = VaeConfig::from_spec(6, &spec);
+                (NetworkKind::VAE_ENCODING, config.seeded_weights())
+            } else {
+                let config = AutoencoderConfig::from_spec(6, &spec);
+                (NetworkKind::Autoencoder, config.seeded_weights())
+            };
+            let encoder = NeuralEncoder {
+                d_input: 6,
+                net: spec,
+                weights,
+                best_epoch: 1,
+                history: Vec::new(),
+            };
+            assert!(encoder_chain(&encoder).is_some());
+            let want = encoder.encode(kind, &x, &cpu).unwrap();
+            for gpu in &gpus {
+                let got = encoder.encode(kind, &x, gpu).unwrap();
+                assert_eq!((got.rows, got.cols), (want.rows, want.cols));
+                for (g, w) in got.values.iter().zip(&want.values) {
+                    assert!(
+                        (g - w).abs() <= 1e-5 * (1.0 + w.abs()),
+                        "{}: vae {vae}, hidden {hidden:?}: {g} vs {w}",
+                        gpu.label()
+                    );
+                }
+                let none = Matrix::new(0, 6, Vec::new()).unwrap();
+                assert_eq!(encoder.encode(kind, &none, gpu).unwrap().cols, 2);
             }
         }
     }

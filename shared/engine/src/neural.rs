@@ -125,6 +125,15 @@ impl NeuralEncoder {
                 self.d_input, x.cols
             )));
         }
+        // On a GPU, the forward kernel of our own (one small kernel, compiled in well under a
+        // second) instead of burn's general ones, whose first use compiled and autotuned
+        // for half a minute on a fresh CUDA machine.
+        #[cfg(any(feature = "wgpu", feature = "cuda"))]
+        if device.is_gpu()
+            && let Some(chain) = crate::chains::encoder_chain(self)
+        {
+            return crate::chains::gpu::encode(chain, x, device);
+        }
         run_job(
             device,
             EncodeJob {

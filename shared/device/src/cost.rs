@@ -117,9 +117,9 @@ const REFERENCE_THREADS: f64 = 16.0;
 
 /// Networks of one shape a GPU trains in about the time of one (side by side in the same
 /// launches). With a network's batch split among 32 workgroups, one network already fills
-/// much of the GPU: 16 autoencoders took 2.7× one on CUDA and 1.7× on Vulkan on the H100
-/// ("Fused kernels: a batch split among workgroups"), so about 6 train in the time of one.
-/// The CPU trains them one by one.
+/// much of the GPU: 16 autoencoders took 2.7× one on CUDA and 1.8× on Vulkan on the H100
+/// over 100 epochs ("Encoder training with the batch split by default"), so about 6 train
+/// in the time of one. The CPU trains them one by one.
 const GPU_NETWORKS_AT_ONCE: usize = 6;
 
 /// The devices whose built-in lines differ. Software wgpu adapters (lavapipe) have none:

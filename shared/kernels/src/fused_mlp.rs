@@ -1474,7 +1474,8 @@ impl<R: Runtime> ChainTrainer<R> {
     /// Fills the scratch buffers (activations, pre-activations, the backward pass's
     /// gradients, the parts' weight gradients) with `value`. With NaN, tests show that no
     /// step reads a scratch value it did not write first: new buffers are not cleared on
-    /// CUDA (wgpu clears them, so lavapipe alone would not tell).
+    /// CUDA, and memory reused from the runtime's pool holds whatever was there (a new wgpu
+    /// buffer reads zeros, so lavapipe alone would not tell).
     #[doc(hidden)]
     pub fn fill_scratch(&mut self, value: f32) {
         let filled = |len: usize| {

@@ -355,7 +355,7 @@ mod tests {
     use forexgpt_models::{AutoencoderConfig, NetworkConfig, VaeConfig};
     use forexgpt_protocol::NeuralEncoderSpec;
     use forexgpt_random::SplitMix64;
-    use forexgpt_regressors::{LinearKind, LinearParams, Matrix};
+    use forexgpt_regressors::{Matrix, Ridge};
 
     use super::*;
     use crate::neural::NetworkKind;
@@ -364,19 +364,43 @@ mod tests {
     fn ridge(coef: Matrix, intercept: Vec<f64>) -> LinearModel {
         let horizons = intercept.len();
         LinearModel {
-            params: LinearParams {
-                kind: LinearKind::Ridge,
-                alpha: 1.0,
-                l1_ratio: 0.0,
-                fit_intercept: true,
-                max_iter: 1000,
-                tol: 1e-4,
-            },
+            params: Ridge::params().check().unwrap().params().clone(),
             coef,
             intercept,
             n_iter: vec![0; horizons],
             not_converged: Vec::new(),
         }
+    }
+
+    /// An autoencoder (or a VAE) over `d` columns with these hidden layers and a latent of 2,
+    /// at its seeded initial weights, and the kind to encode it with.
+    fn seeded_encoder(
+        d: usize,
+        vae: bool,
+        hidden: &[usize],
+        activation: Activation,
+    ) -> (NetworkKind, NeuralEncoder) {
+        let spec = NeuralEncoderSpec {
+            hidden: hidden.to_vec(),
+            latent: 2,
+            activation,
+            ..NeuralEncoderSpec::default()
+        };
+        let (kind, weights) = if vae {
+            let config = VaeConfig::from_spec(d, &spec);
+            (NetworkKind::VAE_ENCODING, config.seeded_weights())
+        } else {
+            let config = AutoencoderConfig::from_spec(d, &spec);
+            (NetworkKind::Autoencoder, config.seeded_weights())
+        };
+        let encoder = NeuralEncoder {
+            d_input: d,
+            net: spec,
+            weights,
+            best_epoch: 1,
+            history: Vec::new(),
+        };
+        (kind, encoder)
     }
 
     /// The chain's forward pass in float64.
@@ -427,26 +451,7 @@ mod tests {
         let columns = [2, 0];
         let cpu = ComputeDevice::cpu("CPU");
         for (vae, hidden) in [(false, vec![5, 3]), (true, vec![5]), (false, vec![])] {
-            let spec = NeuralEncoderSpec {
-                hidden: hidden.clone(),
-                latent: 2,
-                activation: Activation::Tanh,
-                ..NeuralEncoderSpec::default()
-            };
-            let (kind, weights) = if vae {
-                let config = VaeConfig::from_spec(4, &spec);
-                (NetworkKind::VAE_ENCODING, config.seeded_weights())
-            } else {
-                let config = AutoencoderConfig::from_spec(4, &spec);
-                (NetworkKind::Autoencoder, config.seeded_weights())
-            };
-            let encoder = NeuralEncoder {
-                d_input: 4,
-                net: spec,
-                weights,
-                best_epoch: 1,
-                history: Vec::new(),
-            };
+            let (kind, encoder) = seeded_encoder(4, vae, &hidden, Activation::Tanh);
             let chain = chain(&scaler, &encoder, &linear, &columns).unwrap();
             let mut widths = vec![6];
             widths.extend(&hidden);
@@ -489,26 +494,7 @@ mod tests {
             (true, vec![5], Activation::Tanh),
             (false, vec![], Activation::Gelu),
         ] {
-            let spec = NeuralEncoderSpec {
-                hidden: hidden.clone(),
-                latent: 2,
-                activation,
-                ..NeuralEncoderSpec::default()
-            };
-            let (kind, weights) = if vae {
-                let config = VaeConfig::from_spec(6, &spec);
-                (NetworkKind::VAE_ENCODING, config.seeded_weights())
-            } else {
-                let config = AutoencoderConfig::from_spec(6, &spec);
-                (NetworkKind::Autoencoder, config.seeded_weights())
-            };
-            let encoder = NeuralEncoder {
-                d_input: 6,
-                net: spec,
-                weights,
-                best_epoch: 1,
-                history: Vec::new(),
-            };
+            let (kind, encoder) = seeded_encoder(6, vae, &hidden, activation);
             assert!(encoder_chain(&encoder).is_some());
             let want = encoder.encode(kind, &x, &cpu).unwrap();
             for gpu in &gpus {

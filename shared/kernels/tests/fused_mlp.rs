@@ -346,6 +346,14 @@ fn close(a: f64, b: f64, tol: f64) -> bool {
     (a - b).abs() <= tol * (1.0 + b.abs())
 }
 
+/// A plan of `rows_per_cube` rows a cube, `units` units each.
+fn plan(rows_per_cube: usize, units: u32) -> CubePlan {
+    CubePlan {
+        rows_per_cube,
+        units,
+    }
+}
+
 fn check_against_reference(device: &ComputeDevice, c: &Case) {
     check_with_plan(device, c, CubePlan::whole_batch(c.shape.batch));
 }
@@ -449,10 +457,6 @@ fn every_activation_trains_as_the_float64_reference_does() {
 #[test]
 fn a_batch_split_among_cubes_trains_as_the_reference_does() {
     for device in gpu_devices() {
-        let plan = |rows_per_cube, units| CubePlan {
-            rows_per_cube,
-            units,
-        };
         // 11 rows in batches of 4, slices of 1 and 3 rows: the last batch (3 rows) leaves
         // the last cube of each split empty, and slices of 3 split a batch unevenly.
         for rows_per_cube in [1, 3] {
@@ -478,10 +482,6 @@ fn a_batch_split_among_cubes_trains_as_the_reference_does() {
 #[test]
 fn no_step_reads_scratch_memory_it_did_not_write() {
     for device in gpu_devices() {
-        let plan = |rows_per_cube, units| CubePlan {
-            rows_per_cube,
-            units,
-        };
         let c = case(Act::Gelu, 2, 11, 4);
         check_with(&device, &c, CubePlan::whole_batch(4), true);
         check_with(&device, &c, plan(3, 64), true);

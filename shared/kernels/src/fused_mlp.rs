@@ -369,6 +369,34 @@ pub struct KernelConfig {
     stage: u32,
 }
 
+impl KernelConfig {
+    /// [`chain_adam`]'s first tile of layer `l` (the layers' tiles one after the other).
+    fn adam_first_tile(&self, l: usize) -> usize {
+        (0..l)
+            .map(|k| adam_tiling(self.fins[k], self.fouts[k]).2)
+            .sum()
+    }
+
+    /// [`chain_adam`]'s cubes per network.
+    fn adam_tiles(&self) -> usize {
+        self.adam_first_tile(self.fins.len())
+    }
+
+    /// [`chain_adam`]'s workgroup memory: the largest tile, each row padded by one value (the
+    /// transposed reads of a column then fall in different banks).
+    fn adam_stage(&self) -> usize {
+        self.fins
+            .iter()
+            .zip(&self.fouts)
+            .map(|(&fin, &fout)| {
+                let (rows, cols, _) = adam_tiling(fin, fout);
+                rows * (cols + 1)
+            })
+            .max()
+            .unwrap_or(1)
+    }
+}
+
 /// Register blocking of a phase over `width` columns with `span` items each (rows, or a
 /// layer's inputs), for `units` units: `(cols, groups, tile)`. Unit `u < groups · cols` owns
 /// column `u % cols` (and every `cols`-th after it, where the width exceeds the units) and
@@ -387,6 +415,22 @@ fn chunk_of(len: usize, per: usize, stage: usize) -> usize {
         .rev()
         .find(|d| len.is_multiple_of(*d) && d * per <= stage)
         .unwrap_or(0)
+}
+
+/// Parameters one cube of [`chain_adam`] updates, one a unit. (Four a unit, in tiles of
+/// 1,024, left half of one network's H100 idle: 2.2× slower for one network.)
+const ADAM_TILE: usize = ADAM_UNITS as usize;
+
+/// How [`chain_adam`] tiles a layer of `fin` inputs and `fout` outputs, its parameters seen as
+/// `fin + 1` rows of `fout` (the weight's rows, then the bias): `(rows, cols, tiles)`, tiles of
+/// `rows × cols` parameters ([`ADAM_TILE`] in all; up to 32 columns, fewer for narrower
+/// layers, so no unit idles there). A tile's column then holds 8 or more consecutive
+/// inputs: its transposed copy fills whole 32-byte sectors.
+fn adam_tiling(fin: u32, fout: u32) -> (usize, usize, usize) {
+    let (fin, fout) = (fin as usize, fout as usize);
+    let cols = fout.next_power_of_two().min(32);
+    let rows = ADAM_TILE / cols;
+    (rows, cols, (fin + 1).div_ceil(rows) * fout.div_ceil(cols))
 }
 
 /// Copies `rows` rows of `width` values from `src` (the first at `at`, rows `stride` apart)
@@ -948,9 +992,16 @@ fn chain_step(
     }
 }
 
-/// The second dispatch of a step whose batch was split among several cubes per network: one
-/// unit per parameter (cube `(c, net)`) sums the parts' gradients in `grads` in a fixed order
-/// and applies Adam, keeping `transposed` in step (see [`chain_step`]).
+/// The second dispatch of a step whose batch was split among several cubes per network: it
+/// sums the parts' gradients in `grads` in a fixed order and applies Adam, keeping
+/// `transposed` in step (see [`chain_step`]).
+///
+/// Cube `(t, net)` takes tile `t` of network `net`'s parameters (see [`adam_tiling`]): a block
+/// of a layer's weight rows (its bias as the last row) and columns. Its units update the tile
+/// in the parameters' order, keep the new values in workgroup memory, then write the
+/// weights' transposed copies along the inputs, so both the reads and the transposed writes
+/// take whole memory transactions (one unit per parameter wrote the copy a row apart per
+/// unit: a transaction per value).
 #[cube(launch_unchecked)]
 #[allow(clippy::too_many_arguments)]
 fn chain_adam(
@@ -967,32 +1018,53 @@ fn chain_adam(
     #[comptime] cfg: KernelConfig,
 ) {
     let net = CUBE_POS_Y as usize;
-    let local = (CUBE_POS_X * CUBE_DIM_X + UNIT_POS_X) as usize;
-    let n_params = comptime![cfg.parameters as usize];
-    if active[net] == 0u32 || local >= n_params {
+    if active[net] == 0u32 {
         terminate!();
     }
-    let p = net * n_params + local;
+    let t = CUBE_POS_X as usize;
+    let n_params = comptime![cfg.parameters as usize];
+    let base = net * n_params;
     let second = CUBE_COUNT_Y as usize * n_params;
-    let mut g = 0.0f32;
-    #[unroll]
-    for part in 0..comptime![cfg.parts as usize] {
-        g += grads[part * second + p];
-    }
     let (step_size, eps_hat) = adam_scales(adam_step, lr, beta1, beta2, eps);
-    let value = adam_update(
-        params, moments, p, second, g, beta1, beta2, step_size, eps_hat,
-    );
-    // A weight's transposed copy (biases have none).
+    let mut stage = SharedMemory::<f32>::new(comptime![cfg.adam_stage()]);
     #[unroll]
     for l in 0..comptime![cfg.fins.len()] {
-        let at = comptime![cfg.param_offsets[l] as usize];
+        let at = base + comptime![cfg.param_offsets[l] as usize];
         let fin = comptime![cfg.fins[l] as usize];
         let fout = comptime![cfg.fouts[l] as usize];
-        if local >= at && local < at + fin * fout {
-            let i = (local - at) / fout;
-            let j = (local - at) % fout;
-            transposed[net * n_params + at + j * fin + i] = value;
+        let first = comptime![cfg.adam_first_tile(l)];
+        let rows = comptime![adam_tiling(cfg.fins[l], cfg.fouts[l]).0];
+        let cols = comptime![adam_tiling(cfg.fins[l], cfg.fouts[l]).1];
+        let count = comptime![adam_tiling(cfg.fins[l], cfg.fouts[l]).2];
+        // The same for every unit of the cube: the barrier below is reached by all or none.
+        if t >= first && t < first + count {
+            let col_tiles = comptime![fout.div_ceil(adam_tiling(cfg.fins[l], cfg.fouts[l]).1)];
+            let i0 = (t - first) / col_tiles * rows;
+            let j0 = (t - first) % col_tiles * cols;
+            // Adam over the tile, a unit per parameter, in rows of `cols`.
+            let ii = UNIT_POS as usize / cols;
+            let jj = UNIT_POS as usize % cols;
+            let i = i0 + ii;
+            let j = j0 + jj;
+            if i <= fin && j < fout {
+                let p = at + i * fout + j;
+                let mut g = 0.0f32;
+                #[unroll]
+                for part in 0..comptime![cfg.parts as usize] {
+                    g += grads[part * second + p];
+                }
+                stage[ii * (cols + 1) + jj] = adam_update(
+                    params, moments, p, second, g, beta1, beta2, step_size, eps_hat,
+                );
+            }
+            sync_cube();
+            // The weights' transposed copy, a unit per weight, in columns of `rows` inputs
+            // (the bias row has none).
+            let tj = UNIT_POS as usize / rows;
+            let ti = UNIT_POS as usize % rows;
+            if i0 + ti < fin && j0 + tj < fout {
+                transposed[at + (j0 + tj) * fin + i0 + ti] = stage[ti * (cols + 1) + tj];
+            }
         }
     }
 }
@@ -1343,7 +1415,7 @@ impl<R: Runtime> ChainTrainer<R> {
         // A training dispatch runs one step; a validation one as many batches as the
         // activations are laid out for.
         let per_dispatch = if train { 1 } else { self.slots / parts };
-        let adam_cubes = (self.shape.parameters() as u32).div_ceil(ADAM_UNITS);
+        let adam_cubes = config.adam_tiles() as u32;
         let queuing = std::time::Instant::now();
         let mut dispatches = 0u64;
         for (k, first) in (0..steps).step_by(per_dispatch).enumerate() {

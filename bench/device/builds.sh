@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Builds of the CLI side by side, on the same machine in one call: the GPU jobs that a
+# change of build settings could slow down (burn's own GPU kernels: the linear models and
+# PCA on wgpu, the forest on both GPUs; our fused encoder kernels), each binary's rows in its
+# own stored table, headed by the binary's size.
+#
+# Reproduces docs/benchmarks.md:
+#   - "Adam's transposed writes coalesced; burn without fusion and autotuning (issue 20,
+#     issue 23)": NCU=1 REPEATS=2 ENCODER_OPS=autoencoder_fit,autoencoder_grid_fit with the
+#     binaries A B A (A: the commit before, B: the change); also the speed check that the
+#     section "Size of the release CLI (CUDA + wgpu + CPU)" cites.
+#
+# Run on the GPU machine: bash bench/device/builds.sh BIN...
+#   BIN...: release binaries of forexgpt-cli built with --features cuda (for example the
+#   commit before a change and the change), run suite by suite in the order given. Name one
+#   twice, e.g. `A B A`, to see how much the machine itself drifts between runs.
+#   Env: REPEATS (timed runs, default 3), FOREXGPT_TEST_DEVICES (default cuda,wgpu: the CPU
+#   path does not depend on these settings), ENCODER_EPOCHS (default 100), ENCODER_OPS (the
+#   encoder operations, default autoencoder_fit,vae_fit,autoencoder_grid_fit), NCU=1 (also
+#   profile one training step's two fused kernels, `chain_step` and `chain_adam`, for one
+#   network and for the grid of 16 on CUDA with Nsight Compute, per build).
+set -euo pipefail
+
+if [[ $# -lt 2 ]]; then
+  echo "usage: bash bench/device/builds.sh BIN_A BIN_B [BIN...]" >&2
+  exit 2
+fi
+repeats="${REPEATS:-3}"
+epochs="${ENCODER_EPOCHS:-100}"
+export FOREXGPT_TEST_DEVICES="${FOREXGPT_TEST_DEVICES:-cuda,wgpu}"
+export FOREXGPT_LOG="${FOREXGPT_LOG:-forexgpt_engine=info}"
+for bin in "$@"; do
+  if ! command -v "$bin" >/dev/null 2>&1; then
+    echo "forexgpt binary not found: '$bin'" >&2
+    exit 2
+  fi
+done
+tmp="$(mktemp -d)"
+trap 'rm -rf "$tmp"' EXIT
+
+suites=(
+  "--suite regressors --size large --operations ridge,pca"
+  "--suite forest --size seed"
+  "--suite encoders --size seed --epochs $epochs --operations ${ENCODER_OPS:-autoencoder_fit,vae_fit,autoencoder_grid_fit}"
+)
+for s in "${!suites[@]}"; do
+  k=0
+  for bin in "$@"; do
+    k=$((k + 1))
+    # One database per position: each suite's run of a binary is run #(suite + 1) there.
+    fx() { "$bin" --db "$tmp/$k.sqlite" --models-dir "$tmp/models$k" "$@"; }
+    # shellcheck disable=SC2086
+    fx bench ${suites[$s]} --repeats "$repeats" >&2
+    printf '\n### binary %s: %s (%s bytes)\n\n' "$k" "$bin" "$(stat -c %s "$(command -v "$bin")")"
+    fx bench show "$((s + 1))" --format markdown
+  done
+done
+
+if [[ "${NCU:-0}" == 1 ]] && command -v ncu >/dev/null 2>&1; then
+  k=0
+  declare -A profiled=()
+  for bin in "$@"; do
+    k=$((k + 1))
+    [[ -n "${profiled[$bin]:-}" ]] && continue
+    profiled[$bin]=1
+    for op in autoencoder_fit autoencoder_grid_fit; do
+      printf '\n### binary %s: ncu, %s, one training step (CUDA)\n\n```\n' "$k" "$op"
+      FOREXGPT_TEST_DEVICES=cuda ncu --clock-control none -k regex:chain_ --launch-skip 400 \
+        --launch-count 2 "$bin" --db "$tmp/ncu.sqlite" --models-dir "$tmp/ncu" bench \
+        --suite encoders --size seed --epochs 2 --repeats 1 --no-store --operations "$op" 2>&1 \
+        | grep -E '==ERROR==|^  [a-z_]+.*\(|Duration|Registers Per|Achieved Occupancy|Memory Throughput' || true
+      printf '```\n'
+    done
+  done
+fi

@@ -418,7 +418,7 @@ fn chunk_of(len: usize, per: usize, stage: usize) -> usize {
 }
 
 /// Parameters one cube of [`chain_adam`] updates, one a unit. (Four a unit, in tiles of
-/// 1,024, left half of one network's H100 idle: 2.2× slower for one network.)
+/// 1,024, left half of an H100 idle for one network: its Adam dispatch took 2.2× as long.)
 const ADAM_TILE: usize = ADAM_UNITS as usize;
 
 /// How [`chain_adam`] tiles a layer of `fin` inputs and `fout` outputs, its parameters seen as

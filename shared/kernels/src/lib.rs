@@ -11,6 +11,8 @@
 //!   workgroup per network, a grid of networks per launch (the autoencoder's training).
 //! - `fused_forward` (CubeCL, CUDA and wgpu): forward passes of many small networks in one
 //!   dispatch, members resident on the device (an ensemble of autoencoder models).
+//! - `tree_walk` (CubeCL, CUDA and wgpu): a forest's prediction walk, a unit per row, the
+//!   trees resident on the device (not yet called by the forest: see its module notes).
 //!
 //! Every entry point takes a resolved [`forexgpt_device::ComputeDevice`] and answers with a
 //! [`forexgpt_device::DeviceError`] the placement layer can fall back on. Builds without the
@@ -28,6 +30,8 @@ pub mod cuda_walk;
 pub mod fused_forward;
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
 pub mod fused_mlp;
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+pub mod tree_walk;
 
 /// What every entry point answers in a build without the `cuda` feature.
 #[cfg_attr(feature = "cuda", allow(dead_code))]

@@ -4,6 +4,7 @@
 #![cfg(any(feature = "wgpu", feature = "cuda"))]
 #![allow(clippy::unwrap_used)]
 
+use forexgpt_device::ComputeDevice;
 use forexgpt_device::cube::{CubeJob, cubecl, run_cube_job};
 use forexgpt_device::testing::test_gpus;
 use forexgpt_kernels::cuda_walk::FlatTrees;
@@ -114,6 +115,23 @@ impl CubeJob for Walk<'_> {
     }
 }
 
+/// `trees` walked over each batch of packed bins on `device`, the trees uploaded once.
+fn walk_on(
+    device: &ComputeDevice,
+    trees: &FlatTrees,
+    outputs: usize,
+    features: usize,
+    batches: &[Vec<u32>],
+) -> Result<Vec<Vec<f32>>, String> {
+    let job = Walk {
+        trees,
+        outputs,
+        features,
+        batches,
+    };
+    run_cube_job(device, "test", job).unwrap()
+}
+
 /// Every row's mean agrees with the host walk within 2e-6 of its scale (the same sums in
 /// the same order; a GPU's division may round differently).
 fn check(trees: usize, d: usize, k: usize, max_depth: u32, row_counts: &[usize]) {
@@ -125,18 +143,7 @@ fn check(trees: usize, d: usize, k: usize, max_depth: u32, row_counts: &[usize])
         .collect();
     let packed: Vec<Vec<u32>> = bins.iter().map(|b| pack(b, d)).collect();
     for device in test_gpus("the forest walk kernel") {
-        let outs = run_cube_job(
-            &device,
-            "test",
-            Walk {
-                trees: &f,
-                outputs: k,
-                features: d,
-                batches: &packed,
-            },
-        )
-        .unwrap()
-        .unwrap();
+        let outs = walk_on(&device, &f, k, d, &packed).unwrap();
         for (b, out) in bins.iter().zip(&outs) {
             let want = host_walk(&f, b, d, k);
             assert_eq!(out.len(), want.len());
@@ -171,18 +178,7 @@ fn a_forest_walks_as_the_host_walks_it() {
 fn bins_that_are_not_whole_rows_are_refused() {
     let f = forest(3, 7, 2, 4, 1);
     for device in test_gpus("the forest walk kernel") {
-        let err = run_cube_job(
-            &device,
-            "test",
-            Walk {
-                trees: &f,
-                outputs: 2,
-                features: 7,
-                batches: &[vec![0; 3]],
-            },
-        )
-        .unwrap()
-        .unwrap_err();
+        let err = walk_on(&device, &f, 2, 7, &[vec![0; 3]]).unwrap_err();
         assert!(err.contains("3 words of bins"), "{err}");
     }
 }

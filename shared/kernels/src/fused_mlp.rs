@@ -1038,7 +1038,7 @@ fn chain_adam(
         let count = comptime![adam_tiling(cfg.fins[l], cfg.fouts[l]).2];
         // The same for every unit of the cube: the barrier below is reached by all or none.
         if t >= first && t < first + count {
-            let col_tiles = comptime![fout.div_ceil(adam_tiling(cfg.fins[l], cfg.fouts[l]).1)];
+            let col_tiles = comptime![fout.div_ceil(cols)];
             let i0 = (t - first) / col_tiles * rows;
             let j0 = (t - first) % col_tiles * cols;
             // Adam over the tile, a unit per parameter, in rows of `cols`.

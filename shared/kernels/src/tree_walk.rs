@@ -149,7 +149,7 @@ impl<R: Runtime> ResidentTrees<R> {
     /// `bins` holds each row's bins packed four to a 32-bit word, lowest byte first, a row
     /// in `features.div_ceil(4)` words.
     pub fn walk(&self, bins: &[u32], rows: usize) -> Result<Vec<f32>, String> {
-        let words = self.features.div_ceil(4).max(1);
+        let words = self.features.div_ceil(4);
         if bins.len() != rows * words {
             return Err(format!(
                 "{} words of bins for {rows} rows of {} features ({words} words a row)",

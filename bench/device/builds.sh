@@ -9,14 +9,17 @@
 #     issue 23)": NCU=1 REPEATS=2 ENCODER_OPS=autoencoder_fit,autoencoder_grid_fit with the
 #     binaries A B A (A: the commit before, B: the change); also the speed check that the
 #     section "Size of the release CLI (CUDA + wgpu + CPU)" cites.
+#   - "The forest's walk as a CubeCL kernel; burn without fusion (issue 21, issue 23)": call 1
+#     with `A C A`, calls 2 and 3 with SUITES=forest REPEATS=5 and `C D C D`, `D E D E`.
 #
 # Run on the GPU machine: bash bench/device/builds.sh BIN...
 #   BIN...: release binaries of forexgpt-cli built with --features cuda (for example the
 #   commit before a change and the change), run suite by suite in the order given. Name one
 #   twice, e.g. `A B A`, to see how much the machine itself drifts between runs.
-#   Env: REPEATS (timed runs, default 3), FOREXGPT_TEST_DEVICES (default cuda,wgpu: the CPU
-#   path does not depend on these settings), ENCODER_EPOCHS (default 100), ENCODER_OPS (the
-#   encoder operations, default autoencoder_fit,vae_fit,autoencoder_grid_fit), NCU=1 (also
+#   Env: SUITES (default regressors,forest,encoders), REPEATS (timed runs, default 3),
+#   FOREXGPT_TEST_DEVICES (default cuda,wgpu: the CPU path does not depend on these
+#   settings), ENCODER_EPOCHS (default 100), ENCODER_OPS (the encoder operations, default
+#   autoencoder_fit,vae_fit,autoencoder_grid_fit), NCU=1 (also
 #   profile one training step's two fused kernels, `chain_step` and `chain_adam`, for one
 #   network and for the grid of 16 on CUDA with Nsight Compute, per build).
 set -euo pipefail
@@ -38,11 +41,17 @@ done
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 
-suites=(
+all_suites=(
   "--suite regressors --size large --operations ridge,pca"
   "--suite forest --size seed"
   "--suite encoders --size seed --epochs $epochs --operations ${ENCODER_OPS:-autoencoder_fit,vae_fit,autoencoder_grid_fit}"
 )
+suites=()
+for s in "${all_suites[@]}"; do
+  name="${s#--suite }"
+  name="${name%% *}"
+  [[ ",${SUITES:-regressors,forest,encoders}," == *",$name,"* ]] && suites+=("$s")
+done
 for s in "${!suites[@]}"; do
   k=0
   for bin in "$@"; do

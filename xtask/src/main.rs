@@ -237,7 +237,7 @@ fn apple_check() -> Result<()> {
         "-p",
         "forexgpt-models",
         "--features",
-        "forexgpt-device/wgpu,forexgpt-kernels/wgpu",
+        "forexgpt-device/wgpu,forexgpt-kernels/wgpu,forexgpt-regressors/wgpu",
     ]);
     run(check)
 }

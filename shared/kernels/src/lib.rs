@@ -12,7 +12,7 @@
 //! - `fused_forward` (CubeCL, CUDA and wgpu): forward passes of many small networks in one
 //!   dispatch, members resident on the device (an ensemble of autoencoder models).
 //! - `tree_walk` (CubeCL, CUDA and wgpu): a forest's prediction walk, a unit per row, the
-//!   trees resident on the device (not yet called by the forest: see its module notes).
+//!   trees resident on the device (the forest's walk on wgpu).
 //!
 //! Every entry point takes a resolved [`forexgpt_device::ComputeDevice`] and answers with a
 //! [`forexgpt_device::DeviceError`] the placement layer can fall back on. Builds without the

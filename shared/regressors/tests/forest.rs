@@ -258,8 +258,9 @@ fn progress_is_reported_per_tree_and_cancelling_keeps_nothing() {
     assert_eq!(err, FitError::Cancelled);
 }
 
-/// The batched walk (burn) gives the CPU's predictions on every device: the same leaves,
-/// float32 means; a forest kept on the device is never reused for another one.
+/// The GPU walk (our CubeCL kernel) gives the CPU's predictions on every GPU: the same
+/// leaves, float32 means; a forest kept on the device is never reused for another one. The
+/// packed bins are the CPU's bins.
 #[test]
 fn every_device_predicts_what_the_cpu_predicts() {
     let o = oracle();
@@ -273,27 +274,64 @@ fn every_device_predicts_what_the_cpu_predicts() {
         .unwrap();
     let cpu = model.predict(&xv).unwrap();
     let bins = model.bins.bin_rows(&xv);
+    let packed = model.bins.bin_rows_packed(&xv);
+    let words = xv.cols.div_ceil(4);
+    assert_eq!(packed.len(), xv.rows * words);
+    for (r, row) in bins.chunks(xv.cols).enumerate() {
+        for (f, &b) in row.iter().enumerate() {
+            let word = packed[r * words + f / 4];
+            assert_eq!(
+                (word >> (8 * (f % 4))) & 255,
+                u32::from(b),
+                "row {r}, feature {f}"
+            );
+        }
+        // The unused bytes of a row's last word stay zero.
+        let used = 8 * (xv.cols - 4 * (words - 1));
+        if used < 32 {
+            assert_eq!(packed[r * words + words - 1] >> used, 0, "row {r}");
+        }
+    }
+    let near = |got: f64, want: f64| (got - want).abs() <= 1e-5 * want.abs().max(1.0);
     for_each_device(|device| {
-        let walked = gpu::predict(&model.trees, &bins, xv.rows, xv.cols, device).unwrap();
         let via_model = model.predict_on(&xv, device).unwrap();
+        for (i, (g, c)) in via_model.values.iter().zip(&cpu.values).enumerate() {
+            assert!(near(*g, *c), "{}: value {i}: {g} vs {c}", device.label());
+        }
+        if !device.is_gpu() {
+            let err = gpu::predict(&model.trees, &packed, xv.rows, xv.cols, device).unwrap_err();
+            assert!(
+                err.to_string().contains("the CPU has its own path"),
+                "{err}"
+            );
+            return;
+        }
+        let walked = gpu::predict(&model.trees, &packed, xv.rows, xv.cols, device).unwrap();
         for (i, (w, c)) in walked.iter().zip(&cpu.values).enumerate() {
             assert!(
-                (f64::from(*w) - c).abs() <= 1e-5 * c.abs().max(1.0),
+                near(f64::from(*w), *c),
                 "{}: value {i}: {w} vs {c}",
                 device.label()
             );
         }
-        assert_eq!(via_model.rows, xv.rows);
+        let short = gpu::predict(&model.trees, &packed[1..], xv.rows, xv.cols, device);
+        assert!(
+            matches!(short, Err(FitError::ShapeMismatch(_))),
+            "{short:?}"
+        );
     });
     // The walk keeps recent forests on the device; a changed forest must not meet the old
     // arrays: shift every leaf by one and every prediction moves by one.
     let mut shifted = model.clone();
     shifted.trees.values.iter_mut().for_each(|v| *v += 1.0);
     for_each_device(|device| {
-        let again = gpu::predict(&model.trees, &bins, xv.rows, xv.cols, device).unwrap();
-        let moved = gpu::predict(&shifted.trees, &bins, xv.rows, xv.cols, device).unwrap();
+        if !device.is_gpu() {
+            return;
+        }
+        let again = gpu::predict(&model.trees, &packed, xv.rows, xv.cols, device).unwrap();
+        let moved = gpu::predict(&shifted.trees, &packed, xv.rows, xv.cols, device).unwrap();
         for (i, ((a, m), c)) in again.iter().zip(&moved).zip(&cpu.values).enumerate() {
-            assert!((f64::from(*a) - c).abs() <= 1e-5 * c.abs().max(1.0), "{i}");
+            assert!(near(f64::from(*a), *c), "{i}");
             assert!(
                 (f64::from(m - a) - 1.0).abs() <= 1e-5,
                 "{}: value {i}",

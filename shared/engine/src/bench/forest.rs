@@ -88,7 +88,7 @@ fn grow(
 const MIN_R2: f64 = 0.3;
 
 /// Cases: `rf_fit` on the CPU and each CUDA device, then `rf_predict` on the CPU and each GPU
-/// device.
+/// device, then `rf_predict_cubecl` (wgpu's walk) on each CUDA device.
 pub fn forest_cases(
     rows: usize,
     cols: usize,
@@ -164,6 +164,38 @@ pub fn forest_cases(
                 let elapsed = started.elapsed();
                 *diff.lock().unwrap_or_else(|e| e.into_inner()) =
                     max_rel_diff(&pred.values, &reference.values);
+                Ok(elapsed)
+            },
+        ));
+    }
+    // On CUDA also the walk that wgpu runs (our CubeCL kernel, rows binned on the CPU), beside
+    // the CUDA C walk `rf_predict` takes there: whether one kernel source could serve both.
+    for device in devices.iter().filter(|d| d.cuda_index().is_some()) {
+        let data = Arc::clone(&data);
+        let model = Arc::clone(&model);
+        let reference = Arc::clone(&reference);
+        cases.push(BenchCase::on_device(
+            "rf_predict_cubecl",
+            format!("{trees} trees, {predict_rows}×{cols}"),
+            predict_rows,
+            Some(device.clone()),
+            move |device, diff| {
+                let device = device.ok_or_else(|| {
+                    EngineError::InvalidRequest("rf_predict_cubecl runs on a GPU".into())
+                })?;
+                let started = Instant::now();
+                let packed = model.bins.bin_rows_packed(&data.2);
+                let pred = forexgpt_regressors::forest::gpu::predict(
+                    &model.trees,
+                    &packed,
+                    data.2.rows,
+                    data.2.cols,
+                    device,
+                )?;
+                let elapsed = started.elapsed();
+                let pred: Vec<f64> = pred.into_iter().map(f64::from).collect();
+                *diff.lock().unwrap_or_else(|e| e.into_inner()) =
+                    max_rel_diff(&pred, &reference.values);
                 Ok(elapsed)
             },
         ));

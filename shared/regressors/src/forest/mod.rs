@@ -367,8 +367,8 @@ impl RandomForestModel {
         )
     }
 
-    /// Predictions on `device`: the CPU path for the CPU, one batched walk of every tree
-    /// otherwise (float32 sums; the CPU sums in float64).
+    /// Predictions on `device`: the CPU path for the CPU, the CUDA walk on CUDA, our CubeCL
+    /// walk on wgpu (float32 sums on a GPU; the CPU sums in float64).
     pub fn predict_on(&self, x: &Matrix, device: &ComputeDevice) -> Result<Matrix, FitError> {
         if !device.is_gpu() {
             return self.predict(x);
@@ -383,13 +383,13 @@ impl RandomForestModel {
             );
         }
         let started = std::time::Instant::now();
-        let bins = self.bins.bin_rows(x);
+        let packed = self.bins.bin_rows_packed(x);
         tracing::debug!(
             "forest: binned {} rows in {:.1} ms",
             x.rows,
             started.elapsed().as_secs_f64() * 1e3
         );
-        let values = gpu::predict(&self.trees, &bins, x.rows, x.cols, device)?;
+        let values = gpu::predict(&self.trees, &packed, x.rows, x.cols, device)?;
         Matrix::new(
             x.rows,
             self.n_outputs,

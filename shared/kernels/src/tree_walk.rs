@@ -29,8 +29,8 @@ const WALK_UNITS: u32 = 256;
 /// Most outputs (horizons) a forest may have: each unit keeps one sum per output.
 pub const MAX_WALK_OUTPUTS: usize = 64;
 
-/// Ints a node takes on the device: its split, left and right side by side (and one unused,
-/// so a node never straddles a 16-byte boundary).
+/// Ints a node takes on the device: its split, left and right side by side, and one unused,
+/// so that a node (16 bytes, aligned) never straddles a 32-byte memory sector.
 const NODE_INTS: usize = 4;
 
 /// The mean over `trees` trees (the first root at `roots[0]`) of the leaf each row reaches,

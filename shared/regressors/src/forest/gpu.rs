@@ -1,8 +1,9 @@
 //! Forest prediction on a GPU. The rows are binned on the CPU first and packed four bins to a
 //! 32-bit word ([`BinEdges::bin_rows_packed`]), so the GPU compares small integers and takes
-//! exactly the CPU's branches; only the final mean over trees is float32. The walk itself is our CubeCL kernel
-//! (`forexgpt_kernels::tree_walk`, CUDA and wgpu): a unit per row walks every tree. The last
-//! few forests walked stay on their device, so predicting again uploads only the rows.
+//! exactly the CPU's branches; only the final mean over trees is float32. The walk itself is
+//! our CubeCL kernel (`forexgpt_kernels::tree_walk`, CUDA and wgpu): a unit per row walks
+//! every tree. The last few forests walked stay on their device, so predicting again uploads
+//! only the rows.
 //!
 //! On CUDA the model's prediction takes the CUDA C walk instead ([`predict_cuda`],
 //! `forexgpt_kernels::cuda_walk`): the same walk, with the rows binned on the device too (the

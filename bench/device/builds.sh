@@ -11,6 +11,8 @@
 #     section "Size of the release CLI (CUDA + wgpu + CPU)" cites.
 #   - "The forest's walk as a CubeCL kernel; burn without fusion (issue 21, issue 23)": call 1
 #     with `A C A`, calls 2 and 3 with SUITES=forest REPEATS=5 and `C D C D`, `D E D E`.
+#   - "Size of the release CLI (CUDA + wgpu + CPU)", the dist profile's speed:
+#     SUITES=regressors,forest REPEATS=5 with `E DIST E DIST`.
 #
 # Run on the GPU machine: bash bench/device/builds.sh BIN...
 #   BIN...: release binaries of forexgpt-cli built with --features cuda (for example the

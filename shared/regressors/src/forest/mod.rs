@@ -4,7 +4,7 @@
 //! CUDA GPU (`forexgpt_kernels::cuda_grow`, one thread block per tree running the same
 //! algorithm from the same random streams), deterministic for a seed whatever the thread
 //! count. The forest is stored flat ([`trees`]) and predicts many rows × many trees in one
-//! pass on the CPU, or on a GPU ([`gpu`]: a CUDA kernel, or a batched walk through burn).
+//! pass on the CPU, or on a GPU ([`gpu`]: the CUDA C walk, or our CubeCL walk on wgpu).
 //!
 //! Own code: linfa has no random-forest regressor. Differences from scikit-learn, by design:
 //! split thresholds sit on bin edges (at most `max_bins` per feature, halfway between two

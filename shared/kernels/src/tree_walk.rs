@@ -18,6 +18,9 @@
 //! walk as a CubeCL kernel").
 
 use cubecl::prelude::*;
+use std::ops::Range;
+
+use cubecl::bytes::Bytes;
 use cubecl::server::Handle;
 
 use crate::cuda_walk::FlatTrees;
@@ -161,6 +164,22 @@ impl<R: Runtime> ResidentTrees<R> {
                 self.features
             ));
         }
+        self.walk_streamed(rows, usize::MAX, &mut |r: Range<usize>| {
+            bins[r.start * words..r.end * words].to_vec()
+        })
+    }
+
+    /// [`Self::walk`] of rows whose packed bins `bins(rows)` makes a chunk of at most
+    /// `chunk_rows` rows at a time, while the device uploads and walks the chunk before: the
+    /// host's binning and the device's work overlap, and each chunk's words go to the device
+    /// without another host copy. The results are read once, at the end.
+    pub fn walk_streamed(
+        &self,
+        rows: usize,
+        chunk_rows: usize,
+        bins: &mut dyn FnMut(Range<usize>) -> Vec<u32>,
+    ) -> Result<Vec<f32>, String> {
+        let words = self.features.div_ceil(4);
         if rows == 0 {
             return Ok(Vec::new());
         }
@@ -168,21 +187,30 @@ impl<R: Runtime> ResidentTrees<R> {
         // buffers of at most 64 MB.
         let per_dispatch = ((64usize << 20) / (4 * words.max(self.outputs)))
             .min(self.max_cubes.0 as usize * self.max_cubes.1 as usize * WALK_UNITS as usize)
+            .min(chunk_rows)
             .max(WALK_UNITS as usize);
-        // With debug logging, the device is waited for after each stage to time it.
+        // With debug logging, the device is waited for after each stage to time it (which
+        // undoes the overlap).
         let timed = tracing::enabled!(tracing::Level::DEBUG);
         let wait = || {
             if timed {
                 let _ = cubecl::future::block_on(self.client.sync());
             }
         };
-        let mut out = Vec::with_capacity(rows * self.outputs);
+        let mut results = Vec::with_capacity(rows.div_ceil(per_dispatch));
         for start in (0..rows).step_by(per_dispatch) {
             let count = per_dispatch.min(rows - start);
             let started = std::time::Instant::now();
-            let chunk = self
-                .client
-                .create_from_slice(u32::as_bytes(&bins[start * words..(start + count) * words]));
+            let chunk = bins(start..start + count);
+            if chunk.len() != count * words {
+                return Err(format!(
+                    "{} words of bins for {count} rows of {} features ({words} words a row)",
+                    chunk.len(),
+                    self.features
+                ));
+            }
+            let binned = started.elapsed();
+            let chunk = self.client.create(Bytes::from_elems(chunk));
             wait();
             let uploaded = started.elapsed();
             let result = self.client.empty(count * self.outputs * 4);
@@ -190,9 +218,9 @@ impl<R: Runtime> ResidentTrees<R> {
             let across = cubes.min(self.max_cubes.0 as usize);
             let down = cubes.div_ceil(across);
             // SAFETY: a unit stops past `count` rows, so `bins` is read below `count · words`
-            // (a split's feature is below `features`, checked) and `out` written below
-            // `count · outputs`; every node, root and values row is inside its array (checked
-            // in `new`).
+            // (a split's feature is below `features`, checked; the chunk's length too) and
+            // `out` written below `count · outputs`; every node, root and values row is inside
+            // its array (checked in `new`).
             #[allow(unsafe_code)]
             unsafe {
                 forest_walk::launch_unchecked::<R>(
@@ -211,22 +239,32 @@ impl<R: Runtime> ResidentTrees<R> {
                     self.outputs,
                 );
             }
+            // Start the device on this chunk while the host bins the next.
+            self.client
+                .flush()
+                .map_err(|e| format!("submitting the forest walk: {e}"))?;
             wait();
-            let walked = started.elapsed();
-            let bytes = self
-                .client
-                .read_one(result)
-                .map_err(|e| format!("reading the forest's predictions: {e}"))?;
-            out.extend_from_slice(f32::from_bytes(&bytes));
+            results.push(result);
             tracing::debug!(
                 rows = count,
                 trees = self.trees,
-                upload_ms = uploaded.as_secs_f64() * 1e3,
-                walk_ms = (walked - uploaded).as_secs_f64() * 1e3,
-                read_ms = (started.elapsed() - walked).as_secs_f64() * 1e3,
+                bin_ms = binned.as_secs_f64() * 1e3,
+                upload_ms = (uploaded - binned).as_secs_f64() * 1e3,
+                walk_ms = (started.elapsed() - uploaded).as_secs_f64() * 1e3,
                 "forest walk (CubeCL)"
             );
         }
+        let started = std::time::Instant::now();
+        let read = cubecl::future::block_on(self.client.read_async(results))
+            .map_err(|e| format!("reading the forest's predictions: {e}"))?;
+        let mut out = Vec::with_capacity(rows * self.outputs);
+        for bytes in &read {
+            out.extend_from_slice(f32::from_bytes(bytes));
+        }
+        tracing::debug!(
+            read_ms = started.elapsed().as_secs_f64() * 1e3,
+            "forest walk (CubeCL): predictions read"
+        );
         Ok(out)
     }
 }

@@ -292,6 +292,19 @@ fn every_device_predicts_what_the_cpu_predicts() {
             assert_eq!(packed[r * words + words - 1] >> used, 0, "row {r}");
         }
     }
+    let tall_rows = 2 * gpu::STREAM_ROWS + 1000;
+    let tall = Matrix::new(
+        tall_rows,
+        xv.cols,
+        xv.values
+            .iter()
+            .cycle()
+            .take(tall_rows * xv.cols)
+            .copied()
+            .collect(),
+    )
+    .unwrap();
+    let tall_cpu = model.predict(&tall).unwrap();
     let near = |got: f64, want: f64| (got - want).abs() <= 1e-5 * want.abs().max(1.0);
     for_each_device(|device| {
         let via_model = model.predict_on(&xv, device).unwrap();
@@ -318,6 +331,22 @@ fn every_device_predicts_what_the_cpu_predicts() {
         assert!(
             matches!(short, Err(FitError::ShapeMismatch(_))),
             "{short:?}"
+        );
+        // Binned a chunk at a time while the device walks: two whole chunks and a part.
+        let streamed = gpu::predict_rows(&model.trees, &model.bins, &tall, device).unwrap();
+        assert_eq!(streamed.len(), tall_cpu.values.len());
+        for (i, (w, c)) in streamed.iter().zip(&tall_cpu.values).enumerate() {
+            assert!(
+                near(f64::from(*w), *c),
+                "{}: streamed value {i}: {w} vs {c}",
+                device.label()
+            );
+        }
+        let narrow = Matrix::new(2, xv.cols - 1, vec![0.0; 2 * (xv.cols - 1)]).unwrap();
+        let refused = gpu::predict_rows(&model.trees, &model.bins, &narrow, device);
+        assert!(
+            matches!(refused, Err(FitError::ShapeMismatch(_))),
+            "{refused:?}"
         );
     });
     // The walk keeps recent forests on the device; a changed forest must not meet the old

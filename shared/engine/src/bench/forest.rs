@@ -184,12 +184,10 @@ pub fn forest_cases(
                     EngineError::InvalidRequest("rf_predict_cubecl runs on a GPU".into())
                 })?;
                 let started = Instant::now();
-                let packed = model.bins.bin_rows_packed(&data.2);
-                let pred = forexgpt_regressors::forest::gpu::predict(
+                let pred = forexgpt_regressors::forest::gpu::predict_rows(
                     &model.trees,
-                    &packed,
-                    data.2.rows,
-                    data.2.cols,
+                    &model.bins,
+                    &data.2,
                     device,
                 )?;
                 let elapsed = started.elapsed();

@@ -98,37 +98,7 @@ impl BinEdges {
     /// [`Self::bin_rows`], found a block of rows at a time, feature by feature, so that one
     /// feature's cells stay in cache and its inner loop has one fixed shape.
     pub fn bin_rows_packed(&self, x: &Matrix) -> Vec<u32> {
-        const BLOCK_ROWS: usize = 256;
-        let (d, words) = (x.cols, x.cols.div_ceil(4));
-        let mut out = vec![0u32; x.rows * words];
-        if d == 0 {
-            return out;
-        }
-        let lookup = self.lookup();
-        out.par_chunks_mut(words * BLOCK_ROWS)
-            .zip(x.values.par_chunks(d * BLOCK_ROWS))
-            .for_each(|(packed, rows)| {
-                for (f, cells) in lookup.features.iter().enumerate() {
-                    let block = PackedColumn {
-                        packed: &mut *packed,
-                        rows,
-                        f,
-                        d,
-                        words,
-                    };
-                    // A copy of the feature's fields, so that they stay in registers.
-                    let c = cells.view();
-                    match c.width {
-                        0 => {} // no edges: every bin is 0, already there
-                        1 => block.fill(move |v| c.bin_fixed::<1>(v)),
-                        2 => block.fill(move |v| c.bin_fixed::<2>(v)),
-                        3 => block.fill(move |v| c.bin_fixed::<3>(v)),
-                        4 => block.fill(move |v| c.bin_fixed::<4>(v)),
-                        _ => block.fill(move |v| c.bin(v)),
-                    }
-                }
-            });
-        out
+        self.lookup().pack_rows(&x.values, x.cols)
     }
 
     /// An index for binning many values (predictions): the same answers as [`Self::bin`].
@@ -282,6 +252,41 @@ pub struct BinLookup {
 impl BinLookup {
     pub fn bin(&self, f: usize, value: f64) -> u8 {
         self.features[f].view().bin(value)
+    }
+
+    /// [`BinEdges::bin_rows_packed`] of the row-major rows `values` (`d` a row).
+    pub fn pack_rows(&self, values: &[f64], d: usize) -> Vec<u32> {
+        const BLOCK_ROWS: usize = 256;
+        let words = d.div_ceil(4);
+        let rows = if d == 0 { 0 } else { values.len() / d };
+        let mut out = vec![0u32; rows * words];
+        if d == 0 {
+            return out;
+        }
+        out.par_chunks_mut(words * BLOCK_ROWS)
+            .zip(values.par_chunks(d * BLOCK_ROWS))
+            .for_each(|(packed, rows)| {
+                for (f, cells) in self.features.iter().enumerate() {
+                    let block = PackedColumn {
+                        packed: &mut *packed,
+                        rows,
+                        f,
+                        d,
+                        words,
+                    };
+                    // A copy of the feature's fields, so that they stay in registers.
+                    let c = cells.view();
+                    match c.width {
+                        0 => {} // no edges: every bin is 0, already there
+                        1 => block.fill(move |v| c.bin_fixed::<1>(v)),
+                        2 => block.fill(move |v| c.bin_fixed::<2>(v)),
+                        3 => block.fill(move |v| c.bin_fixed::<3>(v)),
+                        4 => block.fill(move |v| c.bin_fixed::<4>(v)),
+                        _ => block.fill(move |v| c.bin(v)),
+                    }
+                }
+            });
+        out
     }
 }
 

@@ -1,9 +1,10 @@
-//! Forest prediction on a GPU. The rows are binned on the CPU first and packed four bins to a
-//! 32-bit word ([`BinEdges::bin_rows_packed`]), so the GPU compares small integers and takes
-//! exactly the CPU's branches; only the final mean over trees is float32. The walk itself is
-//! our CubeCL kernel (`forexgpt_kernels::tree_walk`, CUDA and wgpu): a unit per row walks
-//! every tree. The last few forests walked stay on their device, so predicting again uploads
-//! only the rows.
+//! Forest prediction on a GPU. The rows are binned on the CPU and packed four bins to a 32-bit
+//! word ([`BinEdges::bin_rows_packed`]), so the GPU compares small integers and takes exactly
+//! the CPU's branches; only the final mean over trees is float32. The walk itself is our
+//! CubeCL kernel (`forexgpt_kernels::tree_walk`, CUDA and wgpu): a unit per row walks every
+//! tree. [`predict_rows`] bins a chunk of rows while the device uploads and walks the chunk
+//! before. The last few forests walked stay on their device, so predicting again uploads only
+//! the rows.
 //!
 //! On CUDA the model's prediction takes the CUDA C walk instead ([`predict_cuda`],
 //! `forexgpt_kernels::cuda_walk`): the same walk, with the rows binned on the device too (the
@@ -11,6 +12,7 @@
 
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
 use std::any::Any;
+use std::ops::Range;
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
 use std::sync::Mutex;
 use std::time::Instant;
@@ -83,15 +85,17 @@ fn fingerprint(trees: &Trees) -> u64 {
     h
 }
 
-/// The walk of [`predict`] on a device's cubecl runtime: finds the forest among the resident
-/// ones (or uploads it) and walks the packed rows.
+/// The walk of [`predict`] and [`predict_rows`] on a device's cubecl runtime: finds the
+/// forest among the resident ones (or uploads it) and walks the rows, whose packed bins
+/// `bins(range)` makes at most `chunk_rows` at a time.
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
 struct WalkJob<'a> {
     trees: &'a Trees,
     /// The device's label (the resident forests' key).
     label: &'a str,
-    packed: &'a [u32],
+    bins: &'a (dyn Fn(Range<usize>) -> Vec<u32> + Sync),
     rows: usize,
+    chunk_rows: usize,
     d: usize,
 }
 
@@ -125,7 +129,7 @@ impl forexgpt_device::cube::CubeJob for WalkJob<'_> {
             .trees
             .downcast_ref::<ResidentTrees<R>>()
             .ok_or("the resident forest changed type")?;
-        trees.walk(self.packed, self.rows)
+        trees.walk_streamed(self.rows, self.chunk_rows, &mut |r| (self.bins)(r))
     }
 }
 
@@ -138,14 +142,46 @@ pub fn predict(
     d: usize,
     device: &ComputeDevice,
 ) -> Result<Vec<f32>, FitError> {
-    if packed.len() != rows * d.div_ceil(4) {
+    let words = d.div_ceil(4);
+    if packed.len() != rows * words {
         return Err(FitError::ShapeMismatch(format!(
             "{} words of packed bins for {rows} rows of {d} features",
             packed.len()
         )));
     }
+    let bins = |r: Range<usize>| packed[r.start * words..r.end * words].to_vec();
+    walk(trees, &bins, rows, usize::MAX, d, device)
+}
+
+/// Rows a chunk of [`predict_rows`] bins on the host while the device walks the one before.
+pub const STREAM_ROWS: usize = 16_384;
+
+/// `x.rows × outputs` predictions of `x` on `device` (CUDA or wgpu) by our CubeCL walk, the
+/// rows binned on the host a chunk of [`STREAM_ROWS`] at a time while the device uploads and
+/// walks the chunk before: the walk of wgpu devices.
+pub fn predict_rows(
+    trees: &Trees,
+    edges: &BinEdges,
+    x: &Matrix,
+    device: &ComputeDevice,
+) -> Result<Vec<f32>, FitError> {
+    x.check_features(edges.n_features())?;
+    let lookup = edges.lookup();
+    let d = x.cols;
+    let bins = |r: Range<usize>| lookup.pack_rows(&x.values[r.start * d..r.end * d], d);
+    walk(trees, &bins, x.rows, STREAM_ROWS, d, device)
+}
+
+fn walk(
+    trees: &Trees,
+    bins: &(dyn Fn(Range<usize>) -> Vec<u32> + Sync),
+    rows: usize,
+    chunk_rows: usize,
+    d: usize,
+    device: &ComputeDevice,
+) -> Result<Vec<f32>, FitError> {
     let started = Instant::now();
-    let out = walk(trees, packed, rows, d, device)?;
+    let out = walk_on(trees, bins, rows, chunk_rows, d, device)?;
     tracing::debug!(
         total_ms = started.elapsed().as_secs_f64() * 1e3,
         "forest walk: {rows} rows × {} trees",
@@ -162,18 +198,20 @@ pub fn predict(
 }
 
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
-fn walk(
+fn walk_on(
     trees: &Trees,
-    packed: &[u32],
+    bins: &(dyn Fn(Range<usize>) -> Vec<u32> + Sync),
     rows: usize,
+    chunk_rows: usize,
     d: usize,
     device: &ComputeDevice,
 ) -> Result<Vec<f32>, FitError> {
     let job = WalkJob {
         trees,
         label: device.label(),
-        packed,
+        bins,
         rows,
+        chunk_rows,
         d,
     };
     forexgpt_device::cube::run_cube_job(device, "walking a random forest", job)?.map_err(
@@ -187,10 +225,11 @@ fn walk(
 }
 
 #[cfg(not(any(feature = "wgpu", feature = "cuda")))]
-fn walk(
+fn walk_on(
     _trees: &Trees,
-    _packed: &[u32],
+    _bins: &(dyn Fn(Range<usize>) -> Vec<u32> + Sync),
     _rows: usize,
+    _chunk_rows: usize,
     _d: usize,
     device: &ComputeDevice,
 ) -> Result<Vec<f32>, FitError> {

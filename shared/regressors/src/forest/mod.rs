@@ -373,8 +373,8 @@ impl RandomForestModel {
         if !device.is_gpu() {
             return self.predict(x);
         }
-        x.check_features(self.n_features)?;
         if device.cuda_index().is_some() {
+            x.check_features(self.n_features)?;
             let values = gpu::predict_cuda(&self.trees, &self.bins, x, device)?;
             return Matrix::new(
                 x.rows,
@@ -382,14 +382,8 @@ impl RandomForestModel {
                 values.into_iter().map(f64::from).collect(),
             );
         }
-        let started = std::time::Instant::now();
-        let packed = self.bins.bin_rows_packed(x);
-        tracing::debug!(
-            "forest: binned {} rows in {:.1} ms",
-            x.rows,
-            started.elapsed().as_secs_f64() * 1e3
-        );
-        let values = gpu::predict(&self.trees, &packed, x.rows, x.cols, device)?;
+        // It checks `x` as above.
+        let values = gpu::predict_rows(&self.trees, &self.bins, x, device)?;
         Matrix::new(
             x.rows,
             self.n_outputs,

@@ -332,7 +332,7 @@ fn every_device_predicts_what_the_cpu_predicts() {
             matches!(short, Err(FitError::ShapeMismatch(_))),
             "{short:?}"
         );
-        // Binned a chunk at a time while the device walks: two whole chunks and a part.
+        // Binned in two chunks, the second while the device walks the first.
         let streamed = gpu::predict_rows(&model.trees, &model.bins, &tall, device).unwrap();
         assert_eq!(streamed.len(), tall_cpu.values.len());
         for (i, (w, c)) in streamed.iter().zip(&tall_cpu.values).enumerate() {

@@ -153,12 +153,15 @@ pub fn predict(
     walk(trees, &bins, rows, usize::MAX, d, device)
 }
 
-/// Rows a chunk of [`predict_rows`] bins on the host while the device walks the one before.
+/// The fewest rows of a chunk of [`predict_rows`]: smaller predictions go in one.
 pub const STREAM_ROWS: usize = 16_384;
 
 /// `x.rows × outputs` predictions of `x` on `device` (CUDA or wgpu) by our CubeCL walk, the
-/// rows binned on the host a chunk of [`STREAM_ROWS`] at a time while the device uploads and
-/// walks the chunk before: the walk of wgpu devices.
+/// rows binned on the host in two chunks (of at least [`STREAM_ROWS`] rows): the second is
+/// binned while the device uploads and walks the first. More chunks cost more than they
+/// overlap: on an H100's Vulkan, 100,000 rows in seven chunks took 10.5 ms, which puts a
+/// fixed cost of roughly 0.7 ms on each chunk's upload and dispatch (inferred from totals;
+/// docs/benchmarks.md). The walk of wgpu devices.
 pub fn predict_rows(
     trees: &Trees,
     edges: &BinEdges,
@@ -169,7 +172,8 @@ pub fn predict_rows(
     let lookup = edges.lookup();
     let d = x.cols;
     let bins = |r: Range<usize>| lookup.pack_rows(&x.values[r.start * d..r.end * d], d);
-    walk(trees, &bins, x.rows, STREAM_ROWS, d, device)
+    let chunk_rows = x.rows.div_ceil(2).max(STREAM_ROWS);
+    walk(trees, &bins, x.rows, chunk_rows, d, device)
 }
 
 fn walk(

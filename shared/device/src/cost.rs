@@ -89,7 +89,7 @@ impl CostOp {
             (ForestFit, Cuda) => (15.0, 45.0),
             (ForestPredict, Cpu) => (0.2, 120.0),
             (ForestPredict, Cuda) => (1.0, 4.5),
-            (ForestPredict, Wgpu) => (2.0, 13.0),
+            (ForestPredict, Wgpu) => (2.0, 7.0),
             (EncoderTraining, Cpu) => (2.0, 2_490.0),
             (EncoderTraining, Cuda) => (20.0, 155.0),
             (EncoderTraining, Wgpu) => (20.0, 340.0),

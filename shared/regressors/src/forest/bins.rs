@@ -258,7 +258,7 @@ impl BinLookup {
     pub fn pack_rows(&self, values: &[f64], d: usize) -> Vec<u32> {
         const BLOCK_ROWS: usize = 256;
         let words = d.div_ceil(4);
-        let rows = if d == 0 { 0 } else { values.len() / d };
+        let rows = values.len().checked_div(d).unwrap_or(0);
         let mut out = vec![0u32; rows * words];
         if d == 0 {
             return out;

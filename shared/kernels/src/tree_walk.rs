@@ -8,7 +8,9 @@
 //! node holds `feature << 8 | bin` (left when the row's bin is at most `bin`), a leaf −1 and
 //! its values row in `right`. On the device a node's split, left and right sit side by side
 //! in 16 bytes, so a level reads one memory sector. The trees stay on the device
-//! ([`ResidentTrees`]), so predicting again uploads only the rows.
+//! ([`ResidentTrees`]), so predicting again uploads only the rows. [`ResidentTrees::walk_streamed`]
+//! takes the rows a chunk at a time from a closure (the caller bins the next chunk while the
+//! device walks this one) and reads every chunk's predictions back in one read at the end.
 //!
 //! This is the forest's walk on wgpu (Vulkan, Metal, DX12). It replaced a walk through burn
 //! (tensor gathers over every (tree, row) pair, a level at a time), which was fast only with

@@ -159,9 +159,9 @@ pub const STREAM_ROWS: usize = 16_384;
 /// `x.rows × outputs` predictions of `x` on `device` (CUDA or wgpu) by our CubeCL walk, the
 /// rows binned on the host in two chunks (of at least [`STREAM_ROWS`] rows): the second is
 /// binned while the device uploads and walks the first. More chunks cost more than they
-/// overlap: on an H100's Vulkan, 100,000 rows in seven chunks took 10.5 ms, which puts a
-/// fixed cost of roughly 0.7 ms on each chunk's upload and dispatch (inferred from totals;
-/// docs/benchmarks.md). The walk of wgpu devices.
+/// overlap: on an H100's Vulkan, 100,000 rows took 10.5–12.0 ms in seven chunks and 8.7–9.1
+/// ms in two, each chunk costing the host about 0.6 ms to hand over and 0.5 ms to submit
+/// whatever its size (docs/benchmarks.md). The walk of wgpu devices.
 pub fn predict_rows(
     trees: &Trees,
     edges: &BinEdges,

@@ -88,7 +88,8 @@ fn fingerprint(trees: &Trees) -> u64 {
 /// The walk of [`predict`] and [`predict_rows`] on a device's cubecl runtime: finds the
 /// forest among the resident ones (or uploads it) and walks the rows, whose packed bins
 /// `bins(range)` makes at most `chunk_rows` at a time.
-#[cfg(any(feature = "wgpu", feature = "cuda"))]
+// Without GPU kernels, `walk` reads only its trees and rows.
+#[cfg_attr(not(any(feature = "wgpu", feature = "cuda")), allow(dead_code))]
 struct WalkJob<'a> {
     trees: &'a Trees,
     /// The device's label (the resident forests' key).
@@ -150,7 +151,17 @@ pub fn predict(
         )));
     }
     let bins = |r: Range<usize>| packed[r.start * words..r.end * words].to_vec();
-    walk(trees, &bins, rows, usize::MAX, d, device)
+    walk(
+        WalkJob {
+            trees,
+            label: device.label(),
+            bins: &bins,
+            rows,
+            chunk_rows: usize::MAX,
+            d,
+        },
+        device,
+    )
 }
 
 /// The fewest rows of a chunk of [`predict_rows`]: smaller predictions go in one.
@@ -172,20 +183,21 @@ pub fn predict_rows(
     let lookup = edges.lookup();
     let d = x.cols;
     let bins = |r: Range<usize>| lookup.pack_rows(&x.values[r.start * d..r.end * d], d);
-    let chunk_rows = x.rows.div_ceil(2).max(STREAM_ROWS);
-    walk(trees, &bins, x.rows, chunk_rows, d, device)
+    let job = WalkJob {
+        trees,
+        label: device.label(),
+        bins: &bins,
+        rows: x.rows,
+        chunk_rows: x.rows.div_ceil(2).max(STREAM_ROWS),
+        d,
+    };
+    walk(job, device)
 }
 
-fn walk(
-    trees: &Trees,
-    bins: &(dyn Fn(Range<usize>) -> Vec<u32> + Sync),
-    rows: usize,
-    chunk_rows: usize,
-    d: usize,
-    device: &ComputeDevice,
-) -> Result<Vec<f32>, FitError> {
+fn walk(job: WalkJob<'_>, device: &ComputeDevice) -> Result<Vec<f32>, FitError> {
+    let (trees, rows) = (job.trees, job.rows);
     let started = Instant::now();
-    let out = walk_on(trees, bins, rows, chunk_rows, d, device)?;
+    let out = walk_on(job, device)?;
     tracing::debug!(
         total_ms = started.elapsed().as_secs_f64() * 1e3,
         "forest walk: {rows} rows × {} trees",
@@ -202,22 +214,7 @@ fn walk(
 }
 
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
-fn walk_on(
-    trees: &Trees,
-    bins: &(dyn Fn(Range<usize>) -> Vec<u32> + Sync),
-    rows: usize,
-    chunk_rows: usize,
-    d: usize,
-    device: &ComputeDevice,
-) -> Result<Vec<f32>, FitError> {
-    let job = WalkJob {
-        trees,
-        label: device.label(),
-        bins,
-        rows,
-        chunk_rows,
-        d,
-    };
+fn walk_on(job: WalkJob<'_>, device: &ComputeDevice) -> Result<Vec<f32>, FitError> {
     forexgpt_device::cube::run_cube_job(device, "walking a random forest", job)?.map_err(
         |message| {
             FitError::Device(DeviceError::BackendFailed {
@@ -229,14 +226,7 @@ fn walk_on(
 }
 
 #[cfg(not(any(feature = "wgpu", feature = "cuda")))]
-fn walk_on(
-    _trees: &Trees,
-    _bins: &(dyn Fn(Range<usize>) -> Vec<u32> + Sync),
-    _rows: usize,
-    _chunk_rows: usize,
-    _d: usize,
-    device: &ComputeDevice,
-) -> Result<Vec<f32>, FitError> {
+fn walk_on(_job: WalkJob<'_>, device: &ComputeDevice) -> Result<Vec<f32>, FitError> {
     Err(FitError::Device(DeviceError::Unsupported {
         job: "walking a random forest".into(),
         device: device.label().to_string(),

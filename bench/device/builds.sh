@@ -13,6 +13,8 @@
 #     with `A C A`, calls 2 and 3 with SUITES=forest REPEATS=5 and `C D C D`, `D E D E`.
 #   - "Size of the release CLI (CUDA + wgpu + CPU)", the dist profile's speed:
 #     SUITES=regressors,forest REPEATS=5 with `E DIST E DIST`.
+#   - "Forest prediction on wgpu: binning without a search, the walk in chunks (issue 21)":
+#     SUITES=forest, call 1 REPEATS=5 with `E F E F`, call 2 REPEATS=7 with `E F G E F G`.
 #
 # Run on the GPU machine: bash bench/device/builds.sh BIN...
 #   BIN...: release binaries of forexgpt-cli built with --features cuda (for example the

@@ -344,7 +344,7 @@ mod tests {
             let train = Matrix::new(fitted, d, x.values[..fitted * d].to_vec()).unwrap();
             let mut b = BinEdges::fit(&train, 256);
             if d == 8 {
-                // Each width of the fixed-width loops and the variable one.
+                // No edges, a fixed width of four compares, and the variable-width loop.
                 b.edges[1] = Vec::new();
                 b.edges[2] = vec![0.0, 1e-12, 2e-12, 3e-12, 4.0];
                 b.edges[3] = clustered_edges();

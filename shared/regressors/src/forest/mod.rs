@@ -373,17 +373,13 @@ impl RandomForestModel {
         if !device.is_gpu() {
             return self.predict(x);
         }
-        if device.cuda_index().is_some() {
+        let values = if device.cuda_index().is_some() {
             x.check_features(self.n_features)?;
-            let values = gpu::predict_cuda(&self.trees, &self.bins, x, device)?;
-            return Matrix::new(
-                x.rows,
-                self.n_outputs,
-                values.into_iter().map(f64::from).collect(),
-            );
-        }
-        // It checks `x` as above.
-        let values = gpu::predict_rows(&self.trees, &self.bins, x, device)?;
+            gpu::predict_cuda(&self.trees, &self.bins, x, device)?
+        } else {
+            // It checks `x` itself.
+            gpu::predict_rows(&self.trees, &self.bins, x, device)?
+        };
         Matrix::new(
             x.rows,
             self.n_outputs,

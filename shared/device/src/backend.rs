@@ -67,24 +67,48 @@ fn run_wgpu<J: BackendJob>(
     type_index: usize,
     job: J,
 ) -> Result<J::Output, DeviceError> {
-    let device = wgpu_device(adapter_type, type_index);
-    guarded(label, || job.run::<WgpuBackend>(&device))
+    guarded(label, || {
+        let (device, _) = wgpu_device(adapter_type, type_index);
+        job.run::<WgpuBackend>(&device)
+    })
 }
 
-/// The wgpu device (burn's and cubecl's, one type) of an adapter.
+/// The wgpu device (burn's and cubecl's, one type) of an adapter, and its wgpu handles
+/// (instance, adapter, device, queue), for work that goes to wgpu directly: buffers of our
+/// own, mapped for the host to write (`forexgpt_kernels::upload`).
+///
+/// The first call for an adapter creates its runtime exactly as cubecl would on first use
+/// (the same adapter selection, default runtime options) and keeps the handles; every use
+/// of a wgpu device goes through here, so none is created behind our back. It may panic
+/// (no such adapter): call it inside [`guarded`].
 #[cfg(feature = "wgpu")]
 pub(crate) fn wgpu_device(
     adapter_type: AdapterType,
     type_index: usize,
-) -> burn::backend::wgpu::WgpuDevice {
+) -> (burn::backend::wgpu::WgpuDevice, cubecl::wgpu::WgpuSetup) {
     use burn::backend::wgpu::WgpuDevice;
-    match adapter_type {
+    use std::sync::Mutex;
+    static SETUPS: Mutex<Vec<(WgpuDevice, cubecl::wgpu::WgpuSetup)>> = Mutex::new(Vec::new());
+    let device = match adapter_type {
         AdapterType::DiscreteGpu => WgpuDevice::DiscreteGpu(type_index),
         AdapterType::IntegratedGpu => WgpuDevice::IntegratedGpu(type_index),
         AdapterType::VirtualGpu => WgpuDevice::VirtualGpu(type_index),
         AdapterType::Cpu => WgpuDevice::Cpu,
         AdapterType::Other => WgpuDevice::DefaultDevice,
+    };
+    // A panic while the lock was held (a failed setup) left nothing half-inserted.
+    let mut setups = SETUPS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some((_, setup)) = setups.iter().find(|(d, _)| *d == device) {
+        return (device, setup.clone());
     }
+    let setup = cubecl::wgpu::init_setup::<cubecl::wgpu::AutoGraphicsApi>(
+        &device,
+        cubecl::wgpu::RuntimeOptions::default(),
+    );
+    setups.push((device.clone(), setup.clone()));
+    (device, setup)
 }
 
 #[cfg(not(feature = "wgpu"))]

@@ -44,10 +44,10 @@ pub fn run_cube_job<J: CubeJob>(
         Target::Wgpu {
             adapter_type,
             type_index,
-        } => {
-            let wgpu_device = crate::backend::wgpu_device(adapter_type, type_index);
-            guarded(label, || job.run::<cubecl::wgpu::WgpuRuntime>(&wgpu_device))
-        }
+        } => guarded(label, || {
+            let (wgpu_device, _) = crate::backend::wgpu_device(adapter_type, type_index);
+            job.run::<cubecl::wgpu::WgpuRuntime>(&wgpu_device)
+        }),
         #[cfg(not(feature = "wgpu"))]
         Target::Wgpu { .. } => Err(DeviceError::NotBuilt(forexgpt_protocol::BackendKind::Wgpu)),
         #[cfg(feature = "cuda")]
@@ -57,5 +57,37 @@ pub fn run_cube_job<J: CubeJob>(
         }
         #[cfg(not(feature = "cuda"))]
         Target::Cuda { .. } => Err(DeviceError::NotBuilt(forexgpt_protocol::BackendKind::Cuda)),
+    }
+}
+
+/// Runs `job` on a wgpu device with its cubecl device and its wgpu handles
+/// ([`cubecl::wgpu::WgpuSetup`]: the same device and queue cubecl submits to), for work
+/// that needs wgpu itself beside our kernels (buffers the host writes through a mapping).
+/// Any other device is refused with the reason; a panic becomes
+/// [`DeviceError::BackendFailed`].
+#[cfg(feature = "wgpu")]
+pub fn run_wgpu_job<T>(
+    device: &ComputeDevice,
+    job_name: &str,
+    job: impl FnOnce(&cubecl::wgpu::WgpuDevice, &cubecl::wgpu::WgpuSetup) -> T,
+) -> Result<T, DeviceError> {
+    let label = device.label();
+    match device.target {
+        Target::Wgpu {
+            adapter_type,
+            type_index,
+        } => guarded(label, || {
+            let (wgpu_device, setup) = crate::backend::wgpu_device(adapter_type, type_index);
+            job(&wgpu_device, &setup)
+        }),
+        Target::Failing => Err(DeviceError::BackendFailed {
+            device: label.to_string(),
+            message: "simulated GPU fault".into(),
+        }),
+        Target::Cpu | Target::Cuda { .. } => Err(DeviceError::Unsupported {
+            job: job_name.to_string(),
+            device: label.to_string(),
+            why: "it runs on wgpu only".into(),
+        }),
     }
 }

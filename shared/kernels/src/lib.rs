@@ -11,6 +11,8 @@
 //!   workgroup per network, a grid of networks per launch (the autoencoder's training).
 //! - `fused_forward` (CubeCL, CUDA and wgpu): forward passes of many small networks in one
 //!   dispatch, members resident on the device (an ensemble of autoencoder models).
+//! - [`gram`] (CubeCL, wgpu): `ZᵀZ` of tall float32 data streamed through mapped staging
+//!   buffers of our own (the linear models and PCA on wgpu).
 //! - `tree_walk` (CubeCL, CUDA and wgpu): a forest's prediction walk, a unit per row, the
 //!   trees resident on the device (the forest's walk on wgpu).
 //!
@@ -30,6 +32,7 @@ pub mod cuda_walk;
 pub mod fused_forward;
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
 pub mod fused_mlp;
+pub mod gram;
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
 pub mod tree_walk;
 

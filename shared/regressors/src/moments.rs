@@ -1,8 +1,9 @@
 //! The centred second moments of `X` and `Y` — `XᵀX`, `XᵀY`, `Σy²` and the column means —
 //! which are all Ridge, Lasso, ElasticNet and PCA need from the data. This is the O(n·d²)
 //! work: on the CPU in float64 (rayon over row blocks, each block's products by faer); on CUDA in float64 through cuBLAS
-//! (rows streamed through pinned memory, `forexgpt_kernels::cublas`); on wgpu through burn
-//! (float32 products of float64-centred data).
+//! (rows streamed through pinned memory, `forexgpt_kernels::cublas`); on wgpu by our own
+//! kernel (float32 products of float64-centred rows, streamed through mapped staging
+//! buffers, `forexgpt_kernels::gram`); elsewhere through burn (float32).
 
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
@@ -270,7 +271,66 @@ pub fn moments_on_device(
     if device.cuda_index().is_some() {
         return cublas_moments(device, x, y, center);
     }
+    // wgpu streams the rows through mapped buffers of our own (forexgpt_kernels::gram).
+    #[cfg(feature = "wgpu")]
+    if device.backend() == BackendKind::Wgpu {
+        return wgpu_moments(device, x, y, center);
+    }
     device_moments(device, x, y, center, device.backend() == BackendKind::Cuda)
+}
+
+/// Moments on a wgpu device: the host centres the rows in float64 and writes them as float32
+/// `Z = [x − x̄ | y − ȳ]` straight into the device's staging buffers; one product `ZᵀZ`
+/// gives `XᵀX` and `XᵀY` (float32 products and sums, float64 across chunks: float32 quality,
+/// [`forexgpt_kernels::gram`] says why). `Σ(y − ȳ)²` stays float64 on the host.
+#[cfg(feature = "wgpu")]
+fn wgpu_moments(
+    device: &ComputeDevice,
+    x: &Matrix,
+    y: &Matrix,
+    center: bool,
+) -> Result<Moments, FitError> {
+    let (n, d, t) = (x.rows, x.cols, y.cols);
+    let started = std::time::Instant::now();
+    let x_mean = column_means(x, center);
+    let y_mean = column_means(y, center);
+    let means = started.elapsed();
+    let w = d + t;
+    let fill = |rows: std::ops::Range<usize>, out: &mut [f32]| {
+        for (r, z) in rows.zip(out.chunks_exact_mut(w)) {
+            let (zx, zy) = z.split_at_mut(d);
+            for ((o, v), mu) in zx.iter_mut().zip(x.row(r)).zip(&x_mean) {
+                *o = (v - mu) as f32;
+            }
+            for ((o, v), mu) in zy.iter_mut().zip(y.row(r)).zip(&y_mean) {
+                *o = (v - mu) as f32;
+            }
+        }
+    };
+    let z = forexgpt_kernels::gram::wgpu_gram(device, n, w, &fill)?;
+    let products = started.elapsed();
+    let gram: Vec<f64> = (0..d).flat_map(|i| z[i * w..i * w + d].to_vec()).collect();
+    let xty: Vec<f64> = (0..d)
+        .flat_map(|i| z[i * w + d..(i + 1) * w].to_vec())
+        .collect();
+    let yty = centred_square_sums(y, &y_mean);
+    tracing::debug!(
+        means_ms = means.as_secs_f64() * 1e3,
+        products_ms = (products - means).as_secs_f64() * 1e3,
+        total_ms = started.elapsed().as_secs_f64() * 1e3,
+        device = device.label(),
+        "moments (wgpu)"
+    );
+    Ok(Moments {
+        n,
+        d,
+        t,
+        x_mean,
+        y_mean,
+        gram,
+        xty,
+        yty,
+    })
 }
 
 fn device_moments(
@@ -646,6 +706,41 @@ mod tests {
             assert!(close(&m.gram, &exact.gram), "split {split}: gram");
             assert!(close(&m.xty, &exact.xty), "split {split}: xty");
             assert!(close(&m.yty, &exact.yty), "split {split}: yty");
+        }
+    }
+
+    /// The wgpu moments on every wgpu adapter here (lavapipe in CI): float64's moments to
+    /// 1e-6 of each block's largest value (float32 products and sums; 2e-7 seen on
+    /// lavapipe), over several splits; columns far from zero, as prices are.
+    #[cfg(feature = "wgpu")]
+    #[test]
+    fn wgpu_moments_match_float64() {
+        let (n, d, t) = (5000, 7, 2);
+        let mut rng = Lcg(5);
+        let x = Matrix::new(n, d, (0..n * d).map(|_| rng.next() * 0.01 + 1.1).collect()).unwrap();
+        let y = Matrix::new(n, t, (0..n * t).map(|_| rng.next() * 1e-3).collect()).unwrap();
+        let exact = moments_cpu(&x, &y, true);
+        let devices: Vec<ComputeDevice> = forexgpt_device::testing::test_gpus("wgpu moments")
+            .into_iter()
+            .filter(|dev| dev.backend() == BackendKind::Wgpu)
+            .collect();
+        for dev in devices {
+            let m = moments_on_device(&dev, &x, &y, true).unwrap();
+            let off = |a: &[f64], b: &[f64]| {
+                let scale = b.iter().fold(0.0f64, |s, v| s.max(v.abs()));
+                a.iter()
+                    .zip(b)
+                    .fold(0.0f64, |e, (p, q)| e.max((p - q).abs() / scale))
+            };
+            let (g, xy) = (off(&m.gram, &exact.gram), off(&m.xty, &exact.xty));
+            eprintln!(
+                "{}: gram off by {g:e}, xty by {xy:e} (relative)",
+                dev.label()
+            );
+            assert!(g <= 1e-6 && xy <= 1e-6, "{}", dev.label());
+            // Means and Σ(y − ȳ)² stay float64 on the host.
+            assert_eq!(m.x_mean, exact.x_mean);
+            assert!(off(&m.yty, &exact.yty) <= 1e-14, "{}", dev.label());
         }
     }
 }

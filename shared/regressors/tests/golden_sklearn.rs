@@ -13,8 +13,13 @@ use common::{fixture, matrix};
 
 /// Float64 CPU path: both sides reach the optimum (tol 1e-12), so only rounding differs.
 const CPU_TOL: f64 = 1e-6;
-/// Device path: products in float32 on centred data; coefficients of order 1.
+/// Device path through burn (the CPU backend): products in float32 on centred data, summed
+/// in float32; coefficients of order 1.
 const DEVICE_TOL: f64 = 1e-4;
+/// wgpu: float32 products of float64-centred rows, compensated float32 sums within a chunk,
+/// float64 across chunks (`forexgpt_kernels::gram`). Seen on lavapipe: coefficients 1.2e-6
+/// off, intercepts 1.9e-5 (`ȳ − x̄·w`, with column means up to 10).
+const WGPU_TOL: f64 = 5e-5;
 /// CUDA runs the products through cuBLAS in float64, so it is held to the CPU's tolerance.
 
 #[derive(Deserialize)]
@@ -169,8 +174,10 @@ fn pca_matches_scikit_learn_on_the_cpu_in_float64() {
 #[test]
 fn linear_models_and_pca_match_on_every_device() {
     for_each_device(|device| {
+        eprintln!("checking {}", device.label());
         let tol = match device.backend() {
             forexgpt_protocol::BackendKind::Cuda => CPU_TOL,
+            forexgpt_protocol::BackendKind::Wgpu => WGPU_TOL,
             _ => DEVICE_TOL,
         };
         check_linear(Some(device), tol);

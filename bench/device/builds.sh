@@ -15,6 +15,9 @@
 #     SUITES=regressors,forest REPEATS=5 with `E DIST E DIST`.
 #   - "Forest prediction on wgpu: binning without a search, the walk in chunks (issue 21)":
 #     SUITES=forest, call 1 REPEATS=5 with `E F E F`, call 2 REPEATS=7 with `E F G E F G`.
+#   - "Linear models and PCA on wgpu: our Gram kernel, rows through mapped buffers (issue
+#     21)": FOREXGPT_TEST_DEVICES=wgpu SUITES=regressors REPEATS=3
+#     FOREXGPT_LOG=forexgpt_kernels=debug,forexgpt_regressors=debug with `G H G H`.
 #
 # Run on the GPU machine: bash bench/device/builds.sh BIN...
 #   BIN...: release binaries of forexgpt-cli built with --features cuda (for example the

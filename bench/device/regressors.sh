@@ -12,6 +12,8 @@
 #     table, the per-step table (debug log on stderr: `cuBLAS cross products`, `linear fit`,
 #     `PCA fit`) and the final table;
 #   - "PyTorch as a peer for the linear regressors (issue 9, issue 6)".
+#   - "Linear models and PCA on wgpu: our Gram kernel, rows through mapped buffers (issue
+#     21)": the second table (REPEATS=3 PEER_REPEATS=3).
 # The older sections were measured on earlier builds (named in each section); this script
 # measures the current code paths.
 #

@@ -62,10 +62,10 @@ impl CostOp {
     /// Built-in (fixed ms, ms per unit of relative size) on a class of device; `None` where
     /// the class has no path for the operation or nothing is known of it.
     ///
-    /// Sources (docs/benchmarks.md): linear models and PCA on 1M × 128 → 8, "CPU products by
-    /// faer (issue 23)" (16-thread Xeon of an H200 machine: CPU 112–127 ms, PCA 86 ms; CUDA
-    /// through cuBLAS 72–163 ms, PCA 130 ms, bound by filling the pinned buffers on the host;
-    /// Vulkan 1,228–1,322 ms); the forest's
+    /// Sources (docs/benchmarks.md): linear models and PCA on 1M × 128 → 8, "Linear models
+    /// and PCA on wgpu: our Gram kernel, rows through mapped buffers (issue 21)" (one call
+    /// on an H100 machine's 16-thread Xeon: CPU 70 ms, PCA 54 ms; CUDA through cuBLAS 38 ms,
+    /// PCA 36 ms; Vulkan 45–47 ms, PCA 44 ms; wgpu's fixed part is an estimate); the forest's
     /// 100 trees on 10,000 × 64 → 4 and 100,000 predicted rows, "Random forest on CUDA,
     /// second design", third round (CPU 1,269 / 121 ms, CUDA 60 / 5.4 ms), the Vulkan walk
     /// from "The forest's walk as a CubeCL kernel" (13–17 ms, build E);
@@ -79,12 +79,12 @@ impl CostOp {
         use CostOp::*;
         use DeviceClass::*;
         Some(match (self, class) {
-            (LinearFit, Cpu) => (1.0, 120.0),
-            (LinearFit, Cuda) => (4.0, 130.0),
-            (LinearFit, Wgpu) => (10.0, 1_270.0),
-            (PcaFit, Cpu) => (1.0, 85.0),
-            (PcaFit, Cuda) => (5.0, 125.0),
-            (PcaFit, Wgpu) => (10.0, 1_220.0),
+            (LinearFit, Cpu) => (1.0, 69.0),
+            (LinearFit, Cuda) => (4.0, 34.5),
+            (LinearFit, Wgpu) => (5.0, 41.0),
+            (PcaFit, Cpu) => (1.0, 53.0),
+            (PcaFit, Cuda) => (5.0, 31.5),
+            (PcaFit, Wgpu) => (5.0, 39.0),
             (ForestFit, Cpu) => (2.0, 1_250.0),
             (ForestFit, Cuda) => (15.0, 45.0),
             (ForestPredict, Cpu) => (0.2, 120.0),
@@ -562,11 +562,11 @@ mod tests {
         assert!((big.relative_size() - 1.0).abs() < 1e-12);
         let on_cpu = model.estimate(big, &cpu, 16).unwrap();
         let on_wgpu = model.estimate(big, &wgpu, 16).unwrap();
-        assert_eq!(on_cpu.ms, 121.0);
-        assert_eq!(on_wgpu.ms, 1_280.0);
+        assert_eq!(on_cpu.ms, 70.0);
+        assert_eq!(on_wgpu.ms, 46.0);
         assert_eq!(on_cpu.source, EstimateSource::BuiltIn);
         // Two threads: the CPU's per-size part is eight times the 16-thread one.
-        assert_eq!(model.estimate(big, &cpu, 2).unwrap().ms, 1.0 + 8.0 * 120.0);
+        assert_eq!(model.estimate(big, &cpu, 2).unwrap().ms, 1.0 + 8.0 * 69.0);
         // The forest has no wgpu grower, so nothing is known of it there.
         assert!(
             model

@@ -455,7 +455,7 @@ mod tests {
     fn auto_runs_a_sized_job_where_it_is_expected_to_take_least_time() {
         let gpu = described_machine(true);
         let linear = JobSupport::everywhere("fitting a linear model");
-        // The sample's fit: a few thousand rows. Built in, a wgpu fit costs 10 ms before it
+        // The sample's fit: a few thousand rows. Built in, a wgpu fit costs 5 ms before it
         // starts, the CPU's line ~1 ms plus a little: the CPU, with both estimates.
         let small = linear.sized(Workload::linear_fit(4_000, 88, 4));
         let (device, why) = gpu.placement(DeviceRequest::default(), small).unwrap();

@@ -16,7 +16,10 @@ use forexgpt_protocol::{
 };
 use forexgpt_regressors::forest::{ForestParamsBuilder, ValidForestParams};
 use forexgpt_regressors::linear::ValidLinearParams;
-use forexgpt_regressors::{ElasticNet, Lasso, Matrix, Pca, Ridge, fit_forest, fit_linear, fit_pca};
+use forexgpt_regressors::moments::Moments;
+use forexgpt_regressors::{
+    ElasticNet, FitOutcome, Lasso, Matrix, Pca, Ridge, fit_forest, fit_pca, linear_moments,
+};
 
 use crate::Workbench;
 use crate::data::{labelled_features, normalize_symbol, unix_now};
@@ -487,6 +490,8 @@ impl Workbench {
             cancel,
         };
         let mut encoders = encode_neural_groups(&context, &request.models, &data)?;
+        // The training rows' moments per (encoder, centred), shared by the linear models.
+        let mut moments: Vec<((usize, bool), FitOutcome<Moments>)> = Vec::new();
         let mut models = Vec::with_capacity(request.models.len());
         for (i, config) in request.models.iter().enumerate() {
             if cancel.is_cancelled() {
@@ -502,18 +507,35 @@ impl Workbench {
                     config.regressor.label()
                 )),
             ));
-            let encoded = match encoders.iter().position(|e| e.spec == config.encoder) {
-                Some(k) => &encoders[k],
+            let k = match encoders.iter().position(|e| e.spec == config.encoder) {
+                Some(k) => k,
                 None => {
                     encoders.push(encode(&context, &config.encoder, &data)?);
-                    &encoders[encoders.len() - 1]
+                    encoders.len() - 1
                 }
             };
+            let encoded = &encoders[k];
             let fit_started = Instant::now();
             let fitted = match regressor_params(&config.regressor)? {
                 RegressorParams::Linear(params) => {
-                    fit_linear(manager, device_request, &params, &encoded.z[0], &data.y[0])?
-                        .map(RegressorState::Linear)
+                    // Every linear model on this encoder's output (and the same centring)
+                    // fits from one pass over its rows.
+                    let center = params.params().fit_intercept;
+                    let at = match moments.iter().position(|(key, _)| *key == (k, center)) {
+                        Some(at) => at,
+                        None => {
+                            let (x, y) = (&encoded.z[0], &data.y[0]);
+                            let m = linear_moments(manager, device_request, x, y, center)?;
+                            moments.push(((k, center), m));
+                            moments.len() - 1
+                        }
+                    };
+                    let shared = &moments[at].1;
+                    FitOutcome {
+                        model: RegressorState::Linear(params.fit_moments(&shared.model)?),
+                        device: shared.device.clone(),
+                        fell_back: shared.fell_back.clone(),
+                    }
                 }
                 RegressorParams::Forest(params) => {
                     let trees = params.spec().n_estimators as u64;

@@ -29,6 +29,10 @@
 //! golden tests hold wgpu to 1e-5; CUDA's moments are float64 (cuBLAS).
 //! Workgroup memory: 8 KiB, under wgpu's portable 16 KiB and Metal's 32 KiB.
 
+// Without wgpu only the refusal is built; the constants and the host's assembly serve the
+// wgpu path (and its tests).
+#![cfg_attr(not(feature = "wgpu"), allow(dead_code))]
+
 use std::ops::Range;
 
 use forexgpt_device::{ComputeDevice, DeviceError};

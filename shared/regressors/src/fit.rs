@@ -8,11 +8,12 @@ use forexgpt_protocol::{DeviceRequest, ResolvedDevice};
 
 use crate::error::FitError;
 use crate::forest::{RandomForestModel, ValidForestParams};
-use crate::linear::{LinearModel, ValidLinearParams};
+use crate::linear::{LinearModel, ValidLinearParams, check_xy};
 use crate::matrix::Matrix;
+use crate::moments::{Moments, moments_cpu, moments_on_device};
 use crate::pca::{FittedPca, ValidPcaParams};
 
-/// The linear models' and PCA's products run on CUDA (cuBLAS) and wgpu (burn).
+/// The linear models' and PCA's products run on CUDA (cuBLAS) and wgpu (our Gram kernel).
 pub const LINEAR_FIT: JobSupport = JobSupport::everywhere("fitting a linear model");
 pub const PCA_FIT: JobSupport = JobSupport::everywhere("fitting PCA");
 pub use crate::forest::FOREST_FIT;
@@ -77,6 +78,25 @@ pub fn fit_linear(
 ) -> Result<FitOutcome<LinearModel>, FitError> {
     let job = LINEAR_FIT.sized(Workload::linear_fit(x.rows, x.cols, y.cols));
     fit_with(manager, request, job, |device| params.fit(x, y, device))
+}
+
+/// The second moments of `(x, y)` (centred when `center`), placed as a linear fit of this
+/// size would be: several linear models on the same data (a training grid's ridge, lasso and
+/// elastic net) then fit from one pass over the rows ([`ValidLinearParams::fit_moments`]),
+/// each as it would from the data.
+pub fn linear_moments(
+    manager: &DeviceManager,
+    request: DeviceRequest,
+    x: &Matrix,
+    y: &Matrix,
+    center: bool,
+) -> Result<FitOutcome<Moments>, FitError> {
+    check_xy(x, y)?;
+    let job = LINEAR_FIT.sized(Workload::linear_fit(x.rows, x.cols, y.cols));
+    fit_with(manager, request, job, |device| match device {
+        Some(d) => moments_on_device(d, x, y, center),
+        None => Ok(moments_cpu(x, y, center)),
+    })
 }
 
 pub fn fit_pca(
@@ -148,6 +168,10 @@ mod tests {
             (
                 "ridge",
                 fit_linear(manager, request, &ridge, &x, &y).map(|o| parts(o.map(drop))),
+            ),
+            (
+                "shared moments",
+                linear_moments(manager, request, &x, &y, true).map(|o| parts(o.map(drop))),
             ),
             (
                 "pca",
@@ -238,5 +262,33 @@ mod tests {
         let wgpu = DeviceRequest::exactly(DevicePreference::Wgpu(Some(0)));
         let err = fit_linear(&machine, wgpu, &ridge, &x, &y).unwrap_err();
         assert!(err.to_string().contains("simulated GPU fault"), "{err}");
+    }
+
+    /// A grid's linear models from one pass over the rows: each the model its own fit gives,
+    /// bit for bit, with and without an intercept; bad input refused as a fit refuses it.
+    #[test]
+    fn linear_models_from_shared_moments_are_their_own_fits() {
+        let (x, y) = data();
+        let cpu = no_gpu();
+        let request = DeviceRequest::default();
+        for center in [true, false] {
+            let shared = linear_moments(&cpu, request, &x, &y, center).unwrap();
+            assert_eq!(shared.device.backend, BackendKind::Cpu);
+            for builder in [
+                Ridge::params().alpha(0.5),
+                crate::Lasso::params().alpha(0.01),
+                crate::ElasticNet::params().alpha(0.01).l1_ratio(0.3),
+            ] {
+                let params = builder.fit_intercept(center).check().unwrap();
+                let alone = fit_linear(&cpu, request, &params, &x, &y).unwrap().model;
+                assert_eq!(params.fit_moments(&shared.model).unwrap(), alone);
+            }
+        }
+        let mut bad = x.clone();
+        bad.values[3] = f64::NAN;
+        assert!(matches!(
+            linear_moments(&cpu, request, &bad, &y, true),
+            Err(FitError::NonFinite { what: "X", .. })
+        ));
     }
 }

@@ -34,7 +34,7 @@ pub mod moments;
 pub mod pca;
 
 pub use error::FitError;
-pub use fit::{FitOutcome, fit_forest, fit_linear, fit_pca};
+pub use fit::{FitOutcome, fit_forest, fit_linear, fit_pca, linear_moments};
 pub use forest::{RandomForest, RandomForestModel};
 pub use linear::{ElasticNet, Lasso, LinearKind, LinearModel, LinearParams, Ridge};
 #[cfg(feature = "linfa")]

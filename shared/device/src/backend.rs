@@ -75,7 +75,7 @@ fn run_wgpu<J: BackendJob>(
 
 /// The wgpu device (burn's and cubecl's, one type) of an adapter, and its wgpu handles
 /// (instance, adapter, device, queue), for work that goes to wgpu directly: buffers of our
-/// own, mapped for the host to write (`forexgpt_kernels::upload`).
+/// own, mapped for the host to write (`forexgpt_kernels::gram`).
 ///
 /// The first call for an adapter creates its runtime exactly as cubecl would on first use
 /// (the same adapter selection, default runtime options) and keeps the handles; every use

@@ -33,16 +33,19 @@ pub enum CostOp {
     EncoderTraining,
     /// A forecast or backtest: every model of an ensemble on every bar.
     EnsembleInference,
+    /// An ensemble of autoencoder models: each bar through every member's encoder.
+    EncoderEnsembleInference,
 }
 
 impl CostOp {
-    const ALL: [CostOp; 6] = [
+    const ALL: [CostOp; 7] = [
         CostOp::LinearFit,
         CostOp::PcaFit,
         CostOp::ForestFit,
         CostOp::ForestPredict,
         CostOp::EncoderTraining,
         CostOp::EnsembleInference,
+        CostOp::EncoderEnsembleInference,
     ];
 
     /// The operation of a stored benchmark row (`ridge`, `rf_fit`, `autoencoder`, …), when
@@ -53,8 +56,13 @@ impl CostOp {
             "pca" => CostOp::PcaFit,
             "rf_fit" => CostOp::ForestFit,
             "rf_predict" => CostOp::ForestPredict,
-            "autoencoder" | "vae" => CostOp::EncoderTraining,
+            // The encoder suite's rows (`autoencoder_fit`, `vae_fit`); the bare names are
+            // those of runs stored before the suite named its rows so.
+            "autoencoder" | "autoencoder_fit" | "vae" | "vae_fit" => CostOp::EncoderTraining,
             "forecast" => CostOp::EnsembleInference,
+            // A forecast with its bands is what the app places (`predict_ae`, the members'
+            // predictions alone, is not a job of its own).
+            "forecast_ae" => CostOp::EncoderEnsembleInference,
             _ => return None,
         })
     }
@@ -74,7 +82,11 @@ impl CostOp {
     /// kernels: a batch split among workgroups" on an H100 (the batch in 32 cubes of 2 rows:
     /// CUDA 154 ms, Vulkan 336 ms; kernel compilation, a first run's, is not in the line);
     /// 50 models × 1,000 bars from "Full table, one call" (CPU 149 ms, CUDA 141 ms, Vulkan
-    /// 91 ms).
+    /// 91 ms); autoencoder ensembles (`forecast_ae`, with bands) from "The CPU against Vulkan
+    /// on the H100, suite by suite (issue 21)" (CPU 0.07 ms for 1 model on 1 bar, 3.3 ms for
+    /// 50, 157 ms for 50 on 1,000 bars; Vulkan 0.55–0.75 ms on 1 bar, 91 ms on 1,000) and,
+    /// for CUDA, "Ensembles of autoencoder models in one dispatch" (0.05–0.12 ms on 1 bar,
+    /// 76 ms on 1,000).
     fn line(self, class: DeviceClass) -> Option<(f64, f64)> {
         use CostOp::*;
         use DeviceClass::*;
@@ -96,6 +108,9 @@ impl CostOp {
             (EnsembleInference, Cpu) => (0.01, 150.0),
             (EnsembleInference, Cuda) => (0.9, 140.0),
             (EnsembleInference, Wgpu) => (0.6, 90.0),
+            (EncoderEnsembleInference, Cpu) => (0.0, 157.0),
+            (EncoderEnsembleInference, Cuda) => (0.05, 76.0),
+            (EncoderEnsembleInference, Wgpu) => (0.55, 90.0),
             _ => return None,
         })
     }
@@ -109,6 +124,7 @@ impl CostOp {
             CostOp::ForestPredict => "forest prediction",
             CostOp::EncoderTraining => "encoder training",
             CostOp::EnsembleInference => "model inference",
+            CostOp::EncoderEnsembleInference => "autoencoder-model inference",
         }
     }
 }
@@ -199,6 +215,12 @@ impl Workload {
         Workload::new(CostOp::EnsembleInference, bars, cols, models)
     }
 
+    /// `models` autoencoder models (encoder, then regressor) on `bars` bars of `cols`
+    /// features.
+    pub fn encoder_inference(models: usize, bars: usize, cols: usize) -> Workload {
+        Workload::new(CostOp::EncoderEnsembleInference, bars, cols, models)
+    }
+
     fn new(op: CostOp, rows: usize, cols: usize, units: usize) -> Workload {
         Workload {
             op,
@@ -228,6 +250,9 @@ impl Workload {
             }
             // Models × bars (the features per model are alike in every ensemble).
             CostOp::EnsembleInference => u * r / (50.0 * 1_000.0),
+            // Models × bars, and a member's fixed part of a call (its layers' set-up) worth
+            // about 20 bars: on the CPU one member takes 0.07 ms for 1 bar, 3.1 ms for 1,000.
+            CostOp::EncoderEnsembleInference => u * (r + 20.0) / (50.0 * 1_020.0),
         }
     }
 
@@ -268,7 +293,7 @@ impl Workload {
                 count(self.units, "epoch", "epochs"),
                 n(self.parameters)
             ),
-            CostOp::EnsembleInference => format!(
+            CostOp::EnsembleInference | CostOp::EncoderEnsembleInference => format!(
                 "{} on {}",
                 count(self.units, "model", "models"),
                 count(self.rows, "bar", "bars")
@@ -306,12 +331,15 @@ impl Workload {
                 rows,
                 cols,
                 epochs,
-                mirrored_mlp_parameters(cols, &[128, 64], 16, operation == "vae"),
+                mirrored_mlp_parameters(cols, &[128, 64], 16, operation.starts_with("vae")),
                 1,
             ),
             (CostOp::EnsembleInference, &[models, bars]) => {
                 // The forecast benchmark's models read the sample's 88 features.
                 Workload::inference(models, bars, 88)
+            }
+            (CostOp::EncoderEnsembleInference, &[models, bars]) => {
+                Workload::encoder_inference(models, bars, 88)
             }
             _ => return None,
         })
@@ -567,6 +595,15 @@ mod tests {
         assert_eq!(on_cpu.source, EstimateSource::BuiltIn);
         // Two threads: the CPU's per-size part is eight times the 16-thread one.
         assert_eq!(model.estimate(big, &cpu, 2).unwrap().ms, 1.0 + 8.0 * 69.0);
+        // Autoencoder ensembles: one member on one bar stays on the CPU (0.07 ms against
+        // Vulkan's 0.6 ms fixed part); fifty members on one bar go to the GPU (3.3 ms on the
+        // CPU against 0.75 ms on Vulkan, measured).
+        let ms = |w: Workload, d: &ComputeDevice| model.estimate(w, d, 16).unwrap().ms;
+        let one = Workload::encoder_inference(1, 1, 88);
+        let fifty = Workload::encoder_inference(50, 1, 88);
+        assert!(ms(one, &cpu) < ms(one, &wgpu));
+        assert!(ms(fifty, &wgpu) < ms(fifty, &cpu));
+        assert!((ms(Workload::encoder_inference(50, 1_000, 88), &cpu) - 157.0).abs() < 1e-9);
         // The forest has no wgpu grower, so nothing is known of it there.
         assert!(
             model
@@ -612,9 +649,20 @@ mod tests {
             Workload::of_benchmark("rf_predict", "100 trees, 100000×64"),
             Some(Workload::forest_predict(100_000, 64, 100))
         );
+        for op in ["autoencoder", "autoencoder_fit"] {
+            assert_eq!(
+                Workload::of_benchmark(op, "10000×128, 20 epochs").map(|w| w.parameters),
+                Some(51_728),
+                "{op}"
+            );
+        }
         assert_eq!(
-            Workload::of_benchmark("autoencoder", "10000×128, 20 epochs").map(|w| w.parameters),
-            Some(51_728)
+            Workload::of_benchmark("vae_fit", "10000×128, 20 epochs").map(|w| w.parameters),
+            Some(mirrored_mlp_parameters(128, &[128, 64], 16, true))
+        );
+        assert_eq!(
+            Workload::of_benchmark("forecast_ae", "50 models, 1000 bars"),
+            Some(Workload::encoder_inference(50, 1000, 88))
         );
         assert_eq!(
             Workload::of_benchmark("forecast", "1 model, 1 bar"),
@@ -623,6 +671,9 @@ mod tests {
         // Rows whose time is not a job's: burn's reference path, grids, data steps, peers.
         for (op, size) in [
             ("autoencoder_fit_burn", "10000×128, 20 epochs"),
+            ("vae_fit_burn", "10000×128, 20 epochs"),
+            ("predict_ae", "50 models, 1000 bars"),
+            ("autoencoder_grid_fit", "16 networks, 10000×128, 20 epochs"),
             ("rf_predict_cubecl", "100 trees, 100000×64"),
             ("features", "100000 bars"),
             ("ridge", "a lot"),

@@ -7,8 +7,8 @@ use std::time::Instant;
 use forexgpt_core::timestamp::format_ts;
 use forexgpt_device::{JobSupport, Placed, Workload};
 use forexgpt_protocol::{
-    BacktestHorizon, BacktestReport, BacktestRequest, Forecast, ForecastRequest, HorizonForecast,
-    ModelSelection, ProgressEvent, RegressorSpec, Stage, StoredModel,
+    BacktestHorizon, BacktestReport, BacktestRequest, EncoderSpec, Forecast, ForecastRequest,
+    HorizonForecast, ModelSelection, ProgressEvent, RegressorSpec, Stage, StoredModel,
 };
 
 use crate::Workbench;
@@ -282,7 +282,8 @@ impl Workbench {
 }
 
 /// The size of predicting `bars` bars with `ensemble`, for the cost model: its forests' walk
-/// when it has forests (their trees outweigh any linear model), else its models' products.
+/// when it has forests (their trees outweigh any linear model), else its autoencoder
+/// members' encoders when it has any, else its models' products.
 fn inference_workload(ensemble: &Ensemble, bars: usize) -> Workload {
     let cols = ensemble
         .models
@@ -298,8 +299,17 @@ fn inference_workload(ensemble: &Ensemble, bars: usize) -> Workload {
             _ => None,
         })
         .sum();
+    let neural = ensemble.models.iter().any(|m| {
+        matches!(
+            m.info.encoder,
+            EncoderSpec::Autoencoder { .. } | EncoderSpec::Vae { .. }
+        )
+    });
     if trees > 0 {
         Workload::forest_predict(bars, cols, trees)
+    } else if neural {
+        // Each bar through every member's encoder outweighs the linear heads.
+        Workload::encoder_inference(ensemble.models.len(), bars, cols)
     } else {
         Workload::inference(ensemble.models.len(), bars, cols)
     }

@@ -213,9 +213,13 @@ pub const AUTO_WEIGHED_OPERATIONS: &[&str] = &[
     "pca",
     "rf_fit",
     "rf_predict",
+    "autoencoder_fit",
+    "vae_fit",
+    "forecast",
+    "forecast_ae",
+    // Runs stored before the encoder suite named its rows `*_fit`.
     "autoencoder",
     "vae",
-    "forecast",
 ];
 
 /// Whether `auto` would run `row`'s job on the CPU on the machine that measured it: a row of

@@ -281,8 +281,9 @@ pub fn moments_on_device(
 
 /// Moments on a wgpu device: the host centres the rows in float64 and writes them as float32
 /// `Z = [x − x̄ | y − ȳ]` straight into the device's staging buffers; one product `ZᵀZ`
-/// gives `XᵀX` and `XᵀY` (float32 products and sums, float64 across chunks: float32 quality,
-/// [`forexgpt_kernels::gram`] says why). `Σ(y − ȳ)²` stays float64 on the host.
+/// gives `XᵀX` and `XᵀY` (float32 products, compensated float32 sums within a chunk, float64
+/// across chunks: float32 quality, [`forexgpt_kernels::gram`] says why). `Σ(y − ȳ)²` stays
+/// float64 on the host.
 #[cfg(feature = "wgpu")]
 fn wgpu_moments(
     device: &ComputeDevice,

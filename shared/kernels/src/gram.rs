@@ -62,9 +62,14 @@ const SLOTS: usize = 16;
 /// Rows a block of the host's fill takes (a block is filled in cache, then copied).
 const FILL_ROWS: usize = 256;
 
-/// Rows a chunk of `width` float32 columns holds: a whole number of splits.
+/// Most splits a chunk holds: each split keeps a whole tile of partial sums on the device
+/// (16 KiB), so narrow rows (a chunk of millions) would otherwise need a buffer past wgpu's
+/// 128 MiB binding limit.
+const MAX_SPLITS: usize = 256;
+
+/// Rows a chunk of `width` float32 columns holds: a whole number of splits, about 32 MiB.
 pub fn chunk_rows(width: usize) -> usize {
-    (CHUNK_BYTES / (4 * width.max(1)) / SPLIT_ROWS).max(1) * SPLIT_ROWS
+    (CHUNK_BYTES / (4 * width.max(1)) / SPLIT_ROWS).clamp(1, MAX_SPLITS) * SPLIT_ROWS
 }
 
 /// `ZᵀZ` (`width × width`, row-major, symmetric to the last bit) of the `rows × width`
@@ -550,6 +555,8 @@ mod tests {
         assert!((chunk_rows(128) + SPLIT_ROWS) * 128 * 4 > CHUNK_BYTES);
         // A row wider than a chunk still gets a split.
         assert_eq!(chunk_rows(1 << 24), SPLIT_ROWS);
+        // Narrow rows: at most MAX_SPLITS splits (4 MiB of partial sums), not 8M rows.
+        assert_eq!(chunk_rows(1), MAX_SPLITS * SPLIT_ROWS);
     }
 
     #[test]

@@ -167,6 +167,28 @@ fn train_save_load_forecast_and_backtest_on_the_sample() {
     ));
 }
 
+/// A grid's linear models on one encoder share one pass over the training rows (ridge and
+/// lasso on the raw features, ridge and elastic net on PCA): each is the model its own
+/// training gives, to the last bit of every metric.
+#[test]
+fn a_grid_shares_its_moments_without_changing_any_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let wb = workbench(dir.path());
+    let cancel = CancelToken::new();
+    let together = wb
+        .train(&train_request(grid()), &NoProgress, &cancel)
+        .unwrap();
+    for (k, config) in grid().into_iter().enumerate() {
+        let alone = wb
+            .train(&train_request(vec![config]), &NoProgress, &cancel)
+            .unwrap();
+        assert_eq!(
+            alone.models[0].info.metrics, together.models[k].info.metrics,
+            "model {k}"
+        );
+    }
+}
+
 #[test]
 fn a_failed_or_cancelled_training_saves_nothing() {
     let dir = tempfile::tempdir().unwrap();

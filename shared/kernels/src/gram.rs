@@ -73,8 +73,9 @@ pub fn chunk_rows(width: usize) -> usize {
 }
 
 /// `ZᵀZ` (`width × width`, row-major, symmetric to the last bit) of the `rows × width`
-/// matrix that `fill` writes, on a wgpu device. Float32 products, summed in float32 over at
-/// most 1,024 rows and in float64 beyond. Any other device is refused as unsupported.
+/// matrix that `fill` writes, on a wgpu device. Float32 products, compensated float32 sums
+/// within a chunk (a split's rows, then the chunk's splits), float64 across the device's
+/// slots. Any other device is refused as unsupported.
 pub fn wgpu_gram(
     device: &ComputeDevice,
     rows: usize,

@@ -142,7 +142,7 @@ fn assemble(sums: &[f32], slots: usize, width: usize) -> Vec<f64> {
 
 #[cfg(feature = "wgpu")]
 mod on_wgpu {
-    use std::sync::{Arc, Mutex};
+    use std::sync::{Arc, Mutex, PoisonError};
     use std::time::{Duration, Instant};
 
     use cubecl::prelude::*;
@@ -324,7 +324,7 @@ mod on_wgpu {
         fn state(&self) -> Option<Result<(), String>> {
             self.state
                 .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .unwrap_or_else(PoisonError::into_inner)
                 .clone()
         }
 
@@ -346,16 +346,11 @@ mod on_wgpu {
 
         /// Asks for the buffer back once the copy of `submitted` is done.
         fn remap(&mut self, submitted: wgpu::SubmissionIndex) {
-            *self
-                .state
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner()) = None;
+            *self.state.lock().unwrap_or_else(PoisonError::into_inner) = None;
             let state = self.state.clone();
             self.buffer
                 .map_async(wgpu::MapMode::Write, .., move |mapped| {
-                    *state
-                        .lock()
-                        .unwrap_or_else(|poisoned| poisoned.into_inner()) =
+                    *state.lock().unwrap_or_else(PoisonError::into_inner) =
                         Some(mapped.map_err(|e| e.to_string()));
                 });
             self.submitted = Some(submitted);
@@ -367,9 +362,7 @@ mod on_wgpu {
     static RINGS: Mutex<Vec<(wgpu::Device, Vec<Slot>)>> = Mutex::new(Vec::new());
 
     fn take_ring(device: &wgpu::Device, bytes: u64) -> Vec<Slot> {
-        let mut rings = RINGS
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut rings = RINGS.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(at) = rings.iter().position(|(d, _)| d == device) {
             let (_, ring) = rings.swap_remove(at);
             if ring.iter().all(|slot| slot.buffer.size() >= bytes) {
@@ -380,9 +373,7 @@ mod on_wgpu {
     }
 
     fn put_ring(device: &wgpu::Device, ring: Vec<Slot>) {
-        let mut rings = RINGS
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut rings = RINGS.lock().unwrap_or_else(PoisonError::into_inner);
         rings.push((device.clone(), ring));
     }
 

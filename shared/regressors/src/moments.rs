@@ -310,9 +310,18 @@ fn wgpu_moments(
     };
     let z = forexgpt_kernels::gram::wgpu_gram(device, n, w, &fill)?;
     let products = started.elapsed();
-    let gram: Vec<f64> = (0..d).flat_map(|i| z[i * w..i * w + d].to_vec()).collect();
-    let xty: Vec<f64> = (0..d)
-        .flat_map(|i| z[i * w + d..(i + 1) * w].to_vec())
+    // Row i of ZᵀZ: XᵀX's row in its first d columns, XᵀY's in the rest.
+    let gram: Vec<f64> = z
+        .chunks_exact(w)
+        .take(d)
+        .flat_map(|row| &row[..d])
+        .copied()
+        .collect();
+    let xty: Vec<f64> = z
+        .chunks_exact(w)
+        .take(d)
+        .flat_map(|row| &row[d..])
+        .copied()
         .collect();
     let yty = centred_square_sums(y, &y_mean);
     tracing::debug!(

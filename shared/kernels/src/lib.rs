@@ -13,6 +13,8 @@
 //!   dispatch, members resident on the device (an ensemble of autoencoder models).
 //! - [`gram`] (CubeCL, wgpu): `ZᵀZ` of tall float32 data streamed through mapped staging
 //!   buffers of our own (the linear models and PCA on wgpu).
+//! - `tree_grow` (CubeCL, any runtime; used on wgpu): a forest's split search a level at a
+//!   time over per-feature sorted row lists, close calls left to the host's float64.
 //! - `tree_walk` (CubeCL, CUDA and wgpu): a forest's prediction walk, a unit per row, the
 //!   trees resident on the device (the forest's walk on wgpu).
 //!
@@ -33,6 +35,8 @@ pub mod fused_forward;
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
 pub mod fused_mlp;
 pub mod gram;
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+pub mod tree_grow;
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
 pub mod tree_walk;
 

@@ -67,34 +67,47 @@ impl Occupied {
     }
 }
 
-struct Best {
-    feature: usize,
-    bin: u8,
+pub(super) struct Best {
+    pub feature: usize,
+    pub bin: u8,
     proxy: f64,
 }
 
-struct Pending {
-    start: usize,
-    end: usize,
-    depth: usize,
+pub(super) struct Pending {
+    pub start: usize,
+    pub end: usize,
+    pub depth: usize,
     /// Where to write this node's index: the parent's left or right slot.
-    slot: Option<(usize, bool)>,
+    pub slot: Option<(usize, bool)>,
     /// The parent's split feature (for the impurity decrease).
-    parent_feature: Option<usize>,
+    pub parent_feature: Option<usize>,
     /// The node's random stream (its feature draws).
-    seed: u64,
+    pub seed: u64,
 }
 
 /// Nodes with more rows than this many times a feature's bin count use a histogram for it;
 /// smaller ones sort their rows by bin.
 const HISTOGRAM_FACTOR: usize = 1;
 
-struct Scratch {
+/// A grower's working memory, reused from node to node.
+pub(super) struct Scratch {
     hist: Vec<f64>,
     pairs: Vec<(u8, u32)>,
     occupied: Occupied,
     right: Vec<u32>,
     features: Vec<usize>,
+}
+
+impl Scratch {
+    pub(super) fn new(d: usize) -> Self {
+        Scratch {
+            hist: Vec::new(),
+            pairs: Vec::new(),
+            occupied: Occupied::default(),
+            right: Vec::new(),
+            features: (0..d).collect(),
+        }
+    }
 }
 
 /// A tree's bootstrap: per row how often it was drawn, the in-bag rows (ascending), and the
@@ -150,13 +163,7 @@ pub(crate) fn grow(data: &Data, rules: &Rules, seed: u64) -> Grown {
     let (weight, mut rows, root_seed) = bootstrap(data.n, rules, seed);
     let mut tree = Tree::default();
     let mut importance = vec![0.0; data.d];
-    let mut scratch = Scratch {
-        hist: Vec::new(),
-        pairs: Vec::new(),
-        occupied: Occupied::default(),
-        right: Vec::new(),
-        features: (0..data.d).collect(),
-    };
+    let mut scratch = Scratch::new(data.d);
     let mut stack = vec![Pending {
         start: 0,
         end: rows.len(),
@@ -180,12 +187,7 @@ pub(crate) fn grow(data: &Data, rules: &Rules, seed: u64) -> Grown {
             importance[f] -= w * impurity;
         }
         tree.depth = tree.depth.max(node.depth as u32);
-        let m = slice.len();
-        let splittable = !pure
-            && node.depth < rules.limits.max_depth
-            && m >= rules.limits.min_samples_split
-            && m >= 2 * rules.limits.min_samples_leaf;
-        let best = if splittable {
+        let best = if splittable(rules, &node, slice.len(), pure) {
             best_split(data, rules, &weight, slice, &sums, node.seed, &mut scratch)
         } else {
             None
@@ -229,9 +231,17 @@ pub(crate) fn grow(data: &Data, rules: &Rules, seed: u64) -> Grown {
     }
 }
 
+/// Whether a node of `m` rows may split (scikit-learn's rules).
+pub(super) fn splittable(rules: &Rules, node: &Pending, m: usize, pure: bool) -> bool {
+    !pure
+        && node.depth < rules.limits.max_depth
+        && m >= rules.limits.min_samples_split
+        && m >= 2 * rules.limits.min_samples_leaf
+}
+
 /// Weight, per-output weighted sums, mean impurity over outputs, and whether every output is
 /// constant (a pure node, which scikit-learn does not split).
-fn node_stats(data: &Data, weight: &[f64], rows: &[u32]) -> (f64, Vec<f64>, f64, bool) {
+pub(super) fn node_stats(data: &Data, weight: &[f64], rows: &[u32]) -> (f64, Vec<f64>, f64, bool) {
     let k = data.k;
     let mut w = 0.0;
     let mut sums = vec![0.0; k];
@@ -254,7 +264,8 @@ fn node_stats(data: &Data, weight: &[f64], rows: &[u32]) -> (f64, Vec<f64>, f64,
     (w, sums, if pure { 0.0 } else { impurity }, pure)
 }
 
-fn best_split(
+/// The CPU's split of a node: the best candidate of the features its stream draws.
+pub(super) fn best_split(
     data: &Data,
     rules: &Rules,
     weight: &[f64],
@@ -391,7 +402,13 @@ fn scan(k: usize, rules: &Rules, m: usize, total: &[f64], o: &Occupied) -> Optio
 }
 
 /// Moves the rows going left (bin ≤ `bin`) to the front, keeping order; returns their count.
-fn partition(data: &Data, rows: &mut [u32], f: usize, bin: u8, right: &mut Vec<u32>) -> usize {
+pub(super) fn partition(
+    data: &Data,
+    rows: &mut [u32],
+    f: usize,
+    bin: u8,
+    right: &mut Vec<u32>,
+) -> usize {
     let column = &data.bins[f * data.n..(f + 1) * data.n];
     right.clear();
     let mut left = 0;

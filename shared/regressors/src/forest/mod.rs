@@ -14,6 +14,8 @@
 pub mod bins;
 pub mod gpu;
 mod grow;
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+mod levels;
 pub mod trees;
 
 use std::sync::Mutex;
@@ -31,8 +33,28 @@ use bins::BinEdges;
 use grow::{Data, Rules};
 use trees::Trees;
 
-/// Trees are grown by our CUDA kernel or on the CPU; wgpu has no tree builder yet.
-pub const FOREST_FIT: JobSupport = JobSupport::cuda_only("growing a random forest");
+/// Trees are grown by our CUDA kernel, a level at a time on wgpu ([`levels`]), or on the CPU.
+pub const FOREST_FIT: JobSupport = JobSupport::everywhere("growing a random forest");
+
+/// How the level-at-a-time grower of wgpu devices shares the work with the host.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LevelOptions {
+    /// When the open nodes of all trees hold at most this many rows, the host finishes the
+    /// trees (0: the device searches every level).
+    pub tail_rows: usize,
+}
+
+impl LevelOptions {
+    /// A round trip to the device (~0.5–1 ms) against the host's search of a level's rows
+    /// over every thread; `FOREXGPT_FOREST_TAIL_ROWS` overrides it (for measurements).
+    pub(crate) fn for_this_machine() -> Self {
+        let tail_rows = std::env::var("FOREXGPT_FOREST_TAIL_ROWS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1_000 * rayon::current_num_threads());
+        LevelOptions { tail_rows }
+    }
+}
 
 /// `RandomForest::params()`: scikit-learn's defaults (100 trees, fully grown, every feature
 /// at every split, bootstrap) with 256 bins and `random_state` 42.
@@ -106,6 +128,17 @@ impl ValidForestParams {
         device: Option<&ComputeDevice>,
         observe: &(dyn Fn(usize) -> bool + Sync),
     ) -> Result<RandomForestModel, FitError> {
+        self.fit_with(x, y, device, observe, LevelOptions::for_this_machine())
+    }
+
+    fn fit_with(
+        &self,
+        x: &Matrix,
+        y: &Matrix,
+        device: Option<&ComputeDevice>,
+        observe: &(dyn Fn(usize) -> bool + Sync),
+        options: LevelOptions,
+    ) -> Result<RandomForestModel, FitError> {
         crate::linear::check_xy(x, y)?;
         if x.cols >= trees::LEAF as usize {
             return Err(FitError::ShapeMismatch(format!(
@@ -146,7 +179,7 @@ impl ValidForestParams {
             Some(device) if device.cuda_index().is_some() => {
                 grow_on_cuda(device, &data, &rules, spec, observe)?
             }
-            Some(device) => return Err(FitError::Device(FOREST_FIT.refusal(device))),
+            Some(device) => grow_by_levels(device, &data, &rules, spec, observe, options)?,
             None => grow_on_cpu(&data, &rules, spec, observe)?,
         };
         let grown_at = started.elapsed();
@@ -254,6 +287,75 @@ fn grow_on_cuda(
             })
         })
         .collect()
+}
+
+/// Every tree grown a level at a time on a wgpu device ([`levels`]): the device searches the
+/// splits, the host keeps the trees.
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+fn grow_by_levels(
+    device: &ComputeDevice,
+    data: &Data,
+    rules: &Rules,
+    spec: &ForestSpec,
+    observe: &(dyn Fn(usize) -> bool + Sync),
+    options: LevelOptions,
+) -> Result<Vec<grow::Grown>, FitError> {
+    let failed = |message: String| {
+        FitError::Device(DeviceError::BackendFailed {
+            device: device.label().to_string(),
+            message,
+        })
+    };
+    let job = levels::LevelJob {
+        data,
+        rules,
+        seeds: (0..spec.n_estimators)
+            .map(|t| tree_seed(spec.random_state, t))
+            .collect(),
+        options,
+        observe,
+    };
+    let Some(grown) =
+        forexgpt_device::cube::run_cube_job(device, FOREST_FIT.job, job)?.map_err(failed)?
+    else {
+        return Err(FitError::Cancelled);
+    };
+    grown
+        .into_par_iter()
+        .enumerate()
+        .map(|(t, g)| {
+            let tree = grow::depth_first(&g, data.k)
+                .map_err(|e| failed(format!("grew a broken tree {t}: {e}")))?;
+            let out_of_bag = if rules.out_of_bag {
+                let (weight, _, _) =
+                    grow::bootstrap(data.n, rules, tree_seed(spec.random_state, t));
+                grow::out_of_bag(data, rules, &weight, &tree)
+            } else {
+                Vec::new()
+            };
+            Ok(grow::Grown {
+                tree,
+                importance: g.importance,
+                out_of_bag,
+            })
+        })
+        .collect()
+}
+
+#[cfg(not(any(feature = "wgpu", feature = "cuda")))]
+fn grow_by_levels(
+    device: &ComputeDevice,
+    _data: &Data,
+    _rules: &Rules,
+    _spec: &ForestSpec,
+    _observe: &(dyn Fn(usize) -> bool + Sync),
+    _options: LevelOptions,
+) -> Result<Vec<grow::Grown>, FitError> {
+    Err(FitError::Device(DeviceError::Unsupported {
+        job: FOREST_FIT.job.into(),
+        device: device.label().to_string(),
+        why: "this build has no GPU kernels".into(),
+    }))
 }
 
 /// Each tree's own seed, independent of which thread grows it.

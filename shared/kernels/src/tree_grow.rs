@@ -1,0 +1,772 @@
+//! Random-forest trees grown a level at a time on any cubecl runtime (wgpu: Vulkan, Metal,
+//! DX12), the host choosing what the device cannot choose exactly.
+//!
+//! The device keeps, per tree and per feature, the tree's in-bag rows sorted by their bin of
+//! that feature ("presorted lists", as classic tree builders keep them). A node's rows are one
+//! segment of each of its tree's lists, at the same place in every list, so a node's split
+//! search on a feature is one pass over a sorted segment: no histogram (WGSL has no float
+//! atomics) and no sort. After a level's splits, each list's segments are partitioned stably
+//! into the children's segments, which keeps them sorted.
+//!
+//! One launch per level searches every open node of every tree: a cube per node, a unit per
+//! feature. Each unit scans its feature's segment in float32 (sums of `weight · y`, the
+//! split proxy `Σ L²/W_L + Σ R²/W_R` of the CPU builder); the cube then keeps the best
+//! candidate of the node's visited features and says whether another candidate comes within
+//! [`CLOSE`] of it. Float64 exists on neither Metal nor WGSL, so a close call is not decided
+//! here: the host decides it in float64 from the node's rows, exactly as the CPU builder does.
+//! On data whose sums are exact in float32 (integers, as the CUDA builder's guarantee reads)
+//! every other choice is the CPU's too, so the trees are the CPU's trees.
+//!
+//! The features a node visits come from the node's own random stream (SplitMix64, computed
+//! here on pairs of 32-bit words: WGSL has no 64-bit integers), as the CPU draws them.
+//!
+//! The host keeps the trees: it numbers nodes, computes their statistics in float64 (leaf
+//! values, impurity), decides splittability and tells the device each split's left count.
+
+use cubecl::prelude::*;
+
+use cubecl::server::Handle;
+
+use crate::fused_mlp::array_arg;
+
+/// Units of a cube: each takes features `u, u + UNITS, …` of the cube's node.
+const UNITS: u32 = 64;
+
+/// A candidate within this relative distance of the best is a close call, decided by the
+/// host in float64. A float32 proxy computed from exact sums is within about `(k + 3)·2⁻²⁴`
+/// of the float64 one (2.4e-7 for four outputs), well inside.
+pub const CLOSE: f32 = 1.0 / 65_536.0;
+
+/// Most features the device grower takes (each feature's best candidate of a node sits in
+/// workgroup memory: 16 bytes a feature, 8 KiB for this many, half of WebGPU's 16 KiB).
+pub const MAX_FEATURES: usize = 512;
+
+/// Most rows: a list entry packs `row << 8 | bin` in 32 bits.
+pub const MAX_ROWS: usize = 1 << 24;
+
+/// Bytes of one list buffer at most: WebGPU's default binding limit (128 MiB).
+const LIST_BYTES: usize = 128 << 20;
+
+/// The high word of `a · b` (WGSL has no widening multiply), from 16-bit halves.
+#[cube]
+fn mul_hi(a: u32, b: u32) -> u32 {
+    let a0 = a & 0xFFFFu32;
+    let a1 = a >> 16u32;
+    let b0 = b & 0xFFFFu32;
+    let b1 = b >> 16u32;
+    let p00 = a0 * b0;
+    let p01 = a0 * b1;
+    let p10 = a1 * b0;
+    // The middle column with the high half of p00; its carries go up.
+    let mid = (p00 >> 16u32) + (p01 & 0xFFFFu32) + (p10 & 0xFFFFu32);
+    a1 * b1 + (p01 >> 16u32) + (p10 >> 16u32) + (mid >> 16u32)
+}
+
+/// SplitMix64's output function of the 64-bit state `hi:lo`: its high word when `high`, else
+/// its low word. Products are modulo 2⁶⁴, from 32-bit words.
+#[cube]
+fn mix(lo: u32, hi: u32, #[comptime] high: bool) -> u32 {
+    // z ^= z >> 30; z *= 0xBF58476D1CE4E5B9
+    let l1 = lo ^ ((lo >> 30u32) | (hi << 2u32));
+    let h1 = hi ^ (hi >> 30u32);
+    let l2 = l1 * 0x1CE4_E5B9u32;
+    let h2 = mul_hi(l1, 0x1CE4_E5B9u32) + l1 * 0xBF58_476Du32 + h1 * 0x1CE4_E5B9u32;
+    // z ^= z >> 27; z *= 0x94D049BB133111EB
+    let l3 = l2 ^ ((l2 >> 27u32) | (h2 << 5u32));
+    let h3 = h2 ^ (h2 >> 27u32);
+    let l4 = l3 * 0x1331_11EBu32;
+    let h4 = mul_hi(l3, 0x1331_11EBu32) + l3 * 0x94D0_49BBu32 + h3 * 0x1331_11EBu32;
+    // z ^ (z >> 31)
+    let mut word = l4 ^ ((l4 >> 31u32) | (h4 << 1u32));
+    if high {
+        word = h4 ^ (h4 >> 31u32);
+    }
+    word
+}
+
+/// A row's 32-bit hash (murmur3's finalizer); a set of rows hashes to the wrapping sum.
+#[cube]
+fn row_hash(x: u32) -> u32 {
+    let mut h = x ^ (x >> 16u32);
+    h *= 0x85EB_CA6Bu32;
+    h ^= h >> 13u32;
+    h *= 0xC2B2_AE35u32;
+    h ^ (h >> 16u32)
+}
+
+/// `(hi:lo) mod m` for `0 < m < 2¹⁶`.
+#[cube]
+fn mod64(lo: u32, hi: u32, m: u32) -> u32 {
+    // 2³² mod m, then (hi · 2³² + lo) mod m with products below 2³².
+    let base = (0xFFFF_FFFFu32 % m + 1u32) % m;
+    ((hi % m) * base + lo % m) % m
+}
+
+/// Every tree's in-bag rows per feature, sorted by bin: unit `(f, t)` keeps the rows of
+/// `order`'s feature-`f` list (all rows, `row << 8 | bin`, sorted by bin then row) that tree
+/// `t` drew, and writes how many to `counts`.
+#[cube(launch_unchecked)]
+#[allow(clippy::too_many_arguments)]
+fn presort(
+    order: &Array<u32>,
+    weights: &Array<u32>,
+    lists: &mut Array<u32>,
+    counts: &mut Array<u32>,
+    trees: u32,
+    n: u32,
+    d: u32,
+    stride: u32,
+) {
+    let i = (CUBE_POS_Y * CUBE_COUNT_X + CUBE_POS_X) * CUBE_DIM_X + UNIT_POS_X;
+    if i >= trees * d {
+        terminate!();
+    }
+    // Neighbouring units: one feature, neighbouring trees (the same `order` word).
+    let t = i % trees;
+    let f = i / trees;
+    let from = (f * n) as usize;
+    let to = ((t * d + f) * stride) as usize;
+    let w = (t * n) as usize;
+    let mut c = 0u32;
+    for j in 0..n as usize {
+        let e = order[from + j];
+        if weights[w + (e >> 8u32) as usize] > 0u32 {
+            lists[to + c as usize] = e;
+            c += 1u32;
+        }
+    }
+    counts[(t * d + f) as usize] = c;
+}
+
+/// One level's split search: cube `c` searches node `c` (`nodes[5c..]`: tree, first list
+/// position, rows, seed low and high word; `totals[(k + 1)c..]`: weight then `k` weighted
+/// target sums, float32). Writes `out[2c]` = feature, `out[2c + 1]` = bin | found << 8 |
+/// close << 9.
+#[cube(launch_unchecked)]
+#[allow(clippy::too_many_arguments)]
+fn scan_nodes(
+    lists: &Array<u32>,
+    weights: &Array<u32>,
+    y: &Array<f32>,
+    nodes: &Array<u32>,
+    totals: &Array<f32>,
+    out: &mut Array<u32>,
+    n_nodes: u32,
+    n: u32,
+    stride: u32,
+    min_leaf: u32,
+    max_features: u32,
+    #[comptime] d: usize,
+    #[comptime] k: usize,
+) {
+    let node = CUBE_POS_Y * CUBE_COUNT_X + CUBE_POS_X;
+    if node >= n_nodes {
+        terminate!();
+    }
+    let at = (node * 5u32) as usize;
+    let t = nodes[at];
+    let start = nodes[at + 1];
+    let m = nodes[at + 2];
+    let tat = node as usize * (k + 1);
+    let total_w = totals[tat];
+    let mut total = Array::<f32>::new(k);
+    #[unroll]
+    for j in 0..k {
+        total[j] = totals[tat + 1 + j];
+    }
+    let mut best_of = SharedMemory::<f32>::new(d);
+    let mut second_of = SharedMemory::<f32>::new(d);
+    // bin | occupied-at-least-two << 8
+    let mut bin_of = SharedMemory::<u32>::new(d);
+    let mut perm = SharedMemory::<u32>::new(d);
+    // Per feature: its best candidate's left rows and all rows as two 32-bit set hashes
+    // each (sums of per-row hashes), by which twins are recognized.
+    let mut sets = SharedMemory::<u32>::new(d * 4);
+    let mut left = Array::<f32>::new(k);
+    let wbase = (t * n) as usize;
+    for f in range_stepped(UNIT_POS_X as usize, d, UNITS as usize) {
+        let base = ((t * d as u32 + f as u32) * stride + start) as usize;
+        #[unroll]
+        for j in 0..k {
+            left[j] = 0.0f32;
+        }
+        let mut left_w = 0.0f32;
+        // No bin is 256: the first row opens the first occupied bin.
+        let mut cur = 256u32;
+        let mut occupied: u32 = 0u32;
+        let mut best = 0.0f32;
+        best -= 1.0f32;
+        let mut second = 0.0f32;
+        second -= 1.0f32;
+        let mut bin = 0u32;
+        let mut h1 = 0u32;
+        let mut h2 = 0u32;
+        let mut best_h1 = 0u32;
+        let mut best_h2 = 0u32;
+        for i in 0..m as usize {
+            let e = lists[base + i];
+            // Rows on the left of a boundary before this row.
+            let left_n = i as u32;
+            let b = e & 255u32;
+            let r = (e >> 8u32) as usize;
+            if b != cur {
+                // The boundary between occupied bins `cur` and `b`, if both sides keep
+                // `min_leaf` rows.
+                if occupied > 0u32 && left_n >= min_leaf && m - left_n >= min_leaf {
+                    let mut ll = 0.0f32;
+                    let mut rr = 0.0f32;
+                    #[unroll]
+                    for j in 0..k {
+                        let l = left[j];
+                        let q = total[j] - l;
+                        ll += l * l;
+                        rr += q * q;
+                    }
+                    let p = ll / left_w + rr / (total_w - left_w);
+                    if p > best {
+                        second = best;
+                        best = p;
+                        bin = cur + (b - cur - 1u32) / 2u32;
+                        best_h1 = h1;
+                        best_h2 = h2;
+                    } else if p > second {
+                        second = p;
+                    }
+                }
+                occupied += 1u32;
+                cur = b;
+            }
+            let w = f32::cast_from(weights[wbase + r]);
+            h1 += row_hash(r as u32 + 1u32);
+            h2 += row_hash(r as u32 ^ 0xA511_E9B3u32);
+            left_w += w;
+            #[unroll]
+            for j in 0..k {
+                left[j] += w * y[r * k + j];
+            }
+        }
+        best_of[f] = best;
+        second_of[f] = second;
+        sets[f * 4] = best_h1;
+        sets[f * 4 + 1] = best_h2;
+        sets[f * 4 + 2] = h1;
+        sets[f * 4 + 3] = h2;
+        let mut flags = bin;
+        if occupied >= 2u32 {
+            flags |= 256u32;
+        }
+        bin_of[f] = flags;
+    }
+    sync_cube();
+    if UNIT_POS_X == 0u32 {
+        // The CPU's visit: features drawn without replacement from the node's stream until
+        // `max_features` with two or more occupied bins were visited; the first strictly
+        // better candidate leads.
+        let mut best = 0.0f32;
+        best -= 1.0f32;
+        let mut second = 0.0f32;
+        second -= 1.0f32;
+        let mut best_f = 0u32;
+        for f in 0..d {
+            perm[f] = f as u32;
+        }
+        let mut lo = nodes[at + 3];
+        let mut hi = nodes[at + 4];
+        let mut visited = 0u32;
+        for i in 0..d {
+            if visited < max_features {
+                // state += 0x9E3779B97F4A7C15; the draw is i + mix(state) mod (d − i).
+                let next = lo + 0x7F4A_7C15u32;
+                let mut carry = 0u32;
+                if next < lo {
+                    carry = 1u32;
+                }
+                lo = next;
+                hi = hi + 0x9E37_79B9u32 + carry;
+                let zl = mix(lo, hi, false);
+                let zh = mix(lo, hi, true);
+                let j = i + mod64(zl, zh, d as u32 - i as u32) as usize;
+                let f = perm[j];
+                perm[j] = perm[i];
+                perm[i] = f;
+                if bin_of[f as usize] >= 256u32 {
+                    visited += 1u32;
+                    let p = best_of[f as usize];
+                    // A twin of the leader splits the node's rows into the same two sets
+                    // (either way round): the same proxy in exact arithmetic, so it loses to
+                    // the leader, visited first, as on the CPU. Its other candidates still
+                    // count towards a close call.
+                    let fa = best_f as usize * 4;
+                    let fb = f as usize * 4;
+                    let mut twin: u32 = 0u32;
+                    if best >= 0.0f32 && p >= 0.0f32 {
+                        if sets[fb] == sets[fa] && sets[fb + 1] == sets[fa + 1] {
+                            twin = 1u32;
+                        }
+                        if sets[fb] == sets[fa + 2] - sets[fa]
+                            && sets[fb + 1] == sets[fa + 3] - sets[fa + 1]
+                        {
+                            twin = 1u32;
+                        }
+                    }
+                    if twin == 1u32 {
+                        if second_of[f as usize] > second {
+                            second = second_of[f as usize];
+                        }
+                    } else if p > best {
+                        if best > second {
+                            second = best;
+                        }
+                        best = p;
+                        best_f = f;
+                        if second_of[f as usize] > second {
+                            second = second_of[f as usize];
+                        }
+                    } else if p > second {
+                        second = p;
+                    }
+                }
+            }
+        }
+        let mut word = 0u32;
+        if best >= 0.0f32 {
+            word = (bin_of[best_f as usize] & 255u32) | 256u32;
+            if second >= 0.0f32 && second >= best - best * CLOSE {
+                word |= 512u32;
+            }
+        }
+        out[node as usize * 2] = best_f;
+        out[node as usize * 2 + 1] = word;
+    }
+}
+
+/// One level's partition: cube `c` moves split node `c`'s rows (`nodes[5c..]`: tree, first
+/// list position, rows, split `feature << 8 | bin`, rows going left) from `src` to `dst`,
+/// stably, left ones first, in every feature's list. `bins`: each row's bins, four to a
+/// word, `words` words a row.
+#[cube(launch_unchecked)]
+#[allow(clippy::too_many_arguments)]
+fn partition_nodes(
+    src: &Array<u32>,
+    dst: &mut Array<u32>,
+    bins: &Array<u32>,
+    nodes: &Array<u32>,
+    n_nodes: u32,
+    stride: u32,
+    words: u32,
+    #[comptime] d: usize,
+) {
+    let node = CUBE_POS_Y * CUBE_COUNT_X + CUBE_POS_X;
+    if node >= n_nodes {
+        terminate!();
+    }
+    let at = (node * 5u32) as usize;
+    let t = nodes[at];
+    let start = nodes[at + 1];
+    let m = nodes[at + 2];
+    let split = nodes[at + 3];
+    let lefts = nodes[at + 4] as usize;
+    let sf = split >> 8u32;
+    let sb = split & 255u32;
+    let word = (sf / 4u32) as usize;
+    let shift = (sf % 4u32) * 8u32;
+    for f in range_stepped(UNIT_POS_X as usize, d, UNITS as usize) {
+        let base = ((t * d as u32 + f as u32) * stride + start) as usize;
+        let mut l = 0usize;
+        let mut r = 0usize;
+        for i in 0..m as usize {
+            let e = src[base + i];
+            let row = (e >> 8u32) as usize;
+            let b = (bins[row * words as usize + word] >> shift) & 255u32;
+            if b <= sb {
+                dst[base + l] = e;
+                l += 1;
+            } else {
+                dst[base + lefts + r] = e;
+                r += 1;
+            }
+        }
+    }
+}
+
+/// The training data as the device grower takes it.
+pub struct LevelData<'a> {
+    /// Per feature, every row as `row << 8 | bin`, sorted by bin then row: `d × n`.
+    pub order: &'a [u32],
+    /// Each row's bins, four to a 32-bit word (lowest byte first), `d.div_ceil(4)` words a row.
+    pub packed: &'a [u32],
+    /// Row-major targets, `n × k`, float32.
+    pub y: &'a [f32],
+    pub n: usize,
+    pub d: usize,
+    pub k: usize,
+}
+
+/// A node to search: its tree, the first position of its rows in the tree's lists, how many
+/// rows, and its random stream's seed (for the feature draws).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScanNode {
+    pub tree: u32,
+    pub start: u32,
+    pub len: u32,
+    pub seed: u64,
+}
+
+/// A split to apply: the node's rows go left when their bin of `feature` is at most `bin`;
+/// `left` of them do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SplitNode {
+    pub tree: u32,
+    pub start: u32,
+    pub len: u32,
+    pub feature: u32,
+    pub bin: u8,
+    pub left: u32,
+}
+
+/// The device's answer for one node: its best candidate, or none (`found` false: no feature
+/// has two occupied bins that keep `min_leaf` rows a side); `close` when another candidate
+/// came within [`CLOSE`] of it (the host decides those).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Choice {
+    pub feature: u32,
+    pub bin: u8,
+    pub found: bool,
+    pub close: bool,
+}
+
+/// A batch of trees whose lists fit one buffer.
+struct Batch {
+    first_tree: usize,
+    trees: usize,
+    weights: Handle,
+    /// Ping-pong list buffers: `trees × d × stride` entries each.
+    lists: [Handle; 2],
+}
+
+/// Trees growing on one device, a level per [`LevelGrower::step`].
+pub struct LevelGrower<R: Runtime> {
+    client: ComputeClient<R>,
+    packed: Handle,
+    y: Handle,
+    batches: Vec<Batch>,
+    /// Which of each batch's two list buffers holds the current segments.
+    current: usize,
+    n: usize,
+    d: usize,
+    k: usize,
+    stride: usize,
+    min_leaf: u32,
+    max_features: u32,
+    max_cubes: (u32, u32),
+}
+
+impl<R: Runtime> LevelGrower<R> {
+    /// Uploads the data and every tree's bootstrap (`weights(t)`: per row how often tree `t`
+    /// drew it; `in_bag[t]` rows drawn at least once) and builds each tree's sorted lists.
+    pub fn new(
+        device: &R::Device,
+        data: &LevelData<'_>,
+        in_bag: &[usize],
+        weights: &(dyn Fn(usize) -> Vec<u32> + Sync),
+        min_leaf: usize,
+        max_features: usize,
+    ) -> Result<Self, String> {
+        let (n, d, k) = (data.n, data.d, data.k);
+        let words = d.div_ceil(4);
+        if n == 0 || n >= MAX_ROWS || d == 0 || d > MAX_FEATURES || k == 0 || k > 64 {
+            return Err(format!(
+                "{n} rows × {d} features → {k} outputs: the device grower takes below \
+                 {MAX_ROWS} rows, 1 to {MAX_FEATURES} features and 1 to 64 outputs"
+            ));
+        }
+        if data.order.len() != n * d || data.packed.len() != n * words || data.y.len() != n * k {
+            return Err(format!(
+                "inconsistent forest data: {} order entries, {} packed words, {} targets for \
+                 {n} × {d} → {k}",
+                data.order.len(),
+                data.packed.len(),
+                data.y.len()
+            ));
+        }
+        let stride = in_bag.iter().copied().max().unwrap_or(0).max(1);
+        let per_tree = d * stride * 4;
+        if per_tree > LIST_BYTES {
+            return Err(format!(
+                "one tree's sorted lists take {} MiB, more than a buffer's {} MiB",
+                per_tree >> 20,
+                LIST_BYTES >> 20
+            ));
+        }
+        let client = R::client(device);
+        let max = client.properties().hardware.max_cube_count;
+        let order = client.create_from_slice(u32::as_bytes(data.order));
+        let mut grower = LevelGrower {
+            packed: client.create_from_slice(u32::as_bytes(data.packed)),
+            y: client.create_from_slice(f32::as_bytes(data.y)),
+            batches: Vec::new(),
+            current: 0,
+            n,
+            d,
+            k,
+            stride,
+            min_leaf: min_leaf.max(1) as u32,
+            max_features: max_features.min(d) as u32,
+            max_cubes: (max.0, max.1),
+            client,
+        };
+        let per_batch = (LIST_BYTES / per_tree).max(1);
+        let trees = in_bag.len();
+        for first_tree in (0..trees).step_by(per_batch) {
+            let count = per_batch.min(trees - first_tree);
+            let mut w = Vec::with_capacity(count * n);
+            for t in first_tree..first_tree + count {
+                let tw = weights(t);
+                if tw.len() != n {
+                    return Err(format!("tree {t}: {} weights for {n} rows", tw.len()));
+                }
+                w.extend_from_slice(&tw);
+            }
+            let client = &grower.client;
+            let weights = client.create_from_slice(u32::as_bytes(&w));
+            let entries = count * d * stride;
+            let lists = [client.empty(entries * 4), client.empty(entries * 4)];
+            let counts = client.empty(count * d * 4);
+            let units = count * d;
+            let (across, down) = grower.grid(units.div_ceil(256));
+            // SAFETY: unit (f, t) reads `order[f·n .. f·n + n]` (`d × n` entries), weights
+            // below `count · n` (each entry's row is below `n`, checked by the caller's
+            // construction of `order` and re-checked through the counts read below), writes
+            // at most `n_t ≤ stride` list entries from `(t·d + f)·stride` and one count.
+            #[allow(unsafe_code)]
+            unsafe {
+                presort::launch_unchecked::<R>(
+                    client,
+                    CubeCount::Static(across, down, 1),
+                    CubeDim::new_1d(256),
+                    array_arg::<R>(&order, n * d),
+                    array_arg::<R>(&weights, count * n),
+                    array_arg::<R>(&lists[0], entries),
+                    array_arg::<R>(&counts, count * d),
+                    count as u32,
+                    n as u32,
+                    d as u32,
+                    stride as u32,
+                );
+            }
+            let read = cubecl::future::block_on(client.read_async(vec![counts]))
+                .map_err(|e| format!("reading the sorted lists' lengths: {e}"))?;
+            let got = u32::from_bytes(&read[0]);
+            for (i, &c) in got.iter().enumerate() {
+                let t = first_tree + i / d;
+                if c as usize != in_bag[t] {
+                    return Err(format!(
+                        "tree {t}, feature {}: {c} rows in its sorted list, {} in its bootstrap",
+                        i % d,
+                        in_bag[t]
+                    ));
+                }
+            }
+            grower.batches.push(Batch {
+                first_tree,
+                trees: count,
+                weights,
+                lists,
+            });
+        }
+        Ok(grower)
+    }
+
+    /// Cubes across and down for `cubes` cubes.
+    fn grid(&self, cubes: usize) -> (u32, u32) {
+        let across = cubes.clamp(1, self.max_cubes.0 as usize);
+        (across as u32, cubes.div_ceil(across).max(1) as u32)
+    }
+
+    /// The batch of tree `t` and its index there.
+    fn batch_of(&self, t: usize) -> Result<(usize, u32), String> {
+        let b = self
+            .batches
+            .iter()
+            .position(|b| (b.first_tree..b.first_tree + b.trees).contains(&t))
+            .ok_or_else(|| format!("tree {t} is not growing here"))?;
+        Ok((b, (t - self.batches[b].first_tree) as u32))
+    }
+
+    /// One level: applies the previous level's `splits` to the lists, then searches the
+    /// `scans` nodes (`totals`: per node its weight and `k` weighted target sums) and
+    /// returns each one's [`Choice`], in order.
+    pub fn step(
+        &mut self,
+        splits: &[SplitNode],
+        scans: &[ScanNode],
+        totals: &[f32],
+    ) -> Result<Vec<Choice>, String> {
+        let (d, k) = (self.d, self.k);
+        if totals.len() != scans.len() * (k + 1) {
+            return Err(format!(
+                "{} totals for {} nodes of {k} outputs",
+                totals.len(),
+                scans.len()
+            ));
+        }
+        let words = d.div_ceil(4);
+        if !splits.is_empty() {
+            let mut records = vec![Vec::new(); self.batches.len()];
+            for s in splits {
+                let (b, t) = self.batch_of(s.tree as usize)?;
+                if s.feature as usize >= d
+                    || s.left > s.len
+                    || s.start as usize + s.len as usize > self.stride
+                {
+                    return Err(format!("a split outside its tree's lists: {s:?}"));
+                }
+                records[b].extend_from_slice(&[
+                    t,
+                    s.start,
+                    s.len,
+                    s.feature << 8 | u32::from(s.bin),
+                    s.left,
+                ]);
+            }
+            let (src, dst) = (self.current, 1 - self.current);
+            for (batch, rec) in self.batches.iter().zip(&records) {
+                let count = rec.len() / 5;
+                let entries = batch.trees * d * self.stride;
+                let nodes = self.client.create_from_slice(u32::as_bytes(rec));
+                let (across, down) = self.grid(count);
+                // SAFETY: every record's segment lies inside its tree's lists (checked
+                // above: `start + len ≤ stride`, `left ≤ len`), its split feature below `d`,
+                // and every list entry's row below `n` (the lists hold `order`'s entries), so
+                // `bins` is read below `n · words`.
+                #[allow(unsafe_code)]
+                unsafe {
+                    partition_nodes::launch_unchecked::<R>(
+                        &self.client,
+                        CubeCount::Static(across, down, 1),
+                        CubeDim::new_1d(UNITS),
+                        array_arg::<R>(&batch.lists[src], entries),
+                        array_arg::<R>(&batch.lists[dst], entries),
+                        array_arg::<R>(&self.packed, self.n * words),
+                        array_arg::<R>(&nodes, rec.len().max(1)),
+                        count as u32,
+                        self.stride as u32,
+                        words as u32,
+                        d,
+                    );
+                }
+            }
+            self.current = dst;
+        }
+        if scans.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Per batch: the records, the totals, and where each answer goes.
+        let mut records = vec![Vec::new(); self.batches.len()];
+        let mut sums = vec![Vec::new(); self.batches.len()];
+        let mut places = vec![Vec::new(); self.batches.len()];
+        for (i, s) in scans.iter().enumerate() {
+            let (b, t) = self.batch_of(s.tree as usize)?;
+            if s.len == 0 || s.start as usize + s.len as usize > self.stride {
+                return Err(format!("a node outside its tree's lists: {s:?}"));
+            }
+            records[b].extend_from_slice(&[
+                t,
+                s.start,
+                s.len,
+                s.seed as u32,
+                (s.seed >> 32) as u32,
+            ]);
+            sums[b].extend_from_slice(&totals[i * (k + 1)..(i + 1) * (k + 1)]);
+            places[b].push(i);
+        }
+        let mut outs = Vec::new();
+        let mut placed = Vec::new();
+        for (b, batch) in self.batches.iter().enumerate() {
+            let count = records[b].len() / 5;
+            if count == 0 {
+                continue;
+            }
+            let entries = batch.trees * d * self.stride;
+            let nodes = self.client.create_from_slice(u32::as_bytes(&records[b]));
+            let node_sums = self.client.create_from_slice(f32::as_bytes(&sums[b]));
+            let out = self.client.empty(count * 2 * 4);
+            let (across, down) = self.grid(count);
+            // SAFETY: every node's segment lies inside its tree's lists (checked above), each
+            // list entry's row is below `n` (`weights` and `y` read below `trees · n` and
+            // `n · k`), and cube `c < count` writes `out[2c], out[2c + 1]`.
+            #[allow(unsafe_code)]
+            unsafe {
+                scan_nodes::launch_unchecked::<R>(
+                    &self.client,
+                    CubeCount::Static(across, down, 1),
+                    CubeDim::new_1d(UNITS),
+                    array_arg::<R>(&batch.lists[self.current], entries),
+                    array_arg::<R>(&batch.weights, batch.trees * self.n),
+                    array_arg::<R>(&self.y, self.n * k),
+                    array_arg::<R>(&nodes, count * 5),
+                    array_arg::<R>(&node_sums, count * (k + 1)),
+                    array_arg::<R>(&out, count * 2),
+                    count as u32,
+                    self.n as u32,
+                    self.stride as u32,
+                    self.min_leaf,
+                    self.max_features,
+                    d,
+                    k,
+                );
+            }
+            outs.push(out);
+            placed.push(b);
+        }
+        let read = cubecl::future::block_on(self.client.read_async(outs))
+            .map_err(|e| format!("reading a level's splits: {e}"))?;
+        let mut choices = vec![
+            Choice {
+                feature: 0,
+                bin: 0,
+                found: false,
+                close: false,
+            };
+            scans.len()
+        ];
+        for (bytes, &b) in read.iter().zip(&placed) {
+            let words = u32::from_bytes(bytes);
+            for (pair, &i) in words.chunks_exact(2).zip(&places[b]) {
+                let found = pair[1] & 256 != 0;
+                if found && pair[0] as usize >= d {
+                    return Err(format!("the device chose feature {} of {d}", pair[0]));
+                }
+                choices[i] = Choice {
+                    feature: pair[0],
+                    bin: (pair[1] & 255) as u8,
+                    found,
+                    close: pair[1] & 512 != 0,
+                };
+            }
+        }
+        Ok(choices)
+    }
+}
+
+/// The per-feature lists' source: every row as `row << 8 | bin`, per feature sorted by bin
+/// then row (a counting sort), from column-major bins (`bins[f·n + r]`).
+pub fn sorted_order(bins: &[u8], n: usize, d: usize) -> Vec<u32> {
+    let mut order = vec![0u32; n * d];
+    for f in 0..d {
+        let column = &bins[f * n..(f + 1) * n];
+        let mut starts = [0usize; 257];
+        for &b in column {
+            starts[b as usize + 1] += 1;
+        }
+        for b in 0..256 {
+            starts[b + 1] += starts[b];
+        }
+        let out = &mut order[f * n..(f + 1) * n];
+        for (r, &b) in column.iter().enumerate() {
+            out[starts[b as usize]] = (r as u32) << 8 | u32::from(b);
+            starts[b as usize] += 1;
+        }
+    }
+    order
+}

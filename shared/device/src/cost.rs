@@ -67,8 +67,7 @@ impl CostOp {
         })
     }
 
-    /// Built-in (fixed ms, ms per unit of relative size) on a class of device; `None` where
-    /// the class has no path for the operation or nothing is known of it.
+    /// Built-in (fixed ms, ms per unit of relative size) on a class of device.
     ///
     /// Sources (docs/benchmarks.md): linear models and PCA on 1M × 128 → 8, "Linear models
     /// and PCA on wgpu: our Gram kernel, rows through mapped buffers (issue 21)" (one call
@@ -87,10 +86,10 @@ impl CostOp {
     /// 50, 157 ms for 50 on 1,000 bars; Vulkan 0.55–0.75 ms on 1 bar, 91 ms on 1,000) and,
     /// for CUDA, "Ensembles of autoencoder models in one dispatch" (0.05–0.12 ms on 1 bar,
     /// 76 ms on 1,000).
-    fn line(self, class: DeviceClass) -> Option<(f64, f64)> {
+    fn line(self, class: DeviceClass) -> (f64, f64) {
         use CostOp::*;
         use DeviceClass::*;
-        Some(match (self, class) {
+        match (self, class) {
             (LinearFit, Cpu) => (1.0, 69.0),
             (LinearFit, Cuda) => (4.0, 34.5),
             (LinearFit, Wgpu) => (5.0, 41.0),
@@ -99,6 +98,7 @@ impl CostOp {
             (PcaFit, Wgpu) => (5.0, 39.0),
             (ForestFit, Cpu) => (2.0, 1_250.0),
             (ForestFit, Cuda) => (15.0, 45.0),
+            (ForestFit, Wgpu) => (30.0, 100.0),
             (ForestPredict, Cpu) => (0.2, 120.0),
             (ForestPredict, Cuda) => (1.0, 4.5),
             (ForestPredict, Wgpu) => (2.0, 7.0),
@@ -111,8 +111,7 @@ impl CostOp {
             (EncoderEnsembleInference, Cpu) => (0.0, 157.0),
             (EncoderEnsembleInference, Cuda) => (0.05, 76.0),
             (EncoderEnsembleInference, Wgpu) => (0.55, 90.0),
-            _ => return None,
-        })
+        }
     }
 
     /// The job as the user would name it.
@@ -548,7 +547,7 @@ impl CostModel {
 
 /// The built-in line's time; the CPU's per-size part scaled from 16 threads to `cpu_threads`.
 fn built_in_ms(workload: Workload, class: DeviceClass, cpu_threads: usize) -> Option<f64> {
-    let (fixed, per_size) = workload.op.line(class)?;
+    let (fixed, per_size) = workload.op.line(class);
     let threads = if class == DeviceClass::Cpu {
         REFERENCE_THREADS / cpu_threads.max(1) as f64
     } else {
@@ -604,12 +603,9 @@ mod tests {
         assert!(ms(one, &cpu) < ms(one, &wgpu));
         assert!(ms(fifty, &wgpu) < ms(fifty, &cpu));
         assert!((ms(Workload::encoder_inference(50, 1_000, 88), &cpu) - 157.0).abs() < 1e-9);
-        // The forest has no wgpu grower, so nothing is known of it there.
-        assert!(
-            model
-                .estimate(Workload::forest_fit(10_000, 64, 100), &wgpu, 16)
-                .is_none()
-        );
+        // The forest grows on wgpu a level at a time: far ahead of the CPU at the seed size.
+        let forest = Workload::forest_fit(10_000, 64, 100);
+        assert!(ms(forest, &wgpu) * 5.0 < ms(forest, &cpu));
         let reference = Workload::encoder_training(10_000, 128, 20, 51_728, 1);
         assert_eq!(mirrored_mlp_parameters(128, &[128, 64], 16, false), 51_728);
         assert!((reference.relative_size() - 1.0).abs() < 1e-12);

@@ -501,8 +501,8 @@ mod tests {
         let (device, _) = gpu.placement(wgpu, big).unwrap();
         assert_eq!(device.backend(), BackendKind::Wgpu);
         assert!(device.resolved.choice.is_none());
-        // Nothing known of a GPU for the job (no wgpu grower): today's rules decide.
-        let forest = JobSupport::cuda_only("growing a random forest")
+        // A job wgpu cannot run (CUDA kernels only): today's rules decide.
+        let forest = JobSupport::cuda_only("growing a random forest on CUDA")
             .sized(Workload::forest_fit(10_000, 64, 100));
         let (device, why) = gpu
             .placement(DeviceRequest::GPU_IF_AVAILABLE, forest)

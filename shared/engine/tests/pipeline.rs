@@ -411,16 +411,12 @@ fn gpu_if_available_falls_back_with_the_reason_for_every_model() {
             let info = &stored.info;
             assert_eq!(info.device.backend.as_str(), "cpu", "{}", info.id);
             let why = info.fell_back.as_deref().unwrap_or_default();
-            let forest = matches!(info.regressor, RegressorSpec::RandomForest(_));
-            let reasons: &[&str] = match (failing, forest) {
-                (false, _) => &["no NVIDIA driver"],
-                // wgpu has no tree builder: the forest's reason, and the encoder's if any.
-                (true, true) => &["growing a random forest cannot run on wgpu:0"],
-                (true, false) => &["simulated GPU fault"],
+            let reason = if failing {
+                "simulated GPU fault"
+            } else {
+                "no NVIDIA driver"
             };
-            for reason in reasons {
-                assert!(why.contains(reason), "{}: {why:?}", info.id);
-            }
+            assert!(why.contains(reason), "{}: {why:?}", info.id);
         }
     }
 }
@@ -443,9 +439,9 @@ fn auto_keeps_small_jobs_on_the_cpu_and_says_why() {
         assert_eq!(info.device.backend.as_str(), "cpu", "{}", info.id);
         let why = info.fell_back.as_deref().unwrap_or_default();
         if matches!(info.regressor, RegressorSpec::RandomForest(_)) {
-            // No wgpu grower: nothing to weigh, the forest's own reason.
+            // Two shallow trees: the CPU's few milliseconds against wgpu's fixed part.
             assert!(
-                why.contains("growing a random forest cannot run on wgpu:0"),
+                why.contains("auto chose the CPU for the forest fit ("),
                 "{why}"
             );
         } else {

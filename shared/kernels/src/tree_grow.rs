@@ -29,6 +29,9 @@ use cubecl::server::Handle;
 
 use crate::fused_mlp::array_arg;
 
+/// Rows a unit loads together before it uses them.
+const BATCH: usize = 4;
+
 /// Units of a cube: each takes features `u, u + UNITS, …` of the cube's node.
 const UNITS: u32 = 64;
 
@@ -183,6 +186,9 @@ fn scan_nodes(
     // each (sums of per-row hashes), by which twins are recognized.
     let mut sets = SharedMemory::<u32>::new(d * 4);
     let mut left = Array::<f32>::new(k);
+    let mut batch_e = Array::<u32>::new(BATCH);
+    let mut batch_w = Array::<f32>::new(BATCH);
+    let mut batch_y = Array::<f32>::new(BATCH * k);
     let wbase = (t * n) as usize;
     for f in range_stepped(UNIT_POS_X as usize, d, UNITS as usize) {
         let base = ((t * d as u32 + f as u32) * stride + start) as usize;
@@ -203,46 +209,72 @@ fn scan_nodes(
         let mut h2 = 0u32;
         let mut best_h1 = 0u32;
         let mut best_h2 = 0u32;
-        for i in 0..m as usize {
-            let e = lists[base + i];
-            // Rows on the left of a boundary before this row.
-            let left_n = i as u32;
-            let b = e & 255u32;
-            let r = (e >> 8u32) as usize;
-            if b != cur {
-                // The boundary between occupied bins `cur` and `b`, if both sides keep
-                // `min_leaf` rows.
-                if occupied > 0u32 && left_n >= min_leaf && m - left_n >= min_leaf {
-                    let mut ll = 0.0f32;
-                    let mut rr = 0.0f32;
+        for i0 in range_stepped(0usize, m as usize, BATCH) {
+            // A batch's loads first, all independent: the device waits for memory once a
+            // batch instead of once a row.
+            #[unroll]
+            for q in 0..BATCH {
+                let mut e = 0u32;
+                if i0 + q < m as usize {
+                    e = lists[base + i0 + q];
+                }
+                batch_e[q] = e;
+            }
+            #[unroll]
+            for q in 0..BATCH {
+                if i0 + q < m as usize {
+                    let r = (batch_e[q] >> 8u32) as usize;
+                    batch_w[q] = f32::cast_from(weights[wbase + r]);
                     #[unroll]
                     for j in 0..k {
-                        let l = left[j];
-                        let q = total[j] - l;
-                        ll += l * l;
-                        rr += q * q;
-                    }
-                    let p = ll / left_w + rr / (total_w - left_w);
-                    if p > best {
-                        second = best;
-                        best = p;
-                        bin = cur + (b - cur - 1u32) / 2u32;
-                        best_h1 = h1;
-                        best_h2 = h2;
-                    } else if p > second {
-                        second = p;
+                        batch_y[q * k + j] = y[r * k + j];
                     }
                 }
-                occupied += 1u32;
-                cur = b;
             }
-            let w = f32::cast_from(weights[wbase + r]);
-            h1 += row_hash(r as u32 + 1u32);
-            h2 += row_hash(r as u32 ^ 0xA511_E9B3u32);
-            left_w += w;
             #[unroll]
-            for j in 0..k {
-                left[j] += w * y[r * k + j];
+            for q in 0..BATCH {
+                if i0 + q < m as usize {
+                    let e = batch_e[q];
+                    // Rows on the left of a boundary before this row.
+                    let left_n = (i0 + q) as u32;
+                    let b = e & 255u32;
+                    let r = e >> 8u32;
+                    if b != cur {
+                        // The boundary between occupied bins `cur` and `b`, if both sides keep
+                        // `min_leaf` rows.
+                        if occupied > 0u32 && left_n >= min_leaf && m - left_n >= min_leaf {
+                            let mut ll = 0.0f32;
+                            let mut rr = 0.0f32;
+                            #[unroll]
+                            for j in 0..k {
+                                let l = left[j];
+                                let q = total[j] - l;
+                                ll += l * l;
+                                rr += q * q;
+                            }
+                            let p = ll / left_w + rr / (total_w - left_w);
+                            if p > best {
+                                second = best;
+                                best = p;
+                                bin = cur + (b - cur - 1u32) / 2u32;
+                                best_h1 = h1;
+                                best_h2 = h2;
+                            } else if p > second {
+                                second = p;
+                            }
+                        }
+                        occupied += 1u32;
+                        cur = b;
+                    }
+                    let w = batch_w[q];
+                    h1 += row_hash(r + 1u32);
+                    h2 += row_hash(r ^ 0xA511_E9B3u32);
+                    left_w += w;
+                    #[unroll]
+                    for j in 0..k {
+                        left[j] += w * batch_y[q * k + j];
+                    }
+                }
             }
         }
         best_of[f] = best;
@@ -370,20 +402,42 @@ fn partition_nodes(
     let sb = split & 255u32;
     let word = (sf / 4u32) as usize;
     let shift = (sf % 4u32) * 8u32;
+    let mut batch_e = Array::<u32>::new(BATCH);
+    let mut batch_b = Array::<u32>::new(BATCH);
     for f in range_stepped(UNIT_POS_X as usize, d, UNITS as usize) {
         let base = ((t * d as u32 + f as u32) * stride + start) as usize;
         let mut l = 0usize;
         let mut r = 0usize;
-        for i in 0..m as usize {
-            let e = src[base + i];
-            let row = (e >> 8u32) as usize;
-            let b = (bins[row * words as usize + word] >> shift) & 255u32;
-            if b <= sb {
-                dst[base + l] = e;
-                l += 1;
-            } else {
-                dst[base + lefts + r] = e;
-                r += 1;
+        for i0 in range_stepped(0usize, m as usize, BATCH) {
+            // A batch's loads first, as in `scan_nodes`.
+            #[unroll]
+            for q in 0..BATCH {
+                let mut e = 0u32;
+                if i0 + q < m as usize {
+                    e = src[base + i0 + q];
+                }
+                batch_e[q] = e;
+            }
+            #[unroll]
+            for q in 0..BATCH {
+                let mut b = 0u32;
+                if i0 + q < m as usize {
+                    let row = (batch_e[q] >> 8u32) as usize;
+                    b = (bins[row * words as usize + word] >> shift) & 255u32;
+                }
+                batch_b[q] = b;
+            }
+            #[unroll]
+            for q in 0..BATCH {
+                if i0 + q < m as usize {
+                    if batch_b[q] <= sb {
+                        dst[base + l] = batch_e[q];
+                        l += 1;
+                    } else {
+                        dst[base + lefts + r] = batch_e[q];
+                        r += 1;
+                    }
+                }
             }
         }
     }

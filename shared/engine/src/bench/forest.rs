@@ -87,8 +87,9 @@ fn grow(
 /// broken one (wrong splits, wrong leaves) falls below it.
 const MIN_R2: f64 = 0.3;
 
-/// Cases: `rf_fit` on the CPU and each CUDA device, then `rf_predict` on the CPU and each GPU
-/// device, then `rf_predict_cubecl` (wgpu's walk) on each CUDA device.
+/// Cases: `rf_fit` on the CPU and each GPU device, `rf_fit_levels` (wgpu's grower) on each
+/// CUDA device, then `rf_predict` on the CPU and each GPU device, then `rf_predict_cubecl`
+/// (wgpu's walk) on each CUDA device.
 pub fn forest_cases(
     rows: usize,
     cols: usize,
@@ -117,9 +118,8 @@ pub fn forest_cases(
     let fit_size = format!("{trees} trees, {rows}×{cols}→{targets}");
     let data = Arc::new((x, y, xp, yp));
     let mut cases = Vec::new();
-    // Trees grow on CUDA devices only (wgpu has no tree builder: it would grow on the CPU).
-    let growers = devices.iter().filter(|d| d.cuda_index().is_some());
-    for device in std::iter::once(None).chain(growers.map(Some)) {
+    // Trees grow on every GPU: CUDA's kernels, a level at a time on wgpu.
+    for device in std::iter::once(None).chain(devices.iter().filter(|d| d.is_gpu()).map(Some)) {
         let data = Arc::clone(&data);
         let params = params.clone();
         cases.push(BenchCase::on_device(
@@ -139,6 +139,34 @@ pub fn forest_cases(
                 }
                 // Against the CPU forest: the difference of held-out R² (trees differ only
                 // where floating-point sums break near-ties differently).
+                *diff.lock().unwrap_or_else(|e| e.into_inner()) = (r2 - cpu_r2).abs();
+                Ok(elapsed)
+            },
+        ));
+    }
+    // On CUDA also the level-at-a-time grower that wgpu runs (our CubeCL kernels), beside the
+    // CUDA builder `rf_fit` takes there: whether one kernel source could serve both.
+    for device in devices.iter().filter(|d| d.cuda_index().is_some()) {
+        let data = Arc::clone(&data);
+        let params = params.clone();
+        cases.push(BenchCase::on_device(
+            "rf_fit_levels",
+            fit_size.clone(),
+            rows,
+            Some(device.clone()),
+            move |device, diff| {
+                let device = device.ok_or_else(|| {
+                    EngineError::InvalidRequest("rf_fit_levels runs on a GPU".into())
+                })?;
+                let started = Instant::now();
+                let model = params.fit_by_levels(&data.0, &data.1, device, &|_| true)?;
+                let elapsed = started.elapsed();
+                let r2 = r2_score(&data.3, &model.predict(&data.2)?);
+                if r2 < MIN_R2 {
+                    return Err(EngineError::InvalidRequest(format!(
+                        "rf_fit_levels: held-out R² {r2:.3} is below {MIN_R2}"
+                    )));
+                }
                 *diff.lock().unwrap_or_else(|e| e.into_inner()) = (r2 - cpu_r2).abs();
                 Ok(elapsed)
             },

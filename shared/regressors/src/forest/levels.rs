@@ -374,7 +374,11 @@ mod tests {
         device: &ComputeDevice,
         tail_rows: usize,
     ) -> Result<crate::forest::RandomForestModel, FitError> {
-        params.fit_with(x, y, Some(device), &|_| true, LevelOptions { tail_rows })
+        params.fit_with(x, y, Some(device), &|_| true, LevelOptions {
+                tail_rows,
+                on_cuda: false,
+            },
+        )
     }
 
     /// Every level searched on the device (and, once, the last levels on the host): on
@@ -488,7 +492,10 @@ mod tests {
                 &yt,
                 Some(&device),
                 &|_| false,
-                LevelOptions { tail_rows: 0 },
+                LevelOptions {
+                    tail_rows: 0,
+                    on_cuda: false,
+                },
             );
             assert!(matches!(cancelled, Err(FitError::Cancelled)));
         }

@@ -42,6 +42,8 @@ pub(crate) struct LevelOptions {
     /// When the open nodes of all trees hold at most this many rows, the host finishes the
     /// trees (0: the device searches every level).
     pub tail_rows: usize,
+    /// Grow a level at a time on CUDA too (instead of the CUDA builder).
+    pub on_cuda: bool,
 }
 
 impl LevelOptions {
@@ -52,7 +54,10 @@ impl LevelOptions {
             .ok()
             .and_then(|v| v.parse().ok())
             .unwrap_or(1_000 * rayon::current_num_threads());
-        LevelOptions { tail_rows }
+        LevelOptions {
+            tail_rows,
+            on_cuda: false,
+        }
     }
 }
 
@@ -131,6 +136,23 @@ impl ValidForestParams {
         self.fit_with(x, y, device, observe, LevelOptions::for_this_machine())
     }
 
+    /// Grows the forest a level at a time on `device` (the grower of wgpu devices), whatever
+    /// the device: on CUDA through cubecl's CUDA runtime, so that the benchmark sets it beside
+    /// the CUDA builder (one kernel source for both GPUs, if it keeps up).
+    pub fn fit_by_levels(
+        &self,
+        x: &Matrix,
+        y: &Matrix,
+        device: &ComputeDevice,
+        observe: &(dyn Fn(usize) -> bool + Sync),
+    ) -> Result<RandomForestModel, FitError> {
+        let options = LevelOptions {
+            on_cuda: true,
+            ..LevelOptions::for_this_machine()
+        };
+        self.fit_with(x, y, Some(device), observe, options)
+    }
+
     fn fit_with(
         &self,
         x: &Matrix,
@@ -176,7 +198,7 @@ impl ValidForestParams {
         };
         let binned_at = started.elapsed();
         let grown = match device.filter(|d| d.is_gpu()) {
-            Some(device) if device.cuda_index().is_some() => {
+            Some(device) if device.cuda_index().is_some() && !options.on_cuda => {
                 grow_on_cuda(device, &data, &rules, spec, observe)?
             }
             Some(device) => grow_by_levels(device, &data, &rules, spec, observe, options)?,

@@ -75,7 +75,9 @@ impl CostOp {
     /// PCA 36 ms; Vulkan 45–47 ms, PCA 44 ms; wgpu's fixed part is an estimate); the forest's
     /// 100 trees on 10,000 × 64 → 4 and 100,000 predicted rows, "Random forest on CUDA,
     /// second design", third round (CPU 1,269 / 121 ms, CUDA 60 / 5.4 ms), the Vulkan walk
-    /// from "The forest's walk as a CubeCL kernel" (13–17 ms, build E);
+    /// from "The forest's walk as a CubeCL kernel" (13–17 ms, build E), the Vulkan fit from
+    /// "Forest fit on wgpu: trees grown a level at a time (issue 21)" (~220 ms; its fixed
+    /// part, 45 ms, an estimate: preparing the sorted lists and a round trip per level);
     /// the 128-64-16 autoencoder, 20 epochs of 10,000 × 128: the CPU from "Encoder training
     /// by our fused kernels, third version" on an H200 (2,485 ms), the GPUs from "Fused
     /// kernels: a batch split among workgroups" on an H100 (the batch in 32 cubes of 2 rows:
@@ -98,7 +100,7 @@ impl CostOp {
             (PcaFit, Wgpu) => (5.0, 39.0),
             (ForestFit, Cpu) => (2.0, 1_250.0),
             (ForestFit, Cuda) => (15.0, 45.0),
-            (ForestFit, Wgpu) => (30.0, 100.0),
+            (ForestFit, Wgpu) => (45.0, 175.0),
             (ForestPredict, Cpu) => (0.2, 120.0),
             (ForestPredict, Cuda) => (1.0, 4.5),
             (ForestPredict, Wgpu) => (2.0, 7.0),
@@ -170,7 +172,8 @@ pub struct Workload {
     /// Targets (linear fit), components (PCA), trees (forest), epochs (encoder), models
     /// (inference).
     pub units: usize,
-    /// The encoder's parameters (weights and biases); unused elsewhere.
+    /// The encoder's parameters (weights and biases); a forest's depth limit (0: fully
+    /// grown); unused elsewhere.
     pub parameters: usize,
     /// Networks of this size trained together (encoder training; 1 elsewhere).
     pub copies: usize,
@@ -187,6 +190,15 @@ impl Workload {
 
     pub fn forest_fit(rows: usize, cols: usize, trees: usize) -> Workload {
         Workload::new(CostOp::ForestFit, rows, cols, trees)
+    }
+
+    /// A forest whose trees stop at `max_depth` (`None`: fully grown): it grows that many
+    /// levels instead of about `log2(rows)`.
+    pub fn with_max_depth(self, max_depth: Option<usize>) -> Workload {
+        Workload {
+            parameters: max_depth.unwrap_or(0),
+            ..self
+        }
     }
 
     pub fn forest_predict(rows: usize, cols: usize, trees: usize) -> Workload {
@@ -238,9 +250,14 @@ impl Workload {
             // Multiply-adds of XᵀX and XᵀY.
             CostOp::LinearFit => r * c * (c + u) / (1e6 * 128.0 * 136.0),
             CostOp::PcaFit => r * c * c / (1e6 * 128.0 * 128.0),
-            // Every tree sorts its rows into nodes on every level, weighing each feature.
+            // Every tree sorts its rows into nodes on every level (about log2(rows) levels,
+            // fewer under a depth limit), weighing each feature.
             CostOp::ForestFit => {
-                u * r * r.max(2.0).log2() * c / (100.0 * 1e4 * 1e4f64.log2() * 64.0)
+                let mut levels = r.max(2.0).log2();
+                if self.parameters > 0 {
+                    levels = levels.min(self.parameters as f64 + 1.0);
+                }
+                u * r * levels * c / (100.0 * 1e4 * 1e4f64.log2() * 64.0)
             }
             CostOp::ForestPredict => u * r / (100.0 * 1e5),
             CostOp::EncoderTraining => {
@@ -603,9 +620,13 @@ mod tests {
         assert!(ms(one, &cpu) < ms(one, &wgpu));
         assert!(ms(fifty, &wgpu) < ms(fifty, &cpu));
         assert!((ms(Workload::encoder_inference(50, 1_000, 88), &cpu) - 157.0).abs() < 1e-9);
-        // The forest grows on wgpu a level at a time: far ahead of the CPU at the seed size.
+        // The forest grows on wgpu a level at a time: far ahead of the CPU at the seed size;
+        // a depth limit shortens the work (4 levels of about 13).
         let forest = Workload::forest_fit(10_000, 64, 100);
         assert!(ms(forest, &wgpu) * 5.0 < ms(forest, &cpu));
+        let shallow = forest.with_max_depth(Some(3));
+        assert!((shallow.relative_size() * 1e4f64.log2() / 4.0 - 1.0).abs() < 1e-12);
+        assert!((forest.with_max_depth(Some(40)).relative_size() - 1.0).abs() < 1e-12);
         let reference = Workload::encoder_training(10_000, 128, 20, 51_728, 1);
         assert_eq!(mirrored_mlp_parameters(128, &[128, 64], 16, false), 51_728);
         assert!((reference.relative_size() - 1.0).abs() < 1e-12);

@@ -344,7 +344,7 @@ fn every_kind() -> Vec<ModelConfig> {
         ..Default::default()
     };
     let forest = forexgpt_protocol::ForestSpec {
-        n_estimators: 2,
+        n_estimators: 1,
         max_depth: Some(3),
         ..Default::default()
     };
@@ -439,7 +439,7 @@ fn auto_keeps_small_jobs_on_the_cpu_and_says_why() {
         assert_eq!(info.device.backend.as_str(), "cpu", "{}", info.id);
         let why = info.fell_back.as_deref().unwrap_or_default();
         if matches!(info.regressor, RegressorSpec::RandomForest(_)) {
-            // Two shallow trees: the CPU's few milliseconds against wgpu's fixed part.
+            // One shallow tree: the CPU's milliseconds against wgpu's fixed part.
             assert!(
                 why.contains("auto chose the CPU for the forest fit ("),
                 "{why}"

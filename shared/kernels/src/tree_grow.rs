@@ -141,10 +141,10 @@ fn presort(
     counts[(t * d + f) as usize] = c;
 }
 
-/// One level's split search: cube `c` searches node `c` (`nodes[5c..]`: tree, first list
-/// position, rows, seed low and high word; `totals[(k + 1)c..]`: weight then `k` weighted
-/// target sums, float32). Writes `out[2c]` = feature, `out[2c + 1]` = bin | found << 8 |
-/// close << 9.
+/// One level's split search: cube `c` searches node `i = first + c` (`nodes[5i..]`: tree,
+/// first list position, rows, seed low and high word; `totals[(k + 1)i..]`: weight then `k`
+/// weighted target sums, float32). Writes `out[2i]` = feature, `out[2i + 1]` = bin | found <<
+/// 8 | close << 9.
 #[cube(launch_unchecked)]
 #[allow(clippy::too_many_arguments)]
 fn scan_nodes(
@@ -154,6 +154,7 @@ fn scan_nodes(
     nodes: &Array<u32>,
     totals: &Array<f32>,
     out: &mut Array<u32>,
+    first: u32,
     n_nodes: u32,
     n: u32,
     stride: u32,
@@ -162,10 +163,11 @@ fn scan_nodes(
     #[comptime] d: usize,
     #[comptime] k: usize,
 ) {
-    let node = CUBE_POS_Y * CUBE_COUNT_X + CUBE_POS_X;
-    if node >= n_nodes {
+    let cube = CUBE_POS_Y * CUBE_COUNT_X + CUBE_POS_X;
+    if cube >= n_nodes {
         terminate!();
     }
+    let node = first + cube;
     let at = (node * 5u32) as usize;
     let t = nodes[at];
     let start = nodes[at + 1];
@@ -372,8 +374,8 @@ fn scan_nodes(
     }
 }
 
-/// One level's partition: cube `c` moves split node `c`'s rows (`nodes[5c..]`: tree, first
-/// list position, rows, split `feature << 8 | bin`, rows going left) from `src` to `dst`,
+/// One level's partition: cube `c` moves split node `first + c`'s rows (`nodes[5i..]`: tree,
+/// first list position, rows, split `feature << 8 | bin`, rows going left) from `src` to `dst`,
 /// stably, left ones first, in every feature's list. `bins`: each row's bins, four to a
 /// word, `words` words a row.
 #[cube(launch_unchecked)]
@@ -383,16 +385,17 @@ fn partition_nodes(
     dst: &mut Array<u32>,
     bins: &Array<u32>,
     nodes: &Array<u32>,
+    first: u32,
     n_nodes: u32,
     stride: u32,
     words: u32,
     #[comptime] d: usize,
 ) {
-    let node = CUBE_POS_Y * CUBE_COUNT_X + CUBE_POS_X;
-    if node >= n_nodes {
+    let cube = CUBE_POS_Y * CUBE_COUNT_X + CUBE_POS_X;
+    if cube >= n_nodes {
         terminate!();
     }
-    let at = (node * 5u32) as usize;
+    let at = ((first + cube) * 5u32) as usize;
     let t = nodes[at];
     let start = nodes[at + 1];
     let m = nodes[at + 2];
@@ -649,7 +652,9 @@ impl<R: Runtime> LevelGrower<R> {
 
     /// One level: applies the previous level's `splits` to the lists, then searches the
     /// `scans` nodes (`totals`: per node its weight and `k` weighted target sums) and
-    /// returns each one's [`Choice`], in order.
+    /// returns each one's [`Choice`], in order. Everything a level sends goes up in two
+    /// uploads (the records, the totals) and comes back in one read: each transfer has a
+    /// fixed cost that dominated when it was one per batch and kind.
     pub fn step(
         &mut self,
         splits: &[SplitNode],
@@ -664,35 +669,77 @@ impl<R: Runtime> LevelGrower<R> {
                 scans.len()
             ));
         }
+        let started = std::time::Instant::now();
         let words = d.div_ceil(4);
-        if !splits.is_empty() {
-            let mut records = vec![Vec::new(); self.batches.len()];
-            for s in splits {
-                let (b, t) = self.batch_of(s.tree as usize)?;
-                if s.feature as usize >= d
-                    || s.left > s.len
-                    || s.start as usize + s.len as usize > self.stride
-                {
-                    return Err(format!("a split outside its tree's lists: {s:?}"));
-                }
-                records[b].extend_from_slice(&[
-                    t,
-                    s.start,
-                    s.len,
-                    s.feature << 8 | u32::from(s.bin),
-                    s.left,
-                ]);
+        let batches = self.batches.len();
+        // Records grouped by batch: the splits, then the scans; per batch (first, count).
+        let mut split_records = vec![Vec::new(); batches];
+        for s in splits {
+            let (b, t) = self.batch_of(s.tree as usize)?;
+            if s.feature as usize >= d
+                || s.left > s.len
+                || s.start as usize + s.len as usize > self.stride
+            {
+                return Err(format!("a split outside its tree's lists: {s:?}"));
             }
+            split_records[b].extend_from_slice(&[
+                t,
+                s.start,
+                s.len,
+                s.feature << 8 | u32::from(s.bin),
+                s.left,
+            ]);
+        }
+        let mut scan_records = vec![Vec::new(); batches];
+        let mut scan_totals = vec![Vec::new(); batches];
+        let mut places = vec![Vec::new(); batches];
+        for (i, s) in scans.iter().enumerate() {
+            let (b, t) = self.batch_of(s.tree as usize)?;
+            if s.len == 0 || s.start as usize + s.len as usize > self.stride {
+                return Err(format!("a node outside its tree's lists: {s:?}"));
+            }
+            scan_records[b].extend_from_slice(&[
+                t,
+                s.start,
+                s.len,
+                s.seed as u32,
+                (s.seed >> 32) as u32,
+            ]);
+            scan_totals[b].extend_from_slice(&totals[i * (k + 1)..(i + 1) * (k + 1)]);
+            places[b].push(i);
+        }
+        // The scans first (their index is also their totals' and answer's), then the splits.
+        let mut records = Vec::with_capacity(5 * (splits.len() + scans.len()));
+        let mut scan_at = Vec::with_capacity(batches);
+        for r in &scan_records {
+            scan_at.push(((records.len() / 5) as u32, (r.len() / 5) as u32));
+            records.extend_from_slice(r);
+        }
+        let mut split_at = Vec::with_capacity(batches);
+        for r in &split_records {
+            split_at.push(((records.len() / 5) as u32, (r.len() / 5) as u32));
+            records.extend_from_slice(r);
+        }
+        let flat_totals: Vec<f32> = scan_totals.concat();
+        let built = started.elapsed();
+        let all = self.client.create_from_slice(u32::as_bytes(&records));
+        let sums = self.client.create_from_slice(f32::as_bytes(&flat_totals));
+        let out = self.client.empty(scans.len().max(1) * 2 * 4);
+        let uploaded = started.elapsed();
+        let n_records = records.len() / 5;
+        if !splits.is_empty() {
             let (src, dst) = (self.current, 1 - self.current);
-            for (batch, rec) in self.batches.iter().zip(&records) {
-                let count = rec.len() / 5;
+            for (batch, &(first, count)) in self.batches.iter().zip(&split_at) {
+                if count == 0 {
+                    continue;
+                }
                 let entries = batch.trees * d * self.stride;
-                let nodes = self.client.create_from_slice(u32::as_bytes(rec));
-                let (across, down) = self.grid(count);
+                let (across, down) = self.grid(count as usize);
                 // SAFETY: every record's segment lies inside its tree's lists (checked
                 // above: `start + len ≤ stride`, `left ≤ len`), its split feature below `d`,
                 // and every list entry's row below `n` (the lists hold `order`'s entries), so
-                // `bins` is read below `n · words`.
+                // `bins` is read below `n · words`; cube `c < count` reads record
+                // `first + c`, inside `all`.
                 #[allow(unsafe_code)]
                 unsafe {
                     partition_nodes::launch_unchecked::<R>(
@@ -702,8 +749,9 @@ impl<R: Runtime> LevelGrower<R> {
                         array_arg::<R>(&batch.lists[src], entries),
                         array_arg::<R>(&batch.lists[dst], entries),
                         array_arg::<R>(&self.packed, self.n * words),
-                        array_arg::<R>(&nodes, rec.len().max(1)),
-                        count as u32,
+                        array_arg::<R>(&all, n_records * 5),
+                        first,
+                        count,
                         self.stride as u32,
                         words as u32,
                         d,
@@ -715,40 +763,16 @@ impl<R: Runtime> LevelGrower<R> {
         if scans.is_empty() {
             return Ok(Vec::new());
         }
-        // Per batch: the records, the totals, and where each answer goes.
-        let mut records = vec![Vec::new(); self.batches.len()];
-        let mut sums = vec![Vec::new(); self.batches.len()];
-        let mut places = vec![Vec::new(); self.batches.len()];
-        for (i, s) in scans.iter().enumerate() {
-            let (b, t) = self.batch_of(s.tree as usize)?;
-            if s.len == 0 || s.start as usize + s.len as usize > self.stride {
-                return Err(format!("a node outside its tree's lists: {s:?}"));
-            }
-            records[b].extend_from_slice(&[
-                t,
-                s.start,
-                s.len,
-                s.seed as u32,
-                (s.seed >> 32) as u32,
-            ]);
-            sums[b].extend_from_slice(&totals[i * (k + 1)..(i + 1) * (k + 1)]);
-            places[b].push(i);
-        }
-        let mut outs = Vec::new();
-        let mut placed = Vec::new();
-        for (b, batch) in self.batches.iter().enumerate() {
-            let count = records[b].len() / 5;
+        for (batch, &(first, count)) in self.batches.iter().zip(&scan_at) {
             if count == 0 {
                 continue;
             }
             let entries = batch.trees * d * self.stride;
-            let nodes = self.client.create_from_slice(u32::as_bytes(&records[b]));
-            let node_sums = self.client.create_from_slice(f32::as_bytes(&sums[b]));
-            let out = self.client.empty(count * 2 * 4);
-            let (across, down) = self.grid(count);
+            let (across, down) = self.grid(count as usize);
             // SAFETY: every node's segment lies inside its tree's lists (checked above), each
             // list entry's row is below `n` (`weights` and `y` read below `trees · n` and
-            // `n · k`), and cube `c < count` writes `out[2c], out[2c + 1]`.
+            // `n · k`), and cube `c < count` reads record and totals `first + c` and writes
+            // `out[2(first + c)..]`, `first + c` below `scans.len()` (the scans come first).
             #[allow(unsafe_code)]
             unsafe {
                 scan_nodes::launch_unchecked::<R>(
@@ -758,10 +782,11 @@ impl<R: Runtime> LevelGrower<R> {
                     array_arg::<R>(&batch.lists[self.current], entries),
                     array_arg::<R>(&batch.weights, batch.trees * self.n),
                     array_arg::<R>(&self.y, self.n * k),
-                    array_arg::<R>(&nodes, count * 5),
-                    array_arg::<R>(&node_sums, count * (k + 1)),
-                    array_arg::<R>(&out, count * 2),
-                    count as u32,
+                    array_arg::<R>(&all, n_records * 5),
+                    array_arg::<R>(&sums, scans.len() * (k + 1)),
+                    array_arg::<R>(&out, scans.len() * 2),
+                    first,
+                    count,
                     self.n as u32,
                     self.stride as u32,
                     self.min_leaf,
@@ -770,11 +795,11 @@ impl<R: Runtime> LevelGrower<R> {
                     k,
                 );
             }
-            outs.push(out);
-            placed.push(b);
         }
-        let read = cubecl::future::block_on(self.client.read_async(outs))
+        let launched = started.elapsed();
+        let read = cubecl::future::block_on(self.client.read_async(vec![out]))
             .map_err(|e| format!("reading a level's splits: {e}"))?;
+        let words_back = u32::from_bytes(&read[0]);
         let mut choices = vec![
             Choice {
                 feature: 0,
@@ -784,21 +809,31 @@ impl<R: Runtime> LevelGrower<R> {
             };
             scans.len()
         ];
-        for (bytes, &b) in read.iter().zip(&placed) {
-            let words = u32::from_bytes(bytes);
-            for (pair, &i) in words.chunks_exact(2).zip(&places[b]) {
-                let found = pair[1] & 256 != 0;
-                if found && pair[0] as usize >= d {
-                    return Err(format!("the device chose feature {} of {d}", pair[0]));
+        for (b, &(first, _)) in scan_at.iter().enumerate() {
+            for (j, &i) in places[b].iter().enumerate() {
+                let at = 2 * (first as usize + j);
+                let (feature, word) = (words_back[at], words_back[at + 1]);
+                let found = word & 256 != 0;
+                if found && feature as usize >= d {
+                    return Err(format!("the device chose feature {feature} of {d}"));
                 }
                 choices[i] = Choice {
-                    feature: pair[0],
-                    bin: (pair[1] & 255) as u8,
+                    feature,
+                    bin: (word & 255) as u8,
                     found,
-                    close: pair[1] & 512 != 0,
+                    close: word & 512 != 0,
                 };
             }
         }
+        tracing::trace!(
+            nodes = scans.len(),
+            splits = splits.len(),
+            build_ms = built.as_secs_f64() * 1e3,
+            upload_ms = (uploaded - built).as_secs_f64() * 1e3,
+            launch_ms = (launched - uploaded).as_secs_f64() * 1e3,
+            read_ms = (started.elapsed() - launched).as_secs_f64() * 1e3,
+            "forest level on the device"
+        );
         Ok(choices)
     }
 }
@@ -823,4 +858,28 @@ pub fn sorted_order(bins: &[u8], n: usize, d: usize) -> Vec<u32> {
         }
     }
     order
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sorted_order_lists_every_row_by_bin_then_row() {
+        let (n, d) = (7, 2);
+        // Feature 0: bins 3 1 3 0 1 255 0; feature 1: all 9.
+        let bins = [3u8, 1, 3, 0, 1, 255, 0, 9, 9, 9, 9, 9, 9, 9];
+        let order = sorted_order(&bins, n, d);
+        let rows = |f: usize| -> Vec<(u32, u32)> {
+            order[f * n..(f + 1) * n]
+                .iter()
+                .map(|e| (e >> 8, e & 255))
+                .collect()
+        };
+        assert_eq!(
+            rows(0),
+            [(3, 0), (6, 0), (1, 1), (4, 1), (0, 3), (2, 3), (5, 255)]
+        );
+        assert_eq!(rows(1), (0..7).map(|r| (r, 9)).collect::<Vec<_>>());
+    }
 }

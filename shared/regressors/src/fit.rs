@@ -121,7 +121,8 @@ pub fn fit_forest(
     observe: &(dyn Fn(usize) -> bool + Sync),
 ) -> Result<FitOutcome<RandomForestModel>, FitError> {
     let trees = params.spec().n_estimators;
-    let job = FOREST_FIT.sized(Workload::forest_fit(x.rows, x.cols, trees));
+    let job = FOREST_FIT
+        .sized(Workload::forest_fit(x.rows, x.cols, trees).with_max_depth(params.spec().max_depth));
     fit_with(manager, request, job, |device| {
         params.fit_on(x, y, device, observe)
     })
@@ -233,9 +234,15 @@ mod tests {
         let wgpu = DeviceRequest::exactly(DevicePreference::Wgpu(None));
         let err = fit_forest(&machine, wgpu, &forest, &x, &y, &|_| true).unwrap_err();
         assert!(err.to_string().contains("simulated GPU fault"), "{err}");
-        let out =
-            fit_forest(&machine, DeviceRequest::GPU_IF_AVAILABLE, &forest, &x, &y, &|_| true)
-                .unwrap();
+        let out = fit_forest(
+            &machine,
+            DeviceRequest::GPU_IF_AVAILABLE,
+            &forest,
+            &x,
+            &y,
+            &|_| true,
+        )
+        .unwrap();
         assert_eq!(out.device.backend, BackendKind::Cpu);
         assert!(out.fell_back.unwrap().contains("simulated GPU fault"));
     }

@@ -14,7 +14,7 @@
 //! Once few rows are left in open nodes, a round trip to the device costs more than the host's
 //! search, and the host finishes the trees alone ([`LevelOptions::tail_rows`]).
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use forexgpt_device::cube::CubeJob;
 use forexgpt_kernels::cuda_grow::GrownTree;
@@ -252,15 +252,21 @@ impl CubeJob for LevelJob<'_> {
         let mut on_host = false;
         let (mut levels, mut device_levels, mut host_decided) = (0, 0, 0usize);
         let mut device_nodes = 0usize;
-        let mut device_time = std::time::Duration::ZERO;
+        let mut device_time = Duration::ZERO;
+        let (mut open_time, mut build_time, mut close_time) =
+            (Duration::ZERO, Duration::ZERO, Duration::ZERO);
         loop {
+            let level_started = Instant::now();
             trees.par_iter_mut().for_each(|t| t.open_level(data, rules));
             let open_rows: usize = trees.iter().map(TreeState::open_rows).sum();
+            let opened = level_started.elapsed();
+            open_time += opened;
             if open_rows == 0 {
                 break;
             }
             levels += 1;
             on_host |= open_rows <= self.options.tail_rows;
+            let mut asked_for = Duration::ZERO;
             let deciders: Vec<Vec<Decider>> = if on_host {
                 trees
                     .iter()
@@ -268,24 +274,34 @@ impl CubeJob for LevelJob<'_> {
                     .collect()
             } else {
                 device_levels += 1;
-                let mut scans = Vec::new();
-                let mut totals = Vec::new();
-                for (t, tree) in trees.iter().enumerate() {
-                    for o in &tree.open {
-                        scans.push(ScanNode {
-                            tree: t as u32,
-                            start: o.node.start as u32,
-                            len: (o.node.end - o.node.start) as u32,
-                            seed: o.node.seed,
-                        });
-                        totals.push(o.w as f32);
-                        totals.extend(o.sums.iter().map(|&s| s as f32));
-                    }
-                }
+                // Each tree's records and totals in parallel, then in tree order.
+                let per_tree: Vec<(Vec<ScanNode>, Vec<f32>)> = trees
+                    .par_iter()
+                    .enumerate()
+                    .map(|(t, tree)| {
+                        let mut scans = Vec::with_capacity(tree.open.len());
+                        let mut totals = Vec::with_capacity(tree.open.len() * (data.k + 1));
+                        for o in &tree.open {
+                            scans.push(ScanNode {
+                                tree: t as u32,
+                                start: o.node.start as u32,
+                                len: (o.node.end - o.node.start) as u32,
+                                seed: o.node.seed,
+                            });
+                            totals.push(o.w as f32);
+                            totals.extend(o.sums.iter().map(|&s| s as f32));
+                        }
+                        (scans, totals)
+                    })
+                    .collect();
+                let (scans, totals): (Vec<_>, Vec<_>) = per_tree.into_iter().unzip();
+                let (scans, totals) = (scans.concat(), totals.concat());
+                build_time += level_started.elapsed() - opened;
                 let asked = Instant::now();
                 let choices = grower.step(&splits, &scans, &totals)?;
+                asked_for = asked.elapsed();
                 device_nodes += choices.len();
-                device_time += asked.elapsed();
+                device_time += asked_for;
                 let mut it = choices.into_iter();
                 trees
                     .iter()
@@ -297,6 +313,7 @@ impl CubeJob for LevelJob<'_> {
                     })
                     .collect()
             };
+            let closing = Instant::now();
             let closed: Vec<(Vec<SplitNode>, usize)> = trees
                 .par_iter_mut()
                 .zip(&deciders)
@@ -304,12 +321,25 @@ impl CubeJob for LevelJob<'_> {
                 .map(|(t, (tree, d))| tree.close_level(data, rules, t as u32, d))
                 .collect();
             splits.clear();
+            let mut decided_here = 0;
             for (s, here) in closed {
                 splits.extend(s);
-                if !on_host {
-                    host_decided += here;
-                }
+                decided_here += here;
             }
+            if !on_host {
+                host_decided += decided_here;
+            }
+            close_time += closing.elapsed();
+            tracing::trace!(
+                level = levels,
+                open_rows,
+                on_host,
+                open_ms = opened.as_secs_f64() * 1e3,
+                device_ms = asked_for.as_secs_f64() * 1e3,
+                close_ms = closing.elapsed().as_secs_f64() * 1e3,
+                decided_here,
+                "forest level"
+            );
             let done = trees.iter().filter(|t| t.pending.is_empty()).count();
             if !(self.observe)(done) {
                 return Ok(None);
@@ -319,6 +349,9 @@ impl CubeJob for LevelJob<'_> {
             prepare_ms = prepared.as_secs_f64() * 1e3,
             total_ms = started.elapsed().as_secs_f64() * 1e3,
             device_ms = device_time.as_secs_f64() * 1e3,
+            host_open_ms = open_time.as_secs_f64() * 1e3,
+            host_build_ms = build_time.as_secs_f64() * 1e3,
+            host_close_ms = close_time.as_secs_f64() * 1e3,
             levels,
             device_levels,
             device_nodes,
@@ -374,7 +407,12 @@ mod tests {
         device: &ComputeDevice,
         tail_rows: usize,
     ) -> Result<crate::forest::RandomForestModel, FitError> {
-        params.fit_with(x, y, Some(device), &|_| true, LevelOptions {
+        params.fit_with(
+            x,
+            y,
+            Some(device),
+            &|_| true,
+            LevelOptions {
                 tail_rows,
                 on_cuda: false,
             },

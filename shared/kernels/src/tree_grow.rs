@@ -12,7 +12,7 @@
 //! feature. Each unit scans its feature's segment in float32 (sums of `weight · y`, the
 //! split proxy `Σ L²/W_L + Σ R²/W_R` of the CPU builder); the cube then keeps the best
 //! candidate of the node's visited features and says whether another candidate comes within
-//! [`CLOSE`] of it. Float64 exists on neither Metal nor WGSL, so a close call is not decided
+//! [`close_call`] of it. Float64 exists on neither Metal nor WGSL, so a close call is not decided
 //! here: the host decides it in float64 from the node's rows, exactly as the CPU builder does.
 //! On data whose sums are exact in float32 (integers, as the CUDA builder's guarantee reads)
 //! every other choice is the CPU's too, so the trees are the CPU's trees.
@@ -36,9 +36,12 @@ const BATCH: usize = 4;
 const UNITS: u32 = 64;
 
 /// A candidate within this relative distance of the best is a close call, decided by the
-/// host in float64. A float32 proxy computed from exact sums is within about `(k + 3)·2⁻²⁴`
-/// of the float64 one (2.4e-7 for four outputs), well inside.
-pub const CLOSE: f32 = 1.0 / 65_536.0;
+/// host in float64: twice the float32 proxy's worst error when its sums are exact (integer
+/// data), `(k + 2)` roundings of 2⁻²⁴ each, with a factor two to spare (1.4e-6 for four
+/// outputs).
+pub fn close_call(k: usize) -> f32 {
+    (k + 2) as f32 * (1.0 / 4_194_304.0)
+}
 
 /// Most features the device grower takes (each feature's best candidate of a node sits in
 /// workgroup memory: 16 bytes a feature, 8 KiB for this many, half of WebGPU's 16 KiB).
@@ -160,6 +163,7 @@ fn scan_nodes(
     stride: u32,
     min_leaf: u32,
     max_features: u32,
+    close: f32,
     #[comptime] d: usize,
     #[comptime] k: usize,
 ) {
@@ -184,6 +188,7 @@ fn scan_nodes(
     // bin | occupied-at-least-two << 8
     let mut bin_of = SharedMemory::<u32>::new(d);
     let mut perm = SharedMemory::<u32>::new(d);
+    let mut moved = SharedMemory::<u32>::new(d);
     // Per feature: its best candidate's left rows and all rows as two 32-bit set hashes
     // each (sums of per-row hashes), by which twins are recognized.
     let mut sets = SharedMemory::<u32>::new(d * 4);
@@ -291,38 +296,43 @@ fn scan_nodes(
         }
         bin_of[f] = flags;
     }
+    // The node's draws, all at once: draw `i` of the stream SplitMix64::new(seed) mixes the
+    // state `seed + (i + 1) · 0x9E3779B97F4A7C15` (mod 2⁶⁴), so each unit takes its own.
+    let seed_lo = nodes[at + 3];
+    let seed_hi = nodes[at + 4];
+    for i in range_stepped(UNIT_POS_X as usize, d, UNITS as usize) {
+        let c = i as u32 + 1u32;
+        let step_lo = c * 0x7F4A_7C15u32;
+        let step_hi = c * 0x9E37_79B9u32 + mul_hi(c, 0x7F4A_7C15u32);
+        let lo = seed_lo + step_lo;
+        let mut carry = 0u32;
+        if lo < seed_lo {
+            carry = 1u32;
+        }
+        let hi = seed_hi + step_hi + carry;
+        let zl = mix(lo, hi, false);
+        let zh = mix(lo, hi, true);
+        perm[i] = i as u32 + mod64(zl, zh, d as u32 - i as u32);
+        moved[i] = i as u32;
+    }
     sync_cube();
     if UNIT_POS_X == 0u32 {
-        // The CPU's visit: features drawn without replacement from the node's stream until
-        // `max_features` with two or more occupied bins were visited; the first strictly
-        // better candidate leads.
+        // The CPU's visit: features drawn without replacement (position `i` swapped with
+        // its draw) until `max_features` with two or more occupied bins were visited; the
+        // first strictly better candidate leads. `perm` holds the draws, `moved` the
+        // permutation as the swaps go.
         let mut best = 0.0f32;
         best -= 1.0f32;
         let mut second = 0.0f32;
         second -= 1.0f32;
         let mut best_f = 0u32;
-        for f in 0..d {
-            perm[f] = f as u32;
-        }
-        let mut lo = nodes[at + 3];
-        let mut hi = nodes[at + 4];
         let mut visited = 0u32;
         for i in 0..d {
             if visited < max_features {
-                // state += 0x9E3779B97F4A7C15; the draw is i + mix(state) mod (d − i).
-                let next = lo + 0x7F4A_7C15u32;
-                let mut carry = 0u32;
-                if next < lo {
-                    carry = 1u32;
-                }
-                lo = next;
-                hi = hi + 0x9E37_79B9u32 + carry;
-                let zl = mix(lo, hi, false);
-                let zh = mix(lo, hi, true);
-                let j = i + mod64(zl, zh, d as u32 - i as u32) as usize;
-                let f = perm[j];
-                perm[j] = perm[i];
-                perm[i] = f;
+                let j = perm[i] as usize;
+                let f = moved[j];
+                moved[j] = moved[i];
+                moved[i] = f;
                 if bin_of[f as usize] >= 256u32 {
                     visited += 1u32;
                     let p = best_of[f as usize];
@@ -365,7 +375,7 @@ fn scan_nodes(
         let mut word = 0u32;
         if best >= 0.0f32 {
             word = (bin_of[best_f as usize] & 255u32) | 256u32;
-            if second >= 0.0f32 && second >= best - best * CLOSE {
+            if second >= 0.0f32 && second >= best - best * close {
                 word |= 512u32;
             }
         }
@@ -483,7 +493,7 @@ pub struct SplitNode {
 
 /// The device's answer for one node: its best candidate, or none (`found` false: no feature
 /// has two occupied bins that keep `min_leaf` rows a side); `close` when another candidate
-/// came within [`CLOSE`] of it (the host decides those).
+/// came within [`close_call`] of it (the host decides those).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Choice {
     pub feature: u32,
@@ -791,6 +801,7 @@ impl<R: Runtime> LevelGrower<R> {
                     self.stride as u32,
                     self.min_leaf,
                     self.max_features,
+                    close_call(k),
                     d,
                     k,
                 );

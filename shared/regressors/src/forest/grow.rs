@@ -242,9 +242,21 @@ pub(super) fn splittable(rules: &Rules, node: &Pending, m: usize, pure: bool) ->
 /// Weight, per-output weighted sums, mean impurity over outputs, and whether every output is
 /// constant (a pure node, which scikit-learn does not split).
 pub(super) fn node_stats(data: &Data, weight: &[f64], rows: &[u32]) -> (f64, Vec<f64>, f64, bool) {
+    let mut sums = vec![0.0; data.k];
+    let (w, impurity, pure) = node_stats_into(data, weight, rows, &mut sums);
+    (w, sums, impurity, pure)
+}
+
+/// [`node_stats`] with the sums written to `sums` (`k` values, zeroed here).
+pub(super) fn node_stats_into(
+    data: &Data,
+    weight: &[f64],
+    rows: &[u32],
+    sums: &mut [f64],
+) -> (f64, f64, bool) {
     let k = data.k;
     let mut w = 0.0;
-    let mut sums = vec![0.0; k];
+    sums.fill(0.0);
     let mut squares = 0.0;
     let first = rows[0] as usize;
     let mut pure = true;
@@ -261,7 +273,7 @@ pub(super) fn node_stats(data: &Data, weight: &[f64], rows: &[u32]) -> (f64, Vec
     }
     let mean_square: f64 = sums.iter().map(|s| (s / w) * (s / w)).sum();
     let impurity = ((squares / w - mean_square) / k as f64).max(0.0);
-    (w, sums, if pure { 0.0 } else { impurity }, pure)
+    (w, if pure { 0.0 } else { impurity }, pure)
 }
 
 /// The CPU's split of a node: the best candidate of the features its stream draws.

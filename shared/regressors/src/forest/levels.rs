@@ -24,12 +24,11 @@ use rayon::prelude::*;
 use super::LevelOptions;
 use super::grow::{self, Data, Pending, Rules, Scratch};
 
-/// A node that may split, waiting for its split.
+/// A node that may split, waiting for its split (its `k` sums in [`TreeState::open_sums`]).
 struct Open {
     index: usize,
     node: Pending,
     w: f64,
-    sums: Vec<f64>,
     impurity: f64,
 }
 
@@ -41,6 +40,8 @@ struct TreeState {
     grown: GrownTree,
     pending: Vec<Pending>,
     open: Vec<Open>,
+    /// The open nodes' weighted target sums, `k` a node (one allocation a tree, not a node).
+    open_sums: Vec<f64>,
     scratch: Scratch,
     right: Vec<u32>,
 }
@@ -72,6 +73,7 @@ impl TreeState {
             },
             pending,
             open: Vec::new(),
+            open_sums: Vec::new(),
             scratch: Scratch::new(data.d),
             right: Vec::new(),
         }
@@ -81,7 +83,9 @@ impl TreeState {
     /// not split and keeps the others open.
     fn open_level(&mut self, data: &Data, rules: &Rules) {
         self.open.clear();
+        self.open_sums.clear();
         let g = &mut self.grown;
+        let mut sums = vec![0.0; data.k];
         for node in std::mem::take(&mut self.pending) {
             let index = g.feature.len();
             g.feature.push(-1);
@@ -96,7 +100,7 @@ impl TreeState {
                 }
             }
             let slice = &self.rows[node.start..node.end];
-            let (w, sums, impurity, pure) = grow::node_stats(data, &self.weight, slice);
+            let (w, impurity, pure) = grow::node_stats_into(data, &self.weight, slice, &mut sums);
             if let Some(f) = node.parent_feature {
                 g.importance[f] -= w * impurity;
             }
@@ -106,9 +110,9 @@ impl TreeState {
                     index,
                     node,
                     w,
-                    sums,
                     impurity,
                 });
+                self.open_sums.extend_from_slice(&sums);
             } else {
                 leaf(g, index, &sums, w);
             }
@@ -130,8 +134,14 @@ impl TreeState {
     ) -> (Vec<SplitNode>, usize) {
         let mut splits = Vec::new();
         let mut decided_here = 0;
-        for (open, decider) in std::mem::take(&mut self.open).into_iter().zip(deciders) {
+        let k = data.k;
+        for (i, (open, decider)) in std::mem::take(&mut self.open)
+            .into_iter()
+            .zip(deciders)
+            .enumerate()
+        {
             let node = &open.node;
+            let sums = &self.open_sums[i * k..(i + 1) * k];
             let split = match *decider {
                 Decider::Device(c) if !c.close => c.found.then_some((c.feature as usize, c.bin)),
                 _ => {
@@ -141,7 +151,7 @@ impl TreeState {
                         rules,
                         &self.weight,
                         &self.rows[node.start..node.end],
-                        &open.sums,
+                        sums,
                         node.seed,
                         &mut self.scratch,
                     )
@@ -150,7 +160,7 @@ impl TreeState {
             };
             let g = &mut self.grown;
             let Some((feature, bin)) = split else {
-                leaf(g, open.index, &open.sums, open.w);
+                leaf(g, open.index, sums, open.w);
                 continue;
             };
             g.importance[feature] += open.w * open.impurity;
@@ -281,7 +291,8 @@ impl CubeJob for LevelJob<'_> {
                     .map(|(t, tree)| {
                         let mut scans = Vec::with_capacity(tree.open.len());
                         let mut totals = Vec::with_capacity(tree.open.len() * (data.k + 1));
-                        for o in &tree.open {
+                        let k = data.k;
+                        for (i, o) in tree.open.iter().enumerate() {
                             scans.push(ScanNode {
                                 tree: t as u32,
                                 start: o.node.start as u32,
@@ -289,7 +300,8 @@ impl CubeJob for LevelJob<'_> {
                                 seed: o.node.seed,
                             });
                             totals.push(o.w as f32);
-                            totals.extend(o.sums.iter().map(|&s| s as f32));
+                            let sums = &tree.open_sums[i * k..(i + 1) * k];
+                            totals.extend(sums.iter().map(|&s| s as f32));
                         }
                         (scans, totals)
                     })

@@ -38,6 +38,7 @@ pub const FOREST_FIT: JobSupport = JobSupport::everywhere("growing a random fore
 
 /// How the level-at-a-time grower of wgpu devices shares the work with the host.
 #[derive(Debug, Clone, Copy)]
+#[cfg_attr(not(any(feature = "wgpu", feature = "cuda")), allow(dead_code))]
 pub(crate) struct LevelOptions {
     /// When the open nodes of all trees hold at most this many rows, the host finishes the
     /// trees (0: the device searches every level).
@@ -283,32 +284,41 @@ fn grow_on_cuda(
     grown
         .into_par_iter()
         .enumerate()
-        .map(|(t, g)| {
-            let broken = |e: String| DeviceError::BackendFailed {
-                device: device.label().to_string(),
-                message: format!("grew a broken tree {t}: {e}"),
-            };
-            let tree = grow::depth_first(&g, data.k).map_err(broken)?;
-            // A tree from the device is checked like one from a file before anything walks it;
-            // a broken one is a device failure (the caller may grow on the CPU instead).
-            Trees::from_trees(vec![tree.clone()], data.k)
-                .check(data.d, data.k)
-                .map_err(|e| broken(e.to_string()))?;
-            // The bootstrap again (cheap next to the tree) for the out-of-bag rows.
-            let out_of_bag = if rules.out_of_bag {
-                let (weight, _, _) =
-                    grow::bootstrap(data.n, rules, tree_seed(spec.random_state, t));
-                grow::out_of_bag(data, rules, &weight, &tree)
-            } else {
-                Vec::new()
-            };
-            Ok(grow::Grown {
-                tree,
-                importance: g.importance,
-                out_of_bag,
-            })
-        })
+        .map(|(t, g)| assembled(device, data, rules, spec, t, g))
         .collect()
+}
+
+/// Tree `t` as a device grew it (nodes numbered as grown), in the CPU's order, checked like a
+/// tree from a file before anything walks it (a broken one is a device failure: the caller
+/// may grow on the CPU instead), with its out-of-bag rows found on the host.
+fn assembled(
+    device: &ComputeDevice,
+    data: &Data,
+    rules: &Rules,
+    spec: &ForestSpec,
+    t: usize,
+    g: forexgpt_kernels::cuda_grow::GrownTree,
+) -> Result<grow::Grown, FitError> {
+    let broken = |e: String| DeviceError::BackendFailed {
+        device: device.label().to_string(),
+        message: format!("grew a broken tree {t}: {e}"),
+    };
+    let tree = grow::depth_first(&g, data.k).map_err(broken)?;
+    Trees::from_trees(vec![tree.clone()], data.k)
+        .check(data.d, data.k)
+        .map_err(|e| broken(e.to_string()))?;
+    // The bootstrap again (cheap next to the tree) for the out-of-bag rows.
+    let out_of_bag = if rules.out_of_bag {
+        let (weight, _, _) = grow::bootstrap(data.n, rules, tree_seed(spec.random_state, t));
+        grow::out_of_bag(data, rules, &weight, &tree)
+    } else {
+        Vec::new()
+    };
+    Ok(grow::Grown {
+        tree,
+        importance: g.importance,
+        out_of_bag,
+    })
 }
 
 /// Every tree grown a level at a time on a wgpu device ([`levels`]): the device searches the
@@ -345,22 +355,7 @@ fn grow_by_levels(
     grown
         .into_par_iter()
         .enumerate()
-        .map(|(t, g)| {
-            let tree = grow::depth_first(&g, data.k)
-                .map_err(|e| failed(format!("grew a broken tree {t}: {e}")))?;
-            let out_of_bag = if rules.out_of_bag {
-                let (weight, _, _) =
-                    grow::bootstrap(data.n, rules, tree_seed(spec.random_state, t));
-                grow::out_of_bag(data, rules, &weight, &tree)
-            } else {
-                Vec::new()
-            };
-            Ok(grow::Grown {
-                tree,
-                importance: g.importance,
-                out_of_bag,
-            })
-        })
+        .map(|(t, g)| assembled(device, data, rules, spec, t, g))
         .collect()
 }
 

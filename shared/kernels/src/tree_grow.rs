@@ -43,9 +43,10 @@ pub fn close_call(k: usize) -> f32 {
     (k + 2) as f32 * (1.0 / 4_194_304.0)
 }
 
-/// Most features the device grower takes (each feature's best candidate of a node sits in
-/// workgroup memory: 16 bytes a feature, 8 KiB for this many, half of WebGPU's 16 KiB).
-pub const MAX_FEATURES: usize = 512;
+/// Most features the device grower takes (a node's search keeps 36 bytes of workgroup memory
+/// a feature: its best and second proxies, bin, draw, permutation slot and set hashes; 13.5
+/// KiB for this many, under WebGPU's 16 KiB).
+pub const MAX_FEATURES: usize = 384;
 
 /// Most rows: a list entry packs `row << 8 | bin` in 32 bits.
 pub const MAX_ROWS: usize = 1 << 24;

@@ -281,17 +281,27 @@ fn grow_on_cuda(
     else {
         return Err(FitError::Cancelled);
     };
+    assembled(device, data, rules, spec, grown)
+}
+
+/// The trees a device grew (nodes numbered as grown), each in the CPU's order, checked like
+/// a tree from a file before anything walks it (a broken one is a device failure: the caller
+/// may grow on the CPU instead), with its out-of-bag rows found on the host.
+fn assembled(
+    device: &ComputeDevice,
+    data: &Data,
+    rules: &Rules,
+    spec: &ForestSpec,
+    grown: Vec<forexgpt_kernels::cuda_grow::GrownTree>,
+) -> Result<Vec<grow::Grown>, FitError> {
     grown
         .into_par_iter()
         .enumerate()
-        .map(|(t, g)| assembled(device, data, rules, spec, t, g))
+        .map(|(t, g)| assembled_tree(device, data, rules, spec, t, g))
         .collect()
 }
 
-/// Tree `t` as a device grew it (nodes numbered as grown), in the CPU's order, checked like a
-/// tree from a file before anything walks it (a broken one is a device failure: the caller
-/// may grow on the CPU instead), with its out-of-bag rows found on the host.
-fn assembled(
+fn assembled_tree(
     device: &ComputeDevice,
     data: &Data,
     rules: &Rules,
@@ -352,11 +362,7 @@ fn grow_by_levels(
     else {
         return Err(FitError::Cancelled);
     };
-    grown
-        .into_par_iter()
-        .enumerate()
-        .map(|(t, g)| assembled(device, data, rules, spec, t, g))
-        .collect()
+    assembled(device, data, rules, spec, grown)
 }
 
 #[cfg(not(any(feature = "wgpu", feature = "cuda")))]

@@ -25,12 +25,51 @@
 
 use cubecl::prelude::*;
 
-use cubecl::server::Handle;
+use std::future::Future;
+use std::pin::Pin;
+
+use cubecl::bytes::Bytes;
+use cubecl::server::{Handle, ServerError};
 
 use crate::fused_mlp::array_arg;
 
-/// Rows a unit loads together before it uses them.
-const BATCH: usize = 4;
+/// Rows a unit of `scan_nodes` loads together before it uses them, when nobody says
+/// otherwise ([`Batches`]): the walks of big nodes wait on memory, so the more loads in
+/// flight the better, while a row's `k` targets stay in registers (at most 64 floats).
+pub fn scan_batch(k: usize) -> usize {
+    (64 / k.max(1)).clamp(1, 4)
+}
+
+/// How many rows each unit loads together: in the split search, in the partition and in the
+/// presort. Batches of rows are what keeps a unit's walk of a long segment from waiting on
+/// memory one row at a time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Batches {
+    pub scan: usize,
+    pub partition: usize,
+    pub presort: usize,
+}
+
+impl Batches {
+    /// The defaults for `k` outputs.
+    pub fn for_outputs(k: usize) -> Self {
+        Batches {
+            scan: scan_batch(k),
+            partition: 4,
+            presort: 4,
+        }
+    }
+
+    /// Each batch within 1..=32 (the scan's within `64 / k` too, so that its targets stay
+    /// in registers).
+    fn clamped(self, k: usize) -> Self {
+        Batches {
+            scan: self.scan.clamp(1, (64 / k.max(1)).clamp(1, 32)),
+            partition: self.partition.clamp(1, 32),
+            presort: self.presort.clamp(1, 32),
+        }
+    }
+}
 
 /// Units of a cube: each takes features `u, u + UNITS, …` of the cube's node.
 const UNITS: u32 = 64;
@@ -123,6 +162,7 @@ fn presort(
     n: u32,
     d: u32,
     stride: u32,
+    #[comptime] batch: usize,
 ) {
     let i = (CUBE_POS_Y * CUBE_COUNT_X + CUBE_POS_X) * CUBE_DIM_X + UNIT_POS_X;
     if i >= trees * d {
@@ -134,21 +174,41 @@ fn presort(
     let from = (f * n) as usize;
     let to = ((t * d + f) * stride) as usize;
     let w = (t * n) as usize;
+    let mut batch_e = Array::<u32>::new(batch);
+    let mut batch_w = Array::<u32>::new(batch);
     let mut c = 0u32;
-    for j in 0..n as usize {
-        let e = order[from + j];
-        if weights[w + (e >> 8u32) as usize] > 0u32 {
-            lists[to + c as usize] = e;
-            c += 1u32;
+    for j0 in range_stepped(0usize, n as usize, batch) {
+        // A batch's loads first, then its weights, as in `scan_nodes`.
+        #[unroll]
+        for q in 0..batch {
+            let mut e = 0u32;
+            if j0 + q < n as usize {
+                e = order[from + j0 + q];
+            }
+            batch_e[q] = e;
+        }
+        #[unroll]
+        for q in 0..batch {
+            let mut drawn = 0u32;
+            if j0 + q < n as usize {
+                drawn = weights[w + (batch_e[q] >> 8u32) as usize];
+            }
+            batch_w[q] = drawn;
+        }
+        #[unroll]
+        for q in 0..batch {
+            if batch_w[q] > 0u32 {
+                lists[to + c as usize] = batch_e[q];
+                c += 1u32;
+            }
         }
     }
     counts[(t * d + f) as usize] = c;
 }
 
 /// One level's split search: cube `c` searches node `i = first + c` (`nodes[5i..]`: tree,
-/// first list position, rows, seed low and high word; `totals[(k + 1)i..]`: weight then `k`
-/// weighted target sums, float32). Writes `out[2i]` = feature, `out[2i + 1]` = bin | found <<
-/// 8 | close << 9.
+/// first list position, rows, seed low and high word). Writes `out[2i]` = feature,
+/// `out[2i + 1]` = bin | found << 8 | close << 9.
 #[cube(launch_unchecked)]
 #[allow(clippy::too_many_arguments)]
 fn scan_nodes(
@@ -156,7 +216,6 @@ fn scan_nodes(
     weights: &Array<u32>,
     y: &Array<f32>,
     nodes: &Array<u32>,
-    totals: &Array<f32>,
     out: &mut Array<u32>,
     first: u32,
     n_nodes: u32,
@@ -167,6 +226,7 @@ fn scan_nodes(
     close: f32,
     #[comptime] d: usize,
     #[comptime] k: usize,
+    #[comptime] batch: usize,
 ) {
     let cube = CUBE_POS_Y * CUBE_COUNT_X + CUBE_POS_X;
     if cube >= n_nodes {
@@ -177,12 +237,45 @@ fn scan_nodes(
     let t = nodes[at];
     let start = nodes[at + 1];
     let m = nodes[at + 2];
-    let tat = node as usize * (k + 1);
-    let total_w = totals[tat];
+    let wbase = (t * n) as usize;
+    // The node's weight and weighted target sums, in float32 from feature 0's list (every
+    // list holds the node's rows): strided partial sums, added up by unit 0 in unit order.
+    // The host's statistics (float64) are being computed meanwhile; on integer data both
+    // are exact, so they agree.
+    let mut acc = Array::<f32>::new(k + 1);
+    #[unroll]
+    for j in 0..k + 1 {
+        acc[j] = 0.0f32;
+    }
+    let base0 = (t * d as u32 * stride + start) as usize;
+    for i in range_stepped(UNIT_POS_X as usize, m as usize, UNITS as usize) {
+        let r = (lists[base0 + i] >> 8u32) as usize;
+        let w = f32::cast_from(weights[wbase + r]);
+        acc[0] += w;
+        #[unroll]
+        for j in 0..k {
+            acc[j + 1] += w * y[r * k + j];
+        }
+    }
+    let mut part = SharedMemory::<f32>::new(UNITS as usize);
+    let mut sum_of = SharedMemory::<f32>::new(k + 1);
+    for j in 0..k + 1 {
+        part[UNIT_POS_X as usize] = acc[j];
+        sync_cube();
+        if UNIT_POS_X == 0u32 {
+            let mut s = 0.0f32;
+            for u in 0..UNITS as usize {
+                s += part[u];
+            }
+            sum_of[j] = s;
+        }
+        sync_cube();
+    }
+    let total_w = sum_of[0];
     let mut total = Array::<f32>::new(k);
     #[unroll]
     for j in 0..k {
-        total[j] = totals[tat + 1 + j];
+        total[j] = sum_of[j + 1];
     }
     let mut best_of = SharedMemory::<f32>::new(d);
     let mut second_of = SharedMemory::<f32>::new(d);
@@ -194,10 +287,9 @@ fn scan_nodes(
     // each (sums of per-row hashes), by which twins are recognized.
     let mut sets = SharedMemory::<u32>::new(d * 4);
     let mut left = Array::<f32>::new(k);
-    let mut batch_e = Array::<u32>::new(BATCH);
-    let mut batch_w = Array::<f32>::new(BATCH);
-    let mut batch_y = Array::<f32>::new(BATCH * k);
-    let wbase = (t * n) as usize;
+    let mut batch_e = Array::<u32>::new(batch);
+    let mut batch_w = Array::<f32>::new(batch);
+    let mut batch_y = Array::<f32>::new(batch * k);
     for f in range_stepped(UNIT_POS_X as usize, d, UNITS as usize) {
         let base = ((t * d as u32 + f as u32) * stride + start) as usize;
         #[unroll]
@@ -217,11 +309,11 @@ fn scan_nodes(
         let mut h2 = 0u32;
         let mut best_h1 = 0u32;
         let mut best_h2 = 0u32;
-        for i0 in range_stepped(0usize, m as usize, BATCH) {
+        for i0 in range_stepped(0usize, m as usize, batch) {
             // A batch's loads first, all independent: the device waits for memory once a
             // batch instead of once a row.
             #[unroll]
-            for q in 0..BATCH {
+            for q in 0..batch {
                 let mut e = 0u32;
                 if i0 + q < m as usize {
                     e = lists[base + i0 + q];
@@ -229,7 +321,7 @@ fn scan_nodes(
                 batch_e[q] = e;
             }
             #[unroll]
-            for q in 0..BATCH {
+            for q in 0..batch {
                 if i0 + q < m as usize {
                     let r = (batch_e[q] >> 8u32) as usize;
                     batch_w[q] = f32::cast_from(weights[wbase + r]);
@@ -240,7 +332,7 @@ fn scan_nodes(
                 }
             }
             #[unroll]
-            for q in 0..BATCH {
+            for q in 0..batch {
                 if i0 + q < m as usize {
                     let e = batch_e[q];
                     // Rows on the left of a boundary before this row.
@@ -401,6 +493,7 @@ fn partition_nodes(
     stride: u32,
     words: u32,
     #[comptime] d: usize,
+    #[comptime] batch: usize,
 ) {
     let cube = CUBE_POS_Y * CUBE_COUNT_X + CUBE_POS_X;
     if cube >= n_nodes {
@@ -416,16 +509,16 @@ fn partition_nodes(
     let sb = split & 255u32;
     let word = (sf / 4u32) as usize;
     let shift = (sf % 4u32) * 8u32;
-    let mut batch_e = Array::<u32>::new(BATCH);
-    let mut batch_b = Array::<u32>::new(BATCH);
+    let mut batch_e = Array::<u32>::new(batch);
+    let mut batch_b = Array::<u32>::new(batch);
     for f in range_stepped(UNIT_POS_X as usize, d, UNITS as usize) {
         let base = ((t * d as u32 + f as u32) * stride + start) as usize;
         let mut l = 0usize;
         let mut r = 0usize;
-        for i0 in range_stepped(0usize, m as usize, BATCH) {
+        for i0 in range_stepped(0usize, m as usize, batch) {
             // A batch's loads first, as in `scan_nodes`.
             #[unroll]
-            for q in 0..BATCH {
+            for q in 0..batch {
                 let mut e = 0u32;
                 if i0 + q < m as usize {
                     e = src[base + i0 + q];
@@ -433,7 +526,7 @@ fn partition_nodes(
                 batch_e[q] = e;
             }
             #[unroll]
-            for q in 0..BATCH {
+            for q in 0..batch {
                 let mut b = 0u32;
                 if i0 + q < m as usize {
                     let row = (batch_e[q] >> 8u32) as usize;
@@ -442,7 +535,7 @@ fn partition_nodes(
                 batch_b[q] = b;
             }
             #[unroll]
-            for q in 0..BATCH {
+            for q in 0..batch {
                 if i0 + q < m as usize {
                     if batch_b[q] <= sb {
                         dst[base + l] = batch_e[q];
@@ -505,7 +598,6 @@ pub struct Choice {
 
 /// A batch of trees whose lists fit one buffer.
 struct Batch {
-    first_tree: usize,
     trees: usize,
     weights: Handle,
     /// Ping-pong list buffers: `trees × d × stride` entries each.
@@ -527,6 +619,9 @@ pub struct LevelGrower<R: Runtime> {
     min_leaf: u32,
     max_features: u32,
     max_cubes: (u32, u32),
+    batches_of_rows: Batches,
+    /// Per tree: its batch and its index there.
+    place: Vec<(usize, u32)>,
 }
 
 impl<R: Runtime> LevelGrower<R> {
@@ -539,8 +634,10 @@ impl<R: Runtime> LevelGrower<R> {
         weights: &(dyn Fn(usize) -> Vec<u32> + Sync),
         min_leaf: usize,
         max_features: usize,
+        batches_of_rows: Batches,
     ) -> Result<Self, String> {
         let (n, d, k) = (data.n, data.d, data.k);
+        let batches_of_rows = batches_of_rows.clamped(k);
         let words = d.div_ceil(4);
         if n == 0 || n >= MAX_ROWS || d == 0 || d > MAX_FEATURES || k == 0 || k > 64 {
             return Err(format!(
@@ -581,6 +678,8 @@ impl<R: Runtime> LevelGrower<R> {
             min_leaf: min_leaf.max(1) as u32,
             max_features: max_features.min(d) as u32,
             max_cubes: (max.0, max.1),
+            batches_of_rows,
+            place: Vec::with_capacity(in_bag.len()),
             client,
         };
         let per_batch = (LIST_BYTES / per_tree).max(1);
@@ -620,6 +719,7 @@ impl<R: Runtime> LevelGrower<R> {
                     n as u32,
                     d as u32,
                     stride as u32,
+                    batches_of_rows.presort,
                 );
             }
             let read = cubecl::future::block_on(client.read_async(vec![counts]))
@@ -635,8 +735,11 @@ impl<R: Runtime> LevelGrower<R> {
                     ));
                 }
             }
+            let b = grower.batches.len();
+            grower
+                .place
+                .extend((0..count as u32).map(|i| (b, i)));
             grower.batches.push(Batch {
-                first_tree,
                 trees: count,
                 weights,
                 lists,
@@ -652,48 +755,73 @@ impl<R: Runtime> LevelGrower<R> {
     }
 
     /// The batch of tree `t` and its index there.
-    fn batch_of(&self, t: usize) -> Result<(usize, u32), String> {
-        let b = self
-            .batches
-            .iter()
-            .position(|b| (b.first_tree..b.first_tree + b.trees).contains(&t))
-            .ok_or_else(|| format!("tree {t} is not growing here"))?;
-        Ok((b, (t - self.batches[b].first_tree) as u32))
+    fn batch_of(&self, t: u32) -> Result<(usize, u32), String> {
+        self.place
+            .get(t as usize)
+            .copied()
+            .ok_or_else(|| format!("tree {t} is not growing here"))
     }
 
-    /// One level: applies the previous level's `splits` to the lists, then searches the
-    /// `scans` nodes (`totals`: per node its weight and `k` weighted target sums) and
-    /// returns each one's [`Choice`], in order. Everything a level sends goes up in two
-    /// uploads (the records, the totals) and comes back in one read: each transfer has a
-    /// fixed cost that dominated when it was one per batch and kind.
-    pub fn step(
+    /// One level, started: applies the previous level's `splits` to the lists, then searches
+    /// the `scans` nodes; [`Submitted::wait`] returns each one's [`Choice`], in order. The
+    /// device works while the caller does something else (the host's statistics of the same
+    /// nodes). Everything a level sends goes up in one upload and comes back in one read:
+    /// each transfer has a fixed cost that dominated when it was one per batch and kind.
+    pub fn submit(
         &mut self,
         splits: &[SplitNode],
         scans: &[ScanNode],
-        totals: &[f32],
-    ) -> Result<Vec<Choice>, String> {
+    ) -> Result<Submitted<'_>, String> {
         let (d, k) = (self.d, self.k);
-        if totals.len() != scans.len() * (k + 1) {
-            return Err(format!(
-                "{} totals for {} nodes of {k} outputs",
-                totals.len(),
-                scans.len()
-            ));
-        }
         let started = std::time::Instant::now();
         let words = d.div_ceil(4);
         let batches = self.batches.len();
-        // Records grouped by batch: the splits, then the scans; per batch (first, count).
-        let mut split_records = vec![Vec::new(); batches];
-        for s in splits {
-            let (b, t) = self.batch_of(s.tree as usize)?;
+        // The records, scans first (a scan's index is also its answer's), then the splits,
+        // each kind grouped by batch (a stable sort: with one batch, the caller's order); per
+        // batch (first, count).
+        let mut records = Vec::with_capacity(5 * (splits.len() + scans.len()));
+        let mut scan_order: Vec<u32> = (0..scans.len() as u32).collect();
+        let mut split_order: Vec<u32> = (0..splits.len() as u32).collect();
+        if batches > 1 {
+            let place = &self.place;
+            let batch = |t: u32| place.get(t as usize).map_or(usize::MAX, |p| p.0);
+            scan_order.sort_by_key(|&i| batch(scans[i as usize].tree));
+            split_order.sort_by_key(|&i| batch(splits[i as usize].tree));
+        }
+        let mut scan_at = vec![(0u32, 0u32); batches];
+        for &i in &scan_order {
+            let s = &scans[i as usize];
+            let (b, t) = self.batch_of(s.tree)?;
+            if s.len == 0 || s.start as usize + s.len as usize > self.stride {
+                return Err(format!("a node outside its tree's lists: {s:?}"));
+            }
+            if scan_at[b].1 == 0 {
+                scan_at[b].0 = (records.len() / 5) as u32;
+            }
+            scan_at[b].1 += 1;
+            records.extend_from_slice(&[
+                t,
+                s.start,
+                s.len,
+                s.seed as u32,
+                (s.seed >> 32) as u32,
+            ]);
+        }
+        let mut split_at = vec![(0u32, 0u32); batches];
+        for &i in &split_order {
+            let s = &splits[i as usize];
+            let (b, t) = self.batch_of(s.tree)?;
             if s.feature as usize >= d
                 || s.left > s.len
                 || s.start as usize + s.len as usize > self.stride
             {
                 return Err(format!("a split outside its tree's lists: {s:?}"));
             }
-            split_records[b].extend_from_slice(&[
+            if split_at[b].1 == 0 {
+                split_at[b].0 = (records.len() / 5) as u32;
+            }
+            split_at[b].1 += 1;
+            records.extend_from_slice(&[
                 t,
                 s.start,
                 s.len,
@@ -701,40 +829,8 @@ impl<R: Runtime> LevelGrower<R> {
                 s.left,
             ]);
         }
-        let mut scan_records = vec![Vec::new(); batches];
-        let mut scan_totals = vec![Vec::new(); batches];
-        let mut places = vec![Vec::new(); batches];
-        for (i, s) in scans.iter().enumerate() {
-            let (b, t) = self.batch_of(s.tree as usize)?;
-            if s.len == 0 || s.start as usize + s.len as usize > self.stride {
-                return Err(format!("a node outside its tree's lists: {s:?}"));
-            }
-            scan_records[b].extend_from_slice(&[
-                t,
-                s.start,
-                s.len,
-                s.seed as u32,
-                (s.seed >> 32) as u32,
-            ]);
-            scan_totals[b].extend_from_slice(&totals[i * (k + 1)..(i + 1) * (k + 1)]);
-            places[b].push(i);
-        }
-        // The scans first (their index is also their totals' and answer's), then the splits.
-        let mut records = Vec::with_capacity(5 * (splits.len() + scans.len()));
-        let mut scan_at = Vec::with_capacity(batches);
-        for r in &scan_records {
-            scan_at.push(((records.len() / 5) as u32, (r.len() / 5) as u32));
-            records.extend_from_slice(r);
-        }
-        let mut split_at = Vec::with_capacity(batches);
-        for r in &split_records {
-            split_at.push(((records.len() / 5) as u32, (r.len() / 5) as u32));
-            records.extend_from_slice(r);
-        }
-        let flat_totals: Vec<f32> = scan_totals.concat();
         let built = started.elapsed();
         let all = self.client.create_from_slice(u32::as_bytes(&records));
-        let sums = self.client.create_from_slice(f32::as_bytes(&flat_totals));
         let out = self.client.empty(scans.len().max(1) * 2 * 4);
         let uploaded = started.elapsed();
         let n_records = records.len() / 5;
@@ -766,13 +862,11 @@ impl<R: Runtime> LevelGrower<R> {
                         self.stride as u32,
                         words as u32,
                         d,
+                        self.batches_of_rows.partition,
                     );
                 }
             }
             self.current = dst;
-        }
-        if scans.is_empty() {
-            return Ok(Vec::new());
         }
         for (batch, &(first, count)) in self.batches.iter().zip(&scan_at) {
             if count == 0 {
@@ -782,7 +876,7 @@ impl<R: Runtime> LevelGrower<R> {
             let (across, down) = self.grid(count as usize);
             // SAFETY: every node's segment lies inside its tree's lists (checked above), each
             // list entry's row is below `n` (`weights` and `y` read below `trees · n` and
-            // `n · k`), and cube `c < count` reads record and totals `first + c` and writes
+            // `n · k`), and cube `c < count` reads record `first + c` and writes
             // `out[2(first + c)..]`, `first + c` below `scans.len()` (the scans come first).
             #[allow(unsafe_code)]
             unsafe {
@@ -794,7 +888,6 @@ impl<R: Runtime> LevelGrower<R> {
                     array_arg::<R>(&batch.weights, batch.trees * self.n),
                     array_arg::<R>(&self.y, self.n * k),
                     array_arg::<R>(&all, n_records * 5),
-                    array_arg::<R>(&sums, scans.len() * (k + 1)),
                     array_arg::<R>(&out, scans.len() * 2),
                     first,
                     count,
@@ -805,13 +898,51 @@ impl<R: Runtime> LevelGrower<R> {
                     close_call(k),
                     d,
                     k,
+                    self.batches_of_rows.scan,
                 );
             }
         }
-        let launched = started.elapsed();
-        let read = cubecl::future::block_on(self.client.read_async(vec![out]))
+        // Asked for at once: the read's copy goes into the same submission as the kernels,
+        // which start now.
+        let read = (!scans.is_empty()).then(|| {
+            Box::pin(self.client.read_async(vec![out])) as Pin<Box<dyn Future<Output = _> + Send>>
+        });
+        tracing::trace!(
+            nodes = scans.len(),
+            splits = splits.len(),
+            build_ms = built.as_secs_f64() * 1e3,
+            upload_ms = (uploaded - built).as_secs_f64() * 1e3,
+            launch_ms = (started.elapsed() - uploaded).as_secs_f64() * 1e3,
+            "forest level sent to the device"
+        );
+        Ok(Submitted {
+            read,
+            scan_order,
+            d,
+        })
+    }
+}
+
+/// A level on its way through the device ([`LevelGrower::submit`]).
+pub struct Submitted<'a> {
+    read: Option<Pin<Box<dyn Future<Output = Result<Vec<Bytes>, ServerError>> + Send + 'a>>>,
+    /// Position `j` of the answers belongs to scan `scan_order[j]`.
+    scan_order: Vec<u32>,
+    d: usize,
+}
+
+impl Submitted<'_> {
+    /// Waits for the device and returns each scanned node's [`Choice`], in the order the
+    /// nodes were given.
+    pub fn wait(self) -> Result<Vec<Choice>, String> {
+        let Some(read) = self.read else {
+            return Ok(Vec::new());
+        };
+        let started = std::time::Instant::now();
+        let read = cubecl::future::block_on(read)
             .map_err(|e| format!("reading a level's splits: {e}"))?;
         let words_back = u32::from_bytes(&read[0]);
+        let d = self.d;
         let mut choices = vec![
             Choice {
                 feature: 0,
@@ -819,32 +950,25 @@ impl<R: Runtime> LevelGrower<R> {
                 found: false,
                 close: false,
             };
-            scans.len()
+            self.scan_order.len()
         ];
-        for (b, &(first, _)) in scan_at.iter().enumerate() {
-            for (j, &i) in places[b].iter().enumerate() {
-                let at = 2 * (first as usize + j);
-                let (feature, word) = (words_back[at], words_back[at + 1]);
-                let found = word & 256 != 0;
-                if found && feature as usize >= d {
-                    return Err(format!("the device chose feature {feature} of {d}"));
-                }
-                choices[i] = Choice {
-                    feature,
-                    bin: (word & 255) as u8,
-                    found,
-                    close: word & 512 != 0,
-                };
+        for (j, &i) in self.scan_order.iter().enumerate() {
+            let (feature, word) = (words_back[2 * j], words_back[2 * j + 1]);
+            let found = word & 256 != 0;
+            if found && feature as usize >= d {
+                return Err(format!("the device chose feature {feature} of {d}"));
             }
+            choices[i as usize] = Choice {
+                feature,
+                bin: (word & 255) as u8,
+                found,
+                close: word & 512 != 0,
+            };
         }
         tracing::trace!(
-            nodes = scans.len(),
-            splits = splits.len(),
-            build_ms = built.as_secs_f64() * 1e3,
-            upload_ms = (uploaded - built).as_secs_f64() * 1e3,
-            launch_ms = (launched - uploaded).as_secs_f64() * 1e3,
-            read_ms = (started.elapsed() - launched).as_secs_f64() * 1e3,
-            "forest level on the device"
+            nodes = choices.len(),
+            wait_ms = started.elapsed().as_secs_f64() * 1e3,
+            "forest level back from the device"
         );
         Ok(choices)
     }

@@ -233,8 +233,12 @@ pub(crate) fn grow(data: &Data, rules: &Rules, seed: u64) -> Grown {
 
 /// Whether a node of `m` rows may split (scikit-learn's rules).
 pub(super) fn splittable(rules: &Rules, node: &Pending, m: usize, pure: bool) -> bool {
-    !pure
-        && node.depth < rules.limits.max_depth
+    !pure && may_split(rules, node, m)
+}
+
+/// Whether a node of `m` rows may split as far as its depth and size go (purity aside).
+pub(super) fn may_split(rules: &Rules, node: &Pending, m: usize) -> bool {
+    node.depth < rules.limits.max_depth
         && m >= rules.limits.min_samples_split
         && m >= 2 * rules.limits.min_samples_leaf
 }

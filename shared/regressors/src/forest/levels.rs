@@ -2,14 +2,16 @@
 //! the device searches every open node's splits (`forexgpt_kernels::tree_grow`), the host
 //! keeps the trees.
 //!
-//! Per level, for every tree at once: the host numbers the level's nodes, computes their
-//! statistics in float64 exactly as the CPU grower does (the same rows in the same order:
-//! leaf values, impurities, purity), and sends the nodes that may split to the device; the
-//! device answers each node's best split, or says that another candidate came close, in which
-//! case the host finds the split itself with the CPU grower's own search ([`grow::best_split`],
-//! float64). The host then partitions its rows, and the device its sorted lists, for the next
-//! level. Every node keeps the CPU's random stream, so on data whose sums are exact in float32
-//! (integers) the trees are the CPU's trees.
+//! Per level, for every tree at once: the host sends the level's nodes that may split as far
+//! as depth and size go, with the previous level's splits; while the device partitions its
+//! lists and searches those nodes, the host numbers them and computes their statistics in
+//! float64 exactly as the CPU grower does (the same rows in the same order: leaf values,
+//! impurities, purity), making leaves of the pure ones. The device answers each node's best
+//! split, or says that another candidate came close, in which case the host finds the split
+//! itself with the CPU grower's own search ([`grow::best_split`], float64). The host then
+//! partitions its rows, as the device does its lists at the next level. Every node keeps the
+//! CPU's random stream, so on data whose sums are exact in float32 (integers) the trees are
+//! the CPU's trees.
 //!
 //! Once few rows are left in open nodes, a round trip to the device costs more than the host's
 //! search, and the host finishes the trees alone ([`LevelOptions::tail_rows`]).
@@ -18,7 +20,9 @@ use std::time::{Duration, Instant};
 
 use forexgpt_device::cube::CubeJob;
 use forexgpt_kernels::cuda_grow::GrownTree;
-use forexgpt_kernels::tree_grow::{Choice, LevelData, LevelGrower, ScanNode, SplitNode};
+use forexgpt_kernels::tree_grow::{
+    Batches, Choice, LevelData, LevelGrower, ScanNode, SplitNode,
+};
 use rayon::prelude::*;
 
 use super::LevelOptions;
@@ -30,6 +34,8 @@ struct Open {
     node: Pending,
     w: f64,
     impurity: f64,
+    /// Its place among the tree's nodes sent to the device this level ([`TreeState::scans`]).
+    scan: usize,
 }
 
 /// One tree as the host keeps it while the device searches.
@@ -86,6 +92,7 @@ impl TreeState {
         self.open_sums.clear();
         let g = &mut self.grown;
         let mut sums = vec![0.0; data.k];
+        let mut scan = 0;
         for node in std::mem::take(&mut self.pending) {
             let index = g.feature.len();
             g.feature.push(-1);
@@ -105,23 +112,38 @@ impl TreeState {
                 g.importance[f] -= w * impurity;
             }
             g.depth = g.depth.max(node.depth as u32);
-            if grow::splittable(rules, &node, slice.len(), pure) {
+            let may_split = grow::may_split(rules, &node, slice.len());
+            if may_split && !pure {
                 self.open.push(Open {
                     index,
                     node,
                     w,
                     impurity,
+                    scan,
                 });
                 self.open_sums.extend_from_slice(&sums);
             } else {
                 leaf(g, index, &sums, w);
             }
+            scan += usize::from(may_split);
         }
     }
 
-    fn open_rows(&self) -> usize {
-        self.open.iter().map(|o| o.node.end - o.node.start).sum()
+    /// This level's nodes that may split as far as their depth and size go, for the device
+    /// to search while the host finds which of them are pure ([`TreeState::open_level`]).
+    fn scans(&self, rules: &Rules, tree: u32) -> Vec<ScanNode> {
+        self.pending
+            .iter()
+            .filter(|node| grow::may_split(rules, node, node.end - node.start))
+            .map(|node| ScanNode {
+                tree,
+                start: node.start as u32,
+                len: (node.end - node.start) as u32,
+                seed: node.seed,
+            })
+            .collect()
     }
+
 
     /// Applies this level's splits (`deciders[i]` for open node `i`): splits the nodes,
     /// partitions the rows, queues the children; returns the splits for the device's lists.
@@ -256,6 +278,15 @@ impl CubeJob for LevelJob<'_> {
             &weights,
             rules.limits.min_samples_leaf,
             rules.limits.max_features,
+            self.options
+                .batches
+                .map_or(Batches::for_outputs(data.k), |(scan, partition, presort)| {
+                    Batches {
+                        scan,
+                        partition,
+                        presort,
+                    }
+                }),
         )?;
         let prepared = started.elapsed();
         let mut splits: Vec<SplitNode> = Vec::new();
@@ -265,72 +296,61 @@ impl CubeJob for LevelJob<'_> {
         let mut device_time = Duration::ZERO;
         let (mut open_time, mut build_time, mut close_time) =
             (Duration::ZERO, Duration::ZERO, Duration::ZERO);
-        loop {
-            let level_started = Instant::now();
-            trees.par_iter_mut().for_each(|t| t.open_level(data, rules));
-            let open_rows: usize = trees.iter().map(TreeState::open_rows).sum();
-            let opened = level_started.elapsed();
-            open_time += opened;
-            if open_rows == 0 {
-                break;
-            }
+        while trees.iter().any(|t| !t.pending.is_empty()) {
             levels += 1;
-            on_host |= open_rows <= self.options.tail_rows;
-            let mut asked_for = Duration::ZERO;
-            let deciders: Vec<Vec<Decider>> = if on_host {
-                trees
-                    .iter()
-                    .map(|t| vec![Decider::Host; t.open.len()])
-                    .collect()
+            let level_started = Instant::now();
+            // The nodes that may split go to the device first; the host computes every
+            // node's statistics while the device searches.
+            let mut scans: Vec<Vec<ScanNode>> = trees
+                .par_iter()
+                .enumerate()
+                .map(|(t, tree)| tree.scans(rules, t as u32))
+                .collect();
+            let scan_rows: usize = scans.iter().flatten().map(|s| s.len as usize).sum();
+            on_host |= scan_rows <= self.options.tail_rows;
+            if on_host {
+                scans.iter_mut().for_each(Vec::clear);
+            }
+            let first_scan: Vec<usize> = scans
+                .iter()
+                .scan(0, |at, s| {
+                    let first = *at;
+                    *at += s.len();
+                    Some(first)
+                })
+                .collect();
+            let scans = scans.concat();
+            let submitted = if scans.is_empty() {
+                None
             } else {
                 device_levels += 1;
-                // Each tree's records and totals in parallel, then in tree order.
-                let per_tree: Vec<(Vec<ScanNode>, Vec<f32>)> = trees
-                    .par_iter()
-                    .enumerate()
-                    .map(|(t, tree)| {
-                        let mut scans = Vec::with_capacity(tree.open.len());
-                        let mut totals = Vec::with_capacity(tree.open.len() * (data.k + 1));
-                        let k = data.k;
-                        for (i, o) in tree.open.iter().enumerate() {
-                            scans.push(ScanNode {
-                                tree: t as u32,
-                                start: o.node.start as u32,
-                                len: (o.node.end - o.node.start) as u32,
-                                seed: o.node.seed,
-                            });
-                            totals.push(o.w as f32);
-                            let sums = &tree.open_sums[i * k..(i + 1) * k];
-                            totals.extend(sums.iter().map(|&s| s as f32));
-                        }
-                        (scans, totals)
-                    })
-                    .collect();
-                let (scans, totals): (Vec<_>, Vec<_>) = per_tree.into_iter().unzip();
-                let (scans, totals) = (scans.concat(), totals.concat());
-                build_time += level_started.elapsed() - opened;
-                let asked = Instant::now();
-                let choices = grower.step(&splits, &scans, &totals)?;
-                asked_for = asked.elapsed();
-                device_nodes += choices.len();
-                device_time += asked_for;
-                let mut it = choices.into_iter();
-                trees
-                    .iter()
-                    .map(|t| {
-                        it.by_ref()
-                            .take(t.open.len())
-                            .map(Decider::Device)
-                            .collect()
-                    })
-                    .collect()
+                device_nodes += scans.len();
+                Some(grower.submit(&splits, &scans)?)
             };
+            build_time += level_started.elapsed();
+            let opening = Instant::now();
+            trees.par_iter_mut().for_each(|t| t.open_level(data, rules));
+            let opened = opening.elapsed();
+            open_time += opened;
+            let waiting = Instant::now();
+            let choices = submitted.map(|s| s.wait()).transpose()?;
+            let waited = waiting.elapsed();
+            device_time += waited;
             let closing = Instant::now();
             let closed: Vec<(Vec<SplitNode>, usize)> = trees
                 .par_iter_mut()
-                .zip(&deciders)
                 .enumerate()
-                .map(|(t, (tree, d))| tree.close_level(data, rules, t as u32, d))
+                .map(|(t, tree)| {
+                    let deciders: Vec<Decider> = match &choices {
+                        Some(c) => tree
+                            .open
+                            .iter()
+                            .map(|o| Decider::Device(c[first_scan[t] + o.scan]))
+                            .collect(),
+                        None => vec![Decider::Host; tree.open.len()],
+                    };
+                    tree.close_level(data, rules, t as u32, &deciders)
+                })
                 .collect();
             splits.clear();
             let mut decided_here = 0;
@@ -338,16 +358,16 @@ impl CubeJob for LevelJob<'_> {
                 splits.extend(s);
                 decided_here += here;
             }
-            if !on_host {
+            if choices.is_some() {
                 host_decided += decided_here;
             }
             close_time += closing.elapsed();
             tracing::trace!(
                 level = levels,
-                open_rows,
+                scan_rows,
                 on_host,
                 open_ms = opened.as_secs_f64() * 1e3,
-                device_ms = asked_for.as_secs_f64() * 1e3,
+                wait_ms = waited.as_secs_f64() * 1e3,
                 close_ms = closing.elapsed().as_secs_f64() * 1e3,
                 decided_here,
                 "forest level"
@@ -360,9 +380,9 @@ impl CubeJob for LevelJob<'_> {
         tracing::debug!(
             prepare_ms = prepared.as_secs_f64() * 1e3,
             total_ms = started.elapsed().as_secs_f64() * 1e3,
-            device_ms = device_time.as_secs_f64() * 1e3,
+            device_wait_ms = device_time.as_secs_f64() * 1e3,
             host_open_ms = open_time.as_secs_f64() * 1e3,
-            host_build_ms = build_time.as_secs_f64() * 1e3,
+            send_ms = build_time.as_secs_f64() * 1e3,
             host_close_ms = close_time.as_secs_f64() * 1e3,
             levels,
             device_levels,
@@ -418,6 +438,7 @@ mod tests {
         y: &Matrix,
         device: &ComputeDevice,
         tail_rows: usize,
+        batches: Option<(usize, usize, usize)>,
     ) -> Result<crate::forest::RandomForestModel, FitError> {
         params.fit_with(
             x,
@@ -427,13 +448,15 @@ mod tests {
             LevelOptions {
                 tail_rows,
                 on_cuda: false,
+                batches,
             },
         )
     }
 
-    /// Every level searched on the device (and, once, the last levels on the host): on
-    /// integer data the forest is the CPU's forest bit for bit, in every setting, the
-    /// feature draws of `max_features` below all of them included.
+    /// Every level searched on the device (and, once, the last levels on the host; once with
+    /// batches of rows that leave remainders everywhere, once with the largest): on integer
+    /// data the forest is the CPU's forest bit for bit, in every setting, the feature draws
+    /// of `max_features` below all of them included.
     #[test]
     fn wgpu_grows_the_cpu_forest_on_integer_data() {
         let (x, y) = integer_data(700);
@@ -459,9 +482,13 @@ mod tests {
             for (i, b) in settings.iter().enumerate() {
                 let params = b.clone().check().unwrap();
                 let cpu = params.fit(&x, &y, &|_| true).unwrap();
-                for tail_rows in [0, 1_500] {
-                    let gpu = on_device(&params, &x, &y, &device, tail_rows).unwrap();
-                    let label = format!("setting {i}, tail {tail_rows}");
+                let mut runs = vec![(0, None), (1_500, None), (0, Some((3, 5, 7)))];
+                if i == 0 {
+                    runs.push((0, Some((32, 32, 32))));
+                }
+                for (tail_rows, batches) in runs {
+                    let gpu = on_device(&params, &x, &y, &device, tail_rows, batches).unwrap();
+                    let label = format!("setting {i}, tail {tail_rows}, batches {batches:?}");
                     assert_eq!(gpu.trees, cpu.trees, "{label}: trees");
                     assert_eq!(gpu.oob_score, cpu.oob_score, "{label}: OOB");
                     for (g, c) in gpu.feature_importances.iter().zip(&cpu.feature_importances) {
@@ -511,7 +538,7 @@ mod tests {
         let params = RandomForest::params().n_estimators(16).check().unwrap();
         for device in wgpu_devices("the level grower on float data") {
             let cpu = params.fit(&xt, &yt, &|_| true).unwrap();
-            let gpu = on_device(&params, &xt, &yt, &device, 0).unwrap();
+            let gpu = on_device(&params, &xt, &yt, &device, 0, None).unwrap();
             let (r2_cpu, r2_gpu) = (
                 r2(&cpu.predict(&xv).unwrap()),
                 r2(&gpu.predict(&xv).unwrap()),
@@ -545,6 +572,7 @@ mod tests {
                 LevelOptions {
                     tail_rows: 0,
                     on_cuda: false,
+                    batches: None,
                 },
             );
             assert!(matches!(cancelled, Err(FitError::Cancelled)));

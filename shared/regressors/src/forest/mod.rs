@@ -45,20 +45,41 @@ pub(crate) struct LevelOptions {
     pub tail_rows: usize,
     /// Grow a level at a time on CUDA too (instead of the CUDA builder).
     pub on_cuda: bool,
+    /// Rows a device unit loads together in the split search, the partition and the presort
+    /// (`None`: the kernels' defaults for the data's outputs).
+    pub batches: Option<(usize, usize, usize)>,
 }
 
 impl LevelOptions {
     /// A round trip to the device (~0.5–1 ms) against the host's search of a level's rows
-    /// over every thread; `FOREXGPT_FOREST_TAIL_ROWS` overrides it (for measurements).
+    /// over every thread; `FOREXGPT_FOREST_TAIL_ROWS` overrides it, and
+    /// `FOREXGPT_FOREST_BATCHES=SCAN,PARTITION,PRESORT` the kernels' batches of rows (both
+    /// for measurements).
     pub(crate) fn for_this_machine() -> Self {
         let tail_rows = std::env::var("FOREXGPT_FOREST_TAIL_ROWS")
             .ok()
             .and_then(|v| v.parse().ok())
             .unwrap_or(1_000 * rayon::current_num_threads());
+        let batches = std::env::var("FOREXGPT_FOREST_BATCHES")
+            .ok()
+            .and_then(|v| parse_batches(&v));
         LevelOptions {
             tail_rows,
             on_cuda: false,
+            batches,
         }
+    }
+}
+
+/// `SCAN,PARTITION,PRESORT`, three positive counts.
+fn parse_batches(text: &str) -> Option<(usize, usize, usize)> {
+    let counts: Vec<usize> = text
+        .split(',')
+        .map(|part| part.trim().parse().ok().filter(|&c| c > 0))
+        .collect::<Option<_>>()?;
+    match counts[..] {
+        [scan, partition, presort] => Some((scan, partition, presort)),
+        _ => None,
     }
 }
 

@@ -33,40 +33,37 @@ use cubecl::server::{Handle, ServerError};
 
 use crate::fused_mlp::array_arg;
 
-/// Rows a unit of `scan_nodes` loads together before it uses them, when nobody says
-/// otherwise ([`Batches`]): the walks of big nodes wait on memory, so the more loads in
-/// flight the better, while a row's `k` targets stay in registers (at most 64 floats).
-pub fn scan_batch(k: usize) -> usize {
-    (64 / k.max(1)).clamp(1, 4)
-}
-
-/// How many rows each unit loads together: in the split search, in the partition and in the
-/// presort. Batches of rows are what keeps a unit's walk of a long segment from waiting on
-/// memory one row at a time.
+/// How the device's walks go, for measurements and tests ([`Tuning::for_outputs`] otherwise):
+/// how many rows each unit loads together in the split search, the partition and the presort
+/// (batches keep a unit's walk of a long segment from waiting on memory one row at a time),
+/// and from how many rows on a node's walks are split into chunks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Batches {
+pub struct Tuning {
     pub scan: usize,
     pub partition: usize,
     pub presort: usize,
+    pub big_rows: u32,
 }
 
-impl Batches {
+impl Tuning {
     /// The defaults for `k` outputs.
     pub fn for_outputs(k: usize) -> Self {
-        Batches {
-            scan: scan_batch(k),
+        Tuning {
+            scan: (64 / k.max(1)).clamp(1, 4),
             partition: 4,
             presort: 4,
+            big_rows: BIG_ROWS,
         }
     }
 
-    /// Each batch within 1..=32 (the scan's within `64 / k` too, so that its targets stay
-    /// in registers).
+    /// Each batch within 1..=32, the scan's within `64 / k` too (its rows' targets stay in
+    /// registers); `big_rows` at least 1.
     fn clamped(self, k: usize) -> Self {
-        Batches {
+        Tuning {
             scan: self.scan.clamp(1, (64 / k.max(1)).clamp(1, 32)),
             partition: self.partition.clamp(1, 32),
             presort: self.presort.clamp(1, 32),
+            big_rows: self.big_rows.max(1),
         }
     }
 }
@@ -86,6 +83,24 @@ pub fn close_call(k: usize) -> f32 {
 /// a feature: its best and second proxies, bin, draw, permutation slot and set hashes; 13.5
 /// KiB for this many, under WebGPU's 16 KiB).
 pub const MAX_FEATURES: usize = 384;
+
+/// Chunks of a big node's segments: `UNITS · CHUNKS` units a workgroup, WebGPU's default
+/// limit (256).
+const CHUNKS: usize = 4;
+
+/// Nodes of at least this many rows are big, by default: their walks are split in
+/// [`CHUNKS`] chunks.
+const BIG_ROWS: u32 = 512;
+
+/// Workgroup memory a portable device gives at least (WebGPU's default, 16 KiB).
+const WORKGROUP_BYTES: usize = 16 << 10;
+
+/// Bytes of workgroup memory `scan_nodes` takes for `d` features, `k` outputs, `chunks`.
+fn scan_workgroup_bytes(d: usize, k: usize, chunks: usize) -> usize {
+    let lanes = UNITS as usize * chunks;
+    let exchanged = if chunks > 1 { lanes } else { 1 };
+    4 * (lanes + (k + 1) + 9 * d + exchanged * (k + 1) + exchanged * 5)
+}
 
 /// Most rows: a list entry packs `row << 8 | bin` in 32 bits.
 pub const MAX_ROWS: usize = 1 << 24;
@@ -209,6 +224,14 @@ fn presort(
 /// One level's split search: cube `c` searches node `i = first + c` (`nodes[5i..]`: tree,
 /// first list position, rows, seed low and high word). Writes `out[2i]` = feature,
 /// `out[2i + 1]` = bin | found << 8 | close << 9.
+///
+/// `UNITS · chunks` units: unit `u` takes the features `u mod UNITS + j · UNITS` and, of each
+/// feature's segment, chunk `u / UNITS` of `chunks` equal ones. With several chunks, a first
+/// pass sums each chunk (weight, targets, row hashes) so that each unit starts its chunk's
+/// walk from the sums of the chunks before; the chunks' best candidates are then merged in
+/// order, as one walk over the whole segment would have found them. Big nodes take several
+/// chunks: a walk waits on memory row after row, so its length, not the level's total work,
+/// bounds a level with a big node.
 #[cube(launch_unchecked)]
 #[allow(clippy::too_many_arguments)]
 fn scan_nodes(
@@ -227,11 +250,13 @@ fn scan_nodes(
     #[comptime] d: usize,
     #[comptime] k: usize,
     #[comptime] batch: usize,
+    #[comptime] chunks: usize,
 ) {
     let cube = CUBE_POS_Y * CUBE_COUNT_X + CUBE_POS_X;
     if cube >= n_nodes {
         terminate!();
     }
+    let lanes = comptime!(UNITS as usize * chunks);
     let node = first + cube;
     let at = (node * 5u32) as usize;
     let t = nodes[at];
@@ -248,7 +273,7 @@ fn scan_nodes(
         acc[j] = 0.0f32;
     }
     let base0 = (t * d as u32 * stride + start) as usize;
-    for i in range_stepped(UNIT_POS_X as usize, m as usize, UNITS as usize) {
+    for i in range_stepped(UNIT_POS_X as usize, m as usize, lanes) {
         let r = (lists[base0 + i] >> 8u32) as usize;
         let w = f32::cast_from(weights[wbase + r]);
         acc[0] += w;
@@ -257,14 +282,14 @@ fn scan_nodes(
             acc[j + 1] += w * y[r * k + j];
         }
     }
-    let mut part = SharedMemory::<f32>::new(UNITS as usize);
+    let mut part = SharedMemory::<f32>::new(lanes);
     let mut sum_of = SharedMemory::<f32>::new(k + 1);
     for j in 0..k + 1 {
         part[UNIT_POS_X as usize] = acc[j];
         sync_cube();
         if UNIT_POS_X == 0u32 {
             let mut s = 0.0f32;
-            for u in 0..UNITS as usize {
+            for u in 0..lanes {
                 s += part[u];
             }
             sum_of[j] = s;
@@ -290,110 +315,234 @@ fn scan_nodes(
     let mut batch_e = Array::<u32>::new(batch);
     let mut batch_w = Array::<f32>::new(batch);
     let mut batch_y = Array::<f32>::new(batch * k);
-    for f in range_stepped(UNIT_POS_X as usize, d, UNITS as usize) {
+    // This unit's feature slot and chunk: rows `lo..hi` of each of its features' segments.
+    let slot = (UNIT_POS_X % UNITS) as usize;
+    let chunk = (UNIT_POS_X / UNITS) as usize;
+    let span = (m as usize + chunks - 1) / chunks;
+    let mut lo = chunk * span;
+    if lo > m as usize {
+        lo = m as usize;
+    }
+    let mut hi = lo + span;
+    if hi > m as usize {
+        hi = m as usize;
+    }
+    // Chunks exchange their sums (first pass: weight and targets, two row hashes) and their
+    // candidates (best, second; bin, the best's two left-set hashes, the set's two hashes).
+    // (One word each with a single chunk, which exchanges nothing.)
+    let exchanged = comptime!(if chunks > 1 { lanes } else { 1 });
+    let mut chunk_f = SharedMemory::<f32>::new(comptime!(exchanged * (k + 1)));
+    let mut chunk_u = SharedMemory::<u32>::new(comptime!(exchanged * 5));
+    let lane = UNIT_POS_X as usize;
+    for f0 in range_stepped(0usize, d, UNITS as usize) {
+        let f = f0 + slot;
+        let active = f < d;
         let base = ((t * d as u32 + f as u32) * stride + start) as usize;
         #[unroll]
         for j in 0..k {
             left[j] = 0.0f32;
         }
         let mut left_w = 0.0f32;
-        // No bin is 256: the first row opens the first occupied bin.
+        let mut h1 = 0u32;
+        let mut h2 = 0u32;
+        // No bin is 256: the segment's first row opens the first occupied bin.
         let mut cur = 256u32;
-        let mut occupied: u32 = 0u32;
+        if comptime!(chunks > 1) {
+            if active {
+                for i0 in range_stepped(lo, hi, batch) {
+                    #[unroll]
+                    for q in 0..batch {
+                        let mut e = 0u32;
+                        if i0 + q < hi {
+                            e = lists[base + i0 + q];
+                        }
+                        batch_e[q] = e;
+                    }
+                    #[unroll]
+                    for q in 0..batch {
+                        if i0 + q < hi {
+                            let r = batch_e[q] >> 8u32;
+                            let w = f32::cast_from(weights[wbase + r as usize]);
+                            h1 += row_hash(r + 1u32);
+                            h2 += row_hash(r ^ 0xA511_E9B3u32);
+                            left_w += w;
+                            #[unroll]
+                            for j in 0..k {
+                                left[j] += w * y[r as usize * k + j];
+                            }
+                        }
+                    }
+                }
+                chunk_f[lane * (k + 1)] = left_w;
+                #[unroll]
+                for j in 0..k {
+                    chunk_f[lane * (k + 1) + 1 + j] = left[j];
+                }
+                chunk_u[lane * 5] = h1;
+                chunk_u[lane * 5 + 1] = h2;
+            }
+            sync_cube();
+            // This chunk starts from the sums of the chunks before it, in their order.
+            #[unroll]
+            for j in 0..k {
+                left[j] = 0.0f32;
+            }
+            left_w = 0.0f32;
+            h1 = 0u32;
+            h2 = 0u32;
+            if active {
+                for before in 0..chunk {
+                    let at = (before * UNITS as usize + slot) * (k + 1);
+                    left_w += chunk_f[at];
+                    #[unroll]
+                    for j in 0..k {
+                        left[j] += chunk_f[at + 1 + j];
+                    }
+                    let au = (before * UNITS as usize + slot) * 5;
+                    h1 += chunk_u[au];
+                    h2 += chunk_u[au + 1];
+                }
+                if lo > 0 {
+                    cur = lists[base + lo - 1] & 255u32;
+                }
+            }
+            sync_cube();
+        }
         let mut best = 0.0f32;
         best -= 1.0f32;
         let mut second = 0.0f32;
         second -= 1.0f32;
         let mut bin = 0u32;
-        let mut h1 = 0u32;
-        let mut h2 = 0u32;
         let mut best_h1 = 0u32;
         let mut best_h2 = 0u32;
-        for i0 in range_stepped(0usize, m as usize, batch) {
-            // A batch's loads first, all independent: the device waits for memory once a
-            // batch instead of once a row.
-            #[unroll]
-            for q in 0..batch {
-                let mut e = 0u32;
-                if i0 + q < m as usize {
-                    e = lists[base + i0 + q];
-                }
-                batch_e[q] = e;
-            }
-            #[unroll]
-            for q in 0..batch {
-                if i0 + q < m as usize {
-                    let r = (batch_e[q] >> 8u32) as usize;
-                    batch_w[q] = f32::cast_from(weights[wbase + r]);
-                    #[unroll]
-                    for j in 0..k {
-                        batch_y[q * k + j] = y[r * k + j];
+        if active {
+            for i0 in range_stepped(lo, hi, batch) {
+                // A batch's loads first, all independent: the device waits for memory once a
+                // batch instead of once a row.
+                #[unroll]
+                for q in 0..batch {
+                    let mut e = 0u32;
+                    if i0 + q < hi {
+                        e = lists[base + i0 + q];
                     }
+                    batch_e[q] = e;
                 }
-            }
-            #[unroll]
-            for q in 0..batch {
-                if i0 + q < m as usize {
-                    let e = batch_e[q];
-                    // Rows on the left of a boundary before this row.
-                    let left_n = (i0 + q) as u32;
-                    let b = e & 255u32;
-                    let r = e >> 8u32;
-                    if b != cur {
-                        // The boundary between occupied bins `cur` and `b`, if both sides keep
-                        // `min_leaf` rows.
-                        if occupied > 0u32 && left_n >= min_leaf && m - left_n >= min_leaf {
-                            let mut ll = 0.0f32;
-                            let mut rr = 0.0f32;
-                            #[unroll]
-                            for j in 0..k {
-                                let l = left[j];
-                                let q = total[j] - l;
-                                ll += l * l;
-                                rr += q * q;
-                            }
-                            let p = ll / left_w + rr / (total_w - left_w);
-                            if p > best {
-                                second = best;
-                                best = p;
-                                bin = cur + (b - cur - 1u32) / 2u32;
-                                best_h1 = h1;
-                                best_h2 = h2;
-                            } else if p > second {
-                                second = p;
-                            }
+                #[unroll]
+                for q in 0..batch {
+                    if i0 + q < hi {
+                        let r = (batch_e[q] >> 8u32) as usize;
+                        batch_w[q] = f32::cast_from(weights[wbase + r]);
+                        #[unroll]
+                        for j in 0..k {
+                            batch_y[q * k + j] = y[r * k + j];
                         }
-                        occupied += 1u32;
-                        cur = b;
                     }
-                    let w = batch_w[q];
-                    h1 += row_hash(r + 1u32);
-                    h2 += row_hash(r ^ 0xA511_E9B3u32);
-                    left_w += w;
-                    #[unroll]
-                    for j in 0..k {
-                        left[j] += w * batch_y[q * k + j];
+                }
+                #[unroll]
+                for q in 0..batch {
+                    if i0 + q < hi {
+                        let e = batch_e[q];
+                        // Rows on the left of a boundary before this row.
+                        let left_n = (i0 + q) as u32;
+                        let b = e & 255u32;
+                        let r = e >> 8u32;
+                        if b != cur {
+                            // The boundary between occupied bins `cur` and `b`, if both sides
+                            // keep `min_leaf` rows (and the left side any: not the first row).
+                            if left_n > 0u32 && left_n >= min_leaf && m - left_n >= min_leaf {
+                                let mut ll = 0.0f32;
+                                let mut rr = 0.0f32;
+                                #[unroll]
+                                for j in 0..k {
+                                    let l = left[j];
+                                    let q = total[j] - l;
+                                    ll += l * l;
+                                    rr += q * q;
+                                }
+                                let p = ll / left_w + rr / (total_w - left_w);
+                                if p > best {
+                                    second = best;
+                                    best = p;
+                                    bin = cur + (b - cur - 1u32) / 2u32;
+                                    best_h1 = h1;
+                                    best_h2 = h2;
+                                } else if p > second {
+                                    second = p;
+                                }
+                            }
+                            cur = b;
+                        }
+                        let w = batch_w[q];
+                        h1 += row_hash(r + 1u32);
+                        h2 += row_hash(r ^ 0xA511_E9B3u32);
+                        left_w += w;
+                        #[unroll]
+                        for j in 0..k {
+                            left[j] += w * batch_y[q * k + j];
+                        }
                     }
                 }
             }
         }
-        best_of[f] = best;
-        second_of[f] = second;
-        sets[f * 4] = best_h1;
-        sets[f * 4 + 1] = best_h2;
-        sets[f * 4 + 2] = h1;
-        sets[f * 4 + 3] = h2;
-        let mut flags = bin;
-        if occupied >= 2u32 {
-            flags |= 256u32;
+        if comptime!(chunks > 1) {
+            if active {
+                chunk_f[lane * (k + 1)] = best;
+                chunk_f[lane * (k + 1) + 1] = second;
+                chunk_u[lane * 5] = bin;
+                chunk_u[lane * 5 + 1] = best_h1;
+                chunk_u[lane * 5 + 2] = best_h2;
+                chunk_u[lane * 5 + 3] = h1;
+                chunk_u[lane * 5 + 4] = h2;
+            }
+            sync_cube();
+            if active && chunk == 0 {
+                // The chunks in order: a later chunk leads only if strictly better.
+                for later in 1..chunks {
+                    let at = (later * UNITS as usize + slot) * (k + 1);
+                    let au = (later * UNITS as usize + slot) * 5;
+                    let p = chunk_f[at];
+                    if p > best {
+                        second = best;
+                        if chunk_f[at + 1] > second {
+                            second = chunk_f[at + 1];
+                        }
+                        best = p;
+                        bin = chunk_u[au];
+                        best_h1 = chunk_u[au + 1];
+                        best_h2 = chunk_u[au + 2];
+                    } else if p > second {
+                        second = p;
+                    }
+                }
+                // The last chunk's running hashes cover every row of the segment.
+                let last = ((chunks - 1) * UNITS as usize + slot) * 5;
+                h1 = chunk_u[last + 3];
+                h2 = chunk_u[last + 4];
+            }
         }
-        bin_of[f] = flags;
+        if active && chunk == 0 {
+            best_of[f] = best;
+            second_of[f] = second;
+            sets[f * 4] = best_h1;
+            sets[f * 4 + 1] = best_h2;
+            sets[f * 4 + 2] = h1;
+            sets[f * 4 + 3] = h2;
+            // Two occupied bins or more: the sorted segment's first and last bins differ.
+            let mut flags = bin;
+            if (lists[base] & 255u32) != (lists[base + m as usize - 1] & 255u32) {
+                flags |= 256u32;
+            }
+            bin_of[f] = flags;
+        }
+        if comptime!(chunks > 1) {
+            sync_cube();
+        }
     }
     // The node's draws, all at once: draw `i` of the stream SplitMix64::new(seed) mixes the
     // state `seed + (i + 1) · 0x9E3779B97F4A7C15` (mod 2⁶⁴), so each unit takes its own.
     let seed_lo = nodes[at + 3];
     let seed_hi = nodes[at + 4];
-    for i in range_stepped(UNIT_POS_X as usize, d, UNITS as usize) {
+    for i in range_stepped(UNIT_POS_X as usize, d, lanes) {
         let c = i as u32 + 1u32;
         let step_lo = c * 0x7F4A_7C15u32;
         let step_hi = c * 0x9E37_79B9u32 + mul_hi(c, 0x7F4A_7C15u32);
@@ -480,7 +629,8 @@ fn scan_nodes(
 /// One level's partition: cube `c` moves split node `first + c`'s rows (`nodes[5i..]`: tree,
 /// first list position, rows, split `feature << 8 | bin`, rows going left) from `src` to `dst`,
 /// stably, left ones first, in every feature's list. `bins`: each row's bins, four to a
-/// word, `words` words a row.
+/// word, `words` words a row. Units and chunks as in `scan_nodes`: with several chunks, a
+/// first pass counts each chunk's left rows, so that each chunk knows where its rows go.
 #[cube(launch_unchecked)]
 #[allow(clippy::too_many_arguments)]
 fn partition_nodes(
@@ -494,6 +644,7 @@ fn partition_nodes(
     words: u32,
     #[comptime] d: usize,
     #[comptime] batch: usize,
+    #[comptime] chunks: usize,
 ) {
     let cube = CUBE_POS_Y * CUBE_COUNT_X + CUBE_POS_X;
     if cube >= n_nodes {
@@ -511,38 +662,90 @@ fn partition_nodes(
     let shift = (sf % 4u32) * 8u32;
     let mut batch_e = Array::<u32>::new(batch);
     let mut batch_b = Array::<u32>::new(batch);
-    for f in range_stepped(UNIT_POS_X as usize, d, UNITS as usize) {
+    let slot = (UNIT_POS_X % UNITS) as usize;
+    let chunk = (UNIT_POS_X / UNITS) as usize;
+    let span = (m as usize + chunks - 1) / chunks;
+    let mut lo = chunk * span;
+    if lo > m as usize {
+        lo = m as usize;
+    }
+    let mut hi = lo + span;
+    if hi > m as usize {
+        hi = m as usize;
+    }
+    let exchanged = comptime!(if chunks > 1 { UNITS as usize * chunks } else { 1 });
+    let mut chunk_lefts = SharedMemory::<u32>::new(exchanged);
+    let lane = UNIT_POS_X as usize;
+    for f0 in range_stepped(0usize, d, UNITS as usize) {
+        let f = f0 + slot;
+        let active = f < d;
         let base = ((t * d as u32 + f as u32) * stride + start) as usize;
+        // Rows of the chunks before this one that go left and right.
         let mut l = 0usize;
         let mut r = 0usize;
-        for i0 in range_stepped(0usize, m as usize, batch) {
-            // A batch's loads first, as in `scan_nodes`.
-            #[unroll]
-            for q in 0..batch {
-                let mut e = 0u32;
-                if i0 + q < m as usize {
-                    e = src[base + i0 + q];
+        if comptime!(chunks > 1) {
+            if active {
+                let mut count = 0u32;
+                for i0 in range_stepped(lo, hi, batch) {
+                    #[unroll]
+                    for q in 0..batch {
+                        let mut e = 0u32;
+                        if i0 + q < hi {
+                            e = src[base + i0 + q];
+                        }
+                        batch_e[q] = e;
+                    }
+                    #[unroll]
+                    for q in 0..batch {
+                        if i0 + q < hi {
+                            let row = (batch_e[q] >> 8u32) as usize;
+                            if ((bins[row * words as usize + word] >> shift) & 255u32) <= sb {
+                                count += 1u32;
+                            }
+                        }
+                    }
                 }
-                batch_e[q] = e;
+                chunk_lefts[lane] = count;
             }
-            #[unroll]
-            for q in 0..batch {
-                let mut b = 0u32;
-                if i0 + q < m as usize {
-                    let row = (batch_e[q] >> 8u32) as usize;
-                    b = (bins[row * words as usize + word] >> shift) & 255u32;
+            sync_cube();
+            if active {
+                for before in 0..chunk {
+                    l += chunk_lefts[before * UNITS as usize + slot] as usize;
                 }
-                batch_b[q] = b;
+                r = lo - l;
             }
-            #[unroll]
-            for q in 0..batch {
-                if i0 + q < m as usize {
-                    if batch_b[q] <= sb {
-                        dst[base + l] = batch_e[q];
-                        l += 1;
-                    } else {
-                        dst[base + lefts + r] = batch_e[q];
-                        r += 1;
+            sync_cube();
+        }
+        if active {
+            for i0 in range_stepped(lo, hi, batch) {
+                // A batch's loads first, as in `scan_nodes`.
+                #[unroll]
+                for q in 0..batch {
+                    let mut e = 0u32;
+                    if i0 + q < hi {
+                        e = src[base + i0 + q];
+                    }
+                    batch_e[q] = e;
+                }
+                #[unroll]
+                for q in 0..batch {
+                    let mut b = 0u32;
+                    if i0 + q < hi {
+                        let row = (batch_e[q] >> 8u32) as usize;
+                        b = (bins[row * words as usize + word] >> shift) & 255u32;
+                    }
+                    batch_b[q] = b;
+                }
+                #[unroll]
+                for q in 0..batch {
+                    if i0 + q < hi {
+                        if batch_b[q] <= sb {
+                            dst[base + l] = batch_e[q];
+                            l += 1;
+                        } else {
+                            dst[base + lefts + r] = batch_e[q];
+                            r += 1;
+                        }
                     }
                 }
             }
@@ -619,7 +822,9 @@ pub struct LevelGrower<R: Runtime> {
     min_leaf: u32,
     max_features: u32,
     max_cubes: (u32, u32),
-    batches_of_rows: Batches,
+    tuning: Tuning,
+    /// Chunks of a big node ([`CHUNKS`], or 1 where the workgroup memory is too small).
+    chunks: usize,
     /// Per tree: its batch and its index there.
     place: Vec<(usize, u32)>,
 }
@@ -634,10 +839,10 @@ impl<R: Runtime> LevelGrower<R> {
         weights: &(dyn Fn(usize) -> Vec<u32> + Sync),
         min_leaf: usize,
         max_features: usize,
-        batches_of_rows: Batches,
+        tuning: Tuning,
     ) -> Result<Self, String> {
         let (n, d, k) = (data.n, data.d, data.k);
-        let batches_of_rows = batches_of_rows.clamped(k);
+        let tuning = tuning.clamped(k);
         let words = d.div_ceil(4);
         if n == 0 || n >= MAX_ROWS || d == 0 || d > MAX_FEATURES || k == 0 || k > 64 {
             return Err(format!(
@@ -678,7 +883,12 @@ impl<R: Runtime> LevelGrower<R> {
             min_leaf: min_leaf.max(1) as u32,
             max_features: max_features.min(d) as u32,
             max_cubes: (max.0, max.1),
-            batches_of_rows,
+            tuning,
+            chunks: if scan_workgroup_bytes(d, k, CHUNKS) <= WORKGROUP_BYTES {
+                CHUNKS
+            } else {
+                1
+            },
             place: Vec::with_capacity(in_bag.len()),
             client,
         };
@@ -719,7 +929,7 @@ impl<R: Runtime> LevelGrower<R> {
                     n as u32,
                     d as u32,
                     stride as u32,
-                    batches_of_rows.presort,
+                    tuning.presort,
                 );
             }
             let read = cubecl::future::block_on(client.read_async(vec![counts]))
@@ -754,6 +964,11 @@ impl<R: Runtime> LevelGrower<R> {
         (across as u32, cubes.div_ceil(across).max(1) as u32)
     }
 
+    /// Chunks of the nodes of record group `g` (batch `g / 2`; big nodes when `g` is odd).
+    fn chunks_of(&self, g: usize) -> usize {
+        if g % 2 == 1 { self.chunks } else { 1 }
+    }
+
     /// The batch of tree `t` and its index there.
     fn batch_of(&self, t: u32) -> Result<(usize, u32), String> {
         self.place
@@ -777,28 +992,29 @@ impl<R: Runtime> LevelGrower<R> {
         let words = d.div_ceil(4);
         let batches = self.batches.len();
         // The records, scans first (a scan's index is also its answer's), then the splits,
-        // each kind grouped by batch (a stable sort: with one batch, the caller's order); per
-        // batch (first, count).
+        // each kind grouped by batch and size (stable sorts); per batch and size (first,
+        // count).
         let mut records = Vec::with_capacity(5 * (splits.len() + scans.len()));
+        // Records go by batch, then small nodes before big ones (a launch each).
+        let big = |len: u32| usize::from(self.chunks > 1 && len >= self.tuning.big_rows);
+        let place = &self.place;
+        let group = |t: u32, len: u32| place.get(t as usize).map_or(usize::MAX, |p| 2 * p.0 + big(len));
         let mut scan_order: Vec<u32> = (0..scans.len() as u32).collect();
+        scan_order.sort_by_key(|&i| group(scans[i as usize].tree, scans[i as usize].len));
         let mut split_order: Vec<u32> = (0..splits.len() as u32).collect();
-        if batches > 1 {
-            let place = &self.place;
-            let batch = |t: u32| place.get(t as usize).map_or(usize::MAX, |p| p.0);
-            scan_order.sort_by_key(|&i| batch(scans[i as usize].tree));
-            split_order.sort_by_key(|&i| batch(splits[i as usize].tree));
-        }
-        let mut scan_at = vec![(0u32, 0u32); batches];
+        split_order.sort_by_key(|&i| group(splits[i as usize].tree, splits[i as usize].len));
+        let mut scan_at = vec![(0u32, 0u32); 2 * batches];
         for &i in &scan_order {
             let s = &scans[i as usize];
             let (b, t) = self.batch_of(s.tree)?;
             if s.len == 0 || s.start as usize + s.len as usize > self.stride {
                 return Err(format!("a node outside its tree's lists: {s:?}"));
             }
-            if scan_at[b].1 == 0 {
-                scan_at[b].0 = (records.len() / 5) as u32;
+            let g = 2 * b + big(s.len);
+            if scan_at[g].1 == 0 {
+                scan_at[g].0 = (records.len() / 5) as u32;
             }
-            scan_at[b].1 += 1;
+            scan_at[g].1 += 1;
             records.extend_from_slice(&[
                 t,
                 s.start,
@@ -807,7 +1023,7 @@ impl<R: Runtime> LevelGrower<R> {
                 (s.seed >> 32) as u32,
             ]);
         }
-        let mut split_at = vec![(0u32, 0u32); batches];
+        let mut split_at = vec![(0u32, 0u32); 2 * batches];
         for &i in &split_order {
             let s = &splits[i as usize];
             let (b, t) = self.batch_of(s.tree)?;
@@ -817,10 +1033,11 @@ impl<R: Runtime> LevelGrower<R> {
             {
                 return Err(format!("a split outside its tree's lists: {s:?}"));
             }
-            if split_at[b].1 == 0 {
-                split_at[b].0 = (records.len() / 5) as u32;
+            let g = 2 * b + big(s.len);
+            if split_at[g].1 == 0 {
+                split_at[g].0 = (records.len() / 5) as u32;
             }
-            split_at[b].1 += 1;
+            split_at[g].1 += 1;
             records.extend_from_slice(&[
                 t,
                 s.start,
@@ -836,10 +1053,11 @@ impl<R: Runtime> LevelGrower<R> {
         let n_records = records.len() / 5;
         if !splits.is_empty() {
             let (src, dst) = (self.current, 1 - self.current);
-            for (batch, &(first, count)) in self.batches.iter().zip(&split_at) {
+            for (g, &(first, count)) in split_at.iter().enumerate() {
                 if count == 0 {
                     continue;
                 }
+                let (batch, chunks) = (&self.batches[g / 2], self.chunks_of(g));
                 let entries = batch.trees * d * self.stride;
                 let (across, down) = self.grid(count as usize);
                 // SAFETY: every record's segment lies inside its tree's lists (checked
@@ -852,7 +1070,7 @@ impl<R: Runtime> LevelGrower<R> {
                     partition_nodes::launch_unchecked::<R>(
                         &self.client,
                         CubeCount::Static(across, down, 1),
-                        CubeDim::new_1d(UNITS),
+                        CubeDim::new_1d(UNITS * chunks as u32),
                         array_arg::<R>(&batch.lists[src], entries),
                         array_arg::<R>(&batch.lists[dst], entries),
                         array_arg::<R>(&self.packed, self.n * words),
@@ -862,16 +1080,18 @@ impl<R: Runtime> LevelGrower<R> {
                         self.stride as u32,
                         words as u32,
                         d,
-                        self.batches_of_rows.partition,
+                        self.tuning.partition,
+                        chunks,
                     );
                 }
             }
             self.current = dst;
         }
-        for (batch, &(first, count)) in self.batches.iter().zip(&scan_at) {
+        for (g, &(first, count)) in scan_at.iter().enumerate() {
             if count == 0 {
                 continue;
             }
+            let (batch, chunks) = (&self.batches[g / 2], self.chunks_of(g));
             let entries = batch.trees * d * self.stride;
             let (across, down) = self.grid(count as usize);
             // SAFETY: every node's segment lies inside its tree's lists (checked above), each
@@ -883,7 +1103,7 @@ impl<R: Runtime> LevelGrower<R> {
                 scan_nodes::launch_unchecked::<R>(
                     &self.client,
                     CubeCount::Static(across, down, 1),
-                    CubeDim::new_1d(UNITS),
+                    CubeDim::new_1d(UNITS * chunks as u32),
                     array_arg::<R>(&batch.lists[self.current], entries),
                     array_arg::<R>(&batch.weights, batch.trees * self.n),
                     array_arg::<R>(&self.y, self.n * k),
@@ -898,7 +1118,8 @@ impl<R: Runtime> LevelGrower<R> {
                     close_call(k),
                     d,
                     k,
-                    self.batches_of_rows.scan,
+                    self.tuning.scan,
+                    chunks,
                 );
             }
         }

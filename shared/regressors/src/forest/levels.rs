@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use forexgpt_device::cube::CubeJob;
 use forexgpt_kernels::cuda_grow::GrownTree;
 use forexgpt_kernels::tree_grow::{
-    Batches, Choice, LevelData, LevelGrower, ScanNode, SplitNode,
+    Choice, LevelData, LevelGrower, ScanNode, SplitNode, Tuning,
 };
 use rayon::prelude::*;
 
@@ -144,16 +144,17 @@ impl TreeState {
             .collect()
     }
 
-
     /// Applies this level's splits (`deciders[i]` for open node `i`): splits the nodes,
-    /// partitions the rows, queues the children; returns the splits for the device's lists.
+    /// partitions the rows, queues the children; returns the splits for the device's lists
+    /// and how many the host decided. A device's split that leaves fewer than
+    /// `min_samples_leaf` rows on a side (no correct search chooses one) fails the fit.
     fn close_level(
         &mut self,
         data: &Data,
         rules: &Rules,
         tree: u32,
         deciders: &[Decider],
-    ) -> (Vec<SplitNode>, usize) {
+    ) -> Result<(Vec<SplitNode>, usize), String> {
         let mut splits = Vec::new();
         let mut decided_here = 0;
         let k = data.k;
@@ -195,6 +196,15 @@ impl TreeState {
                 bin,
                 &mut self.right,
             );
+            let len = node.end - node.start;
+            let min_leaf = rules.limits.min_samples_leaf.max(1);
+            if lefts < min_leaf || len - lefts < min_leaf {
+                return Err(format!(
+                    "the device split a node of {len} rows of tree {tree} on feature {feature} \
+                     at bin {bin} into {lefts} and {} rows, below the {min_leaf} a leaf needs",
+                    len - lefts
+                ));
+            }
             let mid = node.start + lefts;
             splits.push(SplitNode {
                 tree,
@@ -215,7 +225,7 @@ impl TreeState {
                 });
             }
         }
-        (splits, decided_here)
+        Ok((splits, decided_here))
     }
 }
 
@@ -278,15 +288,15 @@ impl CubeJob for LevelJob<'_> {
             &weights,
             rules.limits.min_samples_leaf,
             rules.limits.max_features,
-            self.options
-                .batches
-                .map_or(Batches::for_outputs(data.k), |(scan, partition, presort)| {
-                    Batches {
-                        scan,
-                        partition,
-                        presort,
-                    }
-                }),
+            self.options.tuning.map_or(
+                Tuning::for_outputs(data.k),
+                |[scan, partition, presort, big_rows]| Tuning {
+                    scan,
+                    partition,
+                    presort,
+                    big_rows: u32::try_from(big_rows).unwrap_or(u32::MAX),
+                },
+            ),
         )?;
         let prepared = started.elapsed();
         let mut splits: Vec<SplitNode> = Vec::new();
@@ -351,7 +361,7 @@ impl CubeJob for LevelJob<'_> {
                     };
                     tree.close_level(data, rules, t as u32, &deciders)
                 })
-                .collect();
+                .collect::<Result<_, _>>()?;
             splits.clear();
             let mut decided_here = 0;
             for (s, here) in closed {
@@ -438,7 +448,7 @@ mod tests {
         y: &Matrix,
         device: &ComputeDevice,
         tail_rows: usize,
-        batches: Option<(usize, usize, usize)>,
+        tuning: Option<[usize; 4]>,
     ) -> Result<crate::forest::RandomForestModel, FitError> {
         params.fit_with(
             x,
@@ -448,13 +458,14 @@ mod tests {
             LevelOptions {
                 tail_rows,
                 on_cuda: false,
-                batches,
+                tuning,
             },
         )
     }
 
     /// Every level searched on the device (and, once, the last levels on the host; once with
-    /// batches of rows that leave remainders everywhere, once with the largest): on integer
+    /// batches of rows that leave remainders everywhere and every node's walks in chunks,
+    /// once with the largest batches): on integer
     /// data the forest is the CPU's forest bit for bit, in every setting, the feature draws
     /// of `max_features` below all of them included.
     #[test]
@@ -482,13 +493,15 @@ mod tests {
             for (i, b) in settings.iter().enumerate() {
                 let params = b.clone().check().unwrap();
                 let cpu = params.fit(&x, &y, &|_| true).unwrap();
-                let mut runs = vec![(0, None), (1_500, None), (0, Some((3, 5, 7)))];
+                // Odd batches with every node in chunks (chunks of no rows and of one row
+                // included), and the largest batches.
+                let mut runs = vec![(0, None), (1_500, None), (0, Some([3, 5, 7, 1]))];
                 if i == 0 {
-                    runs.push((0, Some((32, 32, 32))));
+                    runs.push((0, Some([32, 32, 32, 100])));
                 }
-                for (tail_rows, batches) in runs {
-                    let gpu = on_device(&params, &x, &y, &device, tail_rows, batches).unwrap();
-                    let label = format!("setting {i}, tail {tail_rows}, batches {batches:?}");
+                for (tail_rows, tuning) in runs {
+                    let gpu = on_device(&params, &x, &y, &device, tail_rows, tuning).unwrap();
+                    let label = format!("setting {i}, tail {tail_rows}, tuning {tuning:?}");
                     assert_eq!(gpu.trees, cpu.trees, "{label}: trees");
                     assert_eq!(gpu.oob_score, cpu.oob_score, "{label}: OOB");
                     for (g, c) in gpu.feature_importances.iter().zip(&cpu.feature_importances) {
@@ -572,7 +585,7 @@ mod tests {
                 LevelOptions {
                     tail_rows: 0,
                     on_cuda: false,
-                    batches: None,
+                    tuning: None,
                 },
             );
             assert!(matches!(cancelled, Err(FitError::Cancelled)));

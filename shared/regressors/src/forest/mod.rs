@@ -45,42 +45,40 @@ pub(crate) struct LevelOptions {
     pub tail_rows: usize,
     /// Grow a level at a time on CUDA too (instead of the CUDA builder).
     pub on_cuda: bool,
-    /// Rows a device unit loads together in the split search, the partition and the presort
-    /// (`None`: the kernels' defaults for the data's outputs).
-    pub batches: Option<(usize, usize, usize)>,
+    /// How the device walks: rows loaded together in the split search, the partition and
+    /// the presort, and the size from which a node's walks go in chunks (`None`: the
+    /// kernels' defaults for the data's outputs).
+    pub tuning: Option<[usize; 4]>,
 }
 
 impl LevelOptions {
     /// A round trip to the device (~0.5–1 ms) against the host's search of a level's rows
     /// over every thread; `FOREXGPT_FOREST_TAIL_ROWS` overrides it, and
-    /// `FOREXGPT_FOREST_BATCHES=SCAN,PARTITION,PRESORT` the kernels' batches of rows (both
-    /// for measurements).
+    /// `FOREXGPT_FOREST_TUNING=SCAN,PARTITION,PRESORT,BIG_ROWS` the kernels' batches of rows
+    /// and the size from which a node's walks are split in chunks (both for measurements).
     pub(crate) fn for_this_machine() -> Self {
         let tail_rows = std::env::var("FOREXGPT_FOREST_TAIL_ROWS")
             .ok()
             .and_then(|v| v.parse().ok())
             .unwrap_or(1_000 * rayon::current_num_threads());
-        let batches = std::env::var("FOREXGPT_FOREST_BATCHES")
+        let tuning = std::env::var("FOREXGPT_FOREST_TUNING")
             .ok()
-            .and_then(|v| parse_batches(&v));
+            .and_then(|v| parse_tuning(&v));
         LevelOptions {
             tail_rows,
             on_cuda: false,
-            batches,
+            tuning,
         }
     }
 }
 
-/// `SCAN,PARTITION,PRESORT`, three positive counts.
-fn parse_batches(text: &str) -> Option<(usize, usize, usize)> {
+/// `SCAN,PARTITION,PRESORT,BIG_ROWS`, four positive counts.
+fn parse_tuning(text: &str) -> Option<[usize; 4]> {
     let counts: Vec<usize> = text
         .split(',')
         .map(|part| part.trim().parse().ok().filter(|&c| c > 0))
         .collect::<Option<_>>()?;
-    match counts[..] {
-        [scan, partition, presort] => Some((scan, partition, presort)),
-        _ => None,
-    }
+    counts.try_into().ok()
 }
 
 /// `RandomForest::params()`: scikit-learn's defaults (100 trees, fully grown, every feature

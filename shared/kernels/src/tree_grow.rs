@@ -318,7 +318,7 @@ fn scan_nodes(
     // This unit's feature slot and chunk: rows `lo..hi` of each of its features' segments.
     let slot = (UNIT_POS_X % UNITS) as usize;
     let chunk = (UNIT_POS_X / UNITS) as usize;
-    let span = (m as usize + chunks - 1) / chunks;
+    let span = (m as usize).div_ceil(chunks);
     let mut lo = chunk * span;
     if lo > m as usize {
         lo = m as usize;
@@ -664,7 +664,7 @@ fn partition_nodes(
     let mut batch_b = Array::<u32>::new(batch);
     let slot = (UNIT_POS_X % UNITS) as usize;
     let chunk = (UNIT_POS_X / UNITS) as usize;
-    let span = (m as usize + chunks - 1) / chunks;
+    let span = (m as usize).div_ceil(chunks);
     let mut lo = chunk * span;
     if lo > m as usize {
         lo = m as usize;
@@ -673,7 +673,11 @@ fn partition_nodes(
     if hi > m as usize {
         hi = m as usize;
     }
-    let exchanged = comptime!(if chunks > 1 { UNITS as usize * chunks } else { 1 });
+    let exchanged = comptime!(if chunks > 1 {
+        UNITS as usize * chunks
+    } else {
+        1
+    });
     let mut chunk_lefts = SharedMemory::<u32>::new(exchanged);
     let lane = UNIT_POS_X as usize;
     for f0 in range_stepped(0usize, d, UNITS as usize) {
@@ -868,6 +872,7 @@ impl<R: Runtime> LevelGrower<R> {
                 LIST_BYTES >> 20
             ));
         }
+        let started = std::time::Instant::now();
         let client = R::client(device);
         let max = client.properties().hardware.max_cube_count;
         let order = client.create_from_slice(u32::as_bytes(data.order));
@@ -946,15 +951,20 @@ impl<R: Runtime> LevelGrower<R> {
                 }
             }
             let b = grower.batches.len();
-            grower
-                .place
-                .extend((0..count as u32).map(|i| (b, i)));
+            grower.place.extend((0..count as u32).map(|i| (b, i)));
             grower.batches.push(Batch {
                 trees: count,
                 weights,
                 lists,
             });
         }
+        tracing::trace!(
+            trees,
+            batches = grower.batches.len(),
+            chunks = grower.chunks,
+            ms = started.elapsed().as_secs_f64() * 1e3,
+            "forest lists sorted on the device"
+        );
         Ok(grower)
     }
 
@@ -998,7 +1008,11 @@ impl<R: Runtime> LevelGrower<R> {
         // Records go by batch, then small nodes before big ones (a launch each).
         let big = |len: u32| usize::from(self.chunks > 1 && len >= self.tuning.big_rows);
         let place = &self.place;
-        let group = |t: u32, len: u32| place.get(t as usize).map_or(usize::MAX, |p| 2 * p.0 + big(len));
+        let group = |t: u32, len: u32| {
+            place
+                .get(t as usize)
+                .map_or(usize::MAX, |p| 2 * p.0 + big(len))
+        };
         let mut scan_order: Vec<u32> = (0..scans.len() as u32).collect();
         scan_order.sort_by_key(|&i| group(scans[i as usize].tree, scans[i as usize].len));
         let mut split_order: Vec<u32> = (0..splits.len() as u32).collect();
@@ -1015,13 +1029,7 @@ impl<R: Runtime> LevelGrower<R> {
                 scan_at[g].0 = (records.len() / 5) as u32;
             }
             scan_at[g].1 += 1;
-            records.extend_from_slice(&[
-                t,
-                s.start,
-                s.len,
-                s.seed as u32,
-                (s.seed >> 32) as u32,
-            ]);
+            records.extend_from_slice(&[t, s.start, s.len, s.seed as u32, (s.seed >> 32) as u32]);
         }
         let mut split_at = vec![(0u32, 0u32); 2 * batches];
         for &i in &split_order {
@@ -1125,9 +1133,8 @@ impl<R: Runtime> LevelGrower<R> {
         }
         // Asked for at once: the read's copy goes into the same submission as the kernels,
         // which start now.
-        let read = (!scans.is_empty()).then(|| {
-            Box::pin(self.client.read_async(vec![out])) as Pin<Box<dyn Future<Output = _> + Send>>
-        });
+        let read = (!scans.is_empty())
+            .then(|| Box::pin(self.client.read_async(vec![out])) as ReadBack<'_>);
         tracing::trace!(
             nodes = scans.len(),
             splits = splits.len(),
@@ -1144,9 +1151,12 @@ impl<R: Runtime> LevelGrower<R> {
     }
 }
 
+/// The device's answers on their way back.
+type ReadBack<'a> = Pin<Box<dyn Future<Output = Result<Vec<Bytes>, ServerError>> + Send + 'a>>;
+
 /// A level on its way through the device ([`LevelGrower::submit`]).
 pub struct Submitted<'a> {
-    read: Option<Pin<Box<dyn Future<Output = Result<Vec<Bytes>, ServerError>> + Send + 'a>>>,
+    read: Option<ReadBack<'a>>,
     /// Position `j` of the answers belongs to scan `scan_order[j]`.
     scan_order: Vec<u32>,
     d: usize,
@@ -1160,8 +1170,8 @@ impl Submitted<'_> {
             return Ok(Vec::new());
         };
         let started = std::time::Instant::now();
-        let read = cubecl::future::block_on(read)
-            .map_err(|e| format!("reading a level's splits: {e}"))?;
+        let read =
+            cubecl::future::block_on(read).map_err(|e| format!("reading a level's splits: {e}"))?;
         let words_back = u32::from_bytes(&read[0]);
         let d = self.d;
         let mut choices = vec![

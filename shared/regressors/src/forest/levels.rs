@@ -20,9 +20,7 @@ use std::time::{Duration, Instant};
 
 use forexgpt_device::cube::CubeJob;
 use forexgpt_kernels::cuda_grow::GrownTree;
-use forexgpt_kernels::tree_grow::{
-    Choice, LevelData, LevelGrower, ScanNode, SplitNode, Tuning,
-};
+use forexgpt_kernels::tree_grow::{Choice, LevelData, LevelGrower, ScanNode, SplitNode, Tuning};
 use rayon::prelude::*;
 
 use super::LevelOptions;
@@ -279,6 +277,7 @@ impl CubeJob for LevelJob<'_> {
             d: data.d,
             k: data.k,
         };
+        let host_prepared = started.elapsed();
         let in_bag: Vec<usize> = trees.iter().map(|t| t.rows.len()).collect();
         let weights = |t: usize| trees[t].weight.iter().map(|&w| w as u32).collect();
         let mut grower = LevelGrower::<R>::new(
@@ -389,6 +388,7 @@ impl CubeJob for LevelJob<'_> {
         }
         tracing::debug!(
             prepare_ms = prepared.as_secs_f64() * 1e3,
+            prepare_host_ms = host_prepared.as_secs_f64() * 1e3,
             total_ms = started.elapsed().as_secs_f64() * 1e3,
             device_wait_ms = device_time.as_secs_f64() * 1e3,
             host_open_ms = open_time.as_secs_f64() * 1e3,

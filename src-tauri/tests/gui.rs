@@ -332,6 +332,27 @@ fn the_app_works_as_a_person_uses_it() {
         let empty = ui.text("[data-test=cuda-devices-empty]");
         assert!(empty.starts_with("No CUDA devices:"), "{empty}");
     }
+    // The app carries CUDA, as the installed packages do (`cargo xtask test` builds it with
+    // the `cuda` feature): the Devices tab says why CUDA is unavailable on this machine (no
+    // driver, or NVRTC and the headers missing, which it offers to fetch), never that the
+    // build left it out.
+    assert_eq!(
+        ui.text("[data-test=cuda-built]"),
+        "yes",
+        "the app under test was built without CUDA: {cuda_reason}"
+    );
+    assert!(!cuda_reason.contains("not built"), "{cuda_reason}");
+    if cuda_reason.contains("no NVIDIA driver") {
+        let hint = ui.text("[data-test=cuda-fetch-hint]");
+        assert!(hint.contains("needs the NVIDIA driver first"), "{hint}");
+        assert!(
+            ui.script(
+                "return document.querySelector('[data-test=cuda-fetch-button]').disabled;",
+                json!([])
+            ) == json!(true),
+            "the fetch button works without a driver"
+        );
+    }
 
     // The page's boundary: it may call the app's own commands and nothing else (no plugin,
     // no core window command), and the CSP runs no inline, remote or eval'd script.

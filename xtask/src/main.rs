@@ -198,14 +198,18 @@ fn test() -> Result<()> {
     apple_check()?;
     let mut test = cargo();
     // linfa's traits for our estimators are a feature (nothing in the app needs them); their
-    // tests, with linfa as a second oracle, run here.
+    // tests, with linfa as a second oracle, run here. The app is built with CUDA, as the
+    // installed packages are (`cargo xtask bundle`), so the GUI tests below see its Devices
+    // tab say why CUDA is unavailable on this machine rather than that it was left out; the
+    // GPU-less tests of the CUDA paths run (and skip their device parts, saying so) too.
     test.args([
         "test",
         "--workspace",
         "--locked",
         "--features",
-        "forexgpt-regressors/linfa",
-    ]);
+        "forexgpt-regressors/linfa,forexgpt-app/cuda",
+    ])
+    .env("CUDARC_CUDA_VERSION", "13000");
     run(test)?;
     // The GUI tests drive the app binary the test build above already made (same profile,
     // same features), so nothing is built a second time.

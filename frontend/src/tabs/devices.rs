@@ -92,7 +92,7 @@ fn device_tables(info: DeviceInfo) -> impl IntoView {
         {gpu_note}
         <h2>"CUDA"</h2>
         <table class="kv">
-            <tr><th>"built with CUDA"</th><td>{yes_no(info.cuda.built)}</td></tr>
+            <tr><th>"built with CUDA"</th><td data-test="cuda-built">{yes_no(info.cuda.built)}</td></tr>
             <tr><th>"driver"</th><td>{info.cuda.driver_version.clone().unwrap_or_else(|| "—".into())}</td></tr>
             <tr><th>"NVRTC"</th><td>{info.cuda.nvrtc.clone().unwrap_or_else(|| "—".into())}</td></tr>
             <tr><th>"CUDA headers"</th><td>{info.cuda.include_dir.clone().unwrap_or_else(|| "—".into())}</td></tr>

@@ -205,6 +205,7 @@ pub fn app() -> Result<()> {
 /// selection, so it is the same build: another selection would resolve other features and
 /// compile everything again).
 fn gui_test_executable() -> Result<PathBuf> {
+    // The test build's features: another set would rebuild the app without them.
     let out = cargo()
         .args([
             "test",
@@ -212,7 +213,10 @@ fn gui_test_executable() -> Result<PathBuf> {
             "--locked",
             "--no-run",
             "--message-format=json",
+            "--features",
+            crate::TEST_FEATURES,
         ])
+        .env("CUDARC_CUDA_VERSION", crate::CUDARC_CUDA_VERSION)
         .output()
         .context("asking cargo for the test executables")?;
     if !out.status.success() {

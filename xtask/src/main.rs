@@ -171,6 +171,13 @@ fn setup() -> Result<()> {
     Ok(())
 }
 
+/// The features of the test build, whose app binary the GUI tests drive.
+pub const TEST_FEATURES: &str = "forexgpt-regressors/linfa,forexgpt-app/cuda";
+
+/// The CUDA version cudarc builds its bindings for when no CUDA toolkit is installed (CUDA is
+/// loaded at run time).
+pub const CUDARC_CUDA_VERSION: &str = "13000";
+
 fn test() -> Result<()> {
     let mut fmt = cargo();
     fmt.args(["fmt", "--all", "--", "--check"]);
@@ -193,7 +200,7 @@ fn test() -> Result<()> {
             "-D",
             "warnings",
         ])
-        .env("CUDARC_CUDA_VERSION", "13000");
+        .env("CUDARC_CUDA_VERSION", CUDARC_CUDA_VERSION);
     run(clippy)?;
     apple_check()?;
     let mut test = cargo();
@@ -207,9 +214,9 @@ fn test() -> Result<()> {
         "--workspace",
         "--locked",
         "--features",
-        "forexgpt-regressors/linfa,forexgpt-app/cuda",
+        TEST_FEATURES,
     ])
-    .env("CUDARC_CUDA_VERSION", "13000");
+    .env("CUDARC_CUDA_VERSION", CUDARC_CUDA_VERSION);
     run(test)?;
     // The GUI tests drive the app binary the test build above already made (same profile,
     // same features), so nothing is built a second time.

@@ -163,6 +163,38 @@ fn mod64(lo: u32, hi: u32, m: u32) -> u32 {
     ((hi % m) * base + lo % m) % m
 }
 
+/// Loads entries `i0 .. i0 + batch` of `list` from `base` (those below `hi`; zero beyond)
+/// into `batch_e`, all before any is used: the device waits for memory once a batch instead
+/// of once a row.
+#[cube]
+fn load_batch(
+    list: &Array<u32>,
+    base: usize,
+    i0: usize,
+    hi: usize,
+    batch_e: &mut Array<u32>,
+    #[comptime] batch: usize,
+) {
+    #[unroll]
+    for q in 0..batch {
+        let mut e = 0u32;
+        if i0 + q < hi {
+            e = list[base + i0 + q];
+        }
+        batch_e[q] = e;
+    }
+}
+
+/// Where chunk `c` of `chunks` equal ones of a segment of `m` rows starts (`m` past the end).
+#[cube]
+fn chunk_start(m: usize, c: usize, #[comptime] chunks: usize) -> usize {
+    let mut at = c * m.div_ceil(chunks);
+    if at > m {
+        at = m;
+    }
+    at
+}
+
 /// Every tree's in-bag rows per feature, sorted by bin: unit `(f, t)` keeps the rows of
 /// `order`'s feature-`f` list (all rows, `row << 8 | bin`, sorted by bin then row) that tree
 /// `t` drew, and writes how many to `counts`.
@@ -193,15 +225,8 @@ fn presort(
     let mut batch_w = Array::<u32>::new(batch);
     let mut c = 0u32;
     for j0 in range_stepped(0usize, n as usize, batch) {
-        // A batch's loads first, then its weights, as in `scan_nodes`.
-        #[unroll]
-        for q in 0..batch {
-            let mut e = 0u32;
-            if j0 + q < n as usize {
-                e = order[from + j0 + q];
-            }
-            batch_e[q] = e;
-        }
+        // A batch's loads first, then its weights.
+        load_batch(order, from, j0, n as usize, &mut batch_e, batch);
         #[unroll]
         for q in 0..batch {
             let mut drawn = 0u32;
@@ -318,15 +343,8 @@ fn scan_nodes(
     // This unit's feature slot and chunk: rows `lo..hi` of each of its features' segments.
     let slot = (UNIT_POS_X % UNITS) as usize;
     let chunk = (UNIT_POS_X / UNITS) as usize;
-    let span = (m as usize).div_ceil(chunks);
-    let mut lo = chunk * span;
-    if lo > m as usize {
-        lo = m as usize;
-    }
-    let mut hi = lo + span;
-    if hi > m as usize {
-        hi = m as usize;
-    }
+    let lo = chunk_start(m as usize, chunk, chunks);
+    let hi = chunk_start(m as usize, chunk + 1, chunks);
     // Chunks exchange their sums (first pass: weight and targets, two row hashes) and their
     // candidates (best, second; bin, the best's two left-set hashes, the set's two hashes).
     // (One word each with a single chunk, which exchanges nothing.)
@@ -350,14 +368,7 @@ fn scan_nodes(
         if comptime!(chunks > 1) {
             if active {
                 for i0 in range_stepped(lo, hi, batch) {
-                    #[unroll]
-                    for q in 0..batch {
-                        let mut e = 0u32;
-                        if i0 + q < hi {
-                            e = lists[base + i0 + q];
-                        }
-                        batch_e[q] = e;
-                    }
+                    load_batch(lists, base, i0, hi, &mut batch_e, batch);
                     #[unroll]
                     for q in 0..batch {
                         if i0 + q < hi {
@@ -417,16 +428,7 @@ fn scan_nodes(
         let mut best_h2 = 0u32;
         if active {
             for i0 in range_stepped(lo, hi, batch) {
-                // A batch's loads first, all independent: the device waits for memory once a
-                // batch instead of once a row.
-                #[unroll]
-                for q in 0..batch {
-                    let mut e = 0u32;
-                    if i0 + q < hi {
-                        e = lists[base + i0 + q];
-                    }
-                    batch_e[q] = e;
-                }
+                load_batch(lists, base, i0, hi, &mut batch_e, batch);
                 #[unroll]
                 for q in 0..batch {
                     if i0 + q < hi {
@@ -664,15 +666,8 @@ fn partition_nodes(
     let mut batch_b = Array::<u32>::new(batch);
     let slot = (UNIT_POS_X % UNITS) as usize;
     let chunk = (UNIT_POS_X / UNITS) as usize;
-    let span = (m as usize).div_ceil(chunks);
-    let mut lo = chunk * span;
-    if lo > m as usize {
-        lo = m as usize;
-    }
-    let mut hi = lo + span;
-    if hi > m as usize {
-        hi = m as usize;
-    }
+    let lo = chunk_start(m as usize, chunk, chunks);
+    let hi = chunk_start(m as usize, chunk + 1, chunks);
     let exchanged = comptime!(if chunks > 1 {
         UNITS as usize * chunks
     } else {
@@ -691,14 +686,7 @@ fn partition_nodes(
             if active {
                 let mut count = 0u32;
                 for i0 in range_stepped(lo, hi, batch) {
-                    #[unroll]
-                    for q in 0..batch {
-                        let mut e = 0u32;
-                        if i0 + q < hi {
-                            e = src[base + i0 + q];
-                        }
-                        batch_e[q] = e;
-                    }
+                    load_batch(src, base, i0, hi, &mut batch_e, batch);
                     #[unroll]
                     for q in 0..batch {
                         if i0 + q < hi {
@@ -722,15 +710,7 @@ fn partition_nodes(
         }
         if active {
             for i0 in range_stepped(lo, hi, batch) {
-                // A batch's loads first, as in `scan_nodes`.
-                #[unroll]
-                for q in 0..batch {
-                    let mut e = 0u32;
-                    if i0 + q < hi {
-                        e = src[base + i0 + q];
-                    }
-                    batch_e[q] = e;
-                }
+                load_batch(src, base, i0, hi, &mut batch_e, batch);
                 #[unroll]
                 for q in 0..batch {
                     let mut b = 0u32;

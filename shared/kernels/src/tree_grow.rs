@@ -185,6 +185,35 @@ fn load_batch(
     }
 }
 
+/// The weights (`weights[wbase + row]`) and `k` targets of the rows `batch_e` holds (those
+/// below `hi`), all loaded before any is used, as in [`load_batch`].
+#[cube]
+#[allow(clippy::too_many_arguments)]
+fn gather_batch(
+    weights: &Array<u32>,
+    y: &Array<f32>,
+    wbase: usize,
+    i0: usize,
+    hi: usize,
+    batch_e: &Array<u32>,
+    batch_w: &mut Array<f32>,
+    batch_y: &mut Array<f32>,
+    #[comptime] k: usize,
+    #[comptime] batch: usize,
+) {
+    #[unroll]
+    for q in 0..batch {
+        if i0 + q < hi {
+            let r = (batch_e[q] >> 8u32) as usize;
+            batch_w[q] = f32::cast_from(weights[wbase + r]);
+            #[unroll]
+            for j in 0..k {
+                batch_y[q * k + j] = y[r * k + j];
+            }
+        }
+    }
+}
+
 /// Where chunk `c` of `chunks` equal ones of a segment of `m` rows starts (`m` past the end).
 #[cube]
 fn chunk_start(m: usize, c: usize, #[comptime] chunks: usize) -> usize {
@@ -369,17 +398,29 @@ fn scan_nodes(
             if active {
                 for i0 in range_stepped(lo, hi, batch) {
                     load_batch(lists, base, i0, hi, &mut batch_e, batch);
+                    gather_batch(
+                        weights,
+                        y,
+                        wbase,
+                        i0,
+                        hi,
+                        &batch_e,
+                        &mut batch_w,
+                        &mut batch_y,
+                        k,
+                        batch,
+                    );
                     #[unroll]
                     for q in 0..batch {
                         if i0 + q < hi {
                             let r = batch_e[q] >> 8u32;
-                            let w = f32::cast_from(weights[wbase + r as usize]);
+                            let w = batch_w[q];
                             h1 += row_hash(r + 1u32);
                             h2 += row_hash(r ^ 0xA511_E9B3u32);
                             left_w += w;
                             #[unroll]
                             for j in 0..k {
-                                left[j] += w * y[r as usize * k + j];
+                                left[j] += w * batch_y[q * k + j];
                             }
                         }
                     }
@@ -429,17 +470,18 @@ fn scan_nodes(
         if active {
             for i0 in range_stepped(lo, hi, batch) {
                 load_batch(lists, base, i0, hi, &mut batch_e, batch);
-                #[unroll]
-                for q in 0..batch {
-                    if i0 + q < hi {
-                        let r = (batch_e[q] >> 8u32) as usize;
-                        batch_w[q] = f32::cast_from(weights[wbase + r]);
-                        #[unroll]
-                        for j in 0..k {
-                            batch_y[q * k + j] = y[r * k + j];
-                        }
-                    }
-                }
+                gather_batch(
+                    weights,
+                    y,
+                    wbase,
+                    i0,
+                    hi,
+                    &batch_e,
+                    &mut batch_w,
+                    &mut batch_y,
+                    k,
+                    batch,
+                );
                 #[unroll]
                 for q in 0..batch {
                     if i0 + q < hi {

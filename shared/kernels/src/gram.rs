@@ -17,18 +17,34 @@
 //!
 //! **The product.** One cube (16 × 16 units) per 64 × 64 tile of the upper triangle and per
 //! split of 1,024 rows: the split's rows pass through workgroup memory 16 at a time and
-//! each unit keeps 4 × 4 sums in registers (float32). A step's 16 products are summed
-//! afresh and added into the running sums with Kahan's compensation; a second kernel adds a
-//! chunk's splits into one of 16 slots, compensated too, and the host adds the slots in
-//! float64. So a sum carries about one float32 rounding of each split's total.
+//! each unit keeps 4 × 4 sums in registers. A second kernel adds a chunk's splits into one
+//! of 16 slots, and the host adds the slots in float64.
 //!
-//! **Precision: float32 inputs and products.** Each product rounds in float32 (splitting the
-//! inputs into float32 hi/lo pairs changed nothing on the golden data for that reason), and
-//! Metal has no float64. The compensation is what keeps the sums near float32's rounding
-//! (on lavapipe it took the golden ridge from 1.4e-5 to 1.2e-6 of scikit-learn's largest
-//! coefficient); WGSL has no `precise`, so a compiler that reassociates (Metal compiles
-//! with fast math by default, and wgpu 29 keeps it) may fold it away. The scikit-learn
-//! golden tests hold wgpu to 5e-5; CUDA's moments are float64 (cuBLAS).
+//! **Precision: float32 inputs, float64-quality sums.** Every sum is a pair of float32s
+//! (high + low, about 48 bits): each product is split exactly into its rounded value and
+//! its rounding error (Dekker: each input cut into two 12-bit halves by Veltkamp's split,
+//! whose products are exact in float32), the value is added with Knuth's two-sum (`t = s +
+//! p`, and the addition's error recovered from `t`, `s` and `p`), and the errors go into the
+//! low part; a step's 16 rows are summed that way, then added into the running pair, and
+//! the splits into their slot, the same way. So the products of the float32 inputs are
+//! summed almost exactly: on the golden data scikit-learn's coefficients and intercepts are
+//! met within 1.2e-7 (the float32 rounding of the centred inputs is what is left; a
+//! float64 fit of the same rounded inputs is 9e-8 off), where float32 products with
+//! Kahan-compensated sums were 1.2e-6 and 1.9e-5 off. About twenty float32 operations a
+//! product instead of one fused multiply-add (docs/benchmarks.md says what that costs).
+//!
+//! **Compilers.** No `fma`: lavapipe computes it as a multiply and an add (Vulkan allows
+//! that), and HLSL's `mad` may too. And WGSL has no `precise`: Mesa's NIR folds `(s + p) − s`
+//! to `p` (and `a·o − b·o` to `(a − b)·o`) wherever an operation is not marked exact, which
+//! naga never does, and fast math (Metal compiles with it by default; wgpu 29 keeps it)
+//! reassociates. So every value the error terms are recovered from passes through an
+//! integer OR with a zero the kernel reads at run time (`opaque`): the compiler cannot see
+//! what it equals and leaves the float arithmetic around it as written. [`wgpu_pairs_hold`]
+//! runs the kernel once per device on a matrix where a float32 sum and a float32 product
+//! both lose bits and says whether the pairs held; where they do not, the products are
+//! float32 quality (scikit-learn within about 5e-5) and a warning says so. The golden tests
+//! hold wgpu to 1e-6 where they hold (lavapipe in CI); CUDA's moments are float64 (cuBLAS).
+//! Inputs beyond ±8e34 would overflow the split (4097·v); centred features never come near.
 //! Workgroup memory: 8 KiB, under wgpu's portable 16 KiB and Metal's 32 KiB.
 
 // Without wgpu only the refusal is built; the constants and the host's assembly serve the
@@ -73,9 +89,10 @@ pub fn chunk_rows(width: usize) -> usize {
 }
 
 /// `ZᵀZ` (`width × width`, row-major, symmetric to the last bit) of the `rows × width`
-/// matrix that `fill` writes, on a wgpu device. Float32 products, compensated float32 sums
-/// within a chunk (a split's rows, then the chunk's splits), float64 across the device's
-/// slots. Any other device is refused as unsupported.
+/// matrix that `fill` writes, on a wgpu device. The float32 inputs' products summed as
+/// float32 pairs within a chunk (a split's rows, then the chunk's splits), in float64 across
+/// the device's slots: float64 quality where [`wgpu_pairs_hold`]. Any other device is
+/// refused as unsupported.
 pub fn wgpu_gram(
     device: &ComputeDevice,
     rows: usize,
@@ -115,17 +132,76 @@ pub fn wgpu_gram_in_chunks(
     }
 }
 
-/// The symmetric `width × width` product from the slots' tiles: `slots` sums then `slots`
-/// compensations, each `tiles² × TILE²` float32. A slot's value is its sum less its
-/// compensation, the slots added in float64; the upper triangle is read and mirrored.
+/// Rows of the pairs' check ([`wgpu_pairs_hold`]): a pattern of four repeated, so the sums
+/// cross steps and chunks.
+const CHECK_ROWS: usize = 40;
+
+/// Row `r` of the pairs' check: column 0 holds 1, 2⁻¹³, −1, 1 + 2⁻¹² in turn, column 1 the
+/// same a row later. Each column's square sums to `10 · (3 + 2⁻¹¹ + 2⁻²⁴ + 2⁻²⁶)`: a float32
+/// sum loses 2⁻²⁶ (next to 1) and a float32 product 2⁻²⁴ (of `(1 + 2⁻¹²)²`).
+fn check_row(r: usize) -> [f32; 2] {
+    let pattern = [1.0, 2f32.powi(-13), -1.0, 1.0 + 2f32.powi(-12)];
+    [pattern[r % 4], pattern[(r + 1) % 4]]
+}
+
+/// Devices already checked, by label, with the answer.
+static CHECKED: std::sync::Mutex<Vec<(String, bool)>> = std::sync::Mutex::new(Vec::new());
+
+/// Whether this wgpu device's compiler and hardware keep the float32 pairs of
+/// [`wgpu_gram`] exact: the kernel's products of a small matrix whose float32 sums and
+/// products both round (`check_row`) must match float64 to 2⁻⁴⁰. A compiler that
+/// reassociates float arithmetic past the kernel's guards would fold the errors to zero;
+/// there the products are float32 quality (about 5e-5 of scikit-learn on the golden data
+/// against 1e-7). Run once per device (by label) and remembered.
+pub fn wgpu_pairs_hold(device: &ComputeDevice) -> Result<bool, DeviceError> {
+    let lock = || {
+        CHECKED
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    };
+    if let Some((_, holds)) = lock().iter().find(|(label, _)| label == device.label()) {
+        return Ok(*holds);
+    }
+    let fill = |rows: Range<usize>, out: &mut [f32]| {
+        for (r, o) in rows.zip(out.chunks_exact_mut(2)) {
+            o.copy_from_slice(&check_row(r));
+        }
+    };
+    let got = wgpu_gram_in_chunks(device, CHECK_ROWS, 2, 16, &fill)?;
+    let mut want = [0.0f64; 4];
+    for r in 0..CHECK_ROWS {
+        let z = check_row(r).map(f64::from);
+        for (at, w) in want.iter_mut().enumerate() {
+            *w += z[at / 2] * z[at % 2];
+        }
+    }
+    let holds = got
+        .iter()
+        .zip(&want)
+        .all(|(g, w)| (g - w).abs() <= w.abs() * 2f64.powi(-40));
+    if !holds {
+        tracing::warn!(
+            device = device.label(),
+            ?got,
+            ?want,
+            "this device's compiler does not keep float32 pairs exact: its Gram products are float32 quality"
+        );
+    }
+    lock().push((device.label().to_string(), holds));
+    Ok(holds)
+}
+
+/// The symmetric `width × width` product from the slots' tiles: `slots` high parts then
+/// `slots` low parts, each `tiles² × TILE²` float32. A slot's value is its high part plus
+/// its low part, the slots added in float64; the upper triangle is read and mirrored.
 fn assemble(sums: &[f32], slots: usize, width: usize) -> Vec<f64> {
     let tiles = width.div_ceil(TILE);
     let len = tiles * tiles * TILE * TILE;
     let mut total = vec![0.0f64; len];
-    let (values, comps) = sums.split_at(slots * len);
-    for (slot, comp) in values.chunks_exact(len).zip(comps.chunks_exact(len)) {
-        for ((t, v), c) in total.iter_mut().zip(slot).zip(comp) {
-            *t += f64::from(*v) - f64::from(*c);
+    let (highs, lows) = sums.split_at(slots * len);
+    for (high, low) in highs.chunks_exact(len).zip(lows.chunks_exact(len)) {
+        for ((t, h), l) in total.iter_mut().zip(high).zip(low) {
+            *t += f64::from(*h) + f64::from(*l);
         }
     }
     let mut out = vec![0.0; width * width];
@@ -152,17 +228,69 @@ mod on_wgpu {
     use super::*;
     use crate::fused_mlp::array_arg;
 
+    /// `v` as it is, through an integer OR with `zero` (0, read at run time): the compiler
+    /// cannot see what the result equals, so it cannot rewrite the float arithmetic around
+    /// it. Mesa's NIR, for one, folds `(s + p) − s` to `p` and `a·o − b·o` to `(a − b)·o`
+    /// wherever the operations are not marked exact, and naga marks none; fast math (Metal)
+    /// reassociates freely.
+    #[cube]
+    fn opaque(v: f32, zero: u32) -> f32 {
+        f32::reinterpret(u32::reinterpret(v) | zero)
+    }
+
+    /// Veltkamp's split: the high 12 bits of `v` (`v` less them, the low part, fits in 12
+    /// bits too, so the halves' products are exact in float32).
+    #[cube]
+    fn high_half(v: f32, zero: u32) -> f32 {
+        let c = v * 4097.0f32;
+        c - opaque(c - v, zero)
+    }
+
+    /// Adds `p + extra` (`extra` small beside `p`: its rounding error) into the pair
+    /// (`hi[at]`, `lo[at]`) with Knuth's two-sum: `t = hi + p`, and the addition's error,
+    /// recovered from `t`, `hi` and `p`, goes into the low part with `extra`.
+    #[cube]
+    fn add_pair(
+        hi: &mut Array<f32>,
+        lo: &mut Array<f32>,
+        at: usize,
+        p: f32,
+        extra: f32,
+        zero: u32,
+    ) {
+        let s = hi[at];
+        let t = opaque(s + p, zero);
+        let back = opaque(t - s, zero);
+        let err = (s - opaque(t - back, zero)) + (p - back);
+        hi[at] = t;
+        lo[at] += err + extra;
+    }
+
     /// Adds a cube's tile (`ti`, `tj`) of `ZᵀZ` over its split of the chunk's rows into
-    /// `partials[split][ti][tj]` (`TILE × TILE`, row-major). Cubes below the diagonal stop at
-    /// once. Rows and columns past the chunk read as zeros, so a tile's padding sums to zero.
+    /// `partials[split][ti][tj]` (`TILE × TILE`, row-major: the sums' high parts, then at
+    /// `lo_at` their low parts). Cubes below the diagonal stop at once. Rows and columns past
+    /// the chunk read as zeros, so a tile's padding sums to zero.
     ///
-    /// Each unit sums `STEP` rows' products afresh, then adds that step's sums into its
-    /// running sums with Kahan's compensation; the split's sums are written rounded once.
+    /// Every sum is a float32 pair (high + low): each product is split exactly into its
+    /// rounded value and its rounding error (Dekker's product of the inputs' 12-bit halves;
+    /// a unit splits each value it reads once), the value is added to the step's pair with
+    /// Knuth's two-sum (the addition's error kept) and the error goes into the low part;
+    /// after `STEP` rows the step's pair is added into the running pair the same way. So
+    /// the products of float32 inputs are summed to about 2⁻⁴⁴ of their magnitudes, as a
+    /// float64 sum of them would be.
     ///
-    /// Launched unchecked: `z` holds `rows × width` values, `partials` a `TILE²` tile for every
-    /// (split, ti, tj) of the launch (the host sizes both), and every index below stays in them.
+    /// Launched unchecked: `z` holds `rows × width` values, `partials` two `TILE²` tiles for
+    /// every (split, ti, tj) of the launch, `lo_at` apart (the host sizes both), and every
+    /// index below stays in them.
     #[cube(launch_unchecked)]
-    fn gram_tiles(z: &Array<f32>, partials: &mut Array<f32>, rows: u32, width: u32) {
+    fn gram_tiles(
+        z: &Array<f32>,
+        partials: &mut Array<f32>,
+        rows: u32,
+        width: u32,
+        lo_at: u32,
+        zero: u32,
+    ) {
         let ti = CUBE_POS_X as usize;
         let tj = CUBE_POS_Y as usize;
         if ti > tj {
@@ -177,14 +305,17 @@ mod on_wgpu {
         let width = width as usize;
         let mut a = SharedMemory::<f32>::new(STEP * TILE);
         let mut b = SharedMemory::<f32>::new(STEP * TILE);
-        let mut acc = Array::<f32>::new(PER_UNIT * PER_UNIT);
-        let mut comp = Array::<f32>::new(PER_UNIT * PER_UNIT);
-        let mut step = Array::<f32>::new(PER_UNIT * PER_UNIT);
+        let mut hi = Array::<f32>::new(PER_UNIT * PER_UNIT);
+        let mut lo = Array::<f32>::new(PER_UNIT * PER_UNIT);
+        let mut step_hi = Array::<f32>::new(PER_UNIT * PER_UNIT);
+        let mut step_lo = Array::<f32>::new(PER_UNIT * PER_UNIT);
         let mut bv = Array::<f32>::new(PER_UNIT);
+        let mut bv_hi = Array::<f32>::new(PER_UNIT);
+        let mut bv_lo = Array::<f32>::new(PER_UNIT);
         #[unroll]
         for i in 0..PER_UNIT * PER_UNIT {
-            acc[i] = 0.0f32;
-            comp[i] = 0.0f32;
+            hi[i] = 0.0f32;
+            lo[i] = 0.0f32;
         }
         let begin = split * SPLIT_ROWS;
         let mut end = begin + SPLIT_ROWS;
@@ -216,29 +347,38 @@ mod on_wgpu {
             sync_cube();
             #[unroll]
             for i in 0..PER_UNIT * PER_UNIT {
-                step[i] = 0.0f32;
+                step_hi[i] = 0.0f32;
+                step_lo[i] = 0.0f32;
             }
             #[unroll]
             for k in 0..STEP {
                 #[unroll]
                 for j in 0..PER_UNIT {
-                    bv[j] = b[k * TILE + tx + j * SIDE];
+                    let v = b[k * TILE + tx + j * SIDE];
+                    let v_hi = high_half(v, zero);
+                    bv[j] = v;
+                    bv_hi[j] = v_hi;
+                    bv_lo[j] = v - v_hi;
                 }
                 #[unroll]
                 for i in 0..PER_UNIT {
                     let av = a[k * TILE + ty + i * SIDE];
+                    let av_hi = high_half(av, zero);
+                    let av_lo = av - av_hi;
                     #[unroll]
                     for j in 0..PER_UNIT {
-                        step[i * PER_UNIT + j] += av * bv[j];
+                        // Dekker's product: p rounded, and its error exactly from the
+                        // halves' products (each exact in float32).
+                        let p = av * bv[j];
+                        let p_err = ((av_hi * bv_hi[j] - p) + av_hi * bv_lo[j] + av_lo * bv_hi[j])
+                            + av_lo * bv_lo[j];
+                        add_pair(&mut step_hi, &mut step_lo, i * PER_UNIT + j, p, p_err, zero);
                     }
                 }
             }
             #[unroll]
             for i in 0..PER_UNIT * PER_UNIT {
-                let y = step[i] - comp[i];
-                let t = acc[i] + y;
-                comp[i] = (t - acc[i]) - y;
-                acc[i] = t;
+                add_pair(&mut hi, &mut lo, i, step_hi[i], step_lo[i], zero);
             }
             sync_cube();
         }
@@ -248,18 +388,20 @@ mod on_wgpu {
             #[unroll]
             for j in 0..PER_UNIT {
                 let at = i * PER_UNIT + j;
-                partials[base + (ty + i * SIDE) * TILE + tx + j * SIDE] = acc[at] - comp[at];
+                let out = base + (ty + i * SIDE) * TILE + tx + j * SIDE;
+                partials[out] = hi[at];
+                partials[lo_at as usize + out] = lo[at];
             }
         }
     }
 
-    /// Adds a chunk's splits into its slot with Kahan's compensation: for `i < len`, the
-    /// slot's sum `sums[at + i]` and compensation `sums[comp_at + i]` take in
-    /// `partials[s · len + i]` for every split `s` (a slot's first chunk starts them at zero,
-    /// `add` 0; later chunks add, `add` 1).
+    /// Adds a chunk's splits into its slot, as float32 pairs (two-sum, as in `gram_tiles`):
+    /// for `i < len`, the slot's pair (`sums[at + i]`, `sums[lo_at + i]`) takes in every
+    /// split's pair (`partials[s · len + i]`, `partials[split_lo + s · len + i]`) in split
+    /// order (a slot's first chunk starts it at zero, `add` 0; later chunks add, `add` 1).
     ///
-    /// Launched unchecked: `partials` holds `splits · len` values and `sums` at least
-    /// `at + len` and `comp_at + len` (the host sizes both).
+    /// Launched unchecked: `partials` holds both planes of `splits · len` values and `sums`
+    /// at least `at + len` and `lo_at + len` (the host sizes both).
     #[cube(launch_unchecked)]
     #[allow(clippy::too_many_arguments)]
     fn sum_splits(
@@ -267,9 +409,11 @@ mod on_wgpu {
         sums: &mut Array<f32>,
         splits: u32,
         len: u32,
+        split_lo: u32,
         at: u32,
-        comp_at: u32,
+        lo_at: u32,
         add: u32,
+        zero: u32,
     ) {
         let i = ((CUBE_POS_Y * CUBE_COUNT_X + CUBE_POS_X) * CUBE_DIM_X + UNIT_POS_X) as usize;
         let len = len as usize;
@@ -277,21 +421,23 @@ mod on_wgpu {
             terminate!();
         }
         let at = at as usize + i;
-        let comp_at = comp_at as usize + i;
-        let mut s = 0.0f32;
-        let mut c = 0.0f32;
+        let lo_at = lo_at as usize + i;
+        let mut hi = 0.0f32;
+        let mut lo = 0.0f32;
         if add == 1 {
-            s = sums[at];
-            c = sums[comp_at];
+            hi = sums[at];
+            lo = sums[lo_at];
         }
         for k in 0..splits as usize {
-            let y = partials[k * len + i] - c;
-            let t = s + y;
-            c = (t - s) - y;
-            s = t;
+            let p = partials[k * len + i];
+            let t = opaque(hi + p, zero);
+            let back = opaque(t - hi, zero);
+            let err = (hi - opaque(t - back, zero)) + (p - back);
+            hi = t;
+            lo += err + partials[split_lo as usize + k * len + i];
         }
-        sums[at] = s;
-        sums[comp_at] = c;
+        sums[at] = hi;
+        sums[lo_at] = lo;
     }
 
     /// How a staging buffer stands: mapped for the host, or waiting for the device.
@@ -430,8 +576,9 @@ mod on_wgpu {
         let splits = chunk.div_ceil(SPLIT_ROWS);
         let slots = chunks.min(SLOTS);
         let chunk_bytes = chunk * width * 4;
-        let partials = client.empty(splits * tile_len * 4);
-        // Each slot's sums, then each slot's compensations.
+        // Every split's high parts, then their low parts.
+        let partials = client.empty(2 * splits * tile_len * 4);
+        // Each slot's high parts, then each slot's low parts.
         let sums = client.empty(2 * slots * tile_len * 4);
         let targets: Vec<_> = (0..RING.min(chunks))
             .map(|_| client.empty(chunk_bytes))
@@ -480,9 +627,10 @@ mod on_wgpu {
             let cubes = len.div_ceil(256);
             let across = cubes.min(max.0 as usize);
             // SAFETY: `gram_tiles` reads `z` below `n · width` (rows below `n`, columns below
-            // `width`) and writes one `TILE²` tile per (split, ti, tj) of this launch, inside
-            // `partials` (`splits · tiles²` tiles, `n_splits ≤ splits`); `sum_splits` reads
-            // `partials` below `n_splits · len` and writes `sums` below `2 · slots · len`.
+            // `width`) and writes one `TILE²` tile per (split, ti, tj) of this launch in each
+            // plane of `partials` (`splits · tiles²` tiles a plane, `n_splits ≤ splits`);
+            // `sum_splits` reads `partials` below `n_splits · len` in each plane and writes
+            // `sums` below `2 · slots · len`.
             #[allow(unsafe_code)]
             unsafe {
                 gram_tiles::launch_unchecked::<WgpuRuntime>(
@@ -490,21 +638,25 @@ mod on_wgpu {
                     CubeCount::Static(tiles as u32, tiles as u32, n_splits as u32),
                     CubeDim::new_2d(SIDE as u32, SIDE as u32),
                     array_arg::<WgpuRuntime>(&targets[k % RING], n * width),
-                    array_arg::<WgpuRuntime>(&partials, splits * tile_len),
+                    array_arg::<WgpuRuntime>(&partials, 2 * splits * tile_len),
                     n as u32,
                     width as u32,
+                    (splits * tile_len) as u32,
+                    0u32,
                 );
                 sum_splits::launch_unchecked::<WgpuRuntime>(
                     &client,
                     CubeCount::Static(across as u32, cubes.div_ceil(across) as u32, 1),
                     CubeDim::new_1d(256),
-                    array_arg::<WgpuRuntime>(&partials, splits * tile_len),
+                    array_arg::<WgpuRuntime>(&partials, 2 * splits * tile_len),
                     array_arg::<WgpuRuntime>(&sums, 2 * slots * tile_len),
                     n_splits as u32,
                     len as u32,
+                    (splits * len) as u32,
                     ((k % slots) * len) as u32,
                     ((slots + k % slots) * len) as u32,
                     u32::from(k >= slots),
+                    0u32,
                 );
             }
             client
@@ -558,7 +710,7 @@ mod tests {
         let width = 70;
         let tiles = 2;
         let len = tiles * tiles * TILE * TILE;
-        // Then the compensations: 0.25 in slot 0, −0.25 in slot 1 (they cancel).
+        // Then the low parts: 0.25 in slot 0, −0.25 in slot 1 (they cancel).
         let mut sums = vec![0.5f32; 4 * len];
         sums[2 * len..3 * len].fill(0.25);
         sums[3 * len..].fill(-0.25);

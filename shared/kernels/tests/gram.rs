@@ -6,7 +6,7 @@
 
 use forexgpt_device::testing::test_gpus;
 use forexgpt_device::{ComputeDevice, DeviceError};
-use forexgpt_kernels::gram::{wgpu_gram, wgpu_gram_in_chunks};
+use forexgpt_kernels::gram::{wgpu_gram, wgpu_gram_in_chunks, wgpu_pairs_hold};
 use forexgpt_protocol::BackendKind;
 use forexgpt_random::SplitMix64;
 
@@ -46,16 +46,37 @@ fn wgpu_devices(what: &str) -> Vec<ComputeDevice> {
     gpus
 }
 
-/// Float32 products, compensated sums: within 2e-7 of the largest magnitude.
-fn assert_close(got: &[f64], want: &[f64], width: usize, label: &str) {
+/// Whether the device keeps the float32 pairs exact; Vulkan adapters must (lavapipe in CI,
+/// NVIDIA's driver), others (Metal's fast math) are named loudly if they do not.
+fn pairs_hold(device: &ComputeDevice) -> bool {
+    let holds = wgpu_pairs_hold(device).unwrap();
+    if !holds {
+        assert!(
+            !device.label().contains("Vulkan"),
+            "{}: the float32 pairs do not hold on a Vulkan adapter",
+            device.label()
+        );
+        eprintln!(
+            "NOT HELD: {} folds the float32 pairs; its products are checked at float32 quality",
+            device.label()
+        );
+    }
+    holds
+}
+
+/// The float32 inputs' products summed as float32 pairs: within 1e-12 of the largest
+/// magnitude (the reference's own float64 sums round at 1e-16 a row); 2e-7 where the
+/// device does not keep the pairs.
+fn assert_close(got: &[f64], want: &[f64], width: usize, label: &str, exact: bool) {
     assert_eq!(got.len(), width * width, "{label}: size");
     let scale = want.iter().fold(1.0f64, |m, v| m.max(v.abs()));
+    let tol = if exact { 1e-12 } else { 2e-7 };
     for i in 0..width {
         for j in 0..width {
             let (g, w) = (got[i * width + j], want[i * width + j]);
             assert!(
-                (g - w).abs() <= 2e-7 * scale,
-                "{label}: ({i}, {j}) {g} vs {w} (scale {scale})"
+                (g - w).abs() <= tol * scale,
+                "{label}: ({i}, {j}) {g} vs {w} (scale {scale}, tol {tol})"
             );
             assert_eq!(
                 g,
@@ -79,6 +100,7 @@ fn gram_matches_float64_sums_across_chunks_tiles_and_slots() {
     ];
     for device in wgpu_devices("the Gram product kernel") {
         eprintln!("running on {}", device.label());
+        let exact = pairs_hold(&device);
         for (k, &(rows, width, chunk)) in cases.iter().enumerate() {
             let z = data(rows, width, k as u64 + 1);
             let fill = |r: std::ops::Range<usize>, out: &mut [f32]| {
@@ -88,7 +110,7 @@ fn gram_matches_float64_sums_across_chunks_tiles_and_slots() {
             };
             let got = wgpu_gram_in_chunks(&device, rows, width, chunk, &fill).unwrap();
             let label = format!("{} {rows}×{width} in chunks of {chunk}", device.label());
-            assert_close(&got, &reference(&z, rows, width), width, &label);
+            assert_close(&got, &reference(&z, rows, width), width, &label, exact);
         }
         // The default chunking (one chunk here), and a second call that reuses the kept
         // staging buffers.
@@ -101,7 +123,13 @@ fn gram_matches_float64_sums_across_chunks_tiles_and_slots() {
         };
         let first = wgpu_gram(&device, rows, width, &fill).unwrap();
         let second = wgpu_gram(&device, rows, width, &fill).unwrap();
-        assert_close(&first, &reference(&z, rows, width), width, device.label());
+        assert_close(
+            &first,
+            &reference(&z, rows, width),
+            width,
+            device.label(),
+            exact,
+        );
         assert_eq!(first, second, "{}: the same products twice", device.label());
     }
 }

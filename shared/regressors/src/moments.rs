@@ -281,9 +281,9 @@ pub fn moments_on_device(
 
 /// Moments on a wgpu device: the host centres the rows in float64 and writes them as float32
 /// `Z = [x − x̄ | y − ȳ]` straight into the device's staging buffers; one product `ZᵀZ`
-/// gives `XᵀX` and `XᵀY` (float32 products, compensated float32 sums within a chunk, float64
-/// across chunks: float32 quality, [`forexgpt_kernels::gram`] says why). `Σ(y − ȳ)²` stays
-/// float64 on the host.
+/// gives `XᵀX` and `XᵀY` (the float32 inputs' products summed as float32 pairs: float64
+/// quality where the device keeps them, [`forexgpt_kernels::gram`] says how). `Σ(y − ȳ)²`
+/// stays float64 on the host.
 #[cfg(feature = "wgpu")]
 fn wgpu_moments(
     device: &ComputeDevice,
@@ -308,6 +308,8 @@ fn wgpu_moments(
             }
         }
     };
+    // Warns (once per device) where the compiler folds the float32 pairs.
+    let _ = forexgpt_kernels::gram::wgpu_pairs_hold(device)?;
     let z = forexgpt_kernels::gram::wgpu_gram(device, n, w, &fill)?;
     let products = started.elapsed();
     // Row i of ZᵀZ: XᵀX's row in its first d columns, XᵀY's in the rest.

@@ -18,11 +18,14 @@ source "$(dirname "$0")/common.sh"
 repeats="${REPEATS:-3}"
 export FOREXGPT_TEST_DEVICES="${FOREXGPT_TEST_DEVICES:-wgpu,cuda}"
 export FOREXGPT_LOG="${FOREXGPT_LOG:-forexgpt_regressors=debug}"
+# rf_fit_levels (the same grower on CUDA) exists only where CUDA is benchmarked.
+ops=rf_fit
+if [[ ",$FOREXGPT_TEST_DEVICES," == *",cuda"* ]]; then ops=rf_fit,rf_fit_levels; fi
 run=0
 for tail in ${TAILS:-0 4000 16000 64000}; do
   run=$((run + 1))
-  heading "FOREXGPT_FOREST_TAIL_ROWS=$tail: bench --suite forest --size seed --operations rf_fit,rf_fit_levels --repeats $repeats"
+  heading "FOREXGPT_FOREST_TAIL_ROWS=$tail: bench --suite forest --size seed --operations $ops --repeats $repeats"
   FOREXGPT_FOREST_TAIL_ROWS="$tail" fx bench --suite forest --size seed \
-    --operations rf_fit,rf_fit_levels --repeats "$repeats" >/dev/null
+    --operations "$ops" --repeats "$repeats" >/dev/null
   fx bench show "$run" --format markdown
 done

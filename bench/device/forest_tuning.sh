@@ -18,11 +18,14 @@ source "$(dirname "$0")/common.sh"
 repeats="${REPEATS:-3}"
 export FOREXGPT_TEST_DEVICES="${FOREXGPT_TEST_DEVICES:-wgpu,cuda}"
 export FOREXGPT_LOG="${FOREXGPT_LOG:-forexgpt_regressors=debug}"
+# rf_fit_levels (the same grower on CUDA) exists only where CUDA is benchmarked.
+ops=rf_fit
+if [[ ",$FOREXGPT_TEST_DEVICES," == *",cuda"* ]]; then ops=rf_fit,rf_fit_levels; fi
 run=0
 for setting in ${SETTINGS:-4,4,4,16777216 4,4,4,512 8,8,8,512 16,16,16,512 16,16,16,256 8,8,8,2048}; do
   run=$((run + 1))
-  heading "FOREXGPT_FOREST_TUNING=$setting: bench --suite forest --size seed --operations rf_fit,rf_fit_levels --repeats $repeats"
+  heading "FOREXGPT_FOREST_TUNING=$setting: bench --suite forest --size seed --operations $ops --repeats $repeats"
   FOREXGPT_FOREST_TUNING="$setting" fx bench --suite forest --size seed \
-    --operations rf_fit,rf_fit_levels --repeats "$repeats" >/dev/null
+    --operations "$ops" --repeats "$repeats" >/dev/null
   fx bench show "$run" --format markdown
 done

@@ -76,8 +76,9 @@ impl CostOp {
     /// 100 trees on 10,000 × 64 → 4 and 100,000 predicted rows, "Random forest on CUDA,
     /// second design", third round (CPU 1,269 / 121 ms, CUDA 60 / 5.4 ms), the Vulkan walk
     /// from "The forest's walk as a CubeCL kernel" (13–17 ms, build E), the Vulkan fit from
-    /// "Forest fit on wgpu: trees grown a level at a time (issue 21)" (~220 ms; its fixed
-    /// part, 45 ms, an estimate: preparing the sorted lists and a round trip per level);
+    /// "Forest fit on wgpu: trees grown a level at a time (issue 21)" (158–169 ms at build
+    /// R; its fixed part, 45 ms, an estimate: preparing the sorted lists and a round trip
+    /// per level);
     /// the 128-64-16 autoencoder, 20 epochs of 10,000 × 128: the CPU from "Encoder training
     /// by our fused kernels, third version" on an H200 (2,485 ms), the GPUs from "Fused
     /// kernels: a batch split among workgroups" on an H100 (the batch in 32 cubes of 2 rows:
@@ -100,7 +101,7 @@ impl CostOp {
             (PcaFit, Wgpu) => (5.0, 39.0),
             (ForestFit, Cpu) => (2.0, 1_250.0),
             (ForestFit, Cuda) => (15.0, 45.0),
-            (ForestFit, Wgpu) => (45.0, 175.0),
+            (ForestFit, Wgpu) => (45.0, 115.0),
             (ForestPredict, Cpu) => (0.2, 120.0),
             (ForestPredict, Cuda) => (1.0, 4.5),
             (ForestPredict, Wgpu) => (2.0, 7.0),

@@ -440,6 +440,46 @@ mod tests {
 
     #[test]
     #[cfg(any(feature = "wgpu", feature = "cuda"))]
+    fn a_network_left_to_burn_is_weighed_as_burns_training() {
+        use forexgpt_device::cost::CostOp;
+
+        use crate::neural::{GpuTrainer, NetworkKind, TrainRun, training_job};
+        use crate::progress::{CancelToken, NoProgress};
+
+        let rows = forexgpt_regressors::Matrix::new(4, 3, vec![0.5; 12]).unwrap();
+        let cancel = CancelToken::new();
+        let covered = forexgpt_protocol::NeuralEncoderSpec::default();
+        let with_dropout = forexgpt_protocol::NeuralEncoderSpec {
+            dropout: 0.2,
+            ..covered.clone()
+        };
+        let run = |spec, gpu_trainer| TrainRun {
+            kind: NetworkKind::Autoencoder,
+            spec,
+            train: &rows,
+            validation: &rows,
+            label: "test".into(),
+            progress: &NoProgress,
+            cancel: &cancel,
+            gpu_trainer,
+        };
+        let op = |run: &TrainRun<'_>| training_job(&[run]).workload.unwrap().op;
+        assert_eq!(
+            op(&run(&covered, GpuTrainer::Fused)),
+            CostOp::EncoderTraining
+        );
+        assert_eq!(
+            op(&run(&with_dropout, GpuTrainer::Fused)),
+            CostOp::EncoderTrainingByBurn
+        );
+        assert_eq!(
+            op(&run(&covered, GpuTrainer::Burn)),
+            CostOp::EncoderTrainingByBurn
+        );
+    }
+
+    #[test]
+    #[cfg(any(feature = "wgpu", feature = "cuda"))]
     fn a_plan_override_reads_rows_and_units() {
         let plan = parse_plan(" 8, 256").unwrap();
         assert_eq!((plan.rows_per_cube, plan.units), (8, 256));

@@ -252,7 +252,8 @@ pub struct TrainRun<'a> {
 
 /// The training of `runs` (networks trained together) as one job for placement, sized for the
 /// cost model: the number of networks, the longest run's epochs, the first network's rows and
-/// size (networks train together only when they are alike).
+/// size (networks train together only when they are alike), and the GPU path it would take
+/// (the fused kernels, or burn's for a network they do not cover).
 pub fn training_job(runs: &[&TrainRun<'_>]) -> JobSupport {
     let Some(first) = runs.first() else {
         return NEURAL_TRAINING;
@@ -264,13 +265,22 @@ pub fn training_job(runs: &[&TrainRun<'_>]) -> JobSupport {
         matches!(first.kind, NetworkKind::Vae { .. }),
     );
     let epochs = runs.iter().map(|r| r.spec.epochs).max().unwrap_or(0);
-    NEURAL_TRAINING.sized(Workload::encoder_training(
+    let workload = Workload::encoder_training(
         first.train.rows,
         first.train.cols,
         epochs,
         parameters,
         runs.len(),
-    ))
+    );
+    // A GPU trains by burn what the fused kernels do not cover (or what asks for burn):
+    // `auto` weighs that path, not the fused kernels'.
+    let by_burn =
+        first.gpu_trainer == GpuTrainer::Burn || crate::fused::not_covered(first).is_some();
+    NEURAL_TRAINING.sized(if by_burn {
+        workload.by_burn()
+    } else {
+        workload
+    })
 }
 
 impl TrainRun<'_> {

@@ -246,9 +246,17 @@ mod on_wgpu {
         c - opaque(c - v, zero)
     }
 
+    /// Knuth's two-sum: the rounding error of `t`, the float32 sum `opaque(s + p)`, recovered
+    /// exactly from `t`, `s` and `p`.
+    #[cube]
+    fn sum_error(s: f32, p: f32, t: f32, zero: u32) -> f32 {
+        let back = opaque(t - s, zero);
+        (s - opaque(t - back, zero)) + (p - back)
+    }
+
     /// Adds `p + extra` (`extra` small beside `p`: its rounding error) into the pair
-    /// (`hi[at]`, `lo[at]`) with Knuth's two-sum: `t = hi + p`, and the addition's error,
-    /// recovered from `t`, `hi` and `p`, goes into the low part with `extra`.
+    /// (`hi[at]`, `lo[at]`): `t = hi + p`, and the addition's error goes into the low part
+    /// with `extra`.
     #[cube]
     fn add_pair(
         hi: &mut Array<f32>,
@@ -260,10 +268,8 @@ mod on_wgpu {
     ) {
         let s = hi[at];
         let t = opaque(s + p, zero);
-        let back = opaque(t - s, zero);
-        let err = (s - opaque(t - back, zero)) + (p - back);
+        lo[at] += sum_error(s, p, t, zero) + extra;
         hi[at] = t;
-        lo[at] += err + extra;
     }
 
     /// Adds a cube's tile (`ti`, `tj`) of `ZᵀZ` over its split of the chunk's rows into
@@ -431,10 +437,8 @@ mod on_wgpu {
         for k in 0..splits as usize {
             let p = partials[k * len + i];
             let t = opaque(hi + p, zero);
-            let back = opaque(t - hi, zero);
-            let err = (hi - opaque(t - back, zero)) + (p - back);
+            lo += sum_error(hi, p, t, zero) + partials[split_lo as usize + k * len + i];
             hi = t;
-            lo += err + partials[split_lo as usize + k * len + i];
         }
         sums[at] = hi;
         sums[lo_at] = lo;

@@ -97,9 +97,10 @@ impl CostOp {
     /// 50, 157 ms for 50 on 1,000 bars; Vulkan 0.55–0.75 ms on 1 bar, 91 ms on 1,000) and,
     /// for CUDA, "Ensembles of autoencoder models in one dispatch" (0.05–0.12 ms on 1 bar,
     /// 76 ms on 1,000); burn's training path on the GPUs (the same autoencoder, 20 epochs):
-    /// Vulkan 8,384 ms from "Forest fit on wgpu", build R's suite on Vulkan (H100), CUDA
-    /// 4,700 ms on an H200 and 22.7 s for 100 epochs on an H100 from issue 20's own
-    /// measurements (before the fused kernels); its CPU line is the CPU's training line.
+    /// Vulkan 8,384 ms from the suite on Vulkan in "Forest fit on wgpu: trees grown a level
+    /// at a time" (build R, H100), CUDA from "Autoencoder and VAE at 100 epochs on the
+    /// H100" (22.7 s for 100 epochs, burn's path then: 4,546 ms for 20); its CPU line is the
+    /// CPU's training line.
     fn line(self, class: DeviceClass) -> (f64, f64) {
         use CostOp::*;
         use DeviceClass::*;
@@ -736,7 +737,8 @@ mod tests {
             Workload::of_benchmark("forecast", "1 model, 1 bar"),
             Some(Workload::inference(1, 1, 88))
         );
-        // Rows whose time is not a job's: burn's reference path, grids, data steps, peers.
+        // burn's rows weigh its own path; rows whose time is not a job's (members without
+        // bands, grids, a CUDA-only comparison walk, data steps, bad sizes) weigh nothing.
         assert_eq!(
             Workload::of_benchmark("vae_fit_burn", "10000×128, 20 epochs"),
             Some(

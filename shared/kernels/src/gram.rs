@@ -91,14 +91,18 @@ pub fn chunk_rows(width: usize) -> usize {
 /// `ZᵀZ` (`width × width`, row-major, symmetric to the last bit) of the `rows × width`
 /// matrix that `fill` writes, on a wgpu device. The float32 inputs' products summed as
 /// float32 pairs within a chunk (a split's rows, then the chunk's splits), in float64 across
-/// the device's slots: float64 quality where [`wgpu_pairs_hold`]. Any other device is
-/// refused as unsupported.
+/// the device's slots: float64 quality where [`wgpu_pairs_hold`] (checked here, once per
+/// device, with a warning where they do not hold). Any other device is refused as
+/// unsupported.
 pub fn wgpu_gram(
     device: &ComputeDevice,
     rows: usize,
     width: usize,
     fill: &FillBlock<'_>,
 ) -> Result<Vec<f64>, DeviceError> {
+    if rows > 0 && width > 0 {
+        wgpu_pairs_hold(device)?;
+    }
     wgpu_gram_in_chunks(device, rows, width, chunk_rows(width), fill)
 }
 

@@ -308,8 +308,6 @@ fn wgpu_moments(
             }
         }
     };
-    // Warns (once per device) where the compiler folds the float32 pairs.
-    let _ = forexgpt_kernels::gram::wgpu_pairs_hold(device)?;
     let z = forexgpt_kernels::gram::wgpu_gram(device, n, w, &fill)?;
     let products = started.elapsed();
     // Row i of ZᵀZ: XᵀX's row in its first d columns, XᵀY's in the rest.

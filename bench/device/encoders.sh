@@ -1,9 +1,8 @@
 #!/usr/bin/env bash
 # Autoencoder and VAE training: the 128-64-16 mirrored MLPs (ReLU, batch 64, Adam 1e-3) on
 # 10,000 × 128 rows of a curved 4-dimensional surface, validated on 2,000 more, on the CPU and
-# every GPU (our fused kernels; the autoencoder also through burn's general path,
-# `autoencoder_fit_burn`, and as a grid of 16 networks trained together,
-# `autoencoder_grid_fit`), against the same networks in PyTorch (CPU; CUDA eager and with each
+# every GPU (our fused kernels; the autoencoder also as a grid of 16 networks trained
+# together, `autoencoder_grid_fit`; burn trains on the CPU only), against the same networks in PyTorch (CPU; CUDA eager and with each
 # step captured in a CUDA graph; float32) on exactly the exported rows, in one stored table.
 #
 # Reproduces docs/benchmarks.md:
@@ -19,8 +18,7 @@
 #   default $FOREXGPT_BIN, else `forexgpt` on PATH.
 #   Env: EPOCHS (default 20), REPEATS (timed runs of ours and of PyTorch, default 2),
 #   FOREXGPT_TEST_DEVICES, OPERATIONS (only these of ours, e.g.
-#   autoencoder_fit,vae_fit,autoencoder_grid_fit: without burn's path, whose first CUDA run
-#   compiles for minutes), PEERS=0 (ours only, without the PyTorch peer). Needs python3 with
+#   autoencoder_fit,vae_fit), PEERS=0 (ours only, without the PyTorch peer). Needs python3 with
 #   numpy and torch (unless PEERS=0).
 #   FOREXGPT_FUSED_PLAN=ROWS,UNITS trains every GPU network under that cube plan of the fused
 #   kernels (rows of a batch per workgroup, units per workgroup) instead of the default, to

@@ -184,9 +184,9 @@ fn test() -> Result<()> {
     run(fmt)?;
     // The app embeds the built frontend, so it must exist before the workspace compiles.
     desktop::frontend()?;
-    // One clippy pass over everything, the CUDA-only code included (our kernels, the CUDA
-    // backend): it cannot run here but must compile, with the CUDA version cudarc would
-    // otherwise ask a CUDA toolkit for. One pass checks burn's stack once instead of twice.
+    // One clippy pass over everything, the CUDA-only code included (our kernels, cubecl's
+    // CUDA runtime, cuBLAS): it cannot run here but must compile, with the CUDA version
+    // cudarc would otherwise ask a CUDA toolkit for. One pass checks the stack once, not twice.
     let mut clippy = cargo();
     clippy
         .args([

@@ -9,9 +9,9 @@ use forexgpt_protocol::{Activation, EncoderSpec, NeuralEncoderSpec};
 pub enum EncoderKind {
     None,
     Pca,
-    /// Autoencoder (burn; GPU when available).
+    /// Autoencoder (our fused kernels on a GPU, burn on the CPU).
     Ae,
-    /// Variational autoencoder (burn; GPU when available).
+    /// Variational autoencoder (our fused kernels on a GPU, burn on the CPU).
     Vae,
 }
 

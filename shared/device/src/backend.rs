@@ -1,14 +1,18 @@
-//! Running backend-generic code on the resolved device.
+//! Running burn code, and where each device's runtime comes from.
 //!
-//! Engine code is written once as a [`BackendJob`] — a type with one method generic over
-//! `burn::tensor::backend::Backend` — and [`run_job`] instantiates it for the backend of the
-//! resolved [`ComputeDevice`]. This is static dispatch: no per-operation cost (burn 0.21's
-//! `Dispatch` backend matches an enum on every tensor operation, pulls in ndarray, and allows
-//! only one wgpu flavour per build). A backend that is compiled out answers with
-//! [`DeviceError::NotBuilt`], and a panic inside a backend becomes
-//! [`DeviceError::BackendFailed`] instead of crossing into the UI.
+//! burn runs on the CPU only: its backend there (`burn-flex`) trains the networks our fused
+//! kernels do not cover and is the reference they are tested against. GPUs run our own
+//! kernels (`cube`, `forexgpt-kernels`), not burn's general CUDA and wgpu backends: those
+//! were slower than the CPU for every job left to them and, instantiated for every element
+//! type and both runtimes, most of the binary (docs/benchmarks.md, "Size of the release CLI").
+//! Engine code that burn runs is written once as a [`BackendJob`] — a type with one method
+//! generic over `burn::tensor::backend::Backend` — and [`run_job`] runs it on the CPU; a
+//! GPU is refused with the reason (a caller that reaches one has a GPU path to take
+//! instead). A panic inside burn becomes [`DeviceError::BackendFailed`] instead of crossing
+//! into the UI.
 
 use burn::tensor::backend::Backend;
+#[cfg(feature = "wgpu")]
 use forexgpt_protocol::AdapterType;
 
 use crate::compute_device::{ComputeDevice, Target};
@@ -17,14 +21,8 @@ use crate::probe::wgpu_adapters::panic_message;
 
 /// The burn CPU backend.
 pub type CpuBackend = burn::backend::Flex;
-/// The burn wgpu backend (Vulkan / Metal), with kernel fusion.
-#[cfg(feature = "wgpu")]
-pub type WgpuBackend = burn::backend::Wgpu;
-/// The burn CUDA backend, with kernel fusion.
-#[cfg(feature = "cuda")]
-pub type CudaBackend = burn::backend::Cuda;
 
-/// Code that runs on any burn backend.
+/// Code that runs on a burn backend (the CPU's).
 pub trait BackendJob {
     type Output;
 
@@ -41,39 +39,27 @@ pub(crate) fn guarded<T>(label: &str, f: impl FnOnce() -> T) -> Result<T, Device
     )
 }
 
-/// Runs `job` on `device`'s backend.
+/// Runs `job` on burn's CPU backend when `device` is the CPU; a GPU is refused (it runs our
+/// own kernels, never burn's general path).
 pub fn run_job<J: BackendJob>(device: &ComputeDevice, job: J) -> Result<J::Output, DeviceError> {
     let label = device.label();
     match device.target {
         Target::Cpu => guarded(label, || {
             job.run::<CpuBackend>(&burn::backend::flex::FlexDevice)
         }),
-        Target::Wgpu {
-            adapter_type,
-            type_index,
-        } => run_wgpu(label, adapter_type, type_index, job),
-        Target::Cuda { index } => run_cuda(label, index, job),
         Target::Failing => Err(DeviceError::BackendFailed {
             device: label.to_string(),
             message: "simulated GPU fault".into(),
         }),
+        Target::Wgpu { .. } | Target::Cuda { .. } => Err(DeviceError::Unsupported {
+            job: "burn's general path".into(),
+            device: label.to_string(),
+            why: "burn runs on the CPU here; GPUs run our own kernels".into(),
+        }),
     }
 }
 
-#[cfg(feature = "wgpu")]
-fn run_wgpu<J: BackendJob>(
-    label: &str,
-    adapter_type: AdapterType,
-    type_index: usize,
-    job: J,
-) -> Result<J::Output, DeviceError> {
-    guarded(label, || {
-        let (device, _) = wgpu_device(adapter_type, type_index);
-        job.run::<WgpuBackend>(&device)
-    })
-}
-
-/// The wgpu device (burn's and cubecl's, one type) of an adapter, and its wgpu handles
+/// The cubecl wgpu device of an adapter, and its wgpu handles
 /// (instance, adapter, device, queue), for work that goes to wgpu directly: buffers of our
 /// own, mapped for the host to write (`forexgpt_kernels::gram`).
 ///
@@ -85,8 +71,8 @@ fn run_wgpu<J: BackendJob>(
 pub(crate) fn wgpu_device(
     adapter_type: AdapterType,
     type_index: usize,
-) -> (burn::backend::wgpu::WgpuDevice, cubecl::wgpu::WgpuSetup) {
-    use burn::backend::wgpu::WgpuDevice;
+) -> (cubecl::wgpu::WgpuDevice, cubecl::wgpu::WgpuSetup) {
+    use cubecl::wgpu::WgpuDevice;
     use std::sync::Mutex;
     static SETUPS: Mutex<Vec<(WgpuDevice, cubecl::wgpu::WgpuSetup)>> = Mutex::new(Vec::new());
     let device = match adapter_type {
@@ -109,25 +95,4 @@ pub(crate) fn wgpu_device(
     );
     setups.push((device.clone(), setup.clone()));
     (device, setup)
-}
-
-#[cfg(not(feature = "wgpu"))]
-fn run_wgpu<J: BackendJob>(
-    _: &str,
-    _: AdapterType,
-    _: usize,
-    _: J,
-) -> Result<J::Output, DeviceError> {
-    Err(DeviceError::NotBuilt(forexgpt_protocol::BackendKind::Wgpu))
-}
-
-#[cfg(feature = "cuda")]
-fn run_cuda<J: BackendJob>(label: &str, index: usize, job: J) -> Result<J::Output, DeviceError> {
-    let device = burn::backend::cuda::CudaDevice::new(index);
-    guarded(label, || job.run::<CudaBackend>(&device))
-}
-
-#[cfg(not(feature = "cuda"))]
-fn run_cuda<J: BackendJob>(_: &str, _: usize, _: J) -> Result<J::Output, DeviceError> {
-    Err(DeviceError::NotBuilt(forexgpt_protocol::BackendKind::Cuda))
 }

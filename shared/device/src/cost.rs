@@ -31,10 +31,6 @@ pub enum CostOp {
     ForestPredict,
     /// Autoencoder or VAE training by our fused kernels on a GPU (on the CPU, by burn).
     EncoderTraining,
-    /// Autoencoder or VAE training by burn on every device: what a GPU runs for a network
-    /// the fused kernels do not cover (dropout, wider layers), hundreds of small kernels a
-    /// step, and networks one after another.
-    EncoderTrainingByBurn,
     /// A forecast or backtest: every model of an ensemble on every bar.
     EnsembleInference,
     /// An ensemble of autoencoder models: each bar through every member's encoder.
@@ -42,13 +38,12 @@ pub enum CostOp {
 }
 
 impl CostOp {
-    const ALL: [CostOp; 8] = [
+    const ALL: [CostOp; 7] = [
         CostOp::LinearFit,
         CostOp::PcaFit,
         CostOp::ForestFit,
         CostOp::ForestPredict,
         CostOp::EncoderTraining,
-        CostOp::EncoderTrainingByBurn,
         CostOp::EnsembleInference,
         CostOp::EncoderEnsembleInference,
     ];
@@ -64,9 +59,6 @@ impl CostOp {
             // The encoder suite's rows (`autoencoder_fit`, `vae_fit`); the bare names are
             // those of runs stored before the suite named its rows so.
             "autoencoder" | "autoencoder_fit" | "vae" | "vae_fit" => CostOp::EncoderTraining,
-            // The suite's rows of burn's path on the GPUs (it has no CPU rows of its own: the
-            // CPU trains by burn in `autoencoder_fit`).
-            "autoencoder_fit_burn" | "vae_fit_burn" => CostOp::EncoderTrainingByBurn,
             "forecast" => CostOp::EnsembleInference,
             // A forecast with its bands is what the app places (`predict_ae`, the members'
             // predictions alone, is not a job of its own).
@@ -120,9 +112,6 @@ impl CostOp {
             (EncoderTraining, Cpu) => (2.0, 2_490.0),
             (EncoderTraining, Cuda) => (20.0, 155.0),
             (EncoderTraining, Wgpu) => (20.0, 340.0),
-            (EncoderTrainingByBurn, Cpu) => (2.0, 2_490.0),
-            (EncoderTrainingByBurn, Cuda) => (20.0, 4_600.0),
-            (EncoderTrainingByBurn, Wgpu) => (20.0, 8_400.0),
             (EnsembleInference, Cpu) => (0.01, 150.0),
             (EnsembleInference, Cuda) => (0.9, 140.0),
             (EnsembleInference, Wgpu) => (0.6, 90.0),
@@ -140,7 +129,6 @@ impl CostOp {
             CostOp::ForestFit => "forest fit",
             CostOp::ForestPredict => "forest prediction",
             CostOp::EncoderTraining => "encoder training",
-            CostOp::EncoderTrainingByBurn => "encoder training by burn",
             CostOp::EnsembleInference => "model inference",
             CostOp::EncoderEnsembleInference => "autoencoder-model inference",
         }
@@ -238,17 +226,6 @@ impl Workload {
         }
     }
 
-    /// The same encoder training, run by burn (a network the fused kernels do not cover).
-    pub fn by_burn(self) -> Workload {
-        match self.op {
-            CostOp::EncoderTraining => Workload {
-                op: CostOp::EncoderTrainingByBurn,
-                ..self
-            },
-            _ => self,
-        }
-    }
-
     /// `models` models on `bars` bars of `cols` features.
     pub fn inference(models: usize, bars: usize, cols: usize) -> Workload {
         Workload::new(CostOp::EnsembleInference, bars, cols, models)
@@ -288,7 +265,7 @@ impl Workload {
                 u * r * levels * c / (100.0 * 1e4 * 1e4f64.log2() * 64.0)
             }
             CostOp::ForestPredict => u * r / (100.0 * 1e5),
-            CostOp::EncoderTraining | CostOp::EncoderTrainingByBurn => {
+            CostOp::EncoderTraining => {
                 r * u * self.parameters as f64
                     / (1e4 * 20.0 * mirrored_mlp_parameters(128, &[128, 64], 16, false) as f64)
             }
@@ -325,7 +302,7 @@ impl Workload {
                 count(self.units, "tree", "trees"),
                 count(self.rows, "row", "rows")
             ),
-            CostOp::EncoderTraining | CostOp::EncoderTrainingByBurn => format!(
+            CostOp::EncoderTraining => format!(
                 "{}{} × {}, {}, {} parameters",
                 if self.copies > 1 {
                     format!("{} networks of ", self.copies)
@@ -371,18 +348,13 @@ impl Workload {
                 Workload::forest_predict(rows, cols, trees)
             }
             // The benchmark's networks are the default 128-64-16 ones.
-            (CostOp::EncoderTraining | CostOp::EncoderTrainingByBurn, &[rows, cols, epochs]) => {
-                Workload {
-                    op,
-                    ..Workload::encoder_training(
-                        rows,
-                        cols,
-                        epochs,
-                        mirrored_mlp_parameters(cols, &[128, 64], 16, operation.starts_with("vae")),
-                        1,
-                    )
-                }
-            }
+            (CostOp::EncoderTraining, &[rows, cols, epochs]) => Workload::encoder_training(
+                rows,
+                cols,
+                epochs,
+                mirrored_mlp_parameters(cols, &[128, 64], 16, operation.starts_with("vae")),
+                1,
+            ),
             (CostOp::EnsembleInference, &[models, bars]) => {
                 // The forecast benchmark's models read the sample's 88 features.
                 Workload::inference(models, bars, 88)
@@ -576,11 +548,7 @@ impl CostModel {
         } else {
             device.label()
         };
-        // The CPU trains every network by burn: the encoder rows calibrate both lines there.
-        let op = match (workload.op, class) {
-            (CostOp::EncoderTrainingByBurn, DeviceClass::Cpu) => CostOp::EncoderTraining,
-            (op, _) => op,
-        };
+        let op = workload.op;
         Some(
             match self
                 .calibrations
@@ -608,9 +576,8 @@ fn built_in_ms(workload: Workload, class: DeviceClass, cpu_threads: usize) -> Op
     } else {
         1.0
     };
-    // Networks trained together: one after the other on the CPU and by burn, side by side
-    // on a GPU.
-    let rounds = if class == DeviceClass::Cpu || workload.op == CostOp::EncoderTrainingByBurn {
+    // Networks trained together: one after the other on the CPU, side by side on a GPU.
+    let rounds = if class == DeviceClass::Cpu {
         workload.copies
     } else {
         workload.copies.div_ceil(GPU_NETWORKS_AT_ONCE)
@@ -669,19 +636,9 @@ mod tests {
         let reference = Workload::encoder_training(10_000, 128, 20, 51_728, 1);
         assert_eq!(mirrored_mlp_parameters(128, &[128, 64], 16, false), 51_728);
         assert!((reference.relative_size() - 1.0).abs() < 1e-12);
-        // The fused kernels beat the CPU; burn's path on a GPU (a network they do not
-        // cover) does not, so `auto` keeps such a network on the CPU.
+        // The fused kernels beat the CPU (a network they do not cover trains on the CPU
+        // only: its job does not offer the GPUs at all).
         assert!(ms(reference, &wgpu) * 5.0 < ms(reference, &cpu));
-        let by_burn = reference.by_burn();
-        assert!(ms(by_burn, &cpu) * 3.0 < ms(by_burn, &wgpu));
-        assert_eq!(ms(by_burn, &cpu), ms(reference, &cpu));
-        assert_eq!(by_burn.describe(), reference.describe());
-        // burn trains a grid's networks one after another on a GPU too.
-        let burn_grid = Workload::encoder_training(10_000, 128, 20, 51_728, 16).by_burn();
-        assert_eq!(
-            ms(burn_grid, &wgpu),
-            20.0 + 16.0 * (ms(by_burn, &wgpu) - 20.0)
-        );
         // Sixteen networks together: sixteen times one on the CPU, about three on a GPU.
         let grid = Workload::encoder_training(10_000, 128, 20, 51_728, 16);
         let one_cpu = model.estimate(reference, &cpu, 16).unwrap().ms;
@@ -737,22 +694,11 @@ mod tests {
             Workload::of_benchmark("forecast", "1 model, 1 bar"),
             Some(Workload::inference(1, 1, 88))
         );
-        // burn's rows weigh its own path; rows whose time is not a job's (members without
-        // bands, grids, a CUDA-only comparison walk, data steps, bad sizes) weigh nothing.
-        assert_eq!(
-            Workload::of_benchmark("vae_fit_burn", "10000×128, 20 epochs"),
-            Some(
-                Workload::encoder_training(
-                    10_000,
-                    128,
-                    20,
-                    mirrored_mlp_parameters(128, &[128, 64], 16, true),
-                    1
-                )
-                .by_burn()
-            )
-        );
+        // Rows whose time is not a job's (members without bands, grids, a CUDA-only
+        // comparison walk, data steps, burn's GPU rows of older runs, bad sizes) weigh
+        // nothing.
         for (op, size) in [
+            ("vae_fit_burn", "10000×128, 20 epochs"),
             ("predict_ae", "50 models, 1000 bars"),
             ("autoencoder_grid_fit", "16 networks, 10000×128, 20 epochs"),
             ("rf_predict_cubecl", "100 trees, 100000×64"),
@@ -863,17 +809,13 @@ mod tests {
         for op in forexgpt_protocol::AUTO_WEIGHED_OPERATIONS {
             assert!(CostOp::of_benchmark(op).is_some(), "{op}");
         }
-        for op in ["autoencoder_grid_fit", "features", "import_csv"] {
+        for op in [
+            "autoencoder_grid_fit",
+            "features",
+            "import_csv",
+            "autoencoder_fit_burn",
+        ] {
             assert!(CostOp::of_benchmark(op).is_none(), "{op}");
-            assert!(!forexgpt_protocol::AUTO_WEIGHED_OPERATIONS.contains(&op));
-        }
-        // burn's rows calibrate its line on the GPUs; they have no CPU row of their own to
-        // be marked against, so the tables leave them unmarked.
-        for op in ["autoencoder_fit_burn", "vae_fit_burn"] {
-            assert_eq!(
-                CostOp::of_benchmark(op),
-                Some(CostOp::EncoderTrainingByBurn)
-            );
             assert!(!forexgpt_protocol::AUTO_WEIGHED_OPERATIONS.contains(&op));
         }
     }

@@ -1,9 +1,9 @@
 //! Running our own CubeCL kernels (`#[cube]`, one source for CUDA and wgpu) on a resolved
 //! device. A [`CubeJob`] is written once, generic over the cubecl runtime, and
 //! [`run_cube_job`] instantiates it for the device's runtime: `cubecl::wgpu::WgpuRuntime`
-//! (Vulkan, Metal, DX12) or `cubecl::cuda::CudaRuntime`. These are the runtimes under burn's
-//! backends, and clients are kept per device, so our kernels share burn's queue and memory
-//! pool on that device.
+//! (Vulkan, Metal, DX12) or `cubecl::cuda::CudaRuntime`. cubecl keeps one client per device,
+//! so every kernel of ours on a device shares its queue and memory pool (and, on CUDA, the
+//! primary context our cuBLAS calls use).
 //!
 //! The CPU has no cubecl runtime here: a job asked to run there is refused as unsupported
 //! and its caller runs its CPU path. A panic inside a runtime becomes

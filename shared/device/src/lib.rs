@@ -1,15 +1,16 @@
 //! The device manager: what the machine has (CUDA GPUs, wgpu adapters on Vulkan / Metal /
 //! DX12, the CPU), which device a request (`auto | cuda[:N] | wgpu[:N] | cpu`, "if available")
-//! resolves to for a job, and one way to run backend-generic burn code there.
+//! resolves to for a job, and how code runs there: our own kernels on a GPU, burn on the CPU.
 //!
 //! - [`probe`]: finding devices without letting a backend panic (CUDA through the driver API
 //!   loaded at run time, NVRTC and the CUDA headers that cubecl needs, wgpu adapters listed on
 //!   a guarded thread).
 //! - [`manager`]: the probed machine and how a preference resolves.
 //! - [`placement`]: the one placement path every job goes through ([`DeviceManager::place`]).
-//! - [`backend`]: burn backends and [`run_job`], which runs a [`BackendJob`] on a device.
+//! - [`backend`]: burn's CPU backend and [`run_job`], which runs a [`BackendJob`] there (burn's
+//!   GPU backends are not built: GPUs run our own kernels).
 //! - `cube` (with a GPU backend built): `run_cube_job`, which runs our own CubeCL kernels
-//!   on a device's cubecl runtime (the one under burn's backend there).
+//!   on a device's cubecl runtime.
 //!
 //! Backends that are compiled out still appear, as "not built with X support". Our own GPU
 //! kernels live in the `forexgpt-kernels` crate.
@@ -25,7 +26,6 @@ pub mod kernel_cache;
 pub mod manager;
 pub mod panics;
 pub mod placement;
-pub mod precision;
 pub mod probe;
 pub mod testing;
 

@@ -53,6 +53,17 @@ impl JobSupport {
         }
     }
 
+    /// A job that runs on the CPU only (a GPU named for it is refused with
+    /// [`refusal`](Self::refusal); "if available" and `auto` run it on the CPU and say why).
+    pub const fn cpu_only(job: &'static str) -> JobSupport {
+        JobSupport {
+            job,
+            cuda: false,
+            wgpu: false,
+            workload: None,
+        }
+    }
+
     /// The same job, of this size.
     pub const fn sized(self, workload: Workload) -> JobSupport {
         JobSupport {
@@ -364,7 +375,8 @@ mod tests {
     const ANY: JobSupport = JobSupport::everywhere("the test job");
     const CUDA: JobSupport = JobSupport::cuda_only("the CUDA job");
 
-    /// Places an empty burn job (a failing GPU fails it like any other), counting the runs.
+    /// Places an empty job (a failing GPU fails it as any kernel launch there would),
+    /// counting the runs.
     fn place(
         machine: &DeviceManager,
         request: DeviceRequest,
@@ -376,7 +388,7 @@ mod tests {
             job,
             |device| {
                 runs += 1;
-                crate::run_job(device, Probe)
+                probe(device)
             },
             |e| Some(e),
         );
@@ -384,13 +396,16 @@ mod tests {
         placed
     }
 
-    /// A burn job that does nothing.
-    struct Probe;
-
-    impl crate::BackendJob for Probe {
-        type Output = ();
-
-        fn run<B: burn::tensor::backend::Backend>(self, _: &B::Device) {}
+    /// A job that does nothing where it runs; on a failing GPU it fails as `run_cube_job`
+    /// and `run_job` do there.
+    fn probe(device: &ComputeDevice) -> Result<(), DeviceError> {
+        match device.target {
+            crate::compute_device::Target::Failing => Err(DeviceError::BackendFailed {
+                device: device.label().to_string(),
+                message: "simulated GPU fault".into(),
+            }),
+            _ => Ok(()),
+        }
     }
 
     #[test]

@@ -1,18 +1,16 @@
 //! Running many models at once. Models whose whole pipeline is affine (scaler, PCA, linear
 //! regressors) are stacked into one `features × (models·horizons)` matrix per feature spec,
 //! so an ensemble of any size is one matrix product: on the CPU (float64, rayon over rows)
-//! or on a GPU (float32, one burn matmul). Models with a neural encoder and a linear
+//! or on a GPU (float32, one dispatch of our forward kernel, each model a one-layer chain
+//! `features → horizons` kept on the device). Models with a neural encoder and a linear
 //! regressor are chains of dense layers ([`crate::chains`]): on a GPU, every member of one
 //! shape runs in one dispatch of our forward kernel, the members kept on the device; on the
 //! CPU each runs its own pipeline in float64. Models with a random forest run one by one,
 //! the encoder and the forest's tree walk on the ensemble's device.
 
-use burn::tensor::backend::Backend;
-use burn::tensor::{Tensor, TensorData};
 use forexgpt_core::candle::Candle;
 use forexgpt_core::features::{FeatureMatrix, build_features};
-use forexgpt_device::precision::{column_max_abs, matmul_split, split_scales};
-use forexgpt_device::{BackendJob, ComputeDevice, run_job};
+use forexgpt_device::ComputeDevice;
 use forexgpt_protocol::{BackendKind, Combine, FeatureSpec};
 use forexgpt_regressors::Matrix;
 use rayon::prelude::*;
@@ -42,6 +40,9 @@ struct Group {
     spec: FeatureSpec,
     members: Vec<usize>,
     stacked: StackedAffine,
+    /// The members as one-layer chains for the forward kernel, and where they are resident.
+    #[cfg(any(feature = "wgpu", feature = "cuda"))]
+    chains: (ChainGroup, crate::chains::gpu::Resident),
 }
 
 /// Predicted log returns: `per_model[m]` is `rows × horizons`.
@@ -164,6 +165,11 @@ impl Ensemble {
         for (spec, members) in members {
             let stacked = ensemble.stack(&members)?;
             ensemble.groups.push(Group {
+                #[cfg(any(feature = "wgpu", feature = "cuda"))]
+                chains: (
+                    stacked.as_chains(&spec, &members, ensemble.horizons.len()),
+                    Default::default(),
+                ),
                 spec,
                 members,
                 stacked,
@@ -195,20 +201,15 @@ impl Ensemble {
     ) -> Result<EnsemblePrediction, EngineError> {
         let h = self.horizons.len();
         let mut per_model: Vec<Option<Matrix>> = vec![None; self.models.len()];
-        for Group {
-            spec,
-            members,
-            stacked,
-        } in &self.groups
-        {
-            let fm = features.get(spec).ok_or_else(not_built)?;
+        for group in &self.groups {
+            let fm = features.get(&group.spec).ok_or_else(not_built)?;
             let x = rows_at(fm, ts)?;
             let out = match device.backend() {
-                BackendKind::Cpu => stacked.apply_cpu(&x),
-                _ => stacked.apply_on(device, &x)?,
+                BackendKind::Cpu => group.stacked.apply_cpu(&x),
+                _ => group.apply_on(device, &x)?,
             };
-            let k = stacked.b.len();
-            for (slot, &m) in members.iter().enumerate() {
+            let k = group.stacked.b.len();
+            for (slot, &m) in group.members.iter().enumerate() {
                 let mut pm = Matrix::zeros(x.rows, h);
                 for r in 0..x.rows {
                     pm.values[r * h..(r + 1) * h]
@@ -391,70 +392,79 @@ impl StackedAffine {
         out
     }
 
-    fn apply_on(&self, device: &ComputeDevice, x: &Matrix) -> Result<Vec<f64>, EngineError> {
+    /// The stacked map as chains for the forward kernel: member `slot` is model `slot`'s
+    /// `features → horizons` layer (its columns of `A`, its shifted bias), reading rows
+    /// centred on [`center`](Self::center) as the CPU's product does (shift 0, scale 1).
+    #[cfg(any(feature = "wgpu", feature = "cuda"))]
+    fn as_chains(&self, spec: &FeatureSpec, members: &[usize], h: usize) -> ChainGroup {
         let k = self.b.len();
-        let xs: Vec<f32> = x
-            .values
-            .chunks_exact(self.d)
-            .flat_map(|row| row.iter().zip(&self.center).map(|(v, c)| (v - c) as f32))
+        let bias = self.shifted_bias();
+        // One layer, the output one: no activation is ever applied.
+        let activation = forexgpt_protocol::Activation::Tanh;
+        let chains = (0..members.len())
+            .map(|slot| {
+                let mut params: Vec<f32> = Vec::with_capacity(self.d * h + h);
+                for i in 0..self.d {
+                    let row = &self.a[i * k + slot * h..i * k + (slot + 1) * h];
+                    params.extend(row.iter().map(|&v| v as f32));
+                }
+                params.extend(bias[slot * h..(slot + 1) * h].iter().map(|&v| v as f32));
+                crate::chains::Chain {
+                    widths: vec![self.d, h],
+                    activation,
+                    mean: self.center.clone(),
+                    inv_scale: vec![1.0; self.d],
+                    params,
+                }
+            })
             .collect();
-        let a: Vec<f32> = self.a.iter().map(|&v| v as f32).collect();
-        // CUDA's float32 matmul runs on TF32 tensor cores; split to keep float32 accuracy.
-        let split = (device.backend() == BackendKind::Cuda).then(|| {
-            (
-                split_scales(&column_max_abs(&xs, self.d)),
-                split_scales(&column_max_abs(&a, k)),
-            )
-        });
-        let job = AffineJob {
-            n: x.rows,
-            d: self.d,
-            k,
-            x: xs,
-            a,
-            b: self.shifted_bias().iter().map(|&v| v as f32).collect(),
-            split,
-        };
-        let out = run_job(device, job)?;
-        if out.len() != x.rows * self.b.len() {
+        ChainGroup {
+            spec: spec.clone(),
+            widths: vec![self.d, h],
+            activation,
+            members: members.to_vec(),
+            chains,
+        }
+    }
+}
+
+impl Group {
+    /// The stacked product on a GPU: every member in one dispatch of the forward kernel
+    /// (float32, each output summed in order; no tensor cores). Features or horizons wider
+    /// than the kernel takes run the CPU's float64 product instead (the GPU would only add a
+    /// transfer to this one product).
+    #[cfg(any(feature = "wgpu", feature = "cuda"))]
+    fn apply_on(&self, device: &ComputeDevice, x: &Matrix) -> Result<Vec<f64>, EngineError> {
+        let (group, resident) = &self.chains;
+        if group
+            .widths
+            .iter()
+            .any(|&w| w > crate::fused::FUSED_MAX_WIDTH)
+        {
+            return Ok(self.stacked.apply_cpu(x));
+        }
+        let out = crate::chains::gpu::run(group, resident, x, device)?;
+        if out.len() != x.rows * self.stacked.b.len() {
             return Err(EngineError::InvalidRequest(format!(
                 "{} returned {} values for a {} × {} product",
                 device.label(),
                 out.len(),
                 x.rows,
-                self.b.len()
+                self.stacked.b.len()
             )));
         }
-        Ok(out.into_iter().map(f64::from).collect())
+        Ok(out)
     }
-}
 
-struct AffineJob {
-    n: usize,
-    d: usize,
-    k: usize,
-    x: Vec<f32>,
-    a: Vec<f32>,
-    b: Vec<f32>,
-    split: Option<(Vec<f32>, Vec<f32>)>,
-}
-
-impl BackendJob for AffineJob {
-    type Output = Vec<f32>;
-
-    fn run<B: Backend>(self, device: &B::Device) -> Vec<f32> {
-        let x = Tensor::<B, 2>::from_data(TensorData::new(self.x, [self.n, self.d]), device);
-        let a = Tensor::<B, 2>::from_data(TensorData::new(self.a, [self.d, self.k]), device);
-        let b = Tensor::<B, 2>::from_data(TensorData::new(self.b, [1, self.k]), device);
-        let scales = self
-            .split
-            .as_ref()
-            .map(|(sx, sa)| (sx.as_slice(), sa.as_slice()));
-        matmul_split(x, a, scales, device)
-            .add(b)
-            .into_data()
-            .to_vec::<f32>()
-            .unwrap_or_default()
+    #[cfg(not(any(feature = "wgpu", feature = "cuda")))]
+    fn apply_on(&self, device: &ComputeDevice, _: &Matrix) -> Result<Vec<f64>, EngineError> {
+        Err(EngineError::Device(
+            forexgpt_device::DeviceError::Unsupported {
+                job: "an ensemble's affine models".into(),
+                device: device.label().to_string(),
+                why: "this build has no GPU kernels".into(),
+            },
+        ))
     }
 }
 

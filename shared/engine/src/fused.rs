@@ -438,12 +438,16 @@ mod tests {
         assert!(why.contains("layers up to 2048 wide, not 3000"), "{why}");
     }
 
+    /// A network the fused kernels do not cover trains by burn on the CPU: a GPU named for
+    /// it is refused with the reason, `auto` and "if available" place it on the CPU and say
+    /// why; a covered one is weighed by the fused kernels' line.
     #[test]
     #[cfg(any(feature = "wgpu", feature = "cuda"))]
-    fn a_network_left_to_burn_is_weighed_as_burns_training() {
+    fn a_network_left_to_burn_trains_on_the_cpu_only() {
         use forexgpt_device::cost::CostOp;
+        use forexgpt_protocol::{BackendKind, DevicePreference, DeviceRequest};
 
-        use crate::neural::{GpuTrainer, NetworkKind, TrainRun, training_job};
+        use crate::neural::{NetworkKind, TrainRun, training_job};
         use crate::progress::{CancelToken, NoProgress};
 
         let rows = forexgpt_regressors::Matrix::new(4, 3, vec![0.5; 12]).unwrap();
@@ -453,7 +457,7 @@ mod tests {
             dropout: 0.2,
             ..covered.clone()
         };
-        let run = |spec, gpu_trainer| TrainRun {
+        let run = |spec| TrainRun {
             kind: NetworkKind::Autoencoder,
             spec,
             train: &rows,
@@ -461,21 +465,33 @@ mod tests {
             label: "test".into(),
             progress: &NoProgress,
             cancel: &cancel,
-            gpu_trainer,
         };
-        let op = |run: &TrainRun<'_>| training_job(&[run]).workload.unwrap().op;
+        let fused = training_job(&[&run(&covered)]);
+        assert!(fused.serves(BackendKind::Wgpu) && fused.serves(BackendKind::Cuda));
+        assert_eq!(fused.workload.unwrap().op, CostOp::EncoderTraining);
+        let by_burn = training_job(&[&run(&with_dropout)]);
+        assert!(!by_burn.serves(BackendKind::Wgpu) && !by_burn.serves(BackendKind::Cuda));
+
+        let machine = forexgpt_device::testing::described_machine(true);
+        let named = DeviceRequest::exactly(DevicePreference::Wgpu(Some(0)));
+        let err = machine.placement(named, by_burn).unwrap_err().to_string();
         assert_eq!(
-            op(&run(&covered, GpuTrainer::Fused)),
-            CostOp::EncoderTraining
+            err,
+            "training an encoder network with dropout, or with an input, layer or batch over \
+             2,048 cannot run on wgpu:0 (Test GPU, Vulkan): it runs on the CPU only"
         );
-        assert_eq!(
-            op(&run(&with_dropout, GpuTrainer::Fused)),
-            CostOp::EncoderTrainingByBurn
-        );
-        assert_eq!(
-            op(&run(&covered, GpuTrainer::Burn)),
-            CostOp::EncoderTrainingByBurn
-        );
+        assert!(machine.placement(named, fused).unwrap().0.is_gpu());
+        for request in [
+            DeviceRequest::GPU_IF_AVAILABLE,
+            DeviceRequest::exactly(DevicePreference::Auto),
+        ] {
+            let (device, why) = machine.placement(request, by_burn).unwrap();
+            assert_eq!(device.backend(), BackendKind::Cpu);
+            assert!(
+                why.unwrap().contains("it runs on the CPU only"),
+                "{request:?}"
+            );
+        }
     }
 
     #[test]

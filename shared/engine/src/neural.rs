@@ -126,13 +126,9 @@ impl NeuralEncoder {
             )));
         }
         // On a GPU, the forward kernel of our own (one small kernel, compiled in well under a
-        // second) instead of burn's general ones, whose first use compiled and autotuned
-        // for half a minute on a fresh CUDA machine.
-        #[cfg(any(feature = "wgpu", feature = "cuda"))]
-        if device.is_gpu()
-            && let Some(chain) = crate::chains::encoder_chain(self)
-        {
-            return crate::chains::gpu::encode(chain, x, device);
+        // second); burn encodes on the CPU.
+        if device.is_gpu() {
+            return self.encode_on_gpu(x, device);
         }
         run_job(
             device,
@@ -143,6 +139,34 @@ impl NeuralEncoder {
             },
         )?
     }
+}
+
+impl NeuralEncoder {
+    #[cfg(any(feature = "wgpu", feature = "cuda"))]
+    fn encode_on_gpu(&self, x: &Matrix, device: &ComputeDevice) -> Result<Matrix, EngineError> {
+        match crate::chains::encoder_chain(self) {
+            Some(chain) => crate::chains::gpu::encode(chain, x, device),
+            None => Err(wide_network(device)),
+        }
+    }
+
+    #[cfg(not(any(feature = "wgpu", feature = "cuda")))]
+    fn encode_on_gpu(&self, _: &Matrix, device: &ComputeDevice) -> Result<Matrix, EngineError> {
+        Err(wide_network(device))
+    }
+}
+
+/// A GPU asked to encode with a network its forward kernel does not take.
+fn wide_network(device: &ComputeDevice) -> EngineError {
+    EngineError::Device(forexgpt_device::DeviceError::Unsupported {
+        job: "encoding with this network".into(),
+        device: device.label().to_string(),
+        why: format!(
+            "the GPU kernels take layers up to {} wide (or this build has none); it runs on \
+             the CPU",
+            crate::fused::FUSED_MAX_WIDTH
+        ),
+    })
 }
 
 struct EncodeJob<'a> {
@@ -221,19 +245,14 @@ fn encode_rows<B: Backend, M: EncoderNetwork<B>>(
     }
 }
 
-/// Encoder networks train (and encode) on CUDA, wgpu or the CPU through burn.
+/// Encoder networks train on CUDA or wgpu by our fused kernels, on the CPU by burn.
 pub const NEURAL_TRAINING: JobSupport = JobSupport::everywhere("training an encoder network");
 
-/// Which implementation trains a network on a GPU (the CPU always trains through burn).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum GpuTrainer {
-    /// Our fused kernels (`forexgpt_kernels::fused_mlp`) where they cover the network,
-    /// else burn: what training uses.
-    #[default]
-    Fused,
-    /// burn's general path: the reference the fused kernels are tested and measured against.
-    Burn,
-}
+/// A network the fused kernels do not cover ([`crate::fused::not_covered`]) trains by burn,
+/// on the CPU only.
+pub const NEURAL_TRAINING_BY_BURN: JobSupport = JobSupport::cpu_only(
+    "training an encoder network with dropout, or with an input, layer or batch over 2,048",
+);
 
 /// What a training run needs besides the network.
 pub struct TrainRun<'a> {
@@ -246,18 +265,20 @@ pub struct TrainRun<'a> {
     pub label: String,
     pub progress: &'a dyn ProgressSink,
     pub cancel: &'a CancelToken,
-    /// The implementation on a GPU.
-    pub gpu_trainer: GpuTrainer,
 }
 
 /// The training of `runs` (networks trained together) as one job for placement, sized for the
 /// cost model: the number of networks, the longest run's epochs, the first network's rows and
-/// size (networks train together only when they are alike), and the GPU path it would take
-/// (the fused kernels, or burn's for a network they do not cover).
+/// size (networks train together only when they are alike). A network the fused kernels do
+/// not cover trains on the CPU only.
 pub fn training_job(runs: &[&TrainRun<'_>]) -> JobSupport {
     let Some(first) = runs.first() else {
         return NEURAL_TRAINING;
     };
+    if let Some(why) = crate::fused::not_covered(first) {
+        tracing::info!("{}: trained by burn on the CPU ({why})", first.label);
+        return NEURAL_TRAINING_BY_BURN;
+    }
     let parameters = mirrored_mlp_parameters(
         first.train.cols,
         &first.spec.hidden,
@@ -272,19 +293,12 @@ pub fn training_job(runs: &[&TrainRun<'_>]) -> JobSupport {
         parameters,
         runs.len(),
     );
-    // A GPU trains by burn what the fused kernels do not cover (or what asks for burn):
-    // `auto` weighs that path, not the fused kernels'.
-    let by_burn =
-        first.gpu_trainer == GpuTrainer::Burn || crate::fused::not_covered(first).is_some();
-    NEURAL_TRAINING.sized(if by_burn {
-        workload.by_burn()
-    } else {
-        workload
-    })
+    NEURAL_TRAINING.sized(workload)
 }
 
 impl TrainRun<'_> {
-    /// Trains on `device`.
+    /// Trains on `device`: a GPU by the fused kernels (a network they do not cover is refused
+    /// there, as its [`training_job`] says), the CPU by burn.
     pub fn fit_on(&self, device: &ComputeDevice) -> Result<NeuralEncoder, EngineError> {
         if self.train.rows == 0 || self.validation.rows == 0 {
             return Err(EngineError::InvalidRequest(format!(
@@ -292,11 +306,14 @@ impl TrainRun<'_> {
                 self.label
             )));
         }
-        if device.is_gpu() && self.gpu_trainer == GpuTrainer::Fused {
-            match crate::fused::not_covered(self) {
-                None => return crate::fused::train(self, device),
-                Some(why) => tracing::info!("{}: trained by burn ({why})", self.label),
-            }
+        if device.is_gpu() {
+            return match crate::fused::not_covered(self) {
+                None => crate::fused::train(self, device),
+                Some(why) => {
+                    tracing::warn!("{}: {why}", self.label);
+                    Err(EngineError::Device(NEURAL_TRAINING_BY_BURN.refusal(device)))
+                }
+            };
         }
         run_job(device, TrainJob { run: self })?
     }

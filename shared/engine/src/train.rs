@@ -25,7 +25,7 @@ use crate::Workbench;
 use crate::data::{labelled_features, normalize_symbol, unix_now};
 use crate::error::EngineError;
 use crate::model::{EncoderState, Model, ModelState, RegressorState, quantiles};
-use crate::neural::{GpuTrainer, NetworkKind, NeuralEncoder, TrainRun, training_job};
+use crate::neural::{NetworkKind, NeuralEncoder, TrainRun, training_job};
 use crate::progress::{CancelToken, ProgressSink};
 
 /// Checked regressor parameters, of either family.
@@ -182,7 +182,6 @@ fn encode_neural(
         label: spec.label(),
         progress: ctx.progress,
         cancel: ctx.cancel,
-        gpu_trainer: GpuTrainer::Fused,
     };
     // Trained and encoded in one placement: a GPU failing in either reruns both on the CPU.
     let placed = ctx.manager.place(
@@ -272,7 +271,6 @@ fn encode_neural_groups(
                 label: format!("{} (seed {})", spec.label(), net.seed),
                 progress: ctx.progress,
                 cancel: ctx.cancel,
-                gpu_trainer: GpuTrainer::Fused,
             })
             .collect();
         let placed = ctx.manager.place(

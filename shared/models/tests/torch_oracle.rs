@@ -1,6 +1,5 @@
 //! The autoencoder and VAE against PyTorch (tests/oracle/gen_encoders.py): forward outputs
-//! for the same weights, inputs and noise, and five Adam steps, on the CPU and on every test
-//! device (lavapipe in CI).
+//! for the same weights, inputs and noise, and five Adam steps, on burn's CPU backend.
 #![allow(clippy::unwrap_used)] // test helpers: a failed unwrap is a failed test
 
 use std::path::PathBuf;
@@ -10,8 +9,7 @@ use burn::module::AutodiffModule;
 use burn::optim::{AdamConfig, GradientsParams, Optimizer};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Tensor, TensorData};
-use forexgpt_device::testing::for_each_device;
-use forexgpt_device::{BackendJob, run_job};
+use forexgpt_device::{BackendJob, ComputeDevice, run_job};
 use forexgpt_models::{
     Autoencoder, AutoencoderConfig, EncoderNetwork, NetworkConfig, NetworkShape, NetworkWeights,
     Vae, VaeConfig,
@@ -158,14 +156,16 @@ impl BackendJob for Forward<'_> {
     }
 }
 
+/// burn's networks (on the CPU, where burn runs) against PyTorch. The GPUs run our own
+/// kernels, checked against these networks in `forexgpt-engine` (`chains`, `fused`) and
+/// against float64 in `forexgpt-kernels`.
 #[test]
-fn forward_outputs_match_pytorch_on_every_device() {
+fn forward_outputs_match_pytorch() {
     let o = oracle();
     assert_eq!(o.cases.len(), 8, "4 activations × (autoencoder, VAE)");
-    for_each_device(|device| {
-        let checked = run_job(device, Forward(&o, device.label())).unwrap();
-        assert_eq!(checked, 8);
-    });
+    let cpu = ComputeDevice::cpu("cpu");
+    let checked = run_job(&cpu, Forward(&o, cpu.label())).unwrap();
+    assert_eq!(checked, 8);
 }
 
 fn adam<B: AutodiffBackend, M>(mut net: M, o: &Oracle, c: &Case, device: &B::Device) -> M

@@ -1,19 +1,15 @@
 //! The centred second moments of `X` and `Y` — `XᵀX`, `XᵀY`, `Σy²` and the column means —
 //! which are all Ridge, Lasso, ElasticNet and PCA need from the data. This is the O(n·d²)
-//! work: on the CPU in float64 (rayon over row blocks, each block's products by faer); on CUDA in float64 through cuBLAS
-//! (rows streamed through pinned memory, `forexgpt_kernels::cublas`); on wgpu by our own
-//! kernel (float32 products of float64-centred rows, streamed through mapped staging
-//! buffers, `forexgpt_kernels::gram`); elsewhere through burn (float32).
+//! work: on the CPU in float64 (rayon over row blocks, each block's products by faer); on
+//! CUDA in float64 through cuBLAS (rows streamed through pinned memory,
+//! `forexgpt_kernels::cublas`); on wgpu by our own kernel (float32 products of
+//! float64-centred rows, streamed through mapped staging buffers, `forexgpt_kernels::gram`).
 
-use burn::tensor::backend::Backend;
-use burn::tensor::{Tensor, TensorData};
 use faer::linalg::matmul::matmul;
 use faer::linalg::matmul::triangular::{self, BlockStructure};
 use faer::{Accum, ColMut, ColRef, MatMut, MatRef, Par};
-use forexgpt_device::precision::{split_scales, split_tf32};
-use forexgpt_device::{BackendJob, ComputeDevice, run_job};
+use forexgpt_device::{ComputeDevice, DeviceError};
 use forexgpt_kernels::cublas::{CrossProducts, FillRows, cuda_cross_products};
-use forexgpt_protocol::BackendKind;
 use rayon::prelude::*;
 
 use crate::error::FitError;
@@ -160,107 +156,9 @@ fn mirror_upper(g: &mut [f64], d: usize) {
     }
 }
 
-/// Rows per chunk of the device products: the Gram matrix is a sum of per-chunk products
-/// (one batched matmul), which keeps float32 accumulation error at the scale of a chunk, not
-/// of a million rows.
-const CHUNK_ROWS: usize = 65_536;
-
-/// Centred data as float32, row-major, padded with zero rows to `padded_rows` (zero rows add
-/// nothing to any product), and each column's largest magnitude.
-fn centred_f32(m: &Matrix, mean: &[f64], padded_rows: usize) -> (Vec<f32>, Vec<f32>) {
-    let mut out = vec![0.0f32; padded_rows * m.cols];
-    if m.cols == 0 {
-        return (out, Vec::new());
-    }
-    let max_abs = out[..m.values.len()]
-        .par_chunks_mut(m.cols * BLOCK_ROWS)
-        .zip(m.values.par_chunks(m.cols * BLOCK_ROWS))
-        .map(|(o, v)| {
-            let mut max = vec![0.0f32; m.cols];
-            for (oc, vc) in o.chunks_exact_mut(m.cols).zip(v.chunks_exact(m.cols)) {
-                for (((o, v), mu), mx) in oc.iter_mut().zip(vc).zip(mean).zip(&mut max) {
-                    *o = (v - mu) as f32;
-                    *mx = mx.max(o.abs());
-                }
-            }
-            max
-        })
-        .reduce(
-            || vec![0.0f32; m.cols],
-            |a, b| a.iter().zip(&b).map(|(x, y)| x.max(*y)).collect(),
-        );
-    (out, max_abs)
-}
-
-struct MomentsJob {
-    chunks: usize,
-    rows_per_chunk: usize,
-    d: usize,
-    t: usize,
-    x: Vec<f32>,
-    y: Vec<f32>,
-    /// CUDA only: per-column scales of the hi/lo split ([`split_scales`]).
-    split: Option<(Vec<f32>, Vec<f32>)>,
-}
-
-/// `aᵀb` summed over chunks: `[chunks, rows, p]ᵀ · [chunks, rows, q] → [p, q]`.
-fn chunked_at_b<B: Backend>(a: Tensor<B, 3>, b: Tensor<B, 3>) -> Tensor<B, 2> {
-    let [_, p, q] = [a.dims()[0], a.dims()[2], b.dims()[2]];
-    a.swap_dims(1, 2).matmul(b).sum_dim(0).reshape([p, q])
-}
-
-impl BackendJob for MomentsJob {
-    type Output = (Vec<f32>, Vec<f32>);
-
-    fn run<B: Backend>(self, device: &B::Device) -> Self::Output {
-        let read = |t: Tensor<B, 2>| t.into_data().to_vec::<f32>().unwrap_or_default();
-        let started = std::time::Instant::now();
-        let (c, r, d, t) = (self.chunks, self.rows_per_chunk, self.d, self.t);
-        // Uploaded flat, then reshaped (free): a rank-1 upload is one contiguous copy.
-        let upload = |v: Vec<f32>, w: usize| {
-            Tensor::<B, 1>::from_data(TensorData::new(v, [c * r * w]), device).reshape([c, r, w])
-        };
-        let x = upload(self.x, d);
-        let y = (t > 0).then(|| upload(self.y, t));
-        // Synchronised only to report where the time goes (upload vs products).
-        let _ = B::sync(device);
-        let uploaded = started.elapsed();
-        let (gram, xty) = match self.split {
-            None => {
-                let gram = chunked_at_b(x.clone(), x.clone());
-                let xty = y.as_ref().map(|y| chunked_at_b(x, y.clone()));
-                (gram, xty)
-            }
-            Some((sx, sy)) => {
-                // (xh + xl)ᵀ(xh + xl) ≈ xhᵀxh + xhᵀxl + (xhᵀxl)ᵀ; xlᵀxl is below float32 rounding.
-                let (xh, xl) = split_tf32(x, &sx, device);
-                let cross = chunked_at_b(xh.clone(), xl.clone());
-                let gram = chunked_at_b(xh.clone(), xh.clone()) + cross.clone() + cross.transpose();
-                let xty = y.as_ref().map(|y| {
-                    let (yh, yl) = split_tf32(y.clone(), &sy, device);
-                    chunked_at_b(xh.clone(), yh.clone())
-                        + chunked_at_b(xh, yl)
-                        + chunked_at_b(xl, yh)
-                });
-                (gram, xty)
-            }
-        };
-        let gram = read(gram);
-        // PCA has no targets, and zero-width tensors are best not sent to a GPU.
-        let xty = xty.map(read).unwrap_or_default();
-        tracing::debug!(
-            upload_ms = uploaded.as_secs_f64() * 1e3,
-            products_ms = (started.elapsed() - uploaded).as_secs_f64() * 1e3,
-            "device moments"
-        );
-        (gram, xty)
-    }
-}
-
-/// Moments with the products on `device` (the CPU backend too, in float32). On CUDA, whose
-/// float32 matmul runs on TF32 tensor cores (11 significant bits), each input is split into a
-/// TF32-exact high part and a low remainder and the products are recombined, which restores
-/// float32 accuracy for three products instead of one.
+/// Moments with the products on `device`: CUDA through cuBLAS in float64, wgpu by our
+/// own kernel (float32 pairs), the CPU in float64 ([`moments_cpu`]). A GPU this build has no
+/// path for is refused with the reason.
 pub fn moments_on_device(
     device: &ComputeDevice,
     x: &Matrix,
@@ -273,10 +171,17 @@ pub fn moments_on_device(
     }
     // wgpu streams the rows through mapped buffers of our own (forexgpt_kernels::gram).
     #[cfg(feature = "wgpu")]
-    if device.backend() == BackendKind::Wgpu {
+    if device.backend() == forexgpt_protocol::BackendKind::Wgpu {
         return wgpu_moments(device, x, y, center);
     }
-    device_moments(device, x, y, center, device.backend() == BackendKind::Cuda)
+    if device.is_gpu() {
+        return Err(FitError::Device(DeviceError::Unsupported {
+            job: "the linear models' and PCA's products".into(),
+            device: device.label().to_string(),
+            why: "this build has no kernels for it".into(),
+        }));
+    }
+    Ok(moments_cpu(x, y, center))
 }
 
 /// Moments on a wgpu device: the host centres the rows in float64 and writes them as float32
@@ -339,61 +244,6 @@ fn wgpu_moments(
         y_mean,
         gram,
         xty,
-        yty,
-    })
-}
-
-fn device_moments(
-    device: &ComputeDevice,
-    x: &Matrix,
-    y: &Matrix,
-    center: bool,
-    split_tf32: bool,
-) -> Result<Moments, FitError> {
-    let (n, d, t) = (x.rows, x.cols, y.cols);
-    let started = std::time::Instant::now();
-    let x_mean = column_means(x, center);
-    let y_mean = column_means(y, center);
-    let rows_per_chunk = n.clamp(1, CHUNK_ROWS);
-    let chunks = n.div_ceil(rows_per_chunk);
-    let (xs, x_max) = centred_f32(x, &x_mean, chunks * rows_per_chunk);
-    let (ys, y_max) = centred_f32(y, &y_mean, chunks * rows_per_chunk);
-    let split = split_tf32.then(|| (split_scales(&x_max), split_scales(&y_max)));
-    let job = MomentsJob {
-        chunks,
-        rows_per_chunk,
-        d,
-        t,
-        x: xs,
-        y: ys,
-        split,
-    };
-    let prepared = started.elapsed();
-    let (gram, xty) = run_job(device, job)?;
-    // Σ(y − ȳ)² is O(n·t): float64 on the CPU, where a float32 sum of a million squares
-    // would lose digits.
-    let yty = centred_square_sums(y, &y_mean);
-    tracing::debug!(
-        prepare_ms = prepared.as_secs_f64() * 1e3,
-        device_ms = (started.elapsed() - prepared).as_secs_f64() * 1e3,
-        device = device.label(),
-        "moments"
-    );
-    if gram.len() != d * d || xty.len() != d * t {
-        return Err(FitError::ShapeMismatch(format!(
-            "{} returned moments of the wrong size",
-            device.label()
-        )));
-    }
-    let wide = |v: Vec<f32>| v.into_iter().map(f64::from).collect::<Vec<f64>>();
-    Ok(Moments {
-        n,
-        d,
-        t,
-        x_mean,
-        y_mean,
-        gram: wide(gram),
-        xty: wide(xty),
         yty,
     })
 }
@@ -696,29 +546,6 @@ mod tests {
         }
     }
 
-    /// Rows spanning several chunks (with padding), with and without the split: the same
-    /// moments as float64 within float32 accuracy. On the CPU backend the split is exact
-    /// arithmetic, so this checks its algebra; on CUDA it is what restores accuracy.
-    #[test]
-    fn chunked_and_split_device_moments_match_float64() {
-        let (n, d, t) = (CHUNK_ROWS + 1000, 5, 2);
-        let mut rng = Lcg(7);
-        let x = Matrix::new(n, d, (0..n * d).map(|_| rng.next() * 3.0 + 1.0).collect()).unwrap();
-        let y = Matrix::new(n, t, (0..n * t).map(|_| rng.next() * 1e-3).collect()).unwrap();
-        let exact = moments_cpu(&x, &y, true);
-        let cpu = ComputeDevice::cpu("test");
-        for split in [false, true] {
-            let m = device_moments(&cpu, &x, &y, true, split).unwrap();
-            let close = |a: &[f64], b: &[f64]| {
-                let scale = b.iter().fold(0.0f64, |s, v| s.max(v.abs()));
-                a.iter().zip(b).all(|(p, q)| (p - q).abs() <= 1e-5 * scale)
-            };
-            assert!(close(&m.gram, &exact.gram), "split {split}: gram");
-            assert!(close(&m.xty, &exact.xty), "split {split}: xty");
-            assert!(close(&m.yty, &exact.yty), "split {split}: yty");
-        }
-    }
-
     /// The wgpu moments on every wgpu adapter here (lavapipe in CI): float64's moments to
     /// 1e-6 of each block's largest value (float32 products and sums; 2e-7 seen on
     /// lavapipe), over several splits; columns far from zero, as prices are.
@@ -732,7 +559,7 @@ mod tests {
         let exact = moments_cpu(&x, &y, true);
         let devices: Vec<ComputeDevice> = forexgpt_device::testing::test_gpus("wgpu moments")
             .into_iter()
-            .filter(|dev| dev.backend() == BackendKind::Wgpu)
+            .filter(|dev| dev.backend() == forexgpt_protocol::BackendKind::Wgpu)
             .collect();
         for dev in devices {
             let m = moments_on_device(&dev, &x, &y, true).unwrap();

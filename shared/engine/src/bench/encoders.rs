@@ -17,7 +17,7 @@ use rayon::prelude::*;
 use crate::bench::BenchCase;
 use crate::bench::models::{export_peer_files, write_f64};
 use crate::error::EngineError;
-use crate::neural::{GpuTrainer, NetworkKind, TrainRun};
+use crate::neural::{NetworkKind, TrainRun};
 use crate::progress::{CancelToken, NoProgress};
 
 /// Latent dimension of the generated data.
@@ -120,11 +120,9 @@ pub fn encoder_data(rows: usize, cols: usize) -> (Matrix, Matrix) {
     manifold_split(rows, (rows / 5).max(1), cols, 11)
 }
 
-/// One case per kind and device: the CPU first, then each GPU device, compared by final
-/// validation loss. On a GPU each network is trained twice: by the fused kernels (the path
-/// training uses, `autoencoder_fit`, `vae_fit`) and by burn's general path
-/// (`autoencoder_fit_burn`, `vae_fit_burn`); and a grid of [`GRID`] autoencoders is trained
-/// together (`autoencoder_grid_fit`).
+/// One case per kind and device: the CPU first (burn), then each GPU device (the fused
+/// kernels), compared by final validation loss (`autoencoder_fit`, `vae_fit`); and a grid of
+/// [`GRID`] autoencoders trained together (`autoencoder_grid_fit`).
 pub fn encoder_cases(
     rows: usize,
     cols: usize,
@@ -142,23 +140,15 @@ pub fn encoder_cases(
     let mut cases = Vec::new();
     for (operation, kind) in KINDS {
         let reference: Arc<Mutex<Option<f64>>> = Arc::new(Mutex::new(None));
-        let mut runs = vec![(operation.to_string(), cpu.clone(), GpuTrainer::Fused)];
-        for device in devices.iter().filter(|d| d.is_gpu()) {
-            runs.push((operation.to_string(), device.clone(), GpuTrainer::Fused));
-            // burn's general path beside it.
-            runs.push((
-                format!("{operation}_burn"),
-                device.clone(),
-                GpuTrainer::Burn,
-            ));
-        }
-        for (name, device, gpu_trainer) in runs {
+        let mut runs = vec![cpu.clone()];
+        runs.extend(devices.iter().filter(|d| d.is_gpu()).cloned());
+        for device in runs {
             let (data, spec, reference) = (data.clone(), spec.clone(), reference.clone());
             let export = export.clone();
             let diff = Arc::new(Mutex::new(0.0));
             let diff_out = device.is_gpu().then(|| diff.clone());
             cases.push(BenchCase {
-                operation: name,
+                operation: operation.to_string(),
                 size: format!("{rows}×{cols}, {epochs} epochs"),
                 device: if device.is_gpu() {
                     device.label().to_string()
@@ -177,7 +167,6 @@ pub fn encoder_cases(
                         label: operation.to_string(),
                         progress: &NoProgress,
                         cancel: &cancel,
-                        gpu_trainer,
                     };
                     let started = Instant::now();
                     let trained = run.fit_on(&device)?;
@@ -252,7 +241,6 @@ fn grid_case(
                     label: format!("autoencoder seed {}", spec.seed),
                     progress: &NoProgress,
                     cancel: &cancel,
-                    gpu_trainer: GpuTrainer::Fused,
                 })
                 .collect();
             let started = Instant::now();

@@ -37,9 +37,6 @@ pub(crate) fn not_covered_spec(net: &NeuralEncoderSpec) -> Option<String> {
     if !cfg!(any(feature = "wgpu", feature = "cuda")) {
         return Some("this build has no GPU kernels".into());
     }
-    if net.dropout > 0.0 {
-        return Some("the fused kernels have no dropout yet".into());
-    }
     if net.batch_size > FUSED_MAX_WIDTH {
         return Some(format!(
             "the fused kernels take batches up to {FUSED_MAX_WIDTH} rows, not {}",
@@ -55,7 +52,8 @@ pub(crate) fn not_covered_spec(net: &NeuralEncoderSpec) -> Option<String> {
 }
 
 /// Whether two networks can train in the same launches: the same kind (with its KL schedule),
-/// shape, activation, batch size and learning rate. Seeds, epochs and patience may differ.
+/// shape, activation, batch size, learning rate and dropout. Seeds, epochs and patience may
+/// differ.
 pub(crate) fn train_alike(
     (kind_a, a): (NetworkKind, &NeuralEncoderSpec),
     (kind_b, b): (NetworkKind, &NeuralEncoderSpec),
@@ -66,6 +64,7 @@ pub(crate) fn train_alike(
         && a.activation == b.activation
         && a.batch_size == b.batch_size
         && a.learning_rate == b.learning_rate
+        && a.dropout == b.dropout
 }
 
 /// The network as one chain of dense layers, its seeded initial weights in the chain's
@@ -115,10 +114,24 @@ fn chain(run: &TrainRun<'_>) -> (forexgpt_kernels::fused_mlp::ChainShape, Vec<f3
         activation: run.spec.activation.into(),
         batch: run.spec.batch_size,
         vae_head: head,
+        dropout: forexgpt_kernels::fused_mlp::dropout_threshold(run.spec.dropout),
     };
     let params = flatten(&seeded, head);
     (shape, params, layout)
 }
+
+/// The fused kernels' dropout seed of a network (its dropout masks are hashed from it; the
+/// module docs of `forexgpt_kernels::fused_mlp` say how): the spec's seed, folded to 32 bits
+/// and apart from the streams that draw the weights and the batch order.
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+fn dropout_seed(seed: u64) -> u32 {
+    let mut rng = forexgpt_random::SplitMix64::new(seed ^ DROPOUT_STREAM);
+    (rng.next_u64() >> 32) as u32
+}
+
+/// Mixed into a network's seed for its dropout seed.
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+const DROPOUT_STREAM: u64 = 0xD20F_0A75_EED5_0003;
 
 /// burn's layer sizes, and where the VAE's μ head is (its log σ² head follows it).
 #[derive(Debug, Clone)]
@@ -339,6 +352,8 @@ impl forexgpt_device::cube::CubeJob for FusedJob<'_, '_> {
             plan,
         )
         .map_err(failed)?;
+        let seeds: Vec<u32> = runs.iter().map(|run| dropout_seed(run.spec.seed)).collect();
+        trainer.set_dropout_seeds(&seeds).map_err(failed)?;
         let n = first.train.rows;
         let adam = AdamConstants::with_lr(first.spec.learning_rate as f32);
         let mut rngs: Vec<_> = runs.iter().map(|run| batch_order_rng(run.spec)).collect();
@@ -429,6 +444,8 @@ mod tests {
     fn wide_batches_and_layers_are_left_to_burns_path_with_a_reason() {
         let mut spec = forexgpt_protocol::NeuralEncoderSpec::default();
         assert_eq!(not_covered_spec(&spec), None);
+        spec.dropout = 0.5;
+        assert_eq!(not_covered_spec(&spec), None);
         spec.batch_size = FUSED_MAX_WIDTH + 1;
         let why = not_covered_spec(&spec).unwrap();
         assert!(why.contains("batches up to 2048 rows, not 2049"), "{why}");
@@ -453,8 +470,8 @@ mod tests {
         let rows = forexgpt_regressors::Matrix::new(4, 3, vec![0.5; 12]).unwrap();
         let cancel = CancelToken::new();
         let covered = forexgpt_protocol::NeuralEncoderSpec::default();
-        let with_dropout = forexgpt_protocol::NeuralEncoderSpec {
-            dropout: 0.2,
+        let wide = forexgpt_protocol::NeuralEncoderSpec {
+            hidden: vec![64, 3000],
             ..covered.clone()
         };
         let run = |spec| TrainRun {
@@ -469,7 +486,7 @@ mod tests {
         let fused = training_job(&[&run(&covered)]);
         assert!(fused.serves(BackendKind::Wgpu) && fused.serves(BackendKind::Cuda));
         assert_eq!(fused.workload.unwrap().op, CostOp::EncoderTraining);
-        let by_burn = training_job(&[&run(&with_dropout)]);
+        let by_burn = training_job(&[&run(&wide)]);
         assert!(!by_burn.serves(BackendKind::Wgpu) && !by_burn.serves(BackendKind::Cuda));
 
         let machine = forexgpt_device::testing::described_machine(true);
@@ -477,8 +494,8 @@ mod tests {
         let err = machine.placement(named, by_burn).unwrap_err().to_string();
         assert_eq!(
             err,
-            "training an encoder network with dropout, or with an input, layer or batch over \
-             2,048 cannot run on wgpu:0 (Test GPU, Vulkan): it runs on the CPU only"
+            "training an encoder network with an input, layer or batch over 2,048 cannot run \
+             on wgpu:0 (Test GPU, Vulkan): it runs on the CPU only"
         );
         assert!(machine.placement(named, fused).unwrap().0.is_gpu());
         for request in [

@@ -5,7 +5,8 @@
 //! besides the validation loss that early stopping needs. Adam with PyTorch's defaults
 //! (β = 0.9, 0.999, ε = 1e-8). The initial weights, the batch order and the VAE's sampling
 //! noise come from the spec's seed on the host, so every device starts from the same network
-//! and sees the same batches and draws (dropout alone uses the backend's generator).
+//! and sees the same batches and draws (dropout alone differs: burn draws its masks from its
+//! generator, the fused kernels hash theirs from the seed).
 
 use std::time::Instant;
 
@@ -250,9 +251,8 @@ pub const NEURAL_TRAINING: JobSupport = JobSupport::everywhere("training an enco
 
 /// A network the fused kernels do not cover ([`crate::fused::not_covered`]) trains by burn,
 /// on the CPU only.
-pub const NEURAL_TRAINING_BY_BURN: JobSupport = JobSupport::cpu_only(
-    "training an encoder network with dropout, or with an input, layer or batch over 2,048",
-);
+pub const NEURAL_TRAINING_BY_BURN: JobSupport =
+    JobSupport::cpu_only("training an encoder network with an input, layer or batch over 2,048");
 
 /// What a training run needs besides the network.
 pub struct TrainRun<'a> {

@@ -226,8 +226,8 @@ fn neural_state(kind: NetworkKind, encoder: NeuralEncoder) -> EncoderState {
     }
 }
 
-/// Neural encoders of a request that can train together ([`crate::fused::train_alike`], no
-/// dropout; e.g. an ensemble of seeds) do so on a GPU, in the same launches, and are encoded
+/// Neural encoders of a request that can train together ([`crate::fused::train_alike`], and
+/// covered by the fused kernels; e.g. an ensemble of seeds) do so on a GPU, in the same launches, and are encoded
 /// on the device they trained on. Groups of one are left to [`encode`]. On the CPU (or after
 /// a GPU failure under "if available") the members train one after the other. Each member's
 /// fit time is its share of the group's.

@@ -131,6 +131,61 @@ fn the_vae_keeps_an_informative_posterior_at_default_settings() {
     assert!(last.validation_loss < 0.5 * 24.0 * 0.5, "{last:?}");
 }
 
+/// A network with dropout trains on every GPU by the fused kernels (their hashed masks are
+/// checked step by step against a float64 reference in `forexgpt-kernels`): finite losses
+/// that fall, other than without dropout (the masks apply), and a validation loss near what
+/// burn reaches on the CPU with its own masks.
+#[test]
+fn networks_with_dropout_train_on_every_gpu() {
+    let (x, v) = manifold_split(512, 128, 12, 5);
+    let spec = NeuralEncoderSpec {
+        hidden: vec![32, 16],
+        latent: 4,
+        activation: Activation::Tanh,
+        epochs: 8,
+        patience: None,
+        dropout: 0.2,
+        ..NeuralEncoderSpec::default()
+    };
+    let gpus = test_gpus();
+    if gpus.is_empty() {
+        return;
+    }
+    let without = NeuralEncoderSpec {
+        dropout: 0.0,
+        ..spec.clone()
+    };
+    let burn = train(NetworkKind::Autoencoder, &spec, &x, &v, &cpu());
+    let last = |e: &NeuralEncoder| e.history.last().unwrap().validation_loss;
+    for device in &gpus {
+        let with = train(NetworkKind::Autoencoder, &spec, &x, &v, device);
+        let plain = train(NetworkKind::Autoencoder, &without, &x, &v, device);
+        let what = device.label();
+        assert_eq!(with.history.len(), 8, "{what}");
+        assert!(
+            with.history
+                .iter()
+                .all(|e| e.train_loss.is_finite() && e.validation_loss.is_finite()),
+            "{what}: {:?}",
+            with.history
+        );
+        assert!(
+            with.history[7].train_loss < with.history[0].train_loss,
+            "{what}: {:?}",
+            with.history
+        );
+        assert_ne!(
+            with.history[0].train_loss, plain.history[0].train_loss,
+            "{what}"
+        );
+        let (p, q) = (last(&with), last(&burn));
+        eprintln!(
+            "{what}: validation loss with dropout 0.2 after 8 epochs: fused {p:.5}, burn {q:.5}"
+        );
+        assert!((p - q).abs() <= 0.3 * q, "{what}: {p} vs burn's {q}");
+    }
+}
+
 #[test]
 fn every_device_gives_the_cpus_losses_for_the_first_epochs() {
     let (x, v) = manifold_split(512, 128, 12, 5);

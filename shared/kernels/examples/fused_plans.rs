@@ -48,6 +48,7 @@ mod plans {
             activation: Act::Relu,
             batch: 64,
             vae_head: None,
+            dropout: 0,
         };
         let mut rng = SplitMix64::new(11);
         let mut draw = |n: usize, k: f64| -> Vec<f32> {

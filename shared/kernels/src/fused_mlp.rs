@@ -35,7 +35,17 @@
 //!
 //! The VAE is the same chain with one layer outputting `[μ | log σ²]`, a sampling phase
 //! (`z = μ + σ·ε` with the host's draws, the KL term) and its backward (see [`ChainShape`]).
-//! What this version leaves to burn's path: dropout.
+//!
+//! Dropout (training only) zeroes each activated layer's outputs with probability `p` and
+//! scales the rest by `1/(1−p)`, as burn's `Dropout` does after each activation. Its masks
+//! are not drawn from a generator but hashed, so that the forward and backward passes, every
+//! cube plan, and a network trained alone or in a grid all see the same mask without storing
+//! it: output `i` of layer `l`, for the row at position `r` of the epoch's order, at Adam step
+//! `t` (1-based over the trainer's life) of the network with dropout seed `s`, is dropped when
+//! `mix(s ^ mix(t ^ mix(r ^ mix(l·2¹⁶ + i)))) < ChainShape::dropout`, `mix` being the
+//! "lowbias32" integer hash (`x ^= x >> 16; x *= 0x7feb352d; x ^= x >> 15; x *= 0x846ca68b;
+//! x ^= x >> 16`, wrapping). burn's CPU path draws its masks from its own generator, so a
+//! network with dropout does not train to the same weights on the CPU and on a GPU.
 
 use cubecl::prelude::*;
 use cubecl::server::Handle;
@@ -108,6 +118,10 @@ impl From<Activation> for Act {
 /// (`widths[h + 1]` is twice the latent size), the next layer reads the sample
 /// `z = μ + σ·ε` (or `μ` when validating) of the latent size, and the loss is
 /// `½·SSE + w·KL(N(μ, σ²) ‖ N(0, 1))` per row, as burn's `Vae`.
+///
+/// `dropout` is the threshold of the dropout hash (see the module's docs) below which an
+/// activated output is dropped while training: [`dropout_threshold`] of the probability;
+/// 0 for none.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ChainShape {
     pub widths: Vec<usize>,
@@ -115,6 +129,20 @@ pub struct ChainShape {
     pub activation: Act,
     pub batch: usize,
     pub vae_head: Option<usize>,
+    pub dropout: u32,
+}
+
+/// The dropout hash's threshold for dropping with probability `p` (`round(p·2³²)`, below
+/// 2³²): 0 for none.
+pub fn dropout_threshold(p: f64) -> u32 {
+    (p.clamp(0.0, 1.0) * 4_294_967_296.0)
+        .round()
+        .min(f64::from(u32::MAX)) as u32
+}
+
+/// What a kept output is multiplied by under a dropout threshold: `1 / (1 − p)`.
+fn keep_scale(threshold: u32) -> f32 {
+    (1.0 / (1.0 - f64::from(threshold) / 4_294_967_296.0)) as f32
 }
 
 impl ChainShape {
@@ -305,6 +333,7 @@ impl ChainShape {
             train,
             units,
             stage,
+            dropout: if train { self.dropout } else { 0 },
         }
     }
 
@@ -367,6 +396,8 @@ pub struct KernelConfig {
     train: bool,
     units: u32,
     stage: u32,
+    /// The dropout hash's threshold (0: none); compiled in only when training.
+    dropout: u32,
 }
 
 impl KernelConfig {
@@ -507,6 +538,33 @@ fn unroll_by(len: usize) -> usize {
         .unwrap_or(1)
 }
 
+/// The "lowbias32" integer hash (wrapping arithmetic).
+#[cube]
+fn mix(x: u32) -> u32 {
+    let mut h = x;
+    h = h ^ (h >> 16u32);
+    h = h * 0x7feb_352du32;
+    h = h ^ (h >> 15u32);
+    h = h * 0x846c_a68bu32;
+    h ^ (h >> 16u32)
+}
+
+/// What dropout multiplies output `unit` (`layer·2¹⁶ + i`) of the row at `position` of the
+/// epoch's order by at Adam step `step` of the network with `seed`: 0 when its hash falls
+/// below `threshold`, else `keep`.
+#[cube]
+fn dropout_factor(
+    seed: u32,
+    step: u32,
+    position: u32,
+    unit: u32,
+    threshold: u32,
+    keep: f32,
+) -> f32 {
+    let h = mix(seed ^ mix(step ^ mix(position ^ mix(unit))));
+    select(h < threshold, 0.0f32, keep)
+}
+
 #[cube]
 pub(crate) fn activate(x: f32, #[comptime] act: Act) -> f32 {
     match act {
@@ -607,6 +665,7 @@ fn chain_step(
     delta: &mut Array<f32>,
     losses: &mut Array<f32>,
     active: &Array<u32>,
+    dropout_seeds: &Array<u32>,
     n_rows: u32,
     first_step: u32,
     steps: u32,
@@ -616,6 +675,7 @@ fn chain_step(
     beta2: f32,
     eps: f32,
     kl_weight: f32,
+    keep: f32,
     #[comptime] cfg: KernelConfig,
 ) {
     let net = CUBE_POS_X as usize;
@@ -718,7 +778,18 @@ fn chain_step(
                         let z = acc[r] + bias;
                         pre[o_at + b * fout + j] = z;
                         if activated {
-                            acts[o_at + b * fout + j] = activate(z, cfg.act);
+                            let mut a = activate(z, cfg.act);
+                            if comptime![cfg.dropout > 0] {
+                                a *= dropout_factor(
+                                    dropout_seeds[net],
+                                    adam_step,
+                                    (r0 + b) as u32,
+                                    comptime![l as u32 * 65_536u32] + j as u32,
+                                    comptime![cfg.dropout],
+                                    keep,
+                                );
+                            }
+                            acts[o_at + b * fout + j] = a;
                         } else {
                             acts[o_at + b * fout + j] = z;
                         }
@@ -831,11 +902,26 @@ fn chain_step(
                                 let at = b * fin + i;
                                 let mut v = acc[r];
                                 if below_activated {
-                                    v *= activation_slope(
-                                        pre[in_at + at],
-                                        acts[in_at + at],
-                                        cfg.act,
-                                    );
+                                    if comptime![cfg.dropout > 0] {
+                                        // The stored output is the dropped one: the slope
+                                        // reads the activation itself.
+                                        let z = pre[in_at + at];
+                                        v *= dropout_factor(
+                                            dropout_seeds[net],
+                                            adam_step,
+                                            (r0 + b) as u32,
+                                            comptime![(l.saturating_sub(1) as u32) * 65_536u32]
+                                                + i as u32,
+                                            comptime![cfg.dropout],
+                                            keep,
+                                        ) * activation_slope(z, activate(z, cfg.act), cfg.act);
+                                    } else {
+                                        v *= activation_slope(
+                                            pre[in_at + at],
+                                            acts[in_at + at],
+                                            cfg.act,
+                                        );
+                                    }
                                 }
                                 delta[below + at] = v;
                             }
@@ -1126,6 +1212,8 @@ pub struct ChainTrainer<R: Runtime> {
     acts: Handle,
     pre: Handle,
     delta: Handle,
+    /// Each network's dropout seed (see the module's docs).
+    dropout_seeds: Handle,
     adam_steps: u32,
     units: u32,
     stage: u32,
@@ -1298,6 +1386,7 @@ impl<R: Runtime> ChainTrainer<R> {
             acts: client.empty(4 * acts_len),
             pre: client.empty(4 * acts_len),
             delta: client.empty(4 * delta_len),
+            dropout_seeds: client.create_from_slice(u32::as_bytes(&vec![0u32; nets])),
             n_train: train.len() / d,
             n_validation,
             client,
@@ -1319,6 +1408,20 @@ impl<R: Runtime> ChainTrainer<R> {
 
     pub fn networks(&self) -> usize {
         self.nets
+    }
+
+    /// Each network's dropout seed (all 0 until set): what makes networks of one grid drop
+    /// different units, and a network drop the same units alone as in a grid.
+    pub fn set_dropout_seeds(&mut self, seeds: &[u32]) -> Result<(), String> {
+        if seeds.len() != self.nets {
+            return Err(format!(
+                "{} dropout seeds for {} networks",
+                seeds.len(),
+                self.nets
+            ));
+        }
+        self.dropout_seeds = self.client.create_from_slice(u32::as_bytes(seeds));
+        Ok(())
     }
 
     /// Where this trainer's time went so far.
@@ -1453,6 +1556,7 @@ impl<R: Runtime> ChainTrainer<R> {
                     array_arg::<R>(&self.delta, self.delta_len),
                     array_arg::<R>(&losses, losses_len),
                     array_arg::<R>(&active_handle, self.nets),
+                    array_arg::<R>(&self.dropout_seeds, self.nets),
                     rows as u32,
                     first as u32,
                     steps as u32,
@@ -1462,6 +1566,7 @@ impl<R: Runtime> ChainTrainer<R> {
                     adam.beta2,
                     adam.eps,
                     kl_weight,
+                    keep_scale(self.shape.dropout),
                     config.clone(),
                 );
                 dispatches += 1;

@@ -11,13 +11,36 @@ use forexgpt_device::testing::test_gpus;
 use forexgpt_kernels::fused_mlp::{Act, AdamConstants, ChainShape, ChainTrainer, CubePlan};
 use forexgpt_random::SplitMix64;
 
-/// A float64 reference: the chain's forward pass, MSE loss, backpropagation and burn's Adam.
+/// A float64 reference: the chain's forward pass, MSE loss, backpropagation and burn's Adam,
+/// with dropout's hashed masks (`dropout_seed`) as the kernel's docs define them.
 struct Reference {
     shape: ChainShape,
     params: Vec<f64>,
     m1: Vec<f64>,
     m2: Vec<f64>,
     t: i32,
+    dropout_seed: u32,
+}
+
+/// The "lowbias32" hash, as the kernel's docs give it.
+fn lowbias32(mut x: u32) -> u32 {
+    x ^= x >> 16;
+    x = x.wrapping_mul(0x7feb_352d);
+    x ^= x >> 15;
+    x = x.wrapping_mul(0x846c_a68b);
+    x ^ (x >> 16)
+}
+
+/// What dropout multiplies output `i` of layer `l` by, for the row at `position` of the
+/// epoch's order at Adam step `t` (1-based) of a network with `seed`.
+fn dropout_factor(threshold: u32, seed: u32, t: u32, position: u32, l: usize, i: usize) -> f64 {
+    let unit = (l as u32) * 65_536 + i as u32;
+    let h = lowbias32(seed ^ lowbias32(t ^ lowbias32(position ^ lowbias32(unit))));
+    if h < threshold {
+        0.0
+    } else {
+        1.0 / (1.0 - f64::from(threshold) / 4_294_967_296.0)
+    }
 }
 
 fn act(a: Act, z: f64) -> f64 {
@@ -87,14 +110,24 @@ fn erf(x: f64) -> f64 {
 type Layers = Vec<Vec<Vec<f64>>>;
 
 impl Reference {
-    fn new(shape: &ChainShape, params: &[f32]) -> Reference {
+    fn new(shape: &ChainShape, params: &[f32], dropout_seed: u32) -> Reference {
         Reference {
             shape: shape.clone(),
             params: params.iter().map(|&v| f64::from(v)).collect(),
             m1: vec![0.0; params.len()],
             m2: vec![0.0; params.len()],
             t: 0,
+            dropout_seed,
         }
+    }
+
+    /// Dropout's factor for output `i` of layer `l` of the row at `position` at step `t`
+    /// (1 without dropout, or when not training: `t` 0).
+    fn factor(&self, t: u32, position: u32, l: usize, i: usize) -> f64 {
+        if self.shape.dropout == 0 || t == 0 {
+            return 1.0;
+        }
+        dropout_factor(self.shape.dropout, self.dropout_seed, t, position, l, i)
     }
 
     fn offsets(&self) -> Vec<usize> {
@@ -110,8 +143,14 @@ impl Reference {
             .collect()
     }
 
-    /// Pre-activations and activations of every layer for `rows`.
+    /// Pre-activations and activations of every layer for `rows`, without dropout.
     fn forward(&self, rows: &[Vec<f64>]) -> (Layers, Layers) {
+        self.forward_at(rows, 0, 0)
+    }
+
+    /// The same while training at step `t` (1-based; 0: no dropout), the rows at positions
+    /// `first…` of the epoch's order: activated outputs are dropped or scaled.
+    fn forward_at(&self, rows: &[Vec<f64>], t: u32, first: u32) -> (Layers, Layers) {
         let offsets = self.offsets();
         let mut a = vec![rows.to_vec()];
         let mut z = vec![rows.to_vec()];
@@ -120,7 +159,7 @@ impl Reference {
             let (wo, bo) = (offsets[l], offsets[l] + fin * fout);
             let mut zl = Vec::new();
             let mut al = Vec::new();
-            for prev in &a[l] {
+            for (b, prev) in a[l].iter().enumerate() {
                 let zr: Vec<f64> = (0..fout)
                     .map(|j| {
                         self.params[bo + j]
@@ -131,9 +170,10 @@ impl Reference {
                     .collect();
                 let ar = zr
                     .iter()
-                    .map(|&v| {
+                    .enumerate()
+                    .map(|(j, &v)| {
                         if self.shape.activated[l] {
-                            act(self.shape.activation, v)
+                            act(self.shape.activation, v) * self.factor(t, first + b as u32, l, j)
                         } else {
                             v
                         }
@@ -151,7 +191,11 @@ impl Reference {
     /// Summed per-value loss of `rows` (Σ diff² / width).
     fn loss(&self, rows: &[Vec<f64>]) -> f64 {
         let (_, a) = self.forward(rows);
-        let d = self.shape.widths[0] as f64;
+        Self::loss_of(rows, &a, self.shape.widths[0])
+    }
+
+    fn loss_of(rows: &[Vec<f64>], a: &Layers, d: usize) -> f64 {
+        let d = d as f64;
         let out = a.last().unwrap();
         rows.iter()
             .zip(out)
@@ -159,10 +203,12 @@ impl Reference {
             .sum()
     }
 
-    /// One Adam step on `rows`; returns the batch's summed per-value loss.
-    fn step(&mut self, rows: &[Vec<f64>], lr: f64) -> f64 {
-        let loss = self.loss(rows);
-        let (z, a) = self.forward(rows);
+    /// One Adam step on `rows` (at positions `first…` of the epoch's order); returns the
+    /// batch's summed per-value loss.
+    fn step(&mut self, rows: &[Vec<f64>], first: u32, lr: f64) -> f64 {
+        let t = self.t as u32 + 1;
+        let (z, a) = self.forward_at(rows, t, first);
+        let loss = Self::loss_of(rows, &a, self.shape.widths[0]);
         let offsets = self.offsets();
         let layers = self.shape.widths.len() - 1;
         let d = self.shape.widths[0];
@@ -196,6 +242,7 @@ impl Reference {
                                     .sum();
                                 if self.shape.activated[l - 1] {
                                     g * slope(self.shape.activation, z[l][b][i])
+                                        * self.factor(t, first + b as u32, l - 1, i)
                                 } else {
                                     g
                                 }
@@ -223,9 +270,18 @@ struct Case {
     train: Vec<f32>,
     validation: Vec<f32>,
     initial: Vec<Vec<f32>>,
+    /// Each network's dropout seed.
+    seeds: Vec<u32>,
     orders: Vec<Vec<u32>>,
     epochs: usize,
     lr: f32,
+}
+
+/// A case whose networks drop activated outputs with probability `p` (seeds apart).
+fn with_dropout(mut c: Case, p: f64) -> Case {
+    c.shape.dropout = forexgpt_kernels::fused_mlp::dropout_threshold(p);
+    c.seeds = (0..c.initial.len() as u32).map(|k| 1_000 + 7 * k).collect();
+    c
 }
 
 fn case(activation: Act, nets: usize, n_train: usize, batch: usize) -> Case {
@@ -245,6 +301,7 @@ fn case_w(activation: Act, nets: usize, n_train: usize, batch: usize, widths: Ve
         activation,
         batch,
         vae_head: None,
+        dropout: 0,
     };
     let mut rng = SplitMix64::new(7);
     let mut draw = |n: usize, k: f64| -> Vec<f32> {
@@ -254,7 +311,7 @@ fn case_w(activation: Act, nets: usize, n_train: usize, batch: usize, widths: Ve
     };
     let train = draw(n_train * d, 1.5);
     let validation = draw(9 * d, 1.5);
-    let initial = (0..nets).map(|_| draw(shape.parameters(), 0.4)).collect();
+    let initial: Vec<Vec<f32>> = (0..nets).map(|_| draw(shape.parameters(), 0.4)).collect();
     let epochs = 2;
     let mut orders = Vec::new();
     for _ in 0..epochs {
@@ -273,6 +330,7 @@ fn case_w(activation: Act, nets: usize, n_train: usize, batch: usize, widths: Ve
         shape,
         train,
         validation,
+        seeds: vec![0; initial.len()],
         initial,
         orders,
         epochs,
@@ -314,6 +372,7 @@ impl CubeJob for TrainCase<'_> {
         if self.poisoned {
             trainer.fill_scratch(f32::NAN);
         }
+        trainer.set_dropout_seeds(&nets.iter().map(|&k| c.seeds[k]).collect::<Vec<_>>())?;
         let active = vec![true; nets.len()];
         let mut losses = Vec::new();
         for e in 0..c.epochs {
@@ -384,16 +443,17 @@ fn check_with(device: &ComputeDevice, c: &Case, plan: CubePlan, poisoned: bool) 
     let train_rows = rows(&c.train);
     let validation_rows = rows(&c.validation);
     for (k, initial) in c.initial.iter().enumerate() {
-        let mut reference = Reference::new(&c.shape, initial);
+        let mut reference = Reference::new(&c.shape, initial, c.seeds[k]);
         for (e, orders) in c.orders.iter().enumerate() {
             let order = &orders[k * n..(k + 1) * n];
             let mut sum = 0.0;
-            for batch in order.chunks(c.shape.batch) {
+            for (s, batch) in order.chunks(c.shape.batch).enumerate() {
                 let picked: Vec<Vec<f64>> = batch
                     .iter()
                     .map(|&r| train_rows[r as usize].clone())
                     .collect();
-                sum += reference.step(&picked, f64::from(c.lr));
+                let first = (s * c.shape.batch) as u32;
+                sum += reference.step(&picked, first, f64::from(c.lr));
             }
             let train = sum / n as f64;
             let validation = reference.loss(&validation_rows) / validation_rows.len() as f64;
@@ -528,6 +588,50 @@ fn a_grid_trained_together_gives_each_network_what_it_gets_alone() {
             )
             .unwrap()
             .unwrap();
+            assert_eq!(*together, alone[0], "{}: network {k}", device.label());
+            for (t, a) in together_losses.iter().zip(&alone_losses) {
+                assert_eq!(t.0[k], a.0[0]);
+                assert_eq!(t.1[k], a.1[0]);
+            }
+        }
+    }
+}
+
+/// Dropout (its hashed masks) against the reference: every activation, the batch in one cube
+/// and split among cubes (the masks follow the rows' positions, not the cubes), and a grid
+/// whose networks drop different units but each what it drops alone.
+#[test]
+fn dropout_trains_as_the_reference_does_on_any_plan_alone_or_in_a_grid() {
+    for device in gpu_devices() {
+        for activation in [Act::Relu, Act::LeakyRelu, Act::Tanh, Act::Gelu] {
+            let c = with_dropout(case(activation, 2, 11, 4), 0.3);
+            check_against_reference(&device, &c);
+            check_with_plan(&device, &c, plan(3, 64));
+        }
+        let default_net = vec![32, 128, 64, 16, 64, 128, 32];
+        let c = with_dropout(case_w(Act::Tanh, 2, 300, 64, default_net), 0.2);
+        check_with_plan(&device, &c, plan(8, 256));
+        check_with(&device, &c, plan(16, 64), true);
+
+        let c = with_dropout(case(Act::Gelu, 3, 23, 5), 0.5);
+        let split = plan(2, 64);
+        let run = |only| {
+            run_cube_job(
+                &device,
+                "test",
+                TrainCase {
+                    case: &c,
+                    only,
+                    plan: split,
+                    poisoned: false,
+                },
+            )
+            .unwrap()
+            .unwrap()
+        };
+        let (together_losses, together) = run(None);
+        for (k, together) in together.iter().enumerate() {
+            let (alone_losses, alone) = run(Some(k));
             assert_eq!(*together, alone[0], "{}: network {k}", device.label());
             for (t, a) in together_losses.iter().zip(&alone_losses) {
                 assert_eq!(t.0[k], a.0[0]);

@@ -18,4 +18,5 @@ bin="$target/$profile/forexgpt"
 strip -o "$bin.stripped" "$bin"
 echo "stripped: $(stat -c %s "$bin.stripped") bytes ($(( $(stat -c %s "$bin.stripped") / 1048576 )) MiB)"
 size -A "$bin" | sort -k2 -n -r | head -8
-python3 bench/size/symbol_sizes.py "$bin" | head -25
+python3 bench/size/symbol_sizes.py "$bin" > "$bin.symbols"
+head -25 "$bin.symbols"

@@ -543,9 +543,9 @@ fn unroll_by(len: usize) -> usize {
 fn mix(x: u32) -> u32 {
     let mut h = x;
     h = h ^ (h >> 16u32);
-    h = h * 0x7feb_352du32;
+    h *= 0x7feb_352du32;
     h = h ^ (h >> 15u32);
-    h = h * 0x846c_a68bu32;
+    h *= 0x846c_a68bu32;
     h ^ (h >> 16u32)
 }
 

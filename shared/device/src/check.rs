@@ -1,6 +1,6 @@
 //! A small matmul and an elementwise expression run on a device and compared with a float64
 //! reference computed here, so "the GPU works" is checked, not assumed: on a GPU by a kernel
-//! of our own ([`gpu`], one CubeCL source for CUDA and wgpu, compiled and launched as every
+//! of our own (`gpu`, one CubeCL source for CUDA and wgpu, compiled and launched as every
 //! kernel of ours is), on the CPU by burn's backend (which trains the networks there).
 
 use std::time::Instant;
@@ -113,7 +113,7 @@ mod gpu {
 
     use super::input;
     use crate::compute_device::ComputeDevice;
-    use crate::cube::{CubeJob, run_cube_job};
+    use crate::cube::{CubeJob, array_arg, run_cube_job};
     use crate::error::DeviceError;
 
     /// Units per cube of the check's kernel.
@@ -143,16 +143,6 @@ mod gpu {
             product[at] = acc;
             elementwise[at] = a[at].exp() * b[at] + 0.5f32;
         }
-    }
-
-    fn array_arg<R: Runtime>(handle: &cubecl::server::Handle, len: usize) -> ArrayArg<R> {
-        TensorBinding::<R> {
-            handle: handle.clone().binding(),
-            strides: cubecl::zspace::Strides::from([1usize]),
-            shape: cubecl::zspace::Shape::from([len]),
-            runtime: core::marker::PhantomData,
-        }
-        .into_array_arg()
     }
 
     struct Check {

@@ -15,6 +15,21 @@ use crate::backend::guarded;
 use crate::compute_device::{ComputeDevice, Target};
 use crate::error::DeviceError;
 
+/// A kernel argument over the first `len` values of `handle`: a one-dimensional array, as
+/// every kernel of ours takes its buffers.
+pub fn array_arg<R: cubecl::Runtime>(
+    handle: &cubecl::server::Handle,
+    len: usize,
+) -> cubecl::prelude::ArrayArg<R> {
+    cubecl::prelude::TensorBinding::<R> {
+        handle: handle.clone().binding(),
+        strides: cubecl::zspace::Strides::from([1usize]),
+        shape: cubecl::zspace::Shape::from([len]),
+        runtime: core::marker::PhantomData,
+    }
+    .into_array_arg()
+}
+
 /// Code generic over the cubecl runtime: our own kernels and their host glue.
 pub trait CubeJob {
     type Output;

@@ -1155,15 +1155,7 @@ fn chain_adam(
     }
 }
 
-pub(crate) fn array_arg<R: Runtime>(handle: &Handle, len: usize) -> ArrayArg<R> {
-    TensorBinding::<R> {
-        handle: handle.clone().binding(),
-        strides: cubecl::zspace::Strides::from([1usize]),
-        shape: cubecl::zspace::Shape::from([len]),
-        runtime: core::marker::PhantomData,
-    }
-    .into_array_arg()
-}
+pub(crate) use forexgpt_device::cube::array_arg;
 
 /// Adam's constants (PyTorch's defaults but for the learning rate).
 #[derive(Debug, Clone, Copy, PartialEq)]

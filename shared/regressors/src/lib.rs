@@ -3,8 +3,9 @@
 //! params → fitted model, and only fitted models predict.
 //!
 //! The O(n·d²) part — the centred Gram matrix `XᵀX`, `XᵀY` and `Σy²` — runs on the CPU in
-//! float64 or on a GPU through burn ([`moments`]); the small d×d solves, coordinate descent
-//! and eigendecompositions run on the CPU in float64, where they are cheapest. The random
+//! float64 or on a GPU (cuBLAS in float64 on CUDA, our Gram kernel on wgpu; [`moments`]);
+//! the small d×d solves, coordinate descent and eigendecompositions run on the CPU in
+//! float64, where they are cheapest. The random
 //! forest ([`forest`]) grows histogram trees on the CPU and predicts on the CPU or a GPU.
 
 /// Setters of a parameter builder that wraps its parameters (`Builder(params)`): each

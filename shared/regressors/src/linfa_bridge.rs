@@ -42,8 +42,8 @@ impl From<::linfa::Error> for FitError {
 }
 
 /// Checked parameters of one of our estimators, as linfa fits them: on the CPU (float64), or
-/// with [`on`](Self::on) on a device (the GPU paths of [`crate::fit`]: cuBLAS or burn products
-/// for linear models and PCA, the CUDA tree builder or the level grower for forests).
+/// with [`on`](Self::on) on a device (the GPU paths of [`crate::fit`]: cuBLAS or our Gram
+/// kernel's products for linear models and PCA, the CUDA tree builder or the level grower for forests).
 #[derive(Debug, Clone)]
 pub struct LinfaEstimator<P> {
     pub params: P,

@@ -13,9 +13,6 @@ use common::{fixture, matrix};
 
 /// Float64 CPU path: both sides reach the optimum (tol 1e-12), so only rounding differs.
 const CPU_TOL: f64 = 1e-6;
-/// Device path through burn (the CPU backend): products in float32 on centred data, summed
-/// in float32; coefficients of order 1.
-const DEVICE_TOL: f64 = 1e-4;
 /// wgpu: the float32 products of float64-centred rows summed as float32 pairs
 /// (`forexgpt_kernels::gram`): float64 quality but for the inputs' float32 rounding. A
 /// float64 fit of those rounded inputs is within 9e-8 of scikit-learn (coefficients and
@@ -192,7 +189,8 @@ fn linear_models_and_pca_match_on_every_device() {
                     WGPU_FOLDED_TOL
                 }
             }
-            _ => DEVICE_TOL,
+            // The CPU as a device: the same float64 products as the CPU path.
+            forexgpt_protocol::BackendKind::Cpu => CPU_TOL,
         };
         check_linear(Some(device), tol);
         check_pca(Some(device), tol);

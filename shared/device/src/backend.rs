@@ -39,6 +39,15 @@ pub(crate) fn guarded<T>(label: &str, f: impl FnOnce() -> T) -> Result<T, Device
     )
 }
 
+/// What every way of running work answers on the fault-injection GPU ([`Target::Failing`]):
+/// the failure a real backend would report mid-job.
+pub(crate) fn simulated_fault(label: &str) -> DeviceError {
+    DeviceError::BackendFailed {
+        device: label.to_string(),
+        message: "simulated GPU fault".into(),
+    }
+}
+
 /// Runs `job` on burn's CPU backend when `device` is the CPU; a GPU is refused (it runs our
 /// own kernels, never burn's general path).
 pub fn run_job<J: BackendJob>(device: &ComputeDevice, job: J) -> Result<J::Output, DeviceError> {
@@ -47,10 +56,7 @@ pub fn run_job<J: BackendJob>(device: &ComputeDevice, job: J) -> Result<J::Outpu
         Target::Cpu => guarded(label, || {
             job.run::<CpuBackend>(&burn::backend::flex::FlexDevice)
         }),
-        Target::Failing => Err(DeviceError::BackendFailed {
-            device: label.to_string(),
-            message: "simulated GPU fault".into(),
-        }),
+        Target::Failing => Err(simulated_fault(label)),
         Target::Wgpu { .. } | Target::Cuda { .. } => Err(DeviceError::Unsupported {
             job: "burn's general path".into(),
             device: label.to_string(),

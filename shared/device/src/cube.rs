@@ -11,7 +11,7 @@
 
 pub use cubecl;
 
-use crate::backend::guarded;
+use crate::backend::{guarded, simulated_fault};
 use crate::compute_device::{ComputeDevice, Target};
 use crate::error::DeviceError;
 
@@ -51,10 +51,7 @@ pub fn run_cube_job<J: CubeJob>(
             device: label.to_string(),
             why: "it runs on CUDA or wgpu; the CPU has its own path".into(),
         }),
-        Target::Failing => Err(DeviceError::BackendFailed {
-            device: label.to_string(),
-            message: "simulated GPU fault".into(),
-        }),
+        Target::Failing => Err(simulated_fault(label)),
         #[cfg(feature = "wgpu")]
         Target::Wgpu {
             adapter_type,
@@ -95,10 +92,7 @@ pub fn run_wgpu_job<T>(
             let (wgpu_device, setup) = crate::backend::wgpu_device(adapter_type, type_index);
             job(&wgpu_device, &setup)
         }),
-        Target::Failing => Err(DeviceError::BackendFailed {
-            device: label.to_string(),
-            message: "simulated GPU fault".into(),
-        }),
+        Target::Failing => Err(simulated_fault(label)),
         Target::Cpu | Target::Cuda { .. } => Err(DeviceError::Unsupported {
             job: job_name.to_string(),
             device: label.to_string(),

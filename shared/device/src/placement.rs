@@ -400,10 +400,9 @@ mod tests {
     /// and `run_job` do there.
     fn probe(device: &ComputeDevice) -> Result<(), DeviceError> {
         match device.target {
-            crate::compute_device::Target::Failing => Err(DeviceError::BackendFailed {
-                device: device.label().to_string(),
-                message: "simulated GPU fault".into(),
-            }),
+            crate::compute_device::Target::Failing => {
+                Err(crate::backend::simulated_fault(device.label()))
+            }
             _ => Ok(()),
         }
     }

@@ -33,6 +33,7 @@ fn the_small_suite_runs_is_stored_and_compares() {
         "forecast",
         "autoencoder_fit",
         "vae_fit",
+        "autoencoder_dropout_fit",
         "rf_fit",
         "rf_predict",
     ] {

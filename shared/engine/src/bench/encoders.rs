@@ -90,17 +90,25 @@ pub fn bench_network(epochs: usize) -> NeuralEncoderSpec {
     }
 }
 
-/// The benchmarked kinds and their names in results.
-pub const KINDS: [(&str, NetworkKind); 2] = [
-    ("autoencoder_fit", NetworkKind::Autoencoder),
+/// The benchmarked kinds and their names in results, with the dropout they train with.
+pub const KINDS: [(&str, NetworkKind, f64); 3] = [
+    ("autoencoder_fit", NetworkKind::Autoencoder, 0.0),
     (
         "vae_fit",
         NetworkKind::Vae {
             kl_weight: 1.0,
             warmup_epochs: 10,
         },
+        0.0,
     ),
+    // The benchmark network with dropout after each hidden layer: masks drawn by burn's
+    // generator on the CPU and hashed in the fused kernels on a GPU, so the final losses are
+    // alike, not equal.
+    ("autoencoder_dropout_fit", NetworkKind::Autoencoder, DROPOUT),
 ];
+
+/// The dropout of the `autoencoder_dropout_fit` row.
+pub const DROPOUT: f64 = 0.2;
 
 /// Training and validation rows of one generated surface (one seed), split in that order.
 pub fn manifold_split(train: usize, validation: usize, cols: usize, seed: u64) -> (Matrix, Matrix) {
@@ -121,8 +129,9 @@ pub fn encoder_data(rows: usize, cols: usize) -> (Matrix, Matrix) {
 }
 
 /// One case per kind and device: the CPU first (burn), then each GPU device (the fused
-/// kernels), compared by final validation loss (`autoencoder_fit`, `vae_fit`); and a grid of
-/// [`GRID`] autoencoders trained together (`autoencoder_grid_fit`).
+/// kernels), compared by final validation loss (`autoencoder_fit`, `vae_fit`,
+/// `autoencoder_dropout_fit`); and a grid of [`GRID`] autoencoders trained together
+/// (`autoencoder_grid_fit`).
 pub fn encoder_cases(
     rows: usize,
     cols: usize,
@@ -134,11 +143,15 @@ pub fn encoder_cases(
     if let Some(dir) = export {
         export_encoder_data(dir, &data.0, &data.1, epochs)?;
     }
-    let spec = Arc::new(bench_network(epochs));
+    let plain = bench_network(epochs);
     let export = export.map(Path::to_path_buf);
     let cpu = ComputeDevice::cpu("cpu");
     let mut cases = Vec::new();
-    for (operation, kind) in KINDS {
+    for (operation, kind, dropout) in KINDS {
+        let spec = Arc::new(NeuralEncoderSpec {
+            dropout,
+            ..plain.clone()
+        });
         let reference: Arc<Mutex<Option<f64>>> = Arc::new(Mutex::new(None));
         let mut runs = vec![cpu.clone()];
         runs.extend(devices.iter().filter(|d| d.is_gpu()).cloned());
@@ -192,7 +205,7 @@ pub fn encoder_cases(
                 }),
             });
         }
-        if kind == NetworkKind::Autoencoder {
+        if operation == "autoencoder_fit" {
             for device in devices.iter().filter(|d| d.is_gpu()) {
                 cases.push(grid_case(&data, &spec, device, reference.clone(), GRID)?);
             }

@@ -207,8 +207,9 @@ fn fold(
     Some(out)
 }
 
-/// Runs a group's members over `rows` (raw features, `n × features`) on a GPU, keeping the
-/// members resident on the device between calls.
+/// Runs chains on a GPU by the forward kernel: a group's members over `rows` (raw features,
+/// `n × features`), kept resident on the device between calls, or one trained encoder's
+/// layers for one call.
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
 pub(crate) mod gpu {
     use std::any::Any;
@@ -217,9 +218,10 @@ pub(crate) mod gpu {
     use forexgpt_device::ComputeDevice;
     use forexgpt_device::cube::{CubeJob, cubecl, run_cube_job};
     use forexgpt_kernels::fused_forward::{ForwardEnsemble, ForwardMember, ForwardShape};
+    use forexgpt_protocol::Activation;
     use forexgpt_regressors::Matrix;
 
-    use super::ChainGroup;
+    use super::{Chain, ChainGroup};
     use crate::error::EngineError;
 
     /// A group's members uploaded to each device they ran on (by device label).
@@ -228,10 +230,21 @@ pub(crate) mod gpu {
         on: Mutex<Vec<(String, Box<dyn Any + Send>)>>,
     }
 
+    /// The members a dispatch runs.
+    enum Members<'a> {
+        /// An ensemble's group, uploaded on its first run on a device and kept there.
+        Kept {
+            group: &'a ChainGroup,
+            resident: &'a Resident,
+            label: &'a str,
+        },
+        /// One chain, uploaded for this dispatch only.
+        Once(&'a Chain),
+    }
+
     struct ForwardJob<'a> {
-        group: &'a ChainGroup,
-        resident: &'a Resident,
-        label: &'a str,
+        members: Members<'a>,
+        /// The rows, centred on the first member's means.
         rows: Vec<f32>,
     }
 
@@ -239,16 +252,31 @@ pub(crate) mod gpu {
         type Output = Result<Vec<f32>, String>;
 
         fn run<R: cubecl::Runtime>(self, device: &R::Device) -> Self::Output {
-            let mut on = self.resident.on.lock().unwrap_or_else(|e| e.into_inner());
+            let (group, resident, label) = match self.members {
+                Members::Once(chain) => {
+                    let member = member(chain, &chain.mean);
+                    let shape = shape(&chain.widths, chain.activation);
+                    return ForwardEnsemble::<R>::new(device, shape, &[member])?.run(&self.rows);
+                }
+                Members::Kept {
+                    group,
+                    resident,
+                    label,
+                } => (group, resident, label),
+            };
+            let mut on = resident.on.lock().unwrap_or_else(|e| e.into_inner());
             let found = on
                 .iter()
-                .position(|(label, e)| label == self.label && e.is::<ForwardEnsemble<R>>());
+                .position(|(l, e)| l == label && e.is::<ForwardEnsemble<R>>());
             let at = match found {
                 Some(at) => at,
                 None => {
-                    let ensemble =
-                        ForwardEnsemble::<R>::new(device, shape(self.group), &members(self.group))?;
-                    on.push((self.label.to_string(), Box::new(ensemble)));
+                    let center = group.center();
+                    let members: Vec<ForwardMember> =
+                        group.chains.iter().map(|c| member(c, center)).collect();
+                    let shape = shape(&group.widths, group.activation);
+                    let ensemble = ForwardEnsemble::<R>::new(device, shape, &members)?;
+                    on.push((label.to_string(), Box::new(ensemble)));
                     on.len() - 1
                 }
             };
@@ -260,55 +288,67 @@ pub(crate) mod gpu {
         }
     }
 
-    fn shape(group: &ChainGroup) -> ForwardShape {
+    fn shape(widths: &[usize], activation: Activation) -> ForwardShape {
         ForwardShape {
-            widths: group.widths.clone(),
-            activation: group.activation.into(),
+            widths: widths.to_vec(),
+            activation: activation.into(),
         }
     }
 
-    fn members(group: &ChainGroup) -> Vec<ForwardMember> {
-        let center = group.center();
-        group
-            .chains
-            .iter()
-            .map(|c| ForwardMember {
-                shift: c
-                    .mean
-                    .iter()
-                    .zip(center)
-                    .zip(&c.inv_scale)
-                    .map(|((m, c), &k)| if k == 0.0 { 0.0 } else { (m - c) as f32 })
-                    .collect(),
-                inv_scale: c.inv_scale.iter().map(|&k| k as f32).collect(),
-                params: c.params.clone(),
-            })
+    /// A chain as the kernel reads it, for rows centred on `center`: its scaler's shift
+    /// relative to that centre.
+    fn member(chain: &Chain, center: &[f64]) -> ForwardMember {
+        ForwardMember {
+            shift: chain
+                .mean
+                .iter()
+                .zip(center)
+                .zip(&chain.inv_scale)
+                .map(|((m, c), &k)| if k == 0.0 { 0.0 } else { (m - c) as f32 })
+                .collect(),
+            inv_scale: chain.inv_scale.iter().map(|&k| k as f32).collect(),
+            params: chain.params.clone(),
+        }
+    }
+
+    /// `x`'s rows minus `center`, in float64, then rounded to the kernel's float32.
+    fn centred(x: &Matrix, center: &[f64]) -> Vec<f32> {
+        x.values
+            .chunks_exact(x.cols)
+            .flat_map(|row| row.iter().zip(center).map(|(v, c)| (v - c) as f32))
             .collect()
     }
 
-    /// One chain's outputs for `x` (`n × outputs`), its layers uploaded for this call only:
-    /// a trained encoder's latent code.
+    fn dispatch(
+        device: &ComputeDevice,
+        what: &str,
+        job: ForwardJob<'_>,
+    ) -> Result<Vec<f64>, EngineError> {
+        let out = run_cube_job(device, what, job)?.map_err(|message| {
+            EngineError::Device(forexgpt_device::DeviceError::BackendFailed {
+                device: device.label().to_string(),
+                message,
+            })
+        })?;
+        Ok(out.into_iter().map(f64::from).collect())
+    }
+
+    /// One chain's outputs for `x` (`n × outputs`): a trained encoder's latent code.
     pub(crate) fn encode(
-        chain: super::Chain,
+        chain: &Chain,
         x: &Matrix,
         device: &ComputeDevice,
     ) -> Result<Matrix, EngineError> {
         let cols = chain.widths.last().copied().unwrap_or(0);
-        if x.rows == 0 {
-            return Ok(Matrix {
-                rows: 0,
-                cols,
-                values: Vec::new(),
-            });
-        }
-        let group = ChainGroup {
-            spec: forexgpt_protocol::FeatureSpec::default(),
-            widths: chain.widths.clone(),
-            activation: chain.activation,
-            members: vec![0],
-            chains: vec![chain],
+        let values = if x.rows == 0 {
+            Vec::new()
+        } else {
+            let job = ForwardJob {
+                members: Members::Once(chain),
+                rows: centred(x, &chain.mean),
+            };
+            dispatch(device, "encoding with a trained network", job)?
         };
-        let values = run(&group, &Resident::default(), x, device)?;
         Ok(Matrix {
             rows: x.rows,
             cols,
@@ -323,29 +363,15 @@ pub(crate) mod gpu {
         x: &Matrix,
         device: &ComputeDevice,
     ) -> Result<Vec<f64>, EngineError> {
-        let center = group.center();
-        let rows: Vec<f32> = x
-            .values
-            .chunks_exact(x.cols)
-            .flat_map(|row| row.iter().zip(center).map(|(v, c)| (v - c) as f32))
-            .collect();
-        let out = run_cube_job(
-            device,
-            "running an ensemble of encoder models",
-            ForwardJob {
+        let job = ForwardJob {
+            members: Members::Kept {
                 group,
                 resident,
                 label: device.label(),
-                rows,
             },
-        )?
-        .map_err(|message| {
-            EngineError::Device(forexgpt_device::DeviceError::BackendFailed {
-                device: device.label().to_string(),
-                message,
-            })
-        })?;
-        Ok(out.into_iter().map(f64::from).collect())
+            rows: centred(x, group.center()),
+        };
+        dispatch(device, "running an ensemble of encoder models", job)
     }
 }
 

@@ -146,7 +146,7 @@ impl NeuralEncoder {
     #[cfg(any(feature = "wgpu", feature = "cuda"))]
     fn encode_on_gpu(&self, x: &Matrix, device: &ComputeDevice) -> Result<Matrix, EngineError> {
         match crate::chains::encoder_chain(self) {
-            Some(chain) => crate::chains::gpu::encode(chain, x, device),
+            Some(chain) => crate::chains::gpu::encode(&chain, x, device),
             None => Err(wide_network(device)),
         }
     }

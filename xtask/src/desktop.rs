@@ -27,7 +27,7 @@ pub fn workspace_root() -> PathBuf {
     .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
 }
 
-fn target_dir() -> PathBuf {
+pub(crate) fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .filter(|d| !d.is_empty())
         .map_or_else(|| workspace_root().join("target"), PathBuf::from)
@@ -204,7 +204,7 @@ pub fn app() -> Result<()> {
 /// The `gui` test executable that `cargo test --workspace` built (asked of cargo with the same
 /// selection, so it is the same build: another selection would resolve other features and
 /// compile everything again).
-fn gui_test_executable() -> Result<PathBuf> {
+pub(crate) fn gui_test_executable() -> Result<PathBuf> {
     // The test build's features: another set would rebuild the app without them.
     let out = cargo()
         .args([
@@ -239,6 +239,11 @@ fn gui_test_executable() -> Result<PathBuf> {
         .context("cargo built no `gui` test executable")
 }
 
+/// tauri-driver, the WebDriver server of the GUI tests (installed with cargo when missing).
+pub(crate) fn tauri_driver() -> Result<PathBuf> {
+    tool("tauri-driver", "tauri-driver", TAURI_DRIVER_VERSION, true)
+}
+
 /// The GUI end-to-end tests: the app under Xvfb, driven by tauri-driver and WebKitWebDriver.
 /// They run the test executable and drive the app binary that `cargo test --workspace` built
 /// (the dev profile, which optimises dependencies), so nothing is compiled again.
@@ -247,7 +252,7 @@ pub fn gui_tests() -> Result<()> {
         eprintln!("xtask: the GUI end-to-end tests run on Linux only (Xvfb + WebKitWebDriver)");
         return Ok(());
     }
-    let driver = tool("tauri-driver", "tauri-driver", TAURI_DRIVER_VERSION, true)?;
+    let driver = tauri_driver()?;
     if output_of("which", &["WebKitWebDriver"]).is_none() {
         bail!("WebKitWebDriver is missing (Debian package webkit2gtk-driver; `cargo xtask setup`)");
     }

@@ -9,6 +9,9 @@
 //! - `frontend` builds the leptos UI to WebAssembly into `frontend/dist`
 //! - `bundle` builds the installable package of this platform (`.deb`, `.dmg`, `.msi`) with
 //!   tauri-cli
+//! - `clean-debian [DEB]`  installs the app's `.deb` (default: the newest `bundle` made) on a
+//!   clean Debian in a chroot and runs the GUI end-to-end test against the installed binary
+//!   (root, network to a Debian mirror; not part of `test`)
 //! - `bench`  release build, then the benchmark suite (extra arguments go to `forexgpt bench`)
 //! - `cuda-runtime [--cuda X.Y] [--dir DIR]`  assembles NVRTC and the CUDA headers, which the
 //!   CUDA backend needs at run time, from NVIDIA's redistributable wheels on PyPI
@@ -17,6 +20,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
+mod clean_debian;
 mod cuda_runtime;
 mod desktop;
 
@@ -81,15 +85,20 @@ fn main() -> Result<()> {
             setup()?;
             bench(rest)
         }
+        "clean-debian" => {
+            setup()?;
+            desktop::frontend()?;
+            clean_debian::clean_debian(rest)
+        }
         "cuda-runtime" => cuda_runtime::assemble(rest),
         "help" | "-h" | "--help" => {
             println!(
-                "usage: cargo xtask <setup|test|app [--cli]|frontend|bundle|bench|cuda-runtime> [args]"
+                "usage: cargo xtask <setup|test|app [--cli]|frontend|bundle|clean-debian [DEB]|bench|cuda-runtime> [args]"
             );
             Ok(())
         }
         other => bail!(
-            "unknown task '{other}'; expected setup, test, app, frontend, bundle, bench or cuda-runtime"
+            "unknown task '{other}'; expected setup, test, app, frontend, bundle, clean-debian, bench or cuda-runtime"
         ),
     }
 }

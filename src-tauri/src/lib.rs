@@ -60,6 +60,31 @@ fn init_tracing() {
         .try_init();
 }
 
+/// `forexgpt-workbench --devices`: what the Devices tab shows (CUDA, wgpu, the CPU and what
+/// `auto` picks, each with why it is unavailable where it is) as JSON on stdout, from the
+/// same probe, without opening a window: for support, and for checking an installed build on
+/// a machine without a display.
+pub const DEVICES_FLAG: &str = "--devices";
+
+/// Probes the devices as the app does at start-up and prints [`DeviceInfo`] as JSON
+/// ([`DEVICES_FLAG`]).
+///
+/// [`DeviceInfo`]: forexgpt_protocol::DeviceInfo
+pub fn print_devices() -> std::process::ExitCode {
+    init_tracing();
+    let devices = DeviceManager::probe();
+    match serde_json::to_string_pretty(devices.info()) {
+        Ok(json) => {
+            println!("{json}");
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("forexgpt-workbench: the device report: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 /// Starts the app; returns when its window is closed.
 pub fn run() {
     init_tracing();

@@ -50,9 +50,16 @@ fn the_small_suite_runs_is_stored_and_compares() {
     assert!(!ops.iter().any(|op| op.ends_with("_burn")), "{ops:?}");
     for r in results {
         assert!(r["median_ms"].as_f64().unwrap() > 0.0, "{r}");
-        // Every GPU row was checked against the CPU's result.
+        // Every GPU row was checked against the CPU's result. With dropout the CPU (burn's
+        // generator) and a GPU (hashed masks) drop different units, so their losses are
+        // alike, not equal.
         if let Some(diff) = r["max_rel_diff_vs_cpu"].as_f64() {
-            assert!(diff < 1e-2, "{r}");
+            let bound = if r["operation"] == "autoencoder_dropout_fit" {
+                0.2
+            } else {
+                1e-2
+            };
+            assert!(diff < bound, "{r}");
         }
     }
     assert_eq!(run["settings"]["rows"], 20_000);

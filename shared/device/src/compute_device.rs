@@ -38,6 +38,18 @@ impl ComputeDevice {
         self.backend() != BackendKind::Cpu
     }
 
+    /// Whether this is a software rasterizer (a wgpu adapter that runs on the CPU, such as
+    /// lavapipe).
+    pub fn is_software(&self) -> bool {
+        matches!(
+            self.target,
+            Target::Wgpu {
+                adapter_type: AdapterType::Cpu,
+                ..
+            }
+        )
+    }
+
     /// The CUDA ordinal, when this is a CUDA device.
     pub fn cuda_index(&self) -> Option<usize> {
         match self.target {

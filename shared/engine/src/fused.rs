@@ -220,31 +220,58 @@ fn unflatten(params: &[f32], layout: &Layout) -> NetworkWeights {
 /// uses the kernels' default ([`forexgpt_kernels::fused_mlp::CubePlan::for_grid`]).
 pub const FUSED_PLAN_ENV: &str = "FOREXGPT_FUSED_PLAN";
 
-/// `ROWS,UNITS` as a plan: rows ≥ 1, units ≥ 64.
+/// `ROWS,UNITS[,UNROLL]` as a plan: rows ≥ 1, units ≥ 64, unrolling a power of two up to
+/// 64 (default: the default plan's).
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
 fn parse_plan(text: &str) -> Option<forexgpt_kernels::fused_mlp::CubePlan> {
-    let (rows, units) = text.split_once(',')?;
+    let fields: Vec<&str> = text.split(',').map(str::trim).collect();
+    let (rows, units, unroll) = match fields[..] {
+        [rows, units] => (rows, units, None),
+        [rows, units, unroll] => (rows, units, Some(unroll)),
+        _ => return None,
+    };
     Some(forexgpt_kernels::fused_mlp::CubePlan {
-        rows_per_cube: rows.trim().parse().ok().filter(|&r| r > 0)?,
-        units: units.trim().parse().ok().filter(|&u| u >= 64)?,
+        rows_per_cube: rows.parse().ok().filter(|&r| r > 0)?,
+        units: units.parse().ok().filter(|&u| u >= 64)?,
+        unroll: match unroll {
+            None => forexgpt_kernels::fused_mlp::MAX_UNROLL,
+            Some(u) => u
+                .parse()
+                .ok()
+                .filter(|u: &usize| u.is_power_of_two() && *u <= 64)?,
+        },
     })
 }
 
-/// The plan for `networks` networks in batches of `batch` rows: [`FUSED_PLAN_ENV`]'s when
-/// set, else the default.
+/// The plan for `networks` networks in batches of `batch` rows on `device`:
+/// [`FUSED_PLAN_ENV`]'s when set, else the default, unrolled as fits the backend: more on
+/// CUDA, less on a software rasterizer, which only pays compile time for it.
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
 fn cube_plan(
     batch: usize,
     networks: usize,
+    device: &ComputeDevice,
 ) -> Result<forexgpt_kernels::fused_mlp::CubePlan, EngineError> {
+    use forexgpt_kernels::fused_mlp::{CUDA_UNROLL, CubePlan, MAX_UNROLL, SOFTWARE_UNROLL};
     match std::env::var(FUSED_PLAN_ENV) {
-        Err(_) => Ok(forexgpt_kernels::fused_mlp::CubePlan::for_grid(
-            batch, networks,
-        )),
+        Err(_) => {
+            let unroll = if device.is_software() {
+                SOFTWARE_UNROLL
+            } else if device.cuda_index().is_some() {
+                CUDA_UNROLL
+            } else {
+                MAX_UNROLL
+            };
+            Ok(CubePlan {
+                unroll,
+                ..CubePlan::for_grid(batch, networks)
+            })
+        }
         Ok(text) => parse_plan(&text).ok_or_else(|| {
             EngineError::InvalidRequest(format!(
-                "{FUSED_PLAN_ENV}={text:?}: expected ROWS,UNITS (rows of a batch per \
-                 workgroup ≥ 1, units ≥ 64; e.g. 8,256)"
+                "{FUSED_PLAN_ENV}={text:?}: expected ROWS,UNITS or ROWS,UNITS,UNROLL (rows of a \
+                 batch per workgroup ≥ 1, units ≥ 64, unrolling a power of two up to 64; e.g. \
+                 8,256)"
             ))
         }),
     }
@@ -342,7 +369,7 @@ impl forexgpt_device::cube::CubeJob for FusedJob<'_, '_> {
         let initial: Vec<Vec<f32>> = chains.into_iter().map(|(_, weights, _)| weights).collect();
         let shape_latent = shape.latent();
         let as_f32 = |values: &[f64]| values.iter().map(|&v| v as f32).collect::<Vec<f32>>();
-        let plan = cube_plan(shape.batch, initial.len())?;
+        let plan = cube_plan(shape.batch, initial.len(), self.device)?;
         let mut trainer = ChainTrainer::<R>::with_plan(
             device,
             shape,
@@ -513,10 +540,24 @@ mod tests {
 
     #[test]
     #[cfg(any(feature = "wgpu", feature = "cuda"))]
-    fn a_plan_override_reads_rows_and_units() {
+    fn a_plan_override_reads_rows_units_and_unrolling() {
         let plan = parse_plan(" 8, 256").unwrap();
-        assert_eq!((plan.rows_per_cube, plan.units), (8, 256));
-        for bad in ["8", "0,256", "8,32", "x,256", "8,1024,2", ""] {
+        assert_eq!(
+            (plan.rows_per_cube, plan.units, plan.unroll),
+            (8, 256, forexgpt_kernels::fused_mlp::MAX_UNROLL)
+        );
+        let plan = parse_plan("2,256,4").unwrap();
+        assert_eq!((plan.rows_per_cube, plan.units, plan.unroll), (2, 256, 4));
+        for bad in [
+            "8",
+            "0,256",
+            "8,32",
+            "x,256",
+            "8,1024,3",
+            "8,256,128",
+            "8,256,4,1",
+            "",
+        ] {
             assert!(parse_plan(bad).is_none(), "{bad}");
         }
     }

@@ -6,7 +6,8 @@
 //! one-epoch warm-up that compiles the kernels.
 //!
 //! cargo run --release -p forexgpt-kernels --features cuda,wgpu --example fused_plans [EPOCHS]
-//! `FUSED_PLANS=ROWS,UNITS,NETWORKS;…` times only those plans (e.g. `2,256,1;8,1024,16`).
+//! `FUSED_PLANS=ROWS,UNITS,NETWORKS;…` times only those plans (e.g. `2,256,1;8,1024,16`);
+//! `FUSED_UNROLL=N` unrolls the products' inner loops N times (default `MAX_UNROLL`).
 //! (bench/device/fused_plans.sh runs it on the GPU machine.)
 
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
@@ -26,7 +27,9 @@ mod plans {
 
     use forexgpt_device::cube::{CubeJob, cubecl, run_cube_job};
     use forexgpt_device::testing::test_gpus;
-    use forexgpt_kernels::fused_mlp::{Act, AdamConstants, ChainShape, ChainTrainer, CubePlan};
+    use forexgpt_kernels::fused_mlp::{
+        Act, AdamConstants, ChainShape, ChainTrainer, CubePlan, MAX_UNROLL,
+    };
     use forexgpt_random::SplitMix64;
 
     const ROWS: usize = 10_000;
@@ -72,8 +75,8 @@ mod plans {
     }
 
     /// (time of the timed epochs, the last epoch's mean training loss, dispatches, cubes
-    /// per network, units per cube)
-    type Outcome = (Duration, f64, u64, usize, u32);
+    /// per network, units per cube, the host's time queuing and waiting in the timed epochs)
+    type Outcome = (Duration, f64, u64, usize, u32, Duration, Duration);
 
     impl CubeJob for Timed<'_> {
         type Output = Result<Outcome, String>;
@@ -108,7 +111,7 @@ mod plans {
                 Ok(loss[0])
             };
             epoch(&mut trainer)?;
-            let warm = trainer.timing().dispatches;
+            let warm = trainer.timing();
             let started = Instant::now();
             let mut loss = 0.0;
             for _ in 0..self.epochs {
@@ -117,9 +120,11 @@ mod plans {
             Ok((
                 started.elapsed(),
                 loss,
-                trainer.timing().dispatches - warm,
+                trainer.timing().dispatches - warm.dispatches,
                 trainer.cubes_per_network(),
                 trainer.units(),
+                trainer.timing().queuing - warm.queuing,
+                trainer.timing().waiting - warm.waiting,
             ))
         }
     }
@@ -166,9 +171,9 @@ mod plans {
             std::process::exit(1);
         }
         println!(
-            "| device | rows per cube | units | cubes per network | networks | {epochs} epochs (ms) | dispatches | last loss |"
+            "| device | rows per cube | units | cubes per network | networks | {epochs} epochs (ms) | dispatches | queuing (ms) | waiting (ms) | last loss |"
         );
-        println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+        println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
         let runs = match std::env::var("FUSED_PLANS") {
             Ok(list) => match parse_runs(&list) {
                 Some(runs) => runs,
@@ -181,11 +186,16 @@ mod plans {
             },
             Err(_) => default_runs(),
         };
+        let unroll = std::env::var("FUSED_UNROLL")
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(MAX_UNROLL);
         for device in &devices {
             for &(rows, units, nets) in &runs {
                 let plan = CubePlan {
                     rows_per_cube: rows,
                     units,
+                    unroll,
                 };
                 let job = Timed {
                     data: &data,
@@ -194,10 +204,12 @@ mod plans {
                     epochs,
                 };
                 match run_cube_job(device, "fused plans", job) {
-                    Ok(Ok((time, loss, dispatches, parts, units))) => println!(
-                        "| {} | {rows} | {units} | {parts} | {nets} | {:.0} | {dispatches} | {loss:.5} |",
+                    Ok(Ok((time, loss, dispatches, parts, units, queuing, waiting))) => println!(
+                        "| {} | {rows} | {units} | {parts} | {nets} | {:.0} | {dispatches} | {:.0} | {:.0} | {loss:.5} |",
                         device.label(),
-                        time.as_secs_f64() * 1e3
+                        time.as_secs_f64() * 1e3,
+                        queuing.as_secs_f64() * 1e3,
+                        waiting.as_secs_f64() * 1e3
                     ),
                     Ok(Err(e)) => {
                         println!("| {} | {rows} | {units} | failed: {e} |", device.label())

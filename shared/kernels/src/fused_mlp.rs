@@ -5,10 +5,15 @@
 //!
 //! Each step's batch can be split into slices of a few rows ([`CubePlan`]), one cube each. A
 //! cube gathers its rows in the epoch's order, runs them forward through every layer, takes
-//! the MSE loss and its gradient, and runs backward layer by layer (the gradient for the
-//! layer below, then this layer's gradient over its rows), adding up its slice's loss. A
-//! second dispatch sums the slices' gradients and applies Adam ([`chain_adam`]); with the
-//! batch in one cube, that cube applies Adam itself in the same dispatch. Weights, Adam
+//! the MSE loss and its gradient, and runs backward layer by layer (each layer's output
+//! gradient, from which the layer below's follows), adding up its slice's loss. A second
+//! dispatch sums each weight's gradient over the whole batch from the layers' inputs and
+//! output gradients the cubes left in device memory, and applies Adam ([`chain_adam`]); with
+//! the batch in one cube, that cube sums and applies Adam itself in the same dispatch. Either
+//! way a weight's gradient is summed over the batch's rows in their order, whatever the plan
+//! (before, each cube wrote its slice's gradient, a copy of all parameters, and the second
+//! dispatch added the copies up: for a grid of 16, 26 MB written and read back a step, 30 %
+//! of its time on an H100). Weights, Adam
 //! moments and activations stay in device memory; the host uploads one shuffled row order
 //! per network and epoch, queues the epoch's dispatches, and reads back the losses once.
 //! Validation is the same kernel without the backward half, every batch's slices in one
@@ -230,24 +235,25 @@ impl ChainShape {
         self.batch * (self.widths.iter().sum::<usize>() + self.latent().unwrap_or(0))
     }
 
-    /// One of the two gradient buffers (`batch × widest boundary`).
-    fn delta_half(&self) -> usize {
-        self.batch * self.widths.iter().copied().max().unwrap_or(0)
-    }
-
-    /// Which gradient buffer each layer reads its output gradient from (from the top: the
-    /// two alternate, except across the VAE's sampling, which turns the gradient for `z` back
-    /// into the layer-`h+1` buffer it came from).
-    fn gradient_buffers(&self) -> Vec<u32> {
-        let mut buffers = vec![0; self.layers()];
-        let mut current = 0;
-        for l in (0..self.layers()).rev() {
-            buffers[l] = current;
-            if self.vae_head != Some(l.wrapping_sub(1)) {
-                current = 1 - current;
-            }
+    /// Where each layer's output gradient (the loss's gradient with respect to its
+    /// pre-activation outputs, `batch × outputs`) starts in a cube's share of the backward
+    /// pass's buffer, then where the VAE's gradient for its sample `z` goes (`batch ×
+    /// latent`), then the share's size. Every layer keeps its own, so that after the
+    /// backward pass the weights' gradients can be summed over the whole batch from the
+    /// layers' inputs and output gradients (see [`chain_adam`]).
+    fn delta_offsets(&self) -> (Vec<usize>, usize, usize) {
+        let mut offsets = Vec::with_capacity(self.layers());
+        let mut at = 0;
+        for l in 0..self.layers() {
+            offsets.push(at);
+            at += self.batch * self.layer_io(l).1;
         }
-        buffers
+        let z_grad = at;
+        (
+            offsets,
+            z_grad,
+            at + self.batch * self.latent().unwrap_or(0),
+        )
     }
 
     /// Why this shape cannot train here, if it cannot.
@@ -287,8 +293,16 @@ impl ChainShape {
     /// The kernel's configuration for cubes of `slice` rows (the batch's rows split among
     /// `parts` cubes per network; the layout of a cube's activations is that of a batch of
     /// `slice` rows).
-    fn config(&self, train: bool, units: u32, stage: u32, slice: usize) -> KernelConfig {
+    fn config(
+        &self,
+        train: bool,
+        units: u32,
+        stage: u32,
+        slice: usize,
+        unroll: usize,
+    ) -> KernelConfig {
         let mut config = self.sliced(slice).slice_config(train, units, stage);
+        config.unroll = unroll as u32;
         config.full_batch = self.batch as u32;
         config.parts = self.batch.div_ceil(slice) as u32;
         config
@@ -308,6 +322,7 @@ impl ChainShape {
             (0..self.layers()).map(|l| self.layer_io(l)).unzip();
         let (in_offsets, out_offsets) = self.layer_offsets();
         let boundaries = self.boundary_offsets();
+        let deltas = self.delta_offsets();
         let head = self.vae_head.unwrap_or(0);
         KernelConfig {
             fins: as_u32(&ins),
@@ -320,7 +335,8 @@ impl ChainShape {
             param_offsets: as_u32(&self.param_offsets()),
             in_offsets: as_u32(&in_offsets),
             out_offsets: as_u32(&out_offsets),
-            gradient_buffers: self.gradient_buffers(),
+            delta_offsets: as_u32(&deltas.0),
+            z_grad_offset: deltas.1 as u32,
             output_offset: boundaries[self.widths.len() - 1] as u32,
             vae: self.vae_head.is_some(),
             head: head as u32,
@@ -329,11 +345,13 @@ impl ChainShape {
             latent: self.latent().unwrap_or(0) as u32,
             parameters: self.parameters() as u32,
             activations: self.activations() as u32,
-            delta_half: self.delta_half() as u32,
+            deltas: deltas.2 as u32,
             train,
             units,
             stage,
             dropout: if train { self.dropout } else { 0 },
+            unroll: MAX_UNROLL as u32,
+            adam_tile: ADAM_TILE as u32,
         }
     }
 
@@ -383,7 +401,10 @@ pub struct KernelConfig {
     param_offsets: Vec<u32>,
     in_offsets: Vec<u32>,
     out_offsets: Vec<u32>,
-    gradient_buffers: Vec<u32>,
+    /// Where each layer's output gradient starts in a cube's share of `delta`.
+    delta_offsets: Vec<u32>,
+    /// Where the VAE's gradient for its sample goes in a cube's share of `delta`.
+    z_grad_offset: u32,
     output_offset: u32,
     vae: bool,
     head: u32,
@@ -392,19 +413,24 @@ pub struct KernelConfig {
     latent: u32,
     parameters: u32,
     activations: u32,
-    delta_half: u32,
+    /// The size of a cube's share of `delta`.
+    deltas: u32,
     train: bool,
     units: u32,
     stage: u32,
     /// The dropout hash's threshold (0: none); compiled in only when training.
     dropout: u32,
+    /// Most iterations of a product's inner loop unrolled into one block.
+    unroll: u32,
+    /// Parameters a cube of [`chain_adam`] updates.
+    adam_tile: u32,
 }
 
 impl KernelConfig {
     /// [`chain_adam`]'s first tile of layer `l` (the layers' tiles one after the other).
     fn adam_first_tile(&self, l: usize) -> usize {
         (0..l)
-            .map(|k| adam_tiling(self.fins[k], self.fouts[k]).2)
+            .map(|k| adam_tiling(self.fins[k], self.fouts[k], self.adam_tile as usize).2)
             .sum()
     }
 
@@ -413,15 +439,35 @@ impl KernelConfig {
         self.adam_first_tile(self.fins.len())
     }
 
-    /// [`chain_adam`]'s workgroup memory: the largest tile, each row padded by one value (the
-    /// transposed reads of a column then fall in different banks).
+    /// The row groups [`chain_adam`] splits the batch's rows among: with tiles of 256
+    /// parameters, 8 (each unit sums 8 parameters of a column); with 1,024, 4 (16 each), so
+    /// the groups' partial sums fit 16 KiB.
+    fn adam_groups(&self) -> usize {
+        if self.adam_tile as usize > ADAM_UNITS as usize {
+            4
+        } else {
+            8
+        }
+    }
+
+    /// Rows of the batch [`chain_adam`] stages at a time for layer `l`: the inputs and output
+    /// gradients of its tile's rows and columns, [`ADAM_STAGE_VALUES`] at most.
+    fn adam_round(&self, l: usize) -> usize {
+        let (rows, cols, _) = adam_tiling(self.fins[l], self.fouts[l], self.adam_tile as usize);
+        (ADAM_STAGE_VALUES / (rows + cols)).clamp(1, self.full_batch as usize)
+    }
+
+    /// [`chain_adam`]'s workgroup memory: the largest round of staged rows, or the largest
+    /// tile with each row padded by one value (the transposed reads of a column then fall in
+    /// different banks).
     fn adam_stage(&self) -> usize {
-        self.fins
-            .iter()
-            .zip(&self.fouts)
-            .map(|(&fin, &fout)| {
-                let (rows, cols, _) = adam_tiling(fin, fout);
-                rows * (cols + 1)
+        (0..self.fins.len())
+            .map(|l| {
+                let (rows, cols, _) =
+                    adam_tiling(self.fins[l], self.fouts[l], self.adam_tile as usize);
+                (self.adam_round(l) * (rows + cols))
+                    .max(rows * (cols + 1))
+                    .max(self.adam_groups() * rows * cols)
             })
             .max()
             .unwrap_or(1)
@@ -448,24 +494,40 @@ fn chunk_of(len: usize, per: usize, stage: usize) -> usize {
         .unwrap_or(0)
 }
 
-/// Parameters one cube of [`chain_adam`] updates, one a unit. (Four a unit, in tiles of
-/// 1,024, left half of an H100 idle for one network: its Adam dispatch took 2.2× as long.)
+/// Parameters one cube of [`chain_adam`] updates: one a unit while a grid's tiles are few
+/// (with four a unit, one network's 66 cubes left half of an H100 idle), four a unit from
+/// [`ADAM_WIDE_CUBES`] tiles of 256 on (a grid of 16 reference networks: the cubes' fixed
+/// work, staging and Adam's constants, then counts less).
 const ADAM_TILE: usize = ADAM_UNITS as usize;
+const ADAM_WIDE_TILE: usize = 4 * ADAM_UNITS as usize;
+
+/// Tiles of 256 parameters in all networks from which [`chain_adam`] takes tiles of 1,024.
+const ADAM_WIDE_CUBES: usize = 1024;
+
+/// Most workgroup memory (f32 values) a cube of [`chain_adam`] stages rows through: 16 KiB,
+/// what WebGPU guarantees.
+const ADAM_STAGE_VALUES: usize = 4096;
 
 /// How [`chain_adam`] tiles a layer of `fin` inputs and `fout` outputs, its parameters seen as
 /// `fin + 1` rows of `fout` (the weight's rows, then the bias): `(rows, cols, tiles)`, tiles of
-/// `rows × cols` parameters ([`ADAM_TILE`] in all; up to 32 columns, fewer for narrower
-/// layers, so no unit idles there). A tile's column then holds 8 or more consecutive
+/// `rows × cols` parameters (`tile` in all, 256 or 1,024; up to 32 columns, fewer for
+/// narrower layers, so no unit idles there). A tile's column then holds 8 or more consecutive
 /// inputs: its transposed copy fills whole 32-byte sectors.
-fn adam_tiling(fin: u32, fout: u32) -> (usize, usize, usize) {
+fn adam_tiling(fin: u32, fout: u32, tile: usize) -> (usize, usize, usize) {
     let (fin, fout) = (fin as usize, fout as usize);
     let cols = fout.next_power_of_two().min(32);
-    let rows = ADAM_TILE / cols;
+    let rows = tile / cols;
     (rows, cols, (fin + 1).div_ceil(rows) * fout.div_ceil(cols))
 }
 
+/// Most values a unit loads into registers before it stores them to workgroup memory in
+/// [`stage_rows`] (all loads of a round are in flight together).
+const STAGE_ROUND: usize = 8;
+
 /// Copies `rows` rows of `width` values from `src` (the first at `at`, rows `stride` apart)
-/// into workgroup memory, rows `stage_stride` apart. Every unit takes part.
+/// into workgroup memory, rows `stage_stride` apart. Every unit of the cube (`units` of them)
+/// takes part: each loads its values of a round into registers (the loads independent, so
+/// they wait for memory together, not one after another), then stores them.
 #[cube]
 fn stage_rows(
     src: &Array<f32>,
@@ -475,19 +537,42 @@ fn stage_rows(
     #[comptime] rows: usize,
     #[comptime] width: usize,
     #[comptime] stage_stride: usize,
+    #[comptime] units: usize,
 ) {
-    for idx in range_stepped(UNIT_POS as usize, rows * width, CUBE_DIM as usize) {
-        let b = idx / width;
-        let k = idx % width;
-        stage[b * stage_stride + k] = src[at + b * stride + k];
+    let total = comptime![rows * width];
+    let per_unit = comptime![total.div_ceil(units)];
+    let round = comptime![per_unit.clamp(1, STAGE_ROUND)];
+    let whole = comptime![total.is_multiple_of(units)];
+    let tid = UNIT_POS as usize;
+    for first in 0..comptime![per_unit.div_ceil(round)] {
+        let mut values = Array::<f32>::new(round);
+        #[unroll]
+        for q in 0..round {
+            let idx = (first * round + q) * units + tid;
+            if whole || idx < total {
+                values[q] = src[at + idx / width * stride + idx % width];
+            }
+        }
+        #[unroll]
+        for q in 0..round {
+            let idx = (first * round + q) * units + tid;
+            if whole || idx < total {
+                stage[idx / width * stage_stride + idx % width] = values[q];
+            }
+        }
     }
 }
 
 /// A product's register tile: `acc[r] += Σₖ src[at + row_r · len + k] · weights[w_at + k ·
 /// w_stride]` over the `len` inputs of the unit's rows `row_r = g + r · groups`. The batch's
-/// rows pass through workgroup memory `chunk` inputs at a time; the inner loop is unrolled.
-/// Every unit takes part (the chunks are copied between barriers); only `active` ones
-/// accumulate.
+/// rows pass through workgroup memory `chunk` inputs at a time. The inner loop runs in
+/// blocks of `unroll` inputs, and a unit loads the next block's weights before it multiplies
+/// by the current one's, so a block's loads are in flight together, and while it computes
+/// (the first block's are issued before the chunk is staged). Written out like this, the
+/// CUDA compiler cannot sink the loads next to their uses: left to itself it did, whenever
+/// the kernel needed few registers, and each step of the reference network took 1.5× as
+/// long on an H100. Every unit takes part (the chunks are copied between barriers); only
+/// `active` ones accumulate.
 #[cube]
 #[allow(clippy::too_many_arguments)]
 fn staged_product(
@@ -505,35 +590,72 @@ fn staged_product(
     #[comptime] groups: usize,
     #[comptime] tile: usize,
     #[comptime] chunk: usize,
+    #[comptime] units: usize,
+    #[comptime] most_unroll: usize,
 ) {
+    let unroll = comptime![unroll_by(chunk, most_unroll)];
+    let blocks = comptime![chunk / unroll];
     for c in 0..comptime![len / chunk] {
+        let base = w_at + c * chunk * w_stride;
+        let mut w = Array::<f32>::new(unroll);
+        if active {
+            #[unroll]
+            for u in 0..unroll {
+                w[u] = weights[base + u * w_stride];
+            }
+        }
         sync_cube();
-        stage_rows(src, stage, at + c * chunk, len, batch, chunk, chunk);
+        stage_rows(src, stage, at + c * chunk, len, batch, chunk, chunk, units);
         sync_cube();
         if active {
-            let base = w_at + c * chunk * w_stride;
-            let unroll = comptime![unroll_by(chunk)];
-            for k_block in 0..comptime![chunk / unroll_by(chunk)] {
+            for k_block in 0..blocks {
+                let mut next = Array::<f32>::new(unroll);
+                if k_block + 1 < blocks {
+                    #[unroll]
+                    for u in 0..unroll {
+                        next[u] = weights[base + ((k_block + 1) * unroll + u) * w_stride];
+                    }
+                }
                 #[unroll]
                 for u in 0..unroll {
                     let k = k_block * unroll + u;
-                    let w = weights[base + k * w_stride];
                     #[unroll]
                     for r in 0..tile {
-                        acc[r] += stage[(g + r * groups) * chunk + k] * w;
+                        acc[r] += stage[(g + r * groups) * chunk + k] * w[u];
                     }
+                }
+                #[unroll]
+                for u in 0..unroll {
+                    w[u] = next[u];
                 }
             }
         }
     }
 }
 
+/// Most iterations of a product's inner loop that run as one unrolled block, by default
+/// ([`CubePlan::unroll`]).
+pub const MAX_UNROLL: usize = 16;
+
+/// The unrolling on CUDA: on an H100, 32 took the reference network 42 ms for 10 epochs
+/// alone and 96–106 ms in a grid of 16, against 54–55 and 114–125 ms with 16 (64 was no
+/// faster). Through Vulkan on the same GPU 16 did better than 32 (`bench/device/fused_plans.sh`
+/// with `FUSED_UNROLL`; docs/benchmarks.md).
+pub const CUDA_UNROLL: usize = 32;
+
+/// The unrolling for a software rasterizer (lavapipe): compiling the kernels unrolled 16
+/// times took it minutes (a test of a few steps went from 12 s to 180 s), for nothing, as
+/// it runs on the CPU.
+pub const SOFTWARE_UNROLL: usize = 4;
+
 /// How many iterations of a product's inner loop of `len` run as one unrolled block: the
-/// largest of 4, 2, 1 that divides it. Unrolled, a unit issues the loads of several
-/// iterations before it needs the first (latency hidden) and addresses become offsets.
-fn unroll_by(len: usize) -> usize {
-    [4, 2, 1]
-        .into_iter()
+/// largest power of two up to `most` that divides it. Unrolled, a unit issues the loads of
+/// all iterations of a block before it needs the first, so they wait for memory together,
+/// and addresses become offsets.
+fn unroll_by(len: usize, most: usize) -> usize {
+    (0..=most.max(1).ilog2())
+        .rev()
+        .map(|k| 1 << k)
         .find(|u| len.is_multiple_of(*u))
         .unwrap_or(1)
 }
@@ -591,18 +713,6 @@ fn activation_slope(z: f32, a: f32, #[comptime] act: Act) -> f32 {
     }
 }
 
-/// Adam's bias corrections at step `adam_step`, folded as burn does: the step size
-/// `lr·√(1−β₂ᵗ)/(1−β₁ᵗ)` and `ε·√(1−β₂ᵗ)`.
-#[cube]
-fn adam_scales(adam_step: u32, lr: f32, beta1: f32, beta2: f32, eps: f32) -> (f32, f32) {
-    let t = adam_step as f32;
-    let correction2 = (1.0f32 - beta2.powf(t)).sqrt();
-    (
-        lr * correction2 / (1.0f32 - beta1.powf(t)),
-        eps * correction2,
-    )
-}
-
 /// Adam's update of parameter `p` (its second moment at `p + second`) with gradient `g`;
 /// `step_size` and `eps_hat` carry the bias corrections. Returns the new value.
 #[cube]
@@ -638,10 +748,11 @@ fn adam_update(
 /// Adam phase, so the backward pass reads the weights along its units' inputs in order (one
 /// memory transaction per warp instead of one per unit).
 ///
-/// With one part, the cube applies Adam itself (one dispatch per step). With several, each
-/// cube writes its slice's gradient to `grads` (one full copy of the parameters per part)
-/// and [`chain_adam`] sums them and applies Adam in a second dispatch: cubes cannot wait for
-/// each other inside a dispatch (WGSL has no such barrier).
+/// With one part, the cube sums the weights' gradients over its batch and applies Adam
+/// itself (one dispatch per step). With several, each cube leaves its rows' layer inputs (in
+/// `acts`) and output gradients (in `delta`, each layer its own) behind, and [`chain_adam`]
+/// sums the gradients over the whole batch and applies Adam in a second dispatch: cubes
+/// cannot wait for each other inside a dispatch (WGSL has no such barrier).
 ///
 /// Launched unchecked: every index stays inside its buffer by construction (rows past a
 /// short last batch read the batch-sized buffers' stale values, and their results are
@@ -659,7 +770,6 @@ fn chain_step(
     params: &mut Array<f32>,
     transposed: &mut Array<f32>,
     moments: &mut Array<f32>,
-    grads: &mut Array<f32>,
     acts: &mut Array<f32>,
     pre: &mut Array<f32>,
     delta: &mut Array<f32>,
@@ -670,10 +780,10 @@ fn chain_step(
     first_step: u32,
     steps: u32,
     adam_step: u32,
-    lr: f32,
+    step_size: f32,
     beta1: f32,
     beta2: f32,
-    eps: f32,
+    eps_hat: f32,
     kl_weight: f32,
     keep: f32,
     #[comptime] cfg: KernelConfig,
@@ -698,7 +808,7 @@ fn chain_step(
     let second = CUBE_COUNT_X as usize * n_params;
     let cube = net * CUBE_COUNT_Y as usize + slot;
     let a_base = cube * comptime![cfg.activations as usize];
-    let d_base = cube * 2 * comptime![cfg.delta_half as usize];
+    let d_base = cube * comptime![cfg.deltas as usize];
     let out_at = a_base + comptime![cfg.output_offset as usize];
     let n = n_rows as usize;
     // Workgroup memory: each product's inputs in chunks, and at the end the loss's sum.
@@ -768,6 +878,8 @@ fn chain_step(
                 groups,
                 tile,
                 chunk,
+                comptime![cfg.units as usize],
+                comptime![cfg.unroll as usize],
             );
             if working && j < fout {
                 let bias = params[b_at + j];
@@ -833,7 +945,8 @@ fn chain_step(
         let diff = acts[out_at + idx] - acts[a_base + idx];
         sse += diff * diff;
         if comptime![cfg.train] {
-            delta[d_base + idx] = diff * scale;
+            delta[d_base + comptime![cfg.delta_offsets[n_layers - 1] as usize] + idx] =
+                diff * scale;
         }
     }
     if comptime![cfg.vae] {
@@ -844,7 +957,6 @@ fn chain_step(
 
     if comptime![cfg.train] {
         sync_storage();
-        let (step_size, eps_hat) = adam_scales(adam_step, lr, beta1, beta2, eps);
 
         // Backward, from the last layer down.
         #[unroll]
@@ -854,13 +966,16 @@ fn chain_step(
             let fout = comptime![cfg.fouts[l] as usize];
             let w_at = p_base + comptime![cfg.param_offsets[l] as usize];
             let in_at = a_base + comptime![cfg.in_offsets[l] as usize];
-            let cur =
-                d_base + comptime![cfg.gradient_buffers[l] as usize * cfg.delta_half as usize];
-            let below = d_base
-                + comptime![(1 - cfg.gradient_buffers[l] as usize) * cfg.delta_half as usize];
             let has_below = comptime![l > 0];
             let below_activated = comptime![l > 0 && cfg.activated[l - 1]];
             let after_sample = comptime![cfg.vae && l == cfg.head as usize + 1];
+            // This layer's output gradient, and where the gradient for its input goes: the
+            // layer below's output gradient, or the VAE's gradient for its sample.
+            let cur = d_base + comptime![cfg.delta_offsets[l] as usize];
+            let mut below = d_base + comptime![cfg.z_grad_offset as usize];
+            if comptime![!after_sample] {
+                below = d_base + comptime![cfg.delta_offsets[l.saturating_sub(1)] as usize];
+            }
 
             // The gradient for the layer below, with this layer's weights before the update.
             // A unit owns input `i` for `tile` rows: each weight it loads serves them all.
@@ -893,6 +1008,8 @@ fn chain_step(
                         groups,
                         tile,
                         chunk,
+                        comptime![cfg.units as usize],
+                        comptime![cfg.unroll as usize],
                     );
                     if working && i < fin {
                         #[unroll]
@@ -931,62 +1048,64 @@ fn chain_step(
                 sync_storage();
             }
 
-            // This layer's gradient and Adam update (the bias follows the weight). A unit owns
-            // output column `j` for `tile` inputs, so each gradient value it loads serves them
-            // all; the first group also takes the bias.
+            // With the whole batch in this cube: this layer's gradient and Adam update (the
+            // bias follows the weight); else `chain_adam` sums the gradient over the batch's
+            // cubes. A unit owns output column `j` for `tile` inputs, so each gradient value
+            // it loads serves them all; the first group also takes the bias.
             // The layer's inputs pass through workgroup memory, `chunk` rows at a time (each
             // row padded to `groups · tile` values, the inputs a column's units cover). The
-            // sum runs over the slice's rows only: past them the buffers hold stale values, or
-            // nothing ever written (CUDA does not clear new buffers).
-            let cols = comptime![blocking(fout, fin as u32, cfg.units).0];
-            let groups = comptime![blocking(fout, fin as u32, cfg.units).1];
-            let tile = comptime![blocking(fout, fin as u32, cfg.units).2];
-            let padded = comptime![groups * tile];
-            let chunk = comptime![chunk_of(cfg.batch as usize, padded, cfg.stage as usize)];
-            let working = tid < groups * cols;
-            let g = tid / cols;
-            for pass in 0..comptime![fout.div_ceil(cols)] {
-                let j = pass * cols + tid % cols;
-                let mut grad = Array::<f32>::new(tile);
-                #[unroll]
-                for q in 0..tile {
-                    grad[q] = 0.0f32;
-                }
-                let mut grad_bias = 0.0f32;
-                for c in 0..comptime![cfg.batch as usize / chunk] {
-                    sync_cube();
-                    stage_rows(
-                        acts,
-                        &mut stage,
-                        in_at + c * chunk * fin,
-                        fin,
-                        chunk,
-                        fin,
-                        padded,
-                    );
-                    sync_cube();
-                    if working && j < fout {
-                        let unroll = comptime![unroll_by(chunk)];
-                        for b_block in 0..comptime![chunk / unroll_by(chunk)] {
-                            #[unroll]
-                            for u in 0..unroll {
-                                let bb = b_block * unroll + u;
-                                let b = c * chunk + bb;
-                                // The same for every unit of the cube: no divergence.
-                                if b < rows {
-                                    let dv = delta[cur + b * fout + j];
-                                    grad_bias += dv;
-                                    #[unroll]
-                                    for q in 0..tile {
-                                        grad[q] += dv * stage[bb * padded + g + q * groups];
+            // sum runs over the batch's rows only: past them the buffers hold stale values,
+            // or nothing ever written (CUDA does not clear new buffers).
+            if comptime![cfg.parts == 1] {
+                let cols = comptime![blocking(fout, fin as u32, cfg.units).0];
+                let groups = comptime![blocking(fout, fin as u32, cfg.units).1];
+                let tile = comptime![blocking(fout, fin as u32, cfg.units).2];
+                let padded = comptime![groups * tile];
+                let chunk = comptime![chunk_of(cfg.batch as usize, padded, cfg.stage as usize)];
+                let working = tid < groups * cols;
+                let g = tid / cols;
+                for pass in 0..comptime![fout.div_ceil(cols)] {
+                    let j = pass * cols + tid % cols;
+                    let mut grad = Array::<f32>::new(tile);
+                    #[unroll]
+                    for q in 0..tile {
+                        grad[q] = 0.0f32;
+                    }
+                    let mut grad_bias = 0.0f32;
+                    for c in 0..comptime![cfg.batch as usize / chunk] {
+                        sync_cube();
+                        stage_rows(
+                            acts,
+                            &mut stage,
+                            in_at + c * chunk * fin,
+                            fin,
+                            chunk,
+                            fin,
+                            padded,
+                            comptime![cfg.units as usize],
+                        );
+                        sync_cube();
+                        if working && j < fout {
+                            let unroll = comptime![unroll_by(chunk, cfg.unroll as usize)];
+                            for b_block in 0..comptime![chunk / unroll] {
+                                #[unroll]
+                                for u in 0..unroll {
+                                    let bb = b_block * unroll + u;
+                                    let b = c * chunk + bb;
+                                    // The same for every unit of the cube: no divergence.
+                                    if b < rows {
+                                        let dv = delta[cur + b * fout + j];
+                                        grad_bias += dv;
+                                        #[unroll]
+                                        for q in 0..tile {
+                                            grad[q] += dv * stage[bb * padded + g + q * groups];
+                                        }
                                     }
                                 }
                             }
                         }
                     }
-                }
-                if working && j < fout {
-                    if comptime![cfg.parts == 1] {
+                    if working && j < fout {
                         #[unroll]
                         for q in 0..tile {
                             let i = g + q * groups;
@@ -1018,27 +1137,15 @@ fn chain_step(
                                 eps_hat,
                             );
                         }
-                    } else {
-                        // This slice's share of the gradient; `chain_adam` sums the parts.
-                        let g_at = part * second + w_at;
-                        #[unroll]
-                        for q in 0..tile {
-                            let i = g + q * groups;
-                            if i < fin {
-                                grads[g_at + i * fout + j] = grad[q];
-                            }
-                        }
-                        if g == 0 {
-                            grads[g_at + fin * fout + j] = grad_bias;
-                        }
                     }
                 }
+                sync_storage();
             }
-            sync_storage();
 
             // Through the VAE's sampling: the gradient for z (in `below`) becomes the head's
-            // gradient for [μ | log σ²] (in `cur`, free again), with the KL term's.
+            // output gradient for [μ | log σ²], with the KL term's.
             if after_sample {
+                let head_delta = d_base + comptime![cfg.delta_offsets[cfg.head as usize] as usize];
                 let head_at = a_base + comptime![cfg.head_offset as usize];
                 let per_row = kl_weight / (batch_rows as f32);
                 for idx in range_stepped(tid, rows * latent, units) {
@@ -1049,8 +1156,8 @@ fn chain_step(
                     let dz = delta[below + idx];
                     let e = noise[(net * n + r0 + b) * latent + j];
                     let sigma = (0.5f32 * log_var).exp();
-                    delta[cur + b * 2 * latent + j] = dz + per_row * mu;
-                    delta[cur + b * 2 * latent + latent + j] =
+                    delta[head_delta + b * 2 * latent + j] = dz + per_row * mu;
+                    delta[head_delta + b * 2 * latent + latent + j] =
                         dz * e * 0.5f32 * sigma + per_row * 0.5f32 * (sigma * sigma - 1.0f32);
                 }
                 sync_storage();
@@ -1079,28 +1186,37 @@ fn chain_step(
 }
 
 /// The second dispatch of a step whose batch was split among several cubes per network: it
-/// sums the parts' gradients in `grads` in a fixed order and applies Adam, keeping
+/// sums each parameter's gradient over the whole batch, from the layers' inputs (`acts`) and
+/// output gradients (`delta`) the step's cubes left behind, and applies Adam, keeping
 /// `transposed` in step (see [`chain_step`]).
 ///
 /// Cube `(t, net)` takes tile `t` of network `net`'s parameters (see [`adam_tiling`]): a block
-/// of a layer's weight rows (its bias as the last row) and columns. Its units update the tile
+/// of a layer's weight rows (its bias as the last row, whose input is 1) and columns. Its
+/// units stage the batch's rows of the tile's inputs and output gradients through workgroup
+/// memory, a round of rows at a time, and each sums its parameter's gradient over the rows in
+/// the batch's order (the order a cube holding the whole batch sums in). They update the tile
 /// in the parameters' order, keep the new values in workgroup memory, then write the
 /// weights' transposed copies along the inputs, so both the reads and the transposed writes
 /// take whole memory transactions (one unit per parameter wrote the copy a row apart per
 /// unit: a transaction per value).
+///
+/// Rows past a short last batch are neither staged nor summed (their cubes wrote nothing
+/// there this step).
 #[cube(launch_unchecked)]
 #[allow(clippy::too_many_arguments)]
 fn chain_adam(
     params: &mut Array<f32>,
     transposed: &mut Array<f32>,
     moments: &mut Array<f32>,
-    grads: &Array<f32>,
+    acts: &Array<f32>,
+    delta: &Array<f32>,
     active: &Array<u32>,
-    adam_step: u32,
-    lr: f32,
+    n_rows: u32,
+    step: u32,
+    step_size: f32,
     beta1: f32,
     beta2: f32,
-    eps: f32,
+    eps_hat: f32,
     #[comptime] cfg: KernelConfig,
 ) {
     let net = CUBE_POS_Y as usize;
@@ -1108,48 +1224,164 @@ fn chain_adam(
         terminate!();
     }
     let t = CUBE_POS_X as usize;
+    let unit = UNIT_POS as usize;
     let n_params = comptime![cfg.parameters as usize];
     let base = net * n_params;
     let second = CUBE_COUNT_Y as usize * n_params;
-    let (step_size, eps_hat) = adam_scales(adam_step, lr, beta1, beta2, eps);
     let mut stage = SharedMemory::<f32>::new(comptime![cfg.adam_stage()]);
+    let slice = comptime![cfg.batch as usize];
+    let parts = comptime![cfg.parts as usize];
+    let full_batch = comptime![cfg.full_batch as usize];
+    let batch_start = step as usize * full_batch;
+    let batch_left = n_rows as usize - batch_start;
+    let batch_rows = select(batch_left < full_batch, batch_left, full_batch);
     #[unroll]
     for l in 0..comptime![cfg.fins.len()] {
         let at = base + comptime![cfg.param_offsets[l] as usize];
         let fin = comptime![cfg.fins[l] as usize];
         let fout = comptime![cfg.fouts[l] as usize];
+        let in_offset = comptime![cfg.in_offsets[l] as usize];
+        let delta_offset = comptime![cfg.delta_offsets[l] as usize];
         let first = comptime![cfg.adam_first_tile(l)];
-        let rows = comptime![adam_tiling(cfg.fins[l], cfg.fouts[l]).0];
-        let cols = comptime![adam_tiling(cfg.fins[l], cfg.fouts[l]).1];
-        let count = comptime![adam_tiling(cfg.fins[l], cfg.fouts[l]).2];
-        // The same for every unit of the cube: the barrier below is reached by all or none.
+        let tile = comptime![cfg.adam_tile as usize];
+        let rows = comptime![adam_tiling(cfg.fins[l], cfg.fouts[l], tile).0];
+        let cols = comptime![adam_tiling(cfg.fins[l], cfg.fouts[l], tile).1];
+        let count = comptime![adam_tiling(cfg.fins[l], cfg.fouts[l], tile).2];
+        let round = comptime![cfg.adam_round(l)];
+        // The same for every unit of the cube: the barriers below are reached by all or none.
         if t >= first && t < first + count {
             let col_tiles = comptime![fout.div_ceil(cols)];
             let i0 = (t - first) / col_tiles * rows;
             let j0 = (t - first) % col_tiles * cols;
-            // Adam over the tile, a unit per parameter, in rows of `cols`.
-            let ii = UNIT_POS as usize / cols;
-            let jj = UNIT_POS as usize % cols;
-            let i = i0 + ii;
-            let j = j0 + jj;
-            if i <= fin && j < fout {
-                let p = at + i * fout + j;
+            // The gradient over the batch's rows, a round of rows at a time: row `r` of the
+            // batch is row `r % slice` of part `r / slice`, held by that part's cube. Unit
+            // `(set, group, jj)` sums column `jj` of the tile's rows `span·set ..
+            // span·set + span` over the round's rows `group, group + groups, …` (each output
+            // gradient it reads serves `span` parameters, and the inputs of a row are
+            // broadcast reads); the groups' partial sums are added up in order after the last
+            // round. (Blocks of 4 × 4 parameters a unit, fewer reads of workgroup memory per
+            // product, took 25 % longer on an H100 for a grid of 16: more registers, fewer
+            // cubes at once.)
+            let groups = comptime![cfg.adam_groups()];
+            let span = comptime![tile * cfg.adam_groups() / ADAM_UNITS as usize];
+            let jj = unit % cols;
+            let q = unit / cols;
+            let group = q % groups;
+            let first_row = q / groups * span;
+            let mut partial = Array::<f32>::new(span);
+            #[unroll]
+            for e in 0..span {
+                partial[e] = 0.0f32;
+            }
+            for r0 in range_stepped(0, batch_rows, round) {
+                sync_cube();
+                // Each unit loads its values of a round into registers first (the loads wait
+                // for memory together), then stores them.
+                let x_loads = comptime![(round * rows).div_ceil(ADAM_UNITS as usize)];
+                let mut xs = Array::<f32>::new(x_loads);
+                #[unroll]
+                for q in 0..x_loads {
+                    let idx = q * comptime![ADAM_UNITS as usize] + unit;
+                    let r = r0 + idx / rows;
+                    let si = i0 + idx % rows;
+                    xs[q] = 1.0f32;
+                    if r < batch_rows && si < fin && idx < comptime![round * rows] {
+                        xs[q] = acts[(net * parts + r / slice)
+                            * comptime![cfg.activations as usize]
+                            + in_offset
+                            + r % slice * fin
+                            + si];
+                    }
+                }
+                let d_loads = comptime![(round * cols).div_ceil(ADAM_UNITS as usize)];
+                let mut ds = Array::<f32>::new(d_loads);
+                #[unroll]
+                for q in 0..d_loads {
+                    let idx = q * comptime![ADAM_UNITS as usize] + unit;
+                    let r = r0 + idx / cols;
+                    let sj = j0 + idx % cols;
+                    ds[q] = 0.0f32;
+                    if r < batch_rows && sj < fout && idx < comptime![round * cols] {
+                        ds[q] = delta[(net * parts + r / slice) * comptime![cfg.deltas as usize]
+                            + delta_offset
+                            + r % slice * fout
+                            + sj];
+                    }
+                }
+                #[unroll]
+                for q in 0..x_loads {
+                    let idx = q * comptime![ADAM_UNITS as usize] + unit;
+                    if idx < comptime![round * rows] {
+                        stage[idx] = xs[q];
+                    }
+                }
+                #[unroll]
+                for q in 0..d_loads {
+                    let idx = q * comptime![ADAM_UNITS as usize] + unit;
+                    if idx < comptime![round * cols] {
+                        stage[comptime![round * rows] + idx] = ds[q];
+                    }
+                }
+                sync_cube();
+                let here = select(batch_rows - r0 < round, batch_rows - r0, round);
+                for b in range_stepped(group, here, groups) {
+                    let dv = stage[comptime![round * rows] + b * cols + jj];
+                    #[unroll]
+                    for e in 0..span {
+                        partial[e] += dv * stage[b * rows + first_row + e];
+                    }
+                }
+            }
+            sync_cube();
+            #[unroll]
+            for e in 0..span {
+                stage[(group * rows + first_row + e) * cols + jj] = partial[e];
+            }
+            sync_cube();
+            // Adam over the tile, `tile / 256` parameters a unit, in the parameters' order.
+            let per_unit = comptime![tile / ADAM_UNITS as usize];
+            let mut updated = Array::<f32>::new(per_unit);
+            #[unroll]
+            for k in 0..per_unit {
+                let ii = (k * comptime![ADAM_UNITS as usize] + unit) / cols;
                 let mut g = 0.0f32;
                 #[unroll]
-                for part in 0..comptime![cfg.parts as usize] {
-                    g += grads[part * second + p];
+                for h in 0..groups {
+                    g += stage[(h * rows + ii) * cols + jj];
                 }
-                stage[ii * (cols + 1) + jj] = adam_update(
-                    params, moments, p, second, g, beta1, beta2, step_size, eps_hat,
-                );
+                updated[k] = g;
+            }
+            sync_cube();
+            #[unroll]
+            for k in 0..per_unit {
+                let ii = (k * comptime![ADAM_UNITS as usize] + unit) / cols;
+                let i = i0 + ii;
+                let j = j0 + jj;
+                if i <= fin && j < fout {
+                    stage[ii * (cols + 1) + jj] = adam_update(
+                        params,
+                        moments,
+                        at + i * fout + j,
+                        second,
+                        updated[k],
+                        beta1,
+                        beta2,
+                        step_size,
+                        eps_hat,
+                    );
+                }
             }
             sync_cube();
             // The weights' transposed copy, a unit per weight, in columns of `rows` inputs
             // (the bias row has none).
-            let tj = UNIT_POS as usize / rows;
-            let ti = UNIT_POS as usize % rows;
-            if i0 + ti < fin && j0 + tj < fout {
-                transposed[at + (j0 + tj) * fin + i0 + ti] = stage[ti * (cols + 1) + tj];
+            #[unroll]
+            for k in 0..per_unit {
+                let idx = k * comptime![ADAM_UNITS as usize] + unit;
+                let tj = idx / rows;
+                let ti = idx % rows;
+                if i0 + ti < fin && j0 + tj < fout {
+                    transposed[at + (j0 + tj) * fin + i0 + ti] = stage[ti * (cols + 1) + tj];
+                }
             }
         }
     }
@@ -1167,6 +1399,18 @@ pub struct AdamConstants {
 }
 
 impl AdamConstants {
+    /// Adam's bias corrections at step `t` (1-based), folded as burn does, in f32: the step
+    /// size `lr·√(1−β₂ᵗ)/(1−β₁ᵗ)` and `ε·√(1−β₂ᵗ)`. Computed once a step on the host (each
+    /// of the kernels' units computing them took two `powf` each).
+    pub fn scales(&self, t: u32) -> (f32, f32) {
+        let t = t.max(1) as f32;
+        let correction2 = (1.0f32 - self.beta2.powf(t)).sqrt();
+        (
+            self.lr * correction2 / (1.0f32 - self.beta1.powf(t)),
+            self.eps * correction2,
+        )
+    }
+
     pub fn with_lr(lr: f32) -> AdamConstants {
         AdamConstants {
             lr,
@@ -1200,7 +1444,6 @@ pub struct ChainTrainer<R: Runtime> {
     params: Handle,
     transposed: Handle,
     moments: Handle,
-    grads: Handle,
     acts: Handle,
     pre: Handle,
     delta: Handle,
@@ -1215,18 +1458,24 @@ pub struct ChainTrainer<R: Runtime> {
     /// Cubes per network the activations are laid out for (a validation dispatch runs
     /// `slots / parts` batches at once).
     slots: usize,
+    /// The products' unrolling ([`CubePlan::unroll`]).
+    unroll: usize,
+    /// [`chain_adam`]'s tile when not its default (tests).
+    adam_tile: Option<usize>,
     acts_len: usize,
     delta_len: usize,
-    grads_len: usize,
     timing: TrainerTiming,
 }
 
 /// How a step is laid out on the device: each network's batch is split into slices of
-/// `rows_per_cube` rows, one cube of `units` units each (capped at what the device allows).
+/// `rows_per_cube` rows, one cube of `units` units each (capped at what the device allows);
+/// the products' inner loops run in blocks of up to `unroll` inputs (a power of two; see
+/// [`MAX_UNROLL`] and [`SOFTWARE_UNROLL`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CubePlan {
     pub rows_per_cube: usize,
     pub units: u32,
+    pub unroll: usize,
 }
 
 /// Cubes the default plan spreads a step over, all networks together: about one per
@@ -1235,8 +1484,7 @@ pub struct CubePlan {
 /// of 8 rows each), through CUDA and Vulkan alike.
 pub const TARGET_CUBES: usize = 128;
 
-/// Most cubes the default plan splits one network's batch among (each slice's gradient is a
-/// copy of the parameters that the Adam dispatch sums).
+/// Most cubes the default plan splits one network's batch among.
 pub const MAX_PARTS: usize = 32;
 
 /// Units of each cube of the default plan: with a few rows per cube, 256 units were faster
@@ -1260,6 +1508,7 @@ impl CubePlan {
         CubePlan {
             rows_per_cube: rows,
             units: SPLIT_UNITS,
+            unroll: MAX_UNROLL,
         }
     }
 
@@ -1269,6 +1518,7 @@ impl CubePlan {
         CubePlan {
             rows_per_cube: batch.max(1),
             units: MAX_CUBE_UNITS,
+            unroll: MAX_UNROLL,
         }
     }
 }
@@ -1363,9 +1613,7 @@ impl<R: Runtime> ChainTrainer<R> {
         // the batch-sized buffers keeps the last network's reads inside them.
         let slack = units as usize * shape.widths.iter().copied().max().unwrap_or(0);
         let acts_len = nets * slots * sliced.activations() + slack;
-        let delta_len = nets * parts * 2 * sliced.delta_half() + slack;
-        // One gradient per part when the batch is split (else unused).
-        let grads_len = if parts > 1 { parts * flat.len() } else { 1 };
+        let delta_len = nets * parts * sliced.delta_offsets().2 + slack;
         let trainer = ChainTrainer {
             train: client.create_from_slice(f32::as_bytes(train)),
             validation: client.create_from_slice(f32::as_bytes(validation)),
@@ -1374,7 +1622,6 @@ impl<R: Runtime> ChainTrainer<R> {
             moments: client.create_from_slice(f32::as_bytes(&zeros)),
             // Scratch, written before it is read: allocated, not uploaded (a grid's validation
             // buffers take up to 2 × 64 MiB, which took ~0.5 s to upload as zeros on an H100).
-            grads: client.empty(4 * grads_len),
             acts: client.empty(4 * acts_len),
             pre: client.empty(4 * acts_len),
             delta: client.empty(4 * delta_len),
@@ -1390,9 +1637,10 @@ impl<R: Runtime> ChainTrainer<R> {
             slice,
             parts,
             slots,
+            unroll: floor_power_of_two(plan.unroll.clamp(1, 64) as u32) as usize,
+            adam_tile: None,
             acts_len,
             delta_len,
-            grads_len,
             timing: TrainerTiming::default(),
         };
         Ok(trainer)
@@ -1504,7 +1752,14 @@ impl<R: Runtime> ChainTrainer<R> {
         let losses = self
             .client
             .create_from_slice(f32::as_bytes(&vec![0.0f32; losses_len]));
-        let config = self.shape.config(train, self.units, self.stage, self.slice);
+        let mut config = self
+            .shape
+            .config(train, self.units, self.stage, self.slice, self.unroll);
+        config.adam_tile = match self.adam_tile {
+            Some(tile) => tile as u32,
+            None if self.nets * config.adam_tiles() >= ADAM_WIDE_CUBES => ADAM_WIDE_TILE as u32,
+            None => ADAM_TILE as u32,
+        };
         let x_len = rows * self.shape.widths[0];
         let p_len = self.nets * self.shape.parameters();
         // A training dispatch runs one step; a validation one as many batches as the
@@ -1525,6 +1780,7 @@ impl<R: Runtime> ChainTrainer<R> {
             if train {
                 self.adam_steps += 1;
             }
+            let (step_size, eps_hat) = adam.scales(self.adam_steps);
             let cubes = (per_dispatch.min(steps - first) * parts) as u32;
             // SAFETY: the kernels' indices stay inside the buffers bound here (see
             // `chain_step` and `chain_adam`): every buffer is sized from the same shape, plan
@@ -1542,7 +1798,6 @@ impl<R: Runtime> ChainTrainer<R> {
                     array_arg::<R>(&self.params, p_len),
                     array_arg::<R>(&self.transposed, p_len),
                     array_arg::<R>(&self.moments, 2 * p_len),
-                    array_arg::<R>(&self.grads, self.grads_len),
                     array_arg::<R>(&self.acts, self.acts_len),
                     array_arg::<R>(&self.pre, self.acts_len),
                     array_arg::<R>(&self.delta, self.delta_len),
@@ -1553,10 +1808,10 @@ impl<R: Runtime> ChainTrainer<R> {
                     first as u32,
                     steps as u32,
                     self.adam_steps,
-                    adam.lr,
+                    step_size,
                     adam.beta1,
                     adam.beta2,
-                    adam.eps,
+                    eps_hat,
                     kl_weight,
                     keep_scale(self.shape.dropout),
                     config.clone(),
@@ -1570,13 +1825,15 @@ impl<R: Runtime> ChainTrainer<R> {
                         array_arg::<R>(&self.params, p_len),
                         array_arg::<R>(&self.transposed, p_len),
                         array_arg::<R>(&self.moments, 2 * p_len),
-                        array_arg::<R>(&self.grads, self.grads_len),
+                        array_arg::<R>(&self.acts, self.acts_len),
+                        array_arg::<R>(&self.delta, self.delta_len),
                         array_arg::<R>(&active_handle, self.nets),
-                        self.adam_steps,
-                        adam.lr,
+                        rows as u32,
+                        first as u32,
+                        step_size,
                         adam.beta1,
                         adam.beta2,
-                        adam.eps,
+                        eps_hat,
                         config.clone(),
                     );
                     dispatches += 1;
@@ -1641,7 +1898,7 @@ impl<R: Runtime> ChainTrainer<R> {
     }
 
     /// Fills the scratch buffers (activations, pre-activations, the backward pass's
-    /// gradients, the parts' weight gradients) with `value`. With NaN, tests show that no
+    /// gradients) with `value`. With NaN, tests show that no
     /// step reads a scratch value it did not write first: new buffers are not cleared on
     /// CUDA, and memory reused from the runtime's pool holds whatever was there (a new wgpu
     /// buffer reads zeros, so lavapipe alone would not tell).
@@ -1651,10 +1908,17 @@ impl<R: Runtime> ChainTrainer<R> {
             self.client
                 .create_from_slice(f32::as_bytes(&vec![value; len]))
         };
-        self.grads = filled(self.grads_len);
         self.acts = filled(self.acts_len);
         self.pre = filled(self.acts_len);
         self.delta = filled(self.delta_len);
+    }
+
+    /// Makes [`chain_adam`] take tiles of 1,024 parameters (`wide`) or 256, whatever the
+    /// grid's size (by default 1,024 only from [`ADAM_WIDE_CUBES`] tiles of 256 on), so that
+    /// tests cover both on small grids.
+    #[doc(hidden)]
+    pub fn set_wide_adam_tiles(&mut self, wide: bool) {
+        self.adam_tile = Some(if wide { ADAM_WIDE_TILE } else { ADAM_TILE });
     }
 
     /// Every network's parameters, read back from the device.

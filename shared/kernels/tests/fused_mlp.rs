@@ -8,7 +8,9 @@
 use forexgpt_device::ComputeDevice;
 use forexgpt_device::cube::{CubeJob, cubecl, run_cube_job};
 use forexgpt_device::testing::test_gpus;
-use forexgpt_kernels::fused_mlp::{Act, AdamConstants, ChainShape, ChainTrainer, CubePlan};
+use forexgpt_kernels::fused_mlp::{
+    Act, AdamConstants, ChainShape, ChainTrainer, CubePlan, MAX_UNROLL, SOFTWARE_UNROLL,
+};
 use forexgpt_random::SplitMix64;
 
 /// A float64 reference: the chain's forward pass, MSE loss, backpropagation and burn's Adam,
@@ -349,6 +351,8 @@ struct TrainCase<'a> {
     /// Fill the trainer's scratch buffers with NaN first (as if the device handed them out
     /// uninitialised, as CUDA does).
     poisoned: bool,
+    /// Sum the gradients in Adam tiles of 1,024 parameters (a large grid's) instead of 256.
+    wide_adam: bool,
 }
 
 impl CubeJob for TrainCase<'_> {
@@ -371,6 +375,9 @@ impl CubeJob for TrainCase<'_> {
         )?;
         if self.poisoned {
             trainer.fill_scratch(f32::NAN);
+        }
+        if self.wide_adam {
+            trainer.set_wide_adam_tiles(true);
         }
         trainer.set_dropout_seeds(&nets.iter().map(|&k| c.seeds[k]).collect::<Vec<_>>())?;
         let active = vec![true; nets.len()];
@@ -405,16 +412,26 @@ fn close(a: f64, b: f64, tol: f64) -> bool {
     (a - b).abs() <= tol * (1.0 + b.abs())
 }
 
-/// A plan of `rows_per_cube` rows a cube, `units` units each.
+/// A plan of `rows_per_cube` rows a cube, `units` units each, unrolled as the engine does
+/// on a software rasterizer (lavapipe compiles fully unrolled kernels for minutes).
 fn plan(rows_per_cube: usize, units: u32) -> CubePlan {
     CubePlan {
         rows_per_cube,
         units,
+        unroll: SOFTWARE_UNROLL,
+    }
+}
+
+/// The whole batch in one cube, unrolled as [`plan`].
+fn whole(batch: usize) -> CubePlan {
+    CubePlan {
+        unroll: SOFTWARE_UNROLL,
+        ..CubePlan::whole_batch(batch)
     }
 }
 
 fn check_against_reference(device: &ComputeDevice, c: &Case) {
-    check_with_plan(device, c, CubePlan::whole_batch(c.shape.batch));
+    check_with_plan(device, c, whole(c.shape.batch));
 }
 
 fn check_with_plan(device: &ComputeDevice, c: &Case, plan: CubePlan) {
@@ -422,6 +439,10 @@ fn check_with_plan(device: &ComputeDevice, c: &Case, plan: CubePlan) {
 }
 
 fn check_with(device: &ComputeDevice, c: &Case, plan: CubePlan, poisoned: bool) {
+    check_case(device, c, plan, poisoned, false);
+}
+
+fn check_case(device: &ComputeDevice, c: &Case, plan: CubePlan, poisoned: bool, wide_adam: bool) {
     let (losses, params) = run_cube_job(
         device,
         "test",
@@ -430,6 +451,7 @@ fn check_with(device: &ComputeDevice, c: &Case, plan: CubePlan, poisoned: bool) 
             only: None,
             plan,
             poisoned,
+            wide_adam,
         },
     )
     .unwrap()
@@ -532,6 +554,26 @@ fn a_batch_split_among_cubes_trains_as_the_reference_does() {
         check_with_plan(&device, &c, plan(8, 1024));
         check_with_plan(&device, &c, plan(8, 256));
         check_with_plan(&device, &c, plan(16, 64));
+        // The gradients summed in Adam tiles of 1,024 parameters, as for large grids (the
+        // last batch short, and with NaN in every scratch value at the start).
+        check_case(&device, &c, plan(8, 256), true, true);
+        check_case(
+            &device,
+            &case(Act::Gelu, 2, 11, 4),
+            plan(3, 64),
+            false,
+            true,
+        );
+        // Unrolled as on a GPU (blocks of 16 inputs, the next block's weights loaded ahead)
+        // on a network small enough for lavapipe to compile quickly: 32 and 48 inputs.
+        let unrolled = case_w(Act::Tanh, 2, 40, 8, vec![32, 48, 16, 48, 32]);
+        for rows_per_cube in [2, 8] {
+            let p = CubePlan {
+                unroll: MAX_UNROLL,
+                ..plan(rows_per_cube, 64)
+            };
+            check_with_plan(&device, &unrolled, p);
+        }
     }
 }
 
@@ -543,10 +585,10 @@ fn a_batch_split_among_cubes_trains_as_the_reference_does() {
 fn no_step_reads_scratch_memory_it_did_not_write() {
     for device in gpu_devices() {
         let c = case(Act::Gelu, 2, 11, 4);
-        check_with(&device, &c, CubePlan::whole_batch(4), true);
+        check_with(&device, &c, whole(4), true);
         check_with(&device, &c, plan(3, 64), true);
         let few = case(Act::Tanh, 1, 3, 4);
-        check_with(&device, &few, CubePlan::whole_batch(4), true);
+        check_with(&device, &few, whole(4), true);
         check_with(&device, &few, plan(1, 64), true);
         let default_net = vec![32, 128, 64, 16, 64, 128, 32];
         let c = case_w(Act::Gelu, 2, 300, 64, default_net);
@@ -559,10 +601,7 @@ fn a_grid_trained_together_gives_each_network_what_it_gets_alone() {
     for device in gpu_devices() {
         let c = case(Act::Gelu, 3, 23, 5);
         // Each batch split among three cubes (the networks' Adam in a second dispatch).
-        let split = CubePlan {
-            rows_per_cube: 2,
-            units: 64,
-        };
+        let split = plan(2, 64);
         let (together_losses, together) = run_cube_job(
             &device,
             "test",
@@ -571,6 +610,7 @@ fn a_grid_trained_together_gives_each_network_what_it_gets_alone() {
                 only: None,
                 plan: split,
                 poisoned: false,
+                wide_adam: false,
             },
         )
         .unwrap()
@@ -584,6 +624,7 @@ fn a_grid_trained_together_gives_each_network_what_it_gets_alone() {
                     only: Some(k),
                     plan: split,
                     poisoned: false,
+                    wide_adam: false,
                 },
             )
             .unwrap()
@@ -624,6 +665,7 @@ fn dropout_trains_as_the_reference_does_on_any_plan_alone_or_in_a_grid() {
                     only,
                     plan: split,
                     poisoned: false,
+                    wide_adam: false,
                 },
             )
             .unwrap()

@@ -20,9 +20,10 @@
 #   FOREXGPT_TEST_DEVICES, OPERATIONS (only these of ours, e.g.
 #   autoencoder_fit,vae_fit), PEERS=0 (ours only, without the PyTorch peer). Needs python3 with
 #   numpy and torch (unless PEERS=0).
-#   FOREXGPT_FUSED_PLAN=ROWS,UNITS trains every GPU network under that cube plan of the fused
-#   kernels (rows of a batch per workgroup, units per workgroup) instead of the default, to
-#   time a plan of bench/device/fused_plans.sh through the whole pipeline.
+#   FOREXGPT_FUSED_PLAN=ROWS,UNITS[,UNROLL] trains every GPU network under that cube plan of
+#   the fused kernels (rows of a batch per workgroup, units per workgroup, the products'
+#   unrolling) instead of the default, to time a plan of bench/device/fused_plans.sh through
+#   the whole pipeline.
 #   Each finished case is logged on stderr (FOREXGPT_LOG=forexgpt_engine=info), so a run
 #   that is stopped still leaves its numbers there.
 set -euo pipefail

@@ -13,7 +13,10 @@
 #   (target/release/examples/fused_plans); EPOCHS defaults to 20.
 #   Env: FOREXGPT_TEST_DEVICES (e.g. cuda,wgpu); FUSED_PLANS=ROWS,UNITS,NETWORKS;… times only
 #   those plans (e.g. "2,256,1;8,1024,16"; default: the sweep of the table, and grids of 16 at
-#   1,024 units too).
+#   1,024 units too); FUSED_UNROLL=N unrolls the products' inner loops N times (default 16;
+#   the engine unrolls 32 on CUDA). docs/benchmarks.md, "Fused kernels: gradients summed over
+#   the batch by the Adam dispatch, weights loaded ahead", ran it with
+#   FUSED_PLANS="2,256,1;8,256,16;4,256,16;16,512,16" and FUSED_UNROLL=16 and 32, 10 epochs.
 set -euo pipefail
 bin="${1:-target/release/examples/fused_plans}"
 if [[ ! -x "$bin" ]]; then

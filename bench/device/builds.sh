@@ -18,6 +18,10 @@
 #   - "Linear models and PCA on wgpu: our Gram kernel, rows through mapped buffers (issue
 #     21)": FOREXGPT_TEST_DEVICES=wgpu SUITES=regressors REPEATS=3
 #     FOREXGPT_LOG=forexgpt_kernels=debug,forexgpt_regressors=debug with `G H G H`.
+#   - "Fused kernels: gradients summed over the batch by the Adam dispatch, weights loaded
+#     ahead (issue 20)": FOREXGPT_LOG=forexgpt_engine=info SUITES=encoders REPEATS=2
+#     ENCODER_OPS=autoencoder_fit,autoencoder_grid_fit,vae_fit,autoencoder_dropout_fit with
+#     `T N T N` (the call's time ran out after `T N`: the suite times the CPU too).
 #
 # Run on the GPU machine: bash bench/device/builds.sh BIN...
 #   BIN...: release binaries of forexgpt-cli built with --features cuda (for example the

@@ -385,54 +385,75 @@ impl forexgpt_device::cube::CubeJob for FusedJob<'_, '_> {
         let adam = AdamConstants::with_lr(first.spec.learning_rate as f32);
         let mut rngs: Vec<_> = runs.iter().map(|run| batch_order_rng(run.spec)).collect();
         let latent = shape_latent;
-        let mut books: Vec<_> = runs.iter().map(|run| EpochBook::new(run)).collect();
+        // The books keep each network's history and best epoch; its best weights stay on the
+        // device (`ChainTrainer::keep_best`), read back once at the end.
+        let mut books: Vec<EpochBook<'_, ()>> =
+            runs.iter().map(|run| EpochBook::new(run)).collect();
         let mut active: Vec<bool> = runs.iter().map(|run| run.spec.epochs > 0).collect();
         let cancelled = || runs.iter().any(|run| run.cancel.is_cancelled());
-        let mut epoch = 0;
-        while active.iter().any(|&a| a) {
-            epoch += 1;
-            let started = Instant::now();
-            // Each network's order, then its noise, from its own generator (as burn's path).
-            let mut order = Vec::with_capacity(runs.len() * n);
-            let mut noise = Vec::new();
-            for rng in &mut rngs {
-                order.extend(shuffled_rows(n, rng).into_iter().map(|r| r as u32));
-                if let Some(latent) = latent {
-                    noise.extend(normal_draws(n, latent, rng));
-                }
-            }
-            let kl_weight = first.kind.kl_weight(epoch) as f32;
-            let noise = latent.map(|_| noise.as_slice());
-            let Some(train_loss) = trainer
-                .epoch(&order, noise, &active, adam, kl_weight, &cancelled)
-                .map_err(failed)?
-            else {
-                return Err(EngineError::Cancelled);
-            };
-            let validation_loss = trainer
-                .validation_loss(&active, first.kind.full_kl_weight() as f32)
-                .map_err(failed)?;
-            let seconds = started.elapsed().as_secs_f64();
-            // Read back once per epoch, and only if some network improved.
-            let mut weights: Option<Vec<Vec<f32>>> = None;
-            for (k, book) in books.iter_mut().enumerate() {
-                if !active[k] {
-                    continue;
-                }
-                let mut read = || -> Result<Vec<f32>, EngineError> {
-                    if weights.is_none() {
-                        weights = Some(trainer.parameters().map_err(failed)?);
+        // Each epoch's orders (and a VAE's noise) are drawn on another thread, an epoch
+        // ahead, while the device runs the current one: each network's order, then its
+        // noise, from its own generator (as burn's path), every epoch for every network
+        // whether it still trains or not, so the draws are those of a loop drawing them in
+        // turn.
+        let (draws, drawn) = std::sync::mpsc::sync_channel::<(Vec<u32>, Vec<f32>)>(1);
+        let draw_epochs = move || {
+            loop {
+                let mut order = Vec::with_capacity(rngs.len() * n);
+                let mut noise = Vec::new();
+                for rng in &mut rngs {
+                    order.extend(shuffled_rows(n, rng).into_iter().map(|r| r as u32));
+                    if let Some(latent) = latent {
+                        noise.extend(normal_draws(n, latent, rng));
                     }
-                    Ok(weights
-                        .as_ref()
-                        .map(|all| all[k].clone())
-                        .unwrap_or_default())
-                };
-                let goes_on =
-                    book.record(epoch, train_loss[k], validation_loss[k], seconds, &mut read)?;
-                active[k] = goes_on && epoch < runs[k].spec.epochs;
+                }
+                // The training loop has stopped (finished, cancelled or failed): so does this.
+                if draws.send((order, noise)).is_err() {
+                    break;
+                }
             }
-        }
+        };
+        std::thread::scope(|scope| {
+            scope.spawn(draw_epochs);
+            let mut epoch = 0;
+            while active.iter().any(|&a| a) {
+                epoch += 1;
+                let started = Instant::now();
+                // (The drawing thread stops only if it panicked, and the scope passes that on.)
+                let (order, noise) = drawn.recv().map_err(|_| {
+                    failed("the thread drawing the epochs' row orders stopped".into())
+                })?;
+                let kl_weight = first.kind.kl_weight(epoch) as f32;
+                let noise = latent.map(|_| noise.as_slice());
+                let Some(train_loss) = trainer
+                    .epoch(&order, noise, &active, adam, kl_weight, &cancelled)
+                    .map_err(failed)?
+                else {
+                    return Err(EngineError::Cancelled);
+                };
+                let validation_loss = trainer
+                    .validation_loss(&active, first.kind.full_kl_weight() as f32)
+                    .map_err(failed)?;
+                let seconds = started.elapsed().as_secs_f64();
+                // The networks that improved keep this epoch's weights, on the device.
+                let mut improved = vec![false; runs.len()];
+                for (k, book) in books.iter_mut().enumerate() {
+                    if !active[k] {
+                        continue;
+                    }
+                    let goes_on =
+                        book.record(epoch, train_loss[k], validation_loss[k], seconds, || {
+                            improved[k] = true;
+                            Ok(())
+                        })?;
+                    active[k] = goes_on && epoch < runs[k].spec.epochs;
+                }
+                trainer.keep_best(&improved).map_err(failed)?;
+            }
+            drop(drawn);
+            Ok::<(), EngineError>(())
+        })?;
+        let best = trainer.best_parameters().map_err(failed)?;
         let timing = trainer.timing();
         tracing::info!(
             networks = runs.len(),
@@ -446,8 +467,9 @@ impl forexgpt_device::cube::CubeJob for FusedJob<'_, '_> {
         books
             .into_iter()
             .zip(runs)
-            .map(|(book, run)| {
-                let (params, best_epoch, history) = book.finish()?;
+            .zip(best)
+            .map(|((book, run), params)| {
+                let ((), best_epoch, history) = book.finish()?;
                 Ok(NeuralEncoder {
                     d_input: run.train.cols,
                     net: run.spec.clone(),

@@ -391,6 +391,41 @@ fn networks_trained_together_on_a_gpu_get_what_each_gets_alone() {
     }
 }
 
+/// On a GPU the best epoch's weights stay on the device while training goes on, and are read
+/// back once at the end: a network stopped early by its patience ends with exactly the
+/// weights of the same network trained for its best epoch's number of epochs.
+#[test]
+fn early_stopping_on_a_gpu_returns_the_best_epochs_weights() {
+    let (x, v) = manifold_split(300, 60, 8, 13);
+    let spec = NeuralEncoderSpec {
+        hidden: vec![16],
+        latent: 3,
+        learning_rate: 0.05,
+        epochs: 40,
+        patience: Some(2),
+        seed: 5,
+        ..NeuralEncoderSpec::default()
+    };
+    for device in test_gpus() {
+        let stopped = train(NetworkKind::Autoencoder, &spec, &x, &v, &device);
+        assert!(
+            stopped.history.len() > stopped.best_epoch,
+            "{}: the case must train past its best epoch (best {}, trained {})",
+            device.label(),
+            stopped.best_epoch,
+            stopped.history.len()
+        );
+        let until_best = NeuralEncoderSpec {
+            epochs: stopped.best_epoch,
+            patience: None,
+            ..spec.clone()
+        };
+        let alone = train(NetworkKind::Autoencoder, &until_best, &x, &v, &device);
+        assert_eq!(stopped.weights, alone.weights, "{}", device.label());
+        assert_eq!(alone.best_epoch, stopped.best_epoch);
+    }
+}
+
 #[test]
 fn the_same_seed_trains_the_same_network_and_early_stopping_keeps_the_best_epoch() {
     let (x, v) = manifold_split(400, 100, 8, 7);

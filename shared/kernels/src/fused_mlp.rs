@@ -1972,14 +1972,7 @@ impl<R: Runtime> ChainTrainer<R> {
     /// Every network's parameters as [`ChainTrainer::keep_best`] last kept them (its
     /// initial ones if never), read back from the device.
     pub fn best_parameters(&self) -> Result<Vec<Vec<f32>>, String> {
-        let bytes = self
-            .client
-            .read_one(self.best.clone())
-            .map_err(|e| server_error("reading the best weights", e))?;
-        Ok(f32::from_bytes(&bytes)
-            .chunks(self.shape.parameters())
-            .map(<[f32]>::to_vec)
-            .collect())
+        self.read_networks(&self.best, "reading the best weights")
     }
 
     /// Makes [`chain_adam`] take tiles of 1,024 parameters (`wide`) or 256, whatever the
@@ -1992,10 +1985,15 @@ impl<R: Runtime> ChainTrainer<R> {
 
     /// Every network's parameters, read back from the device.
     pub fn parameters(&self) -> Result<Vec<Vec<f32>>, String> {
+        self.read_networks(&self.params, "reading the weights")
+    }
+
+    /// A buffer of every network's parameters, read back and split by network.
+    fn read_networks(&self, handle: &Handle, what: &str) -> Result<Vec<Vec<f32>>, String> {
         let bytes = self
             .client
-            .read_one(self.params.clone())
-            .map_err(|e| server_error("reading the weights", e))?;
+            .read_one(handle.clone())
+            .map_err(|e| server_error(what, e))?;
         Ok(f32::from_bytes(&bytes)
             .chunks(self.shape.parameters())
             .map(<[f32]>::to_vec)

@@ -1185,6 +1185,63 @@ fn chain_step(
     }
 }
 
+/// One unit's share of a round of [`chain_adam`]'s staging, loaded into `values` (value `q`
+/// is `idx = q · 256 + unit` of the round's `round × span` values, row-major): columns
+/// `first .. first + span` of the `width`-wide rows `r0 ..` of the batch, row `r` held by cube
+/// `first_cube + r / slice` (regions of `region` values, this buffer's rows at `offset`).
+/// Past the batch's rows or the row's width a value is `pad` (the bias row's input, 1, or 0).
+/// The loads are independent, so they wait for memory together; [`store_tile_rows`] stores
+/// them once every buffer's are issued.
+#[cube]
+#[allow(clippy::too_many_arguments)]
+fn gather_tile_rows(
+    values: &mut Array<f32>,
+    src: &Array<f32>,
+    first_cube: usize,
+    offset: usize,
+    first: usize,
+    width: usize,
+    pad: f32,
+    r0: usize,
+    batch_rows: usize,
+    #[comptime] region: usize,
+    #[comptime] slice: usize,
+    #[comptime] span: usize,
+    #[comptime] round: usize,
+) {
+    let unit = UNIT_POS as usize;
+    #[unroll]
+    for q in 0..comptime![(round * span).div_ceil(ADAM_UNITS as usize)] {
+        let idx = q * comptime![ADAM_UNITS as usize] + unit;
+        let r = r0 + idx / span;
+        let column = first + idx % span;
+        values[q] = pad;
+        if r < batch_rows && column < width && idx < comptime![round * span] {
+            values[q] =
+                src[(first_cube + r / slice) * region + offset + r % slice * width + column];
+        }
+    }
+}
+
+/// Stores one unit's share of a round gathered by [`gather_tile_rows`] (`len` values in
+/// all) into workgroup memory from `at` on.
+#[cube]
+fn store_tile_rows(
+    stage: &mut SharedMemory<f32>,
+    values: &Array<f32>,
+    #[comptime] at: usize,
+    #[comptime] len: usize,
+) {
+    let unit = UNIT_POS as usize;
+    #[unroll]
+    for q in 0..comptime![len.div_ceil(ADAM_UNITS as usize)] {
+        let idx = q * comptime![ADAM_UNITS as usize] + unit;
+        if idx < len {
+            stage[at + idx] = values[q];
+        }
+    }
+}
+
 /// The second dispatch of a step whose batch was split among several cubes per network: it
 /// sums each parameter's gradient over the whole batch, from the layers' inputs (`acts`) and
 /// output gradients (`delta`) the step's cubes left behind, and applies Adam, keeping
@@ -1279,49 +1336,45 @@ fn chain_adam(
                 // for memory together), then stores them.
                 let x_loads = comptime![(round * rows).div_ceil(ADAM_UNITS as usize)];
                 let mut xs = Array::<f32>::new(x_loads);
-                #[unroll]
-                for q in 0..x_loads {
-                    let idx = q * comptime![ADAM_UNITS as usize] + unit;
-                    let r = r0 + idx / rows;
-                    let si = i0 + idx % rows;
-                    xs[q] = 1.0f32;
-                    if r < batch_rows && si < fin && idx < comptime![round * rows] {
-                        xs[q] = acts[(net * parts + r / slice)
-                            * comptime![cfg.activations as usize]
-                            + in_offset
-                            + r % slice * fin
-                            + si];
-                    }
-                }
+                gather_tile_rows(
+                    &mut xs,
+                    acts,
+                    net * parts,
+                    in_offset,
+                    i0,
+                    fin,
+                    1.0f32,
+                    r0,
+                    batch_rows,
+                    comptime![cfg.activations as usize],
+                    slice,
+                    rows,
+                    round,
+                );
                 let d_loads = comptime![(round * cols).div_ceil(ADAM_UNITS as usize)];
                 let mut ds = Array::<f32>::new(d_loads);
-                #[unroll]
-                for q in 0..d_loads {
-                    let idx = q * comptime![ADAM_UNITS as usize] + unit;
-                    let r = r0 + idx / cols;
-                    let sj = j0 + idx % cols;
-                    ds[q] = 0.0f32;
-                    if r < batch_rows && sj < fout && idx < comptime![round * cols] {
-                        ds[q] = delta[(net * parts + r / slice) * comptime![cfg.deltas as usize]
-                            + delta_offset
-                            + r % slice * fout
-                            + sj];
-                    }
-                }
-                #[unroll]
-                for q in 0..x_loads {
-                    let idx = q * comptime![ADAM_UNITS as usize] + unit;
-                    if idx < comptime![round * rows] {
-                        stage[idx] = xs[q];
-                    }
-                }
-                #[unroll]
-                for q in 0..d_loads {
-                    let idx = q * comptime![ADAM_UNITS as usize] + unit;
-                    if idx < comptime![round * cols] {
-                        stage[comptime![round * rows] + idx] = ds[q];
-                    }
-                }
+                gather_tile_rows(
+                    &mut ds,
+                    delta,
+                    net * parts,
+                    delta_offset,
+                    j0,
+                    fout,
+                    0.0f32,
+                    r0,
+                    batch_rows,
+                    comptime![cfg.deltas as usize],
+                    slice,
+                    cols,
+                    round,
+                );
+                store_tile_rows(&mut stage, &xs, comptime![0usize], comptime![round * rows]);
+                store_tile_rows(
+                    &mut stage,
+                    &ds,
+                    comptime![round * rows],
+                    comptime![round * cols],
+                );
                 sync_cube();
                 let here = select(batch_rows - r0 < round, batch_rows - r0, round);
                 for b in range_stepped(group, here, groups) {

@@ -457,16 +457,17 @@ impl KernelConfig {
         (ADAM_STAGE_VALUES / (rows + cols)).clamp(1, self.full_batch as usize)
     }
 
-    /// [`chain_adam`]'s workgroup memory: the largest round of staged rows, or the largest
-    /// tile with each row padded by one value (the transposed reads of a column then fall in
-    /// different banks).
+    /// [`chain_adam`]'s workgroup memory: the largest round of staged rows, the row groups'
+    /// partial sums of the largest tile, or the largest tile with each row padded by one value
+    /// (the transposed reads of a column then fall in different banks) followed by the row
+    /// groups' partial sums of an extra bias row.
     fn adam_stage(&self) -> usize {
         (0..self.fins.len())
             .map(|l| {
                 let (rows, cols, _) =
                     adam_tiling(self.fins[l], self.fouts[l], self.adam_tile as usize);
                 (self.adam_round(l) * (rows + cols))
-                    .max(rows * (cols + 1))
+                    .max(rows * (cols + 1) + self.adam_groups() * cols)
                     .max(self.adam_groups() * rows * cols)
             })
             .max()
@@ -512,12 +513,22 @@ const ADAM_STAGE_VALUES: usize = 4096;
 /// `fin + 1` rows of `fout` (the weight's rows, then the bias): `(rows, cols, tiles)`, tiles of
 /// `rows × cols` parameters (`tile` in all, 256 or 1,024; up to 32 columns, fewer for
 /// narrower layers, so no unit idles there). A tile's column then holds 8 or more consecutive
-/// inputs: its transposed copy fills whole 32-byte sectors.
+/// inputs: its transposed copy fills whole 32-byte sectors. The bias row belongs to the last
+/// row of tiles, as one of its rows where `fin` leaves room or as an extra row where the tiles
+/// are full (see [`chain_adam`]): a tile of the bias alone cost as much as a full one (a grid
+/// of 16 reference networks: 7 of 26 tiles a network, the dispatch one wave of cubes too long
+/// on an H100).
 fn adam_tiling(fin: u32, fout: u32, tile: usize) -> (usize, usize, usize) {
     let (fin, fout) = (fin as usize, fout as usize);
     let cols = fout.next_power_of_two().min(32);
     let rows = tile / cols;
-    (rows, cols, (fin + 1).div_ceil(rows) * fout.div_ceil(cols))
+    (rows, cols, fin.div_ceil(rows).max(1) * fout.div_ceil(cols))
+}
+
+/// Whether [`chain_adam`]'s last row of tiles of a layer of `fin` inputs holds the bias as an
+/// extra row (`fin` fills its tiles' rows).
+fn adam_extra_bias(fin: u32, rows: usize) -> bool {
+    (fin as usize).is_multiple_of(rows)
 }
 
 /// Most values a unit loads into registers before it stores them to workgroup memory in
@@ -1304,6 +1315,7 @@ fn chain_adam(
         let rows = comptime![adam_tiling(cfg.fins[l], cfg.fouts[l], tile).0];
         let cols = comptime![adam_tiling(cfg.fins[l], cfg.fouts[l], tile).1];
         let count = comptime![adam_tiling(cfg.fins[l], cfg.fouts[l], tile).2];
+        let extra_bias = comptime![adam_extra_bias(cfg.fins[l], rows)];
         let round = comptime![cfg.adam_round(l)];
         // The same for every unit of the cube: the barriers below are reached by all or none.
         if t >= first && t < first + count {
@@ -1330,6 +1342,9 @@ fn chain_adam(
             for e in 0..span {
                 partial[e] = 0.0f32;
             }
+            // The bias's partial sum where it is an extra row (its input is 1): every unit
+            // keeps its column's, the first set's are used.
+            let mut bias = 0.0f32;
             for r0 in range_stepped(0, batch_rows, round) {
                 sync_cube();
                 // Each unit loads its values of a round into registers first (the loads wait
@@ -1383,6 +1398,9 @@ fn chain_adam(
                     for e in 0..span {
                         partial[e] += dv * stage[b * rows + first_row + e];
                     }
+                    if comptime![extra_bias] {
+                        bias += dv;
+                    }
                 }
             }
             sync_cube();
@@ -1424,6 +1442,15 @@ fn chain_adam(
                     );
                 }
             }
+            // The last row of tiles also holds the bias where its rows are full: the first
+            // set's units leave the row groups' partial sums after the padded tile.
+            let bias_at = comptime![rows * (cols + 1)];
+            let last_rows = i0 + rows >= fin;
+            if comptime![extra_bias] {
+                if last_rows && first_row == 0 {
+                    stage[bias_at + group * cols + jj] = bias;
+                }
+            }
             sync_cube();
             // The weights' transposed copy, a unit per weight, in columns of `rows` inputs
             // (the bias row has none).
@@ -1434,6 +1461,28 @@ fn chain_adam(
                 let ti = idx % rows;
                 if i0 + ti < fin && j0 + tj < fout {
                     transposed[at + (j0 + tj) * fin + i0 + ti] = stage[ti * (cols + 1) + tj];
+                }
+            }
+            // The extra bias row: its groups' partial sums added in order, as a row of the
+            // tile's are.
+            if comptime![extra_bias] {
+                if last_rows && unit < cols && j0 + unit < fout {
+                    let mut g = 0.0f32;
+                    #[unroll]
+                    for h in 0..groups {
+                        g += stage[bias_at + h * cols + unit];
+                    }
+                    adam_update(
+                        params,
+                        moments,
+                        at + fin * fout + j0 + unit,
+                        second,
+                        g,
+                        beta1,
+                        beta2,
+                        step_size,
+                        eps_hat,
+                    );
                 }
             }
         }

@@ -62,8 +62,12 @@ use forexgpt_protocol::Activation;
 /// for the slowest unit, so more units per network means shorter phases.
 pub const MAX_CUBE_UNITS: u32 = 1024;
 
-/// Fewest units the kernel runs with (the loss reduction assumes a power of two).
+/// Fewest units the kernel runs with (a power of two: the rows' losses take
+/// [`LOSS_LANES`] units each).
 pub const MIN_CUBE_UNITS: u32 = 64;
+
+/// Units that sum one row's loss together (see [`chain_step`]).
+const LOSS_LANES: u32 = 32;
 
 /// Most workgroup memory a cube stages its products' inputs through, in f32 values (32 KiB:
 /// what Metal allows; CUDA and Vulkan on NVIDIA allow 48 KiB; a device with less gets
@@ -439,17 +443,6 @@ impl KernelConfig {
         self.adam_first_tile(self.fins.len())
     }
 
-    /// The row groups [`chain_adam`] splits the batch's rows among: with tiles of 256
-    /// parameters, 8 (each unit sums 8 parameters of a column); with 1,024, 4 (16 each), so
-    /// the groups' partial sums fit 16 KiB.
-    fn adam_groups(&self) -> usize {
-        if self.adam_tile as usize > ADAM_UNITS as usize {
-            4
-        } else {
-            8
-        }
-    }
-
     /// Rows of the batch [`chain_adam`] stages at a time for layer `l`: the inputs and output
     /// gradients of its tile's rows and columns, [`ADAM_STAGE_VALUES`] at most.
     fn adam_round(&self, l: usize) -> usize {
@@ -457,18 +450,15 @@ impl KernelConfig {
         (ADAM_STAGE_VALUES / (rows + cols)).clamp(1, self.full_batch as usize)
     }
 
-    /// [`chain_adam`]'s workgroup memory: the largest round of staged rows, the row groups'
-    /// partial sums of the largest tile, or the largest tile with each row padded by one value
-    /// (the transposed reads of a column then fall in different banks) followed by the row
-    /// groups' partial sums of an extra bias row.
+    /// [`chain_adam`]'s workgroup memory: the largest round of staged rows, or the largest
+    /// tile with each row padded by one value (the transposed reads of a column then fall in
+    /// different banks).
     fn adam_stage(&self) -> usize {
         (0..self.fins.len())
             .map(|l| {
                 let (rows, cols, _) =
                     adam_tiling(self.fins[l], self.fouts[l], self.adam_tile as usize);
-                (self.adam_round(l) * (rows + cols))
-                    .max(rows * (cols + 1) + self.adam_groups() * cols)
-                    .max(self.adam_groups() * rows * cols)
+                (self.adam_round(l) * (rows + cols)).max(rows * (cols + 1))
             })
             .max()
             .unwrap_or(1)
@@ -833,7 +823,6 @@ fn chain_step(
     let r0 = batch_start + before;
     let slice_left = select(batch_rows > before, batch_rows - before, 0);
     let rows = select(slice_left < batch, slice_left, batch);
-    let mut step_loss = 0.0f32;
 
     // The batch's rows, in the network's order for this epoch.
     for idx in range_stepped(tid, rows * d, units) {
@@ -922,11 +911,10 @@ fn chain_step(
         }
         sync_storage();
 
-        // The VAE's sample z = μ + exp(½·log σ²)·ε (μ when validating) and its KL term.
+        // The VAE's sample z = μ + exp(½·log σ²)·ε (μ when validating).
         if comptime![cfg.vae && l == cfg.head as usize] {
             let head_at = a_base + comptime![cfg.head_offset as usize];
             let z_at = a_base + comptime![cfg.z_offset as usize];
-            let mut kl = 0.0f32;
             for idx in range_stepped(tid, rows * latent, units) {
                 let b = idx / latent;
                 let j = idx % latent;
@@ -938,9 +926,7 @@ fn chain_step(
                     z = mu + (0.5f32 * log_var).exp() * e;
                 }
                 acts[z_at + idx] = z;
-                kl += 1.0f32 + log_var - mu * mu - log_var.exp();
             }
-            step_loss += -0.5f32 * kl_weight * kl;
             sync_storage();
         }
     }
@@ -951,19 +937,60 @@ fn chain_step(
     if comptime![cfg.vae] {
         scale = 1.0f32 / (batch_rows as f32);
     }
-    let mut sse = 0.0f32;
-    for idx in range_stepped(tid, rows * d, units) {
-        let diff = acts[out_at + idx] - acts[a_base + idx];
-        sse += diff * diff;
-        if comptime![cfg.train] {
-            delta[d_base + comptime![cfg.delta_offsets[n_layers - 1] as usize] + idx] =
-                diff * scale;
+    // Each row's loss, written at the row's position in the pass (the host adds them up in
+    // order): [`LOSS_LANES`] units a row, lane `c` summing the row's values `c, c + lanes, …`
+    // in order, the lanes' sums then added by a fixed tree. The order depends on the row
+    // only, not on the plan: a network's losses (and so its early stopping) are the same
+    // alone or in a grid of any size.
+    let lanes = comptime![LOSS_LANES as usize];
+    let lane = tid % lanes;
+    let at_once = comptime![cfg.units as usize / LOSS_LANES as usize];
+    #[unroll]
+    for pass in 0..comptime![(cfg.batch as usize).div_ceil(at_once)] {
+        let b = pass * at_once + tid / lanes;
+        let mut sse = 0.0f32;
+        let mut kl = 0.0f32;
+        if b < rows {
+            for i in range_stepped(lane, d, lanes) {
+                let idx = b * d + i;
+                let diff = acts[out_at + idx] - acts[a_base + idx];
+                sse += diff * diff;
+                if comptime![cfg.train] {
+                    delta[d_base + comptime![cfg.delta_offsets[n_layers - 1] as usize] + idx] =
+                        diff * scale;
+                }
+            }
+            if comptime![cfg.vae] {
+                let head_at = a_base + comptime![cfg.head_offset as usize];
+                for j in range_stepped(lane, latent, lanes) {
+                    let mu = acts[head_at + b * 2 * latent + j];
+                    let log_var = acts[head_at + b * 2 * latent + latent + j];
+                    kl += 1.0f32 + log_var - mu * mu - log_var.exp();
+                }
+            }
         }
-    }
-    if comptime![cfg.vae] {
-        step_loss += 0.5f32 * sse;
-    } else {
-        step_loss += sse / (d as f32);
+        sync_cube();
+        stage[tid] = sse;
+        if comptime![cfg.vae] {
+            stage[tid] = 0.5f32 * sse - 0.5f32 * kl_weight * kl;
+        }
+        sync_cube();
+        #[unroll]
+        for level in 0..comptime![LOSS_LANES.ilog2()] {
+            let stride = comptime![(LOSS_LANES >> (level + 1)) as usize];
+            if lane < stride {
+                let other = stage[tid + stride];
+                stage[tid] += other;
+            }
+            sync_cube();
+        }
+        if lane == 0 && b < rows {
+            let mut loss = stage[tid];
+            if comptime![!cfg.vae] {
+                loss /= d as f32;
+            }
+            losses[net * n + r0 + b] = loss;
+        }
     }
 
     if comptime![cfg.train] {
@@ -1177,23 +1204,6 @@ fn chain_step(
     } else {
         sync_storage();
     }
-
-    // The step's summed loss: one number per network.
-    sync_cube();
-    stage[tid] = step_loss;
-    sync_cube();
-    let mut stride = CUBE_DIM / 2;
-    while stride > 0 {
-        if UNIT_POS < stride {
-            let other = stage[(UNIT_POS + stride) as usize];
-            stage[tid] += other;
-        }
-        sync_cube();
-        stride /= 2;
-    }
-    if UNIT_POS == 0 {
-        losses[(net * steps as usize + step) * parts + part] = stage[0];
-    }
 }
 
 /// One unit's share of a round of [`chain_adam`]'s staging, loaded into `values` (value `q`
@@ -1261,12 +1271,12 @@ fn store_tile_rows(
 /// Cube `(t, net)` takes tile `t` of network `net`'s parameters (see [`adam_tiling`]): a block
 /// of a layer's weight rows (its bias as the last row, whose input is 1) and columns. Its
 /// units stage the batch's rows of the tile's inputs and output gradients through workgroup
-/// memory, a round of rows at a time, and each sums its parameter's gradient over the rows in
-/// the batch's order (the order a cube holding the whole batch sums in). They update the tile
-/// in the parameters' order, keep the new values in workgroup memory, then write the
-/// weights' transposed copies along the inputs, so both the reads and the transposed writes
-/// take whole memory transactions (one unit per parameter wrote the copy a row apart per
-/// unit: a transaction per value).
+/// memory, a round of rows at a time, and each sums its parameters' gradients over the rows in
+/// the batch's order (the order a cube holding the whole batch sums in). Each updates its
+/// parameters, keeps the new values in workgroup memory, then the cube writes the weights'
+/// transposed copies along the inputs, so both the reads and the transposed writes take
+/// whole memory transactions (one unit per parameter wrote the copy a row apart per unit: a
+/// transaction per value).
 ///
 /// Rows past a short last batch are neither staged nor summed (their cubes wrote nothing
 /// there this step).
@@ -1324,26 +1334,23 @@ fn chain_adam(
             let j0 = (t - first) % col_tiles * cols;
             // The gradient over the batch's rows, a round of rows at a time: row `r` of the
             // batch is row `r % slice` of part `r / slice`, held by that part's cube. Unit
-            // `(set, group, jj)` sums column `jj` of the tile's rows `span·set ..
-            // span·set + span` over the round's rows `group, group + groups, …` (each output
-            // gradient it reads serves `span` parameters, and the inputs of a row are
-            // broadcast reads); the groups' partial sums are added up in order after the last
-            // round. (Blocks of 4 × 4 parameters a unit, fewer reads of workgroup memory per
-            // product, took 25 % longer on an H100 for a grid of 16: more registers, fewer
-            // cubes at once.)
-            let groups = comptime![cfg.adam_groups()];
-            let span = comptime![tile * cfg.adam_groups() / ADAM_UNITS as usize];
+            // `(set, jj)` sums column `jj` of the tile's rows `span·set .. span·set + span`
+            // over every row of the batch in its order, as a cube holding the whole batch sums
+            // (each output gradient it reads serves `span` parameters, and the inputs of a row
+            // are broadcast reads): a network's gradients do not depend on how its batch is
+            // split, nor on the tile, so it trains the same alone or in a grid of any size.
+            // (Row groups summed apart and added up after, 4 or 8 a tile, were no faster on
+            // an H100 and tied the sums to the tile; blocks of 4 × 4 parameters a unit took
+            // 25 % longer for a grid of 16: more registers, fewer cubes at once.)
+            let span = comptime![tile / ADAM_UNITS as usize];
             let jj = unit % cols;
-            let q = unit / cols;
-            let group = q % groups;
-            let first_row = q / groups * span;
+            let first_row = unit / cols * span;
             let mut partial = Array::<f32>::new(span);
             #[unroll]
             for e in 0..span {
                 partial[e] = 0.0f32;
             }
-            // The bias's partial sum where it is an extra row (its input is 1): every unit
-            // keeps its column's, the first set's are used.
+            // The bias's sum where it is an extra row (its input is 1).
             let mut bias = 0.0f32;
             for r0 in range_stepped(0, batch_rows, round) {
                 sync_cube();
@@ -1392,7 +1399,7 @@ fn chain_adam(
                 );
                 sync_cube();
                 let here = select(batch_rows - r0 < round, batch_rows - r0, round);
-                for b in range_stepped(group, here, groups) {
+                for b in 0..here {
                     let dv = stage[comptime![round * rows] + b * cols + jj];
                     #[unroll]
                     for e in 0..span {
@@ -1404,37 +1411,20 @@ fn chain_adam(
                 }
             }
             sync_cube();
+            // Adam, each unit over its own parameters (a warp's along a row: whole
+            // transactions); the new values kept in workgroup memory for the transposed copy.
+            let j = j0 + jj;
             #[unroll]
             for e in 0..span {
-                stage[(group * rows + first_row + e) * cols + jj] = partial[e];
-            }
-            sync_cube();
-            // Adam over the tile, `tile / 256` parameters a unit, in the parameters' order.
-            let per_unit = comptime![tile / ADAM_UNITS as usize];
-            let mut updated = Array::<f32>::new(per_unit);
-            #[unroll]
-            for k in 0..per_unit {
-                let ii = (k * comptime![ADAM_UNITS as usize] + unit) / cols;
-                let mut g = 0.0f32;
-                #[unroll]
-                for h in 0..groups {
-                    g += stage[(h * rows + ii) * cols + jj];
-                }
-                updated[k] = g;
-            }
-            sync_cube();
-            #[unroll]
-            for k in 0..per_unit {
-                let ii = (k * comptime![ADAM_UNITS as usize] + unit) / cols;
+                let ii = first_row + e;
                 let i = i0 + ii;
-                let j = j0 + jj;
                 if i <= fin && j < fout {
                     stage[ii * (cols + 1) + jj] = adam_update(
                         params,
                         moments,
                         at + i * fout + j,
                         second,
-                        updated[k],
+                        partial[e],
                         beta1,
                         beta2,
                         step_size,
@@ -1442,47 +1432,30 @@ fn chain_adam(
                     );
                 }
             }
-            // The last row of tiles also holds the bias where its rows are full: the first
-            // set's units leave the row groups' partial sums after the padded tile.
-            let bias_at = comptime![rows * (cols + 1)];
-            let last_rows = i0 + rows >= fin;
-            if comptime![extra_bias] {
-                if last_rows && first_row == 0 {
-                    stage[bias_at + group * cols + jj] = bias;
-                }
+            // The last row of tiles also holds the bias where its rows are full.
+            if extra_bias && i0 + rows >= fin && first_row == 0 && j < fout {
+                adam_update(
+                    params,
+                    moments,
+                    at + fin * fout + j,
+                    second,
+                    bias,
+                    beta1,
+                    beta2,
+                    step_size,
+                    eps_hat,
+                );
             }
             sync_cube();
             // The weights' transposed copy, a unit per weight, in columns of `rows` inputs
             // (the bias row has none).
             #[unroll]
-            for k in 0..per_unit {
+            for k in 0..span {
                 let idx = k * comptime![ADAM_UNITS as usize] + unit;
                 let tj = idx / rows;
                 let ti = idx % rows;
                 if i0 + ti < fin && j0 + tj < fout {
                     transposed[at + (j0 + tj) * fin + i0 + ti] = stage[ti * (cols + 1) + tj];
-                }
-            }
-            // The extra bias row: its groups' partial sums added in order, as a row of the
-            // tile's are.
-            if comptime![extra_bias] {
-                if last_rows && unit < cols && j0 + unit < fout {
-                    let mut g = 0.0f32;
-                    #[unroll]
-                    for h in 0..groups {
-                        g += stage[bias_at + h * cols + unit];
-                    }
-                    adam_update(
-                        params,
-                        moments,
-                        at + fin * fout + j0 + unit,
-                        second,
-                        g,
-                        beta1,
-                        beta2,
-                        step_size,
-                        eps_hat,
-                    );
                 }
             }
         }
@@ -1873,7 +1846,8 @@ impl<R: Runtime> ChainTrainer<R> {
         }
         let active_handle = self.client.create_from_slice(u32::as_bytes(&flags));
         let parts = self.parts;
-        let losses_len = self.nets * steps * parts;
+        // Each row's loss at its position in the pass.
+        let losses_len = self.nets * rows;
         let losses = self
             .client
             .create_from_slice(f32::as_bytes(&vec![0.0f32; losses_len]));
@@ -1979,7 +1953,7 @@ impl<R: Runtime> ChainTrainer<R> {
         let values = f32::from_bytes(&bytes);
         Ok(Some(
             values
-                .chunks(steps * parts)
+                .chunks(rows)
                 .map(|per_net| per_net.iter().map(|&v| f64::from(v)).sum::<f64>())
                 .collect(),
         ))

@@ -577,6 +577,48 @@ fn a_batch_split_among_cubes_trains_as_the_reference_does() {
     }
 }
 
+/// A network's numbers do not depend on the plan: how its batches are split among cubes,
+/// the cubes' units, the Adam dispatch's tiles, or the whole batch in one cube (gradients
+/// summed and Adam applied there). Each weight's gradient is summed over the batch in its
+/// rows' order and each row's loss in a fixed order, so a network trains bit for bit the
+/// same alone (cubes of 2 rows) as in a large grid (cubes of 8 rows, Adam tiles of 1,024).
+#[test]
+fn a_network_trains_bit_for_bit_the_same_whatever_the_plan() {
+    for device in gpu_devices() {
+        // 40 rows in batches of 16 (the last one 8 rows short); layers of 32 and 48 inputs
+        // fill their Adam tiles' rows (the bias then an extra row), 16 inputs leave it room.
+        let c = case_w(Act::Tanh, 2, 40, 16, vec![32, 48, 16, 48, 32]);
+        let train = |plan: CubePlan, wide_adam: bool| {
+            run_cube_job(
+                &device,
+                "test",
+                TrainCase {
+                    case: &c,
+                    only: None,
+                    plan,
+                    poisoned: false,
+                    wide_adam,
+                },
+            )
+            .unwrap()
+            .unwrap()
+        };
+        let (losses, weights) = train(plan(2, 64), false);
+        for (other, wide_adam) in [
+            (plan(4, 256), false),
+            (plan(2, 64), true),
+            (plan(8, 256), true),
+            (plan(16, 64), false),
+            (whole(16), false),
+        ] {
+            let (got_losses, got_weights) = train(other, wide_adam);
+            let what = format!("{}: {other:?}, Adam tiles of 1,024: {wide_adam}", device.label());
+            assert_eq!(got_weights, weights, "{what}");
+            assert_eq!(got_losses, losses, "{what}");
+        }
+    }
+}
+
 /// Scratch memory is allocated without being cleared: with every scratch value NaN at the
 /// start, training still matches the reference, so no step reads a value it did not write.
 /// The cases are those where rows go missing: short last batches, cubes of a split left

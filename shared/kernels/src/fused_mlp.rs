@@ -1846,11 +1846,10 @@ impl<R: Runtime> ChainTrainer<R> {
         }
         let active_handle = self.client.create_from_slice(u32::as_bytes(&flags));
         let parts = self.parts;
-        // Each row's loss at its position in the pass.
+        // Each row's loss at its position in the pass; allocated, not uploaded: every active
+        // network's rows are written, the others' values are not used.
         let losses_len = self.nets * rows;
-        let losses = self
-            .client
-            .create_from_slice(f32::as_bytes(&vec![0.0f32; losses_len]));
+        let losses = self.client.empty(4 * losses_len);
         let mut config = self
             .shape
             .config(train, self.units, self.stage, self.slice, self.unroll);
@@ -1954,7 +1953,14 @@ impl<R: Runtime> ChainTrainer<R> {
         Ok(Some(
             values
                 .chunks(rows)
-                .map(|per_net| per_net.iter().map(|&v| f64::from(v)).sum::<f64>())
+                .zip(active)
+                .map(|(per_net, &on)| {
+                    if on {
+                        per_net.iter().map(|&v| f64::from(v)).sum::<f64>()
+                    } else {
+                        0.0
+                    }
+                })
                 .collect(),
         ))
     }

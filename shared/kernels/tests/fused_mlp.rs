@@ -612,7 +612,10 @@ fn a_network_trains_bit_for_bit_the_same_whatever_the_plan() {
             (whole(16), false),
         ] {
             let (got_losses, got_weights) = train(other, wide_adam);
-            let what = format!("{}: {other:?}, Adam tiles of 1,024: {wide_adam}", device.label());
+            let what = format!(
+                "{}: {other:?}, Adam tiles of 1,024: {wide_adam}",
+                device.label()
+            );
             assert_eq!(got_weights, weights, "{what}");
             assert_eq!(got_losses, losses, "{what}");
         }

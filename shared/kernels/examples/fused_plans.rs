@@ -7,7 +7,12 @@
 //!
 //! cargo run --release -p forexgpt-kernels --features cuda,wgpu --example fused_plans [EPOCHS]
 //! `FUSED_PLANS=ROWS,UNITS,NETWORKS;…` times only those plans (e.g. `2,256,1;8,1024,16`);
-//! `FUSED_UNROLL=N` unrolls the products' inner loops N times (default `MAX_UNROLL`).
+//! `FUSED_UNROLL=N` unrolls the products' inner loops N times (default `MAX_UNROLL`);
+//! `FUSED_WIDE_ADAM=1` (or `0`) makes the Adam dispatch take tiles of 1,024 parameters (or
+//! 256) whatever the grid's size.
+//! Every network of a grid starts from the same weights and draws its rows' orders from its
+//! own generator, so the first network's last losses (printed in full) are the same on every
+//! plan, alone or in a grid: a network's numbers do not depend on the plan.
 //! (bench/device/fused_plans.sh runs it on the GPU machine.)
 
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
@@ -72,11 +77,13 @@ mod plans {
         plan: CubePlan,
         nets: usize,
         epochs: usize,
+        wide_adam: Option<bool>,
     }
 
-    /// (time of the timed epochs, the last epoch's mean training loss, dispatches, cubes
-    /// per network, units per cube, the host's time queuing and waiting in the timed epochs)
-    type Outcome = (Duration, f64, u64, usize, u32, Duration, Duration);
+    /// (time of the timed epochs, the first network's last training and validation losses,
+    /// dispatches, cubes per network, units per cube, the host's time queuing and waiting in
+    /// the timed epochs)
+    type Outcome = (Duration, (f64, f64), u64, usize, u32, Duration, Duration);
 
     impl CubeJob for Timed<'_> {
         type Output = Result<Outcome, String>;
@@ -92,12 +99,17 @@ mod plans {
                 &initial,
                 self.plan,
             )?;
+            if let Some(wide) = self.wide_adam {
+                trainer.set_wide_adam_tiles(wide);
+            }
             let active = vec![true; self.nets];
             let adam = AdamConstants::with_lr(1e-3);
-            let mut rng = SplitMix64::new(5);
-            let mut epoch = |trainer: &mut ChainTrainer<R>| -> Result<f64, String> {
+            let mut rngs: Vec<SplitMix64> = (0..self.nets)
+                .map(|k| SplitMix64::new(5 + k as u64))
+                .collect();
+            let mut epoch = |trainer: &mut ChainTrainer<R>| -> Result<(f64, f64), String> {
                 let mut order = Vec::with_capacity(self.nets * ROWS);
-                for _ in 0..self.nets {
+                for rng in &mut rngs {
                     let mut o: Vec<u32> = (0..ROWS as u32).collect();
                     for i in (1..o.len()).rev() {
                         o.swap(i, (rng.next_u64() % (i as u64 + 1)) as usize);
@@ -107,13 +119,13 @@ mod plans {
                 let loss = trainer
                     .epoch(&order, None, &active, adam, 0.0, &|| false)?
                     .ok_or("cancelled")?;
-                trainer.validation_loss(&active, 0.0)?;
-                Ok(loss[0])
+                let validation = trainer.validation_loss(&active, 0.0)?;
+                Ok((loss[0], validation[0]))
             };
             epoch(&mut trainer)?;
             let warm = trainer.timing();
             let started = Instant::now();
-            let mut loss = 0.0;
+            let mut loss = (0.0, 0.0);
             for _ in 0..self.epochs {
                 loss = epoch(&mut trainer)?;
             }
@@ -171,9 +183,9 @@ mod plans {
             std::process::exit(1);
         }
         println!(
-            "| device | rows per cube | units | cubes per network | networks | {epochs} epochs (ms) | dispatches | queuing (ms) | waiting (ms) | last loss |"
+            "| device | rows per cube | units | cubes per network | networks | {epochs} epochs (ms) | dispatches | queuing (ms) | waiting (ms) | last loss | last validation loss |"
         );
-        println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
         let runs = match std::env::var("FUSED_PLANS") {
             Ok(list) => match parse_runs(&list) {
                 Some(runs) => runs,
@@ -190,6 +202,9 @@ mod plans {
             .ok()
             .and_then(|v| v.trim().parse().ok())
             .unwrap_or(MAX_UNROLL);
+        let wide_adam = std::env::var("FUSED_WIDE_ADAM")
+            .ok()
+            .map(|v| v.trim() == "1");
         for device in &devices {
             for &(rows, units, nets) in &runs {
                 let plan = CubePlan {
@@ -202,14 +217,17 @@ mod plans {
                     plan,
                     nets,
                     epochs,
+                    wide_adam,
                 };
                 match run_cube_job(device, "fused plans", job) {
                     Ok(Ok((time, loss, dispatches, parts, units, queuing, waiting))) => println!(
-                        "| {} | {rows} | {units} | {parts} | {nets} | {:.0} | {dispatches} | {:.0} | {:.0} | {loss:.5} |",
+                        "| {} | {rows} | {units} | {parts} | {nets} | {:.0} | {dispatches} | {:.0} | {:.0} | {:.12} | {:.12} |",
                         device.label(),
                         time.as_secs_f64() * 1e3,
                         queuing.as_secs_f64() * 1e3,
-                        waiting.as_secs_f64() * 1e3
+                        waiting.as_secs_f64() * 1e3,
+                        loss.0,
+                        loss.1
                     ),
                     Ok(Err(e)) => {
                         println!("| {} | {rows} | {units} | failed: {e} |", device.label())

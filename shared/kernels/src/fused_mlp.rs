@@ -937,8 +937,8 @@ fn chain_step(
     if comptime![cfg.vae] {
         scale = 1.0f32 / (batch_rows as f32);
     }
-    // Each row's loss, written at the row's position in the pass (the host adds them up in
-    // order): [`LOSS_LANES`] units a row, lane `c` summing the row's values `c, c + lanes, …`
+    // Each row's loss, written at the row's position in the pass (`sum_losses` adds them up
+    // in an order fixed by the row count): [`LOSS_LANES`] units a row, lane `c` summing the row's values `c, c + lanes, …`
     // in order, the lanes' sums then added by a fixed tree. The order depends on the row
     // only, not on the plan: a network's losses (and so its early stopping) are the same
     // alone or in a grid of any size.
@@ -1462,6 +1462,39 @@ fn chain_adam(
     }
 }
 
+/// Each network's summed loss over a pass (cube `net`): the rows' losses `chain_step` left at
+/// their positions, added in an order fixed by the row count alone (unit `u` sums rows
+/// `u, u + 256, …` in order, then a fixed tree over the units), so the sum does not depend on
+/// the plan either, and the host reads one value a network instead of every row's.
+#[cube(launch_unchecked)]
+fn sum_losses(losses: &Array<f32>, sums: &mut Array<f32>, n_rows: u32) {
+    let net = CUBE_POS_X as usize;
+    let unit = UNIT_POS as usize;
+    let n = n_rows as usize;
+    let mut stage = SharedMemory::<f32>::new(comptime![SUM_UNITS as usize]);
+    let mut sum = 0.0f32;
+    for r in range_stepped(unit, n, comptime![SUM_UNITS as usize]) {
+        sum += losses[net * n + r];
+    }
+    stage[unit] = sum;
+    sync_cube();
+    #[unroll]
+    for level in 0..comptime![SUM_UNITS.ilog2()] {
+        let stride = comptime![(SUM_UNITS >> (level + 1)) as usize];
+        if unit < stride {
+            let other = stage[unit + stride];
+            stage[unit] += other;
+        }
+        sync_cube();
+    }
+    if unit == 0 {
+        sums[net] = stage[0];
+    }
+}
+
+/// Units of [`sum_losses`]' cube.
+const SUM_UNITS: u32 = 256;
+
 /// Copies the parameters of every network whose flag is set (cube `(block, net)`: 256 of
 /// network `net`'s `n_params` values) from `params` to `best`: the weights of a network's
 /// best epoch so far stay on the device, read back once when training ends.
@@ -1846,8 +1879,8 @@ impl<R: Runtime> ChainTrainer<R> {
         }
         let active_handle = self.client.create_from_slice(u32::as_bytes(&flags));
         let parts = self.parts;
-        // Each row's loss at its position in the pass; allocated, not uploaded: every active
-        // network's rows are written, the others' values are not used.
+        // Each row's loss at its position in the pass, summed by `sum_losses`; allocated, not
+        // uploaded: every active network's rows are written, the others' sums are not used.
         let losses_len = self.nets * rows;
         let losses = self.client.empty(4 * losses_len);
         let mut config = self
@@ -1938,13 +1971,27 @@ impl<R: Runtime> ChainTrainer<R> {
                 }
             }
         }
+        let sums = self.client.empty(4 * self.nets);
+        // SAFETY: `losses` holds `nets × rows` values and `sums` `nets`; cube `net < nets`
+        // reads `net · rows + r` for `r < rows` and writes `net`.
+        #[allow(unsafe_code)]
+        unsafe {
+            sum_losses::launch_unchecked::<R>(
+                &self.client,
+                CubeCount::Static(self.nets as u32, 1, 1),
+                CubeDim::new_1d(SUM_UNITS),
+                array_arg::<R>(&losses, losses_len),
+                array_arg::<R>(&sums, self.nets),
+                rows as u32,
+            );
+        }
         self.client
             .flush()
             .map_err(|e| server_error("running the fused training kernel", e))?;
         let waiting = std::time::Instant::now();
         let bytes = self
             .client
-            .read_one(losses)
+            .read_one(sums)
             .map_err(|e| server_error("reading the losses", e))?;
         self.timing.dispatches += dispatches;
         self.timing.queuing += waiting.duration_since(queuing);
@@ -1952,15 +1999,9 @@ impl<R: Runtime> ChainTrainer<R> {
         let values = f32::from_bytes(&bytes);
         Ok(Some(
             values
-                .chunks(rows)
+                .iter()
                 .zip(active)
-                .map(|(per_net, &on)| {
-                    if on {
-                        per_net.iter().map(|&v| f64::from(v)).sum::<f64>()
-                    } else {
-                        0.0
-                    }
-                })
+                .map(|(&sum, &on)| if on { f64::from(sum) } else { 0.0 })
                 .collect(),
         ))
     }

@@ -56,7 +56,7 @@ pub fn devices(json: bool, check: bool) -> Result<()> {
             .filter(|c| c.cold && devices.iter().any(|d| d.is_gpu()))
         {
             eprintln!(
-                "compiling GPU kernels (first run on this machine; cached in {})…",
+                "compiling GPU kernels (first run of this build on this machine; cached in {})…",
                 cache.dir.display()
             );
         }

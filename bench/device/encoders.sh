@@ -11,6 +11,9 @@
 #   - "Autoencoder and VAE at 100 epochs on the H100 (issue 5, issue 9)": EPOCHS=100 REPEATS=1
 #     (that table came from two device calls, ours and then PyTorch on the carried data; this
 #     script makes both in one).
+#   - "Fused kernels: plan-independent sums, the bias inside the Adam tiles; a stale kernel
+#     cache (issue 20)": PEERS=0 EPOCHS=100 REPEATS=2
+#     OPERATIONS=autoencoder_fit,autoencoder_grid_fit.
 #
 # Run on the GPU machine: bash bench/device/encoders.sh [FOREXGPT_BIN]
 #   e.g. EPOCHS=100 REPEATS=1 bash bench/device/encoders.sh target/release/forexgpt

@@ -17,6 +17,13 @@
 #   the engine unrolls 32 on CUDA). docs/benchmarks.md, "Fused kernels: gradients summed over
 #   the batch by the Adam dispatch, weights loaded ahead", ran it with
 #   FUSED_PLANS="2,256,1;8,256,16;4,256,16;16,512,16" and FUSED_UNROLL=16 and 32, 10 epochs.
+#   FUSED_WIDE_ADAM=1 (or 0) makes the Adam dispatch take tiles of 1,024 parameters (or 256)
+#   whatever the grid. The first network's last training and validation losses are printed in
+#   full: they are the same on every plan of a device (a network's numbers do not depend on
+#   the plan). "Fused kernels: plan-independent sums, the bias inside the Adam tiles; a stale
+#   kernel cache" ran FUSED_UNROLL=32 FUSED_PLANS="2,256,1;8,256,1;8,256,16;2,256,16" (also
+#   with FUSED_WIDE_ADAM=1 and 0, and FUSED_UNROLL=4) for 3 epochs, and "2,256,1;8,256,16"
+#   for 10.
 set -euo pipefail
 bin="${1:-target/release/examples/fused_plans}"
 if [[ ! -x "$bin" ]]; then

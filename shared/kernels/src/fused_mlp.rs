@@ -505,9 +505,8 @@ const ADAM_STAGE_VALUES: usize = 4096;
 /// narrower layers, so no unit idles there). A tile's column then holds 8 or more consecutive
 /// inputs: its transposed copy fills whole 32-byte sectors. The bias row belongs to the last
 /// row of tiles, as one of its rows where `fin` leaves room or as an extra row where the tiles
-/// are full (see [`chain_adam`]): a tile of the bias alone cost as much as a full one (a grid
-/// of 16 reference networks: 7 of 26 tiles a network, the dispatch one wave of cubes too long
-/// on an H100).
+/// are full (see [`chain_adam`]): a tile of the bias alone cost as much as a full one (the
+/// reference autoencoder, tiles of 1,024: 15 of its 66 tiles).
 fn adam_tiling(fin: u32, fout: u32, tile: usize) -> (usize, usize, usize) {
     let (fin, fout) = (fin as usize, fout as usize);
     let cols = fout.next_power_of_two().min(32);
@@ -938,10 +937,10 @@ fn chain_step(
         scale = 1.0f32 / (batch_rows as f32);
     }
     // Each row's loss, written at the row's position in the pass (`sum_losses` adds them up
-    // in an order fixed by the row count): [`LOSS_LANES`] units a row, lane `c` summing the row's values `c, c + lanes, …`
-    // in order, the lanes' sums then added by a fixed tree. The order depends on the row
-    // only, not on the plan: a network's losses (and so its early stopping) are the same
-    // alone or in a grid of any size.
+    // in an order fixed by the row count): [`LOSS_LANES`] units a row, lane `c` summing the
+    // row's values `c, c + lanes, …` in order, the lanes' sums then added by a fixed tree.
+    // The order depends on the row only, not on the plan: a network's losses (and so its
+    // early stopping) are the same alone or in a grid of any size.
     let lanes = comptime![LOSS_LANES as usize];
     let lane = tid % lanes;
     let at_once = comptime![cfg.units as usize / LOSS_LANES as usize];
@@ -975,15 +974,7 @@ fn chain_step(
             stage[tid] = 0.5f32 * sse - 0.5f32 * kl_weight * kl;
         }
         sync_cube();
-        #[unroll]
-        for level in 0..comptime![LOSS_LANES.ilog2()] {
-            let stride = comptime![(LOSS_LANES >> (level + 1)) as usize];
-            if lane < stride {
-                let other = stage[tid + stride];
-                stage[tid] += other;
-            }
-            sync_cube();
-        }
+        tree_sum(&mut stage, tid - lane, lane, LOSS_LANES);
         if lane == 0 && b < rows {
             let mut loss = stage[tid];
             if comptime![!cfg.vae] {
@@ -1339,9 +1330,9 @@ fn chain_adam(
             // (each output gradient it reads serves `span` parameters, and the inputs of a row
             // are broadcast reads): a network's gradients do not depend on how its batch is
             // split, nor on the tile, so it trains the same alone or in a grid of any size.
-            // (Row groups summed apart and added up after, 4 or 8 a tile, were no faster on
-            // an H100 and tied the sums to the tile; blocks of 4 × 4 parameters a unit took
-            // 25 % longer for a grid of 16: more registers, fewer cubes at once.)
+            // (Row groups summed apart and added up after, 4 or 8 a tile, tied the sums to the
+            // tile; blocks of 4 × 4 parameters a unit took 25 % longer for a grid of 16 on an
+            // H100: more registers, fewer cubes at once.)
             let span = comptime![tile / ADAM_UNITS as usize];
             let jj = unit % cols;
             let first_row = unit / cols * span;
@@ -1478,17 +1469,26 @@ fn sum_losses(losses: &Array<f32>, sums: &mut Array<f32>, n_rows: u32) {
     }
     stage[unit] = sum;
     sync_cube();
-    #[unroll]
-    for level in 0..comptime![SUM_UNITS.ilog2()] {
-        let stride = comptime![(SUM_UNITS >> (level + 1)) as usize];
-        if unit < stride {
-            let other = stage[unit + stride];
-            stage[unit] += other;
-        }
-        sync_cube();
-    }
+    tree_sum(&mut stage, 0, unit, SUM_UNITS);
     if unit == 0 {
         sums[net] = stage[0];
+    }
+}
+
+/// Adds the `width` values at `stage[at ..]` into `stage[at]` by a fixed tree (halves added
+/// pairwise, `width` a power of two); `lane` is this unit's place among them. Every unit of
+/// the cube calls it (it ends each level with a barrier), after the values are stored and a
+/// barrier.
+#[cube]
+fn tree_sum(stage: &mut SharedMemory<f32>, at: usize, lane: usize, #[comptime] width: u32) {
+    #[unroll]
+    for level in 0..comptime![width.ilog2()] {
+        let stride = comptime![(width >> (level + 1)) as usize];
+        if lane < stride {
+            let other = stage[at + lane + stride];
+            stage[at + lane] += other;
+        }
+        sync_cube();
     }
 }
 

@@ -358,6 +358,7 @@ impl forexgpt_device::cube::CubeJob for FusedJob<'_, '_> {
 
         let runs = self.runs;
         let first = runs[0];
+        let job_started = Instant::now();
         let failed = |message: String| {
             EngineError::Device(forexgpt_device::DeviceError::BackendFailed {
                 device: self.device.label().to_string(),
@@ -391,6 +392,7 @@ impl forexgpt_device::cube::CubeJob for FusedJob<'_, '_> {
             runs.iter().map(|run| EpochBook::new(run)).collect();
         let mut active: Vec<bool> = runs.iter().map(|run| run.spec.epochs > 0).collect();
         let cancelled = || runs.iter().any(|run| run.cancel.is_cancelled());
+        let setup = job_started.elapsed();
         // Each epoch's orders (and a VAE's noise) are drawn on another thread, an epoch
         // ahead, while the device runs the current one: each network's order, then its
         // noise, from its own generator (as burn's path), every epoch for every network
@@ -453,6 +455,7 @@ impl forexgpt_device::cube::CubeJob for FusedJob<'_, '_> {
             drop(drawn);
             Ok::<(), EngineError>(())
         })?;
+        let epochs_done = job_started.elapsed();
         let best = trainer.best_parameters().map_err(failed)?;
         let timing = trainer.timing();
         tracing::info!(
@@ -462,7 +465,10 @@ impl forexgpt_device::cube::CubeJob for FusedJob<'_, '_> {
             dispatches = timing.dispatches,
             queuing_ms = timing.queuing.as_secs_f64() * 1e3,
             waiting_ms = timing.waiting.as_secs_f64() * 1e3,
-            "fused training: the host queued the steps for queuing_ms and waited for the device for waiting_ms"
+            setup_ms = setup.as_secs_f64() * 1e3,
+            epochs_ms = (epochs_done - setup).as_secs_f64() * 1e3,
+            finish_ms = (job_started.elapsed() - epochs_done).as_secs_f64() * 1e3,
+            "fused training: the host queued the steps for queuing_ms and waited for the device for waiting_ms; setup (weights, buffers, the trainer) took setup_ms, the epochs epochs_ms (the rest of it host work between dispatches), the best weights' read-back finish_ms"
         );
         books
             .into_iter()

@@ -221,7 +221,8 @@ fn unflatten(params: &[f32], layout: &Layout) -> NetworkWeights {
 pub const FUSED_PLAN_ENV: &str = "FOREXGPT_FUSED_PLAN";
 
 /// `ROWS,UNITS[,UNROLL]` as a plan: rows ≥ 1, units ≥ 64, unrolling a power of two up to
-/// 64 (default: the default plan's).
+/// 64 (default [`forexgpt_kernels::fused_mlp::MAX_UNROLL`] on every device; without the
+/// override the engine unrolls by backend, see [`cube_plan`]).
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
 fn parse_plan(text: &str) -> Option<forexgpt_kernels::fused_mlp::CubePlan> {
     let fields: Vec<&str> = text.split(',').map(str::trim).collect();

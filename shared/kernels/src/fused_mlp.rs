@@ -6,7 +6,8 @@
 //! Each step's batch can be split into slices of a few rows ([`CubePlan`]), one cube each. A
 //! cube gathers its rows in the epoch's order, runs them forward through every layer, takes
 //! the MSE loss and its gradient, and runs backward layer by layer (each layer's output
-//! gradient, from which the layer below's follows), adding up its slice's loss. A second
+//! gradient, from which the layer below's follows), writing each row's loss at the row's
+//! position in the pass (summed in a fixed order per row). A second
 //! dispatch sums each weight's gradient over the whole batch from the layers' inputs and
 //! output gradients the cubes left in device memory, and applies Adam ([`chain_adam`]); with
 //! the batch in one cube, that cube sums and applies Adam itself in the same dispatch. Either
@@ -15,7 +16,9 @@
 //! dispatch added the copies up: for a grid of 16, 26 MB written and read back a step, 30 %
 //! of its time on an H100). Weights, Adam
 //! moments and activations stay in device memory; the host uploads one shuffled row order
-//! per network and epoch, queues the epoch's dispatches, and reads back the losses once.
+//! per network and epoch, queues the epoch's dispatches, and reads back each network's loss
+//! once (`sum_losses` adds its rows' losses on the device, in an order fixed by their
+//! count). A network's numbers therefore do not depend on the plan.
 //! Validation is the same kernel without the backward half, every batch's slices in one
 //! dispatch (they are independent).
 //!
@@ -63,7 +66,7 @@ use forexgpt_protocol::Activation;
 pub const MAX_CUBE_UNITS: u32 = 1024;
 
 /// Fewest units the kernel runs with (a power of two: the rows' losses take
-/// [`LOSS_LANES`] units each).
+/// 32 units each, `LOSS_LANES`).
 pub const MIN_CUBE_UNITS: u32 = 64;
 
 /// Units that sum one row's loss together (see [`chain_step`]).
@@ -811,7 +814,7 @@ fn chain_step(
     let d_base = cube * comptime![cfg.deltas as usize];
     let out_at = a_base + comptime![cfg.output_offset as usize];
     let n = n_rows as usize;
-    // Workgroup memory: each product's inputs in chunks, and at the end the loss's sum.
+    // Workgroup memory: each product's inputs in chunks, and the rows' losses' lanes.
     let mut stage = SharedMemory::<f32>::new(comptime![cfg.stage as usize]);
 
     // The whole batch's rows (the loss is its mean), and this cube's slice of them.

@@ -290,7 +290,8 @@ pub(crate) fn train(
 /// Trains the networks of several runs together on `device`, one workgroup each in every
 /// launch. They share the training and validation rows, the network shape, the batch size
 /// and the learning rate (seeds, epochs and patience may differ: a network that stops early
-/// sits out the later launches). Each network gets what it would get trained alone.
+/// sits out the later launches, but for one the device may already have been given, whose
+/// result is dropped). Each network gets what it would get trained alone.
 pub fn train_together(
     runs: &[&TrainRun<'_>],
     device: &ComputeDevice,
@@ -388,7 +389,7 @@ impl forexgpt_device::cube::CubeJob for FusedJob<'_, '_> {
         let mut rngs: Vec<_> = runs.iter().map(|run| batch_order_rng(run.spec)).collect();
         let latent = shape_latent;
         // The books keep each network's history and best epoch; its best weights stay on the
-        // device (`ChainTrainer::keep_best`), read back once at the end.
+        // device (`ChainTrainer::keep_snapshot`), read back once at the end.
         let mut books: Vec<EpochBook<'_, ()>> =
             runs.iter().map(|run| EpochBook::new(run)).collect();
         let mut active: Vec<bool> = runs.iter().map(|run| run.spec.epochs > 0).collect();
@@ -416,42 +417,93 @@ impl forexgpt_device::cube::CubeJob for FusedJob<'_, '_> {
                 }
             }
         };
+        // Epochs are queued one ahead of the host's reading their losses, so the device
+        // never waits for the host between epochs (the read, the books, the next epoch's
+        // upload): epoch `e + 1` is queued before epoch `e`'s losses are read. It trains the
+        // networks still training as far as the host knows then, so one that stops at `e`
+        // (early stopping) trains one more epoch on the device, which is dropped: its
+        // history ends at `e` and its best weights are kept apart. Each epoch's weights wait
+        // in a snapshot slot (`e % 2`) until the host knows whether they are the best so far.
+        struct Queued<'r> {
+            epoch: usize,
+            networks: Vec<bool>,
+            train: forexgpt_kernels::fused_mlp::PendingLosses<'r>,
+            validation: forexgpt_kernels::fused_mlp::PendingLosses<'r>,
+        }
+        let reader = trainer.reader();
         std::thread::scope(|scope| {
             scope.spawn(draw_epochs);
-            let mut epoch = 0;
-            while active.iter().any(|&a| a) {
-                epoch += 1;
-                let started = Instant::now();
-                // (The drawing thread stops only if it panicked, and the scope passes that on.)
-                let (order, noise) = drawn.recv().map_err(|_| {
-                    failed("the thread drawing the epochs' row orders stopped".into())
-                })?;
-                let kl_weight = first.kind.kl_weight(epoch) as f32;
-                let noise = latent.map(|_| noise.as_slice());
-                let Some(train_loss) = trainer
-                    .epoch(&order, noise, &active, adam, kl_weight, &cancelled)
-                    .map_err(failed)?
-                else {
-                    return Err(EngineError::Cancelled);
+            let mut queued_epochs = 0;
+            let mut pending: Option<Queued> = None;
+            let mut last_read = Instant::now();
+            loop {
+                let networks: Vec<bool> = runs
+                    .iter()
+                    .zip(&active)
+                    .map(|(run, &on)| on && queued_epochs < run.spec.epochs)
+                    .collect();
+                let next = if networks.iter().any(|&on| on) {
+                    queued_epochs += 1;
+                    let epoch = queued_epochs;
+                    // (The drawing thread stops only if it panicked, and the scope passes
+                    // that on.)
+                    let (order, noise) = drawn.recv().map_err(|_| {
+                        failed("the thread drawing the epochs' row orders stopped".into())
+                    })?;
+                    let kl_weight = first.kind.kl_weight(epoch) as f32;
+                    let noise = latent.map(|_| noise.as_slice());
+                    let Some(train) = trainer
+                        .queue_epoch(
+                            &reader, &order, noise, &networks, adam, kl_weight, &cancelled,
+                        )
+                        .map_err(failed)?
+                    else {
+                        return Err(EngineError::Cancelled);
+                    };
+                    let validation = trainer
+                        .queue_validation(&reader, &networks, first.kind.full_kl_weight() as f32)
+                        .map_err(failed)?;
+                    trainer.snapshot(epoch % 2, &networks).map_err(failed)?;
+                    Some(Queued {
+                        epoch,
+                        networks,
+                        train,
+                        validation,
+                    })
+                } else {
+                    None
                 };
-                let validation_loss = trainer
-                    .validation_loss(&active, first.kind.full_kl_weight() as f32)
-                    .map_err(failed)?;
-                let seconds = started.elapsed().as_secs_f64();
-                // The networks that improved keep this epoch's weights, on the device.
-                let mut improved = vec![false; runs.len()];
-                for (k, book) in books.iter_mut().enumerate() {
-                    if !active[k] {
-                        continue;
+                if let Some(done) = pending.take() {
+                    let train_loss = trainer.losses(done.train).map_err(failed)?;
+                    let validation_loss = trainer.losses(done.validation).map_err(failed)?;
+                    let seconds = last_read.elapsed().as_secs_f64();
+                    last_read = Instant::now();
+                    // The networks that improved keep this epoch's weights, on the device.
+                    let mut improved = vec![false; runs.len()];
+                    for (k, book) in books.iter_mut().enumerate() {
+                        if !(done.networks[k] && active[k]) {
+                            continue;
+                        }
+                        let goes_on = book.record(
+                            done.epoch,
+                            train_loss[k],
+                            validation_loss[k],
+                            seconds,
+                            || {
+                                improved[k] = true;
+                                Ok(())
+                            },
+                        )?;
+                        active[k] = goes_on && done.epoch < runs[k].spec.epochs;
                     }
-                    let goes_on =
-                        book.record(epoch, train_loss[k], validation_loss[k], seconds, || {
-                            improved[k] = true;
-                            Ok(())
-                        })?;
-                    active[k] = goes_on && epoch < runs[k].spec.epochs;
+                    trainer
+                        .keep_snapshot(done.epoch % 2, &improved)
+                        .map_err(failed)?;
                 }
-                trainer.keep_best(&improved).map_err(failed)?;
+                match next {
+                    Some(queued) => pending = Some(queued),
+                    None => break,
+                }
             }
             drop(drawn);
             Ok::<(), EngineError>(())

@@ -9,7 +9,10 @@
 //! `FUSED_PLANS=ROWS,UNITS,NETWORKS;…` times only those plans (e.g. `2,256,1;8,1024,16`);
 //! `FUSED_UNROLL=N` unrolls the products' inner loops N times (default `MAX_UNROLL`);
 //! `FUSED_WIDE_ADAM=1` (or `0`) makes the Adam dispatch take tiles of 1,024 parameters (or
-//! 256) whatever the grid's size.
+//! 256) whatever the grid's size; `FUSED_ADAM_STAGE=N` makes it stage at most N values a
+//! round (default 4,096).
+//! The timed epochs run as the engine runs them: each queued before the last one's losses
+//! are read.
 //! Every network of a grid starts from the same weights and draws its rows' orders from its
 //! own generator, so the first network's last losses (printed in full) are the same on every
 //! plan, alone or in a grid: a network's numbers do not depend on the plan.
@@ -78,6 +81,7 @@ mod plans {
         nets: usize,
         epochs: usize,
         wide_adam: Option<bool>,
+        adam_stage: Option<usize>,
     }
 
     /// (time of the timed epochs, the first network's last training and validation losses,
@@ -102,12 +106,15 @@ mod plans {
             if let Some(wide) = self.wide_adam {
                 trainer.set_wide_adam_tiles(wide);
             }
+            if let Some(values) = self.adam_stage {
+                trainer.set_adam_stage_values(values);
+            }
             let active = vec![true; self.nets];
             let adam = AdamConstants::with_lr(1e-3);
             let mut rngs: Vec<SplitMix64> = (0..self.nets)
                 .map(|k| SplitMix64::new(5 + k as u64))
                 .collect();
-            let mut epoch = |trainer: &mut ChainTrainer<R>| -> Result<(f64, f64), String> {
+            let mut orders = || {
                 let mut order = Vec::with_capacity(self.nets * ROWS);
                 for rng in &mut rngs {
                     let mut o: Vec<u32> = (0..ROWS as u32).collect();
@@ -116,18 +123,36 @@ mod plans {
                     }
                     order.extend(o);
                 }
-                let loss = trainer
-                    .epoch(&order, None, &active, adam, 0.0, &|| false)?
-                    .ok_or("cancelled")?;
-                let validation = trainer.validation_loss(&active, 0.0)?;
-                Ok((loss[0], validation[0]))
+                order
             };
-            epoch(&mut trainer)?;
+            // The warm-up epoch (it compiles the kernels), read back at once.
+            trainer
+                .epoch(&orders(), None, &active, adam, 0.0, &|| false)?
+                .ok_or("cancelled")?;
+            trainer.validation_loss(&active, 0.0)?;
             let warm = trainer.timing();
+            // The timed epochs as the engine runs them: each queued before the last one's
+            // losses are read, its weights snapshotted and then kept (as if each improved).
             let started = Instant::now();
+            let reader = trainer.reader();
             let mut loss = (0.0, 0.0);
-            for _ in 0..self.epochs {
-                loss = epoch(&mut trainer)?;
+            let mut pending = None;
+            for e in 0..=self.epochs {
+                let next = if e < self.epochs {
+                    let train = trainer
+                        .queue_epoch(&reader, &orders(), None, &active, adam, 0.0, &|| false)?
+                        .ok_or("cancelled")?;
+                    let validation = trainer.queue_validation(&reader, &active, 0.0)?;
+                    trainer.snapshot(e % 2, &active)?;
+                    Some((train, validation))
+                } else {
+                    None
+                };
+                if let Some((train, validation)) = pending.take() {
+                    loss = (trainer.losses(train)?[0], trainer.losses(validation)?[0]);
+                    trainer.keep_snapshot((e - 1) % 2, &active)?;
+                }
+                pending = next;
             }
             Ok((
                 started.elapsed(),
@@ -205,6 +230,9 @@ mod plans {
         let wide_adam = std::env::var("FUSED_WIDE_ADAM")
             .ok()
             .map(|v| v.trim() == "1");
+        let adam_stage = std::env::var("FUSED_ADAM_STAGE")
+            .ok()
+            .and_then(|v| v.trim().parse().ok());
         for device in &devices {
             for &(rows, units, nets) in &runs {
                 let plan = CubePlan {
@@ -218,6 +246,7 @@ mod plans {
                     nets,
                     epochs,
                     wide_adam,
+                    adam_stage,
                 };
                 match run_cube_job(device, "fused plans", job) {
                     Ok(Ok((time, loss, dispatches, parts, units, queuing, waiting))) => println!(

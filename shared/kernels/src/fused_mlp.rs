@@ -359,6 +359,7 @@ impl ChainShape {
             dropout: if train { self.dropout } else { 0 },
             unroll: MAX_UNROLL as u32,
             adam_tile: ADAM_TILE as u32,
+            adam_stage_values: ADAM_STAGE_VALUES as u32,
         }
     }
 
@@ -431,6 +432,8 @@ pub struct KernelConfig {
     unroll: u32,
     /// Parameters a cube of [`chain_adam`] updates.
     adam_tile: u32,
+    /// Most values of a round [`chain_adam`] stages ([`ADAM_STAGE_VALUES`]).
+    adam_stage_values: u32,
 }
 
 impl KernelConfig {
@@ -450,7 +453,7 @@ impl KernelConfig {
     /// gradients of its tile's rows and columns, [`ADAM_STAGE_VALUES`] at most.
     fn adam_round(&self, l: usize) -> usize {
         let (rows, cols, _) = adam_tiling(self.fins[l], self.fouts[l], self.adam_tile as usize);
-        (ADAM_STAGE_VALUES / (rows + cols)).clamp(1, self.full_batch as usize)
+        (self.adam_stage_values as usize / (rows + cols)).clamp(1, self.full_batch as usize)
     }
 
     /// [`chain_adam`]'s workgroup memory: the largest round of staged rows, or the largest
@@ -1499,12 +1502,13 @@ fn tree_sum(stage: &mut SharedMemory<f32>, at: usize, lane: usize, #[comptime] w
 const SUM_UNITS: u32 = 256;
 
 /// Copies the parameters of every network whose flag is set (cube `(block, net)`: 256 of
-/// network `net`'s `n_params` values) from `params` to `best`: the weights of a network's
-/// best epoch so far stay on the device, read back once when training ends.
+/// network `net`'s `n_params` values) from `from` to `to`: the current weights into the
+/// best ones or a snapshot, a snapshot into the best ones. A network's best weights stay on
+/// the device, read back once when training ends.
 #[cube(launch_unchecked)]
 fn keep_networks(
-    params: &Array<f32>,
-    best: &mut Array<f32>,
+    from: &Array<f32>,
+    to: &mut Array<f32>,
     flags: &Array<u32>,
     #[comptime] n_params: usize,
 ) {
@@ -1514,7 +1518,7 @@ fn keep_networks(
     }
     let i = CUBE_POS_X as usize * CUBE_DIM as usize + UNIT_POS as usize;
     if i < n_params {
-        best[net * n_params + i] = params[net * n_params + i];
+        to[net * n_params + i] = from[net * n_params + i];
     }
 }
 
@@ -1562,6 +1566,35 @@ pub struct TrainerTiming {
     pub waiting: std::time::Duration,
 }
 
+/// The read-back of a pass's losses, queued behind its steps ([`ChainTrainer::queue_epoch`],
+/// [`ChainTrainer::queue_validation`]) and taken by [`ChainTrainer::losses`]: the host can
+/// queue more work before it waits for these values, and waits only until they are ready.
+/// It borrows the [`LossReader`] that queued it.
+#[must_use = "the losses are read by `ChainTrainer::losses`"]
+pub struct PendingLosses<'r> {
+    /// `None` for a pass over no rows (its sums are 0).
+    read: Option<ReadFuture<'r>>,
+    active: Vec<bool>,
+    /// The rows each sum is divided by (a mean per row).
+    rows: f64,
+}
+
+type ReadFuture<'r> = std::pin::Pin<
+    Box<
+        dyn std::future::Future<
+                Output = Result<Vec<cubecl::bytes::Bytes>, cubecl::server::ServerError>,
+            > + Send
+            + 'r,
+    >,
+>;
+
+/// What queues the read-backs of a trainer's losses ([`ChainTrainer::reader`]): a handle
+/// on its device apart from the trainer, so that reads pending on it leave the trainer free
+/// to queue more steps.
+pub struct LossReader<R: Runtime> {
+    client: ComputeClient<R>,
+}
+
 /// A grid of networks of one [`ChainShape`] training together on one device: the training
 /// and validation rows, every network's parameters and Adam moments stay on the device.
 pub struct ChainTrainer<R: Runtime> {
@@ -1580,8 +1613,13 @@ pub struct ChainTrainer<R: Runtime> {
     delta: Handle,
     /// Each network's dropout seed (see the module's docs).
     dropout_seeds: Handle,
-    /// Each network's parameters as [`ChainTrainer::keep_best`] last kept them.
+    /// Each network's parameters as [`ChainTrainer::keep_best`] or
+    /// [`ChainTrainer::keep_snapshot`] last kept them.
     best: Handle,
+    /// Two slots of every network's parameters as [`ChainTrainer::snapshot`] took them
+    /// (allocated at the first), so that an epoch's weights can be kept after the next
+    /// epoch is queued.
+    snapshots: Option<[Handle; 2]>,
     adam_steps: u32,
     units: u32,
     stage: u32,
@@ -1595,6 +1633,8 @@ pub struct ChainTrainer<R: Runtime> {
     unroll: usize,
     /// [`chain_adam`]'s tile when not its default (tests).
     adam_tile: Option<usize>,
+    /// [`chain_adam`]'s staged values a round when not [`ADAM_STAGE_VALUES`] (measurements).
+    adam_stage_values: Option<usize>,
     acts_len: usize,
     delta_len: usize,
     timing: TrainerTiming,
@@ -1760,6 +1800,7 @@ impl<R: Runtime> ChainTrainer<R> {
             delta: client.empty(4 * delta_len),
             dropout_seeds: client.create_from_slice(u32::as_bytes(&vec![0u32; nets])),
             best: client.create_from_slice(f32::as_bytes(&flat)),
+            snapshots: None,
             n_train: train.len() / d,
             n_validation,
             client,
@@ -1773,6 +1814,7 @@ impl<R: Runtime> ChainTrainer<R> {
             slots,
             unroll: floor_power_of_two(plan.unroll.clamp(1, 64) as u32) as usize,
             adam_tile: None,
+            adam_stage_values: None,
             acts_len,
             delta_len,
             timing: TrainerTiming::default(),
@@ -1817,18 +1859,20 @@ impl<R: Runtime> ChainTrainer<R> {
         rows.div_ceil(self.shape.batch)
     }
 
-    /// Runs the steps of one pass over `rows` rows (training with `orders` and, for a VAE,
-    /// its `noise`; else the validation loss) and returns each network's summed loss (per
-    /// value for the autoencoder, per row for the VAE), or `None` when `cancelled` says so
-    /// between dispatches.
-    fn pass(
+    /// Queues the steps of one pass over `rows` rows (training with `orders` and, for a VAE,
+    /// its `noise`; else the validation loss) and the read-back of each network's summed
+    /// loss (per value for the autoencoder, per row for the VAE); `None` when `cancelled`
+    /// says so between dispatches.
+    #[allow(clippy::too_many_arguments)]
+    fn queue_pass<'r>(
         &mut self,
+        reader: &'r LossReader<R>,
         orders: Option<(&[u32], Option<&[f32]>)>,
         active: &[bool],
         adam: AdamConstants,
         kl_weight: f32,
         cancelled: &dyn Fn() -> bool,
-    ) -> Result<Option<Vec<f64>>, String> {
+    ) -> Result<Option<PendingLosses<'r>>, String> {
         let train = orders.is_some();
         let (orders, noise) = orders.map_or((None, None), |(o, n)| (Some(o), n));
         let (x, rows) = if train {
@@ -1837,7 +1881,11 @@ impl<R: Runtime> ChainTrainer<R> {
             (&self.validation, self.n_validation)
         };
         if rows == 0 {
-            return Ok(Some(vec![0.0; self.nets]));
+            return Ok(Some(PendingLosses {
+                read: None,
+                active: active.to_vec(),
+                rows: 1.0,
+            }));
         }
         let steps = self.steps(rows);
         let order = match orders {
@@ -1894,6 +1942,9 @@ impl<R: Runtime> ChainTrainer<R> {
             None if self.nets * config.adam_tiles() >= ADAM_WIDE_CUBES => ADAM_WIDE_TILE as u32,
             None => ADAM_TILE as u32,
         };
+        if let Some(values) = self.adam_stage_values {
+            config.adam_stage_values = values as u32;
+        }
         let x_len = rows * self.shape.widths[0];
         let p_len = self.nets * self.shape.parameters();
         // A training dispatch runs one step; a validation one as many batches as the
@@ -1991,22 +2042,40 @@ impl<R: Runtime> ChainTrainer<R> {
         self.client
             .flush()
             .map_err(|e| server_error("running the fused training kernel", e))?;
-        let waiting = std::time::Instant::now();
-        let bytes = self
-            .client
-            .read_one(sums)
-            .map_err(|e| server_error("reading the losses", e))?;
+        // Queued now, behind this pass's steps (a fence there): waiting for it later does not
+        // wait for what is queued after.
+        let read = Some(Box::pin(reader.client.read_async(vec![sums])) as ReadFuture<'r>);
         self.timing.dispatches += dispatches;
-        self.timing.queuing += waiting.duration_since(queuing);
+        self.timing.queuing += queuing.elapsed();
+        Ok(Some(PendingLosses {
+            read,
+            active: active.to_vec(),
+            rows: rows.max(1) as f64,
+        }))
+    }
+
+    /// Waits for a queued pass's losses: each network's mean loss per row (0 for the
+    /// networks that sat the pass out).
+    pub fn losses(&mut self, pending: PendingLosses<'_>) -> Result<Vec<f64>, String> {
+        let Some(read) = pending.read else {
+            return Ok(vec![0.0; pending.active.len()]);
+        };
+        let waiting = std::time::Instant::now();
+        let bytes =
+            cubecl::future::block_on(read).map_err(|e| server_error("reading the losses", e))?;
         self.timing.waiting += waiting.elapsed();
-        let values = f32::from_bytes(&bytes);
-        Ok(Some(
-            values
-                .iter()
-                .zip(active)
-                .map(|(&sum, &on)| if on { f64::from(sum) } else { 0.0 })
-                .collect(),
-        ))
+        let bytes = bytes.first().ok_or("the device returned no losses")?;
+        Ok(f32::from_bytes(bytes)
+            .iter()
+            .zip(&pending.active)
+            .map(|(&sum, &on)| {
+                if on {
+                    f64::from(sum) / pending.rows
+                } else {
+                    0.0
+                }
+            })
+            .collect())
     }
 
     /// One epoch: every active network's steps over the training rows in its order
@@ -2024,26 +2093,68 @@ impl<R: Runtime> ChainTrainer<R> {
         kl_weight: f32,
         cancelled: &dyn Fn() -> bool,
     ) -> Result<Option<Vec<f64>>, String> {
-        let n = self.n_train as f64;
-        Ok(self
-            .pass(Some((orders, noise)), active, adam, kl_weight, cancelled)?
-            .map(|sums| sums.into_iter().map(|s| s / n).collect()))
+        let reader = self.reader();
+        match self.queue_epoch(&reader, orders, noise, active, adam, kl_weight, cancelled)? {
+            Some(pending) => self.losses(pending).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// [`ChainTrainer::epoch`] without waiting: its steps and the read-back of its losses
+    /// (by `reader`) are queued, and [`ChainTrainer::losses`] takes them; more can be queued
+    /// first.
+    #[allow(clippy::too_many_arguments)]
+    pub fn queue_epoch<'r>(
+        &mut self,
+        reader: &'r LossReader<R>,
+        orders: &[u32],
+        noise: Option<&[f32]>,
+        active: &[bool],
+        adam: AdamConstants,
+        kl_weight: f32,
+        cancelled: &dyn Fn() -> bool,
+    ) -> Result<Option<PendingLosses<'r>>, String> {
+        self.queue_pass(
+            reader,
+            Some((orders, noise)),
+            active,
+            adam,
+            kl_weight,
+            cancelled,
+        )
     }
 
     /// Each network's mean loss over the validation rows (a VAE's at `kl_weight`, with its
     /// posterior mean as the sample); inactive networks read 0.
     pub fn validation_loss(&mut self, active: &[bool], kl_weight: f32) -> Result<Vec<f64>, String> {
-        let n = self.n_validation.max(1) as f64;
-        let sums = self
-            .pass(
-                None,
-                active,
-                AdamConstants::with_lr(0.0),
-                kl_weight,
-                &|| false,
-            )?
-            .unwrap_or_default();
-        Ok(sums.into_iter().map(|s| s / n).collect())
+        let reader = self.reader();
+        let pending = self.queue_validation(&reader, active, kl_weight)?;
+        self.losses(pending)
+    }
+
+    /// [`ChainTrainer::validation_loss`] without waiting (see [`ChainTrainer::queue_epoch`]).
+    pub fn queue_validation<'r>(
+        &mut self,
+        reader: &'r LossReader<R>,
+        active: &[bool],
+        kl_weight: f32,
+    ) -> Result<PendingLosses<'r>, String> {
+        self.queue_pass(
+            reader,
+            None,
+            active,
+            AdamConstants::with_lr(0.0),
+            kl_weight,
+            &|| false,
+        )?
+        .ok_or_else(|| "a validation pass is never cancelled".into())
+    }
+
+    /// A reader for [`ChainTrainer::queue_epoch`] and [`ChainTrainer::queue_validation`].
+    pub fn reader(&self) -> LossReader<R> {
+        LossReader {
+            client: self.client.clone(),
+        }
     }
 
     /// Fills the scratch buffers (activations, pre-activations, the backward pass's
@@ -2067,6 +2178,46 @@ impl<R: Runtime> ChainTrainer<R> {
     /// a grid whose networks improve every epoch read 3.3 MB back an epoch before (16
     /// reference networks), each read waiting for the device to drain.
     pub fn keep_best(&mut self, which: &[bool]) -> Result<(), String> {
+        let (params, best) = (self.params.clone(), self.best.clone());
+        self.copy_networks(&params, &best, which)
+    }
+
+    /// Copies the current parameters of the networks marked in `which` into snapshot `slot`
+    /// (0 or 1), queued behind the steps so far: with the epochs queued one ahead of the
+    /// host's reading their losses, epoch `e`'s weights wait in slot `e % 2` until the host
+    /// knows whether to keep them ([`ChainTrainer::keep_snapshot`], queued before epoch
+    /// `e + 2` takes the slot again).
+    pub fn snapshot(&mut self, slot: usize, which: &[bool]) -> Result<(), String> {
+        let slots = match &self.snapshots {
+            Some(slots) => slots.clone(),
+            None => {
+                let bytes = 4 * self.nets * self.shape.parameters();
+                let slots = [self.client.empty(bytes), self.client.empty(bytes)];
+                self.snapshots = Some(slots.clone());
+                slots
+            }
+        };
+        let params = self.params.clone();
+        self.copy_networks(&params, &slots[slot % 2], which)
+    }
+
+    /// Keeps the networks marked in `which` as snapshot `slot` holds them, for
+    /// [`ChainTrainer::best_parameters`]; each must have been taken into that slot by
+    /// [`ChainTrainer::snapshot`].
+    pub fn keep_snapshot(&mut self, slot: usize, which: &[bool]) -> Result<(), String> {
+        if !which.iter().any(|&k| k) {
+            return Ok(());
+        }
+        let Some(slots) = self.snapshots.clone() else {
+            return Err("no snapshot was taken".into());
+        };
+        let best = self.best.clone();
+        self.copy_networks(&slots[slot % 2], &best, which)
+    }
+
+    /// Queues the copy of the networks marked in `which` from `from` to `to` (buffers of
+    /// every network's parameters).
+    fn copy_networks(&mut self, from: &Handle, to: &Handle, which: &[bool]) -> Result<(), String> {
         if which.len() != self.nets {
             return Err(format!("{} flags for {} networks", which.len(), self.nets));
         }
@@ -2077,7 +2228,8 @@ impl<R: Runtime> ChainTrainer<R> {
         let flags = self.client.create_from_slice(u32::as_bytes(&flags));
         let n_params = self.shape.parameters();
         let p_len = self.nets * n_params;
-        // SAFETY: `params` and `best` hold `nets × n_params` values and the kernel touches
+        // SAFETY: `from` and `to` hold `nets × n_params` values (the parameters, the best
+        // ones and the snapshots are all allocated so) and the kernel touches
         // `net · n_params + i` for `net < nets` (the cube count's y) and `i < n_params` only;
         // `flags` holds `nets` values.
         #[allow(unsafe_code)]
@@ -2086,8 +2238,8 @@ impl<R: Runtime> ChainTrainer<R> {
                 &self.client,
                 CubeCount::Static(n_params.div_ceil(256) as u32, self.nets as u32, 1),
                 CubeDim::new_1d(256),
-                array_arg::<R>(&self.params, p_len),
-                array_arg::<R>(&self.best, p_len),
+                array_arg::<R>(from, p_len),
+                array_arg::<R>(to, p_len),
                 array_arg::<R>(&flags, self.nets),
                 n_params,
             );
@@ -2095,8 +2247,9 @@ impl<R: Runtime> ChainTrainer<R> {
         Ok(())
     }
 
-    /// Every network's parameters as [`ChainTrainer::keep_best`] last kept them (its
-    /// initial ones if never), read back from the device.
+    /// Every network's parameters as [`ChainTrainer::keep_best`] or
+    /// [`ChainTrainer::keep_snapshot`] last kept them (its initial ones if never), read back
+    /// from the device.
     pub fn best_parameters(&self) -> Result<Vec<Vec<f32>>, String> {
         self.read_networks(&self.best, "reading the best weights")
     }
@@ -2107,6 +2260,14 @@ impl<R: Runtime> ChainTrainer<R> {
     #[doc(hidden)]
     pub fn set_wide_adam_tiles(&mut self, wide: bool) {
         self.adam_tile = Some(if wide { ADAM_WIDE_TILE } else { ADAM_TILE });
+    }
+
+    /// Makes [`chain_adam`] stage at most `values` values a round (rows of its tile's inputs
+    /// and output gradients; by default [`ADAM_STAGE_VALUES`], its workgroup memory's bound):
+    /// fewer values a round hold fewer registers, for measurements of that trade.
+    #[doc(hidden)]
+    pub fn set_adam_stage_values(&mut self, values: usize) {
+        self.adam_stage_values = Some(values.clamp(64, ADAM_STAGE_VALUES));
     }
 
     /// Every network's parameters, read back from the device.

@@ -727,3 +727,112 @@ fn dropout_trains_as_the_reference_does_on_any_plan_alone_or_in_a_grid() {
         }
     }
 }
+
+/// Trains `case` twice in one job: epoch by epoch, reading each epoch's losses and
+/// weights before the next; and as the engine does, each epoch queued before the last one's
+/// losses are read, its weights snapshotted and kept after (network `k` keeps epoch `e`
+/// where `keeps(e, k)`). Returns both runs' losses, the weights after each epoch of the
+/// first, and the kept weights of the second.
+struct QueuedAhead<'a> {
+    case: &'a Case,
+    plan: CubePlan,
+    keeps: fn(usize, usize) -> bool,
+}
+
+type QueuedTrained = (
+    Vec<(Vec<f64>, Vec<f64>)>,
+    Vec<(Vec<f64>, Vec<f64>)>,
+    Vec<Vec<Vec<f32>>>,
+    Vec<Vec<f32>>,
+);
+
+impl CubeJob for QueuedAhead<'_> {
+    type Output = Result<QueuedTrained, String>;
+
+    fn run<R: cubecl::Runtime>(self, device: &R::Device) -> Self::Output {
+        let c = self.case;
+        let nets = c.initial.len();
+        let active = vec![true; nets];
+        let adam = AdamConstants::with_lr(c.lr);
+        let new = || {
+            ChainTrainer::<R>::with_plan(
+                device,
+                c.shape.clone(),
+                &c.train,
+                &c.validation,
+                &c.initial,
+                self.plan,
+            )
+        };
+        let mut one_by_one = new()?;
+        let (mut losses, mut weights) = (Vec::new(), Vec::new());
+        for orders in &c.orders {
+            let train = one_by_one
+                .epoch(orders, None, &active, adam, 0.0, &|| false)?
+                .ok_or("cancelled")?;
+            let validation = one_by_one.validation_loss(&active, 0.0)?;
+            losses.push((train, validation));
+            weights.push(one_by_one.parameters()?);
+        }
+        let mut ahead = new()?;
+        let reader = ahead.reader();
+        let mut ahead_losses = Vec::new();
+        let mut pending = None;
+        for e in 0..=c.orders.len() {
+            let next = match c.orders.get(e) {
+                Some(orders) => {
+                    let train = ahead
+                        .queue_epoch(&reader, orders, None, &active, adam, 0.0, &|| false)?
+                        .ok_or("cancelled")?;
+                    let validation = ahead.queue_validation(&reader, &active, 0.0)?;
+                    ahead.snapshot(e % 2, &active)?;
+                    Some((train, validation))
+                }
+                None => None,
+            };
+            if let Some((train, validation)) = pending.take() {
+                let done = e - 1;
+                ahead_losses.push((ahead.losses(train)?, ahead.losses(validation)?));
+                let keep: Vec<bool> = (0..nets).map(|k| (self.keeps)(done, k)).collect();
+                ahead.keep_snapshot(done % 2, &keep)?;
+            }
+            pending = next;
+        }
+        Ok((losses, ahead_losses, weights, ahead.best_parameters()?))
+    }
+}
+
+/// The engine queues each epoch before it reads the last one's losses, and keeps a
+/// network's weights of an epoch from a snapshot taken then: the losses are those of
+/// epochs run one by one, and each network ends with the weights of the last epoch it kept,
+/// bit for bit. Of four epochs, one network keeps epochs 0 and 1 (epoch 1's slot is taken
+/// again by epoch 3, queued after the keep), the other 0 and 2.
+#[test]
+fn epochs_queued_ahead_train_the_same_and_keep_each_epochs_weights() {
+    for device in gpu_devices() {
+        let mut c = case(Act::Tanh, 2, 23, 5);
+        c.orders = [c.orders.clone(), c.orders.clone()].concat();
+        c.epochs = c.orders.len();
+        for plan in [plan(2, 64), whole(5)] {
+            let (losses, ahead_losses, weights, kept) = run_cube_job(
+                &device,
+                "test",
+                QueuedAhead {
+                    case: &c,
+                    plan,
+                    keeps: |e, k| if k == 0 { e <= 1 } else { e % 2 == 0 },
+                },
+            )
+            .unwrap()
+            .unwrap();
+            let what = format!("{}, {plan:?}", device.label());
+            assert_eq!(ahead_losses, losses, "{what}");
+            assert_eq!(kept[0], weights[1][0], "{what}: network 0");
+            assert_eq!(kept[1], weights[2][1], "{what}: network 1");
+            assert_ne!(
+                weights[2], weights[3],
+                "{what}: the last epoch changes the weights"
+            );
+        }
+    }
+}

@@ -353,6 +353,8 @@ struct TrainCase<'a> {
     poisoned: bool,
     /// Sum the gradients in Adam tiles of 1,024 parameters (a large grid's) instead of 256.
     wide_adam: bool,
+    /// Stage at most this many values a round in the Adam dispatch (several rounds a batch).
+    adam_stage: Option<usize>,
 }
 
 impl CubeJob for TrainCase<'_> {
@@ -378,6 +380,9 @@ impl CubeJob for TrainCase<'_> {
         }
         if self.wide_adam {
             trainer.set_wide_adam_tiles(true);
+        }
+        if let Some(values) = self.adam_stage {
+            trainer.set_adam_stage_values(values);
         }
         trainer.set_dropout_seeds(&nets.iter().map(|&k| c.seeds[k]).collect::<Vec<_>>())?;
         let active = vec![true; nets.len()];
@@ -452,6 +457,7 @@ fn check_case(device: &ComputeDevice, c: &Case, plan: CubePlan, poisoned: bool, 
             plan,
             poisoned,
             wide_adam,
+            adam_stage: None,
         },
     )
     .unwrap()
@@ -588,7 +594,7 @@ fn a_network_trains_bit_for_bit_the_same_whatever_the_plan() {
         // 40 rows in batches of 16 (the last one 8 rows short); layers of 32 and 48 inputs
         // fill their Adam tiles' rows (the bias then an extra row), 16 inputs leave it room.
         let c = case_w(Act::Tanh, 2, 40, 16, vec![32, 48, 16, 48, 32]);
-        let train = |plan: CubePlan, wide_adam: bool| {
+        let train = |plan: CubePlan, wide_adam: bool, adam_stage: Option<usize>| {
             run_cube_job(
                 &device,
                 "test",
@@ -598,22 +604,26 @@ fn a_network_trains_bit_for_bit_the_same_whatever_the_plan() {
                     plan,
                     poisoned: false,
                     wide_adam,
+                    adam_stage,
                 },
             )
             .unwrap()
             .unwrap()
         };
-        let (losses, weights) = train(plan(2, 64), false);
-        for (other, wide_adam) in [
-            (plan(4, 256), false),
-            (plan(2, 64), true),
-            (plan(8, 256), true),
-            (plan(16, 64), false),
-            (whole(16), false),
+        let (losses, weights) = train(plan(2, 64), false, None);
+        // (64 values a round: the Adam dispatch stages a batch's rows a few at a time.)
+        for (other, wide_adam, adam_stage) in [
+            (plan(4, 256), false, None),
+            (plan(2, 64), true, None),
+            (plan(8, 256), true, None),
+            (plan(16, 64), false, None),
+            (plan(4, 64), false, Some(64)),
+            (plan(8, 256), true, Some(64)),
+            (whole(16), false, None),
         ] {
-            let (got_losses, got_weights) = train(other, wide_adam);
+            let (got_losses, got_weights) = train(other, wide_adam, adam_stage);
             let what = format!(
-                "{}: {other:?}, Adam tiles of 1,024: {wide_adam}",
+                "{}: {other:?}, Adam tiles of 1,024: {wide_adam}, staging {adam_stage:?} values",
                 device.label()
             );
             assert_eq!(got_weights, weights, "{what}");
@@ -656,6 +666,7 @@ fn a_grid_trained_together_gives_each_network_what_it_gets_alone() {
                 plan: split,
                 poisoned: false,
                 wide_adam: false,
+                adam_stage: None,
             },
         )
         .unwrap()
@@ -670,6 +681,7 @@ fn a_grid_trained_together_gives_each_network_what_it_gets_alone() {
                     plan: split,
                     poisoned: false,
                     wide_adam: false,
+                    adam_stage: None,
                 },
             )
             .unwrap()
@@ -711,6 +723,7 @@ fn dropout_trains_as_the_reference_does_on_any_plan_alone_or_in_a_grid() {
                     plan: split,
                     poisoned: false,
                     wide_adam: false,
+                    adam_stage: None,
                 },
             )
             .unwrap()

@@ -501,9 +501,17 @@ const ADAM_WIDE_TILE: usize = 4 * ADAM_UNITS as usize;
 /// Tiles of 256 parameters in all networks from which [`chain_adam`] takes tiles of 1,024.
 const ADAM_WIDE_CUBES: usize = 1024;
 
-/// Most workgroup memory (f32 values) a cube of [`chain_adam`] stages rows through: 16 KiB,
-/// what WebGPU guarantees.
-const ADAM_STAGE_VALUES: usize = 4096;
+/// Most values a cube of [`chain_adam`] stages a round (rows of its tile's inputs and output
+/// gradients): 8 KiB of workgroup memory. Each unit holds its share of a round in registers
+/// between the loads and the stores, so the round sets the registers: on an H100, for a grid
+/// of 16 reference networks, 4,096 values took 80 registers a unit (3 cubes a multiprocessor
+/// at once, 29.4 µs a dispatch), 2,048 took 48 (5 cubes, 26.3 µs), 1,024 took 40 (6 cubes,
+/// 26.8 µs).
+const ADAM_STAGE_VALUES: usize = 2048;
+
+/// The most [`ChainTrainer::set_adam_stage_values`] allows: 16 KiB of workgroup memory, what
+/// WebGPU guarantees.
+const ADAM_STAGE_MAX: usize = 4096;
 
 /// How [`chain_adam`] tiles a layer of `fin` inputs and `fout` outputs, its parameters seen as
 /// `fin + 1` rows of `fout` (the weight's rows, then the bias): `(rows, cols, tiles)`, tiles of
@@ -1522,6 +1530,20 @@ fn keep_networks(
     }
 }
 
+/// Sets the first `len` values of `values` to 0 (units striding over them by the launch's
+/// size).
+#[cube(launch_unchecked)]
+fn zero_values(values: &mut Array<f32>, len: u32) {
+    let stride = CUBE_COUNT_X as usize * CUBE_DIM as usize;
+    let first = CUBE_POS_X as usize * CUBE_DIM as usize + UNIT_POS as usize;
+    for i in range_stepped(first, len as usize, stride) {
+        values[i] = 0.0f32;
+    }
+}
+
+/// Units of [`zero_values`]' cubes.
+const ZERO_UNITS: u32 = 256;
+
 pub(crate) use forexgpt_device::cube::array_arg;
 
 /// Adam's constants (PyTorch's defaults but for the learning rate).
@@ -1780,26 +1802,27 @@ impl<R: Runtime> ChainTrainer<R> {
         let slots = parts * together;
         let flat: Vec<f32> = initial.iter().flatten().copied().collect();
         let transposed: Vec<f32> = initial.iter().flat_map(|p| shape.transposed(p)).collect();
-        let zeros = vec![0.0f32; 2 * flat.len()];
+        let uploading = std::time::Instant::now();
         // The register tiles run past a batch's last row (and a weight-gradient tile past a
         // row's last input) by less than one group of units: this much slack at the end of
         // the batch-sized buffers keeps the last network's reads inside them.
         let slack = units as usize * shape.widths.iter().copied().max().unwrap_or(0);
         let acts_len = nets * slots * sliced.activations() + slack;
         let delta_len = nets * parts * sliced.delta_offsets().2 + slack;
-        let trainer = ChainTrainer {
+        let mut trainer = ChainTrainer {
             train: client.create_from_slice(f32::as_bytes(train)),
             validation: client.create_from_slice(f32::as_bytes(validation)),
             params: client.create_from_slice(f32::as_bytes(&flat)),
             transposed: client.create_from_slice(f32::as_bytes(&transposed)),
-            moments: client.create_from_slice(f32::as_bytes(&zeros)),
+            // Zeros and a copy of the parameters, set on the device below, not uploaded.
+            moments: client.empty(4 * 2 * flat.len()),
             // Scratch, written before it is read: allocated, not uploaded (a grid's validation
             // buffers take up to 2 × 64 MiB, which took ~0.5 s to upload as zeros on an H100).
             acts: client.empty(4 * acts_len),
             pre: client.empty(4 * acts_len),
             delta: client.empty(4 * delta_len),
             dropout_seeds: client.create_from_slice(u32::as_bytes(&vec![0u32; nets])),
-            best: client.create_from_slice(f32::as_bytes(&flat)),
+            best: client.empty(4 * flat.len()),
             snapshots: None,
             n_train: train.len() / d,
             n_validation,
@@ -1819,6 +1842,15 @@ impl<R: Runtime> ChainTrainer<R> {
             delta_len,
             timing: TrainerTiming::default(),
         };
+        trainer.zero_moments();
+        let (params, best) = (trainer.params.clone(), trainer.best.clone());
+        trainer.copy_networks(&params, &best, &vec![true; nets])?;
+        tracing::debug!(
+            networks = nets,
+            uploaded_bytes = 4 * (train.len() + validation.len() + 2 * flat.len()),
+            uploading_ms = uploading.elapsed().as_secs_f64() * 1e3,
+            "fused trainer: rows and initial weights uploaded"
+        );
         Ok(trainer)
     }
 
@@ -2158,19 +2190,45 @@ impl<R: Runtime> ChainTrainer<R> {
     }
 
     /// Fills the scratch buffers (activations, pre-activations, the backward pass's
-    /// gradients) with `value`. With NaN, tests show that no
-    /// step reads a scratch value it did not write first: new buffers are not cleared on
-    /// CUDA, and memory reused from the runtime's pool holds whatever was there (a new wgpu
-    /// buffer reads zeros, so lavapipe alone would not tell).
+    /// gradients) with `value`; the Adam moments and the best weights too, which are then set
+    /// again on the device as a new trainer sets them (zeros, a copy of the parameters). With
+    /// NaN, tests show that no step reads a scratch value it did not write first, and that
+    /// the moments and best weights are set whole: new buffers are not cleared on CUDA, and
+    /// memory reused from the runtime's pool holds whatever was there (a new wgpu buffer
+    /// reads zeros, so lavapipe alone would not tell).
     #[doc(hidden)]
-    pub fn fill_scratch(&mut self, value: f32) {
+    pub fn fill_scratch(&mut self, value: f32) -> Result<(), String> {
         let filled = |len: usize| {
             self.client
                 .create_from_slice(f32::as_bytes(&vec![value; len]))
         };
+        let p_len = self.nets * self.shape.parameters();
         self.acts = filled(self.acts_len);
         self.pre = filled(self.acts_len);
         self.delta = filled(self.delta_len);
+        self.moments = filled(2 * p_len);
+        self.best = filled(p_len);
+        self.zero_moments();
+        let (params, best) = (self.params.clone(), self.best.clone());
+        self.copy_networks(&params, &best, &vec![true; self.nets])
+    }
+
+    /// Queues the zeroing of every network's Adam moments (a new trainer's: uploading 2 ×
+    /// the parameters' zeros was most of a grid's set-up).
+    fn zero_moments(&mut self) {
+        let len = 2 * self.nets * self.shape.parameters();
+        let cubes = len.div_ceil(ZERO_UNITS as usize).clamp(1, 1024) as u32;
+        // SAFETY: `moments` holds `len` values and the kernel writes indices below `len` only.
+        #[allow(unsafe_code)]
+        unsafe {
+            zero_values::launch_unchecked::<R>(
+                &self.client,
+                CubeCount::Static(cubes, 1, 1),
+                CubeDim::new_1d(ZERO_UNITS),
+                array_arg::<R>(&self.moments, len),
+                len as u32,
+            );
+        }
     }
 
     /// Keeps the current parameters of the networks marked in `which` on the device (queued
@@ -2263,11 +2321,11 @@ impl<R: Runtime> ChainTrainer<R> {
     }
 
     /// Makes [`chain_adam`] stage at most `values` values a round (rows of its tile's inputs
-    /// and output gradients; by default [`ADAM_STAGE_VALUES`], its workgroup memory's bound):
+    /// and output gradients; by default [`ADAM_STAGE_VALUES`], at most [`ADAM_STAGE_MAX`]):
     /// fewer values a round hold fewer registers, for measurements of that trade.
     #[doc(hidden)]
     pub fn set_adam_stage_values(&mut self, values: usize) {
-        self.adam_stage_values = Some(values.clamp(64, ADAM_STAGE_VALUES));
+        self.adam_stage_values = Some(values.clamp(64, ADAM_STAGE_MAX));
     }
 
     /// Every network's parameters, read back from the device.

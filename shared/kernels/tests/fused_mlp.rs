@@ -348,8 +348,9 @@ struct TrainCase<'a> {
     case: &'a Case,
     only: Option<usize>,
     plan: CubePlan,
-    /// Fill the trainer's scratch buffers with NaN first (as if the device handed them out
-    /// uninitialised, as CUDA does).
+    /// Fill the trainer's scratch buffers, Adam moments and best weights with NaN first (as
+    /// if the device handed them out uninitialised, as CUDA does; the moments and best weights
+    /// are then set again on the device).
     poisoned: bool,
     /// Sum the gradients in Adam tiles of 1,024 parameters (a large grid's) instead of 256.
     wide_adam: bool,
@@ -376,7 +377,10 @@ impl CubeJob for TrainCase<'_> {
             self.plan,
         )?;
         if self.poisoned {
-            trainer.fill_scratch(f32::NAN);
+            trainer.fill_scratch(f32::NAN)?;
+            if trainer.best_parameters()? != initial {
+                return Err("the best weights are not the initial ones after the set-up".into());
+            }
         }
         if self.wide_adam {
             trainer.set_wide_adam_tiles(true);

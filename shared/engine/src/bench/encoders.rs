@@ -131,7 +131,8 @@ pub fn encoder_data(rows: usize, cols: usize) -> (Matrix, Matrix) {
 /// One case per kind and device: the CPU first (burn), then each GPU device (the fused
 /// kernels), compared by final validation loss (`autoencoder_fit`, `vae_fit`,
 /// `autoencoder_dropout_fit`); and a grid of [`GRID`] autoencoders trained together
-/// (`autoencoder_grid_fit`).
+/// (`autoencoder_grid_fit`). Where `devices` leaves the CPU out (`FOREXGPT_TEST_DEVICES`),
+/// so do the cases, and the GPUs' rows have no difference to show.
 pub fn encoder_cases(
     rows: usize,
     cols: usize,
@@ -146,6 +147,7 @@ pub fn encoder_cases(
     let plain = bench_network(epochs);
     let export = export.map(Path::to_path_buf);
     let cpu = ComputeDevice::cpu("cpu");
+    let with_cpu = devices.iter().any(|d| !d.is_gpu());
     let mut cases = Vec::new();
     for (operation, kind, dropout) in KINDS {
         let spec = Arc::new(NeuralEncoderSpec {
@@ -153,13 +155,13 @@ pub fn encoder_cases(
             ..plain.clone()
         });
         let reference: Arc<Mutex<Option<f64>>> = Arc::new(Mutex::new(None));
-        let mut runs = vec![cpu.clone()];
+        let mut runs: Vec<ComputeDevice> = with_cpu.then(|| cpu.clone()).into_iter().collect();
         runs.extend(devices.iter().filter(|d| d.is_gpu()).cloned());
         for device in runs {
             let (data, spec, reference) = (data.clone(), spec.clone(), reference.clone());
             let export = export.clone();
             let diff = Arc::new(Mutex::new(0.0));
-            let diff_out = device.is_gpu().then(|| diff.clone());
+            let diff_out = (device.is_gpu() && with_cpu).then(|| diff.clone());
             cases.push(BenchCase {
                 operation: operation.to_string(),
                 size: format!("{rows}×{cols}, {epochs} epochs"),
@@ -194,6 +196,8 @@ pub fn encoder_cases(
                             *diff.lock().unwrap_or_else(|e| e.into_inner()) =
                                 (loss - cpu_loss).abs() / cpu_loss.abs().max(f64::MIN_POSITIVE);
                         }
+                        // No CPU run to compare with.
+                        None if device.is_gpu() => {}
                         _ => {
                             *reference = Some(loss);
                             if let Some(dir) = &export {
@@ -207,7 +211,13 @@ pub fn encoder_cases(
         }
         if operation == "autoencoder_fit" {
             for device in devices.iter().filter(|d| d.is_gpu()) {
-                cases.push(grid_case(&data, &spec, device, reference.clone(), GRID)?);
+                cases.push(grid_case(
+                    &data,
+                    &spec,
+                    device,
+                    with_cpu.then(|| reference.clone()),
+                    GRID,
+                )?);
             }
         }
     }
@@ -219,12 +229,12 @@ pub const GRID: usize = 16;
 
 /// `grid` autoencoders of the benchmark shape (seeds 42, 43, …) trained together on a GPU by
 /// the fused kernels. The first network's seed is the single case's, so its final validation
-/// loss is compared with the CPU's.
+/// loss is compared with the CPU's (`reference`, where the CPU runs).
 fn grid_case(
     data: &Arc<(Matrix, Matrix)>,
     spec: &Arc<NeuralEncoderSpec>,
     device: &ComputeDevice,
-    reference: Arc<Mutex<Option<f64>>>,
+    reference: Option<Arc<Mutex<Option<f64>>>>,
     grid: usize,
 ) -> Result<BenchCase, EngineError> {
     let (data, device) = (data.clone(), device.clone());
@@ -241,7 +251,7 @@ fn grid_case(
         size: format!("{grid} networks, {rows}×{cols}, {} epochs", spec.epochs),
         device: device.label().to_string(),
         items: rows * spec.epochs * grid,
-        diff_vs_cpu: Some(diff.clone()),
+        diff_vs_cpu: reference.is_some().then(|| diff.clone()),
         run: Box::new(move || {
             let cancel = CancelToken::new();
             let runs: Vec<TrainRun<'_>> = specs
@@ -263,7 +273,10 @@ fn grid_case(
                 .history
                 .last()
                 .map_or(f64::NAN, |e| e.validation_loss);
-            if let Some(cpu_loss) = *reference.lock().unwrap_or_else(|e| e.into_inner()) {
+            let cpu_loss = reference
+                .as_ref()
+                .and_then(|r| *r.lock().unwrap_or_else(|e| e.into_inner()));
+            if let Some(cpu_loss) = cpu_loss {
                 *diff.lock().unwrap_or_else(|e| e.into_inner()) =
                     (loss - cpu_loss).abs() / cpu_loss.abs().max(f64::MIN_POSITIVE);
             }
@@ -296,4 +309,27 @@ pub fn export_encoder_data(
         "encoder_meta.json",
         &meta,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The CPU's cases (the reference) run only where the devices named include the CPU:
+    /// `FOREXGPT_TEST_DEVICES=cuda` times the GPU's alone (the CPU took 15 s of each 100-epoch
+    /// call on the GPU machine). Without a GPU in the list there are no GPU cases either.
+    #[test]
+    fn the_cpu_cases_follow_the_devices_named() {
+        let operations = |devices: &[ComputeDevice]| -> Vec<(String, String)> {
+            encoder_cases(40, 4, 1, devices, None)
+                .unwrap()
+                .into_iter()
+                .map(|c| (c.operation, c.device))
+                .collect()
+        };
+        let with_cpu = operations(&[ComputeDevice::cpu("cpu")]);
+        assert_eq!(with_cpu.len(), KINDS.len(), "{with_cpu:?}");
+        assert!(with_cpu.iter().all(|(_, device)| device == "cpu"));
+        assert_eq!(operations(&[]), Vec::new());
+    }
 }

@@ -14,6 +14,12 @@
 #   - "Fused kernels: plan-independent sums, the bias inside the Adam tiles; a stale kernel
 #     cache (issue 20)": PEERS=0 EPOCHS=100 REPEATS=2
 #     OPERATIONS=autoencoder_fit,autoencoder_grid_fit.
+#   - "Fused kernels: epochs queued ahead, a smaller Adam round, set-up on the device
+#     (issue 20)": FOREXGPT_TEST_DEVICES=cuda PEERS=0 EPOCHS=100 REPEATS=3
+#     OPERATIONS=autoencoder_fit,autoencoder_grid_fit
+#     FOREXGPT_LOG=forexgpt_engine=info,forexgpt_kernels=debug, binaries in turn. Where
+#     FOREXGPT_TEST_DEVICES leaves the CPU out, so does the table (no CPU reference, no
+#     difference column; builds before b4dac0c ran the CPU anyway).
 #
 # Run on the GPU machine: bash bench/device/encoders.sh [FOREXGPT_BIN]
 #   e.g. EPOCHS=100 REPEATS=1 bash bench/device/encoders.sh target/release/forexgpt

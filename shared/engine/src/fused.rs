@@ -326,8 +326,23 @@ fn trained_on(
     run_cube_job(
         device,
         "training an encoder network",
-        FusedJob { runs, device },
+        FusedJob {
+            runs,
+            device,
+            ahead: queues_ahead(device),
+        },
     )?
+}
+
+/// Whether the epochs are queued one ahead of reading their losses on `device`: on CUDA, where
+/// a read-back waits for a fence where it was queued. wgpu's read-backs wait for the device's
+/// latest submission (cubecl polls with `Wait` for the most recent one while any read is
+/// pending), so there a read queued ahead waits for the next epoch too, and the polling while
+/// the next epoch is queued made training slower on the H100's Vulkan (1,003 ms against 882
+/// for one network, 100 epochs).
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+fn queues_ahead(device: &ComputeDevice) -> bool {
+    device.cuda_index().is_some()
 }
 
 #[cfg(not(any(feature = "wgpu", feature = "cuda")))]
@@ -345,6 +360,8 @@ fn trained_on(
 struct FusedJob<'a, 'b> {
     runs: &'a [&'a TrainRun<'b>],
     device: &'a ComputeDevice,
+    /// Queue each epoch before the last one's losses are read ([`queues_ahead`]).
+    ahead: bool,
 }
 
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
@@ -417,9 +434,10 @@ impl forexgpt_device::cube::CubeJob for FusedJob<'_, '_> {
                 }
             }
         };
-        // Epochs are queued one ahead of the host's reading their losses, so the device
-        // never waits for the host between epochs (the read, the books, the next epoch's
-        // upload): epoch `e + 1` is queued before epoch `e`'s losses are read. It trains the
+        // On CUDA (`queues_ahead`) epochs are queued one ahead of the host's reading their
+        // losses, so the device never waits for the host between epochs (the read, the books,
+        // the next epoch's upload): epoch `e + 1` is queued before epoch `e`'s losses are
+        // read. It trains the
         // networks still training as far as the host knows then, so one that stops at `e`
         // (early stopping) trains one more epoch on the device, which is dropped: its
         // history ends at `e` and its best weights are kept apart. Each epoch's weights wait
@@ -473,7 +491,15 @@ impl forexgpt_device::cube::CubeJob for FusedJob<'_, '_> {
                 } else {
                     None
                 };
-                if let Some(done) = pending.take() {
+                let finished = next.is_none();
+                // The epoch whose losses are read now: the one queued before this one, or
+                // (not queued ahead) this one.
+                let to_read = if self.ahead {
+                    std::mem::replace(&mut pending, next)
+                } else {
+                    next
+                };
+                if let Some(done) = to_read {
                     let train_loss = trainer.losses(done.train).map_err(failed)?;
                     let validation_loss = trainer.losses(done.validation).map_err(failed)?;
                     let seconds = last_read.elapsed().as_secs_f64();
@@ -500,9 +526,8 @@ impl forexgpt_device::cube::CubeJob for FusedJob<'_, '_> {
                         .keep_snapshot(done.epoch % 2, &improved)
                         .map_err(failed)?;
                 }
-                match next {
-                    Some(queued) => pending = Some(queued),
-                    None => break,
+                if finished {
+                    break;
                 }
             }
             drop(drawn);
@@ -561,6 +586,87 @@ mod tests {
         spec.hidden = vec![64, 3000];
         let why = not_covered_spec(&spec).unwrap();
         assert!(why.contains("layers up to 2048 wide, not 3000"), "{why}");
+    }
+
+    /// Epochs queued one ahead of reading their losses (as on CUDA) and read one by one (as
+    /// on wgpu) give every network the same history, best epoch and weights, bit for bit,
+    /// early stopping included (queued ahead, a network that stops has been given one more
+    /// epoch, which is dropped).
+    #[test]
+    #[cfg(any(feature = "wgpu", feature = "cuda"))]
+    fn epochs_queued_ahead_or_read_one_by_one_train_the_same() {
+        use forexgpt_device::cube::run_cube_job;
+
+        use crate::neural::{NetworkKind, TrainRun};
+        use crate::progress::{CancelToken, NoProgress};
+
+        let (x, v) = crate::bench::encoders::manifold_split(200, 40, 6, 3);
+        let base = forexgpt_protocol::NeuralEncoderSpec {
+            hidden: vec![12],
+            latent: 2,
+            learning_rate: 0.05,
+            patience: None,
+            ..forexgpt_protocol::NeuralEncoderSpec::default()
+        };
+        let specs = [
+            forexgpt_protocol::NeuralEncoderSpec {
+                seed: 1,
+                epochs: 5,
+                ..base.clone()
+            },
+            forexgpt_protocol::NeuralEncoderSpec {
+                seed: 2,
+                epochs: 40,
+                patience: Some(1),
+                ..base.clone()
+            },
+        ];
+        let cancel = CancelToken::new();
+        let runs: Vec<TrainRun<'_>> = specs
+            .iter()
+            .map(|spec| TrainRun {
+                kind: NetworkKind::Autoencoder,
+                spec,
+                train: &x,
+                validation: &v,
+                label: format!("seed {}", spec.seed),
+                progress: &NoProgress,
+                cancel: &cancel,
+            })
+            .collect();
+        let runs: Vec<&TrainRun<'_>> = runs.iter().collect();
+        for device in forexgpt_device::testing::test_gpus("the fused training loop") {
+            let train = |ahead: bool| {
+                run_cube_job(
+                    &device,
+                    "test",
+                    FusedJob {
+                        runs: &runs,
+                        device: &device,
+                        ahead,
+                    },
+                )
+                .unwrap()
+                .unwrap()
+            };
+            let (queued, one_by_one) = (train(true), train(false));
+            assert!(
+                queued[1].history.len() < 40,
+                "{}: patience 1 must stop the second network early",
+                device.label()
+            );
+            for (a, b) in queued.iter().zip(&one_by_one) {
+                let losses = |e: &NeuralEncoder| -> Vec<(f64, f64)> {
+                    e.history
+                        .iter()
+                        .map(|p| (p.train_loss, p.validation_loss))
+                        .collect()
+                };
+                assert_eq!(losses(a), losses(b), "{}", device.label());
+                assert_eq!(a.best_epoch, b.best_epoch, "{}", device.label());
+                assert_eq!(a.weights, b.weights, "{}", device.label());
+            }
+        }
     }
 
     /// A network the fused kernels do not cover trains by burn on the CPU: a GPU named for

@@ -12,7 +12,7 @@
 //! 256) whatever the grid's size; `FUSED_ADAM_STAGE=N` makes it stage at most N values a
 //! round (default 4,096).
 //! The timed epochs run as the engine runs them: each queued before the last one's losses
-//! are read.
+//! are read (`FUSED_AHEAD=0`: read before the next is queued, as before `c993998`).
 //! Every network of a grid starts from the same weights and draws its rows' orders from its
 //! own generator, so the first network's last losses (printed in full) are the same on every
 //! plan, alone or in a grid: a network's numbers do not depend on the plan.
@@ -82,6 +82,7 @@ mod plans {
         epochs: usize,
         wide_adam: Option<bool>,
         adam_stage: Option<usize>,
+        ahead: bool,
     }
 
     /// (time of the timed epochs, the first network's last training and validation losses,
@@ -153,6 +154,13 @@ mod plans {
                     trainer.keep_snapshot((e - 1) % 2, &active)?;
                 }
                 pending = next;
+                // Not queued ahead: each epoch's losses read before the next is queued.
+                if !self.ahead
+                    && let Some((train, validation)) = pending.take()
+                {
+                    loss = (trainer.losses(train)?[0], trainer.losses(validation)?[0]);
+                    trainer.keep_snapshot(e % 2, &active)?;
+                }
             }
             Ok((
                 started.elapsed(),
@@ -233,6 +241,7 @@ mod plans {
         let adam_stage = std::env::var("FUSED_ADAM_STAGE")
             .ok()
             .and_then(|v| v.trim().parse().ok());
+        let ahead = std::env::var("FUSED_AHEAD").map_or(true, |v| v.trim() != "0");
         for device in &devices {
             for &(rows, units, nets) in &runs {
                 let plan = CubePlan {
@@ -247,6 +256,7 @@ mod plans {
                     epochs,
                     wide_adam,
                     adam_stage,
+                    ahead,
                 };
                 match run_cube_job(device, "fused plans", job) {
                     Ok(Ok((time, loss, dispatches, parts, units, queuing, waiting))) => println!(

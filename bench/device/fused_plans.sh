@@ -24,11 +24,14 @@
 #   kernel cache" ran FUSED_UNROLL=32 FUSED_PLANS="2,256,1;8,256,1;8,256,16;2,256,16" (also
 #   with FUSED_WIDE_ADAM=1 and 0, and FUSED_UNROLL=4) for 3 epochs, and "2,256,1;8,256,16"
 #   for 10.
-#   FUSED_ADAM_STAGE=N makes the Adam dispatch stage at most N values a round (default 2,048;
-#   at most 4,096). "Fused kernels: epochs queued ahead, a smaller Adam round, set-up on the
+#   FUSED_ADAM_STAGE=N makes the Adam dispatch stage at most N values a round (default and
+#   at most 4,096; the engine gives CUDA 2,048). Since c993998 the timed epochs are queued
+#   ahead as the engine queues them on CUDA (each before the last one's losses are read);
+#   FUSED_AHEAD=0 reads each epoch's losses before the next is queued (the engine's way on
+#   other GPUs). "Fused kernels: epochs queued ahead, a smaller Adam round, set-up on the
 #   device" ran FUSED_UNROLL=32 FUSED_PLANS="2,256,1;8,256,16" with FUSED_ADAM_STAGE=4096,
-#   2048, 1024 for 20 epochs (and under ncu). Since c993998 the timed epochs are queued as
-#   the engine queues them (each before the last one's losses are read).
+#   2048, 1024 for 20 epochs (and under ncu), and FOREXGPT_TEST_DEVICES=wgpu (FUSED_UNROLL=16)
+#   and cuda with FUSED_AHEAD=1/0 × FUSED_ADAM_STAGE=2048/4096.
 set -euo pipefail
 bin="${1:-target/release/examples/fused_plans}"
 if [[ ! -x "$bin" ]]; then

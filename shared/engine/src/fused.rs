@@ -399,6 +399,9 @@ impl forexgpt_device::cube::CubeJob for FusedJob<'_, '_> {
             plan,
         )
         .map_err(failed)?;
+        if self.device.cuda_index().is_some() {
+            trainer.set_adam_stage_values(forexgpt_kernels::fused_mlp::CUDA_ADAM_STAGE);
+        }
         let seeds: Vec<u32> = runs.iter().map(|run| dropout_seed(run.spec.seed)).collect();
         trainer.set_dropout_seeds(&seeds).map_err(failed)?;
         let n = first.train.rows;

@@ -10,7 +10,7 @@
 //! `FUSED_UNROLL=N` unrolls the products' inner loops N times (default `MAX_UNROLL`);
 //! `FUSED_WIDE_ADAM=1` (or `0`) makes the Adam dispatch take tiles of 1,024 parameters (or
 //! 256) whatever the grid's size; `FUSED_ADAM_STAGE=N` makes it stage at most N values a
-//! round (default 4,096).
+//! round (default 4,096 on every device; the engine gives CUDA 2,048).
 //! The timed epochs run as the engine runs them: each queued before the last one's losses
 //! are read (`FUSED_AHEAD=0`: read before the next is queued, as before `c993998`).
 //! Every network of a grid starts from the same weights and draws its rows' orders from its

@@ -502,16 +502,18 @@ const ADAM_WIDE_TILE: usize = 4 * ADAM_UNITS as usize;
 const ADAM_WIDE_CUBES: usize = 1024;
 
 /// Most values a cube of [`chain_adam`] stages a round (rows of its tile's inputs and output
-/// gradients): 8 KiB of workgroup memory. Each unit holds its share of a round in registers
-/// between the loads and the stores, so the round sets the registers: on an H100, for a grid
-/// of 16 reference networks, 4,096 values took 80 registers a unit (3 cubes a multiprocessor
-/// at once, 29.4 µs a dispatch), 2,048 took 48 (5 cubes, 26.3 µs), 1,024 took 40 (6 cubes,
-/// 26.8 µs).
-const ADAM_STAGE_VALUES: usize = 2048;
+/// gradients) unless [`ChainTrainer::set_adam_stage_values`] says otherwise: 16 KiB of
+/// workgroup memory, what WebGPU guarantees. Each unit holds its share of a round in
+/// registers between the loads and the stores, so the round sets the registers: see
+/// [`CUDA_ADAM_STAGE`].
+pub const ADAM_STAGE_VALUES: usize = 4096;
 
-/// The most [`ChainTrainer::set_adam_stage_values`] allows: 16 KiB of workgroup memory, what
-/// WebGPU guarantees.
-const ADAM_STAGE_MAX: usize = 4096;
+/// The round the engine gives [`chain_adam`] on CUDA. On an H100, for a grid of 16 reference
+/// networks, rounds of 4,096 values took 80 registers a unit (3 cubes a multiprocessor at
+/// once, 29.4 µs a dispatch), 2,048 took 48 (5 cubes, 26.3 µs), 1,024 took 40 (6 cubes,
+/// 26.8 µs). On the same GPU's Vulkan 2,048 made one network 8 % slower and the grid no
+/// faster, so other devices keep [`ADAM_STAGE_VALUES`].
+pub const CUDA_ADAM_STAGE: usize = 2048;
 
 /// How [`chain_adam`] tiles a layer of `fin` inputs and `fout` outputs, its parameters seen as
 /// `fin + 1` rows of `fout` (the weight's rows, then the bias): `(rows, cols, tiles)`, tiles of
@@ -1655,7 +1657,7 @@ pub struct ChainTrainer<R: Runtime> {
     unroll: usize,
     /// [`chain_adam`]'s tile when not its default (tests).
     adam_tile: Option<usize>,
-    /// [`chain_adam`]'s staged values a round when not [`ADAM_STAGE_VALUES`] (measurements).
+    /// [`chain_adam`]'s staged values a round when not [`ADAM_STAGE_VALUES`].
     adam_stage_values: Option<usize>,
     acts_len: usize,
     delta_len: usize,
@@ -2214,7 +2216,8 @@ impl<R: Runtime> ChainTrainer<R> {
     }
 
     /// Queues the zeroing of every network's Adam moments (a new trainer's: uploading 2 ×
-    /// the parameters' zeros was most of a grid's set-up).
+    /// the parameters' zeros, with the best weights' copy, took ~20 of a grid of 16's 45 ms
+    /// of set-up on an H100).
     fn zero_moments(&mut self) {
         let len = 2 * self.nets * self.shape.parameters();
         let cubes = len.div_ceil(ZERO_UNITS as usize).clamp(1, 1024) as u32;
@@ -2321,11 +2324,11 @@ impl<R: Runtime> ChainTrainer<R> {
     }
 
     /// Makes [`chain_adam`] stage at most `values` values a round (rows of its tile's inputs
-    /// and output gradients; by default [`ADAM_STAGE_VALUES`], at most [`ADAM_STAGE_MAX`]):
-    /// fewer values a round hold fewer registers, for measurements of that trade.
-    #[doc(hidden)]
+    /// and output gradients; by default and at most [`ADAM_STAGE_VALUES`], at least 64):
+    /// fewer values a round hold fewer registers ([`CUDA_ADAM_STAGE`]). The sums do not
+    /// depend on it.
     pub fn set_adam_stage_values(&mut self, values: usize) {
-        self.adam_stage_values = Some(values.clamp(64, ADAM_STAGE_MAX));
+        self.adam_stage_values = Some(values.clamp(64, ADAM_STAGE_VALUES));
     }
 
     /// Every network's parameters, read back from the device.

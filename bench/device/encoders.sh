@@ -14,7 +14,7 @@
 #   - "Fused kernels: plan-independent sums, the bias inside the Adam tiles; a stale kernel
 #     cache (issue 20)": PEERS=0 EPOCHS=100 REPEATS=2
 #     OPERATIONS=autoencoder_fit,autoencoder_grid_fit.
-#   - "Fused kernels: epochs queued ahead, a smaller Adam round, set-up on the device
+#   - "Fused kernels: epochs queued ahead on CUDA, a smaller Adam round, set-up on the device
 #     (issue 20)": FOREXGPT_TEST_DEVICES=cuda PEERS=0 EPOCHS=100 REPEATS=3
 #     OPERATIONS=autoencoder_fit,autoencoder_grid_fit
 #     FOREXGPT_LOG=forexgpt_engine=info,forexgpt_kernels=debug, binaries in turn. Where

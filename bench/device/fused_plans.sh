@@ -28,8 +28,8 @@
 #   at most 4,096; the engine gives CUDA 2,048). Since c993998 the timed epochs are queued
 #   ahead as the engine queues them on CUDA (each before the last one's losses are read);
 #   FUSED_AHEAD=0 reads each epoch's losses before the next is queued (the engine's way on
-#   other GPUs). "Fused kernels: epochs queued ahead, a smaller Adam round, set-up on the
-#   device" ran FUSED_UNROLL=32 FUSED_PLANS="2,256,1;8,256,16" with FUSED_ADAM_STAGE=4096,
+#   other GPUs). "Fused kernels: epochs queued ahead on CUDA, a smaller Adam round,
+#   set-up on the device" ran FUSED_UNROLL=32 FUSED_PLANS="2,256,1;8,256,16" with FUSED_ADAM_STAGE=4096,
 #   2048, 1024 for 20 epochs (and under ncu), and FOREXGPT_TEST_DEVICES=wgpu (FUSED_UNROLL=16)
 #   and cuda with FUSED_AHEAD=1/0 × FUSED_ADAM_STAGE=2048/4096.
 set -euo pipefail

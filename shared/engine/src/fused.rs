@@ -290,7 +290,7 @@ pub(crate) fn train(
 /// Trains the networks of several runs together on `device`, one workgroup each in every
 /// launch. They share the training and validation rows, the network shape, the batch size
 /// and the learning rate (seeds, epochs and patience may differ: a network that stops early
-/// sits out the later launches, but for one the device may already have been given, whose
+/// sits out the later launches, but for one that may already be queued on CUDA, whose
 /// result is dropped). Each network gets what it would get trained alone.
 pub fn train_together(
     runs: &[&TrainRun<'_>],
@@ -338,8 +338,7 @@ fn trained_on(
 /// a read-back waits for a fence where it was queued. wgpu's read-backs wait for the device's
 /// latest submission (cubecl polls with `Wait` for the most recent one while any read is
 /// pending), so there a read queued ahead waits for the next epoch too, and the polling while
-/// the next epoch is queued made training slower on the H100's Vulkan (1,003 ms against 882
-/// for one network, 100 epochs).
+/// the next epoch is queued made training 10–20 % slower on the H100's Vulkan.
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
 fn queues_ahead(device: &ComputeDevice) -> bool {
     device.cuda_index().is_some()
@@ -440,11 +439,11 @@ impl forexgpt_device::cube::CubeJob for FusedJob<'_, '_> {
         // On CUDA (`queues_ahead`) epochs are queued one ahead of the host's reading their
         // losses, so the device never waits for the host between epochs (the read, the books,
         // the next epoch's upload): epoch `e + 1` is queued before epoch `e`'s losses are
-        // read. It trains the
-        // networks still training as far as the host knows then, so one that stops at `e`
-        // (early stopping) trains one more epoch on the device, which is dropped: its
-        // history ends at `e` and its best weights are kept apart. Each epoch's weights wait
-        // in a snapshot slot (`e % 2`) until the host knows whether they are the best so far.
+        // read. It trains the networks still training as far as the host knows then, so one
+        // that stops at `e` (early stopping) trains one more epoch on the device, which is
+        // dropped: its history ends at `e` and its best weights are kept apart. Each epoch's
+        // weights wait in a snapshot slot (`e % 2`) until the host knows whether they are the
+        // best so far.
         struct Queued<'r> {
             epoch: usize,
             networks: Vec<bool>,

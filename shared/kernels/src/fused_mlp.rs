@@ -1592,8 +1592,9 @@ pub struct TrainerTiming {
 
 /// The read-back of a pass's losses, queued behind its steps ([`ChainTrainer::queue_epoch`],
 /// [`ChainTrainer::queue_validation`]) and taken by [`ChainTrainer::losses`]: the host can
-/// queue more work before it waits for these values, and waits only until they are ready.
-/// It borrows the [`LossReader`] that queued it.
+/// queue more work before it waits for these values, and on CUDA waits only until they are
+/// ready (cubecl's wgpu waits for everything submitted by then). It borrows the
+/// [`LossReader`] that queued it.
 #[must_use = "the losses are read by `ChainTrainer::losses`"]
 pub struct PendingLosses<'r> {
     /// `None` for a pass over no rows (its sums are 0).
@@ -2076,8 +2077,9 @@ impl<R: Runtime> ChainTrainer<R> {
         self.client
             .flush()
             .map_err(|e| server_error("running the fused training kernel", e))?;
-        // Queued now, behind this pass's steps (a fence there): waiting for it later does not
-        // wait for what is queued after.
+        // Queued now, behind this pass's steps. On CUDA it waits on a fence recorded here, so
+        // waiting for it later does not wait for what is queued after; cubecl's wgpu waits
+        // for the device's latest submission.
         let read = Some(Box::pin(reader.client.read_async(vec![sums])) as ReadFuture<'r>);
         self.timing.dispatches += dispatches;
         self.timing.queuing += queuing.elapsed();

@@ -145,21 +145,19 @@ mod plans {
                         .ok_or("cancelled")?;
                     let validation = trainer.queue_validation(&reader, &active, 0.0)?;
                     trainer.snapshot(e % 2, &active)?;
-                    Some((train, validation))
+                    Some((e, train, validation))
                 } else {
                     None
                 };
-                if let Some((train, validation)) = pending.take() {
+                // The epoch read now: the one queued before, or (not queued ahead) this one.
+                let to_read = if self.ahead {
+                    std::mem::replace(&mut pending, next)
+                } else {
+                    next
+                };
+                if let Some((done, train, validation)) = to_read {
                     loss = (trainer.losses(train)?[0], trainer.losses(validation)?[0]);
-                    trainer.keep_snapshot((e - 1) % 2, &active)?;
-                }
-                pending = next;
-                // Not queued ahead: each epoch's losses read before the next is queued.
-                if !self.ahead
-                    && let Some((train, validation)) = pending.take()
-                {
-                    loss = (trainer.losses(train)?[0], trainer.losses(validation)?[0]);
-                    trainer.keep_snapshot(e % 2, &active)?;
+                    trainer.keep_snapshot(done % 2, &active)?;
                 }
             }
             Ok((

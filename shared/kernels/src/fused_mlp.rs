@@ -1638,8 +1638,7 @@ pub struct ChainTrainer<R: Runtime> {
     delta: Handle,
     /// Each network's dropout seed (see the module's docs).
     dropout_seeds: Handle,
-    /// Each network's parameters as [`ChainTrainer::keep_best`] or
-    /// [`ChainTrainer::keep_snapshot`] last kept them.
+    /// Each network's parameters as [`ChainTrainer::keep_snapshot`] last kept them.
     best: Handle,
     /// Two slots of every network's parameters as [`ChainTrainer::snapshot`] took them
     /// (allocated at the first), so that an epoch's weights can be kept after the next
@@ -2236,15 +2235,6 @@ impl<R: Runtime> ChainTrainer<R> {
         }
     }
 
-    /// Keeps the current parameters of the networks marked in `which` on the device (queued
-    /// behind the steps so far, nothing read back), for [`ChainTrainer::best_parameters`]:
-    /// a grid whose networks improve every epoch read 3.3 MB back an epoch before (16
-    /// reference networks), each read waiting for the device to drain.
-    pub fn keep_best(&mut self, which: &[bool]) -> Result<(), String> {
-        let (params, best) = (self.params.clone(), self.best.clone());
-        self.copy_networks(&params, &best, which)
-    }
-
     /// Copies the current parameters of the networks marked in `which` into snapshot `slot`
     /// (0 or 1), queued behind the steps so far: with the epochs queued one ahead of the
     /// host's reading their losses, epoch `e`'s weights wait in slot `e % 2` until the host
@@ -2310,9 +2300,10 @@ impl<R: Runtime> ChainTrainer<R> {
         Ok(())
     }
 
-    /// Every network's parameters as [`ChainTrainer::keep_best`] or
-    /// [`ChainTrainer::keep_snapshot`] last kept them (its initial ones if never), read back
-    /// from the device.
+    /// Every network's parameters as [`ChainTrainer::keep_snapshot`] last kept them (its
+    /// initial ones if never), read back from the device: a grid whose networks improve
+    /// every epoch read 3.3 MB back an epoch before they stayed on the device (16 reference
+    /// networks), each read waiting for the device to drain.
     pub fn best_parameters(&self) -> Result<Vec<Vec<f32>>, String> {
         self.read_networks(&self.best, "reading the best weights")
     }
